@@ -1,0 +1,25 @@
+// Clip by value in place (torch clip_grad_value_):
+//   g_i ← clamp(g_i, -clip_value, clip_value)      NaN stays NaN
+//
+// @binding(0) grads this slab, vec4-packed (read and written)
+// @binding(1) op    OpParams (clip_value)
+// @binding(2) slab  Slab (len)
+
+@group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
+@group(0) @binding(1) var<uniform> op: OpParams;
+@group(0) @binding(2) var<uniform> slab: Slab;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = group_index(wid, nwg) * WORKGROUP_SIZE + lid;
+    let e = i * 4u;
+    if e >= slab.len {
+        return;
+    }
+    let g = grads[i];
+    grads[i] = select(g, clamp_keep_nan(g, op.clip_value), lanes_before(e, slab.len));
+}

@@ -1,0 +1,91 @@
+// Finalize: one workgroup folds every tensor's sum and writes the step state.
+//   tensor_norms[t] = root(tensor_sums[t]) / grad_scale        root: s, sqrt(s), s^(1/p)
+//   total_norm      = root(fold_t tensor_sums[t]) / grad_scale (NaN if any g is NaN, +Inf if any is ±Inf)
+//   clip_coef       = min(1, max_norm / (total_norm + CLIP_EPS)), NaN if total_norm is NaN, 1 without norm clip
+//   nonfinite       = some g is NaN/±Inf, or total_norm overflowed
+//   skipped         = nonfinite and policy != PROPAGATE
+//   step           += 1 unless skipped (only when count_step); bias_correction_k = 1 - β_k^step
+//
+// @binding(0) tensor_sums  one Partial per tensor
+// @binding(1) tensor_norms one f32 per tensor (written)
+// @binding(2) state        StepState (read and written)
+// @binding(3) op           OpParams
+
+@group(0) @binding(0) var<storage, read> tensor_sums: array<Partial>;
+@group(0) @binding(1) var<storage, read_write> tensor_norms: array<f32>;
+@group(0) @binding(2) var<storage, read_write> state: StepState;
+@group(0) @binding(3) var<uniform> op: OpParams;
+
+var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
+var<workgroup> flags: array<u32, WORKGROUP_SIZE>;
+
+fn combine(x: f32, y: f32) -> f32 {
+    return select(x + y, max(x, y), op.kind == NORM_INF);
+}
+
+fn root(s: f32, bad: u32) -> f32 {
+    if (bad & FLAG_NAN) != 0u {
+        return f32_nan(bad);
+    }
+    if (bad & FLAG_INF) != 0u {
+        return f32_inf(bad);
+    }
+    var r = s;
+    if op.kind == NORM_L2 {
+        r = sqrt(s);
+    } else if op.kind == NORM_P && s > 0.0 {
+        r = pow(s, 1.0 / op.p);
+    }
+    return r * op.inv_grad_scale;
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    var bad = 0u;
+    if op.has_norm != 0u {
+        for (var t = lid; t < op.num_tensors; t += WORKGROUP_SIZE) {
+            let part = tensor_sums[t];
+            tensor_norms[t] = root(part.value, part.flags);
+            acc = combine(acc, part.value);
+            bad |= part.flags;
+        }
+    }
+    sums[lid] = acc;
+    flags[lid] = bad;
+    workgroupBarrier();
+    for (var s = WORKGROUP_SIZE / 2u; s > 0u; s >>= 1u) {
+        if lid < s {
+            sums[lid] = combine(sums[lid], sums[lid + s]);
+            flags[lid] |= flags[lid + s];
+        }
+        workgroupBarrier();
+    }
+    if lid != 0u {
+        return;
+    }
+    var st = state;
+    st.clip_coef = 1.0;
+    st.nonfinite = 0u;
+    if op.has_norm != 0u {
+        let total = root(sums[0], flags[0]);
+        st.total_norm = total;
+        st.nonfinite = select(0u, 1u, flags[0] != 0u || !is_finite(total));
+        if op.clip_norm != 0u {
+            st.clip_coef = select(min(1.0, op.max_norm / (total + CLIP_EPS)), f32_nan(lid), is_nan(total));
+        }
+    } else {
+        st.total_norm = f32_nan(lid);
+    }
+    st.skipped = select(0u, 1u, st.nonfinite != 0u && op.policy != POLICY_PROPAGATE);
+    if op.count_step != 0u && st.skipped == 0u {
+        st.step += 1u;
+    }
+    st.bias_correction1 = 1.0;
+    st.bias_correction2 = 1.0;
+    if op.bias_correction != 0u {
+        st.bias_correction1 = 1.0 - pow(op.beta1, f32(st.step));
+        st.bias_correction2 = 1.0 - pow(op.beta2, f32(st.step));
+    }
+    state = st;
+}

@@ -1,0 +1,26 @@
+// Clip by norm, applied in place (torch clip_grads_with_norm_):
+//   g_i ← g_i · clip_coef          (clip_coef from the step state the finalize pass wrote)
+// A skipped state (non-finite under Skip/Error) leaves g untouched.
+//
+// @binding(0) grads this slab, vec4-packed (read and written)
+// @binding(1) state StepState
+// @binding(2) slab  Slab (len)
+
+@group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> state: StepState;
+@group(0) @binding(2) var<uniform> slab: Slab;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = group_index(wid, nwg) * WORKGROUP_SIZE + lid;
+    let e = i * 4u;
+    if e >= slab.len || state.skipped != 0u {
+        return;
+    }
+    let g = grads[i];
+    grads[i] = select(g, g * state.clip_coef, lanes_before(e, slab.len));
+}

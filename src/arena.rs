@@ -1,0 +1,637 @@
+//! Parameter sets: named tensors packed into a few large buffers ("slabs"), with a
+//! matching gradient arena, uploads and downloads, and the caller's own buffers as
+//! external tensors.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::consts::{MIN_SLAB_BYTES, TENSOR_ALIGN_ELEMS};
+use crate::context::{f32s, Context, Gpu};
+use crate::error::{Error, Result};
+use crate::layout::{Layout, TensorInfo, TensorSpec};
+use crate::norm::NormWorkspace;
+
+/// A range of a caller's buffer: `buffer[offset..]`, in bytes.
+#[derive(Clone, Debug)]
+pub struct BufferRange {
+    /// The buffer; it needs `STORAGE` usage (and `COPY_DST`/`COPY_SRC` to upload/download).
+    pub buffer: wgpu::Buffer,
+    /// Byte offset, a multiple of the device's `min_storage_buffer_offset_alignment`.
+    pub offset: u64,
+}
+
+/// A tensor whose parameters and gradients live in the caller's buffers. It costs one
+/// dispatch per kernel (it is a slab of its own) but joins the same command buffer.
+#[derive(Clone, Debug)]
+pub struct ExternalTensor {
+    /// Unique name.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Where the parameters are.
+    pub params: BufferRange,
+    /// Where the gradients are.
+    pub grads: BufferRange,
+}
+
+/// Options of [`ParamSet::new`].
+#[derive(Clone, Debug, Default)]
+pub struct ArenaOptions {
+    /// Largest slab in bytes (`None`: the device's `max_storage_buffer_binding_size`).
+    /// Forcing it small reaches the multi-slab paths with small data.
+    pub max_slab_bytes: Option<u64>,
+    /// Tensors in the caller's buffers.
+    pub external: Vec<ExternalTensor>,
+}
+
+/// One contiguous piece of a tensor in a device buffer, for a caller's own kernels.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorView<'a> {
+    /// The buffer.
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of the piece (a multiple of 256 for tensors clipstep allocated).
+    pub offset: u64,
+    /// Elements in the piece.
+    pub len: u64,
+    /// Index of the piece's first element within the tensor.
+    pub tensor_offset: u64,
+}
+
+/// A slab's binding: a whole internal buffer, or a caller's range.
+#[derive(Clone, Debug)]
+pub(crate) struct Binding {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    /// Bytes bound: the slab length rounded up to a whole vec4.
+    pub size: u64,
+    /// Bytes that belong to the slab (size without the vec4 round-up).
+    pub data_size: u64,
+}
+
+impl Binding {
+    pub(crate) fn resource(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.size),
+        })
+    }
+}
+
+/// One array per slab layout: parameters, gradients or an optimizer state.
+pub(crate) enum Arena {
+    Gpu(Vec<Binding>),
+    /// The CPU reference holds the whole internal space in one vector.
+    Cpu(Vec<f32>),
+}
+
+/// A parameter set: the parameter arena, the matching gradient arena, and the chunk
+/// tables that let every kernel run once per slab instead of once per tensor.
+///
+/// Host data passed to [`upload_params`](Self::upload_params) and friends is the
+/// concatenation of all tensors in order, without padding.
+pub struct ParamSet {
+    pub(crate) id: u64,
+    pub(crate) ctx: Context,
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) params: Arena,
+    pub(crate) grads: Arena,
+    pub(crate) tables: Option<Arc<SlabTables>>,
+    pub(crate) workspace: Option<NormWorkspace>,
+}
+
+/// Device copies of the layout: per slab its chunk table and `Slab` uniform, and the
+/// per-tensor chunk ranges.
+pub(crate) struct SlabTables {
+    pub chunks: Vec<wgpu::Buffer>,
+    pub slab_uniforms: Vec<wgpu::Buffer>,
+    pub ranges: wgpu::Buffer,
+}
+
+/// `struct Slab` of `shaders/common.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct SlabUniform {
+    pub len: u32,
+    pub chunk_base: u32,
+    pub num_chunks: u32,
+    pub _pad: u32,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Context {
+    /// A parameter set of `specs` with default options. See [`ParamSet::new`].
+    pub fn param_set(&self, specs: &[TensorSpec]) -> Result<ParamSet> {
+        ParamSet::new(self, specs, ArenaOptions::default())
+    }
+}
+
+impl ParamSet {
+    /// Allocates zeroed parameters and gradients for `specs` (and registers
+    /// `options.external`), packed in slabs of at most `max_slab_bytes`.
+    pub fn new(ctx: &Context, specs: &[TensorSpec], options: ArenaOptions) -> Result<ParamSet> {
+        let gpu = ctx.gpu();
+        if gpu.is_none() && !options.external.is_empty() {
+            return Err(Error::NeedsGpu("an external tensor"));
+        }
+        let capacity = slab_capacity(gpu.map(|g| &g.limits), options.max_slab_bytes)?;
+        let external_specs: Vec<TensorSpec> = options
+            .external
+            .iter()
+            .map(|e| TensorSpec::new(e.name.clone(), e.shape.clone()))
+            .collect();
+        let layout = Arc::new(Layout::new(specs, &external_specs, capacity)?);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let Some(gpu) = gpu else {
+            let len = layout.internal_len as usize;
+            return Ok(ParamSet {
+                id,
+                ctx: ctx.clone(),
+                layout,
+                params: Arena::Cpu(vec![0.0; len]),
+                grads: Arena::Cpu(vec![0.0; len]),
+                tables: None,
+                workspace: None,
+            });
+        };
+        for e in &options.external {
+            validate_external(gpu, e)?;
+        }
+        let params = Arena::Gpu(slab_bindings(gpu, &layout, "params", &options, |e| &e.params));
+        let grads = Arena::Gpu(slab_bindings(gpu, &layout, "grads", &options, |e| &e.grads));
+        let tables = Arc::new(SlabTables::new(gpu, &layout));
+        let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads, None);
+        gpu.check()?;
+        Ok(ParamSet {
+            id,
+            ctx: ctx.clone(),
+            layout,
+            params,
+            grads,
+            tables: Some(tables),
+            workspace: Some(workspace),
+        })
+    }
+
+    /// The tensors, in order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.layout.tensors
+    }
+
+    /// Total elements over all tensors (padding excluded).
+    pub fn numel(&self) -> u64 {
+        self.layout.numel()
+    }
+
+    /// Number of slabs (each costs one dispatch per elementwise kernel).
+    pub fn num_slabs(&self) -> usize {
+        self.layout.slabs.len()
+    }
+
+    /// The context this set lives on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Writes every parameter: `data` is all tensors concatenated in order.
+    pub fn upload_params(&mut self, data: &[f32]) -> Result<()> {
+        write_all(self.ctx.gpu(), &self.layout, &mut self.params, data, "params")
+    }
+
+    /// Writes every gradient: `data` is all tensors concatenated in order.
+    pub fn upload_grads(&mut self, data: &[f32]) -> Result<()> {
+        write_all(self.ctx.gpu(), &self.layout, &mut self.grads, data, "grads")
+    }
+
+    /// Writes one tensor's parameters.
+    pub fn upload_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        let t = self.layout.index(name)?;
+        write_tensor(self.ctx.gpu(), &self.layout, &mut self.params, t, data, "params")
+    }
+
+    /// Writes one tensor's gradient.
+    pub fn upload_grad(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        let t = self.layout.index(name)?;
+        write_tensor(self.ctx.gpu(), &self.layout, &mut self.grads, t, data, "grads")
+    }
+
+    /// Reads every parameter back (all tensors concatenated in order). Syncs with the device.
+    pub fn download_params(&self) -> Result<Vec<f32>> {
+        read_all(self.ctx.gpu(), &self.layout, &self.params, "params")
+    }
+
+    /// Reads every gradient back (all tensors concatenated in order). Syncs with the device.
+    pub fn download_grads(&self) -> Result<Vec<f32>> {
+        read_all(self.ctx.gpu(), &self.layout, &self.grads, "grads")
+    }
+
+    /// Reads one tensor's parameters back.
+    pub fn download_param(&self, name: &str) -> Result<Vec<f32>> {
+        let t = self.layout.index(name)?;
+        read_tensor(self.ctx.gpu(), &self.layout, &self.params, t, "params")
+    }
+
+    /// Reads one tensor's gradient back.
+    pub fn download_grad(&self, name: &str) -> Result<Vec<f32>> {
+        let t = self.layout.index(name)?;
+        read_tensor(self.ctx.gpu(), &self.layout, &self.grads, t, "grads")
+    }
+
+    /// Sets every gradient to zero (PyTorch `zero_grad(set_to_none=False)`), on the device.
+    pub fn zero_grad(&mut self) -> Result<()> {
+        match (self.ctx.gpu(), &mut self.grads) {
+            (Some(gpu), Arena::Gpu(bindings)) => {
+                check_usage(&self.layout, bindings, wgpu::BufferUsages::COPY_DST, "grads")?;
+                let mut encoder = gpu.encoder();
+                for b in bindings.iter() {
+                    encoder.clear_buffer(&b.buffer, b.offset, Some(b.data_size));
+                }
+                gpu.submit(encoder)
+            }
+            (_, Arena::Cpu(v)) => {
+                v.fill(0.0);
+                Ok(())
+            }
+            _ => unreachable!("arena kind always matches the context"),
+        }
+    }
+
+    /// The device pieces of a tensor's gradient (usually one; more when it spans slabs),
+    /// so a caller's backward kernels can write gradients in place.
+    pub fn grad_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
+        self.views(&self.grads, name)
+    }
+
+    /// The device pieces of a tensor's parameters.
+    pub fn param_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
+        self.views(&self.params, name)
+    }
+
+    fn views<'a>(&'a self, arena: &'a Arena, name: &str) -> Result<Vec<TensorView<'a>>> {
+        let t = self.layout.index(name)?;
+        let Arena::Gpu(bindings) = arena else {
+            return Err(Error::NeedsGpu("a device view of a tensor"));
+        };
+        Ok(self
+            .layout
+            .pieces(t)
+            .into_iter()
+            .map(|p| TensorView {
+                buffer: &bindings[p.slab].buffer,
+                offset: bindings[p.slab].offset + p.slab_offset * 4,
+                len: p.len,
+                tensor_offset: p.tensor_offset,
+            })
+            .collect())
+    }
+
+    /// The CPU reference's view of tensor `t` in `arena`.
+    pub(crate) fn host_tensor<'a>(&self, arena: &'a [f32], t: usize) -> &'a [f32] {
+        let info = &self.layout.tensors[t];
+        &arena[info.offset as usize..(info.offset + info.numel) as usize]
+    }
+}
+
+impl SlabTables {
+    fn new(gpu: &Gpu, layout: &Layout) -> SlabTables {
+        let chunks = layout
+            .chunks
+            .iter()
+            .map(|table| {
+                let b = gpu.storage("chunk table", (table.len() * 16) as u64);
+                gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(table));
+                b
+            })
+            .collect();
+        let slab_uniforms = layout
+            .slabs
+            .iter()
+            .enumerate()
+            .map(|(s, slab)| {
+                let u = SlabUniform {
+                    len: slab.len as u32,
+                    chunk_base: layout.chunk_base[s],
+                    num_chunks: layout.chunks[s].len() as u32,
+                    _pad: 0,
+                };
+                gpu.uniform("slab", bytemuck::bytes_of(&u))
+            })
+            .collect();
+        let ranges = gpu.storage("tensor chunk ranges", (layout.ranges.len() * 8) as u64);
+        gpu.queue
+            .write_buffer(&ranges, 0, bytemuck::cast_slice(&layout.ranges));
+        SlabTables {
+            chunks,
+            slab_uniforms,
+            ranges,
+        }
+    }
+}
+
+/// Elements per slab: the device's binding limit (or the caller's), floored to the
+/// tensor alignment.
+fn slab_capacity(limits: Option<&wgpu::Limits>, forced: Option<u64>) -> Result<u64> {
+    if let Some(bytes) = forced {
+        if bytes < MIN_SLAB_BYTES {
+            return Err(Error::SlabTooSmall(bytes));
+        }
+    }
+    let device_max = limits.map_or(u64::MAX, |l| {
+        u64::from(l.max_storage_buffer_binding_size).min(l.max_buffer_size)
+    });
+    // The CPU reference has no binding limit; 1 GiB slabs keep the bookkeeping small.
+    let bytes = forced.unwrap_or(device_max).min(device_max).min(1 << 30);
+    let elems = (bytes / 4) / TENSOR_ALIGN_ELEMS * TENSOR_ALIGN_ELEMS;
+    Ok(elems.max(TENSOR_ALIGN_ELEMS))
+}
+
+/// Allocates one buffer per internal slab, or binds the caller's range for external ones.
+pub(crate) fn slab_bindings(
+    gpu: &Gpu,
+    layout: &Layout,
+    label: &str,
+    options: &ArenaOptions,
+    range: impl Fn(&ExternalTensor) -> &BufferRange,
+) -> Vec<Binding> {
+    layout
+        .slabs
+        .iter()
+        .map(|slab| {
+            let data_size = slab.len * 4;
+            let size = data_size.next_multiple_of(16);
+            match slab.external {
+                Some(k) => {
+                    let r = range(&options.external[k]);
+                    Binding {
+                        buffer: r.buffer.clone(),
+                        offset: r.offset,
+                        size,
+                        data_size,
+                    }
+                }
+                None => Binding {
+                    buffer: gpu.storage(label, size),
+                    offset: 0,
+                    size,
+                    data_size,
+                },
+            }
+        })
+        .collect()
+}
+
+/// An arena of the same slab layout for optimizer state, all internal buffers.
+pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str) -> Arena {
+    match ctx.gpu() {
+        Some(gpu) => Arena::Gpu(
+            layout
+                .slabs
+                .iter()
+                .map(|slab| {
+                    let data_size = slab.len * 4;
+                    let size = data_size.next_multiple_of(16);
+                    Binding {
+                        buffer: gpu.storage(label, size),
+                        offset: 0,
+                        size,
+                        data_size,
+                    }
+                })
+                .collect(),
+        ),
+        None => Arena::Cpu(vec![0.0; layout.internal_len as usize]),
+    }
+}
+
+fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<()> {
+    let numel = TensorSpec::new(e.name.clone(), e.shape.clone()).numel();
+    let max_binding = u64::from(gpu.limits.max_storage_buffer_binding_size);
+    if numel * 4 > max_binding {
+        return Err(Error::TooLarge {
+            what: format!("external tensor {:?} (bytes)", e.name),
+            size: numel * 4,
+            limit: max_binding,
+        });
+    }
+    let alignment = gpu.limits.min_storage_buffer_offset_alignment;
+    for (role, r) in [("params", &e.params), ("grads", &e.grads)] {
+        if !r.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::MissingUsage {
+                tensor: e.name.clone(),
+                role,
+                usage: "STORAGE",
+            });
+        }
+        if r.offset % u64::from(alignment) != 0 {
+            return Err(Error::MisalignedOffset {
+                tensor: e.name.clone(),
+                offset: r.offset,
+                alignment,
+            });
+        }
+        let end = r.offset + (numel * 4).next_multiple_of(16);
+        if end > r.buffer.size() {
+            return Err(Error::OutOfBounds {
+                tensor: e.name.clone(),
+                offset: r.offset,
+                end,
+                size: r.buffer.size(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_usage(
+    layout: &Layout,
+    bindings: &[Binding],
+    usage: wgpu::BufferUsages,
+    role: &'static str,
+) -> Result<()> {
+    for (s, slab) in layout.slabs.iter().enumerate() {
+        if let Some(k) = slab.external {
+            if !bindings[s].buffer.usage().contains(usage) {
+                let tensor = layout.tensors.iter().filter(|t| t.external).nth(k);
+                return Err(Error::MissingUsage {
+                    tensor: tensor.map_or_else(String::new, |t| t.name.clone()),
+                    role,
+                    usage: if usage == wgpu::BufferUsages::COPY_DST {
+                        "COPY_DST"
+                    } else {
+                        "COPY_SRC"
+                    },
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn length_check(what: &str, expected: u64, got: usize) -> Result<()> {
+    if expected == got as u64 {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            what: what.to_string(),
+            expected,
+            got: got as u64,
+        })
+    }
+}
+
+/// Writes all tensors of `arena` from their concatenation.
+pub(crate) fn write_all(
+    gpu: Option<&Arc<Gpu>>,
+    layout: &Layout,
+    arena: &mut Arena,
+    data: &[f32],
+    role: &'static str,
+) -> Result<()> {
+    length_check(&format!("{role} of the whole set"), layout.numel(), data.len())?;
+    match (gpu, arena) {
+        (Some(gpu), Arena::Gpu(bindings)) => {
+            check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
+            // One padded image per internal slab: O(slabs) writes, not O(tensors).
+            let mut images: Vec<Vec<f32>> = layout
+                .slabs
+                .iter()
+                .map(|s| vec![0.0; if s.external.is_some() { 0 } else { s.len as usize }])
+                .collect();
+            let mut src = 0usize;
+            for t in 0..layout.tensors.len() {
+                let numel = layout.tensors[t].numel as usize;
+                let tensor = &data[src..src + numel];
+                for p in layout.pieces(t) {
+                    let part = &tensor[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
+                    if layout.slabs[p.slab].external.is_some() {
+                        let b = &bindings[p.slab];
+                        gpu.queue.write_buffer(&b.buffer, b.offset, bytemuck::cast_slice(part));
+                    } else {
+                        let at = p.slab_offset as usize;
+                        images[p.slab][at..at + part.len()].copy_from_slice(part);
+                    }
+                }
+                src += numel;
+            }
+            for (s, image) in images.iter().enumerate() {
+                if !image.is_empty() {
+                    gpu.queue
+                        .write_buffer(&bindings[s].buffer, 0, bytemuck::cast_slice(image));
+                }
+            }
+            gpu.check()
+        }
+        (_, Arena::Cpu(v)) => {
+            let mut src = 0usize;
+            for t in &layout.tensors {
+                let (o, n) = (t.offset as usize, t.numel as usize);
+                v[o..o + n].copy_from_slice(&data[src..src + n]);
+                src += n;
+            }
+            Ok(())
+        }
+        _ => unreachable!("arena kind always matches the context"),
+    }
+}
+
+/// Writes tensor `t` of `arena`.
+pub(crate) fn write_tensor(
+    gpu: Option<&Arc<Gpu>>,
+    layout: &Layout,
+    arena: &mut Arena,
+    t: usize,
+    data: &[f32],
+    role: &'static str,
+) -> Result<()> {
+    let info = &layout.tensors[t];
+    length_check(&format!("{role} of tensor {:?}", info.name), info.numel, data.len())?;
+    match (gpu, arena) {
+        (Some(gpu), Arena::Gpu(bindings)) => {
+            check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
+            for p in layout.pieces(t) {
+                let b = &bindings[p.slab];
+                let part = &data[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
+                gpu.queue.write_buffer(
+                    &b.buffer,
+                    b.offset + p.slab_offset * 4,
+                    bytemuck::cast_slice(part),
+                );
+            }
+            gpu.check()
+        }
+        (_, Arena::Cpu(v)) => {
+            let o = info.offset as usize;
+            v[o..o + data.len()].copy_from_slice(data);
+            Ok(())
+        }
+        _ => unreachable!("arena kind always matches the context"),
+    }
+}
+
+/// Reads every slab of `arena` in one submission; returns per-slab host copies.
+fn read_slabs(gpu: &Gpu, layout: &Layout, bindings: &[Binding], role: &'static str) -> Result<Vec<Vec<f32>>> {
+    check_usage(layout, bindings, wgpu::BufferUsages::COPY_SRC, role)?;
+    let ranges: Vec<_> = bindings.iter().map(|b| (&b.buffer, b.offset, b.data_size)).collect();
+    let all = f32s(&gpu.read_blocking(&ranges)?);
+    let mut at = 0usize;
+    Ok(bindings
+        .iter()
+        .map(|b| {
+            let n = (b.data_size / 4) as usize;
+            let v = all[at..at + n].to_vec();
+            at += n;
+            v
+        })
+        .collect())
+}
+
+/// All tensors of `arena`, concatenated in order.
+pub(crate) fn read_all(gpu: Option<&Arc<Gpu>>, layout: &Layout, arena: &Arena, role: &'static str) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(layout.numel() as usize);
+    match (gpu, arena) {
+        (Some(gpu), Arena::Gpu(bindings)) => {
+            let slabs = read_slabs(gpu, layout, bindings, role)?;
+            for t in 0..layout.tensors.len() {
+                for p in layout.pieces(t) {
+                    let at = p.slab_offset as usize;
+                    out.extend_from_slice(&slabs[p.slab][at..at + p.len as usize]);
+                }
+            }
+        }
+        (_, Arena::Cpu(v)) => {
+            for t in &layout.tensors {
+                out.extend_from_slice(&v[t.offset as usize..(t.offset + t.numel) as usize]);
+            }
+        }
+        _ => unreachable!("arena kind always matches the context"),
+    }
+    Ok(out)
+}
+
+/// Tensor `t` of `arena`.
+pub(crate) fn read_tensor(
+    gpu: Option<&Arc<Gpu>>,
+    layout: &Layout,
+    arena: &Arena,
+    t: usize,
+    role: &'static str,
+) -> Result<Vec<f32>> {
+    let info = &layout.tensors[t];
+    match (gpu, arena) {
+        (Some(gpu), Arena::Gpu(bindings)) => {
+            check_usage(layout, bindings, wgpu::BufferUsages::COPY_SRC, role)?;
+            let ranges: Vec<_> = layout
+                .pieces(t)
+                .into_iter()
+                .map(|p| {
+                    let b = &bindings[p.slab];
+                    (&b.buffer, b.offset + p.slab_offset * 4, p.len * 4)
+                })
+                .collect();
+            Ok(f32s(&gpu.read_blocking(&ranges)?))
+        }
+        (_, Arena::Cpu(v)) => Ok(v[info.offset as usize..(info.offset + info.numel) as usize].to_vec()),
+        _ => unreachable!("arena kind always matches the context"),
+    }
+}

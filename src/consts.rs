@@ -1,0 +1,45 @@
+//! Every tuning constant and tolerance of the crate, in one place.
+//!
+//! Shaders receive the kernel constants through a generated prelude (see
+//! [`crate::shaders`]), so a value changed here changes the WGSL too.
+
+/// Invocations per workgroup for every kernel. 256 is a multiple of every vendor's
+/// SIMD width (32 on NVIDIA, 64 on AMD, 8/16 on CPU emulation) and the largest size
+/// WebGPU guarantees.
+pub const WORKGROUP_SIZE: u32 = 256;
+
+/// Elements per invocation per load: kernels read `vec4<f32>` (16-byte loads).
+pub const VEC_WIDTH: u32 = 4;
+
+/// `vec4` loads per invocation in one norm-partials chunk.
+pub const LOADS_PER_INVOCATION: u32 = 4;
+
+/// Elements in one chunk of the norm-partials pass: one workgroup reduces one chunk.
+/// 4096 elements = 16 KiB of gradient per workgroup.
+pub const CHUNK_ELEMS: u32 = WORKGROUP_SIZE * VEC_WIDTH * LOADS_PER_INVOCATION;
+
+/// Every tensor starts at a multiple of this many elements inside its slab: 64 f32 =
+/// 256 bytes, WebGPU's default `min_storage_buffer_offset_alignment`, so any tensor view
+/// can be bound directly by a caller's shader, and every chunk starts on a `vec4`.
+pub const TENSOR_ALIGN_ELEMS: u64 = 64;
+
+/// The smallest slab a caller may force (bytes): one aligned tensor block.
+pub const MIN_SLAB_BYTES: u64 = TENSOR_ALIGN_ELEMS * 4;
+
+/// `eps` in the clip coefficient `min(1, max_norm / (total_norm + eps))`, as PyTorch.
+pub const CLIP_EPS: f32 = 1e-6;
+
+/// Tolerances of the GPU against the CPU reference (DESIGN.md, "Numerics contract").
+pub mod tolerance {
+    /// Relative error of the global L1/L2/L∞ norm against the f64 reference.
+    pub const NORM_REL: f64 = 2e-6;
+    /// Relative error for a general p-norm: `pow` on GPUs is only accurate to a few
+    /// ulp and `(Σ|g|^p)^(1/p)` amplifies the error of `log2` by the magnitude of its argument.
+    pub const P_NORM_REL: f64 = 2e-5;
+    /// One fused update: each element within this many ulp of the f32 reference formula...
+    pub const UPDATE_ULPS: u32 = 4;
+    /// ...or within this absolute difference.
+    pub const UPDATE_ABS: f32 = 1e-7;
+    /// 100-step trajectories: parameters within this relative difference of the reference.
+    pub const TRAJECTORY_REL: f32 = 1e-5;
+}

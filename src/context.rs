@@ -1,0 +1,361 @@
+//! Adapter and device selection, device limits, and the pipeline cache.
+
+use std::sync::{Arc, Mutex, Once};
+
+use crate::error::{Error, Result};
+use crate::shaders::Pipelines;
+
+/// Set to `1` to turn "no GPU adapter" into [`Error::NoAdapter`] instead of the CPU fallback.
+pub const REQUIRE_GPU_ENV: &str = "CLIPSTEP_REQUIRE_GPU";
+
+/// Where a [`Context`] runs its kernels.
+///
+/// Create one per device: it compiles every compute pipeline once and is cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) gpu: Option<Arc<Gpu>>,
+}
+
+/// How to pick an adapter. `Default` honours `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
+/// `CLIPSTEP_REQUIRE_GPU`.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Backends to consider (`None`: `WGPU_BACKEND`, else all).
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring of the adapter name (`None`: `WGPU_ADAPTER_NAME`, else the best).
+    pub adapter_name: Option<String>,
+    /// Fail with [`Error::NoAdapter`] rather than fall back to the CPU reference
+    /// (`false`: `CLIPSTEP_REQUIRE_GPU=1` still forces it).
+    pub require_gpu: bool,
+}
+
+/// What `clipstep devices` prints for one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// wgpu's adapter info (name, backend, device type, driver).
+    pub info: wgpu::AdapterInfo,
+    /// The adapter's limits.
+    pub limits: wgpu::Limits,
+    /// Whether timestamp queries are available (used by `clipstep bench`).
+    pub timestamp_queries: bool,
+}
+
+/// The GPU half of a [`Context`].
+pub(crate) struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) pipelines: Pipelines,
+    /// First uncaptured device error or loss, surfaced by the next call as [`Error::Device`].
+    fault: Arc<Mutex<Option<String>>>,
+}
+
+impl Context {
+    /// The best adapter (discrete > integrated > virtual > CPU), honouring `WGPU_BACKEND`
+    /// and `WGPU_ADAPTER_NAME`. With no adapter, the CPU reference (said once on stderr),
+    /// or [`Error::NoAdapter`] when `CLIPSTEP_REQUIRE_GPU=1`.
+    pub fn new() -> Result<Context> {
+        Self::with_options(&ContextOptions::default())
+    }
+
+    /// As [`Context::new`] with explicit choices.
+    pub fn with_options(options: &ContextOptions) -> Result<Context> {
+        pollster::block_on(Self::with_options_async(options))
+    }
+
+    /// The async form of [`Context::with_options`].
+    pub async fn with_options_async(options: &ContextOptions) -> Result<Context> {
+        let require_gpu = options.require_gpu
+            || std::env::var(REQUIRE_GPU_ENV).is_ok_and(|v| v == "1" || v == "true");
+        let name = options
+            .adapter_name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let instance = instance(options.backends);
+        let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+        adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+        let chosen = match &name {
+            Some(name) => {
+                let lower = name.to_lowercase();
+                let found = adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&lower));
+                match found {
+                    Some(a) => a,
+                    None => {
+                        return Err(Error::NoAdapter(format!(
+                            "no adapter name contains {name:?}; `clipstep devices` lists them"
+                        )))
+                    }
+                }
+            }
+            None => match adapters.into_iter().next() {
+                Some(a) => a,
+                None if require_gpu => {
+                    return Err(Error::NoAdapter(format!(
+                        "wgpu found none ({REQUIRE_GPU_ENV}=1 forbids the CPU fallback); \
+                         on a headless Linux machine install a software driver: \
+                         apt-get install mesa-vulkan-drivers libvulkan1"
+                    )))
+                }
+                None => return Ok(Context::cpu_fallback()),
+            },
+        };
+        Self::open(chosen).await
+    }
+
+    /// The CPU reference backend, used when no adapter exists.
+    pub fn cpu() -> Context {
+        Context { gpu: None }
+    }
+
+    fn cpu_fallback() -> Context {
+        static SAID: Once = Once::new();
+        SAID.call_once(|| {
+            eprintln!(
+                "clipstep: no GPU adapter found; running on the CPU reference \
+                 (set {REQUIRE_GPU_ENV}=1 to make this an error)"
+            )
+        });
+        Context::cpu()
+    }
+
+    async fn open(adapter: wgpu::Adapter) -> Result<Context> {
+        let info = adapter.get_info();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("clipstep"),
+                required_features: features,
+                // The adapter's real limits: slabs may then be as large as the hardware allows.
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let fault = Arc::new(Mutex::new(None));
+        let on_error = fault.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            on_error.lock().unwrap().get_or_insert(e.to_string());
+        }));
+        let on_lost = fault.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            on_lost
+                .lock()
+                .unwrap()
+                .get_or_insert(format!("device lost ({reason:?}): {msg}"));
+        });
+        Ok(Self::from_parts(device, queue, info, fault))
+    }
+
+    /// Embeds clipstep in a caller's wgpu setup. The device's own limits bound the slab
+    /// size. The caller keeps its uncaptured-error handler; clipstep installs none.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Context {
+        let info = device.adapter_info();
+        Self::from_parts(device, queue, info, Arc::new(Mutex::new(None)))
+    }
+
+    fn from_parts(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        fault: Arc<Mutex<Option<String>>>,
+    ) -> Context {
+        let pipelines = Pipelines::new(&device);
+        let limits = device.limits();
+        Context {
+            gpu: Some(Arc::new(Gpu {
+                device,
+                queue,
+                info,
+                limits,
+                pipelines,
+                fault,
+            })),
+        }
+    }
+
+    /// Whether kernels run on a GPU adapter (false: the CPU reference).
+    pub fn is_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    /// The adapter's info, `None` on the CPU reference.
+    pub fn adapter_info(&self) -> Option<&wgpu::AdapterInfo> {
+        self.gpu.as_ref().map(|g| &g.info)
+    }
+
+    /// The device's limits, `None` on the CPU reference.
+    pub fn limits(&self) -> Option<&wgpu::Limits> {
+        self.gpu.as_ref().map(|g| &g.limits)
+    }
+
+    /// The wgpu device and queue, to run the caller's own kernels on clipstep's buffers.
+    pub fn device_queue(&self) -> Option<(&wgpu::Device, &wgpu::Queue)> {
+        self.gpu.as_ref().map(|g| (&g.device, &g.queue))
+    }
+
+    /// "name (backend, type)" or "CPU reference".
+    pub fn describe(&self) -> String {
+        match &self.gpu {
+            Some(g) => format!(
+                "{} ({:?}, {:?})",
+                g.info.name, g.info.backend, g.info.device_type
+            ),
+            None => "CPU reference (no GPU adapter)".to_string(),
+        }
+    }
+
+    pub(crate) fn gpu(&self) -> Option<&Arc<Gpu>> {
+        self.gpu.as_ref()
+    }
+}
+
+/// Every adapter wgpu sees on `backends` (`None`: `WGPU_BACKEND`, else all), best first.
+pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
+    let instance = instance(backends);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+    adapters
+        .iter()
+        .map(|a| AdapterSummary {
+            info: a.get_info(),
+            limits: a.limits(),
+            timestamp_queries: a.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        })
+        .collect()
+}
+
+fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends
+        .or_else(wgpu::Backends::from_env)
+        .unwrap_or(wgpu::Backends::all());
+    wgpu::Instance::new(desc)
+}
+
+/// Discrete > integrated > virtual > CPU > other; native APIs before GL.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    };
+    let api = u8::from(info.backend != wgpu::Backend::Gl);
+    (kind, api)
+}
+
+impl Gpu {
+    /// [`Error::Device`] if the device reported an error or was lost since the last call.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.fault.lock().unwrap().take() {
+            Some(msg) => Err(Error::Device(msg)),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            // Zero-sized bindings are invalid; tiny sets still get one vec4.
+            size: bytes.max(16).next_multiple_of(16),
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub(crate) fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        use wgpu::BufferUsages as U;
+        self.buffer(label, bytes, U::STORAGE | U::COPY_SRC | U::COPY_DST)
+    }
+
+    pub(crate) fn uniform(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
+        use wgpu::BufferUsages as U;
+        let buffer = self.buffer(label, contents.len() as u64, U::UNIFORM | U::COPY_DST);
+        self.queue.write_buffer(&buffer, 0, contents);
+        buffer
+    }
+
+    pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("clipstep"),
+            })
+    }
+
+    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.queue.submit([encoder.finish()]);
+        self.check()
+    }
+
+    /// Waits until the queue is idle.
+    pub(crate) fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(e.to_string()))?;
+        self.check()
+    }
+
+    /// Copies each `(buffer, offset, bytes)` range to the host, concatenated, in one
+    /// submission: the only host sync in the crate.
+    pub(crate) async fn read(&self, ranges: &[(&wgpu::Buffer, u64, u64)]) -> Result<Vec<u8>> {
+        let total: u64 = ranges.iter().map(|r| r.2).sum();
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        use wgpu::BufferUsages as U;
+        let staging = self.buffer("clipstep readback", total, U::MAP_READ | U::COPY_DST);
+        let mut encoder = self.encoder();
+        let mut at = 0;
+        for &(src, offset, bytes) in ranges {
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(src, offset, &staging, at, bytes);
+            }
+            at += bytes;
+        }
+        self.submit(encoder)?;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.map_async(wgpu::MapMode::Read, 0..total, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.receive()
+            .await
+            .ok_or_else(|| Error::Readback("map callback dropped".into()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let data = staging
+            .get_mapped_range(0..total)
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    pub(crate) fn read_blocking(&self, ranges: &[(&wgpu::Buffer, u64, u64)]) -> Result<Vec<u8>> {
+        pollster::block_on(self.read(ranges))
+    }
+
+    /// A 2D grid of `groups` workgroups: x up to the per-dimension limit, the rest in y.
+    pub(crate) fn grid(&self, groups: u32) -> (u32, u32) {
+        let max = self.limits.max_compute_workgroups_per_dimension.max(1);
+        if groups <= max {
+            (groups, 1)
+        } else {
+            (max, groups.div_ceil(max))
+        }
+    }
+}
+
+/// Little-endian bytes to f32s (a mapped range has no alignment guarantee for a cast).
+pub(crate) fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}

@@ -1,0 +1,142 @@
+//! The one error type of the crate.
+
+/// Everything that can go wrong in clipstep. Every message says what was expected,
+/// what was received, and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No GPU adapter was found and `CLIPSTEP_REQUIRE_GPU=1` forbids the CPU fallback,
+    /// or `WGPU_ADAPTER_NAME` names no adapter.
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+    /// The adapter refused to create a device.
+    #[error("could not create a device on adapter {adapter}: {reason}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's reason.
+        reason: String,
+    },
+    /// The device was lost or reported an internal error; no result can be trusted.
+    #[error("GPU device error: {0}; recreate the Context")]
+    Device(String),
+    /// A parameter set needs at least one tensor.
+    #[error("a parameter set needs at least one tensor; got none")]
+    EmptyParamSet,
+    /// Two tensors share a name.
+    #[error("tensor name {0:?} is used twice; names in a parameter set must be unique")]
+    DuplicateTensorName(String),
+    /// A tensor name was not found in the parameter set.
+    #[error("no tensor named {0:?} in this parameter set")]
+    UnknownTensor(String),
+    /// A host slice or buffer had the wrong number of elements.
+    #[error("{what}: expected {expected} elements, got {got}")]
+    LengthMismatch {
+        /// What was being passed.
+        what: String,
+        /// Elements expected.
+        expected: u64,
+        /// Elements received.
+        got: u64,
+    },
+    /// `max_norm` must be finite and > 0.
+    #[error("max_norm must be a finite number > 0; got {0}")]
+    InvalidMaxNorm(f32),
+    /// The norm order p must be finite and > 0 (use `Norm::Inf` for the max norm).
+    #[error("norm order p must be finite and > 0 (use Norm::Inf for the max norm); got {0}")]
+    InvalidNormOrder(f32),
+    /// The clip value must be finite and > 0.
+    #[error("clip_value must be a finite number > 0; got {0}")]
+    InvalidClipValue(f32),
+    /// The gradient scale must be finite and > 0.
+    #[error("grad_scale must be a finite number > 0; got {0}")]
+    InvalidGradScale(f32),
+    /// An optimizer hyperparameter broke PyTorch's validation rule.
+    #[error("{optimizer}: invalid {name}: {value} ({rule})")]
+    InvalidHyperparameter {
+        /// Optimizer name.
+        optimizer: &'static str,
+        /// Parameter name, as PyTorch spells it.
+        name: &'static str,
+        /// The value received.
+        value: f32,
+        /// The rule it broke.
+        rule: &'static str,
+    },
+    /// An external buffer lacks a usage flag the operation needs.
+    #[error("external buffer for tensor {tensor:?} ({role}) lacks BufferUsages::{usage}; create it with that usage")]
+    MissingUsage {
+        /// Tensor name.
+        tensor: String,
+        /// "params" or "grads".
+        role: &'static str,
+        /// The missing flag.
+        usage: &'static str,
+    },
+    /// An external buffer offset is not aligned as the device requires.
+    #[error("external buffer offset {offset} for tensor {tensor:?} is not a multiple of the device's min_storage_buffer_offset_alignment ({alignment})")]
+    MisalignedOffset {
+        /// Tensor name.
+        tensor: String,
+        /// Offset in bytes.
+        offset: u64,
+        /// Required alignment in bytes.
+        alignment: u32,
+    },
+    /// An external range runs past the end of its buffer.
+    #[error("external range for tensor {tensor:?} needs bytes {offset}..{end} but the buffer holds {size} (ranges are bound in whole vec4s: round the length up to a multiple of 4 elements)")]
+    OutOfBounds {
+        /// Tensor name.
+        tensor: String,
+        /// Start in bytes.
+        offset: u64,
+        /// End in bytes.
+        end: u64,
+        /// Buffer size in bytes.
+        size: u64,
+    },
+    /// A size exceeds a device limit or the u32 index space.
+    #[error("{what} is {size}, over the limit of {limit}")]
+    TooLarge {
+        /// What was too large.
+        what: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A forced slab size is too small.
+    #[error("slab size {0} bytes is below the minimum of {min} bytes", min = crate::consts::MIN_SLAB_BYTES)]
+    SlabTooSmall(u64),
+    /// The operation needs a GPU and this Context runs on the CPU fallback.
+    #[error("{0} needs a GPU device; this Context runs on the CPU reference fallback")]
+    NeedsGpu(&'static str),
+    /// An optimizer or workspace was used with a parameter set it was not built for.
+    #[error("this optimizer was built for another parameter set (id {expected}); got id {got}")]
+    ParamSetMismatch {
+        /// The set it was built for.
+        expected: u64,
+        /// The set passed in.
+        got: u64,
+    },
+    /// A report was read after a newer operation reused its device buffer.
+    #[error("this report is stale: a later operation on the same set overwrote its values; read a report before encoding the next operation")]
+    StaleReport,
+    /// The gradients held NaN or ±Inf and the non-finite policy is `Error`.
+    #[error("non-finite gradients (total norm {total_norm}); the step was skipped and nothing changed")]
+    NonFiniteGradients {
+        /// The total norm (NaN or Inf).
+        total_norm: f32,
+    },
+    /// Mapping a readback buffer failed.
+    #[error("reading back from the GPU failed: {0}")]
+    Readback(String),
+    /// A checkpoint could not be read.
+    #[error("invalid checkpoint: {0}")]
+    Checkpoint(String),
+    /// An I/O error while saving or loading a checkpoint.
+    #[error("checkpoint I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

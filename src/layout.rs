@@ -1,0 +1,328 @@
+//! Where each tensor lives: a virtual linear space cut into slabs, and the chunk tables
+//! that drive the norm kernels. Pure bookkeeping, no device.
+//!
+//! Tensors are packed in order, each starting on a multiple of
+//! [`TENSOR_ALIGN_ELEMS`]; slab `s` holds elements `[s·C, (s+1)·C)` of that space, so a
+//! tensor larger than a slab simply continues in the next one. An external tensor (a
+//! caller's own buffer) is a slab of its own. Chunks cover each tensor's piece of a slab
+//! in runs of at most [`CHUNK_ELEMS`] and never cross a tensor, so per-tensor norms come
+//! from the same pass as the global one.
+
+use std::collections::HashMap;
+
+use crate::consts::{CHUNK_ELEMS, TENSOR_ALIGN_ELEMS};
+use crate::error::{Error, Result};
+
+/// A tensor to allocate: a name, unique in its set, and a shape (`numel = Π shape`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Unique name.
+    pub name: String,
+    /// Shape; the empty shape is a scalar.
+    pub shape: Vec<usize>,
+}
+
+impl TensorSpec {
+    /// `TensorSpec::new("w1", [4096, 1024])`.
+    pub fn new(name: impl Into<String>, shape: impl Into<Vec<usize>>) -> Self {
+        TensorSpec {
+            name: name.into(),
+            shape: shape.into(),
+        }
+    }
+
+    /// Number of elements: the product of the shape.
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+}
+
+/// A tensor of a parameter set, as placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// Name.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Elements.
+    pub numel: u64,
+    /// First element in the set's virtual space.
+    pub(crate) offset: u64,
+    /// Whether the tensor lives in a caller's buffer.
+    pub external: bool,
+}
+
+/// One slab: a range of the virtual space backed by one buffer binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SlabInfo {
+    /// First element in the virtual space.
+    pub base: u64,
+    /// Elements.
+    pub len: u64,
+    /// Index into the set's external tensors, if this slab is one.
+    pub external: Option<usize>,
+}
+
+/// One row of a slab's chunk table (`struct Chunk` in `shaders/norm_partials.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Chunk {
+    pub tensor: u32,
+    /// First element, relative to the slab (a multiple of 4).
+    pub start: u32,
+    pub len: u32,
+    pub _pad: u32,
+}
+
+/// A contiguous part of one tensor inside one slab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub slab: usize,
+    /// First element relative to the slab.
+    pub slab_offset: u64,
+    /// First element relative to the tensor.
+    pub tensor_offset: u64,
+    pub len: u64,
+}
+
+/// The placement of every tensor of a parameter set.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub tensors: Vec<TensorInfo>,
+    pub slabs: Vec<SlabInfo>,
+    /// Per slab, its chunk table.
+    pub chunks: Vec<Vec<Chunk>>,
+    /// Per slab, the global index of its first chunk.
+    pub chunk_base: Vec<u32>,
+    /// Per tensor, `[first global chunk, chunk count]`.
+    pub ranges: Vec<[u32; 2]>,
+    pub total_chunks: u32,
+    /// Elements of the internal (non-external) space, padding included.
+    pub internal_len: u64,
+    by_name: HashMap<String, usize>,
+}
+
+impl Layout {
+    /// Places `internal` tensors in slabs of `slab_capacity` elements (a multiple of
+    /// [`TENSOR_ALIGN_ELEMS`]), then each of `external` in a slab of its own.
+    pub(crate) fn new(
+        internal: &[TensorSpec],
+        external: &[TensorSpec],
+        slab_capacity: u64,
+    ) -> Result<Layout> {
+        debug_assert!(slab_capacity > 0 && slab_capacity % TENSOR_ALIGN_ELEMS == 0);
+        if internal.is_empty() && external.is_empty() {
+            return Err(Error::EmptyParamSet);
+        }
+        let mut by_name = HashMap::new();
+        let mut tensors = Vec::with_capacity(internal.len() + external.len());
+        let mut cursor = 0u64;
+        for spec in internal {
+            let numel = spec.numel();
+            tensors.push(info(spec, cursor, false));
+            cursor = (cursor + numel).next_multiple_of(TENSOR_ALIGN_ELEMS);
+        }
+        let internal_len = cursor;
+        let mut slabs: Vec<SlabInfo> = (0..internal_len.div_ceil(slab_capacity))
+            .map(|s| SlabInfo {
+                base: s * slab_capacity,
+                len: slab_capacity.min(internal_len - s * slab_capacity),
+                external: None,
+            })
+            .collect();
+        for (k, spec) in external.iter().enumerate() {
+            let numel = spec.numel();
+            tensors.push(info(spec, cursor, true));
+            // An empty external tensor needs no binding (zero-sized bindings are invalid).
+            if numel > 0 {
+                slabs.push(SlabInfo {
+                    base: cursor,
+                    len: numel,
+                    external: Some(k),
+                });
+            }
+            cursor = (cursor + numel).next_multiple_of(TENSOR_ALIGN_ELEMS);
+        }
+        for (i, t) in tensors.iter().enumerate() {
+            if by_name.insert(t.name.clone(), i).is_some() {
+                return Err(Error::DuplicateTensorName(t.name.clone()));
+            }
+        }
+        let mut layout = Layout {
+            tensors,
+            slabs,
+            chunks: Vec::new(),
+            chunk_base: Vec::new(),
+            ranges: Vec::new(),
+            total_chunks: 0,
+            internal_len,
+            by_name,
+        };
+        layout.build_chunks()?;
+        Ok(layout)
+    }
+
+    fn build_chunks(&mut self) -> Result<()> {
+        let mut chunks = vec![Vec::new(); self.slabs.len()];
+        // Per tensor: (slab of its first chunk, local index there, count).
+        let mut firsts = Vec::with_capacity(self.tensors.len());
+        for t in 0..self.tensors.len() {
+            let mut first = None;
+            let mut count = 0u64;
+            for piece in self.pieces(t) {
+                let table: &mut Vec<Chunk> = &mut chunks[piece.slab];
+                first.get_or_insert((piece.slab, table.len()));
+                let mut start = piece.slab_offset;
+                let end = piece.slab_offset + piece.len;
+                while start < end {
+                    let len = (end - start).min(u64::from(CHUNK_ELEMS));
+                    table.push(Chunk {
+                        tensor: t as u32,
+                        start: start as u32,
+                        len: len as u32,
+                        _pad: 0,
+                    });
+                    start += len;
+                    count += 1;
+                }
+            }
+            firsts.push((first, count));
+        }
+        let mut base = 0u64;
+        self.chunk_base = chunks
+            .iter()
+            .map(|table| {
+                let b = base;
+                base += table.len() as u64;
+                b as u32
+            })
+            .collect();
+        if base > u64::from(u32::MAX) {
+            return Err(Error::TooLarge {
+                what: "number of 4096-element chunks".into(),
+                size: base,
+                limit: u64::from(u32::MAX),
+            });
+        }
+        self.total_chunks = base as u32;
+        self.ranges = firsts
+            .into_iter()
+            .map(|(first, count)| match first {
+                Some((slab, local)) => [self.chunk_base[slab] + local as u32, count as u32],
+                None => [0, 0],
+            })
+            .collect();
+        self.chunks = chunks;
+        Ok(())
+    }
+
+    /// The parts of tensor `t`, one per slab it touches, in order.
+    pub(crate) fn pieces(&self, t: usize) -> Vec<Piece> {
+        let tensor = &self.tensors[t];
+        let (start, end) = (tensor.offset, tensor.offset + tensor.numel);
+        if tensor.numel == 0 {
+            return Vec::new();
+        }
+        self.slabs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.base < end && start < s.base + s.len)
+            .map(|(slab, s)| {
+                let lo = start.max(s.base);
+                let hi = end.min(s.base + s.len);
+                Piece {
+                    slab,
+                    slab_offset: lo - s.base,
+                    tensor_offset: lo - start,
+                    len: hi - lo,
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn index(&self, name: &str) -> Result<usize> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::UnknownTensor(name.to_string()))
+    }
+
+    /// Elements of all tensors, padding excluded.
+    pub(crate) fn numel(&self) -> u64 {
+        self.tensors.iter().map(|t| t.numel).sum()
+    }
+}
+
+fn info(spec: &TensorSpec, offset: u64, external: bool) -> TensorInfo {
+    TensorInfo {
+        name: spec.name.clone(),
+        shape: spec.shape.clone(),
+        numel: spec.numel(),
+        offset,
+        external,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
+            .collect()
+    }
+
+    #[test]
+    fn tensors_start_aligned_and_chunks_cover_each_tensor_exactly() {
+        let layout = Layout::new(&specs(&[1, 0, 5000, 64, 9000]), &[], 4096).unwrap();
+        for (t, tensor) in layout.tensors.iter().enumerate() {
+            assert_eq!(tensor.offset % TENSOR_ALIGN_ELEMS, 0);
+            let covered: u64 = layout.pieces(t).iter().map(|p| p.len).sum();
+            assert_eq!(covered, tensor.numel);
+            let [first, count] = layout.ranges[t];
+            let mut chunk_elems = 0;
+            for g in first..first + count {
+                let slab = layout.chunk_base.iter().rposition(|&b| b <= g).unwrap();
+                let c = layout.chunks[slab][(g - layout.chunk_base[slab]) as usize];
+                assert_eq!(c.tensor as usize, t);
+                assert_eq!(c.start % 4, 0);
+                assert!(c.len <= CHUNK_ELEMS);
+                chunk_elems += u64::from(c.len);
+            }
+            assert_eq!(chunk_elems, tensor.numel);
+        }
+    }
+
+    #[test]
+    fn a_tensor_larger_than_a_slab_spans_slabs() {
+        let layout = Layout::new(&specs(&[10_000]), &[], 4096).unwrap();
+        assert_eq!(layout.slabs.len(), 3);
+        let pieces = layout.pieces(0);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces[1].slab_offset, 0);
+        assert_eq!(pieces[1].tensor_offset, 4096);
+        assert_eq!(pieces[2].len, 10_000 - 8192);
+    }
+
+    #[test]
+    fn duplicate_names_and_empty_sets_are_errors() {
+        let dup = vec![TensorSpec::new("a", [1]), TensorSpec::new("a", [2])];
+        assert!(matches!(
+            Layout::new(&dup, &[], 4096),
+            Err(Error::DuplicateTensorName(n)) if n == "a"
+        ));
+        assert!(matches!(Layout::new(&[], &[], 4096), Err(Error::EmptyParamSet)));
+    }
+
+    #[test]
+    fn external_tensors_get_their_own_slab() {
+        let layout = Layout::new(&specs(&[3]), &[TensorSpec::new("x", [7])], 4096).unwrap();
+        assert_eq!(layout.slabs.len(), 2);
+        assert_eq!(layout.slabs[1].external, Some(0));
+        assert_eq!(layout.slabs[1].len, 7);
+        assert_eq!(layout.pieces(1)[0].slab, 1);
+    }
+}

@@ -1,0 +1,100 @@
+//! WGSL sources and the compute pipelines built from them, once per [`crate::Context`].
+//!
+//! Each kernel is `prelude + shaders/common.wgsl + shaders/<kernel>.wgsl`; the prelude
+//! carries the constants of [`crate::consts`] so Rust and WGSL cannot disagree.
+
+use crate::consts::{CLIP_EPS, LOADS_PER_INVOCATION, WORKGROUP_SIZE};
+
+const COMMON: &str = include_str!("../shaders/common.wgsl");
+
+/// Every kernel of the crate: name and WGSL body.
+pub(crate) const KERNELS: &[(&str, &str)] = &[
+    ("norm_partials", include_str!("../shaders/norm_partials.wgsl")),
+    ("norm_tensors", include_str!("../shaders/norm_tensors.wgsl")),
+    ("norm_finalize", include_str!("../shaders/norm_finalize.wgsl")),
+    ("scale", include_str!("../shaders/scale.wgsl")),
+    ("clamp", include_str!("../shaders/clamp.wgsl")),
+];
+
+/// The full WGSL source of one kernel body.
+pub(crate) fn source(body: &str) -> String {
+    format!(
+        "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n\
+         const LOADS_PER_INVOCATION: u32 = {LOADS_PER_INVOCATION}u;\n\
+         const CLIP_EPS: f32 = {CLIP_EPS:e};\n\
+         {COMMON}\n{body}"
+    )
+}
+
+/// The compiled pipelines, indexed like [`KERNELS`].
+pub(crate) struct Pipelines {
+    pipelines: Vec<wgpu::ComputePipeline>,
+}
+
+/// A kernel's place in [`KERNELS`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kernel {
+    NormPartials = 0,
+    NormTensors = 1,
+    NormFinalize = 2,
+    Scale = 3,
+    Clamp = 4,
+}
+
+impl Kernel {
+    pub(crate) fn name(self) -> &'static str {
+        KERNELS[self as usize].0
+    }
+}
+
+impl Pipelines {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        let pipelines = KERNELS
+            .iter()
+            .map(|(name, body)| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(source(body).into()),
+                });
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            })
+            .collect();
+        Pipelines { pipelines }
+    }
+
+    pub(crate) fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        &self.pipelines[kernel as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kernel parses and validates with naga, without any device.
+    #[test]
+    fn every_kernel_validates() {
+        for (name, body) in KERNELS {
+            let module = naga_check(&source(body));
+            assert!(module.is_ok(), "{name}: {}", module.unwrap_err());
+        }
+    }
+
+    fn naga_check(src: &str) -> Result<(), String> {
+        let module = wgpu::naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
+        wgpu::naga::valid::Validator::new(
+            wgpu::naga::valid::ValidationFlags::all(),
+            wgpu::naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+    }
+}
