@@ -158,7 +158,9 @@ impl ParamSet {
         for e in &options.external {
             validate_external(gpu, e)?;
         }
-        let params = Arena::Gpu(slab_bindings(gpu, &layout, "params", &options, |e| &e.params));
+        let params = Arena::Gpu(slab_bindings(gpu, &layout, "params", &options, |e| {
+            &e.params
+        }));
         let grads = Arena::Gpu(slab_bindings(gpu, &layout, "grads", &options, |e| &e.grads));
         let tables = Arc::new(SlabTables::new(gpu, &layout));
         let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads, None);
@@ -196,7 +198,13 @@ impl ParamSet {
 
     /// Writes every parameter: `data` is all tensors concatenated in order.
     pub fn upload_params(&mut self, data: &[f32]) -> Result<()> {
-        write_all(self.ctx.gpu(), &self.layout, &mut self.params, data, "params")
+        write_all(
+            self.ctx.gpu(),
+            &self.layout,
+            &mut self.params,
+            data,
+            "params",
+        )
     }
 
     /// Writes every gradient: `data` is all tensors concatenated in order.
@@ -207,13 +215,27 @@ impl ParamSet {
     /// Writes one tensor's parameters.
     pub fn upload_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
         let t = self.layout.index(name)?;
-        write_tensor(self.ctx.gpu(), &self.layout, &mut self.params, t, data, "params")
+        write_tensor(
+            self.ctx.gpu(),
+            &self.layout,
+            &mut self.params,
+            t,
+            data,
+            "params",
+        )
     }
 
     /// Writes one tensor's gradient.
     pub fn upload_grad(&mut self, name: &str, data: &[f32]) -> Result<()> {
         let t = self.layout.index(name)?;
-        write_tensor(self.ctx.gpu(), &self.layout, &mut self.grads, t, data, "grads")
+        write_tensor(
+            self.ctx.gpu(),
+            &self.layout,
+            &mut self.grads,
+            t,
+            data,
+            "grads",
+        )
     }
 
     /// Reads every parameter back (all tensors concatenated in order). Syncs with the device.
@@ -242,7 +264,12 @@ impl ParamSet {
     pub fn zero_grad(&mut self) -> Result<()> {
         match (self.ctx.gpu(), &mut self.grads) {
             (Some(gpu), Arena::Gpu(bindings)) => {
-                check_usage(&self.layout, bindings, wgpu::BufferUsages::COPY_DST, "grads")?;
+                check_usage(
+                    &self.layout,
+                    bindings,
+                    wgpu::BufferUsages::COPY_DST,
+                    "grads",
+                )?;
                 let mut encoder = gpu.encoder();
                 for b in bindings.iter() {
                     encoder.clear_buffer(&b.buffer, b.offset, Some(b.data_size));
@@ -338,7 +365,7 @@ fn slab_capacity(limits: Option<&wgpu::Limits>, forced: Option<u64>) -> Result<u
         }
     }
     let device_max = limits.map_or(u64::MAX, |l| {
-        u64::from(l.max_storage_buffer_binding_size).min(l.max_buffer_size)
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     });
     // The CPU reference has no binding limit; 1 GiB slabs keep the bookkeeping small.
     let bytes = forced.unwrap_or(device_max).min(device_max).min(1 << 30);
@@ -406,7 +433,7 @@ pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str) -> Arena 
 
 fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<()> {
     let numel = TensorSpec::new(e.name.clone(), e.shape.clone()).numel();
-    let max_binding = u64::from(gpu.limits.max_storage_buffer_binding_size);
+    let max_binding = gpu.limits.max_storage_buffer_binding_size;
     if numel * 4 > max_binding {
         return Err(Error::TooLarge {
             what: format!("external tensor {:?} (bytes)", e.name),
@@ -488,7 +515,11 @@ pub(crate) fn write_all(
     data: &[f32],
     role: &'static str,
 ) -> Result<()> {
-    length_check(&format!("{role} of the whole set"), layout.numel(), data.len())?;
+    length_check(
+        &format!("{role} of the whole set"),
+        layout.numel(),
+        data.len(),
+    )?;
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
             check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
@@ -496,17 +527,28 @@ pub(crate) fn write_all(
             let mut images: Vec<Vec<f32>> = layout
                 .slabs
                 .iter()
-                .map(|s| vec![0.0; if s.external.is_some() { 0 } else { s.len as usize }])
+                .map(|s| {
+                    vec![
+                        0.0;
+                        if s.external.is_some() {
+                            0
+                        } else {
+                            s.len as usize
+                        }
+                    ]
+                })
                 .collect();
             let mut src = 0usize;
             for t in 0..layout.tensors.len() {
                 let numel = layout.tensors[t].numel as usize;
                 let tensor = &data[src..src + numel];
                 for p in layout.pieces(t) {
-                    let part = &tensor[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
+                    let part =
+                        &tensor[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
                     if layout.slabs[p.slab].external.is_some() {
                         let b = &bindings[p.slab];
-                        gpu.queue.write_buffer(&b.buffer, b.offset, bytemuck::cast_slice(part));
+                        gpu.queue
+                            .write_buffer(&b.buffer, b.offset, bytemuck::cast_slice(part));
                     } else {
                         let at = p.slab_offset as usize;
                         images[p.slab][at..at + part.len()].copy_from_slice(part);
@@ -545,7 +587,11 @@ pub(crate) fn write_tensor(
     role: &'static str,
 ) -> Result<()> {
     let info = &layout.tensors[t];
-    length_check(&format!("{role} of tensor {:?}", info.name), info.numel, data.len())?;
+    length_check(
+        &format!("{role} of tensor {:?}", info.name),
+        info.numel,
+        data.len(),
+    )?;
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
             check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
@@ -570,9 +616,17 @@ pub(crate) fn write_tensor(
 }
 
 /// Reads every slab of `arena` in one submission; returns per-slab host copies.
-fn read_slabs(gpu: &Gpu, layout: &Layout, bindings: &[Binding], role: &'static str) -> Result<Vec<Vec<f32>>> {
+fn read_slabs(
+    gpu: &Gpu,
+    layout: &Layout,
+    bindings: &[Binding],
+    role: &'static str,
+) -> Result<Vec<Vec<f32>>> {
     check_usage(layout, bindings, wgpu::BufferUsages::COPY_SRC, role)?;
-    let ranges: Vec<_> = bindings.iter().map(|b| (&b.buffer, b.offset, b.data_size)).collect();
+    let ranges: Vec<_> = bindings
+        .iter()
+        .map(|b| (&b.buffer, b.offset, b.data_size))
+        .collect();
     let all = f32s(&gpu.read_blocking(&ranges)?);
     let mut at = 0usize;
     Ok(bindings
@@ -587,7 +641,12 @@ fn read_slabs(gpu: &Gpu, layout: &Layout, bindings: &[Binding], role: &'static s
 }
 
 /// All tensors of `arena`, concatenated in order.
-pub(crate) fn read_all(gpu: Option<&Arc<Gpu>>, layout: &Layout, arena: &Arena, role: &'static str) -> Result<Vec<f32>> {
+pub(crate) fn read_all(
+    gpu: Option<&Arc<Gpu>>,
+    layout: &Layout,
+    arena: &Arena,
+    role: &'static str,
+) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(layout.numel() as usize);
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
@@ -631,7 +690,9 @@ pub(crate) fn read_tensor(
                 .collect();
             Ok(f32s(&gpu.read_blocking(&ranges)?))
         }
-        (_, Arena::Cpu(v)) => Ok(v[info.offset as usize..(info.offset + info.numel) as usize].to_vec()),
+        (_, Arena::Cpu(v)) => {
+            Ok(v[info.offset as usize..(info.offset + info.numel) as usize].to_vec())
+        }
         _ => unreachable!("arena kind always matches the context"),
     }
 }

@@ -74,9 +74,7 @@ impl Clip {
     /// The clamp bound when this clip clamps values.
     pub fn value_clip(self) -> Option<f32> {
         match self {
-            Clip::Value { clip_value } | Clip::NormThenValue { clip_value, .. } => {
-                Some(clip_value)
-            }
+            Clip::Value { clip_value } | Clip::NormThenValue { clip_value, .. } => Some(clip_value),
             _ => None,
         }
     }
@@ -141,8 +139,8 @@ impl ParamSet {
         policy: Nonfinite,
     ) -> Result<Report> {
         let op = clip_norm_op(max_norm, norm, policy, self.layout.tensors.len())?;
-        self.encode_standalone(encoder, op, policy, |ws, pass, gpu, layout| {
-            ws.encode_norm(pass, gpu, layout);
+        self.encode_standalone(encoder, op, policy, |ws, pass, gpu, layout, op| {
+            ws.encode_norm(pass, gpu, layout, op);
             ws.encode_scale(pass, gpu, layout);
         })
     }
@@ -154,24 +152,37 @@ impl ParamSet {
     }
 
     /// [`ParamSet::clip_grad_norm`] with an explicit non-finite policy.
-    pub fn clip_grad_norm_with(&mut self, max_norm: f32, norm: Norm, policy: Nonfinite) -> Result<Report> {
+    pub fn clip_grad_norm_with(
+        &mut self,
+        max_norm: f32,
+        norm: Norm,
+        policy: Nonfinite,
+    ) -> Result<Report> {
         let op = clip_norm_op(max_norm, norm, policy, self.layout.tensors.len())?;
         if self.ctx.gpu().is_some() {
-            return self.submit_with(|set, enc| set.encode_clip_grad_norm(enc, max_norm, norm, policy));
+            return self
+                .submit_with(|set, enc| set.encode_clip_grad_norm(enc, max_norm, norm, policy));
         }
-        let Arena::Cpu(grads) = &self.grads else { unreachable!() };
+        let Arena::Cpu(grads) = &self.grads else {
+            unreachable!()
+        };
         let (sum, per_tensor) = host_norm(self, grads, norm, 1.0);
-        let state = reference::finalize(&StepState::default(), &FinalizeInput {
-            sum,
-            norm,
-            max_norm: Some(op.max_norm),
-            inv_grad_scale: 1.0,
-            policy,
-            count_step: false,
-            betas: None,
-        });
+        let state = reference::finalize(
+            &StepState::default(),
+            &FinalizeInput {
+                sum,
+                norm,
+                max_norm: Some(op.max_norm),
+                inv_grad_scale: 1.0,
+                policy,
+                count_step: false,
+                betas: None,
+            },
+        );
         if !state.skipped {
-            let Arena::Cpu(grads) = &mut self.grads else { unreachable!() };
+            let Arena::Cpu(grads) = &mut self.grads else {
+                unreachable!()
+            };
             grads.iter_mut().for_each(|g| *g *= state.clip_coef);
         }
         Ok(Report::host(state, per_tensor, policy))
@@ -179,11 +190,18 @@ impl ParamSet {
 
     /// Records PyTorch's `clip_grad_value_`: `g ← clamp(g, -clip_value, clip_value)` in
     /// place (NaN stays NaN).
-    pub fn encode_clip_grad_value(&mut self, encoder: &mut wgpu::CommandEncoder, clip_value: f32) -> Result<()> {
+    pub fn encode_clip_grad_value(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        clip_value: f32,
+    ) -> Result<()> {
         let op = clip_value_op(clip_value, self.layout.tensors.len())?;
-        self.encode_standalone(encoder, op, Nonfinite::Propagate, |ws, pass, gpu, layout| {
-            ws.encode_clamp(pass, gpu, layout)
-        })?;
+        self.encode_standalone(
+            encoder,
+            op,
+            Nonfinite::Propagate,
+            |ws, pass, gpu, layout, _| ws.encode_clamp(pass, gpu, layout),
+        )?;
         Ok(())
     }
 
@@ -193,13 +211,20 @@ impl ParamSet {
         if self.ctx.gpu().is_some() {
             return self.submit_with(|set, enc| set.encode_clip_grad_value(enc, clip_value));
         }
-        let Arena::Cpu(grads) = &mut self.grads else { unreachable!() };
+        let Arena::Cpu(grads) = &mut self.grads else {
+            unreachable!()
+        };
         reference::clip_grad_value(&mut [grads.as_mut_slice()], clip_value);
         Ok(())
     }
 }
 
-fn clip_norm_op(max_norm: f32, norm: Norm, policy: Nonfinite, num_tensors: usize) -> Result<OpParams> {
+fn clip_norm_op(
+    max_norm: f32,
+    norm: Norm,
+    policy: Nonfinite,
+    num_tensors: usize,
+) -> Result<OpParams> {
     check_max_norm(max_norm)?;
     let norm = norm.validate()?;
     Ok(OpParams {

@@ -27,6 +27,9 @@ pub struct ContextOptions {
     /// Fail with [`Error::NoAdapter`] rather than fall back to the CPU reference
     /// (`false`: `CLIPSTEP_REQUIRE_GPU=1` still forces it).
     pub require_gpu: bool,
+    /// Caps workgroups per grid dimension below the device's limit, so small data reaches
+    /// the 2D-grid path that large tensors take (`None`: the device's limit).
+    pub max_workgroups_per_dimension: Option<u32>,
 }
 
 /// What `clipstep devices` prints for one adapter.
@@ -47,6 +50,8 @@ pub(crate) struct Gpu {
     pub(crate) info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
     pub(crate) pipelines: Pipelines,
+    /// Workgroups per grid dimension: the device limit, or a smaller cap from the options.
+    grid_limit: u32,
     /// First uncaptured device error or loss, surfaced by the next call as [`Error::Device`].
     fault: Arc<Mutex<Option<String>>>,
 }
@@ -102,7 +107,12 @@ impl Context {
                 None => return Ok(Context::cpu_fallback()),
             },
         };
-        Self::open(chosen).await
+        let mut ctx = Self::open(chosen).await?;
+        if let (Some(cap), Some(gpu)) = (options.max_workgroups_per_dimension, ctx.gpu.as_mut()) {
+            let gpu = Arc::get_mut(gpu).expect("a new context is not shared");
+            gpu.grid_limit = gpu.grid_limit.min(cap.max(1));
+        }
+        Ok(ctx)
     }
 
     /// The CPU reference backend, used when no adapter exists.
@@ -169,6 +179,7 @@ impl Context {
         let limits = device.limits();
         Context {
             gpu: Some(Arc::new(Gpu {
+                grid_limit: limits.max_compute_workgroups_per_dimension.max(1),
                 device,
                 queue,
                 info,
@@ -260,7 +271,12 @@ impl Gpu {
         }
     }
 
-    pub(crate) fn buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    pub(crate) fn buffer(
+        &self,
+        label: &str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             // Zero-sized bindings are invalid; tiny sets still get one vec4.
@@ -280,6 +296,30 @@ impl Gpu {
         let buffer = self.buffer(label, contents.len() as u64, U::UNIFORM | U::COPY_DST);
         self.queue.write_buffer(&buffer, 0, contents);
         buffer
+    }
+
+    /// Records `dst[0..bytes.len()] = bytes` into `encoder`, in stream order: each encoded
+    /// operation sees its own options even when several are recorded before one submit
+    /// (a `queue.write_buffer` would land all writes before any of them ran).
+    pub(crate) fn write_in_stream(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        dst: &wgpu::Buffer,
+        bytes: &[u8],
+    ) {
+        let size = (bytes.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let src = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("clipstep options"),
+            size,
+            usage: wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        });
+        src.get_mapped_range_mut(..)
+            .expect("a buffer mapped at creation is mappable")
+            .slice(..bytes.len())
+            .copy_from_slice(bytes);
+        src.unmap();
+        encoder.copy_buffer_to_buffer(&src, 0, dst, 0, size);
     }
 
     pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
@@ -343,7 +383,7 @@ impl Gpu {
 
     /// A 2D grid of `groups` workgroups: x up to the per-dimension limit, the rest in y.
     pub(crate) fn grid(&self, groups: u32) -> (u32, u32) {
-        let max = self.limits.max_compute_workgroups_per_dimension.max(1);
+        let max = self.grid_limit;
         if groups <= max {
             (groups, 1)
         } else {

@@ -122,7 +122,9 @@ pub enum Error {
     #[error("this report is stale: a later operation on the same set overwrote its values; read a report before encoding the next operation")]
     StaleReport,
     /// The gradients held NaN or ±Inf and the non-finite policy is `Error`.
-    #[error("non-finite gradients (total norm {total_norm}); the step was skipped and nothing changed")]
+    #[error(
+        "non-finite gradients (total norm {total_norm}); the step was skipped and nothing changed"
+    )]
     NonFiniteGradients {
         /// The total norm (NaN or Inf).
         total_norm: f32,

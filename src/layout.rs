@@ -110,7 +110,7 @@ impl Layout {
         external: &[TensorSpec],
         slab_capacity: u64,
     ) -> Result<Layout> {
-        debug_assert!(slab_capacity > 0 && slab_capacity % TENSOR_ALIGN_ELEMS == 0);
+        debug_assert!(slab_capacity > 0 && slab_capacity.is_multiple_of(TENSOR_ALIGN_ELEMS));
         if internal.is_empty() && external.is_empty() {
             return Err(Error::EmptyParamSet);
         }
@@ -314,7 +314,10 @@ mod tests {
             Layout::new(&dup, &[], 4096),
             Err(Error::DuplicateTensorName(n)) if n == "a"
         ));
-        assert!(matches!(Layout::new(&[], &[], 4096), Err(Error::EmptyParamSet)));
+        assert!(matches!(
+            Layout::new(&[], &[], 4096),
+            Err(Error::EmptyParamSet)
+        ));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod norm;
 pub mod reference;
 pub mod report;
 mod shaders;
+pub mod verify;
 
 pub use arena::{ArenaOptions, BufferRange, ExternalTensor, ParamSet, TensorView};
 pub use clip::{Clip, Nonfinite};

@@ -37,8 +37,8 @@ impl Norm {
             Norm::L1 => (0, 1.0),
             Norm::L2 => (1, 2.0),
             Norm::Inf => (2, f32::INFINITY),
-            Norm::P(p) if p == 1.0 => (0, 1.0),
-            Norm::P(p) if p == 2.0 => (1, 2.0),
+            Norm::P(1.0) => (0, 1.0),
+            Norm::P(2.0) => (1, 2.0),
             Norm::P(p) => (3, p),
         }
     }
@@ -111,7 +111,6 @@ pub(crate) struct NormWorkspace {
     finalize_group: wgpu::BindGroup,
     scale_groups: Vec<wgpu::BindGroup>,
     clamp_groups: Vec<wgpu::BindGroup>,
-    last_op: Option<OpParams>,
     pub generation: Arc<AtomicU64>,
 }
 
@@ -183,7 +182,10 @@ impl NormWorkspace {
         let state = gpu.storage("step state", 32);
         let raw = RawStepState::from(initial.unwrap_or_default());
         gpu.queue.write_buffer(&state, 0, bytemuck::bytes_of(&raw));
-        let op = gpu.uniform("op params", bytemuck::bytes_of(&OpParams::norm(Norm::L2, 0)));
+        let op = gpu.uniform(
+            "op params",
+            bytemuck::bytes_of(&OpParams::norm(Norm::L2, 0)),
+        );
         let partial_groups = (0..layout.slabs.len())
             .map(|s| {
                 bind_group(
@@ -202,19 +204,33 @@ impl NormWorkspace {
         let tensors_group = bind_group(
             gpu,
             Kernel::NormTensors,
-            &[whole(&partials), whole(&tables.ranges), whole(&tensor_sums), whole(&op)],
+            &[
+                whole(&partials),
+                whole(&tables.ranges),
+                whole(&tensor_sums),
+                whole(&op),
+            ],
         );
         let finalize_group = bind_group(
             gpu,
             Kernel::NormFinalize,
-            &[whole(&tensor_sums), whole(&tensor_norms), whole(&state), whole(&op)],
+            &[
+                whole(&tensor_sums),
+                whole(&tensor_norms),
+                whole(&state),
+                whole(&op),
+            ],
         );
         let scale_groups = (0..layout.slabs.len())
             .map(|s| {
                 bind_group(
                     gpu,
                     Kernel::Scale,
-                    &[grads[s].resource(), whole(&state), whole(&tables.slab_uniforms[s])],
+                    &[
+                        grads[s].resource(),
+                        whole(&state),
+                        whole(&tables.slab_uniforms[s]),
+                    ],
                 )
             })
             .collect();
@@ -223,7 +239,11 @@ impl NormWorkspace {
                 bind_group(
                     gpu,
                     Kernel::Clamp,
-                    &[grads[s].resource(), whole(&op), whole(&tables.slab_uniforms[s])],
+                    &[
+                        grads[s].resource(),
+                        whole(&op),
+                        whole(&tables.slab_uniforms[s]),
+                    ],
                 )
             })
             .collect();
@@ -236,27 +256,33 @@ impl NormWorkspace {
             finalize_group,
             scale_groups,
             clamp_groups,
-            last_op: None,
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Writes the options uniform when they changed. Like every `queue.write_buffer`, the
-    /// write lands at the next submit, before the recorded commands run.
-    pub(crate) fn set_op(&mut self, gpu: &Gpu, op: OpParams) {
-        if self.last_op != Some(op) {
-            gpu.queue.write_buffer(&self.op, 0, bytemuck::bytes_of(&op));
-            self.last_op = Some(op);
-        }
+    /// Records the options for the passes that follow in `encoder`.
+    pub(crate) fn encode_op(&self, encoder: &mut wgpu::CommandEncoder, gpu: &Gpu, op: &OpParams) {
+        gpu.write_in_stream(encoder, &self.op, bytemuck::bytes_of(op));
     }
 
     /// Records the norm passes: per-slab partials and the per-tensor fold (when
     /// `op.has_norm`), then the finalize that writes the step state.
-    pub(crate) fn encode_norm(&self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout) {
-        let op = self.last_op.expect("set_op before encode_norm");
+    pub(crate) fn encode_norm(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+        op: &OpParams,
+    ) {
         if op.has_norm != 0 {
             let chunk_counts = layout.chunks.iter().map(|t| t.len() as u32);
-            dispatch_per_slab(pass, gpu, Kernel::NormPartials, &self.partial_groups, chunk_counts);
+            dispatch_per_slab(
+                pass,
+                gpu,
+                Kernel::NormPartials,
+                &self.partial_groups,
+                chunk_counts,
+            );
             let (x, y) = gpu.grid(layout.tensors.len() as u32);
             pass.set_pipeline(gpu.pipelines.get(Kernel::NormTensors));
             pass.set_bind_group(0, &self.tensors_group, &[]);
@@ -268,13 +294,23 @@ impl NormWorkspace {
     }
 
     /// Records `g ← g · clip_coef` over every slab.
-    pub(crate) fn encode_scale(&self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout) {
+    pub(crate) fn encode_scale(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+    ) {
         let sizes = layout.slabs.iter().map(|s| elementwise_groups(s.len));
         dispatch_per_slab(pass, gpu, Kernel::Scale, &self.scale_groups, sizes);
     }
 
     /// Records `g ← clamp(g, -c, c)` over every slab.
-    pub(crate) fn encode_clamp(&self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout) {
+    pub(crate) fn encode_clamp(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+    ) {
         let sizes = layout.slabs.iter().map(|s| elementwise_groups(s.len));
         dispatch_per_slab(pass, gpu, Kernel::Clamp, &self.clamp_groups, sizes);
     }
@@ -294,7 +330,12 @@ impl NormWorkspace {
 
 /// The CPU reference's norm of a parameter set's gradients: the total power sum and the
 /// per-tensor norms (of `g · inv_grad_scale`).
-pub(crate) fn host_norm(set: &ParamSet, grads: &[f32], norm: Norm, inv_grad_scale: f32) -> (PowerSum, Vec<f32>) {
+pub(crate) fn host_norm(
+    set: &ParamSet,
+    grads: &[f32],
+    norm: Norm,
+    inv_grad_scale: f32,
+) -> (PowerSum, Vec<f32>) {
     let mut total = PowerSum::default();
     let mut per_tensor = Vec::with_capacity(set.layout.tensors.len());
     for t in 0..set.layout.tensors.len() {
@@ -312,17 +353,21 @@ impl ParamSet {
         encoder: &mut wgpu::CommandEncoder,
         op: OpParams,
         policy: Nonfinite,
-        body: impl FnOnce(&NormWorkspace, &mut wgpu::ComputePass<'_>, &Gpu, &Layout),
+        body: impl FnOnce(&NormWorkspace, &mut wgpu::ComputePass<'_>, &Gpu, &Layout, &OpParams),
     ) -> Result<Report> {
-        let gpu = self.ctx.gpu().ok_or(Error::NeedsGpu("an encode_* operation"))?.clone();
-        let ws = self.workspace.as_mut().expect("GPU sets have a workspace");
-        ws.set_op(&gpu, op);
+        let gpu = self
+            .ctx
+            .gpu()
+            .ok_or(Error::NeedsGpu("an encode_* operation"))?
+            .clone();
+        let ws = self.workspace.as_ref().expect("GPU sets have a workspace");
+        ws.encode_op(encoder, &gpu, &op);
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("clipstep"),
                 timestamp_writes: None,
             });
-            body(ws, &mut pass, &gpu, &self.layout);
+            body(ws, &mut pass, &gpu, &self.layout, &op);
         }
         Ok(ws.report(&gpu, self.layout.tensors.len(), policy))
     }
@@ -341,12 +386,19 @@ impl ParamSet {
 
     /// Records the global norm `‖concat(g)‖` and every per-tensor norm `‖g_t‖` in one
     /// set of passes (PyTorch `get_total_norm` / `torch.linalg.vector_norm` per tensor).
-    pub fn encode_global_norm(&mut self, encoder: &mut wgpu::CommandEncoder, norm: Norm) -> Result<Report> {
+    pub fn encode_global_norm(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        norm: Norm,
+    ) -> Result<Report> {
         let norm = norm.validate()?;
         let op = OpParams::norm(norm, self.layout.tensors.len());
-        self.encode_standalone(encoder, op, Nonfinite::Propagate, |ws, pass, gpu, layout| {
-            ws.encode_norm(pass, gpu, layout)
-        })
+        self.encode_standalone(
+            encoder,
+            op,
+            Nonfinite::Propagate,
+            |ws, pass, gpu, layout, op| ws.encode_norm(pass, gpu, layout, op),
+        )
     }
 
     /// `‖concat(g)‖` (and the per-tensor norms, see [`Report::tensor_norms`]), submitted.
@@ -354,17 +406,22 @@ impl ParamSet {
     pub fn global_norm(&mut self, norm: Norm) -> Result<Report> {
         let norm = norm.validate()?;
         if self.ctx.gpu().is_none() {
-            let Arena::Cpu(grads) = &self.grads else { unreachable!() };
+            let Arena::Cpu(grads) = &self.grads else {
+                unreachable!()
+            };
             let (sum, per_tensor) = host_norm(self, grads, norm, 1.0);
-            let state = reference::finalize(&StepState::default(), &FinalizeInput {
-                sum,
-                norm,
-                max_norm: None,
-                inv_grad_scale: 1.0,
-                policy: Nonfinite::Propagate,
-                count_step: false,
-                betas: None,
-            });
+            let state = reference::finalize(
+                &StepState::default(),
+                &FinalizeInput {
+                    sum,
+                    norm,
+                    max_norm: None,
+                    inv_grad_scale: 1.0,
+                    policy: Nonfinite::Propagate,
+                    count_step: false,
+                    betas: None,
+                },
+            );
             return Ok(Report::host(state, per_tensor, Nonfinite::Propagate));
         }
         self.submit_with(|set, encoder| set.encode_global_norm(encoder, norm))

@@ -151,7 +151,10 @@ impl Report {
                 ..
             } => {
                 self.fresh()?;
-                Ok(f32s(&gpu.read(&[(tensor_norms, 0, *num_tensors as u64 * 4)]).await?))
+                Ok(f32s(
+                    &gpu.read(&[(tensor_norms, 0, *num_tensors as u64 * 4)])
+                        .await?,
+                ))
             }
             Source::Host { tensor_norms, .. } => Ok(tensor_norms.clone()),
         }

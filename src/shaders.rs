@@ -9,9 +9,15 @@ const COMMON: &str = include_str!("../shaders/common.wgsl");
 
 /// Every kernel of the crate: name and WGSL body.
 pub(crate) const KERNELS: &[(&str, &str)] = &[
-    ("norm_partials", include_str!("../shaders/norm_partials.wgsl")),
+    (
+        "norm_partials",
+        include_str!("../shaders/norm_partials.wgsl"),
+    ),
     ("norm_tensors", include_str!("../shaders/norm_tensors.wgsl")),
-    ("norm_finalize", include_str!("../shaders/norm_finalize.wgsl")),
+    (
+        "norm_finalize",
+        include_str!("../shaders/norm_finalize.wgsl"),
+    ),
     ("scale", include_str!("../shaders/scale.wgsl")),
     ("clamp", include_str!("../shaders/clamp.wgsl")),
 ];

@@ -1,0 +1,187 @@
+//! clip_grad_norm and clip_grad_value against the CPU reference.
+
+mod common;
+
+use clipstep::consts::tolerance::NORM_REL;
+use clipstep::{reference, Error, Nonfinite, Norm};
+use common::*;
+
+#[test]
+fn clip_grad_norm_scales_like_pytorch_on_awkward_sets() {
+    let cases: Vec<(Vec<usize>, Option<u64>)> = vec![
+        (vec![0], None),
+        (vec![1], None),
+        (vec![255, 256, 257], None),
+        (vec![1_000_003], None),
+        ((0..2000).map(|i| 1 + i % 7).collect(), None),
+        (vec![4096 * 5 + 17, 3, 64, 99_991], Some(16 * 1024)),
+    ];
+    for (sizes, slab) in cases {
+        for norm in [Norm::L1, Norm::L2, Norm::Inf, Norm::P(3.0)] {
+            let (mut set, grads) = set_with_grads(&ctx(), &sizes, slab, 5);
+            let mut want = grads.clone();
+            let total = {
+                let mut parts: Vec<&mut [f32]> = Vec::new();
+                let mut rest = want.as_mut_slice();
+                for &n in &sizes {
+                    let (a, b) = rest.split_at_mut(n);
+                    parts.push(a);
+                    rest = b;
+                }
+                reference::clip_grad_norm(&mut parts, 0.5, norm)
+            };
+            let report = set.clip_grad_norm(0.5, norm).unwrap();
+            let state = report.read_blocking().unwrap();
+            let what = format!("{norm:?} over {} tensors", sizes.len());
+            let tol = if matches!(norm, Norm::P(_)) {
+                2e-5
+            } else {
+                NORM_REL
+            };
+            assert_rel(state.total_norm, total, tol, &what);
+            // The coefficient carries the norm's relative error into every element.
+            let got = set.download_grads().unwrap();
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 2.0 * tol as f32 * w.abs() + 1e-12,
+                    "{what}[{i}]: {g} vs {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn clip_grad_norm_below_threshold_leaves_bits_unchanged() {
+    let (mut set, grads) = set_with_grads(&ctx(), &[1000, 10], None, 9);
+    let state = set
+        .clip_grad_norm(1e6, Norm::L2)
+        .unwrap()
+        .read_blocking()
+        .unwrap();
+    assert_eq!(state.clip_coef, 1.0);
+    assert_bits_eq(
+        &set.download_grads().unwrap(),
+        &grads,
+        "unclipped gradients",
+    );
+}
+
+#[test]
+fn clip_grad_norm_on_the_2d_grid_path() {
+    let (mut set, grads) = set_with_grads(&ctx_small_grid(), &[50_000, 3], Some(32 * 1024), 2);
+    let total = reference::global_norm(&[&grads], Norm::L2);
+    let state = set
+        .clip_grad_norm(1.0, Norm::L2)
+        .unwrap()
+        .read_blocking()
+        .unwrap();
+    assert_rel(state.total_norm, total, NORM_REL, "total");
+    let coef = state.clip_coef;
+    let got = set.download_grads().unwrap();
+    for (g, w) in got.iter().zip(&grads) {
+        assert_eq!(*g, w * coef);
+    }
+}
+
+#[test]
+fn nonfinite_policies_of_clip_grad_norm() {
+    let sizes = [100, 100];
+    let (mut set, mut grads) = set_with_grads(&ctx(), &sizes, None, 4);
+    grads[150] = f32::NAN;
+    set.upload_grads(&grads).unwrap();
+
+    // Skip: nothing changes.
+    let state = set
+        .clip_grad_norm_with(0.1, Norm::L2, Nonfinite::Skip)
+        .unwrap()
+        .read_blocking()
+        .unwrap();
+    assert!(state.nonfinite && state.skipped);
+    assert_bits_eq(&set.download_grads().unwrap(), &grads, "skipped clip");
+
+    // Error: nothing changes, and reading says why.
+    let report = set
+        .clip_grad_norm_with(0.1, Norm::L2, Nonfinite::Error)
+        .unwrap();
+    assert!(
+        matches!(report.read_blocking(), Err(Error::NonFiniteGradients { total_norm }) if total_norm.is_nan())
+    );
+    assert_bits_eq(&set.download_grads().unwrap(), &grads, "errored clip");
+
+    // Propagate (PyTorch): every gradient becomes NaN.
+    set.clip_grad_norm(0.1, Norm::L2).unwrap();
+    assert!(set.download_grads().unwrap().iter().all(|g| g.is_nan()));
+}
+
+#[test]
+fn clip_grad_value_clamps_exactly_and_keeps_nan() {
+    for (sizes, slab) in [
+        (vec![0, 1, 257, 7919], None),
+        (vec![10_007, 64], Some(4096u64)),
+    ] {
+        let (mut set, mut grads) = set_with_grads(&ctx(), &sizes, slab, 8);
+        grads[0] = f32::NAN;
+        if grads.len() > 2 {
+            grads[1] = f32::INFINITY;
+            grads[2] = f32::NEG_INFINITY;
+        }
+        set.upload_grads(&grads).unwrap();
+        set.clip_grad_value(0.25).unwrap();
+        let mut want = grads.clone();
+        reference::clip_grad_value(&mut [want.as_mut_slice()], 0.25);
+        assert_bits_eq(&set.download_grads().unwrap(), &want, "clamped");
+    }
+}
+
+#[test]
+fn clip_results_are_bit_identical_across_runs() {
+    let run = || {
+        let (mut set, _) = set_with_grads(&ctx(), &[300_007, 5, 4096], Some(256 * 1024), 12);
+        set.clip_grad_norm(0.3, Norm::L2).unwrap();
+        set.download_grads().unwrap()
+    };
+    assert_bits_eq(&run(), &run(), "clipped gradients");
+}
+
+#[test]
+fn encode_variants_record_into_the_callers_encoder() {
+    let ctx = ctx();
+    let (mut set, grads) = set_with_grads(&ctx, &[1000, 24], None, 6);
+    let (device, queue) = ctx.device_queue().unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let report = set
+        .encode_clip_grad_norm(&mut encoder, 0.5, Norm::L2, Nonfinite::Propagate)
+        .unwrap();
+    set.encode_clip_grad_value(&mut encoder, 0.01).unwrap();
+    queue.submit([encoder.finish()]);
+    // The clamp made the norm report stale (it reused the set's workspace).
+    assert!(matches!(report.read_blocking(), Err(Error::StaleReport)));
+    let mut want = grads.clone();
+    reference::clip_grad_norm(&mut [want.as_mut_slice()], 0.5, Norm::L2);
+    reference::clip_grad_value(&mut [want.as_mut_slice()], 0.01);
+    let got = set.download_grads().unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-6 * w.abs().max(1e-3), "{g} vs {w}");
+    }
+}
+
+#[test]
+fn cpu_fallback_clips_like_the_reference() {
+    let cpu = clipstep::Context::cpu();
+    let (mut set, grads) = set_with_grads(&cpu, &[10, 20], None, 1);
+    let mut want = grads.clone();
+    let total = reference::clip_grad_norm(&mut [want.as_mut_slice()], 0.5, Norm::L2);
+    assert_eq!(
+        set.clip_grad_norm(0.5, Norm::L2)
+            .unwrap()
+            .read_blocking()
+            .unwrap()
+            .total_norm,
+        total
+    );
+    assert_eq!(set.download_grads().unwrap(), want);
+    set.clip_grad_value(0.01).unwrap();
+    reference::clip_grad_value(&mut [want.as_mut_slice()], 0.01);
+    assert_eq!(set.download_grads().unwrap(), want);
+}

@@ -1,0 +1,123 @@
+//! Shared test helpers: the device, deterministic data, tolerance checks.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use clipstep::{ArenaOptions, Context, ContextOptions, ParamSet, TensorSpec};
+
+/// The adapter the suite runs on. Tests exercise real shaders: with no adapter this
+/// fails unless `CLIPSTEP_ALLOW_CPU_TESTS=1` asks for the CPU fallback explicitly.
+pub fn ctx() -> Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let allow_cpu = std::env::var("CLIPSTEP_ALLOW_CPU_TESTS").is_ok_and(|v| v == "1");
+        let ctx = Context::new().expect("creating the context");
+        assert!(
+            ctx.is_gpu() || allow_cpu,
+            "no GPU adapter: install a Vulkan driver (apt-get install mesa-vulkan-drivers libvulkan1) \
+             or set CLIPSTEP_ALLOW_CPU_TESTS=1 to test the CPU fallback"
+        );
+        eprintln!("clipstep tests on: {}", ctx.describe());
+        ctx
+    })
+    .clone()
+}
+
+/// A context whose grids spill into y after 7 workgroups, to reach the 2D-grid path
+/// (more than `max_compute_workgroups_per_dimension` workgroups) with small data.
+pub fn ctx_small_grid() -> Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        Context::with_options(&ContextOptions {
+            max_workgroups_per_dimension: Some(7),
+            ..Default::default()
+        })
+        .expect("creating the context")
+    })
+    .clone()
+}
+
+/// Deterministic values in [-scale, scale).
+pub fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    clipstep::verify::sample_data(n, seed, scale)
+}
+
+/// Specs named t0, t1, ... with the given lengths.
+pub fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
+        .collect()
+}
+
+/// A set of `sizes` on `ctx`, slabs capped at `slab_bytes`, gradients from `seed`.
+pub fn set_with_grads(
+    ctx: &Context,
+    sizes: &[usize],
+    slab_bytes: Option<u64>,
+    seed: u64,
+) -> (ParamSet, Vec<f32>) {
+    let mut set = ParamSet::new(
+        ctx,
+        &specs(sizes),
+        ArenaOptions {
+            max_slab_bytes: slab_bytes,
+            ..Default::default()
+        },
+    )
+    .expect("param set");
+    let grads = data(sizes.iter().sum(), seed, 1.0);
+    set.upload_grads(&grads).unwrap();
+    (set, grads)
+}
+
+pub use clipstep::verify::split;
+
+/// `|got - want| <= tol · |want|` (both NaN, or equal infinities, also pass).
+pub fn assert_rel(got: f32, want: f32, tol: f64, what: &str) {
+    if got.is_nan() && want.is_nan() || got == want {
+        return;
+    }
+    let err = (f64::from(got) - f64::from(want)).abs();
+    assert!(
+        err <= tol * f64::from(want).abs(),
+        "{what}: got {got}, want {want}, relative error {:e} > {tol:e}",
+        err / f64::from(want).abs()
+    );
+}
+
+/// Distance in units in the last place between two finite f32s.
+pub fn ulps(a: f32, b: f32) -> u32 {
+    let key = |x: f32| {
+        let i = x.to_bits() as i32;
+        if i < 0 {
+            i32::MIN - i
+        } else {
+            i
+        }
+    };
+    key(a).abs_diff(key(b))
+}
+
+/// Each element within `ulps` ulp or `abs` of the reference (NaN matches NaN).
+pub fn assert_close_elementwise(got: &[f32], want: &[f32], max_ulps: u32, abs: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let ok =
+            (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= abs || ulps(g, w) <= max_ulps;
+        assert!(
+            ok,
+            "{what}[{i}]: got {g:e}, want {w:e} ({} ulp)",
+            ulps(g, w)
+        );
+    }
+}
+
+/// Bit-exact equality.
+pub fn assert_bits_eq(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(x.to_bits(), y.to_bits(), "{what}[{i}]: {x:e} vs {y:e}");
+    }
+}
