@@ -51,8 +51,8 @@ struct OpParams {
     policy: u32,
     count_step: u32,
     bias_correction: u32,
-    beta1: f32,
-    beta2: f32,
+    log_beta1: f32,
+    log_beta2: f32,
     clip_value: f32,
     _pad0: u32,
     _pad1: u32,
@@ -97,4 +97,44 @@ fn lanes_before(e: u32, end: u32) -> vec4<bool> {
 fn clamp_keep_nan(x: vec4<f32>, c: f32) -> vec4<f32> {
     let bits = bitcast<vec4<u32>>(x) & vec4<u32>(0x7fffffffu);
     return select(clamp(x, vec4<f32>(-c), vec4<f32>(c)), x, bits > vec4<u32>(0x7f800000u));
+}
+
+// Per-step options of a fused update. h1..h3 and flags are the optimizer's own
+// (see each update shader's header); the rest is shared.
+struct Update {
+    lr: f32,
+    h1: f32,
+    h2: f32,
+    h3: f32,
+    weight_decay: f32,
+    flags: u32,
+    inv_grad_scale: f32,
+    clip_value: f32,
+    clip_flags: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const CLIP_BY_NORM: u32 = 1u;
+const CLIP_BY_VALUE: u32 = 2u;
+
+// The gradient an update applies: clamp((g · inv_grad_scale) · clip_coef, -c, c).
+fn effective_grad(g: vec4<f32>, u: Update, state: StepState) -> vec4<f32> {
+    var x = g * u.inv_grad_scale;
+    if (u.clip_flags & CLIP_BY_NORM) != 0u {
+        x = x * state.clip_coef;
+    }
+    if (u.clip_flags & CLIP_BY_VALUE) != 0u {
+        x = clamp_keep_nan(x, u.clip_value);
+    }
+    return x;
+}
+
+// torch.lerp(start, end, w): two formulas, chosen by w, for accuracy at both ends.
+fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {
+    if w < 0.5 {
+        return start + w * (end - start);
+    }
+    return end - (end - start) * (1.0 - w);
 }

@@ -4,7 +4,8 @@
 //   clip_coef       = min(1, max_norm / (total_norm + CLIP_EPS)), NaN if total_norm is NaN, 1 without norm clip
 //   nonfinite       = some g is NaN/±Inf, or total_norm overflowed
 //   skipped         = nonfinite and policy != PROPAGATE
-//   step           += 1 unless skipped (only when count_step); bias_correction_k = 1 - β_k^step
+//   step           += 1 unless skipped (only when count_step)
+//   bias_correction_k = 1 − β_k^step = −expm1(step · ln β_k)   (ln β_k from the host, in f64)
 //
 // @binding(0) tensor_sums  one Partial per tensor
 // @binding(1) tensor_norms one f32 per tensor (written)
@@ -37,6 +38,24 @@ fn root(s: f32, bad: u32) -> f32 {
         r = pow(s, 1.0 / op.p);
     }
     return r * op.inv_grad_scale;
+}
+
+// 1 − β^t as −expm1(t · ln β). 1 − pow(β, t) would cancel catastrophically
+// (1 − 0.999 keeps three digits of a pow accurate to a few ulp); a Taylor series keeps
+// small arguments to a few ulp, and exp is accurate where the result is not small.
+fn one_minus_power(log_beta: f32, t: u32) -> f32 {
+    if t == 0u {
+        return 0.0;
+    }
+    let y = f32(t) * log_beta;
+    if y < -0.5 {
+        return 1.0 - exp(y);
+    }
+    var sum = 1.0;
+    for (var k = 9.0; k >= 2.0; k -= 1.0) {
+        sum = 1.0 + sum * y / k;
+    }
+    return -(y * sum);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -84,8 +103,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     st.bias_correction1 = 1.0;
     st.bias_correction2 = 1.0;
     if op.bias_correction != 0u {
-        st.bias_correction1 = 1.0 - pow(op.beta1, f32(st.step));
-        st.bias_correction2 = 1.0 - pow(op.beta2, f32(st.step));
+        st.bias_correction1 = one_minus_power(op.log_beta1, st.step);
+        st.bias_correction2 = one_minus_power(op.log_beta2, st.step);
     }
     state = st;
 }

@@ -312,12 +312,6 @@ impl ParamSet {
             })
             .collect())
     }
-
-    /// The CPU reference's view of tensor `t` in `arena`.
-    pub(crate) fn host_tensor<'a>(&self, arena: &'a [f32], t: usize) -> &'a [f32] {
-        let info = &self.layout.tensors[t];
-        &arena[info.offset as usize..(info.offset + info.numel) as usize]
-    }
 }
 
 impl SlabTables {

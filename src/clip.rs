@@ -166,11 +166,11 @@ impl ParamSet {
         let Arena::Cpu(grads) = &self.grads else {
             unreachable!()
         };
-        let (sum, per_tensor) = host_norm(self, grads, norm, 1.0);
+        let (sum, per_tensor) = host_norm(&self.layout, grads, norm, 1.0);
         let state = reference::finalize(
             &StepState::default(),
             &FinalizeInput {
-                sum,
+                sum: Some(sum),
                 norm,
                 max_norm: Some(op.max_norm),
                 inv_grad_scale: 1.0,

@@ -70,8 +70,10 @@ pub(crate) struct OpParams {
     pub policy: u32,
     pub count_step: u32,
     pub bias_correction: u32,
-    pub beta1: f32,
-    pub beta2: f32,
+    /// `ln β1` (computed in f64 on the host) for Adam's bias correction.
+    pub log_beta1: f32,
+    /// `ln β2`.
+    pub log_beta2: f32,
     pub clip_value: f32,
     pub _pad: [u32; 3],
 }
@@ -91,8 +93,8 @@ impl OpParams {
             policy: Nonfinite::Propagate.shader_code(),
             count_step: 0,
             bias_correction: 0,
-            beta1: 0.0,
-            beta2: 0.0,
+            log_beta1: 0.0,
+            log_beta2: 0.0,
             clip_value: 0.0,
             _pad: [0; 3],
         }
@@ -124,17 +126,31 @@ pub(crate) fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
     b.as_entire_binding()
 }
 
+/// A bind group for `kernel` with `resources` at bindings 0, 1, 2, ...
 pub(crate) fn bind_group(
     gpu: &Gpu,
     kernel: Kernel,
     resources: &[wgpu::BindingResource<'_>],
 ) -> wgpu::BindGroup {
+    let numbered: Vec<_> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as u32, r.clone()))
+        .collect();
+    bind_group_at(gpu, kernel, &numbered)
+}
+
+/// A bind group for `kernel` with each resource at its own binding number.
+pub(crate) fn bind_group_at(
+    gpu: &Gpu,
+    kernel: Kernel,
+    resources: &[(u32, wgpu::BindingResource<'_>)],
+) -> wgpu::BindGroup {
     let layout = gpu.pipelines.get(kernel).get_bind_group_layout(0);
     let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
         .iter()
-        .enumerate()
-        .map(|(i, r)| wgpu::BindGroupEntry {
-            binding: i as u32,
+        .map(|(binding, r)| wgpu::BindGroupEntry {
+            binding: *binding,
             resource: r.clone(),
         })
         .collect();
@@ -331,15 +347,15 @@ impl NormWorkspace {
 /// The CPU reference's norm of a parameter set's gradients: the total power sum and the
 /// per-tensor norms (of `g · inv_grad_scale`).
 pub(crate) fn host_norm(
-    set: &ParamSet,
+    layout: &Layout,
     grads: &[f32],
     norm: Norm,
     inv_grad_scale: f32,
 ) -> (PowerSum, Vec<f32>) {
     let mut total = PowerSum::default();
-    let mut per_tensor = Vec::with_capacity(set.layout.tensors.len());
-    for t in 0..set.layout.tensors.len() {
-        let sum = reference::power_sum(set.host_tensor(grads, t), norm);
+    let mut per_tensor = Vec::with_capacity(layout.tensors.len());
+    for t in &layout.tensors {
+        let sum = reference::power_sum(&grads[t.offset as usize..(t.offset + t.numel) as usize], norm);
         per_tensor.push(reference::root(sum, norm) as f32 * inv_grad_scale);
         total = total.combine(sum, norm);
     }
@@ -409,11 +425,11 @@ impl ParamSet {
             let Arena::Cpu(grads) = &self.grads else {
                 unreachable!()
             };
-            let (sum, per_tensor) = host_norm(self, grads, norm, 1.0);
+            let (sum, per_tensor) = host_norm(&self.layout, grads, norm, 1.0);
             let state = reference::finalize(
                 &StepState::default(),
                 &FinalizeInput {
-                    sum,
+                    sum: Some(sum),
                     norm,
                     max_norm: None,
                     inv_grad_scale: 1.0,

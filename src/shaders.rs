@@ -20,6 +20,9 @@ pub(crate) const KERNELS: &[(&str, &str)] = &[
     ),
     ("scale", include_str!("../shaders/scale.wgsl")),
     ("clamp", include_str!("../shaders/clamp.wgsl")),
+    ("sgd", include_str!("../shaders/sgd.wgsl")),
+    ("adam", include_str!("../shaders/adam.wgsl")),
+    ("rmsprop", include_str!("../shaders/rmsprop.wgsl")),
 ];
 
 /// The full WGSL source of one kernel body.
@@ -45,11 +48,31 @@ pub(crate) enum Kernel {
     NormFinalize = 2,
     Scale = 3,
     Clamp = 4,
+    Sgd = 5,
+    Adam = 6,
+    Rmsprop = 7,
 }
 
 impl Kernel {
     pub(crate) fn name(self) -> &'static str {
         KERNELS[self as usize].0
+    }
+
+    /// The kernel named `name` in [`KERNELS`].
+    pub(crate) fn by_name(name: &str) -> Kernel {
+        const ALL: [Kernel; 8] = [
+            Kernel::NormPartials,
+            Kernel::NormTensors,
+            Kernel::NormFinalize,
+            Kernel::Scale,
+            Kernel::Clamp,
+            Kernel::Sgd,
+            Kernel::Adam,
+            Kernel::Rmsprop,
+        ];
+        *ALL.iter()
+            .find(|k| k.name() == name)
+            .unwrap_or_else(|| panic!("no kernel named {name}"))
     }
 }
 

@@ -40,8 +40,9 @@ impl Default for StepState {
 /// The inputs of one finalize.
 #[derive(Clone, Copy, Debug)]
 pub struct FinalizeInput {
-    /// Power sum over all gradients.
-    pub sum: PowerSum,
+    /// Power sum over all gradients; `None` when the step computes no norm (no norm
+    /// clip under `Nonfinite::Propagate`): the total norm is then NaN and nothing is flagged.
+    pub sum: Option<PowerSum>,
     /// Norm type of `sum`.
     pub norm: Norm,
     /// `Some(max_norm)` when the step clips by norm.
@@ -67,11 +68,16 @@ pub fn clip_coef(total_norm: f32, max_norm: f32) -> f32 {
 
 /// Folds the power sum into the next step state, given the previous one.
 pub fn finalize(prev: &StepState, input: &FinalizeInput) -> StepState {
-    let total_norm = (root(input.sum, input.norm) as f32) * input.inv_grad_scale;
-    let nonfinite = input.sum.has_nan || input.sum.has_inf || !total_norm.is_finite();
-    let clip_coef = match input.max_norm {
-        Some(max_norm) => clip_coef(total_norm, max_norm),
-        None => 1.0,
+    let (total_norm, nonfinite) = match input.sum {
+        Some(sum) => {
+            let total = (root(sum, input.norm) as f32) * input.inv_grad_scale;
+            (total, sum.has_nan || sum.has_inf || !total.is_finite())
+        }
+        None => (f32::NAN, false),
+    };
+    let clip_coef = match (input.sum, input.max_norm) {
+        (Some(_), Some(max_norm)) => clip_coef(total_norm, max_norm),
+        _ => 1.0,
     };
     let skipped = nonfinite && input.policy != Nonfinite::Propagate;
     let step = if input.count_step && !skipped {
@@ -81,8 +87,8 @@ pub fn finalize(prev: &StepState, input: &FinalizeInput) -> StepState {
     };
     let (bias_correction1, bias_correction2) = match input.betas {
         Some((b1, b2)) => (
-            1.0 - f64::from(b1).powi(step as i32) as f32,
-            1.0 - f64::from(b2).powi(step as i32) as f32,
+            (1.0 - f64::from(b1).powi(step as i32)) as f32,
+            (1.0 - f64::from(b2).powi(step as i32)) as f32,
         ),
         None => (1.0, 1.0),
     };

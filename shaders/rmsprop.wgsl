@@ -1,0 +1,60 @@
+// RMSprop (torch.optim.RMSprop), one vec4 per invocation, skipped when the step state says so:
+//   g ← effective_grad(g);  g ← −g if maximize;  g ← g + wd·p
+//   s ← α·s + (1 − α)·g·g
+//   centered: a ← lerp(a, g, 1 − α); avg ← sqrt(s − a·a) + eps    else avg ← sqrt(s) + eps
+//   momentum μ > 0: b ← μ·b + g / avg; p ← p − lr·b                else p ← p − lr·(g / avg)
+// h1 = α, h2 = eps, h3 = μ; flags: 1 centered, 2 maximize.
+//
+// @binding(0) params  @binding(1) grads  @binding(2) square_avg  @binding(3) grad_avg
+// @binding(4) momentum_buffer  @binding(5) state  @binding(6) u  @binding(7) slab
+
+@group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> square_avg: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> grad_avg: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> state: StepState;
+@group(0) @binding(6) var<uniform> u: Update;
+@group(0) @binding(7) var<uniform> slab: Slab;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = group_index(wid, nwg) * WORKGROUP_SIZE + lid;
+    if i * 4u >= slab.len || state.skipped != 0u {
+        return;
+    }
+    // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
+    let live = lanes_before(i * 4u, slab.len);
+    let p0 = params[i];
+    var g = effective_grad(grads[i], u, state);
+    if (u.flags & 2u) != 0u {
+        g = -g;
+    }
+    if u.weight_decay != 0.0 {
+        g = g + u.weight_decay * p0;
+    }
+    let s0 = square_avg[i];
+    let s = s0 * u.h1 + (1.0 - u.h1) * g * g;
+    square_avg[i] = select(s0, s, live);
+    var avg: vec4<f32>;
+    if (u.flags & 1u) != 0u {
+        let a0 = grad_avg[i];
+        let a = torch_lerp(a0, g, 1.0 - u.h1);
+        grad_avg[i] = select(a0, a, live);
+        avg = sqrt(s - a * a) + u.h2;
+    } else {
+        avg = sqrt(s) + u.h2;
+    }
+    if u.h3 > 0.0 {
+        let b0 = momentum_buffer[i];
+        let b = u.h3 * b0 + g / avg;
+        momentum_buffer[i] = select(b0, b, live);
+        params[i] = select(p0, p0 - u.lr * b, live);
+    } else {
+        params[i] = select(p0, p0 - u.lr * (g / avg), live);
+    }
+}
