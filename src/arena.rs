@@ -435,6 +435,9 @@ fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<()> {
             limit: max_binding,
         });
     }
+    if e.params.buffer == e.grads.buffer {
+        return Err(Error::AliasedExternal(e.name.clone()));
+    }
     let alignment = gpu.limits.min_storage_buffer_offset_alignment;
     for (role, r) in [("params", &e.params), ("grads", &e.grads)] {
         if !r.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {

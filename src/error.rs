@@ -94,6 +94,10 @@ pub enum Error {
         /// Buffer size in bytes.
         size: u64,
     },
+    /// An external tensor's parameters and gradients share a buffer: the update kernel
+    /// writes one while reading the other, which a dispatch cannot bind twice.
+    #[error("external tensor {0:?} has its params and grads in the same buffer; give them separate buffers")]
+    AliasedExternal(String),
     /// A size exceeds a device limit or the u32 index space.
     #[error("{what} is {size}, over the limit of {limit}")]
     TooLarge {

@@ -42,6 +42,9 @@ pub use context::{adapters, AdapterSummary, Context, ContextOptions};
 pub use error::{Error, Result};
 pub use layout::{TensorInfo, TensorSpec};
 pub use norm::Norm;
-pub use optim::{Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions};
+pub use optim::{
+    Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    StepOptions,
+};
 pub use reference::StepState;
 pub use report::{Report, StepReport};

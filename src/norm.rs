@@ -355,7 +355,10 @@ pub(crate) fn host_norm(
     let mut total = PowerSum::default();
     let mut per_tensor = Vec::with_capacity(layout.tensors.len());
     for t in &layout.tensors {
-        let sum = reference::power_sum(&grads[t.offset as usize..(t.offset + t.numel) as usize], norm);
+        let sum = reference::power_sum(
+            &grads[t.offset as usize..(t.offset + t.numel) as usize],
+            norm,
+        );
         per_tensor.push(reference::root(sum, norm) as f32 * inv_grad_scale);
         total = total.combine(sum, norm);
     }

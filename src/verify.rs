@@ -1,9 +1,13 @@
 //! `clipstep verify`: every kernel on one adapter against the CPU reference, over a
 //! matrix of sizes and tensor counts.
 
-use crate::consts::tolerance::{NORM_REL, P_NORM_REL};
+use crate::consts::tolerance::{NORM_REL, P_NORM_REL, TRAJECTORY_REL};
 use crate::error::Result;
-use crate::{reference, ArenaOptions, Context, Norm, ParamSet, TensorSpec};
+use crate::optim::{Fused, Optimizer, UpdateRule};
+use crate::{
+    reference, AdamConfig, AdamWConfig, ArenaOptions, Clip, Context, Norm, ParamSet, RmsPropConfig,
+    SgdConfig, StepOptions, TensorSpec,
+};
 
 /// One line of the verification table.
 #[derive(Clone, Debug)]
@@ -91,8 +95,9 @@ pub fn split<'a>(all: &'a [f32], sizes: &[usize]) -> Vec<&'a [f32]> {
         .collect()
 }
 
-/// Largest absolute and relative differences of `got` from `want` (NaN matching NaN).
-pub fn max_errors(got: &[f32], want: &[f32]) -> (f64, f64) {
+/// Largest absolute and relative differences of `got` from `want` (NaN matching NaN);
+/// relative to `max(|want|, floor)`.
+pub fn max_errors(got: &[f32], want: &[f32], floor: f64) -> (f64, f64) {
     got.iter()
         .zip(want)
         .fold((0.0f64, 0.0f64), |(abs, rel), (&g, &w)| {
@@ -100,7 +105,7 @@ pub fn max_errors(got: &[f32], want: &[f32]) -> (f64, f64) {
                 return (abs, rel);
             }
             let d = (f64::from(g) - f64::from(w)).abs();
-            let r = if w == 0.0 { d } else { d / f64::from(w).abs() };
+            let r = d / f64::from(w).abs().max(floor);
             (
                 abs.max(d),
                 rel.max(if r.is_nan() { f64::INFINITY } else { r }),
@@ -139,7 +144,19 @@ fn check(
     want: &[f32],
     tolerance: f64,
 ) -> Check {
-    let (max_abs, max_rel) = max_errors(got, want);
+    check_with_floor(op, case, set, got, want, tolerance, f64::MIN_POSITIVE)
+}
+
+fn check_with_floor(
+    op: String,
+    case: &Case,
+    set: &ParamSet,
+    got: &[f32],
+    want: &[f32],
+    tolerance: f64,
+    floor: f64,
+) -> Check {
+    let (max_abs, max_rel) = max_errors(got, want, floor);
     Check {
         op,
         case: case.name.clone(),
@@ -215,7 +232,82 @@ pub fn verify_norms_and_clips(ctx: &Context, cases: &[Case]) -> Result<Vec<Check
     Ok(out)
 }
 
+/// Parameters after `steps` clipped steps of `config` on `ctx`, from fixed data.
+fn run_steps<R: UpdateRule>(
+    ctx: &Context,
+    case: &Case,
+    config: &R,
+    steps: u64,
+) -> Result<(ParamSet, Vec<f32>)> {
+    let (mut set, _) = case_set(ctx, case, 1)?;
+    let n = set.numel() as usize;
+    set.upload_params(&sample_data(n, 2, 1.0))?;
+    let mut opt = Fused::new(&set, config.clone())?;
+    let options = StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 1.0,
+            norm: Norm::L2,
+        },
+        grad_scale: 2.0,
+        ..Default::default()
+    };
+    for step in 0..steps {
+        set.upload_grads(&sample_data(n, 10 + step, 1.0))?;
+        opt.step(&mut set, &options)?;
+    }
+    let params = set.download_params()?;
+    Ok((set, params))
+}
+
+fn verify_rule<R: UpdateRule>(ctx: &Context, case: &Case, config: R) -> Result<Check> {
+    const STEPS: u64 = 3;
+    let (set, got) = run_steps(ctx, case, &config, STEPS)?;
+    let (_, want) = run_steps(&Context::cpu(), case, &config, STEPS)?;
+    let op = format!("{} x{STEPS} (clip 1.0, scale 2)", R::NAME);
+    // Relative to max(|p|, 1e-2): parameters near zero are compared absolutely.
+    Ok(check_with_floor(
+        op,
+        case,
+        &set,
+        &got,
+        &want,
+        f64::from(TRAJECTORY_REL),
+        1e-2,
+    ))
+}
+
+/// Every fused optimizer on `ctx` against the CPU reference backend, for each case.
+pub fn verify_optimizers(ctx: &Context, cases: &[Case]) -> Result<Vec<Check>> {
+    let mut out = Vec::new();
+    for case in cases {
+        let sgd = SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+            ..Default::default()
+        };
+        out.push(verify_rule(ctx, case, sgd)?);
+        let adam = AdamConfig {
+            amsgrad: true,
+            weight_decay: 0.01,
+            ..Default::default()
+        };
+        out.push(verify_rule(ctx, case, adam)?);
+        out.push(verify_rule(ctx, case, AdamWConfig::default())?);
+        let rmsprop = RmsPropConfig {
+            centered: true,
+            momentum: 0.5,
+            ..Default::default()
+        };
+        out.push(verify_rule(ctx, case, rmsprop)?);
+    }
+    Ok(out)
+}
+
 /// Every check of `clipstep verify` on `ctx`.
 pub fn verify(ctx: &Context) -> Result<Vec<Check>> {
-    verify_norms_and_clips(ctx, &default_cases())
+    let cases = default_cases();
+    let mut out = verify_norms_and_clips(ctx, &cases)?;
+    out.extend(verify_optimizers(ctx, &cases)?);
+    Ok(out)
 }

@@ -100,14 +100,15 @@ fn external_tensors_join_norms_and_clips() {
     let ctx = ctx();
     let (device, queue) = ctx.device_queue().unwrap();
     let shared = external_buffer(device, 4096);
+    let own_params = external_buffer(device, 4096);
     let sentinel = vec![7.0f32; 1024];
     queue.write_buffer(&shared, 0, bytemuck::cast_slice(&sentinel));
-    // 37 elements at byte 256 of the caller's buffer; its params elsewhere in the same buffer.
+    // 37 elements at byte 256 of the caller's buffer; its params in another buffer.
     let ext = ExternalTensor {
         name: "ext".into(),
         shape: vec![37],
         params: BufferRange {
-            buffer: shared.clone(),
+            buffer: own_params.clone(),
             offset: 2048,
         },
         grads: BufferRange {
@@ -139,8 +140,6 @@ fn external_tensors_join_norms_and_clips() {
         assert_eq!(*c, g * state.clip_coef);
     }
     // Bytes of the caller's buffer outside the registered range are untouched.
-    let (_, q) = ctx.device_queue().unwrap();
-    let _ = q;
     let mut readback = ParamSet::new(
         &ctx,
         &specs(&[1]),
@@ -149,7 +148,7 @@ fn external_tensors_join_norms_and_clips() {
                 name: "tail".into(),
                 shape: vec![64],
                 params: BufferRange {
-                    buffer: shared.clone(),
+                    buffer: own_params.clone(),
                     offset: 512,
                 },
                 grads: BufferRange {

@@ -9,13 +9,16 @@ use clipstep::{
 };
 use common::*;
 
+/// An external tensor at `offset` of `buffer` (grads) and of a twin buffer of the same
+/// size and usage (params).
 fn external(buffer: &wgpu::Buffer, offset: u64, shape: Vec<usize>) -> ArenaOptions {
+    let params = user_buffer(&ctx(), buffer.size(), buffer.usage());
     ArenaOptions {
         external: vec![ExternalTensor {
             name: "x".into(),
             shape,
             params: BufferRange {
-                buffer: buffer.clone(),
+                buffer: params,
                 offset,
             },
             grads: BufferRange {
@@ -168,6 +171,27 @@ fn bad_external_buffers_are_rejected() {
     );
 
     let ok = user_buffer(&ctx, 1024, U::STORAGE);
+    let aliased = ArenaOptions {
+        external: vec![ExternalTensor {
+            name: "x".into(),
+            shape: vec![4],
+            params: BufferRange {
+                buffer: ok.clone(),
+                offset: 0,
+            },
+            grads: BufferRange {
+                buffer: ok.clone(),
+                offset: 512,
+            },
+        }],
+        ..Default::default()
+    };
+    let err = ParamSet::new(&ctx, &specs(&[1]), aliased).err().unwrap();
+    assert!(
+        matches!(err, Error::AliasedExternal(ref n) if n == "x"),
+        "{err}"
+    );
+
     let align = ctx.limits().unwrap().min_storage_buffer_offset_alignment;
     let err = ParamSet::new(&ctx, &specs(&[1]), external(&ok, 4, vec![4]))
         .err()

@@ -11,54 +11,119 @@ use common::*;
 fn clips() -> Vec<Clip> {
     vec![
         Clip::None,
-        Clip::GlobalNorm { max_norm: 1.0, norm: Norm::L2 },
-        Clip::GlobalNorm { max_norm: 3.0, norm: Norm::Inf },
+        Clip::GlobalNorm {
+            max_norm: 1.0,
+            norm: Norm::L2,
+        },
+        Clip::GlobalNorm {
+            max_norm: 3.0,
+            norm: Norm::Inf,
+        },
         Clip::Value { clip_value: 0.05 },
-        Clip::NormThenValue { max_norm: 2.0, norm: Norm::L1, clip_value: 0.001 },
+        Clip::NormThenValue {
+            max_norm: 2.0,
+            norm: Norm::L1,
+            clip_value: 0.001,
+        },
     ]
 }
 
 fn sgd_configs() -> Vec<SgdConfig> {
-    let d = SgdConfig { lr: 0.1, ..Default::default() };
+    let d = SgdConfig {
+        lr: 0.1,
+        ..Default::default()
+    };
     vec![
         d,
         SgdConfig { momentum: 0.9, ..d },
-        SgdConfig { momentum: 0.9, dampening: 0.1, weight_decay: 0.01, ..d },
-        SgdConfig { momentum: 0.9, nesterov: true, ..d },
-        SgdConfig { weight_decay: 0.05, maximize: true, ..d },
+        SgdConfig {
+            momentum: 0.9,
+            dampening: 0.1,
+            weight_decay: 0.01,
+            ..d
+        },
+        SgdConfig {
+            momentum: 0.9,
+            nesterov: true,
+            ..d
+        },
+        SgdConfig {
+            weight_decay: 0.05,
+            maximize: true,
+            ..d
+        },
     ]
 }
 
 fn adam_configs() -> Vec<AdamConfig> {
-    let d = AdamConfig { lr: 1e-2, ..Default::default() };
+    let d = AdamConfig {
+        lr: 1e-2,
+        ..Default::default()
+    };
     vec![
         d,
         AdamConfig { amsgrad: true, ..d },
-        AdamConfig { weight_decay: 0.01, maximize: true, ..d },
-        AdamConfig { bias_correction: false, ..d },
+        AdamConfig {
+            weight_decay: 0.01,
+            maximize: true,
+            ..d
+        },
+        AdamConfig {
+            bias_correction: false,
+            ..d
+        },
         // 1 − β ≥ 0.5 takes torch.lerp's second formula.
-        AdamConfig { betas: (0.3, 0.6), amsgrad: true, ..d },
+        AdamConfig {
+            betas: (0.3, 0.6),
+            amsgrad: true,
+            ..d
+        },
     ]
 }
 
 fn adamw_configs() -> Vec<AdamWConfig> {
-    let d = AdamWConfig { lr: 1e-2, ..Default::default() };
-    vec![d, AdamWConfig { amsgrad: true, weight_decay: 0.1, ..d }]
+    let d = AdamWConfig {
+        lr: 1e-2,
+        ..Default::default()
+    };
+    vec![
+        d,
+        AdamWConfig {
+            amsgrad: true,
+            weight_decay: 0.1,
+            ..d
+        },
+    ]
 }
 
 fn rmsprop_configs() -> Vec<RmsPropConfig> {
     let d = RmsPropConfig::default();
     vec![
         d,
-        RmsPropConfig { centered: true, ..d },
+        RmsPropConfig {
+            centered: true,
+            ..d
+        },
         RmsPropConfig { momentum: 0.9, ..d },
-        RmsPropConfig { centered: true, momentum: 0.5, weight_decay: 0.01, ..d },
-        RmsPropConfig { maximize: true, alpha: 0.3, ..d },
+        RmsPropConfig {
+            centered: true,
+            momentum: 0.5,
+            weight_decay: 0.01,
+            ..d
+        },
+        RmsPropConfig {
+            maximize: true,
+            alpha: 0.3,
+            ..d
+        },
     ]
 }
 
 fn downloads<R: UpdateRule>(opt: &Fused<R>, set: &ParamSet) -> (Vec<f32>, [Vec<f32>; 3]) {
-    let states = opt.config().state_names().map(|n| n.map_or_else(Vec::new, |n| opt.state(n).unwrap()));
+    let states = opt
+        .config()
+        .state_names()
+        .map(|n| n.map_or_else(Vec::new, |n| opt.state(n).unwrap()));
     (set.download_params().unwrap(), states)
 }
 
@@ -81,32 +146,65 @@ fn steps_match<R: UpdateRule>(config: R, options: StepOptions, sizes: &[usize], 
         // The step state against the f64 reference.
         let norm = options.clip.norm_clip().map_or(Norm::L2, |(_, n)| n);
         let inv = 1.0 / options.grad_scale;
-        let sum = split(&grads, sizes).iter().map(|t| reference::power_sum(t, norm)).fold(PowerSum::default(), |a, b| a.combine(b, norm));
-        let prev = reference::StepState { step: step as u32, ..Default::default() };
-        let want = reference::finalize(&prev, &FinalizeInput {
-            sum: Some(sum),
-            norm,
-            max_norm: options.clip.norm_clip().map(|(m, _)| m),
-            inv_grad_scale: inv,
-            policy: options.nonfinite,
-            count_step: true,
-            betas: config.bias_correction_betas(),
-        });
-        let tol = if matches!(norm, Norm::P(_)) { 2e-5 } else { NORM_REL };
-        assert_rel(state.total_norm, want.total_norm, tol, &format!("{what}: total norm"));
-        assert_rel(state.clip_coef, want.clip_coef, tol, &format!("{what}: clip coefficient"));
+        let sum = split(&grads, sizes)
+            .iter()
+            .map(|t| reference::power_sum(t, norm))
+            .fold(PowerSum::default(), |a, b| a.combine(b, norm));
+        let prev = reference::StepState {
+            step: step as u32,
+            ..Default::default()
+        };
+        let want = reference::finalize(
+            &prev,
+            &FinalizeInput {
+                sum: Some(sum),
+                norm,
+                max_norm: options.clip.norm_clip().map(|(m, _)| m),
+                inv_grad_scale: inv,
+                policy: options.nonfinite,
+                count_step: true,
+                betas: config.bias_correction_betas(),
+            },
+        );
+        let tol = if matches!(norm, Norm::P(_)) {
+            2e-5
+        } else {
+            NORM_REL
+        };
+        assert_rel(
+            state.total_norm,
+            want.total_norm,
+            tol,
+            &format!("{what}: total norm"),
+        );
+        assert_rel(
+            state.clip_coef,
+            want.clip_coef,
+            tol,
+            &format!("{what}: clip coefficient"),
+        );
         assert_eq!(state.step, want.step, "{what}");
         assert_rel(state.bias_correction1, want.bias_correction1, 1e-6, &what);
         assert_rel(state.bias_correction2, want.bias_correction2, 1e-6, &what);
 
         // The update against the f32 reference fed the GPU's step state.
-        let t = GradTransform { inv_grad_scale: inv, clip_coef: state.clip_coef, clip_value: options.clip.value_clip() };
+        let t = GradTransform {
+            inv_grad_scale: inv,
+            clip_coef: state.clip_coef,
+            clip_value: options.clip.value_clip(),
+        };
         let [s0, s1, s2] = &mut s;
         config.cpu_update(&state, &t, &mut p, &grads, [s0, s1, s2]);
         let (gp, gs) = downloads(&opt, &set);
         assert_close_elementwise(&gp, &p, UPDATE_ULPS, UPDATE_ABS, &format!("{what}: params"));
         for k in 0..3 {
-            assert_close_elementwise(&gs[k], &s[k], UPDATE_ULPS, UPDATE_ABS, &format!("{what}: state {k}"));
+            assert_close_elementwise(
+                &gs[k],
+                &s[k],
+                UPDATE_ULPS,
+                UPDATE_ABS,
+                &format!("{what}: state {k}"),
+            );
         }
     }
 }
@@ -116,13 +214,28 @@ fn matrix<R: UpdateRule>(configs: Vec<R>) {
     for config in configs {
         for clip in clips() {
             for grad_scale in [1.0, 128.0] {
-                let options = StepOptions { clip, grad_scale, ..Default::default() };
+                let options = StepOptions {
+                    clip,
+                    grad_scale,
+                    ..Default::default()
+                };
                 steps_match(config.clone(), options, &sizes, None);
             }
         }
         // Multi-slab, 2D grid, and 2000 tensors.
-        let options = StepOptions { clip: Clip::GlobalNorm { max_norm: 1.0, norm: Norm::L2 }, ..Default::default() };
-        steps_match(config.clone(), options, &[40_000, 3, 12_345], Some(16 * 1024));
+        let options = StepOptions {
+            clip: Clip::GlobalNorm {
+                max_norm: 1.0,
+                norm: Norm::L2,
+            },
+            ..Default::default()
+        };
+        steps_match(
+            config.clone(),
+            options,
+            &[40_000, 3, 12_345],
+            Some(16 * 1024),
+        );
         let tiny: Vec<usize> = (0..2000).map(|i| 1 + i % 5).collect();
         steps_match(config, options, &tiny, None);
     }
@@ -150,7 +263,14 @@ fn rmsprop_steps_match_reference() {
 
 /// 100 steps on the GPU and on the CPU reference backend, with a decaying learning rate.
 fn trajectory<R: UpdateRule>(config: R, sizes: &[usize], slab: Option<u64>) {
-    let options = StepOptions { clip: Clip::GlobalNorm { max_norm: 5.0, norm: Norm::L2 }, grad_scale: 4.0, ..Default::default() };
+    let options = StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 5.0,
+            norm: Norm::L2,
+        },
+        grad_scale: 4.0,
+        ..Default::default()
+    };
     let n: usize = sizes.iter().sum();
     let mut runs = Vec::new();
     for ctx in [ctx(), Context::cpu()] {
@@ -160,7 +280,8 @@ fn trajectory<R: UpdateRule>(config: R, sizes: &[usize], slab: Option<u64>) {
         let lr0 = opt.learning_rate();
         for step in 0..100u64 {
             set.upload_grads(&data(n, 100 + step, 2.0)).unwrap();
-            opt.set_learning_rate(lr0 * 0.98f32.powi(step as i32)).unwrap();
+            opt.set_learning_rate(lr0 * 0.98f32.powi(step as i32))
+                .unwrap();
             opt.step(&mut set, &options).unwrap();
         }
         assert_eq!(opt.step_count().unwrap(), 100);
@@ -168,7 +289,11 @@ fn trajectory<R: UpdateRule>(config: R, sizes: &[usize], slab: Option<u64>) {
     }
     for (i, (g, c)) in runs[0].iter().zip(&runs[1]).enumerate() {
         let err = (g - c).abs() / c.abs().max(1e-2);
-        assert!(err <= TRAJECTORY_REL, "{} {config:?}: param {i}: gpu {g} vs cpu {c} ({err:e})", R::NAME);
+        assert!(
+            err <= TRAJECTORY_REL,
+            "{} {config:?}: param {i}: gpu {g} vs cpu {c} ({err:e})",
+            R::NAME
+        );
     }
 }
 
@@ -176,10 +301,36 @@ fn trajectory<R: UpdateRule>(config: R, sizes: &[usize], slab: Option<u64>) {
 fn hundred_step_trajectories_match_reference() {
     let tiny: Vec<usize> = (0..2000).map(|i| 1 + i % 5).collect();
     for (sizes, slab) in [(vec![40_000, 3, 12_345], Some(16 * 1024)), (tiny, None)] {
-        trajectory(SgdConfig { lr: 0.05, momentum: 0.9, nesterov: true, ..Default::default() }, &sizes, slab);
-        trajectory(AdamConfig { amsgrad: true, weight_decay: 0.01, ..Default::default() }, &sizes, slab);
+        trajectory(
+            SgdConfig {
+                lr: 0.05,
+                momentum: 0.9,
+                nesterov: true,
+                ..Default::default()
+            },
+            &sizes,
+            slab,
+        );
+        trajectory(
+            AdamConfig {
+                amsgrad: true,
+                weight_decay: 0.01,
+                ..Default::default()
+            },
+            &sizes,
+            slab,
+        );
         trajectory(AdamWConfig::default(), &sizes, slab);
-        trajectory(RmsPropConfig { centered: true, momentum: 0.5, lr: 1e-3, ..Default::default() }, &sizes, slab);
+        trajectory(
+            RmsPropConfig {
+                centered: true,
+                momentum: 0.5,
+                lr: 1e-3,
+                ..Default::default()
+            },
+            &sizes,
+            slab,
+        );
     }
 }
 
@@ -188,17 +339,43 @@ fn poisoned_step_changes_nothing<R: UpdateRule>(config: R) {
     let (mut set, _) = set_with_grads(&ctx(), &sizes, Some(2048), 1);
     set.upload_params(&data(1037, 2, 1.0)).unwrap();
     let mut opt = Fused::new(&set, config).unwrap();
-    let clip = Clip::GlobalNorm { max_norm: 1.0, norm: Norm::L2 };
-    opt.step(&mut set, &StepOptions { clip, ..Default::default() }).unwrap();
+    let clip = Clip::GlobalNorm {
+        max_norm: 1.0,
+        norm: Norm::L2,
+    };
+    opt.step(
+        &mut set,
+        &StepOptions {
+            clip,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let before = downloads(&opt, &set);
-    for (bad, policy) in [(f32::NAN, Nonfinite::Skip), (f32::INFINITY, Nonfinite::Skip), (f32::NAN, Nonfinite::Error)] {
+    for (bad, policy) in [
+        (f32::NAN, Nonfinite::Skip),
+        (f32::INFINITY, Nonfinite::Skip),
+        (f32::NAN, Nonfinite::Error),
+    ] {
         let mut grads = data(1037, 3, 1.0);
         grads[1017] = bad;
         set.upload_grads(&grads).unwrap();
         for clip in [Clip::None, clip, Clip::Value { clip_value: 0.1 }] {
-            let report = opt.step(&mut set, &StepOptions { clip, nonfinite: policy, ..Default::default() }).unwrap();
+            let report = opt
+                .step(
+                    &mut set,
+                    &StepOptions {
+                        clip,
+                        nonfinite: policy,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
             match policy {
-                Nonfinite::Error => assert!(matches!(report.read_blocking(), Err(Error::NonFiniteGradients { .. }))),
+                Nonfinite::Error => assert!(matches!(
+                    report.read_blocking(),
+                    Err(Error::NonFiniteGradients { .. })
+                )),
                 _ => assert!(report.read_blocking().unwrap().skipped),
             }
             let after = downloads(&opt, &set);
@@ -206,21 +383,43 @@ fn poisoned_step_changes_nothing<R: UpdateRule>(config: R) {
             for k in 0..3 {
                 assert_bits_eq(&after.1[k], &before.1[k], "state after a skipped step");
             }
-            assert_eq!(opt.step_count().unwrap(), 1, "a skipped step advanced the count");
+            assert_eq!(
+                opt.step_count().unwrap(),
+                1,
+                "a skipped step advanced the count"
+            );
         }
     }
     // Propagate (PyTorch): the NaN reaches the parameters.
-    opt.step(&mut set, &StepOptions { clip, nonfinite: Nonfinite::Propagate, ..Default::default() }).unwrap();
+    opt.step(
+        &mut set,
+        &StepOptions {
+            clip,
+            nonfinite: Nonfinite::Propagate,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(set.download_params().unwrap().iter().all(|p| p.is_nan()));
     assert_eq!(opt.step_count().unwrap(), 2);
 }
 
 #[test]
 fn skip_leaves_params_states_and_step_count_bit_identical() {
-    poisoned_step_changes_nothing(SgdConfig { momentum: 0.9, ..Default::default() });
-    poisoned_step_changes_nothing(AdamConfig { amsgrad: true, ..Default::default() });
+    poisoned_step_changes_nothing(SgdConfig {
+        momentum: 0.9,
+        ..Default::default()
+    });
+    poisoned_step_changes_nothing(AdamConfig {
+        amsgrad: true,
+        ..Default::default()
+    });
     poisoned_step_changes_nothing(AdamWConfig::default());
-    poisoned_step_changes_nothing(RmsPropConfig { centered: true, momentum: 0.9, ..Default::default() });
+    poisoned_step_changes_nothing(RmsPropConfig {
+        centered: true,
+        momentum: 0.9,
+        ..Default::default()
+    });
 }
 
 #[test]
@@ -229,11 +428,20 @@ fn steps_are_bit_identical_across_runs() {
         let (mut set, _) = set_with_grads(&ctx(), &[300_007, 5, 4096], Some(256 * 1024), 12);
         set.upload_params(&data(304_108, 3, 1.0)).unwrap();
         let mut opt = AdamW::new(&set, AdamWConfig::default()).unwrap();
-        let options = StepOptions { clip: Clip::GlobalNorm { max_norm: 0.5, norm: Norm::L2 }, ..Default::default() };
+        let options = StepOptions {
+            clip: Clip::GlobalNorm {
+                max_norm: 0.5,
+                norm: Norm::L2,
+            },
+            ..Default::default()
+        };
         for _ in 0..3 {
             opt.step(&mut set, &options).unwrap();
         }
-        (set.download_params().unwrap(), opt.state("exp_avg_sq").unwrap())
+        (
+            set.download_params().unwrap(),
+            opt.state("exp_avg_sq").unwrap(),
+        )
     };
     let (a, b) = (run(), run());
     assert_bits_eq(&a.0, &b.0, "params");
@@ -244,8 +452,18 @@ fn steps_are_bit_identical_across_runs() {
 fn steps_encoded_into_one_encoder_equal_separate_steps() {
     let ctx = ctx();
     let options = [
-        StepOptions { clip: Clip::GlobalNorm { max_norm: 0.5, norm: Norm::L2 }, ..Default::default() },
-        StepOptions { clip: Clip::Value { clip_value: 0.01 }, grad_scale: 2.0, ..Default::default() },
+        StepOptions {
+            clip: Clip::GlobalNorm {
+                max_norm: 0.5,
+                norm: Norm::L2,
+            },
+            ..Default::default()
+        },
+        StepOptions {
+            clip: Clip::Value { clip_value: 0.01 },
+            grad_scale: 2.0,
+            ..Default::default()
+        },
     ];
     let mut results = Vec::new();
     for batched in [false, true] {
@@ -254,9 +472,11 @@ fn steps_encoded_into_one_encoder_equal_separate_steps() {
         if batched {
             let (device, queue) = ctx.device_queue().unwrap();
             let mut encoder = device.create_command_encoder(&Default::default());
-            opt.encode_step(&mut encoder, &mut set, &options[0]).unwrap();
+            opt.encode_step(&mut encoder, &mut set, &options[0])
+                .unwrap();
             opt.set_learning_rate(1e-2).unwrap();
-            opt.encode_step(&mut encoder, &mut set, &options[1]).unwrap();
+            opt.encode_step(&mut encoder, &mut set, &options[1])
+                .unwrap();
             queue.submit([encoder.finish()]);
         } else {
             opt.step(&mut set, &options[0]).unwrap();
@@ -273,21 +493,47 @@ fn steps_encoded_into_one_encoder_equal_separate_steps() {
 fn external_tensors_are_updated_in_place() {
     let ctx = ctx();
     let (device, _) = ctx.device_queue().unwrap();
-    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    let buffer = |size| device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false });
+    let usage =
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+    let buffer = |size| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
     let (pb, gb) = (buffer(1024), buffer(1024));
     let ext = ExternalTensor {
         name: "ext".into(),
         shape: vec![13],
-        params: BufferRange { buffer: pb, offset: 256 },
-        grads: BufferRange { buffer: gb, offset: 0 },
+        params: BufferRange {
+            buffer: pb,
+            offset: 256,
+        },
+        grads: BufferRange {
+            buffer: gb,
+            offset: 0,
+        },
     };
-    let mut set = ParamSet::new(&ctx, &specs(&[100]), ArenaOptions { external: vec![ext], ..Default::default() }).unwrap();
+    let mut set = ParamSet::new(
+        &ctx,
+        &specs(&[100]),
+        ArenaOptions {
+            external: vec![ext],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let p0 = data(113, 1, 1.0);
     let grads = data(113, 2, 1.0);
     set.upload_params(&p0).unwrap();
     set.upload_grads(&grads).unwrap();
-    let config = SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() };
+    let config = SgdConfig {
+        lr: 0.1,
+        momentum: 0.9,
+        ..Default::default()
+    };
     let mut opt = Sgd::new(&set, config).unwrap();
     opt.step(&mut set, &StepOptions::default()).unwrap();
     let got = set.download_params().unwrap();
@@ -300,41 +546,150 @@ fn external_tensors_are_updated_in_place() {
 fn invalid_hyperparameters_are_typed_errors_like_pytorch() {
     let (set, _) = set_with_grads(&ctx(), &[4], None, 1);
     let bad_sgd = [
-        SgdConfig { lr: -1.0, ..Default::default() },
-        SgdConfig { momentum: -0.1, ..Default::default() },
-        SgdConfig { weight_decay: -1.0, ..Default::default() },
-        SgdConfig { nesterov: true, ..Default::default() },
-        SgdConfig { nesterov: true, momentum: 0.9, dampening: 0.1, ..Default::default() },
-        SgdConfig { lr: f32::NAN, ..Default::default() },
+        SgdConfig {
+            lr: -1.0,
+            ..Default::default()
+        },
+        SgdConfig {
+            momentum: -0.1,
+            ..Default::default()
+        },
+        SgdConfig {
+            weight_decay: -1.0,
+            ..Default::default()
+        },
+        SgdConfig {
+            nesterov: true,
+            ..Default::default()
+        },
+        SgdConfig {
+            nesterov: true,
+            momentum: 0.9,
+            dampening: 0.1,
+            ..Default::default()
+        },
+        SgdConfig {
+            lr: f32::NAN,
+            ..Default::default()
+        },
     ];
     for c in bad_sgd {
-        assert!(matches!(Sgd::new(&set, c), Err(Error::InvalidHyperparameter { optimizer: "SGD", .. })), "{c:?}");
+        assert!(
+            matches!(
+                Sgd::new(&set, c),
+                Err(Error::InvalidHyperparameter {
+                    optimizer: "SGD",
+                    ..
+                })
+            ),
+            "{c:?}"
+        );
     }
-    let err = Sgd::new(&set, SgdConfig { nesterov: true, ..Default::default() }).err().unwrap();
-    assert!(err.to_string().contains("Nesterov momentum requires a momentum and zero dampening"), "{err}");
+    let err = Sgd::new(
+        &set,
+        SgdConfig {
+            nesterov: true,
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string()
+            .contains("Nesterov momentum requires a momentum and zero dampening"),
+        "{err}"
+    );
     for c in [
-        AdamConfig { lr: -1.0, ..Default::default() },
-        AdamConfig { eps: -1.0, ..Default::default() },
-        AdamConfig { betas: (1.0, 0.999), ..Default::default() },
-        AdamConfig { betas: (0.9, -0.1), ..Default::default() },
-        AdamConfig { weight_decay: -0.1, ..Default::default() },
+        AdamConfig {
+            lr: -1.0,
+            ..Default::default()
+        },
+        AdamConfig {
+            eps: -1.0,
+            ..Default::default()
+        },
+        AdamConfig {
+            betas: (1.0, 0.999),
+            ..Default::default()
+        },
+        AdamConfig {
+            betas: (0.9, -0.1),
+            ..Default::default()
+        },
+        AdamConfig {
+            weight_decay: -0.1,
+            ..Default::default()
+        },
     ] {
-        assert!(matches!(Adam::new(&set, c), Err(Error::InvalidHyperparameter { optimizer: "Adam", .. })), "{c:?}");
-        assert!(matches!(AdamW::new(&set, c.into()), Err(Error::InvalidHyperparameter { optimizer: "AdamW", .. })));
+        assert!(
+            matches!(
+                Adam::new(&set, c),
+                Err(Error::InvalidHyperparameter {
+                    optimizer: "Adam",
+                    ..
+                })
+            ),
+            "{c:?}"
+        );
+        assert!(matches!(
+            AdamW::new(&set, c.into()),
+            Err(Error::InvalidHyperparameter {
+                optimizer: "AdamW",
+                ..
+            })
+        ));
     }
-    let err = Adam::new(&set, AdamConfig { betas: (1.0, 0.999), ..Default::default() }).err().unwrap();
-    assert!(err.to_string().contains("beta parameter at index 0"), "{err}");
+    let err = Adam::new(
+        &set,
+        AdamConfig {
+            betas: (1.0, 0.999),
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("beta parameter at index 0"),
+        "{err}"
+    );
     for c in [
-        RmsPropConfig { lr: -1.0, ..Default::default() },
-        RmsPropConfig { eps: -1.0, ..Default::default() },
-        RmsPropConfig { momentum: -1.0, ..Default::default() },
-        RmsPropConfig { weight_decay: -1.0, ..Default::default() },
-        RmsPropConfig { alpha: -1.0, ..Default::default() },
+        RmsPropConfig {
+            lr: -1.0,
+            ..Default::default()
+        },
+        RmsPropConfig {
+            eps: -1.0,
+            ..Default::default()
+        },
+        RmsPropConfig {
+            momentum: -1.0,
+            ..Default::default()
+        },
+        RmsPropConfig {
+            weight_decay: -1.0,
+            ..Default::default()
+        },
+        RmsPropConfig {
+            alpha: -1.0,
+            ..Default::default()
+        },
     ] {
-        assert!(matches!(RmsProp::new(&set, c), Err(Error::InvalidHyperparameter { optimizer: "RMSprop", .. })), "{c:?}");
+        assert!(
+            matches!(
+                RmsProp::new(&set, c),
+                Err(Error::InvalidHyperparameter {
+                    optimizer: "RMSprop",
+                    ..
+                })
+            ),
+            "{c:?}"
+        );
     }
     let mut opt = Sgd::new(&set, SgdConfig::default()).unwrap();
-    assert!(matches!(opt.set_learning_rate(-0.5), Err(Error::InvalidHyperparameter { name: "lr", .. })));
+    assert!(matches!(
+        opt.set_learning_rate(-0.5),
+        Err(Error::InvalidHyperparameter { name: "lr", .. })
+    ));
     assert_eq!(opt.learning_rate(), 1e-3);
 }
 
@@ -345,12 +700,33 @@ fn bad_step_options_and_foreign_sets_change_nothing() {
     let params = set.download_params().unwrap();
     let mut opt = Adam::new(&set, AdamConfig::default()).unwrap();
     for grad_scale in [0.0, -1.0, f32::NAN, f32::INFINITY] {
-        let err = opt.step(&mut set, &StepOptions { grad_scale, ..Default::default() }).err().unwrap();
+        let err = opt
+            .step(
+                &mut set,
+                &StepOptions {
+                    grad_scale,
+                    ..Default::default()
+                },
+            )
+            .err()
+            .unwrap();
         assert!(matches!(err, Error::InvalidGradScale(_)), "{err}");
     }
-    let bad_clip = StepOptions { clip: Clip::GlobalNorm { max_norm: 0.0, norm: Norm::L2 }, ..Default::default() };
-    assert!(matches!(opt.step(&mut set, &bad_clip), Err(Error::InvalidMaxNorm(_))));
-    assert!(matches!(opt.step(&mut other, &StepOptions::default()), Err(Error::ParamSetMismatch { .. })));
+    let bad_clip = StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 0.0,
+            norm: Norm::L2,
+        },
+        ..Default::default()
+    };
+    assert!(matches!(
+        opt.step(&mut set, &bad_clip),
+        Err(Error::InvalidMaxNorm(_))
+    ));
+    assert!(matches!(
+        opt.step(&mut other, &StepOptions::default()),
+        Err(Error::ParamSetMismatch { .. })
+    ));
     assert_bits_eq(&set.download_params().unwrap(), &params, "params");
     assert_eq!(opt.step_count().unwrap(), 0);
     assert!(matches!(opt.state("nope"), Err(Error::UnknownTensor(_))));
@@ -359,12 +735,31 @@ fn bad_step_options_and_foreign_sets_change_nothing() {
 #[test]
 fn defaults_are_pytorchs() {
     let s = SgdConfig::default();
-    assert_eq!((s.lr, s.momentum, s.dampening, s.weight_decay, s.nesterov, s.maximize), (1e-3, 0.0, 0.0, 0.0, false, false));
+    assert_eq!(
+        (
+            s.lr,
+            s.momentum,
+            s.dampening,
+            s.weight_decay,
+            s.nesterov,
+            s.maximize
+        ),
+        (1e-3, 0.0, 0.0, 0.0, false, false)
+    );
     let a = AdamConfig::default();
-    assert_eq!((a.lr, a.betas, a.eps, a.weight_decay, a.amsgrad), (1e-3, (0.9, 0.999), 1e-8, 0.0, false));
+    assert_eq!(
+        (a.lr, a.betas, a.eps, a.weight_decay, a.amsgrad),
+        (1e-3, (0.9, 0.999), 1e-8, 0.0, false)
+    );
     assert_eq!(AdamWConfig::default().weight_decay, 1e-2);
     let r = RmsPropConfig::default();
-    assert_eq!((r.lr, r.alpha, r.eps, r.weight_decay, r.momentum, r.centered), (1e-2, 0.99, 1e-8, 0.0, 0.0, false));
+    assert_eq!(
+        (r.lr, r.alpha, r.eps, r.weight_decay, r.momentum, r.centered),
+        (1e-2, 0.99, 1e-8, 0.0, 0.0, false)
+    );
     let o = StepOptions::default();
-    assert_eq!((o.clip, o.grad_scale, o.nonfinite), (Clip::None, 1.0, Nonfinite::Skip));
+    assert_eq!(
+        (o.clip, o.grad_scale, o.nonfinite),
+        (Clip::None, 1.0, Nonfinite::Skip)
+    );
 }

@@ -1,6 +1,6 @@
 //! Adam and AdamW, with amsgrad, maximize and optional bias correction.
 
-use super::{check, check_lr, Fused, Hyper, UpdateRule};
+use super::{bit, check, check_lr, Fused, Hyper, UpdateRule};
 use crate::error::Result;
 use crate::reference::{self, GradTransform, StepState};
 
@@ -117,10 +117,28 @@ const BIAS_CORRECTION: u32 = 8;
 
 fn validate(name: &'static str, c: &AdamConfig) -> Result<()> {
     check_lr(name, c.lr)?;
-    check(name, "eps", c.eps, c.eps.is_finite() && c.eps >= 0.0, "must be finite and >= 0")?;
+    check(
+        name,
+        "eps",
+        c.eps,
+        c.eps.is_finite() && c.eps >= 0.0,
+        "must be finite and >= 0",
+    )?;
     let (b1, b2) = c.betas;
-    check(name, "beta parameter at index 0", b1, (0.0..1.0).contains(&b1), "must be in [0, 1)")?;
-    check(name, "beta parameter at index 1", b2, (0.0..1.0).contains(&b2), "must be in [0, 1)")?;
+    check(
+        name,
+        "beta parameter at index 0",
+        b1,
+        (0.0..1.0).contains(&b1),
+        "must be in [0, 1)",
+    )?;
+    check(
+        name,
+        "beta parameter at index 1",
+        b2,
+        (0.0..1.0).contains(&b2),
+        "must be in [0, 1)",
+    )?;
     check(
         name,
         "weight_decay",
@@ -131,7 +149,11 @@ fn validate(name: &'static str, c: &AdamConfig) -> Result<()> {
 }
 
 fn state_names(c: &AdamConfig) -> [Option<&'static str>; 3] {
-    [Some("exp_avg"), Some("exp_avg_sq"), c.amsgrad.then_some("max_exp_avg_sq")]
+    [
+        Some("exp_avg"),
+        Some("exp_avg_sq"),
+        c.amsgrad.then_some("max_exp_avg_sq"),
+    ]
 }
 
 fn hyper(c: &AdamConfig, decoupled: bool) -> Hyper {
@@ -141,10 +163,10 @@ fn hyper(c: &AdamConfig, decoupled: bool) -> Hyper {
         h2: c.betas.1,
         h3: c.eps,
         weight_decay: c.weight_decay,
-        flags: u32::from(c.amsgrad) * AMSGRAD
-            | u32::from(c.maximize) * MAXIMIZE
-            | u32::from(decoupled) * DECOUPLED
-            | u32::from(c.bias_correction) * BIAS_CORRECTION,
+        flags: bit(c.amsgrad, AMSGRAD)
+            | bit(c.maximize, MAXIMIZE)
+            | bit(decoupled, DECOUPLED)
+            | bit(c.bias_correction, BIAS_CORRECTION),
     }
 }
 
@@ -160,7 +182,15 @@ fn from_hyper(h: &Hyper) -> AdamConfig {
     }
 }
 
-fn cpu_update(c: &AdamConfig, decoupled: bool, state: &StepState, t: &GradTransform, params: &mut [f32], grads: &[f32], states: [&mut [f32]; 3]) {
+fn cpu_update(
+    c: &AdamConfig,
+    decoupled: bool,
+    state: &StepState,
+    t: &GradTransform,
+    params: &mut [f32],
+    grads: &[f32],
+    states: [&mut [f32]; 3],
+) {
     let [m, v, vmax] = states;
     reference::adam_update(c, decoupled, state, t, params, grads, m, v, vmax);
 }
@@ -191,7 +221,14 @@ impl UpdateRule for AdamConfig {
     fn from_hyper(h: &Hyper) -> Self {
         from_hyper(h)
     }
-    fn cpu_update(&self, state: &StepState, t: &GradTransform, params: &mut [f32], grads: &[f32], states: [&mut [f32]; 3]) {
+    fn cpu_update(
+        &self,
+        state: &StepState,
+        t: &GradTransform,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [&mut [f32]; 3],
+    ) {
         cpu_update(self, false, state, t, params, grads, states)
     }
 }
@@ -222,7 +259,14 @@ impl UpdateRule for AdamWConfig {
     fn from_hyper(h: &Hyper) -> Self {
         from_hyper(h).into()
     }
-    fn cpu_update(&self, state: &StepState, t: &GradTransform, params: &mut [f32], grads: &[f32], states: [&mut [f32]; 3]) {
+    fn cpu_update(
+        &self,
+        state: &StepState,
+        t: &GradTransform,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [&mut [f32]; 3],
+    ) {
         cpu_update(&(*self).into(), true, state, t, params, grads, states)
     }
 }

@@ -8,6 +8,7 @@
 
 mod adam;
 mod checkpoint;
+pub use checkpoint::CHECKPOINT_VERSION;
 mod rmsprop;
 mod sgd;
 
@@ -22,7 +23,9 @@ use crate::clip::{Clip, Nonfinite};
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::norm::{bind_group_at, dispatch_per_slab, elementwise_groups, host_norm, whole, NormWorkspace, OpParams};
+use crate::norm::{
+    bind_group_at, dispatch_per_slab, elementwise_groups, host_norm, whole, NormWorkspace, OpParams,
+};
 use crate::reference::{self, FinalizeInput, GradTransform, StepState};
 use crate::report::{RawStepState, Report, StepReport};
 use crate::shaders::Kernel;
@@ -134,11 +137,33 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The config from shader words (inverse of [`UpdateRule::hyper`]).
     fn from_hyper(h: &Hyper) -> Self;
     /// The CPU reference update over whole arenas.
-    fn cpu_update(&self, state: &StepState, t: &GradTransform, params: &mut [f32], grads: &[f32], states: [&mut [f32]; 3]);
+    fn cpu_update(
+        &self,
+        state: &StepState,
+        t: &GradTransform,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [&mut [f32]; 3],
+    );
+}
+
+/// `flag` if `on`, else 0.
+pub(crate) fn bit(on: bool, flag: u32) -> u32 {
+    if on {
+        flag
+    } else {
+        0
+    }
 }
 
 /// `Err(InvalidHyperparameter)` unless `ok`.
-pub(crate) fn check(optimizer: &'static str, name: &'static str, value: f32, ok: bool, rule: &'static str) -> Result<()> {
+pub(crate) fn check(
+    optimizer: &'static str,
+    name: &'static str,
+    value: f32,
+    ok: bool,
+    rule: &'static str,
+) -> Result<()> {
     if ok {
         Ok(())
     } else {
@@ -153,7 +178,13 @@ pub(crate) fn check(optimizer: &'static str, name: &'static str, value: f32, ok:
 
 /// `lr` must be finite and ≥ 0 (PyTorch: "Invalid learning rate").
 pub(crate) fn check_lr(optimizer: &'static str, lr: f32) -> Result<()> {
-    check(optimizer, "lr", lr, lr.is_finite() && lr >= 0.0, "must be finite and >= 0")
+    check(
+        optimizer,
+        "lr",
+        lr,
+        lr.is_finite() && lr >= 0.0,
+        "must be finite and >= 0",
+    )
 }
 
 /// The device half of an optimizer.
@@ -186,7 +217,13 @@ impl<R: UpdateRule> Fused<R> {
             .state_names()
             .map(|name| name.map(|n| state_arena(&params.ctx, &layout, n)));
         let gpu = match params.ctx.gpu() {
-            Some(gpu) => Some(GpuParts::new(gpu, params, &states, R::KERNEL, R::STATE_SLOTS)?),
+            Some(gpu) => Some(GpuParts::new(
+                gpu,
+                params,
+                &states,
+                R::KERNEL,
+                R::STATE_SLOTS,
+            )?),
             None => None,
         };
         Ok(Fused {
@@ -289,15 +326,18 @@ impl<R: UpdateRule> Fused<R> {
         } else {
             (None, Vec::new())
         };
-        let state = reference::finalize(&self.host_state, &FinalizeInput {
-            sum,
-            norm,
-            max_norm: options.clip.norm_clip().map(|(m, _)| m),
-            inv_grad_scale: op.inv_grad_scale,
-            policy: options.nonfinite,
-            count_step: true,
-            betas: self.config.bias_correction_betas(),
-        });
+        let state = reference::finalize(
+            &self.host_state,
+            &FinalizeInput {
+                sum,
+                norm,
+                max_norm: options.clip.norm_clip().map(|(m, _)| m),
+                inv_grad_scale: op.inv_grad_scale,
+                policy: options.nonfinite,
+                count_step: true,
+                betas: self.config.bias_correction_betas(),
+            },
+        );
         let transform = GradTransform {
             inv_grad_scale: update.inv_grad_scale,
             clip_coef: state.clip_coef,
@@ -345,17 +385,20 @@ impl<R: UpdateRule> Optimizer for Fused<R> {
         let (op, update) = self.step_params(options);
         let g = self.gpu.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
         g.workspace.encode_op(encoder, &g.gpu, &op);
-        g.gpu.write_in_stream(encoder, &g.update, bytemuck::bytes_of(&update));
+        g.gpu
+            .write_in_stream(encoder, &g.update, bytemuck::bytes_of(&update));
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(R::NAME),
                 timestamp_writes: None,
             });
-            g.workspace.encode_norm(&mut pass, &g.gpu, &self.layout, &op);
+            g.workspace
+                .encode_norm(&mut pass, &g.gpu, &self.layout, &op);
             let sizes = self.layout.slabs.iter().map(|s| elementwise_groups(s.len));
             dispatch_per_slab(&mut pass, &g.gpu, g.kernel, &g.update_groups, sizes);
         }
-        Ok(g.workspace.report(&g.gpu, self.layout.tensors.len(), options.nonfinite))
+        Ok(g.workspace
+            .report(&g.gpu, self.layout.tensors.len(), options.nonfinite))
     }
 
     fn learning_rate(&self) -> f32 {

@@ -1,6 +1,6 @@
 //! RMSprop, plain or centered, with momentum, weight decay and maximize.
 
-use super::{check, check_lr, Fused, Hyper, UpdateRule};
+use super::{bit, check, check_lr, Fused, Hyper, UpdateRule};
 use crate::error::Result;
 use crate::reference::{self, GradTransform, StepState};
 
@@ -63,8 +63,20 @@ impl UpdateRule for RmsPropConfig {
         let ok = |x: f32| x.is_finite() && x >= 0.0;
         let rule = "must be finite and >= 0";
         check(Self::NAME, "epsilon value", self.eps, ok(self.eps), rule)?;
-        check(Self::NAME, "momentum value", self.momentum, ok(self.momentum), rule)?;
-        check(Self::NAME, "weight_decay value", self.weight_decay, ok(self.weight_decay), rule)?;
+        check(
+            Self::NAME,
+            "momentum value",
+            self.momentum,
+            ok(self.momentum),
+            rule,
+        )?;
+        check(
+            Self::NAME,
+            "weight_decay value",
+            self.weight_decay,
+            ok(self.weight_decay),
+            rule,
+        )?;
         check(Self::NAME, "alpha value", self.alpha, ok(self.alpha), rule)
     }
 
@@ -95,7 +107,7 @@ impl UpdateRule for RmsPropConfig {
             h2: self.eps,
             h3: self.momentum,
             weight_decay: self.weight_decay,
-            flags: u32::from(self.centered) * CENTERED | u32::from(self.maximize) * MAXIMIZE,
+            flags: bit(self.centered, CENTERED) | bit(self.maximize, MAXIMIZE),
         }
     }
 
@@ -111,8 +123,24 @@ impl UpdateRule for RmsPropConfig {
         }
     }
 
-    fn cpu_update(&self, state: &StepState, t: &GradTransform, params: &mut [f32], grads: &[f32], states: [&mut [f32]; 3]) {
+    fn cpu_update(
+        &self,
+        state: &StepState,
+        t: &GradTransform,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [&mut [f32]; 3],
+    ) {
         let [square_avg, grad_avg, momentum_buffer] = states;
-        reference::rmsprop_update(self, state, t, params, grads, square_avg, grad_avg, momentum_buffer);
+        reference::rmsprop_update(
+            self,
+            state,
+            t,
+            params,
+            grads,
+            square_avg,
+            grad_avg,
+            momentum_buffer,
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! SGD with momentum, dampening, Nesterov, weight decay and maximize.
 
-use super::{check, check_lr, Fused, Hyper, UpdateRule};
+use super::{bit, check, check_lr, Fused, Hyper, UpdateRule};
 use crate::error::Result;
 use crate::reference::{self, GradTransform, StepState};
 
@@ -58,9 +58,27 @@ impl UpdateRule for SgdConfig {
     fn validate(&self) -> Result<()> {
         check_lr(Self::NAME, self.lr)?;
         let finite_non_negative = |x: f32| x.is_finite() && x >= 0.0;
-        check(Self::NAME, "momentum", self.momentum, finite_non_negative(self.momentum), "must be finite and >= 0")?;
-        check(Self::NAME, "dampening", self.dampening, self.dampening.is_finite(), "must be finite")?;
-        check(Self::NAME, "weight_decay", self.weight_decay, finite_non_negative(self.weight_decay), "must be finite and >= 0")?;
+        check(
+            Self::NAME,
+            "momentum",
+            self.momentum,
+            finite_non_negative(self.momentum),
+            "must be finite and >= 0",
+        )?;
+        check(
+            Self::NAME,
+            "dampening",
+            self.dampening,
+            self.dampening.is_finite(),
+            "must be finite",
+        )?;
+        check(
+            Self::NAME,
+            "weight_decay",
+            self.weight_decay,
+            finite_non_negative(self.weight_decay),
+            "must be finite and >= 0",
+        )?;
         if self.nesterov {
             check(
                 Self::NAME,
@@ -82,7 +100,11 @@ impl UpdateRule for SgdConfig {
     }
 
     fn state_names(&self) -> [Option<&'static str>; 3] {
-        [(self.momentum != 0.0).then_some("momentum_buffer"), None, None]
+        [
+            (self.momentum != 0.0).then_some("momentum_buffer"),
+            None,
+            None,
+        ]
     }
 
     fn bias_correction_betas(&self) -> Option<(f32, f32)> {
@@ -96,9 +118,9 @@ impl UpdateRule for SgdConfig {
             h2: self.dampening,
             h3: 0.0,
             weight_decay: self.weight_decay,
-            flags: u32::from(self.nesterov) * NESTEROV
-                | u32::from(self.maximize) * MAXIMIZE
-                | u32::from(self.momentum != 0.0) * MOMENTUM_BUFFER,
+            flags: bit(self.nesterov, NESTEROV)
+                | bit(self.maximize, MAXIMIZE)
+                | bit(self.momentum != 0.0, MOMENTUM_BUFFER),
         }
     }
 
@@ -113,7 +135,14 @@ impl UpdateRule for SgdConfig {
         }
     }
 
-    fn cpu_update(&self, state: &StepState, t: &GradTransform, params: &mut [f32], grads: &[f32], states: [&mut [f32]; 3]) {
+    fn cpu_update(
+        &self,
+        state: &StepState,
+        t: &GradTransform,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [&mut [f32]; 3],
+    ) {
         let [momentum_buffer, _, _] = states;
         reference::sgd_update(self, state, t, params, grads, momentum_buffer);
     }

@@ -43,7 +43,11 @@ pub fn sgd_update(
                 cfg.momentum * momentum_buffer[i] + (1.0 - cfg.dampening) * g
             };
             momentum_buffer[i] = b;
-            g = if cfg.nesterov { g + cfg.momentum * b } else { b };
+            g = if cfg.nesterov {
+                g + cfg.momentum * b
+            } else {
+                b
+            };
         }
         params[i] = p - cfg.lr * g;
     }

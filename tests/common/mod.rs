@@ -72,6 +72,7 @@ pub fn set_with_grads(
     (set, grads)
 }
 
+#[allow(unused_imports)]
 pub use clipstep::verify::split;
 
 /// `|got - want| <= tol · |want|` (both NaN, or equal infinities, also pass).
