@@ -19,16 +19,12 @@
 @group(0) @binding(6) var<uniform> u: Update;
 @group(0) @binding(7) var<uniform> slab: Slab;
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = group_index(wid, nwg) * WORKGROUP_SIZE + lid;
-    if i * 4u >= slab.len || state.skipped != 0u {
-        return;
-    }
+// A skipped step state leaves parameters and states as they were.
+fn enabled() -> bool {
+    return state.skipped == 0u;
+}
+
+fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
     let p0 = params[i];

@@ -9,17 +9,11 @@
 @group(0) @binding(1) var<uniform> op: OpParams;
 @group(0) @binding(2) var<uniform> slab: Slab;
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = group_index(wid, nwg) * WORKGROUP_SIZE + lid;
-    let e = i * 4u;
-    if e >= slab.len {
-        return;
-    }
+fn enabled() -> bool {
+    return true;
+}
+
+fn apply(i: u32) {
     let g = grads[i];
-    grads[i] = select(g, clamp_keep_nan(g, op.clip_value), lanes_before(e, slab.len));
+    grads[i] = select(g, clamp_keep_nan(g, op.clip_value), lanes_before(i * 4u, slab.len));
 }

@@ -10,17 +10,12 @@
 @group(0) @binding(1) var<storage, read> state: StepState;
 @group(0) @binding(2) var<uniform> slab: Slab;
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = group_index(wid, nwg) * WORKGROUP_SIZE + lid;
-    let e = i * 4u;
-    if e >= slab.len || state.skipped != 0u {
-        return;
-    }
+// A skipped step state leaves every gradient as it was.
+fn enabled() -> bool {
+    return state.skipped == 0u;
+}
+
+fn apply(i: u32) {
     let g = grads[i];
-    grads[i] = select(g, g * state.clip_coef, lanes_before(e, slab.len));
+    grads[i] = select(g, g * state.clip_coef, lanes_before(i * 4u, slab.len));
 }

@@ -12,10 +12,13 @@ pub const WORKGROUP_SIZE: u32 = 256;
 pub const VEC_WIDTH: u32 = 4;
 
 /// `vec4` loads per invocation in one norm-partials chunk.
-pub const LOADS_PER_INVOCATION: u32 = 4;
+pub const LOADS_PER_INVOCATION: u32 = 16;
+
+/// `vec4`s each invocation of an elementwise kernel (scale, clamp, updates, copy) handles.
+pub const VEC4_PER_INVOCATION: u32 = 4;
 
 /// Elements in one chunk of the norm-partials pass: one workgroup reduces one chunk.
-/// 4096 elements = 16 KiB of gradient per workgroup.
+/// 16384 elements = 64 KiB of gradient per workgroup.
 pub const CHUNK_ELEMS: u32 = WORKGROUP_SIZE * VEC_WIDTH * LOADS_PER_INVOCATION;
 
 /// Every tensor starts at a multiple of this many elements inside its slab: 64 f32 =

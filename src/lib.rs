@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod arena;
+pub mod bench;
 pub mod clip;
 pub mod consts;
 pub mod context;

@@ -48,7 +48,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::arena::{Arena, ParamSet, SlabTables};
-use crate::consts::{VEC_WIDTH, WORKGROUP_SIZE};
+use crate::consts::{VEC4_PER_INVOCATION, VEC_WIDTH, WORKGROUP_SIZE};
 use crate::context::Gpu;
 use crate::layout::Layout;
 use crate::reference::{self, FinalizeInput, PowerSum, StepState};
@@ -116,10 +116,10 @@ pub(crate) struct NormWorkspace {
     pub generation: Arc<AtomicU64>,
 }
 
-/// Workgroups for an elementwise kernel over `len` elements: one vec4 per invocation.
+/// Workgroups for an elementwise kernel over `len` elements (see `shaders/elementwise.wgsl`).
 pub(crate) fn elementwise_groups(len: u64) -> u32 {
     len.div_ceil(u64::from(VEC_WIDTH))
-        .div_ceil(u64::from(WORKGROUP_SIZE)) as u32
+        .div_ceil(u64::from(WORKGROUP_SIZE * VEC4_PER_INVOCATION)) as u32
 }
 
 pub(crate) fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {

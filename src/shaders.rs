@@ -3,9 +3,11 @@
 //! Each kernel is `prelude + shaders/common.wgsl + shaders/<kernel>.wgsl`; the prelude
 //! carries the constants of [`crate::consts`] so Rust and WGSL cannot disagree.
 
-use crate::consts::{CLIP_EPS, LOADS_PER_INVOCATION, WORKGROUP_SIZE};
+use crate::consts::{CLIP_EPS, LOADS_PER_INVOCATION, VEC4_PER_INVOCATION, WORKGROUP_SIZE};
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
+/// The entry point shared by elementwise kernels, which define `enabled()` and `apply(i)`.
+const ELEMENTWISE: &str = include_str!("../shaders/elementwise.wgsl");
 
 /// Every kernel of the crate: name and WGSL body.
 pub(crate) const KERNELS: &[(&str, &str)] = &[
@@ -23,15 +25,18 @@ pub(crate) const KERNELS: &[(&str, &str)] = &[
     ("sgd", include_str!("../shaders/sgd.wgsl")),
     ("adam", include_str!("../shaders/adam.wgsl")),
     ("rmsprop", include_str!("../shaders/rmsprop.wgsl")),
+    ("copy", include_str!("../shaders/copy.wgsl")),
 ];
 
 /// The full WGSL source of one kernel body.
 pub(crate) fn source(body: &str) -> String {
+    let entry = if body.contains("fn apply(i: u32)") { ELEMENTWISE } else { "" };
     format!(
         "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n\
          const LOADS_PER_INVOCATION: u32 = {LOADS_PER_INVOCATION}u;\n\
+         const VEC4_PER_INVOCATION: u32 = {VEC4_PER_INVOCATION}u;\n\
          const CLIP_EPS: f32 = {CLIP_EPS:e};\n\
-         {COMMON}\n{body}"
+         {COMMON}\n{body}\n{entry}"
     )
 }
 
@@ -51,6 +56,7 @@ pub(crate) enum Kernel {
     Sgd = 5,
     Adam = 6,
     Rmsprop = 7,
+    Copy = 8,
 }
 
 impl Kernel {
@@ -60,7 +66,7 @@ impl Kernel {
 
     /// The kernel named `name` in [`KERNELS`].
     pub(crate) fn by_name(name: &str) -> Kernel {
-        const ALL: [Kernel; 8] = [
+        const ALL: [Kernel; 9] = [
             Kernel::NormPartials,
             Kernel::NormTensors,
             Kernel::NormFinalize,
@@ -69,6 +75,7 @@ impl Kernel {
             Kernel::Sgd,
             Kernel::Adam,
             Kernel::Rmsprop,
+            Kernel::Copy,
         ];
         *ALL.iter()
             .find(|k| k.name() == name)

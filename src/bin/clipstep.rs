@@ -23,6 +23,29 @@ enum Command {
     Devices(DeviceArgs),
     /// Run every kernel against the CPU reference; exit non-zero on any mismatch.
     Verify(DeviceArgs),
+    /// Measure each operation's bandwidth against the device's copy bandwidth.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Elements per set, comma-separated (suffixes K and M are powers of two).
+    #[arg(long, value_delimiter = ',', default_values_t = ["1M".to_string(), "16M".to_string(), "64M".to_string()])]
+    sizes: Vec<String>,
+    /// Tensors in the many-tensor set.
+    #[arg(long, default_value_t = 2000)]
+    tensors: usize,
+    /// Untimed runs before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup: u32,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    repeats: u32,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -67,6 +90,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devices(args) => devices(&args),
         Command::Verify(args) => verify(&args),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(code) => code,
@@ -132,4 +156,70 @@ fn verify(args: &DeviceArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, scale) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .map(|n| n * scale)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("bad size {s:?}: use a positive count like 1000, 64K or 16M"))
+}
+
+fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
+    let ctx = args.device.context()?;
+    if !ctx.is_gpu() {
+        return Err("bench needs a GPU adapter (see `clipstep devices`)".into());
+    }
+    let config = clipstep::bench::BenchConfig {
+        sizes: args.sizes.iter().map(|s| parse_size(s)).collect::<Result<_, _>>()?,
+        many_tensors: args.tensors.max(1),
+        warmup: args.warmup,
+        repeats: args.repeats.max(1),
+    };
+    eprintln!("benchmarking on {}", ctx.describe());
+    let mut progress = |what: &str| eprint!("\r\x1b[2K  measuring {what}");
+    let report = clipstep::bench::run(&ctx, &config, &mut progress).map_err(|e| e.to_string())?;
+    eprintln!("\r\x1b[2K  done");
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} ({}), timing by {}", report.adapter, report.backend, report.timing);
+    println!(
+        "{:<46} {:>10} {:>7} {:>10} {:>10} {:>10} {:>9} {:>8}",
+        "operation", "elements", "tensors", "median ms", "min ms", "max ms", "GB/s", "of copy"
+    );
+    for m in &report.measurements {
+        println!(
+            "{:<46} {:>10} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>9.1} {:>7.0}%",
+            m.op, m.elements, m.tensors, m.median_ms, m.min_ms, m.max_ms, m.gb_per_s, m.fraction_of_copy * 100.0
+        );
+    }
+    println!();
+    println!(
+        "{:>10} {:>22} {:>26} {:>28}",
+        "elements", "fused AdamW / copy", "unfused / fused time", "2000 tensors / 1 tensor time"
+    );
+    for r in &report.ratios {
+        println!(
+            "{:>10} {:>22.2} {:>26.2} {:>28.2}",
+            r.elements, r.fused_adamw_fraction_of_copy, r.fused_speedup_over_unfused, r.many_over_one_tensor_time
+        );
+    }
+    println!();
+    for e in &report.encode {
+        println!(
+            "host encode of one fused AdamW step, {:>5} tensors: median {:.1} µs (min {:.1} µs)",
+            e.tensors, e.median_us, e.min_us
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,377 @@
+//! `clipstep bench`: each operation's achieved bandwidth (bytes the step must move ÷ time)
+//! as a fraction of the same device's copy bandwidth, measured in the same run over the
+//! same slabs. The step is memory-bound, so this is the number that matters.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::arena::{Arena, ParamSet};
+use crate::context::{Context, Gpu};
+use crate::error::{Error, Result};
+use crate::norm::{bind_group, dispatch_per_slab, elementwise_groups, whole};
+use crate::optim::{Fused, Optimizer, UpdateRule};
+use crate::shaders::Kernel;
+use crate::{AdamWConfig, ArenaOptions, Clip, Nonfinite, Norm, RmsPropConfig, SgdConfig, StepOptions, TensorSpec};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Elements per set (default 1M, 16M, 64M).
+    pub sizes: Vec<u64>,
+    /// Tensors in the many-tensor set (default 2,000).
+    pub many_tensors: usize,
+    /// Untimed runs before measuring.
+    pub warmup: u32,
+    /// Timed runs; the median is reported.
+    pub repeats: u32,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            sizes: vec![1 << 20, 16 << 20, 64 << 20],
+            many_tensors: 2000,
+            warmup: 2,
+            repeats: 7,
+        }
+    }
+}
+
+/// One operation at one size.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// Operation.
+    pub op: String,
+    /// Elements.
+    pub elements: u64,
+    /// Tensors.
+    pub tensors: usize,
+    /// Bytes the operation must move (reads + writes of f32 arrays).
+    pub bytes: u64,
+    /// Median time (ms).
+    pub median_ms: f64,
+    /// Fastest run (ms).
+    pub min_ms: f64,
+    /// Slowest run (ms).
+    pub max_ms: f64,
+    /// `bytes / median` in GB/s (10^9 bytes).
+    pub gb_per_s: f64,
+    /// `gb_per_s` over the copy kernel's at the same size.
+    pub fraction_of_copy: f64,
+}
+
+/// Host time to record one step (no submit).
+#[derive(Clone, Debug, Serialize)]
+pub struct EncodeCost {
+    /// Tensors in the set.
+    pub tensors: usize,
+    /// Median (µs).
+    pub median_us: f64,
+    /// Fastest (µs).
+    pub min_us: f64,
+}
+
+/// The ratios the performance bar is stated in, per size.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratios {
+    /// Elements.
+    pub elements: u64,
+    /// Fused clip + AdamW bandwidth over copy bandwidth.
+    pub fused_adamw_fraction_of_copy: f64,
+    /// Unfused (norm, scale, update passes) time over fused time.
+    pub fused_speedup_over_unfused: f64,
+    /// Time of the fused AdamW step over 2,000 tensors over one tensor of the same total.
+    pub many_over_one_tensor_time: f64,
+}
+
+/// Everything `clipstep bench` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Adapter name.
+    pub adapter: String,
+    /// Backend.
+    pub backend: String,
+    /// "timestamp queries" or "wall clock".
+    pub timing: String,
+    /// All measurements.
+    pub measurements: Vec<Measurement>,
+    /// The bar's ratios.
+    pub ratios: Vec<Ratios>,
+    /// Host encode cost of one step.
+    pub encode: Vec<EncodeCost>,
+}
+
+/// GPU timing: timestamp queries around the recorded work when the device has them,
+/// else wall clock around submit and completion.
+struct Timer {
+    gpu: std::sync::Arc<Gpu>,
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+}
+
+impl Timer {
+    fn new(gpu: &std::sync::Arc<Gpu>) -> Timer {
+        let queries = gpu
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| {
+                let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("bench"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                });
+                use wgpu::BufferUsages as U;
+                let resolve = gpu.buffer("timestamps", 16, U::QUERY_RESOLVE | U::COPY_SRC);
+                (set, resolve)
+            });
+        Timer {
+            gpu: gpu.clone(),
+            queries,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.queries.is_some() {
+            "timestamp queries"
+        } else {
+            "wall clock"
+        }
+    }
+
+    /// An empty pass that writes timestamp `index` at its end.
+    fn mark(&self, encoder: &mut wgpu::CommandEncoder, index: u32) {
+        if let Some((set, _)) = &self.queries {
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("timestamp"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: None,
+                    end_of_pass_write_index: Some(index),
+                }),
+            });
+        }
+    }
+
+    /// Seconds taken by the work `record` puts in one command buffer.
+    fn time(&self, record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<f64> {
+        let gpu = &self.gpu;
+        gpu.wait()?;
+        let mut encoder = gpu.encoder();
+        self.mark(&mut encoder, 0);
+        record(&mut encoder)?;
+        self.mark(&mut encoder, 1);
+        if let Some((set, resolve)) = &self.queries {
+            encoder.resolve_query_set(set, 0..2, resolve, 0);
+        }
+        let start = Instant::now();
+        gpu.submit(encoder)?;
+        gpu.wait()?;
+        let wall = start.elapsed().as_secs_f64();
+        match &self.queries {
+            Some((_, resolve)) => {
+                let bytes = gpu.read_blocking(&[(resolve, 0, 16)])?;
+                let t0 = u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes"));
+                let t1 = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+                let ns = t1.saturating_sub(t0) as f64 * f64::from(gpu.queue.get_timestamp_period());
+                Ok(if ns > 0.0 { ns * 1e-9 } else { wall })
+            }
+            None => Ok(wall),
+        }
+    }
+
+    /// Median, min and max seconds over `repeats` runs after `warmup`.
+    fn stats(
+        &self,
+        warmup: u32,
+        repeats: u32,
+        record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<(f64, f64, f64)> {
+        for _ in 0..warmup {
+            self.time(record)?;
+        }
+        let mut times = (0..repeats.max(1))
+            .map(|_| self.time(record))
+            .collect::<Result<Vec<f64>>>()?;
+        times.sort_by(f64::total_cmp);
+        Ok((times[times.len() / 2], times[0], times[times.len() - 1]))
+    }
+}
+
+/// Copy params → grads over every slab of `set`: the roofline kernel.
+fn copy_groups(gpu: &Gpu, set: &ParamSet) -> Vec<wgpu::BindGroup> {
+    let (Arena::Gpu(p), Arena::Gpu(g)) = (&set.params, &set.grads) else {
+        unreachable!("bench runs on a GPU")
+    };
+    let tables = set.tables.as_ref().expect("GPU sets have tables");
+    (0..p.len())
+        .map(|s| {
+            bind_group(
+                gpu,
+                Kernel::Copy,
+                &[p[s].resource(), g[s].resource(), whole(&tables.slab_uniforms[s])],
+            )
+        })
+        .collect()
+}
+
+fn set_of(ctx: &Context, elements: u64, tensors: usize) -> Result<ParamSet> {
+    let per = elements / tensors as u64;
+    let specs: Vec<TensorSpec> = (0..tensors)
+        .map(|i| {
+            let n = if i + 1 == tensors { elements - per * (tensors as u64 - 1) } else { per };
+            TensorSpec::new(format!("t{i}"), [n as usize])
+        })
+        .collect();
+    let mut set = ParamSet::new(ctx, &specs, ArenaOptions::default())?;
+    let n = elements as usize;
+    let ramp: Vec<f32> = (0..n).map(|i| ((i % 1024) as f32 - 512.0) * 1e-3).collect();
+    set.upload_params(&ramp)?;
+    set.upload_grads(&ramp)?;
+    Ok(set)
+}
+
+struct Bench<'a> {
+    timer: Timer,
+    config: &'a BenchConfig,
+    out: Vec<Measurement>,
+    copy_gbps: f64,
+    progress: &'a mut dyn FnMut(&str),
+}
+
+impl Bench<'_> {
+    /// Times `record`; `shape` is (elements, tensors) of the set it works on.
+    fn measure(
+        &mut self,
+        op: &str,
+        shape: (u64, usize),
+        bytes_per_elem: u64,
+        record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<f64> {
+        let (elements, tensors) = shape;
+        (self.progress)(&format!("{op} ({elements} elements, {tensors} tensors)"));
+        let (median, min, max) = self.timer.stats(self.config.warmup, self.config.repeats, record)?;
+        let bytes = bytes_per_elem * elements;
+        let gb_per_s = bytes as f64 / median / 1e9;
+        self.out.push(Measurement {
+            op: op.to_string(),
+            elements,
+            tensors,
+            bytes,
+            median_ms: median * 1e3,
+            min_ms: min * 1e3,
+            max_ms: max * 1e3,
+            gb_per_s,
+            fraction_of_copy: if self.copy_gbps > 0.0 { gb_per_s / self.copy_gbps } else { 1.0 },
+        });
+        Ok(median)
+    }
+
+    fn step<R: UpdateRule>(&mut self, op: &str, set: &mut ParamSet, config: R, bytes: u64, options: StepOptions) -> Result<f64> {
+        let mut opt = Fused::new(set, config)?;
+        let shape = (set.numel(), set.tensors().len());
+        self.measure(op, shape, bytes, &mut |enc| opt.encode_step(enc, set, &options).map(|_| ()))
+    }
+}
+
+const CLIP: Clip = Clip::GlobalNorm {
+    max_norm: 1.0,
+    norm: Norm::L2,
+};
+
+/// Runs every measurement of `config` on `ctx`, calling `progress` before each.
+pub fn run(ctx: &Context, config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchReport> {
+    let gpu = ctx.gpu().ok_or(Error::NeedsGpu("clipstep bench"))?.clone();
+    let mut bench = Bench {
+        timer: Timer::new(&gpu),
+        config,
+        out: Vec::new(),
+        copy_gbps: 0.0,
+        progress,
+    };
+    let mut ratios = Vec::new();
+    let fused = StepOptions {
+        clip: CLIP,
+        ..Default::default()
+    };
+    for &n in &config.sizes {
+        let mut set = set_of(ctx, n, 1)?;
+        let groups = copy_groups(&gpu, &set);
+        let sizes: Vec<u32> = set.layout.slabs.iter().map(|s| elementwise_groups(s.len)).collect();
+        bench.copy_gbps = 0.0;
+        let shape = (n, 1);
+        let copy = bench.measure("copy (roofline)", shape, 8, &mut |enc| {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            dispatch_per_slab(&mut pass, &gpu, Kernel::Copy, &groups, sizes.iter().copied());
+            Ok(())
+        })?;
+        bench.copy_gbps = (8 * n) as f64 / copy / 1e9;
+        bench.measure("global_norm (L2)", shape, 4, &mut |enc| {
+            set.encode_global_norm(enc, Norm::L2).map(|_| ())
+        })?;
+        bench.measure("clip_grad_norm (L2)", shape, 12, &mut |enc| {
+            set.encode_clip_grad_norm(enc, 1e9, Norm::L2, Nonfinite::Propagate)
+                .map(|_| ())
+        })?;
+        bench.measure("clip_grad_value", shape, 8, &mut |enc| {
+            set.encode_clip_grad_value(enc, 1e9)
+        })?;
+        let sgd = SgdConfig {
+            momentum: 0.9,
+            ..Default::default()
+        };
+        bench.step("SGD momentum + clip (fused)", &mut set, sgd, 24, fused)?;
+        bench.step("RMSprop + clip (fused)", &mut set, RmsPropConfig::default(), 24, fused)?;
+        let t_fused = bench.step("AdamW + clip (fused)", &mut set, AdamWConfig::default(), 32, fused)?;
+        let fraction = bench.out.last().map_or(0.0, |m| m.fraction_of_copy);
+        // Unfused: norm pass, scale pass, then an AdamW pass that reads the clipped gradient.
+        let mut opt = Fused::new(&set, AdamWConfig::default())?;
+        let plain = StepOptions {
+            nonfinite: Nonfinite::Propagate,
+            ..Default::default()
+        };
+        let label = "AdamW + clip (unfused: norm, scale, update)";
+        let t_unfused = bench.measure(label, shape, 40, &mut |enc| {
+            set.encode_clip_grad_norm(enc, 1.0, Norm::L2, Nonfinite::Propagate)?;
+            opt.encode_step(enc, &mut set, &plain).map(|_| ())
+        })?;
+        drop(opt);
+        drop(set);
+        let mut many = set_of(ctx, n, config.many_tensors)?;
+        let label = format!("AdamW + clip (fused), {} tensors", config.many_tensors);
+        let t_many = bench.step(&label, &mut many, AdamWConfig::default(), 32, fused)?;
+        ratios.push(Ratios {
+            elements: n,
+            fused_adamw_fraction_of_copy: fraction,
+            fused_speedup_over_unfused: t_unfused / t_fused,
+            many_over_one_tensor_time: t_many / t_fused,
+        });
+    }
+    let mut encode = Vec::new();
+    for tensors in [1, config.many_tensors] {
+        (bench.progress)(&format!("host encode cost, {tensors} tensors"));
+        let mut set = set_of(ctx, (tensors as u64 * 64).max(1 << 16), tensors)?;
+        let mut opt = Fused::new(&set, AdamWConfig::default())?;
+        let mut us = Vec::new();
+        for _ in 0..200 {
+            let mut encoder = gpu.encoder();
+            let start = Instant::now();
+            opt.encode_step(&mut encoder, &mut set, &fused)?;
+            us.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        us.sort_by(f64::total_cmp);
+        encode.push(EncodeCost {
+            tensors,
+            median_us: us[us.len() / 2],
+            min_us: us[0],
+        });
+    }
+    Ok(BenchReport {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        timing: bench.timer.kind().to_string(),
+        measurements: bench.out,
+        ratios,
+        encode,
+    })
+}
