@@ -31,12 +31,13 @@ struct Partial {
     flags: u32,
 }
 
-// Per slab: its length in elements and where its chunks sit in the set's chunk list.
+// Per slab: its length in elements, and its chunk table: num_big whole-workgroup chunks,
+// then num_mid chunks of MID_LANES invocations, then small ones of SMALL_LANES.
 struct Slab {
     len: u32,
-    chunk_base: u32,
+    num_big: u32,
+    num_mid: u32,
     num_chunks: u32,
-    _pad: u32,
 }
 
 // Options of the standalone operations (norm, finalize, clamp).
@@ -54,7 +55,7 @@ struct OpParams {
     log_beta1: f32,
     log_beta2: f32,
     clip_value: f32,
-    _pad0: u32,
+    num_big_tensors: u32,
     _pad1: u32,
     _pad2: u32,
 }

@@ -1,19 +1,22 @@
-// Norm partials: workgroup c reduces chunk c of one slab.
-//   partials[slab.chunk_base + c] = { Σ_{i∈c} |g_i|^p   (max_{i∈c} |g_i| for L∞),  NaN/Inf flags }
-// Chunks never cross a tensor, so the per-tensor fold can reuse these partials.
-// Fixed chunk→workgroup map, fixed per-invocation order, fixed tree: identical bits every run.
+// Norm partials over one slab:
+//   partials[chunk.partial] = { Σ_{i∈chunk} |g_i|^p   (max_{i∈chunk} |g_i| for L∞),  NaN/Inf flags }
+// Workgroup w < slab.num_big reduces large chunk w with all its invocations; the following
+// workgroups each reduce several mid chunks (MID_LANES invocations apiece), then several
+// small ones (SMALL_LANES apiece), so thousands of small tensors cost a few workgroups.
+// Chunks never cross a tensor, so the per-tensor fold reuses these partials.
+// Fixed chunk→invocation map, fixed per-invocation order, fixed tree: identical bits every run.
 //
 // @binding(0) grads    this slab's gradients, vec4-packed
-// @binding(1) chunks   this slab's chunk table
+// @binding(1) chunks   this slab's chunk table, large chunks first
 // @binding(2) partials one Partial per chunk of the whole set (written)
 // @binding(3) op       OpParams (kind, p)
-// @binding(4) slab     Slab (len, chunk_base, num_chunks)
+// @binding(4) slab     Slab (num_big, num_mid, num_chunks)
 
 struct Chunk {
     tensor: u32,
     start: u32,
     len: u32,
-    _pad: u32,
+    partial: u32,
 }
 
 @group(0) @binding(0) var<storage, read> grads: array<vec4<f32>>;
@@ -43,18 +46,30 @@ fn main(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let c = group_index(wid, nwg);
-    // The grid is rounded up to a 2D shape: surplus workgroups leave together.
-    if c >= slab.num_chunks {
-        return;
+    let w = group_index(wid, nwg);
+    let mid_groups = (slab.num_mid + WORKGROUP_SIZE / MID_LANES - 1u) / (WORKGROUP_SIZE / MID_LANES);
+    // Invocations per chunk: the same for the whole workgroup, so the tree below is uniform.
+    var width = WORKGROUP_SIZE;
+    var first = w;
+    var class_end = slab.num_big;
+    if w >= slab.num_big && w - slab.num_big < mid_groups {
+        width = MID_LANES;
+        first = slab.num_big + (w - slab.num_big) * (WORKGROUP_SIZE / MID_LANES);
+        class_end = slab.num_big + slab.num_mid;
+    } else if w >= slab.num_big {
+        width = SMALL_LANES;
+        first = slab.num_big + slab.num_mid + (w - slab.num_big - mid_groups) * (WORKGROUP_SIZE / SMALL_LANES);
+        class_end = slab.num_chunks;
     }
-    let chunk = chunks[c];
-    let end = chunk.start + chunk.len;
+    let lane = lid % width;
+    let row = first + lid / width;
+    let has_row = row < class_end && (width != WORKGROUP_SIZE || lid == lane);
     var acc = 0.0;
     var bad = 0u;
-    for (var k = 0u; k < LOADS_PER_INVOCATION; k++) {
-        let e = chunk.start + (k * WORKGROUP_SIZE + lid) * 4u;
-        if e < end {
+    if has_row {
+        let chunk = chunks[row];
+        let end = chunk.start + chunk.len;
+        for (var e = chunk.start + lane * 4u; e < end; e += width * 4u) {
             // Lanes past the chunk belong to padding or the next tensor.
             let a = select(vec4<f32>(0.0), abs(grads[e / 4u]), lanes_before(e, end));
             bad |= nonfinite_flags(a);
@@ -65,14 +80,14 @@ fn main(
     sums[lid] = acc;
     flags[lid] = bad;
     workgroupBarrier();
-    for (var s = WORKGROUP_SIZE / 2u; s > 0u; s >>= 1u) {
-        if lid < s {
+    for (var s = width / 2u; s > 0u; s >>= 1u) {
+        if lane < s {
             sums[lid] = combine(sums[lid], sums[lid + s]);
             flags[lid] |= flags[lid + s];
         }
         workgroupBarrier();
     }
-    if lid == 0u {
-        partials[slab.chunk_base + c] = Partial(sums[0], flags[0]);
+    if has_row && lane == 0u {
+        partials[chunks[row].partial] = Partial(sums[lid], flags[lid]);
     }
 }

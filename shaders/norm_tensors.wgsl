@@ -1,16 +1,20 @@
-// Per-tensor fold: workgroup t folds the partials of tensor t's chunks, a contiguous range.
-//   tensor_sums[t] = fold_{c ∈ chunks(t)} partials[c]       (+ for sums, max for L∞; flags OR-ed)
-// One dispatch for all tensors; a fixed strided order and tree keep it deterministic.
+// Per-tensor fold: tensor_sums[t] = fold_{c ∈ chunks(t)} partials[c]   (+, or max for L∞; flags OR-ed)
+// A tensor's chunks are a contiguous range. Workgroup w < op.num_big_tensors folds big
+// tensor big_tensors[w] with all its invocations; the following workgroups give every
+// other tensor (at most SERIAL_FOLD_CHUNKS chunks) one invocation that folds it in order.
+// One dispatch for all tensors; fixed order and tree keep it deterministic.
 //
 // @binding(0) partials    one Partial per chunk
 // @binding(1) ranges      per tensor: (first chunk, chunk count)
 // @binding(2) tensor_sums one Partial per tensor (written)
-// @binding(3) op          OpParams (kind, num_tensors)
+// @binding(3) op          OpParams (kind, num_tensors, num_big_tensors)
+// @binding(4) big_tensors the tensors with more than SERIAL_FOLD_CHUNKS chunks
 
 @group(0) @binding(0) var<storage, read> partials: array<Partial>;
 @group(0) @binding(1) var<storage, read> ranges: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read_write> tensor_sums: array<Partial>;
 @group(0) @binding(3) var<uniform> op: OpParams;
+@group(0) @binding(4) var<storage, read> big_tensors: array<u32>;
 
 var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
 var<workgroup> flags: array<u32, WORKGROUP_SIZE>;
@@ -19,26 +23,34 @@ fn combine(x: f32, y: f32) -> f32 {
     return select(x + y, max(x, y), op.kind == NORM_INF);
 }
 
+// Folds partials first, first + stride, ... below first + count.
+fn fold(first: u32, count: u32, start: u32, stride: u32) -> Partial {
+    var acc = Partial(0.0, 0u);
+    for (var i = start; i < count; i += stride) {
+        let part = partials[first + i];
+        acc = Partial(combine(acc.value, part.value), acc.flags | part.flags);
+    }
+    return acc;
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let t = group_index(wid, nwg);
-    if t >= op.num_tensors {
+    let w = group_index(wid, nwg);
+    if w >= op.num_big_tensors {
+        let t = (w - op.num_big_tensors) * WORKGROUP_SIZE + lid;
+        if t < op.num_tensors && ranges[t].y <= SERIAL_FOLD_CHUNKS {
+            tensor_sums[t] = fold(ranges[t].x, ranges[t].y, 0u, 1u);
+        }
         return;
     }
-    let range = ranges[t];
-    var acc = 0.0;
-    var bad = 0u;
-    for (var i = lid; i < range.y; i += WORKGROUP_SIZE) {
-        let part = partials[range.x + i];
-        acc = combine(acc, part.value);
-        bad |= part.flags;
-    }
-    sums[lid] = acc;
-    flags[lid] = bad;
+    let t = big_tensors[w];
+    let part = fold(ranges[t].x, ranges[t].y, lid, WORKGROUP_SIZE);
+    sums[lid] = part.value;
+    flags[lid] = part.flags;
     workgroupBarrier();
     for (var s = WORKGROUP_SIZE / 2u; s > 0u; s >>= 1u) {
         if lid < s {

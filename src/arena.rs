@@ -106,6 +106,7 @@ pub(crate) struct SlabTables {
     pub chunks: Vec<wgpu::Buffer>,
     pub slab_uniforms: Vec<wgpu::Buffer>,
     pub ranges: wgpu::Buffer,
+    pub big_tensors: wgpu::Buffer,
 }
 
 /// `struct Slab` of `shaders/common.wgsl`.
@@ -113,9 +114,9 @@ pub(crate) struct SlabTables {
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct SlabUniform {
     pub len: u32,
-    pub chunk_base: u32,
+    pub num_big: u32,
+    pub num_mid: u32,
     pub num_chunks: u32,
-    pub _pad: u32,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -332,9 +333,9 @@ impl SlabTables {
             .map(|(s, slab)| {
                 let u = SlabUniform {
                     len: slab.len as u32,
-                    chunk_base: layout.chunk_base[s],
+                    num_big: layout.class_counts[s][0],
+                    num_mid: layout.class_counts[s][1],
                     num_chunks: layout.chunks[s].len() as u32,
-                    _pad: 0,
                 };
                 gpu.uniform("slab", bytemuck::bytes_of(&u))
             })
@@ -342,10 +343,14 @@ impl SlabTables {
         let ranges = gpu.storage("tensor chunk ranges", (layout.ranges.len() * 8) as u64);
         gpu.queue
             .write_buffer(&ranges, 0, bytemuck::cast_slice(&layout.ranges));
+        let big_tensors = gpu.storage("big tensors", (layout.big_tensors.len() * 4) as u64);
+        gpu.queue
+            .write_buffer(&big_tensors, 0, bytemuck::cast_slice(&layout.big_tensors));
         SlabTables {
             chunks,
             slab_uniforms,
             ranges,
+            big_tensors,
         }
     }
 }

@@ -12,7 +12,10 @@ use crate::error::{Error, Result};
 use crate::norm::{bind_group, dispatch_per_slab, elementwise_groups, whole};
 use crate::optim::{Fused, Optimizer, UpdateRule};
 use crate::shaders::Kernel;
-use crate::{AdamWConfig, ArenaOptions, Clip, Nonfinite, Norm, RmsPropConfig, SgdConfig, StepOptions, TensorSpec};
+use crate::{
+    AdamWConfig, ArenaOptions, Clip, Nonfinite, Norm, RmsPropConfig, SgdConfig, StepOptions,
+    TensorSpec,
+};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -209,7 +212,11 @@ fn copy_groups(gpu: &Gpu, set: &ParamSet) -> Vec<wgpu::BindGroup> {
             bind_group(
                 gpu,
                 Kernel::Copy,
-                &[p[s].resource(), g[s].resource(), whole(&tables.slab_uniforms[s])],
+                &[
+                    p[s].resource(),
+                    g[s].resource(),
+                    whole(&tables.slab_uniforms[s]),
+                ],
             )
         })
         .collect()
@@ -219,7 +226,11 @@ fn set_of(ctx: &Context, elements: u64, tensors: usize) -> Result<ParamSet> {
     let per = elements / tensors as u64;
     let specs: Vec<TensorSpec> = (0..tensors)
         .map(|i| {
-            let n = if i + 1 == tensors { elements - per * (tensors as u64 - 1) } else { per };
+            let n = if i + 1 == tensors {
+                elements - per * (tensors as u64 - 1)
+            } else {
+                per
+            };
             TensorSpec::new(format!("t{i}"), [n as usize])
         })
         .collect();
@@ -250,7 +261,9 @@ impl Bench<'_> {
     ) -> Result<f64> {
         let (elements, tensors) = shape;
         (self.progress)(&format!("{op} ({elements} elements, {tensors} tensors)"));
-        let (median, min, max) = self.timer.stats(self.config.warmup, self.config.repeats, record)?;
+        let (median, min, max) =
+            self.timer
+                .stats(self.config.warmup, self.config.repeats, record)?;
         let bytes = bytes_per_elem * elements;
         let gb_per_s = bytes as f64 / median / 1e9;
         self.out.push(Measurement {
@@ -262,15 +275,28 @@ impl Bench<'_> {
             min_ms: min * 1e3,
             max_ms: max * 1e3,
             gb_per_s,
-            fraction_of_copy: if self.copy_gbps > 0.0 { gb_per_s / self.copy_gbps } else { 1.0 },
+            fraction_of_copy: if self.copy_gbps > 0.0 {
+                gb_per_s / self.copy_gbps
+            } else {
+                1.0
+            },
         });
         Ok(median)
     }
 
-    fn step<R: UpdateRule>(&mut self, op: &str, set: &mut ParamSet, config: R, bytes: u64, options: StepOptions) -> Result<f64> {
+    fn step<R: UpdateRule>(
+        &mut self,
+        op: &str,
+        set: &mut ParamSet,
+        config: R,
+        bytes: u64,
+        options: StepOptions,
+    ) -> Result<f64> {
         let mut opt = Fused::new(set, config)?;
         let shape = (set.numel(), set.tensors().len());
-        self.measure(op, shape, bytes, &mut |enc| opt.encode_step(enc, set, &options).map(|_| ()))
+        self.measure(op, shape, bytes, &mut |enc| {
+            opt.encode_step(enc, set, &options).map(|_| ())
+        })
     }
 }
 
@@ -280,7 +306,11 @@ const CLIP: Clip = Clip::GlobalNorm {
 };
 
 /// Runs every measurement of `config` on `ctx`, calling `progress` before each.
-pub fn run(ctx: &Context, config: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchReport> {
+pub fn run(
+    ctx: &Context,
+    config: &BenchConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchReport> {
     let gpu = ctx.gpu().ok_or(Error::NeedsGpu("clipstep bench"))?.clone();
     let mut bench = Bench {
         timer: Timer::new(&gpu),
@@ -297,12 +327,23 @@ pub fn run(ctx: &Context, config: &BenchConfig, progress: &mut dyn FnMut(&str)) 
     for &n in &config.sizes {
         let mut set = set_of(ctx, n, 1)?;
         let groups = copy_groups(&gpu, &set);
-        let sizes: Vec<u32> = set.layout.slabs.iter().map(|s| elementwise_groups(s.len)).collect();
+        let sizes: Vec<u32> = set
+            .layout
+            .slabs
+            .iter()
+            .map(|s| elementwise_groups(s.len))
+            .collect();
         bench.copy_gbps = 0.0;
         let shape = (n, 1);
         let copy = bench.measure("copy (roofline)", shape, 8, &mut |enc| {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            dispatch_per_slab(&mut pass, &gpu, Kernel::Copy, &groups, sizes.iter().copied());
+            dispatch_per_slab(
+                &mut pass,
+                &gpu,
+                Kernel::Copy,
+                &groups,
+                sizes.iter().copied(),
+            );
             Ok(())
         })?;
         bench.copy_gbps = (8 * n) as f64 / copy / 1e9;
@@ -321,8 +362,20 @@ pub fn run(ctx: &Context, config: &BenchConfig, progress: &mut dyn FnMut(&str)) 
             ..Default::default()
         };
         bench.step("SGD momentum + clip (fused)", &mut set, sgd, 24, fused)?;
-        bench.step("RMSprop + clip (fused)", &mut set, RmsPropConfig::default(), 24, fused)?;
-        let t_fused = bench.step("AdamW + clip (fused)", &mut set, AdamWConfig::default(), 32, fused)?;
+        bench.step(
+            "RMSprop + clip (fused)",
+            &mut set,
+            RmsPropConfig::default(),
+            24,
+            fused,
+        )?;
+        let t_fused = bench.step(
+            "AdamW + clip (fused)",
+            &mut set,
+            AdamWConfig::default(),
+            32,
+            fused,
+        )?;
         let fraction = bench.out.last().map_or(0.0, |m| m.fraction_of_copy);
         // Unfused: norm pass, scale pass, then an AdamW pass that reads the clipped gradient.
         let mut opt = Fused::new(&set, AdamWConfig::default())?;

@@ -122,6 +122,7 @@ pub(crate) fn check_clip_value(clip_value: f32) -> Result<()> {
 }
 
 use crate::arena::{Arena, ParamSet};
+use crate::layout::Layout;
 use crate::norm::{host_norm, OpParams};
 use crate::reference::{self, FinalizeInput, StepState};
 use crate::report::Report;
@@ -138,7 +139,7 @@ impl ParamSet {
         norm: Norm,
         policy: Nonfinite,
     ) -> Result<Report> {
-        let op = clip_norm_op(max_norm, norm, policy, self.layout.tensors.len())?;
+        let op = clip_norm_op(max_norm, norm, policy, &self.layout)?;
         self.encode_standalone(encoder, op, policy, |ws, pass, gpu, layout, op| {
             ws.encode_norm(pass, gpu, layout, op);
             ws.encode_scale(pass, gpu, layout);
@@ -158,7 +159,7 @@ impl ParamSet {
         norm: Norm,
         policy: Nonfinite,
     ) -> Result<Report> {
-        let op = clip_norm_op(max_norm, norm, policy, self.layout.tensors.len())?;
+        let op = clip_norm_op(max_norm, norm, policy, &self.layout)?;
         if self.ctx.gpu().is_some() {
             return self
                 .submit_with(|set, enc| set.encode_clip_grad_norm(enc, max_norm, norm, policy));
@@ -195,7 +196,7 @@ impl ParamSet {
         encoder: &mut wgpu::CommandEncoder,
         clip_value: f32,
     ) -> Result<()> {
-        let op = clip_value_op(clip_value, self.layout.tensors.len())?;
+        let op = clip_value_op(clip_value, &self.layout)?;
         self.encode_standalone(
             encoder,
             op,
@@ -207,7 +208,7 @@ impl ParamSet {
 
     /// PyTorch `clip_grad_value_(grads, clip_value)`, submitted.
     pub fn clip_grad_value(&mut self, clip_value: f32) -> Result<()> {
-        clip_value_op(clip_value, self.layout.tensors.len())?;
+        clip_value_op(clip_value, &self.layout)?;
         if self.ctx.gpu().is_some() {
             return self.submit_with(|set, enc| set.encode_clip_grad_value(enc, clip_value));
         }
@@ -219,27 +220,22 @@ impl ParamSet {
     }
 }
 
-fn clip_norm_op(
-    max_norm: f32,
-    norm: Norm,
-    policy: Nonfinite,
-    num_tensors: usize,
-) -> Result<OpParams> {
+fn clip_norm_op(max_norm: f32, norm: Norm, policy: Nonfinite, layout: &Layout) -> Result<OpParams> {
     check_max_norm(max_norm)?;
     let norm = norm.validate()?;
     Ok(OpParams {
         clip_norm: 1,
         max_norm,
         policy: policy.shader_code(),
-        ..OpParams::norm(norm, num_tensors)
+        ..OpParams::norm(norm, layout)
     })
 }
 
-fn clip_value_op(clip_value: f32, num_tensors: usize) -> Result<OpParams> {
+fn clip_value_op(clip_value: f32, layout: &Layout) -> Result<OpParams> {
     check_clip_value(clip_value)?;
     Ok(OpParams {
         has_norm: 0,
         clip_value,
-        ..OpParams::norm(Norm::L2, num_tensors)
+        ..OpParams::norm(Norm::L2, layout)
     })
 }

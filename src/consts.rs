@@ -21,6 +21,16 @@ pub const VEC4_PER_INVOCATION: u32 = 4;
 /// 16384 elements = 64 KiB of gradient per workgroup.
 pub const CHUNK_ELEMS: u32 = WORKGROUP_SIZE * VEC_WIDTH * LOADS_PER_INVOCATION;
 
+/// Size classes of norm chunks: `(largest chunk in elements, invocations per chunk)`,
+/// smallest first. A workgroup reduces `WORKGROUP_SIZE / lanes` chunks of a class at once,
+/// so thousands of small tensors cost a few workgroups rather than one each, and no
+/// invocation makes more than 64 loads. Larger chunks get a whole workgroup.
+pub const CHUNK_CLASSES: [(u32, u32); 2] = [(2048, 8), (8192, 32)];
+
+/// Tensors with at most this many chunks are folded by one invocation each in the
+/// per-tensor pass; larger ones get a workgroup.
+pub const SERIAL_FOLD_CHUNKS: u32 = 4;
+
 /// Every tensor starts at a multiple of this many elements inside its slab: 64 f32 =
 /// 256 bytes, WebGPU's default `min_storage_buffer_offset_alignment`, so any tensor view
 /// can be bound directly by a caller's shader, and every chunk starts on a `vec4`.

@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 
-use crate::consts::{CHUNK_ELEMS, TENSOR_ALIGN_ELEMS};
+use crate::consts::{
+    CHUNK_CLASSES, CHUNK_ELEMS, SERIAL_FOLD_CHUNKS, TENSOR_ALIGN_ELEMS, WORKGROUP_SIZE,
+};
 use crate::error::{Error, Result};
 
 /// A tensor to allocate: a name, unique in its set, and a shape (`numel = Π shape`).
@@ -71,7 +73,18 @@ pub(crate) struct Chunk {
     /// First element, relative to the slab (a multiple of 4).
     pub start: u32,
     pub len: u32,
-    pub _pad: u32,
+    /// Global chunk index: where this chunk's partial goes.
+    pub partial: u32,
+}
+
+impl Chunk {
+    /// Size class: 0 for a whole workgroup, k + 1 for `CHUNK_CLASSES[k]`, smallest last.
+    pub(crate) fn class(&self) -> usize {
+        CHUNK_CLASSES
+            .iter()
+            .rposition(|&(max, _)| self.len > max)
+            .map_or(CHUNK_CLASSES.len(), |k| CHUNK_CLASSES.len() - 1 - k)
+    }
 }
 
 /// A contiguous part of one tensor inside one slab.
@@ -90,8 +103,14 @@ pub(crate) struct Piece {
 pub(crate) struct Layout {
     pub tensors: Vec<TensorInfo>,
     pub slabs: Vec<SlabInfo>,
-    /// Per slab, its chunk table.
+    /// Per slab, its chunk table ordered by [`Chunk::class`] (largest chunks first), each
+    /// class in slab order.
     pub chunks: Vec<Vec<Chunk>>,
+    /// Per slab, how many chunks of each class: whole-workgroup, then `CHUNK_CLASSES` from
+    /// the largest down.
+    pub class_counts: Vec<[u32; 3]>,
+    /// Tensors folded by a workgroup of their own (more than [`SERIAL_FOLD_CHUNKS`] chunks).
+    pub big_tensors: Vec<u32>,
     /// Per slab, the global index of its first chunk.
     pub chunk_base: Vec<u32>,
     /// Per tensor, `[first global chunk, chunk count]`.
@@ -152,6 +171,8 @@ impl Layout {
             tensors,
             slabs,
             chunks: Vec::new(),
+            class_counts: Vec::new(),
+            big_tensors: Vec::new(),
             chunk_base: Vec::new(),
             ranges: Vec::new(),
             total_chunks: 0,
@@ -180,7 +201,7 @@ impl Layout {
                         tensor: t as u32,
                         start: start as u32,
                         len: len as u32,
-                        _pad: 0,
+                        partial: 0,
                     });
                     start += len;
                     count += 1;
@@ -212,8 +233,40 @@ impl Layout {
                 None => [0, 0],
             })
             .collect();
+        for (s, table) in chunks.iter_mut().enumerate() {
+            for (local, c) in table.iter_mut().enumerate() {
+                c.partial = self.chunk_base[s] + local as u32;
+            }
+            // Large chunks first: the partials kernel gives each a workgroup, then packs
+            // smaller ones several to a workgroup. Each row keeps its own partial index.
+            table.sort_by_key(Chunk::class);
+        }
+        self.class_counts = chunks
+            .iter()
+            .map(|t| {
+                let mut counts = [0u32; 3];
+                t.iter().for_each(|c| counts[c.class()] += 1);
+                counts
+            })
+            .collect();
+        self.big_tensors = (0..self.ranges.len() as u32)
+            .filter(|&t| self.ranges[t as usize][1] > SERIAL_FOLD_CHUNKS)
+            .collect();
         self.chunks = chunks;
         Ok(())
+    }
+
+    /// Workgroups of the partials pass over slab `s`: one per large chunk, then each
+    /// class packed `WORKGROUP_SIZE / lanes` chunks to a workgroup.
+    pub(crate) fn partial_groups(&self, s: usize) -> u32 {
+        let [big, mid, small] = self.class_counts[s];
+        let per_group = |k: usize| WORKGROUP_SIZE / CHUNK_CLASSES[k].1;
+        big + mid.div_ceil(per_group(1)) + small.div_ceil(per_group(0))
+    }
+
+    /// Workgroups of the per-tensor fold.
+    pub(crate) fn fold_groups(&self) -> u32 {
+        self.big_tensors.len() as u32 + (self.tensors.len() as u32).div_ceil(WORKGROUP_SIZE)
     }
 
     /// The parts of tensor `t`, one per slab it touches, in order.
@@ -285,8 +338,12 @@ mod tests {
             let [first, count] = layout.ranges[t];
             let mut chunk_elems = 0;
             for g in first..first + count {
-                let slab = layout.chunk_base.iter().rposition(|&b| b <= g).unwrap();
-                let c = layout.chunks[slab][(g - layout.chunk_base[slab]) as usize];
+                let c = *layout
+                    .chunks
+                    .iter()
+                    .flatten()
+                    .find(|c| c.partial == g)
+                    .unwrap();
                 assert_eq!(c.tensor as usize, t);
                 assert_eq!(c.start % 4, 0);
                 assert!(c.len <= CHUNK_ELEMS);
@@ -294,6 +351,24 @@ mod tests {
             }
             assert_eq!(chunk_elems, tensor.numel);
         }
+    }
+
+    #[test]
+    fn big_chunks_come_first_and_small_tensors_fold_serially() {
+        let layout = Layout::new(&specs(&[10, 40_000, 3, 2048, 2049]), &[], 1 << 20).unwrap();
+        let table = &layout.chunks[0];
+        assert!(table.windows(2).all(|w| w[0].class() <= w[1].class()));
+        // 40000 = 16384 + 16384 + 7232; 10, 3 and 2048 are small; 7232 and 2049 are mid.
+        assert_eq!(layout.class_counts[0], [2, 2, 3]);
+        let mut partials: Vec<u32> = table.iter().map(|c| c.partial).collect();
+        partials.sort();
+        assert_eq!(partials, (0..layout.total_chunks).collect::<Vec<_>>());
+        assert!(
+            layout.big_tensors.is_empty(),
+            "no tensor has more than 4 chunks"
+        );
+        let huge = Layout::new(&specs(&[5 * 16384 + 1, 1]), &[], 1 << 20).unwrap();
+        assert_eq!(huge.big_tensors, vec![0]);
     }
 
     #[test]

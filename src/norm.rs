@@ -75,17 +75,19 @@ pub(crate) struct OpParams {
     /// `ln β2`.
     pub log_beta2: f32,
     pub clip_value: f32,
-    pub _pad: [u32; 3],
+    pub num_big_tensors: u32,
+    pub _pad: [u32; 2],
 }
 
 impl OpParams {
-    /// A norm of type `norm` over `num_tensors` tensors, nothing else.
-    pub(crate) fn norm(norm: Norm, num_tensors: usize) -> OpParams {
+    /// A norm of type `norm` over the tensors of `layout`, nothing else.
+    pub(crate) fn norm(norm: Norm, layout: &Layout) -> OpParams {
         let (kind, p) = norm.shader_code();
         OpParams {
             kind,
             p,
-            num_tensors: num_tensors as u32,
+            num_tensors: layout.tensors.len() as u32,
+            num_big_tensors: layout.big_tensors.len() as u32,
             has_norm: 1,
             clip_norm: 0,
             max_norm: 0.0,
@@ -96,7 +98,7 @@ impl OpParams {
             log_beta1: 0.0,
             log_beta2: 0.0,
             clip_value: 0.0,
-            _pad: [0; 3],
+            _pad: [0; 2],
         }
     }
 }
@@ -200,7 +202,7 @@ impl NormWorkspace {
         gpu.queue.write_buffer(&state, 0, bytemuck::bytes_of(&raw));
         let op = gpu.uniform(
             "op params",
-            bytemuck::bytes_of(&OpParams::norm(Norm::L2, 0)),
+            bytemuck::bytes_of(&OpParams::norm(Norm::L2, layout)),
         );
         let partial_groups = (0..layout.slabs.len())
             .map(|s| {
@@ -225,6 +227,7 @@ impl NormWorkspace {
                 whole(&tables.ranges),
                 whole(&tensor_sums),
                 whole(&op),
+                whole(&tables.big_tensors),
             ],
         );
         let finalize_group = bind_group(
@@ -291,15 +294,15 @@ impl NormWorkspace {
         op: &OpParams,
     ) {
         if op.has_norm != 0 {
-            let chunk_counts = layout.chunks.iter().map(|t| t.len() as u32);
+            let groups = (0..layout.slabs.len()).map(|s| layout.partial_groups(s));
             dispatch_per_slab(
                 pass,
                 gpu,
                 Kernel::NormPartials,
                 &self.partial_groups,
-                chunk_counts,
+                groups,
             );
-            let (x, y) = gpu.grid(layout.tensors.len() as u32);
+            let (x, y) = gpu.grid(layout.fold_groups());
             pass.set_pipeline(gpu.pipelines.get(Kernel::NormTensors));
             pass.set_bind_group(0, &self.tensors_group, &[]);
             pass.dispatch_workgroups(x, y, 1);
@@ -411,7 +414,7 @@ impl ParamSet {
         norm: Norm,
     ) -> Result<Report> {
         let norm = norm.validate()?;
-        let op = OpParams::norm(norm, self.layout.tensors.len());
+        let op = OpParams::norm(norm, &self.layout);
         self.encode_standalone(
             encoder,
             op,

@@ -3,7 +3,10 @@
 //! Each kernel is `prelude + shaders/common.wgsl + shaders/<kernel>.wgsl`; the prelude
 //! carries the constants of [`crate::consts`] so Rust and WGSL cannot disagree.
 
-use crate::consts::{CLIP_EPS, LOADS_PER_INVOCATION, VEC4_PER_INVOCATION, WORKGROUP_SIZE};
+use crate::consts::{
+    CHUNK_CLASSES, CLIP_EPS, LOADS_PER_INVOCATION, SERIAL_FOLD_CHUNKS, VEC4_PER_INVOCATION,
+    WORKGROUP_SIZE,
+};
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 /// The entry point shared by elementwise kernels, which define `enabled()` and `apply(i)`.
@@ -30,11 +33,19 @@ pub(crate) const KERNELS: &[(&str, &str)] = &[
 
 /// The full WGSL source of one kernel body.
 pub(crate) fn source(body: &str) -> String {
-    let entry = if body.contains("fn apply(i: u32)") { ELEMENTWISE } else { "" };
+    let entry = if body.contains("fn apply(i: u32)") {
+        ELEMENTWISE
+    } else {
+        ""
+    };
+    let (small, mid) = (CHUNK_CLASSES[0].1, CHUNK_CLASSES[1].1);
     format!(
         "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n\
          const LOADS_PER_INVOCATION: u32 = {LOADS_PER_INVOCATION}u;\n\
          const VEC4_PER_INVOCATION: u32 = {VEC4_PER_INVOCATION}u;\n\
+         const SMALL_LANES: u32 = {small}u;\n\
+         const MID_LANES: u32 = {mid}u;\n\
+         const SERIAL_FOLD_CHUNKS: u32 = {SERIAL_FOLD_CHUNKS}u;\n\
          const CLIP_EPS: f32 = {CLIP_EPS:e};\n\
          {COMMON}\n{body}\n{entry}"
     )

@@ -154,3 +154,31 @@ fn cpu_fallback_matches_reference() {
         );
     }
 }
+
+#[test]
+fn every_chunk_size_class_matches_reference() {
+    // Small (≤ 2048: 8 invocations each), mid (≤ 8192: 32 each) and whole-workgroup chunks,
+    // many of each, interleaved, so class boundaries fall inside workgroups.
+    let sizes: Vec<usize> = (0..300)
+        .map(|i| [3, 3000, 20_000, 2048, 2049, 8192, 8193][i % 7])
+        .collect();
+    check(&ctx(), &sizes, None);
+    check(&ctx_small_grid(), &sizes, Some(1 << 20));
+}
+
+#[test]
+fn grid_shape_does_not_change_the_bits() {
+    // Each chunk is reduced by exactly one fixed group of invocations, whatever the grid's
+    // 2D shape: a 1D and a 7-wide grid give identical bits for every per-tensor norm.
+    let sizes: Vec<usize> = (0..300)
+        .map(|i| [3, 3000, 20_000, 2048, 2049, 8192, 8193][i % 7])
+        .collect();
+    let run = |ctx: &clipstep::Context| {
+        let (mut set, _) = set_with_grads(ctx, &sizes, None, 21);
+        set.global_norm(Norm::L2)
+            .unwrap()
+            .tensor_norms_blocking()
+            .unwrap()
+    };
+    assert_bits_eq(&run(&ctx()), &run(&ctx_small_grid()), "per-tensor norms");
+}

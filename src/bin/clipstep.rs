@@ -179,7 +179,11 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         return Err("bench needs a GPU adapter (see `clipstep devices`)".into());
     }
     let config = clipstep::bench::BenchConfig {
-        sizes: args.sizes.iter().map(|s| parse_size(s)).collect::<Result<_, _>>()?,
+        sizes: args
+            .sizes
+            .iter()
+            .map(|s| parse_size(s))
+            .collect::<Result<_, _>>()?,
         many_tensors: args.tensors.max(1),
         warmup: args.warmup,
         repeats: args.repeats.max(1),
@@ -189,10 +193,16 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     let report = clipstep::bench::run(&ctx, &config, &mut progress).map_err(|e| e.to_string())?;
     eprintln!("\r\x1b[2K  done");
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} ({}), timing by {}", report.adapter, report.backend, report.timing);
+    println!(
+        "{} ({}), timing by {}",
+        report.adapter, report.backend, report.timing
+    );
     println!(
         "{:<46} {:>10} {:>7} {:>10} {:>10} {:>10} {:>9} {:>8}",
         "operation", "elements", "tensors", "median ms", "min ms", "max ms", "GB/s", "of copy"
@@ -200,7 +210,14 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     for m in &report.measurements {
         println!(
             "{:<46} {:>10} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>9.1} {:>7.0}%",
-            m.op, m.elements, m.tensors, m.median_ms, m.min_ms, m.max_ms, m.gb_per_s, m.fraction_of_copy * 100.0
+            m.op,
+            m.elements,
+            m.tensors,
+            m.median_ms,
+            m.min_ms,
+            m.max_ms,
+            m.gb_per_s,
+            m.fraction_of_copy * 100.0
         );
     }
     println!();
@@ -211,7 +228,10 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     for r in &report.ratios {
         println!(
             "{:>10} {:>22.2} {:>26.2} {:>28.2}",
-            r.elements, r.fused_adamw_fraction_of_copy, r.fused_speedup_over_unfused, r.many_over_one_tensor_time
+            r.elements,
+            r.fused_adamw_fraction_of_copy,
+            r.fused_speedup_over_unfused,
+            r.many_over_one_tensor_time
         );
     }
     println!();

@@ -301,7 +301,7 @@ impl<R: UpdateRule> Fused<R> {
             bias_correction: u32::from(self.config.bias_correction_betas().is_some()),
             log_beta1,
             log_beta2,
-            ..OpParams::norm(norm, self.layout.tensors.len())
+            ..OpParams::norm(norm, &self.layout)
         };
         let clip_value = options.clip.value_clip();
         let update = UpdateUniform {
