@@ -65,14 +65,7 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
-// NaN and ±Inf found by bit pattern: shader compilers may assume floats are finite.
-fn nonfinite_flags(x: vec4<f32>) -> u32 {
-    let bits = bitcast<vec4<u32>>(x) & vec4<u32>(0x7fffffffu);
-    let inf = any(bits == vec4<u32>(0x7f800000u));
-    let nan = any(bits > vec4<u32>(0x7f800000u));
-    return select(0u, FLAG_INF, inf) | select(0u, FLAG_NAN, nan);
-}
-
+// NaN and ±Inf are found by bit pattern: shader compilers may assume floats are finite.
 fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }

@@ -28,16 +28,50 @@ struct Chunk {
 var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
 var<workgroup> flags: array<u32, WORKGROUP_SIZE>;
 
-fn term(a: vec4<f32>) -> vec4<f32> {
-    switch op.kind {
-        case NORM_L2: { return a * a; }
-        case NORM_P: { return select(pow(a, vec4<f32>(op.p)), vec4<f32>(0.0), a == vec4<f32>(0.0)); }
-        default: { return a; }
-    }
-}
-
 fn combine(x: f32, y: f32) -> f32 {
     return select(x + y, max(x, y), op.kind == NORM_INF);
+}
+
+// Σ over lanes of |g|^p terms (max for L∞) of chunk elements start + 4·(lane + k·width),
+// accumulated per vec4 lane and folded once at the end. Non-finite values are tracked as
+// the largest |g| bit pattern: > 0x7f800000 is a NaN, == 0x7f800000 an infinity.
+fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
+    var acc = vec4<f32>(0.0);
+    var bits = vec4<u32>(0u);
+    // The norm kind is uniform: one loop per kind keeps the switch out of the loop body.
+    switch op.kind {
+        case NORM_L2: {
+            for (var e = start + lane * 4u; e < end; e += width * 4u) {
+                let g = select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end));
+                bits = max(bits, bitcast<vec4<u32>>(g) & vec4<u32>(0x7fffffffu));
+                acc += g * g;
+            }
+        }
+        case NORM_INF: {
+            for (var e = start + lane * 4u; e < end; e += width * 4u) {
+                let a = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+                bits = max(bits, bitcast<vec4<u32>>(a));
+                acc = max(acc, a);
+            }
+        }
+        case NORM_P: {
+            for (var e = start + lane * 4u; e < end; e += width * 4u) {
+                let a = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+                bits = max(bits, bitcast<vec4<u32>>(a));
+                acc += select(pow(a, vec4<f32>(op.p)), vec4<f32>(0.0), a == vec4<f32>(0.0));
+            }
+        }
+        default: {
+            for (var e = start + lane * 4u; e < end; e += width * 4u) {
+                let a = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+                bits = max(bits, bitcast<vec4<u32>>(a));
+                acc += a;
+            }
+        }
+    }
+    let top = max(max(bits.x, bits.y), max(bits.z, bits.w));
+    let flags = select(select(0u, FLAG_INF, top == 0x7f800000u), FLAG_NAN, top > 0x7f800000u);
+    return Partial(combine(combine(acc.x, acc.y), combine(acc.z, acc.w)), flags);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -64,21 +98,14 @@ fn main(
     let lane = lid % width;
     let row = first + lid / width;
     let has_row = row < class_end && (width != WORKGROUP_SIZE || lid == lane);
-    var acc = 0.0;
-    var bad = 0u;
+    var part = Partial(0.0, 0u);
     if has_row {
+        // Lanes past the chunk's end belong to padding or the next tensor: masked to 0.
         let chunk = chunks[row];
-        let end = chunk.start + chunk.len;
-        for (var e = chunk.start + lane * 4u; e < end; e += width * 4u) {
-            // Lanes past the chunk belong to padding or the next tensor.
-            let a = select(vec4<f32>(0.0), abs(grads[e / 4u]), lanes_before(e, end));
-            bad |= nonfinite_flags(a);
-            let t = term(a);
-            acc = combine(acc, combine(combine(t.x, t.y), combine(t.z, t.w)));
-        }
+        part = reduce_lane(chunk.start, chunk.start + chunk.len, lane, width);
     }
-    sums[lid] = acc;
-    flags[lid] = bad;
+    sums[lid] = part.value;
+    flags[lid] = part.flags;
     workgroupBarrier();
     for (var s = width / 2u; s > 0u; s >>= 1u) {
         if lane < s {
