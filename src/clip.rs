@@ -189,6 +189,59 @@ impl ParamSet {
         Ok(Report::host(state, per_tensor, policy))
     }
 
+    /// Records per-tensor clipping: every tensor t is scaled by its own coefficient,
+    /// `g_t ← g_t · min(1, max_norm / (‖g_t‖ + 1e-6))` (as `clip_grad_norm_` called on each
+    /// tensor alone), from one norm pass. The report's `tensor_norms` are the norms before
+    /// clipping; its `total_norm` is the global norm. Under `Skip`/`Error`, any non-finite
+    /// gradient leaves every gradient untouched.
+    pub fn encode_clip_grad_norm_per_tensor(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        max_norm: f32,
+        norm: Norm,
+        policy: Nonfinite,
+    ) -> Result<Report> {
+        let op = clip_norm_op(max_norm, norm, policy, &self.layout)?;
+        self.encode_standalone(encoder, op, policy, |ws, pass, gpu, layout, op| {
+            ws.encode_norm(pass, gpu, layout, op);
+            ws.encode_scale_per_tensor(pass, gpu, layout);
+        })
+    }
+
+    /// Per-tensor clipping (see [`ParamSet::encode_clip_grad_norm_per_tensor`]), submitted,
+    /// with non-finite values propagating as PyTorch's.
+    pub fn clip_grad_norm_per_tensor(&mut self, max_norm: f32, norm: Norm) -> Result<Report> {
+        let policy = Nonfinite::Propagate;
+        let op = clip_norm_op(max_norm, norm, policy, &self.layout)?;
+        if self.ctx.gpu().is_some() {
+            return self.submit_with(|set, enc| {
+                set.encode_clip_grad_norm_per_tensor(enc, max_norm, norm, policy)
+            });
+        }
+        let Arena::Cpu(grads) = &mut self.grads else {
+            unreachable!()
+        };
+        let (sum, per_tensor) = host_norm(&self.layout, grads, norm, 1.0);
+        let state = reference::finalize(
+            &StepState::default(),
+            &FinalizeInput {
+                sum: Some(sum),
+                norm,
+                max_norm: Some(op.max_norm),
+                inv_grad_scale: 1.0,
+                policy,
+                count_step: false,
+                betas: None,
+            },
+        );
+        for (t, &n) in self.layout.tensors.iter().zip(&per_tensor) {
+            let coef = reference::clip_coef(n, max_norm);
+            let range = t.offset as usize..(t.offset + t.numel) as usize;
+            grads[range].iter_mut().for_each(|g| *g *= coef);
+        }
+        Ok(Report::host(state, per_tensor, policy))
+    }
+
     /// Records PyTorch's `clip_grad_value_`: `g ← clamp(g, -clip_value, clip_value)` in
     /// place (NaN stays NaN).
     pub fn encode_clip_grad_value(

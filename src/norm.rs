@@ -115,6 +115,7 @@ pub(crate) struct NormWorkspace {
     finalize_group: wgpu::BindGroup,
     scale_groups: Vec<wgpu::BindGroup>,
     clamp_groups: Vec<wgpu::BindGroup>,
+    per_tensor_groups: Vec<wgpu::BindGroup>,
     pub generation: Arc<AtomicU64>,
 }
 
@@ -266,7 +267,24 @@ impl NormWorkspace {
                 )
             })
             .collect();
+        let per_tensor_groups = (0..layout.slabs.len())
+            .map(|s| {
+                bind_group(
+                    gpu,
+                    Kernel::ScalePerTensor,
+                    &[
+                        grads[s].resource(),
+                        whole(&tables.chunks[s]),
+                        whole(&tensor_norms),
+                        whole(&state),
+                        whole(&op),
+                        whole(&tables.slab_uniforms[s]),
+                    ],
+                )
+            })
+            .collect();
         NormWorkspace {
+            per_tensor_groups,
             state,
             tensor_norms,
             op,
@@ -321,6 +339,17 @@ impl NormWorkspace {
     ) {
         let sizes = layout.slabs.iter().map(|s| elementwise_groups(s.len));
         dispatch_per_slab(pass, gpu, Kernel::Scale, &self.scale_groups, sizes);
+    }
+
+    /// Records `g_t ← g_t · min(1, max_norm / (‖g_t‖ + eps))` for every tensor t.
+    pub(crate) fn encode_scale_per_tensor(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+    ) {
+        let sizes = layout.chunks.iter().map(|t| t.len() as u32);
+        dispatch_per_slab(pass, gpu, Kernel::ScalePerTensor, &self.per_tensor_groups, sizes);
     }
 
     /// Records `g ← clamp(g, -c, c)` over every slab.

@@ -29,6 +29,7 @@ pub(crate) const KERNELS: &[(&str, &str)] = &[
     ("adam", include_str!("../shaders/adam.wgsl")),
     ("rmsprop", include_str!("../shaders/rmsprop.wgsl")),
     ("copy", include_str!("../shaders/copy.wgsl")),
+    ("scale_per_tensor", include_str!("../shaders/scale_per_tensor.wgsl")),
 ];
 
 /// The full WGSL source of one kernel body.
@@ -68,6 +69,7 @@ pub(crate) enum Kernel {
     Adam = 6,
     Rmsprop = 7,
     Copy = 8,
+    ScalePerTensor = 9,
 }
 
 impl Kernel {
@@ -77,7 +79,7 @@ impl Kernel {
 
     /// The kernel named `name` in [`KERNELS`].
     pub(crate) fn by_name(name: &str) -> Kernel {
-        const ALL: [Kernel; 9] = [
+        const ALL: [Kernel; 10] = [
             Kernel::NormPartials,
             Kernel::NormTensors,
             Kernel::NormFinalize,
@@ -87,6 +89,7 @@ impl Kernel {
             Kernel::Adam,
             Kernel::Rmsprop,
             Kernel::Copy,
+            Kernel::ScalePerTensor,
         ];
         *ALL.iter()
             .find(|k| k.name() == name)

@@ -185,3 +185,43 @@ fn cpu_fallback_clips_like_the_reference() {
     reference::clip_grad_value(&mut [want.as_mut_slice()], 0.01);
     assert_eq!(set.download_grads().unwrap(), want);
 }
+
+#[test]
+fn per_tensor_clip_scales_each_tensor_by_its_own_norm() {
+    let sizes = [0, 1, 257, 3000, 20_000, 2048, 9000];
+    for (ctx, slab) in [(ctx(), None), (ctx(), Some(16 * 1024u64)), (ctx_small_grid(), None), (clipstep::Context::cpu(), None)] {
+        let (mut set, mut grads) = set_with_grads(&ctx, &sizes, slab, 13);
+        // Scale tensors differently so some are clipped and some are not.
+        let mut at = 0;
+        for (t, &n) in sizes.iter().enumerate() {
+            grads[at..at + n].iter_mut().for_each(|g| *g *= 0.01 * (t as f32 + 1.0).powi(3));
+            at += n;
+        }
+        set.upload_grads(&grads).unwrap();
+        let report = set.clip_grad_norm_per_tensor(0.5, Norm::L2).unwrap();
+        let norms = report.tensor_norms_blocking().unwrap();
+        let mut want = grads.clone();
+        let want_norms = {
+            let mut parts: Vec<&mut [f32]> = Vec::new();
+            let mut rest = want.as_mut_slice();
+            for &n in &sizes {
+                let (a, b) = rest.split_at_mut(n);
+                parts.push(a);
+                rest = b;
+            }
+            reference::clip_grad_norm_per_tensor(&mut parts, 0.5, Norm::L2)
+        };
+        for (t, (&g, &w)) in norms.iter().zip(&want_norms).enumerate() {
+            assert_rel(g, w, NORM_REL, &format!("norm of tensor {t}"));
+        }
+        let got = set.download_grads().unwrap();
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 2.0 * NORM_REL as f32 * w.abs() + 1e-12, "[{i}]: {g} vs {w}");
+        }
+        // Clipped tensors now have norm max_norm (up to eps); the others kept theirs.
+        let after = set.per_tensor_norms(Norm::L2).unwrap();
+        for (t, (&a, &b)) in after.iter().zip(&want_norms).enumerate() {
+            assert!((a - b.min(0.5)).abs() <= 1e-5 * b.max(1.0), "tensor {t}: {a} vs {}", b.min(0.5));
+        }
+    }
+}

@@ -1,0 +1,46 @@
+// Clip each tensor by its own norm, in place:
+//   g_i ← g_i · min(1, max_norm / (‖g_t‖ + CLIP_EPS))   for i in tensor t   (NaN if ‖g_t‖ is NaN)
+// ‖g_t‖ comes from tensor_norms, written by the finalize pass of the same recording.
+// Workgroup w scales chunk row w of this slab (a chunk lies in one tensor); a skipped step
+// state (non-finite under Skip/Error) leaves every gradient untouched.
+//
+// @binding(0) grads        this slab, vec4-packed (read and written)
+// @binding(1) chunks       this slab's chunk table
+// @binding(2) tensor_norms one f32 per tensor
+// @binding(3) state        StepState (skipped)
+// @binding(4) op           OpParams (max_norm)
+// @binding(5) slab         Slab (len, num_chunks)
+
+struct Chunk {
+    tensor: u32,
+    start: u32,
+    len: u32,
+    partial: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
+@group(0) @binding(2) var<storage, read> tensor_norms: array<f32>;
+@group(0) @binding(3) var<storage, read> state: StepState;
+@group(0) @binding(4) var<uniform> op: OpParams;
+@group(0) @binding(5) var<uniform> slab: Slab;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = group_index(wid, nwg);
+    if row >= slab.num_chunks || state.skipped != 0u {
+        return;
+    }
+    let chunk = chunks[row];
+    let norm = tensor_norms[chunk.tensor];
+    let coef = select(min(1.0, op.max_norm / (norm + CLIP_EPS)), norm, is_nan(norm));
+    let end = chunk.start + chunk.len;
+    for (var e = chunk.start + lid * 4u; e < end; e += WORKGROUP_SIZE * 4u) {
+        let g = grads[e / 4u];
+        grads[e / 4u] = select(g, g * coef, lanes_before(e, end));
+    }
+}
