@@ -1,8 +1,12 @@
 //! The main job: one clipped AdamW step over a few realistic tensors on the best adapter,
-//! checked against the CPU reference.
+//! checked against the CPU reference. Writes a summary to `--out/quickstart.json`.
 //!
 //!     cargo run --release --example quickstart
 
+use std::error::Error;
+use std::path::PathBuf;
+
+use clap::Parser;
 use clipstep::consts::tolerance::TRAJECTORY_REL;
 use clipstep::verify::{max_errors, sample_data};
 use clipstep::{
@@ -48,7 +52,48 @@ fn step_on(ctx: &Context) -> clipstep::Result<(Vec<f32>, clipstep::StepState, Pa
     Ok((params.download_params()?, state, params))
 }
 
-fn main() -> clipstep::Result<()> {
+/// Command-line options.
+#[derive(Parser, Debug, Clone)]
+pub struct Args {
+    /// Where the summary goes.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+}
+
+/// What the quickstart found.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub adapter: String,
+    pub tensors: usize,
+    pub parameters: u64,
+    pub total_norm: f32,
+    pub clip_coef: f32,
+    pub reference_total_norm: f32,
+    pub max_abs_error: f64,
+    pub max_rel_error: f64,
+}
+
+/// One clipped AdamW step on the best adapter and on the CPU reference.
+pub fn run() -> clipstep::Result<Summary> {
+    let ctx = Context::new()?;
+    let (gpu_params, state, set) = step_on(&ctx)?;
+    let (cpu_params, cpu_state, _) = step_on(&Context::cpu())?;
+    let (max_abs_error, max_rel_error) = max_errors(&gpu_params, &cpu_params, 1e-2);
+    Ok(Summary {
+        adapter: ctx.describe(),
+        tensors: set.tensors().len(),
+        parameters: set.numel(),
+        total_norm: state.total_norm,
+        clip_coef: state.clip_coef,
+        reference_total_norm: cpu_state.total_norm,
+        max_abs_error,
+        max_rel_error,
+    })
+}
+
+#[allow(dead_code)]
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.describe());
     let (gpu_params, state, set) = step_on(&ctx)?;
@@ -73,5 +118,11 @@ fn main() -> clipstep::Result<()> {
         std::process::exit(1);
     }
     println!("ok: GPU step matches the CPU reference");
+    std::fs::create_dir_all(&args.out)?;
+    let summary = run()?;
+    std::fs::write(
+        args.out.join("quickstart.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
     Ok(())
 }

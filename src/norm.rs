@@ -349,7 +349,13 @@ impl NormWorkspace {
         layout: &Layout,
     ) {
         let sizes = layout.chunks.iter().map(|t| t.len() as u32);
-        dispatch_per_slab(pass, gpu, Kernel::ScalePerTensor, &self.per_tensor_groups, sizes);
+        dispatch_per_slab(
+            pass,
+            gpu,
+            Kernel::ScalePerTensor,
+            &self.per_tensor_groups,
+            sizes,
+        );
     }
 
     /// Records `g ← clamp(g, -c, c)` over every slab.

@@ -29,7 +29,10 @@ pub(crate) const KERNELS: &[(&str, &str)] = &[
     ("adam", include_str!("../shaders/adam.wgsl")),
     ("rmsprop", include_str!("../shaders/rmsprop.wgsl")),
     ("copy", include_str!("../shaders/copy.wgsl")),
-    ("scale_per_tensor", include_str!("../shaders/scale_per_tensor.wgsl")),
+    (
+        "scale_per_tensor",
+        include_str!("../shaders/scale_per_tensor.wgsl"),
+    ),
 ];
 
 /// The full WGSL source of one kernel body.

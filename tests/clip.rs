@@ -189,12 +189,19 @@ fn cpu_fallback_clips_like_the_reference() {
 #[test]
 fn per_tensor_clip_scales_each_tensor_by_its_own_norm() {
     let sizes = [0, 1, 257, 3000, 20_000, 2048, 9000];
-    for (ctx, slab) in [(ctx(), None), (ctx(), Some(16 * 1024u64)), (ctx_small_grid(), None), (clipstep::Context::cpu(), None)] {
+    for (ctx, slab) in [
+        (ctx(), None),
+        (ctx(), Some(16 * 1024u64)),
+        (ctx_small_grid(), None),
+        (clipstep::Context::cpu(), None),
+    ] {
         let (mut set, mut grads) = set_with_grads(&ctx, &sizes, slab, 13);
         // Scale tensors differently so some are clipped and some are not.
         let mut at = 0;
         for (t, &n) in sizes.iter().enumerate() {
-            grads[at..at + n].iter_mut().for_each(|g| *g *= 0.01 * (t as f32 + 1.0).powi(3));
+            grads[at..at + n]
+                .iter_mut()
+                .for_each(|g| *g *= 0.01 * (t as f32 + 1.0).powi(3));
             at += n;
         }
         set.upload_grads(&grads).unwrap();
@@ -216,12 +223,19 @@ fn per_tensor_clip_scales_each_tensor_by_its_own_norm() {
         }
         let got = set.download_grads().unwrap();
         for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            assert!((g - w).abs() <= 2.0 * NORM_REL as f32 * w.abs() + 1e-12, "[{i}]: {g} vs {w}");
+            assert!(
+                (g - w).abs() <= 2.0 * NORM_REL as f32 * w.abs() + 1e-12,
+                "[{i}]: {g} vs {w}"
+            );
         }
         // Clipped tensors now have norm max_norm (up to eps); the others kept theirs.
         let after = set.per_tensor_norms(Norm::L2).unwrap();
         for (t, (&a, &b)) in after.iter().zip(&want_norms).enumerate() {
-            assert!((a - b.min(0.5)).abs() <= 1e-5 * b.max(1.0), "tensor {t}: {a} vs {}", b.min(0.5));
+            assert!(
+                (a - b.min(0.5)).abs() <= 1e-5 * b.max(1.0),
+                "tensor {t}: {a} vs {}",
+                b.min(0.5)
+            );
         }
     }
 }

@@ -62,7 +62,11 @@ pub fn clip_grad_value(tensors: &mut [&mut [f32]], clip_value: f32) {
 
 /// Per-tensor clipping: each tensor scaled by `min(1, max_norm / (‖t‖ + 1e-6))` in place;
 /// returns the norms before clipping.
-pub fn clip_grad_norm_per_tensor(tensors: &mut [&mut [f32]], max_norm: f32, norm: Norm) -> Vec<f32> {
+pub fn clip_grad_norm_per_tensor(
+    tensors: &mut [&mut [f32]],
+    max_norm: f32,
+    norm: Norm,
+) -> Vec<f32> {
     tensors
         .iter_mut()
         .map(|t| {

@@ -17,7 +17,8 @@ mod optim;
 mod step_state;
 
 pub use clip::{
-    clamp_keep_nan, clip_grad_norm, clip_grad_norm_per_tensor, clip_grad_value, effective_grad, GradTransform,
+    clamp_keep_nan, clip_grad_norm, clip_grad_norm_per_tensor, clip_grad_value, effective_grad,
+    GradTransform,
 };
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};
 pub use optim::{adam_update, rmsprop_update, sgd_update, torch_lerp};
