@@ -17,13 +17,6 @@
 @group(0) @binding(2) var<storage, read_write> state: StepState;
 @group(0) @binding(3) var<uniform> op: OpParams;
 
-var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
-var<workgroup> flags: array<u32, WORKGROUP_SIZE>;
-
-fn combine(x: f32, y: f32) -> f32 {
-    return select(x + y, max(x, y), op.kind == NORM_INF);
-}
-
 fn root(s: f32, bad: u32) -> f32 {
     if (bad & FLAG_NAN) != 0u {
         return f32_nan(bad);
@@ -70,16 +63,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             bad |= part.flags;
         }
     }
-    sums[lid] = acc;
-    flags[lid] = bad;
-    workgroupBarrier();
-    for (var s = WORKGROUP_SIZE / 2u; s > 0u; s >>= 1u) {
-        if lid < s {
-            sums[lid] = combine(sums[lid], sums[lid + s]);
-            flags[lid] |= flags[lid + s];
-        }
-        workgroupBarrier();
-    }
+    let all = tree_reduce(lid, Partial(acc, bad), WORKGROUP_SIZE);
     if lid != 0u {
         return;
     }
@@ -87,9 +71,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     st.clip_coef = 1.0;
     st.nonfinite = 0u;
     if op.has_norm != 0u {
-        let total = root(sums[0], flags[0]);
+        let total = root(all.value, all.flags);
         st.total_norm = total;
-        st.nonfinite = select(0u, 1u, flags[0] != 0u || !is_finite(total));
+        st.nonfinite = select(0u, 1u, all.flags != 0u || !is_finite(total));
         if op.clip_norm != 0u {
             st.clip_coef = select(min(1.0, op.max_norm / (total + CLIP_EPS)), f32_nan(lid), is_nan(total));
         }

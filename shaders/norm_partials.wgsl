@@ -25,13 +25,6 @@ struct Chunk {
 @group(0) @binding(3) var<uniform> op: OpParams;
 @group(0) @binding(4) var<uniform> slab: Slab;
 
-var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
-var<workgroup> flags: array<u32, WORKGROUP_SIZE>;
-
-fn combine(x: f32, y: f32) -> f32 {
-    return select(x + y, max(x, y), op.kind == NORM_INF);
-}
-
 // Σ over lanes of |g|^p terms (max for L∞) of chunk elements start + 4·(lane + k·width),
 // accumulated per vec4 lane and folded once at the end. Non-finite values are tracked as
 // the largest |g| bit pattern: > 0x7f800000 is a NaN, == 0x7f800000 an infinity.
@@ -104,17 +97,8 @@ fn main(
         let chunk = chunks[row];
         part = reduce_lane(chunk.start, chunk.start + chunk.len, lane, width);
     }
-    sums[lid] = part.value;
-    flags[lid] = part.flags;
-    workgroupBarrier();
-    for (var s = width / 2u; s > 0u; s >>= 1u) {
-        if lane < s {
-            sums[lid] = combine(sums[lid], sums[lid + s]);
-            flags[lid] |= flags[lid + s];
-        }
-        workgroupBarrier();
-    }
+    let total = tree_reduce(lid, part, width);
     if has_row && lane == 0u {
-        partials[chunks[row].partial] = Partial(sums[lid], flags[lid]);
+        partials[chunks[row].partial] = total;
     }
 }

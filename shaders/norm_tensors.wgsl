@@ -16,13 +16,6 @@
 @group(0) @binding(3) var<uniform> op: OpParams;
 @group(0) @binding(4) var<storage, read> big_tensors: array<u32>;
 
-var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
-var<workgroup> flags: array<u32, WORKGROUP_SIZE>;
-
-fn combine(x: f32, y: f32) -> f32 {
-    return select(x + y, max(x, y), op.kind == NORM_INF);
-}
-
 // Folds partials first, first + stride, ... below first + count.
 fn fold(first: u32, count: u32, start: u32, stride: u32) -> Partial {
     var acc = Partial(0.0, 0u);
@@ -48,18 +41,8 @@ fn main(
         return;
     }
     let t = big_tensors[w];
-    let part = fold(ranges[t].x, ranges[t].y, lid, WORKGROUP_SIZE);
-    sums[lid] = part.value;
-    flags[lid] = part.flags;
-    workgroupBarrier();
-    for (var s = WORKGROUP_SIZE / 2u; s > 0u; s >>= 1u) {
-        if lid < s {
-            sums[lid] = combine(sums[lid], sums[lid + s]);
-            flags[lid] |= flags[lid + s];
-        }
-        workgroupBarrier();
-    }
+    let total = tree_reduce(lid, fold(ranges[t].x, ranges[t].y, lid, WORKGROUP_SIZE), WORKGROUP_SIZE);
     if lid == 0u {
-        tensor_sums[t] = Partial(sums[0], flags[0]);
+        tensor_sums[t] = total;
     }
 }

@@ -123,8 +123,8 @@ pub(crate) fn check_clip_value(clip_value: f32) -> Result<()> {
 
 use crate::arena::{Arena, ParamSet};
 use crate::layout::Layout;
-use crate::norm::{host_norm, OpParams};
-use crate::reference::{self, FinalizeInput, StepState};
+use crate::norm::{host_state, OpParams};
+use crate::reference;
 use crate::report::Report;
 
 impl ParamSet {
@@ -167,19 +167,7 @@ impl ParamSet {
         let Arena::Cpu(grads) = &self.grads else {
             unreachable!()
         };
-        let (sum, per_tensor) = host_norm(&self.layout, grads, norm, 1.0);
-        let state = reference::finalize(
-            &StepState::default(),
-            &FinalizeInput {
-                sum: Some(sum),
-                norm,
-                max_norm: Some(op.max_norm),
-                inv_grad_scale: 1.0,
-                policy,
-                count_step: false,
-                betas: None,
-            },
-        );
+        let (state, per_tensor) = host_state(&self.layout, grads, norm, Some(op.max_norm), policy);
         if !state.skipped {
             let Arena::Cpu(grads) = &mut self.grads else {
                 unreachable!()
@@ -221,19 +209,7 @@ impl ParamSet {
         let Arena::Cpu(grads) = &mut self.grads else {
             unreachable!()
         };
-        let (sum, per_tensor) = host_norm(&self.layout, grads, norm, 1.0);
-        let state = reference::finalize(
-            &StepState::default(),
-            &FinalizeInput {
-                sum: Some(sum),
-                norm,
-                max_norm: Some(op.max_norm),
-                inv_grad_scale: 1.0,
-                policy,
-                count_step: false,
-                betas: None,
-            },
-        );
+        let (state, per_tensor) = host_state(&self.layout, grads, norm, Some(op.max_norm), policy);
         for (t, &n) in self.layout.tensors.iter().zip(&per_tensor) {
             let coef = reference::clip_coef(n, max_norm);
             let range = t.offset as usize..(t.offset + t.numel) as usize;

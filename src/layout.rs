@@ -319,14 +319,7 @@ fn info(spec: &TensorSpec, offset: u64, external: bool) -> TensorInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
-            .collect()
-    }
+    use crate::verify::specs;
 
     #[test]
     fn tensors_start_aligned_and_chunks_cover_each_tensor_exactly() {

@@ -403,6 +403,31 @@ pub(crate) fn host_norm(
     (total, per_tensor)
 }
 
+/// The CPU reference's step state of a standalone operation over `grads` (the twin of the
+/// norm passes and finalize), with the per-tensor norms.
+pub(crate) fn host_state(
+    layout: &Layout,
+    grads: &[f32],
+    norm: Norm,
+    max_norm: Option<f32>,
+    policy: Nonfinite,
+) -> (StepState, Vec<f32>) {
+    let (sum, per_tensor) = host_norm(layout, grads, norm, 1.0);
+    let input = FinalizeInput {
+        sum: Some(sum),
+        norm,
+        max_norm,
+        inv_grad_scale: 1.0,
+        policy,
+        count_step: false,
+        betas: None,
+    };
+    (
+        reference::finalize(&StepState::default(), &input),
+        per_tensor,
+    )
+}
+
 impl ParamSet {
     /// Records a pass over this set's own workspace into `encoder` and returns its report.
     pub(crate) fn encode_standalone(
@@ -466,19 +491,8 @@ impl ParamSet {
             let Arena::Cpu(grads) = &self.grads else {
                 unreachable!()
             };
-            let (sum, per_tensor) = host_norm(&self.layout, grads, norm, 1.0);
-            let state = reference::finalize(
-                &StepState::default(),
-                &FinalizeInput {
-                    sum: Some(sum),
-                    norm,
-                    max_norm: None,
-                    inv_grad_scale: 1.0,
-                    policy: Nonfinite::Propagate,
-                    count_step: false,
-                    betas: None,
-                },
-            );
+            let (state, per_tensor) =
+                host_state(&self.layout, grads, norm, None, Nonfinite::Propagate);
             return Ok(Report::host(state, per_tensor, Nonfinite::Propagate));
         }
         self.submit_with(|set, encoder| set.encode_global_norm(encoder, norm))

@@ -11,6 +11,8 @@ use crate::consts::{
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 /// The entry point shared by elementwise kernels, which define `enabled()` and `apply(i)`.
 const ELEMENTWISE: &str = include_str!("../shaders/elementwise.wgsl");
+/// The workgroup tree shared by the reduction kernels, which call `tree_reduce`.
+const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
 /// Every kernel of the crate: name and WGSL body.
 pub(crate) const KERNELS: &[(&str, &str)] = &[
@@ -37,8 +39,14 @@ pub(crate) const KERNELS: &[(&str, &str)] = &[
 
 /// The full WGSL source of one kernel body.
 pub(crate) fn source(body: &str) -> String {
+    // Snippets a kernel opts into by what it uses.
     let entry = if body.contains("fn apply(i: u32)") {
         ELEMENTWISE
+    } else {
+        ""
+    };
+    let reduce = if body.contains("tree_reduce(") {
+        REDUCE
     } else {
         ""
     };
@@ -51,7 +59,7 @@ pub(crate) fn source(body: &str) -> String {
          const MID_LANES: u32 = {mid}u;\n\
          const SERIAL_FOLD_CHUNKS: u32 = {SERIAL_FOLD_CHUNKS}u;\n\
          const CLIP_EPS: f32 = {CLIP_EPS:e};\n\
-         {COMMON}\n{body}\n{entry}"
+         {COMMON}\n{body}\n{entry}{reduce}"
     )
 }
 

@@ -95,6 +95,18 @@ pub fn split<'a>(all: &'a [f32], sizes: &[usize]) -> Vec<&'a [f32]> {
         .collect()
 }
 
+/// Splits a concatenation into mutable per-tensor slices of `sizes`.
+pub fn split_mut<'a>(mut all: &'a mut [f32], sizes: &[usize]) -> Vec<&'a mut [f32]> {
+    sizes
+        .iter()
+        .map(|&n| {
+            let (head, rest) = std::mem::take(&mut all).split_at_mut(n);
+            all = rest;
+            head
+        })
+        .collect()
+}
+
 /// Largest absolute and relative differences of `got` from `want` (NaN matching NaN);
 /// relative to `max(|want|, floor)`.
 pub fn max_errors(got: &[f32], want: &[f32], floor: f64) -> (f64, f64) {
@@ -113,7 +125,8 @@ pub fn max_errors(got: &[f32], want: &[f32], floor: f64) -> (f64, f64) {
         })
 }
 
-fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
+/// Specs named `t0`, `t1`, ... with the given lengths.
+pub fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
     sizes
         .iter()
         .enumerate()

@@ -20,16 +20,7 @@ fn clip_grad_norm_scales_like_pytorch_on_awkward_sets() {
         for norm in [Norm::L1, Norm::L2, Norm::Inf, Norm::P(3.0)] {
             let (mut set, grads) = set_with_grads(&ctx(), &sizes, slab, 5);
             let mut want = grads.clone();
-            let total = {
-                let mut parts: Vec<&mut [f32]> = Vec::new();
-                let mut rest = want.as_mut_slice();
-                for &n in &sizes {
-                    let (a, b) = rest.split_at_mut(n);
-                    parts.push(a);
-                    rest = b;
-                }
-                reference::clip_grad_norm(&mut parts, 0.5, norm)
-            };
+            let total = reference::clip_grad_norm(&mut split_mut(&mut want, &sizes), 0.5, norm);
             let report = set.clip_grad_norm(0.5, norm).unwrap();
             let state = report.read_blocking().unwrap();
             let what = format!("{norm:?} over {} tensors", sizes.len());
@@ -208,16 +199,8 @@ fn per_tensor_clip_scales_each_tensor_by_its_own_norm() {
         let report = set.clip_grad_norm_per_tensor(0.5, Norm::L2).unwrap();
         let norms = report.tensor_norms_blocking().unwrap();
         let mut want = grads.clone();
-        let want_norms = {
-            let mut parts: Vec<&mut [f32]> = Vec::new();
-            let mut rest = want.as_mut_slice();
-            for &n in &sizes {
-                let (a, b) = rest.split_at_mut(n);
-                parts.push(a);
-                rest = b;
-            }
-            reference::clip_grad_norm_per_tensor(&mut parts, 0.5, Norm::L2)
-        };
+        let want_norms =
+            reference::clip_grad_norm_per_tensor(&mut split_mut(&mut want, &sizes), 0.5, Norm::L2);
         for (t, (&g, &w)) in norms.iter().zip(&want_norms).enumerate() {
             assert_rel(g, w, NORM_REL, &format!("norm of tensor {t}"));
         }

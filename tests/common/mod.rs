@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use clipstep::{ArenaOptions, Context, ContextOptions, ParamSet, TensorSpec};
+use clipstep::{ArenaOptions, Context, ContextOptions, ParamSet};
 
 /// The adapter the suite runs on. Tests exercise real shaders: with no adapter this
 /// fails unless `CLIPSTEP_ALLOW_CPU_TESTS=1` asks for the CPU fallback explicitly.
@@ -42,15 +42,6 @@ pub fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     clipstep::verify::sample_data(n, seed, scale)
 }
 
-/// Specs named t0, t1, ... with the given lengths.
-pub fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
-    sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
-        .collect()
-}
-
 /// A set of `sizes` on `ctx`, slabs capped at `slab_bytes`, gradients from `seed`.
 pub fn set_with_grads(
     ctx: &Context,
@@ -73,7 +64,7 @@ pub fn set_with_grads(
 }
 
 #[allow(unused_imports)]
-pub use clipstep::verify::split;
+pub use clipstep::verify::{specs, split, split_mut};
 
 /// `|got - want| <= tol · |want|` (both NaN, or equal infinities, also pass).
 pub fn assert_rel(got: f32, want: f32, tol: f64, what: &str) {
