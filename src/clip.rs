@@ -127,6 +127,13 @@ use crate::norm::{host_state, OpParams};
 use crate::reference;
 use crate::report::Report;
 
+/// Whether a norm clip scales every gradient by the global coefficient or each tensor by its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Global,
+    PerTensor,
+}
+
 impl ParamSet {
     /// Records PyTorch's `clip_grad_norm_`: the total norm `‖g‖`, then
     /// `g ← g · min(1, max_norm / (‖g‖ + 1e-6))` in place. The report holds the total norm
@@ -139,11 +146,7 @@ impl ParamSet {
         norm: Norm,
         policy: Nonfinite,
     ) -> Result<Report> {
-        let op = clip_norm_op(max_norm, norm, policy, &self.layout)?;
-        self.encode_standalone(encoder, op, policy, |ws, pass, gpu, layout, op| {
-            ws.encode_norm(pass, gpu, layout, op);
-            ws.encode_scale(pass, gpu, layout);
-        })
+        self.encode_norm_clip(encoder, max_norm, norm, policy, Scope::Global)
     }
 
     /// PyTorch `clip_grad_norm_(grads, max_norm, norm_type)`, submitted: scales in place
@@ -159,22 +162,7 @@ impl ParamSet {
         norm: Norm,
         policy: Nonfinite,
     ) -> Result<Report> {
-        let op = clip_norm_op(max_norm, norm, policy, &self.layout)?;
-        if self.ctx.gpu().is_some() {
-            return self
-                .submit_with(|set, enc| set.encode_clip_grad_norm(enc, max_norm, norm, policy));
-        }
-        let Arena::Cpu(grads) = &self.grads else {
-            unreachable!()
-        };
-        let (state, per_tensor) = host_state(&self.layout, grads, norm, Some(op.max_norm), policy);
-        if !state.skipped {
-            let Arena::Cpu(grads) = &mut self.grads else {
-                unreachable!()
-            };
-            grads.iter_mut().for_each(|g| *g *= state.clip_coef);
-        }
-        Ok(Report::host(state, per_tensor, policy))
+        self.norm_clip(max_norm, norm, policy, Scope::Global)
     }
 
     /// Records per-tensor clipping: every tensor t is scaled by its own coefficient,
@@ -189,31 +177,59 @@ impl ParamSet {
         norm: Norm,
         policy: Nonfinite,
     ) -> Result<Report> {
-        let op = clip_norm_op(max_norm, norm, policy, &self.layout)?;
-        self.encode_standalone(encoder, op, policy, |ws, pass, gpu, layout, op| {
-            ws.encode_norm(pass, gpu, layout, op);
-            ws.encode_scale_per_tensor(pass, gpu, layout);
-        })
+        self.encode_norm_clip(encoder, max_norm, norm, policy, Scope::PerTensor)
     }
 
     /// Per-tensor clipping (see [`ParamSet::encode_clip_grad_norm_per_tensor`]), submitted,
     /// with non-finite values propagating as PyTorch's.
     pub fn clip_grad_norm_per_tensor(&mut self, max_norm: f32, norm: Norm) -> Result<Report> {
-        let policy = Nonfinite::Propagate;
+        self.norm_clip(max_norm, norm, Nonfinite::Propagate, Scope::PerTensor)
+    }
+
+    fn encode_norm_clip(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        max_norm: f32,
+        norm: Norm,
+        policy: Nonfinite,
+        scope: Scope,
+    ) -> Result<Report> {
         let op = clip_norm_op(max_norm, norm, policy, &self.layout)?;
+        self.encode_standalone(encoder, op, policy, |ws, pass, gpu, layout, op| {
+            ws.encode_norm(pass, gpu, layout, op);
+            match scope {
+                Scope::Global => ws.encode_scale(pass, gpu, layout),
+                Scope::PerTensor => ws.encode_scale_per_tensor(pass, gpu, layout),
+            }
+        })
+    }
+
+    /// A norm clip, submitted on a GPU or run by the CPU reference.
+    fn norm_clip(
+        &mut self,
+        max_norm: f32,
+        norm: Norm,
+        policy: Nonfinite,
+        scope: Scope,
+    ) -> Result<Report> {
+        clip_norm_op(max_norm, norm, policy, &self.layout)?;
         if self.ctx.gpu().is_some() {
-            return self.submit_with(|set, enc| {
-                set.encode_clip_grad_norm_per_tensor(enc, max_norm, norm, policy)
-            });
+            return self
+                .submit_with(|set, enc| set.encode_norm_clip(enc, max_norm, norm, policy, scope));
         }
         let Arena::Cpu(grads) = &mut self.grads else {
-            unreachable!()
+            unreachable!("CPU contexts hold CPU arenas")
         };
-        let (state, per_tensor) = host_state(&self.layout, grads, norm, Some(op.max_norm), policy);
-        for (t, &n) in self.layout.tensors.iter().zip(&per_tensor) {
-            let coef = reference::clip_coef(n, max_norm);
-            let range = t.offset as usize..(t.offset + t.numel) as usize;
-            grads[range].iter_mut().for_each(|g| *g *= coef);
+        let (state, per_tensor) = host_state(&self.layout, grads, norm, Some(max_norm), policy);
+        if !state.skipped {
+            for (t, &tensor_norm) in self.layout.tensors.iter().zip(&per_tensor) {
+                let coef = match scope {
+                    Scope::Global => state.clip_coef,
+                    Scope::PerTensor => reference::clip_coef(tensor_norm, max_norm),
+                };
+                let range = t.offset as usize..(t.offset + t.numel) as usize;
+                grads[range].iter_mut().for_each(|g| *g *= coef);
+            }
         }
         Ok(Report::host(state, per_tensor, policy))
     }
