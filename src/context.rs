@@ -52,8 +52,17 @@ pub(crate) struct Gpu {
     pub(crate) pipelines: Pipelines,
     /// Workgroups per grid dimension: the device limit, or a smaller cap from the options.
     grid_limit: u32,
-    /// First uncaptured device error or loss, surfaced by the next call as [`Error::Device`].
-    fault: Arc<Mutex<Option<String>>>,
+    /// Uncaptured device errors and loss, surfaced as [`Error::Device`].
+    fault: Arc<Mutex<Fault>>,
+}
+
+/// What the device reported behind clipstep's back.
+#[derive(Default)]
+struct Fault {
+    /// The first uncaptured error since the last call: reported once.
+    error: Option<String>,
+    /// Device loss: reported by every call from then on.
+    lost: Option<String>,
 }
 
 impl Context {
@@ -147,17 +156,15 @@ impl Context {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        let fault = Arc::new(Mutex::new(None));
+        let fault = Arc::new(Mutex::new(Fault::default()));
         let on_error = fault.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            on_error.lock().unwrap().get_or_insert(e.to_string());
+            on_error.lock().unwrap().error.get_or_insert(e.to_string());
         }));
         let on_lost = fault.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            on_lost
-                .lock()
-                .unwrap()
-                .get_or_insert(format!("device lost ({reason:?}): {msg}"));
+            let lost = format!("device lost ({reason:?}): {msg}");
+            on_lost.lock().unwrap().lost.get_or_insert(lost);
         });
         Ok(Self::from_parts(device, queue, info, fault))
     }
@@ -166,14 +173,14 @@ impl Context {
     /// size. The caller keeps its uncaptured-error handler; clipstep installs none.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Context {
         let info = device.adapter_info();
-        Self::from_parts(device, queue, info, Arc::new(Mutex::new(None)))
+        Self::from_parts(device, queue, info, Arc::new(Mutex::new(Fault::default())))
     }
 
     fn from_parts(
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
-        fault: Arc<Mutex<Option<String>>>,
+        fault: Arc<Mutex<Fault>>,
     ) -> Context {
         let pipelines = Pipelines::new(&device);
         let limits = device.limits();
@@ -263,9 +270,10 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 }
 
 impl Gpu {
-    /// [`Error::Device`] if the device reported an error or was lost since the last call.
+    /// [`Error::Device`] if the device is lost, or reported an error since the last call.
     pub(crate) fn check(&self) -> Result<()> {
-        match self.fault.lock().unwrap().take() {
+        let mut fault = self.fault.lock().unwrap();
+        match fault.lost.clone().or_else(|| fault.error.take()) {
             Some(msg) => Err(Error::Device(msg)),
             None => Ok(()),
         }
@@ -306,7 +314,9 @@ impl Gpu {
         encoder: &mut wgpu::CommandEncoder,
         dst: &wgpu::Buffer,
         bytes: &[u8],
-    ) {
+    ) -> Result<()> {
+        // A lost or failed device cannot map: say so instead of recording into it.
+        self.check()?;
         let size = (bytes.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         let src = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("clipstep options"),
@@ -315,11 +325,12 @@ impl Gpu {
             mapped_at_creation: true,
         });
         src.get_mapped_range_mut(..)
-            .expect("a buffer mapped at creation is mappable")
+            .map_err(|e| Error::Device(e.to_string()))?
             .slice(..bytes.len())
             .copy_from_slice(bytes);
         src.unmap();
         encoder.copy_buffer_to_buffer(&src, 0, dst, 0, size);
+        Ok(())
     }
 
     pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {

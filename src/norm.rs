@@ -298,8 +298,13 @@ impl NormWorkspace {
     }
 
     /// Records the options for the passes that follow in `encoder`.
-    pub(crate) fn encode_op(&self, encoder: &mut wgpu::CommandEncoder, gpu: &Gpu, op: &OpParams) {
-        gpu.write_in_stream(encoder, &self.op, bytemuck::bytes_of(op));
+    pub(crate) fn encode_op(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        gpu: &Gpu,
+        op: &OpParams,
+    ) -> Result<()> {
+        gpu.write_in_stream(encoder, &self.op, bytemuck::bytes_of(op))
     }
 
     /// Records the norm passes: per-slab partials and the per-tensor fold (when
@@ -443,7 +448,7 @@ impl ParamSet {
             .ok_or(Error::NeedsGpu("an encode_* operation"))?
             .clone();
         let ws = self.workspace.as_ref().expect("GPU sets have a workspace");
-        ws.encode_op(encoder, &gpu, &op);
+        ws.encode_op(encoder, &gpu, &op)?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("clipstep"),

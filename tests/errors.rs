@@ -281,3 +281,23 @@ fn error_policy_reports_nonfinite_on_read() {
     );
     assert_eq!(set.download_grads().unwrap()[0], 1.0);
 }
+
+#[test]
+fn a_lost_device_is_a_typed_error_not_a_panic() {
+    // A context of its own: the shared one must survive this test.
+    let ctx = Context::new().unwrap();
+    let (mut set, _) = set_with_grads(&ctx, &[1000], None, 5);
+    ctx.device_queue().unwrap().0.destroy();
+    let err = set
+        .global_norm(Norm::L2)
+        .and_then(|r| r.read_blocking())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Device(_) | Error::Readback(_)),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("GPU") || err.to_string().contains("device"),
+        "{err}"
+    );
+}

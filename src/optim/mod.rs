@@ -384,9 +384,9 @@ impl<R: UpdateRule> Optimizer for Fused<R> {
         self.check_set(params)?;
         let (op, update) = self.step_params(options);
         let g = self.gpu.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
-        g.workspace.encode_op(encoder, &g.gpu, &op);
+        g.workspace.encode_op(encoder, &g.gpu, &op)?;
         g.gpu
-            .write_in_stream(encoder, &g.update, bytemuck::bytes_of(&update));
+            .write_in_stream(encoder, &g.update, bytemuck::bytes_of(&update))?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(R::NAME),
