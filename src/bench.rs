@@ -103,6 +103,8 @@ pub struct BenchReport {
     pub ratios: Vec<Ratios>,
     /// Host encode cost of one step.
     pub encode: Vec<EncodeCost>,
+    /// Sizes left out because they did not fit the device, with the device's reason.
+    pub skipped: Vec<String>,
 }
 
 /// GPU timing: timestamp queries around the recorded work when the device has them,
@@ -298,6 +300,77 @@ impl Bench<'_> {
             opt.encode_step(enc, set, &options).map(|_| ())
         })
     }
+    /// Every measurement at `n` elements; the bar's ratios at that size.
+    fn size(&mut self, ctx: &Context, gpu: &Gpu, n: u64, fused: StepOptions) -> Result<Ratios> {
+        let mut set = set_of(ctx, n, 1)?;
+        let groups = copy_groups(gpu, &set);
+        let sizes: Vec<u32> = set
+            .layout
+            .slabs
+            .iter()
+            .map(|s| elementwise_groups(s.len))
+            .collect();
+        self.copy_gbps = 0.0;
+        let shape = (n, 1);
+        let copy = self.measure("copy (roofline)", shape, 8, &mut |enc| {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            dispatch_per_slab(&mut pass, gpu, Kernel::Copy, &groups, sizes.iter().copied());
+            Ok(())
+        })?;
+        self.copy_gbps = (8 * n) as f64 / copy / 1e9;
+        self.measure("global_norm (L2)", shape, 4, &mut |enc| {
+            set.encode_global_norm(enc, Norm::L2).map(|_| ())
+        })?;
+        self.measure("clip_grad_norm (L2)", shape, 12, &mut |enc| {
+            set.encode_clip_grad_norm(enc, 1e9, Norm::L2, Nonfinite::Propagate)
+                .map(|_| ())
+        })?;
+        self.measure("clip_grad_value", shape, 8, &mut |enc| {
+            set.encode_clip_grad_value(enc, 1e9)
+        })?;
+        let sgd = SgdConfig {
+            momentum: 0.9,
+            ..Default::default()
+        };
+        self.step("SGD momentum + clip (fused)", &mut set, sgd, 24, fused)?;
+        self.step(
+            "RMSprop + clip (fused)",
+            &mut set,
+            RmsPropConfig::default(),
+            24,
+            fused,
+        )?;
+        let t_fused = self.step(
+            "AdamW + clip (fused)",
+            &mut set,
+            AdamWConfig::default(),
+            32,
+            fused,
+        )?;
+        let fraction = self.out.last().map_or(0.0, |m| m.fraction_of_copy);
+        // Unfused: norm pass, scale pass, then an AdamW pass that reads the clipped gradient.
+        let mut opt = Fused::new(&set, AdamWConfig::default())?;
+        let plain = StepOptions {
+            nonfinite: Nonfinite::Propagate,
+            ..Default::default()
+        };
+        let label = "AdamW + clip (unfused: norm, scale, update)";
+        let t_unfused = self.measure(label, shape, 40, &mut |enc| {
+            set.encode_clip_grad_norm(enc, 1.0, Norm::L2, Nonfinite::Propagate)?;
+            opt.encode_step(enc, &mut set, &plain).map(|_| ())
+        })?;
+        drop(opt);
+        drop(set);
+        let mut many = set_of(ctx, n, self.config.many_tensors)?;
+        let label = format!("AdamW + clip (fused), {} tensors", self.config.many_tensors);
+        let t_many = self.step(&label, &mut many, AdamWConfig::default(), 32, fused)?;
+        Ok(Ratios {
+            elements: n,
+            fused_adamw_fraction_of_copy: fraction,
+            fused_speedup_over_unfused: t_unfused / t_fused,
+            many_over_one_tensor_time: t_many / t_fused,
+        })
+    }
 }
 
 const CLIP: Clip = Clip::GlobalNorm {
@@ -324,81 +397,17 @@ pub fn run(
         clip: CLIP,
         ..Default::default()
     };
+    let mut skipped = Vec::new();
     for &n in &config.sizes {
-        let mut set = set_of(ctx, n, 1)?;
-        let groups = copy_groups(&gpu, &set);
-        let sizes: Vec<u32> = set
-            .layout
-            .slabs
-            .iter()
-            .map(|s| elementwise_groups(s.len))
-            .collect();
-        bench.copy_gbps = 0.0;
-        let shape = (n, 1);
-        let copy = bench.measure("copy (roofline)", shape, 8, &mut |enc| {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            dispatch_per_slab(
-                &mut pass,
-                &gpu,
-                Kernel::Copy,
-                &groups,
-                sizes.iter().copied(),
-            );
-            Ok(())
-        })?;
-        bench.copy_gbps = (8 * n) as f64 / copy / 1e9;
-        bench.measure("global_norm (L2)", shape, 4, &mut |enc| {
-            set.encode_global_norm(enc, Norm::L2).map(|_| ())
-        })?;
-        bench.measure("clip_grad_norm (L2)", shape, 12, &mut |enc| {
-            set.encode_clip_grad_norm(enc, 1e9, Norm::L2, Nonfinite::Propagate)
-                .map(|_| ())
-        })?;
-        bench.measure("clip_grad_value", shape, 8, &mut |enc| {
-            set.encode_clip_grad_value(enc, 1e9)
-        })?;
-        let sgd = SgdConfig {
-            momentum: 0.9,
-            ..Default::default()
-        };
-        bench.step("SGD momentum + clip (fused)", &mut set, sgd, 24, fused)?;
-        bench.step(
-            "RMSprop + clip (fused)",
-            &mut set,
-            RmsPropConfig::default(),
-            24,
-            fused,
-        )?;
-        let t_fused = bench.step(
-            "AdamW + clip (fused)",
-            &mut set,
-            AdamWConfig::default(),
-            32,
-            fused,
-        )?;
-        let fraction = bench.out.last().map_or(0.0, |m| m.fraction_of_copy);
-        // Unfused: norm pass, scale pass, then an AdamW pass that reads the clipped gradient.
-        let mut opt = Fused::new(&set, AdamWConfig::default())?;
-        let plain = StepOptions {
-            nonfinite: Nonfinite::Propagate,
-            ..Default::default()
-        };
-        let label = "AdamW + clip (unfused: norm, scale, update)";
-        let t_unfused = bench.measure(label, shape, 40, &mut |enc| {
-            set.encode_clip_grad_norm(enc, 1.0, Norm::L2, Nonfinite::Propagate)?;
-            opt.encode_step(enc, &mut set, &plain).map(|_| ())
-        })?;
-        drop(opt);
-        drop(set);
-        let mut many = set_of(ctx, n, config.many_tensors)?;
-        let label = format!("AdamW + clip (fused), {} tensors", config.many_tensors);
-        let t_many = bench.step(&label, &mut many, AdamWConfig::default(), 32, fused)?;
-        ratios.push(Ratios {
-            elements: n,
-            fused_adamw_fraction_of_copy: fraction,
-            fused_speedup_over_unfused: t_unfused / t_fused,
-            many_over_one_tensor_time: t_many / t_fused,
-        });
+        match bench.size(ctx, &gpu, n, fused) {
+            Ok(r) => ratios.push(r),
+            // Out of device memory (or any device fault): larger sizes will not fit either.
+            Err(Error::Device(msg)) => {
+                skipped.push(format!("{n} elements and larger: {msg}"));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
     }
     let mut encode = Vec::new();
     for tensors in [1, config.many_tensors] {
@@ -426,5 +435,6 @@ pub fn run(
         measurements: bench.out,
         ratios,
         encode,
+        skipped,
     })
 }

@@ -234,6 +234,9 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
             r.many_over_one_tensor_time
         );
     }
+    for note in &report.skipped {
+        println!("skipped (did not fit the device): {note}");
+    }
     println!();
     for e in &report.encode {
         println!(

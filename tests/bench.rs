@@ -1,0 +1,32 @@
+//! `clipstep bench` runs end to end at a tiny size (structure only: speed is measured by
+//! the benchmarks, never asserted by tests).
+
+mod common;
+
+use clipstep::bench::{run, BenchConfig};
+
+#[test]
+fn bench_measures_every_operation_and_ratio() {
+    let config = BenchConfig {
+        sizes: vec![4096, 10_000],
+        many_tensors: 10,
+        warmup: 0,
+        repeats: 1,
+    };
+    let mut progress_lines = 0;
+    let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
+    assert_eq!(report.measurements.len(), 2 * 9, "nine operations per size");
+    assert_eq!(report.ratios.len(), 2);
+    assert_eq!(report.encode.len(), 2);
+    assert!(report.skipped.is_empty());
+    assert_eq!(progress_lines, 2 * 9 + 2);
+    for m in &report.measurements {
+        assert!(
+            m.median_ms > 0.0 && m.gb_per_s > 0.0 && m.fraction_of_copy > 0.0,
+            "{m:?}"
+        );
+        assert!(m.min_ms <= m.median_ms && m.median_ms <= m.max_ms, "{m:?}");
+    }
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.contains("\"fused_speedup_over_unfused\""));
+}
