@@ -1,5 +1,5 @@
 // Shared by every kernel, after the prelude generated from src/consts.rs
-// (WORKGROUP_SIZE, LOADS_PER_INVOCATION, CLIP_EPS).
+// (WORKGROUP_SIZE, VEC4_PER_INVOCATION, the chunk-class lanes, CLIP_EPS, ...).
 
 const NORM_L1: u32 = 0u;
 const NORM_L2: u32 = 1u;
@@ -29,6 +29,14 @@ struct StepState {
 struct Partial {
     value: f32,
     flags: u32,
+}
+
+// One row of a slab's chunk table (`layout::Chunk`): a run of one tensor's elements.
+struct Chunk {
+    tensor: u32,
+    start: u32,
+    len: u32,
+    partial: u32,
 }
 
 // Per slab: its length in elements, and its chunk table: num_big whole-workgroup chunks,
@@ -72,6 +80,12 @@ fn is_finite(x: f32) -> bool {
 
 fn is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// min(1, max_norm / (norm + CLIP_EPS)), and NaN for a NaN norm (PyTorch multiplies by it
+// anyway); the twin of reference::clip_coef.
+fn clip_coef(norm: f32, max_norm: f32) -> f32 {
+    return select(min(1.0, max_norm / (norm + CLIP_EPS)), norm, is_nan(norm));
 }
 
 fn f32_nan(seed: u32) -> f32 {

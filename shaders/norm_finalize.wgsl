@@ -75,7 +75,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         st.total_norm = total;
         st.nonfinite = select(0u, 1u, all.flags != 0u || !is_finite(total));
         if op.clip_norm != 0u {
-            st.clip_coef = select(min(1.0, op.max_norm / (total + CLIP_EPS)), f32_nan(lid), is_nan(total));
+            st.clip_coef = clip_coef(total, op.max_norm);
         }
     } else {
         st.total_norm = f32_nan(lid);

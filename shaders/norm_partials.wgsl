@@ -12,13 +12,6 @@
 // @binding(3) op       OpParams (kind, p)
 // @binding(4) slab     Slab (num_big, num_mid, num_chunks)
 
-struct Chunk {
-    tensor: u32,
-    start: u32,
-    len: u32,
-    partial: u32,
-}
-
 @group(0) @binding(0) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(2) var<storage, read_write> partials: array<Partial>;

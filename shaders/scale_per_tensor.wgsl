@@ -11,13 +11,6 @@
 // @binding(4) op           OpParams (max_norm)
 // @binding(5) slab         Slab (len, num_chunks)
 
-struct Chunk {
-    tensor: u32,
-    start: u32,
-    len: u32,
-    partial: u32,
-}
-
 @group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(2) var<storage, read> tensor_norms: array<f32>;
@@ -37,7 +30,7 @@ fn main(
     }
     let chunk = chunks[row];
     let norm = tensor_norms[chunk.tensor];
-    let coef = select(min(1.0, op.max_norm / (norm + CLIP_EPS)), norm, is_nan(norm));
+    let coef = clip_coef(norm, op.max_norm);
     let end = chunk.start + chunk.len;
     for (var e = chunk.start + lid * 4u; e < end; e += WORKGROUP_SIZE * 4u) {
         let g = grads[e / 4u];

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::consts::{MIN_SLAB_BYTES, TENSOR_ALIGN_ELEMS};
 use crate::context::{f32s, Context, Gpu};
 use crate::error::{Error, Result};
-use crate::layout::{Layout, TensorInfo, TensorSpec};
+use crate::layout::{Layout, SlabInfo, TensorInfo, TensorSpec};
 use crate::norm::NormWorkspace;
 
 /// A range of a caller's buffer: `buffer[offset..]`, in bytes.
@@ -164,7 +164,7 @@ impl ParamSet {
         }));
         let grads = Arena::Gpu(slab_bindings(gpu, &layout, "grads", &options, |e| &e.grads));
         let tables = Arc::new(SlabTables::new(gpu, &layout));
-        let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads, None);
+        let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads);
         gpu.check()?;
         Ok(ParamSet {
             id,
@@ -396,15 +396,22 @@ pub(crate) fn slab_bindings(
                         data_size,
                     }
                 }
-                None => Binding {
-                    buffer: gpu.storage(label, size),
-                    offset: 0,
-                    size,
-                    data_size,
-                },
+                None => own_binding(gpu, label, slab),
             }
         })
         .collect()
+}
+
+/// A buffer of clipstep's own for one slab, bound whole.
+fn own_binding(gpu: &Gpu, label: &str, slab: &SlabInfo) -> Binding {
+    let data_size = slab.len * 4;
+    let size = data_size.next_multiple_of(16);
+    Binding {
+        buffer: gpu.storage(label, size),
+        offset: 0,
+        size,
+        data_size,
+    }
 }
 
 /// An arena of the same slab layout for optimizer state, all internal buffers.
@@ -414,16 +421,7 @@ pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str) -> Arena 
             layout
                 .slabs
                 .iter()
-                .map(|slab| {
-                    let data_size = slab.len * 4;
-                    let size = data_size.next_multiple_of(16);
-                    Binding {
-                        buffer: gpu.storage(label, size),
-                        offset: 0,
-                        size,
-                        data_size,
-                    }
-                })
+                .map(|slab| own_binding(gpu, label, slab))
                 .collect(),
         ),
         None => Arena::Cpu(vec![0.0; layout.internal_len as usize]),

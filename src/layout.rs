@@ -111,8 +111,6 @@ pub(crate) struct Layout {
     pub class_counts: Vec<[u32; 3]>,
     /// Tensors folded by a workgroup of their own (more than [`SERIAL_FOLD_CHUNKS`] chunks).
     pub big_tensors: Vec<u32>,
-    /// Per slab, the global index of its first chunk.
-    pub chunk_base: Vec<u32>,
     /// Per tensor, `[first global chunk, chunk count]`.
     pub ranges: Vec<[u32; 2]>,
     pub total_chunks: u32,
@@ -173,7 +171,6 @@ impl Layout {
             chunks: Vec::new(),
             class_counts: Vec::new(),
             big_tensors: Vec::new(),
-            chunk_base: Vec::new(),
             ranges: Vec::new(),
             total_chunks: 0,
             internal_len,
@@ -210,7 +207,7 @@ impl Layout {
             firsts.push((first, count));
         }
         let mut base = 0u64;
-        self.chunk_base = chunks
+        let chunk_base: Vec<u32> = chunks
             .iter()
             .map(|table| {
                 let b = base;
@@ -220,7 +217,7 @@ impl Layout {
             .collect();
         if base > u64::from(u32::MAX) {
             return Err(Error::TooLarge {
-                what: "number of 4096-element chunks".into(),
+                what: format!("number of {CHUNK_ELEMS}-element chunks"),
                 size: base,
                 limit: u64::from(u32::MAX),
             });
@@ -229,13 +226,13 @@ impl Layout {
         self.ranges = firsts
             .into_iter()
             .map(|(first, count)| match first {
-                Some((slab, local)) => [self.chunk_base[slab] + local as u32, count as u32],
+                Some((slab, local)) => [chunk_base[slab] + local as u32, count as u32],
                 None => [0, 0],
             })
             .collect();
         for (s, table) in chunks.iter_mut().enumerate() {
             for (local, c) in table.iter_mut().enumerate() {
-                c.partial = self.chunk_base[s] + local as u32;
+                c.partial = chunk_base[s] + local as u32;
             }
             // Large chunks first: the partials kernel gives each a workgroup, then packs
             // smaller ones several to a workgroup. Each row keeps its own partial index.

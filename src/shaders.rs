@@ -4,8 +4,7 @@
 //! carries the constants of [`crate::consts`] so Rust and WGSL cannot disagree.
 
 use crate::consts::{
-    CHUNK_CLASSES, CLIP_EPS, LOADS_PER_INVOCATION, SERIAL_FOLD_CHUNKS, VEC4_PER_INVOCATION,
-    WORKGROUP_SIZE,
+    CHUNK_CLASSES, CLIP_EPS, SERIAL_FOLD_CHUNKS, VEC4_PER_INVOCATION, WORKGROUP_SIZE,
 };
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
@@ -53,7 +52,6 @@ pub(crate) fn source(body: &str) -> String {
     let (small, mid) = (CHUNK_CLASSES[0].1, CHUNK_CLASSES[1].1);
     format!(
         "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n\
-         const LOADS_PER_INVOCATION: u32 = {LOADS_PER_INVOCATION}u;\n\
          const VEC4_PER_INVOCATION: u32 = {VEC4_PER_INVOCATION}u;\n\
          const SMALL_LANES: u32 = {small}u;\n\
          const MID_LANES: u32 = {mid}u;\n\

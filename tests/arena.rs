@@ -84,23 +84,12 @@ fn views_are_256_byte_aligned_and_writable_by_the_caller() {
     assert!(set.download_grads().unwrap().iter().all(|&g| g == 0.0));
 }
 
-fn external_buffer(device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("user buffer"),
-        size: bytes,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    })
-}
-
 #[test]
 fn external_tensors_join_norms_and_clips() {
     let ctx = ctx();
-    let (device, queue) = ctx.device_queue().unwrap();
-    let shared = external_buffer(device, 4096);
-    let own_params = external_buffer(device, 4096);
+    let (_, queue) = ctx.device_queue().unwrap();
+    let shared = user_storage(&ctx, 4096);
+    let own_params = user_storage(&ctx, 4096);
     let sentinel = vec![7.0f32; 1024];
     queue.write_buffer(&shared, 0, bytemuck::cast_slice(&sentinel));
     // 37 elements at byte 256 of the caller's buffer; its params in another buffer.

@@ -492,18 +492,7 @@ fn steps_encoded_into_one_encoder_equal_separate_steps() {
 #[test]
 fn external_tensors_are_updated_in_place() {
     let ctx = ctx();
-    let (device, _) = ctx.device_queue().unwrap();
-    let usage =
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    let buffer = |size| {
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size,
-            usage,
-            mapped_at_creation: false,
-        })
-    };
-    let (pb, gb) = (buffer(1024), buffer(1024));
+    let (pb, gb) = (user_storage(&ctx, 1024), user_storage(&ctx, 1024));
     let ext = ExternalTensor {
         name: "ext".into(),
         shape: vec![13],

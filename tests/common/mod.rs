@@ -113,3 +113,17 @@ pub fn assert_bits_eq(a: &[f32], b: &[f32], what: &str) {
         assert_eq!(x.to_bits(), y.to_bits(), "{what}[{i}]: {x:e} vs {y:e}");
     }
 }
+
+/// A buffer of the caller's own, usable as an external tensor and for uploads/downloads.
+pub fn user_storage(ctx: &Context, bytes: u64) -> wgpu::Buffer {
+    use wgpu::BufferUsages as U;
+    ctx.device_queue()
+        .unwrap()
+        .0
+        .create_buffer(&wgpu::BufferDescriptor {
+            label: Some("user buffer"),
+            size: bytes,
+            usage: U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            mapped_at_creation: false,
+        })
+}
