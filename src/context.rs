@@ -306,30 +306,41 @@ impl Gpu {
         buffer
     }
 
-    /// Records `dst[0..bytes.len()] = bytes` into `encoder`, in stream order: each encoded
-    /// operation sees its own options even when several are recorded before one submit
-    /// (a `queue.write_buffer` would land all writes before any of them ran).
+    /// Records `dst[0..bytes.len()] = bytes` for each `(dst, bytes)` into `encoder`, in
+    /// stream order, from one upload buffer: each encoded operation sees its own options
+    /// even when several are recorded before one submit (a `queue.write_buffer` would land
+    /// all writes before any of them ran).
     pub(crate) fn write_in_stream(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        dst: &wgpu::Buffer,
-        bytes: &[u8],
+        writes: &[(&wgpu::Buffer, &[u8])],
     ) -> Result<()> {
         // A lost or failed device cannot map: say so instead of recording into it.
         self.check()?;
-        let size = (bytes.len() as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let align = |n: usize| (n as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let total: u64 = writes.iter().map(|(_, b)| align(b.len())).sum();
         let src = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("clipstep options"),
-            size,
+            size: total,
             usage: wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: true,
         });
-        src.get_mapped_range_mut(..)
-            .map_err(|e| Error::Device(e.to_string()))?
-            .slice(..bytes.len())
-            .copy_from_slice(bytes);
+        {
+            let mut view = src
+                .get_mapped_range_mut(..)
+                .map_err(|e| Error::Device(e.to_string()))?;
+            let mut at = 0;
+            for (_, bytes) in writes {
+                view.slice(at..at + bytes.len()).copy_from_slice(bytes);
+                at += align(bytes.len()) as usize;
+            }
+        }
         src.unmap();
-        encoder.copy_buffer_to_buffer(&src, 0, dst, 0, size);
+        let mut at = 0;
+        for (dst, bytes) in writes {
+            encoder.copy_buffer_to_buffer(&src, at, dst, 0, align(bytes.len()));
+            at += align(bytes.len());
+        }
         Ok(())
     }
 

@@ -189,7 +189,6 @@ impl NormWorkspace {
         layout: &Layout,
         tables: &SlabTables,
         grads: &Arena,
-        initial: Option<StepState>,
     ) -> NormWorkspace {
         let Arena::Gpu(grads) = grads else {
             unreachable!("a workspace is built on a GPU context only")
@@ -199,7 +198,7 @@ impl NormWorkspace {
         let tensor_sums = gpu.storage("tensor sums", n * 8);
         let tensor_norms = gpu.storage("tensor norms", n * 4);
         let state = gpu.storage("step state", 32);
-        let raw = RawStepState::from(initial.unwrap_or_default());
+        let raw = RawStepState::from(StepState::default());
         gpu.queue.write_buffer(&state, 0, bytemuck::bytes_of(&raw));
         let op = gpu.uniform(
             "op params",
@@ -297,14 +296,10 @@ impl NormWorkspace {
         }
     }
 
-    /// Records the options for the passes that follow in `encoder`.
-    pub(crate) fn encode_op(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        gpu: &Gpu,
-        op: &OpParams,
-    ) -> Result<()> {
-        gpu.write_in_stream(encoder, &self.op, bytemuck::bytes_of(op))
+    /// The in-stream write that sets the options of the passes recorded after it
+    /// (see [`Gpu::write_in_stream`]).
+    pub(crate) fn op_write<'a>(&'a self, op: &'a OpParams) -> (&'a wgpu::Buffer, &'a [u8]) {
+        (&self.op, bytemuck::bytes_of(op))
     }
 
     /// Records the norm passes: per-slab partials and the per-tensor fold (when
@@ -448,7 +443,7 @@ impl ParamSet {
             .ok_or(Error::NeedsGpu("an encode_* operation"))?
             .clone();
         let ws = self.workspace.as_ref().expect("GPU sets have a workspace");
-        ws.encode_op(encoder, &gpu, &op)?;
+        gpu.write_in_stream(encoder, &[ws.op_write(&op)])?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("clipstep"),

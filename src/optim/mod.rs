@@ -384,9 +384,12 @@ impl<R: UpdateRule> Optimizer for Fused<R> {
         self.check_set(params)?;
         let (op, update) = self.step_params(options);
         let g = self.gpu.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
-        g.workspace.encode_op(encoder, &g.gpu, &op)?;
-        g.gpu
-            .write_in_stream(encoder, &g.update, bytemuck::bytes_of(&update))?;
+        // The step's options and hyperparameters, from one upload buffer.
+        let writes = [
+            g.workspace.op_write(&op),
+            (&g.update, bytemuck::bytes_of(&update)),
+        ];
+        g.gpu.write_in_stream(encoder, &writes)?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(R::NAME),
@@ -422,7 +425,7 @@ impl GpuParts {
     ) -> Result<GpuParts> {
         let layout = &params.layout;
         let tables = params.tables.as_ref().expect("GPU sets have tables");
-        let workspace = NormWorkspace::new(gpu, layout, tables, &params.grads, None);
+        let workspace = NormWorkspace::new(gpu, layout, tables, &params.grads);
         let update = gpu.uniform("update", &[0u8; std::mem::size_of::<UpdateUniform>()]);
         // Unused state slots get distinct one-vec4 buffers: writable bindings must not alias.
         let dummies: Vec<wgpu::Buffer> = (0..3).map(|_| gpu.storage("unused state", 16)).collect();
