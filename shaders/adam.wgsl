@@ -1,14 +1,29 @@
-// Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), one vec4 per invocation, skipped
-// when the step state says so:
+// Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), VEC4_PER_INVOCATION vec4s per
+// invocation, skipped when the step state says so; the order of operations is PyTorch's
+// single-tensor loop (ATen's `add(x, alpha=a)`, lerp and addcmul are fma on CPU, and here):
 //   g ← effective_grad(g);  g ← −g if maximize
-//   AdamW: p ← p·(1 − lr·wd)        Adam: g ← g + wd·p
-//   m ← lerp(m, g, 1 − β1);  v ← β2·v + (1 − β2)·g·g
+//   AdamW: p ← p·(1 − lr·wd)        Adam: g ← fma(p, wd, g)
+//   m ← lerp(m, g, 1 − β1);  v ← fma((1 − β2)·g, g, v·β2)
 //   v̂ ← max(v̂, v) with amsgrad, else v
-//   p ← p − (lr / bc1) · m / (sqrt(v̂) / sqrt(bc2) + eps)     bc_k = 1 − β_k^step (step state)
-// h1 = β1, h2 = β2, h3 = eps; flags: 1 amsgrad, 2 maximize, 4 decoupled weight decay.
+//   p ← p + (−lr / bc1)·m / (sqrt(v̂) / sqrt(bc2) + eps)     bc_k = 1 − β_k^step (step state)
+// 1 − β, 1 − lr·wd are computed in f64 on the host. The twin of reference::adam.
 //
 // @binding(0) params  @binding(1) grads  @binding(2) exp_avg  @binding(3) exp_avg_sq
 // @binding(4) max_exp_avg_sq  @binding(5) state  @binding(6) u  @binding(7) slab
+
+struct Adam {
+    lr: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    decay_factor: f32,
+    amsgrad: u32,
+    maximize: u32,
+    decoupled_weight_decay: u32,
+    _pad: vec2<u32>,
+}
 
 @group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
@@ -16,7 +31,7 @@
 @group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> max_exp_avg_sq: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> state: StepState;
-@group(0) @binding(6) var<uniform> u: Update;
+@group(0) @binding(6) var<uniform> u: Adam;
 @group(0) @binding(7) var<uniform> slab: Slab;
 
 // A skipped step state leaves parameters and states as they were.
@@ -29,30 +44,30 @@ fn apply(i: u32) {
     let live = lanes_before(i * 4u, slab.len);
     let p0 = params[i];
     var p = p0;
-    var g = effective_grad(grads[i], u, state);
-    if (u.flags & 2u) != 0u {
+    var g = effective_grad(grads[i], state);
+    if u.maximize != 0u {
         g = -g;
     }
     if u.weight_decay != 0.0 {
-        if (u.flags & 4u) != 0u {
-            p = p * (1.0 - u.lr * u.weight_decay);
+        if u.decoupled_weight_decay != 0u {
+            p = p * u.decay_factor;
         } else {
-            g = g + u.weight_decay * p;
+            g = fma(p, vec4<f32>(u.weight_decay), g);
         }
     }
     let m0 = exp_avg[i];
     let v0 = exp_avg_sq[i];
-    let m = torch_lerp(m0, g, 1.0 - u.h1);
-    let v = v0 * u.h2 + (1.0 - u.h2) * g * g;
+    let m = torch_lerp(m0, g, u.one_minus_beta1);
+    let v = fma(u.one_minus_beta2 * g, g, v0 * u.beta2);
     exp_avg[i] = select(m0, m, live);
     exp_avg_sq[i] = select(v0, v, live);
     var vhat = v;
-    if (u.flags & 1u) != 0u {
+    if u.amsgrad != 0u {
         let vmax0 = max_exp_avg_sq[i];
         vhat = max(vmax0, v);
         max_exp_avg_sq[i] = select(vmax0, vhat, live);
     }
-    let step_size = u.lr / state.bias_correction1;
-    let denom = sqrt(vhat) / sqrt(state.bias_correction2) + u.h3;
-    params[i] = select(p0, p - step_size * (m / denom), live);
+    let neg_step_size = -(u.lr / state.bias_correction1);
+    let denom = sqrt(vhat) / sqrt(state.bias_correction2) + u.eps;
+    params[i] = select(p0, p + neg_step_size * m / denom, live);
 }

@@ -1,12 +1,12 @@
-// Clip by value in place (torch clip_grad_value_):
+// Clip by value in place (torch clip_grad_value_), VEC4_PER_INVOCATION vec4s per invocation:
 //   g_i ← clamp(g_i, -clip_value, clip_value)      NaN stays NaN
 //
 // @binding(0) grads this slab, vec4-packed (read and written)
-// @binding(1) op    OpParams (clip_value)
+// @binding(1) op    NormOp (clip_value)
 // @binding(2) slab  Slab (len)
 
 @group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
-@group(0) @binding(1) var<uniform> op: OpParams;
+@group(0) @binding(1) var<uniform> op: NormOp;
 @group(0) @binding(2) var<uniform> slab: Slab;
 
 fn enabled() -> bool {

@@ -1,42 +1,37 @@
-// Shared by every kernel, after the prelude generated from src/consts.rs
-// (WORKGROUP_SIZE, VEC4_PER_INVOCATION, the chunk-class lanes, CLIP_EPS, ...).
+// Shared by every kernel, after the prelude generated from src/abi.rs (kernel constants
+// and the code tables NORM_*, SOURCE_*, POLICY_*, FLAG_*). Each struct here has a
+// #[repr(C)] twin in src/abi.rs; a test checks that field names, offsets and sizes agree.
 
-const NORM_L1: u32 = 0u;
-const NORM_L2: u32 = 1u;
-const NORM_INF: u32 = 2u;
-const NORM_P: u32 = 3u;
-
-const POLICY_SKIP: u32 = 0u;
-const POLICY_PROPAGATE: u32 = 1u;
-const POLICY_ERROR: u32 = 2u;
-
-const FLAG_INF: u32 = 1u;
-const FLAG_NAN: u32 = 2u;
-
-// Written by norm_finalize, read by every update: the device-side step state.
+// Written by norm_finalize, read by every clip and update kernel after it.
 struct StepState {
     total_norm: f32,
     clip_coef: f32,
+    inv_grad_scale: f32,
+    clip_value: f32,
     nonfinite: u32,
     skipped: u32,
     step: u32,
     bias_correction1: f32,
     bias_correction2: f32,
-    _pad: u32,
 }
 
-// One reduction's result: Σ|g|^p (max |g| for L∞) and FLAG_INF | FLAG_NAN.
-struct Partial {
-    value: f32,
-    flags: u32,
-}
-
-// One row of a slab's chunk table (`layout::Chunk`): a run of one tensor's elements.
-struct Chunk {
-    tensor: u32,
-    start: u32,
-    len: u32,
-    partial: u32,
+// The options of one norm / finalize / clip recording (see src/abi.rs for each field).
+struct NormOp {
+    source: u32,
+    kind: u32,
+    p: f32,
+    given_norm: f32,
+    num_tensors: u32,
+    num_big_tensors: u32,
+    max_norm: f32,
+    inv_grad_scale: f32,
+    clip_value: f32,
+    policy: u32,
+    count_step: u32,
+    bias_correction: u32,
+    log_beta1: f32,
+    log_beta2: f32,
+    _pad: vec2<u32>,
 }
 
 // Per slab: its length in elements, and its chunk table: num_big whole-workgroup chunks,
@@ -48,24 +43,18 @@ struct Slab {
     num_chunks: u32,
 }
 
-// Options of the standalone operations (norm, finalize, clamp).
-struct OpParams {
-    kind: u32,
-    p: f32,
-    num_tensors: u32,
-    has_norm: u32,
-    clip_norm: u32,
-    max_norm: f32,
-    inv_grad_scale: f32,
-    policy: u32,
-    count_step: u32,
-    bias_correction: u32,
-    log_beta1: f32,
-    log_beta2: f32,
-    clip_value: f32,
-    num_big_tensors: u32,
-    _pad1: u32,
-    _pad2: u32,
+// One row of a slab's chunk table: a run of one tensor's elements.
+struct Chunk {
+    tensor: u32,
+    start: u32,
+    len: u32,
+    partial: u32,
+}
+
+// One reduction's result: Σ|g|^p (max |g| for L∞) and FLAG_INF | FLAG_NAN.
+struct Partial {
+    value: f32,
+    flags: u32,
 }
 
 // Grids of more than 65535 workgroups spill into y; this is the linear index.
@@ -88,6 +77,8 @@ fn clip_coef(norm: f32, max_norm: f32) -> f32 {
     return select(min(1.0, max_norm / (norm + CLIP_EPS)), norm, is_nan(norm));
 }
 
+// NaN and +Inf built from bits (a literal would be folded away); `seed & 0` keeps the
+// compiler from treating them as constants.
 fn f32_nan(seed: u32) -> f32 {
     return bitcast<f32>(0x7fc00000u | (seed & 0u));
 }
@@ -107,42 +98,22 @@ fn clamp_keep_nan(x: vec4<f32>, c: f32) -> vec4<f32> {
     return select(clamp(x, vec4<f32>(-c), vec4<f32>(c)), x, bits > vec4<u32>(0x7f800000u));
 }
 
-// Per-step options of a fused update. h1..h3 and flags are the optimizer's own
-// (see each update shader's header); the rest is shared.
-struct Update {
-    lr: f32,
-    h1: f32,
-    h2: f32,
-    h3: f32,
-    weight_decay: f32,
-    flags: u32,
-    inv_grad_scale: f32,
-    clip_value: f32,
-    clip_flags: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-const CLIP_BY_NORM: u32 = 1u;
-const CLIP_BY_VALUE: u32 = 2u;
-
-// The gradient an update applies: clamp((g · inv_grad_scale) · clip_coef, -c, c).
-fn effective_grad(g: vec4<f32>, u: Update, state: StepState) -> vec4<f32> {
-    var x = g * u.inv_grad_scale;
-    if (u.clip_flags & CLIP_BY_NORM) != 0u {
-        x = x * state.clip_coef;
-    }
-    if (u.clip_flags & CLIP_BY_VALUE) != 0u {
-        x = clamp_keep_nan(x, u.clip_value);
+// The gradient an update applies: clamp((g · inv_grad_scale) · clip_coef, -c, c), all read
+// from the step state (clip_coef is 1 without a norm clip, clip_value 0 without a clamp).
+// The twin of reference::effective_grad.
+fn effective_grad(g: vec4<f32>, st: StepState) -> vec4<f32> {
+    let x = g * st.inv_grad_scale * st.clip_coef;
+    if st.clip_value > 0.0 {
+        return clamp_keep_nan(x, st.clip_value);
     }
     return x;
 }
 
-// torch.lerp(start, end, w): two formulas, chosen by w, for accuracy at both ends.
+// torch.lerp(start, end, w) as ATen's vectorized CPU kernel computes it:
+// fma(w, end − start, start) for |w| < 0.5, else fma(w − 1, end − start, end).
 fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {
     if w < 0.5 {
-        return start + w * (end - start);
+        return fma(vec4<f32>(w), end - start, start);
     }
-    return end - (end - start) * (1.0 - w);
+    return fma(vec4<f32>(w - 1.0), end - start, end);
 }

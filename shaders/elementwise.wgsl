@@ -1,7 +1,8 @@
-// Entry point of every elementwise kernel (appended after the kernel's `apply`).
-// Workgroup w covers VEC4_PER_INVOCATION × WORKGROUP_SIZE consecutive vec4s; invocation
-// lid takes every WORKGROUP_SIZE-th of them, so each load instruction is coalesced and the
-// per-invocation setup (uniforms, the skip flag) is paid once per VEC4_PER_INVOCATION vec4s.
+// Entry point of every elementwise kernel (appended after the kernel's `enabled` and
+// `apply`). Workgroup w covers VEC4_PER_INVOCATION × WORKGROUP_SIZE consecutive vec4s;
+// invocation lid takes every WORKGROUP_SIZE-th of them, so each load instruction is
+// coalesced and the per-invocation setup (uniforms, the skip flag) is paid once per
+// VEC4_PER_INVOCATION vec4s. Invocations past the slab's end return: the grid is rounded up.
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(

@@ -9,13 +9,13 @@
 // @binding(0) grads    this slab's gradients, vec4-packed
 // @binding(1) chunks   this slab's chunk table, large chunks first
 // @binding(2) partials one Partial per chunk of the whole set (written)
-// @binding(3) op       OpParams (kind, p)
+// @binding(3) op       NormOp (kind, p)
 // @binding(4) slab     Slab (num_big, num_mid, num_chunks)
 
 @group(0) @binding(0) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(2) var<storage, read_write> partials: array<Partial>;
-@group(0) @binding(3) var<uniform> op: OpParams;
+@group(0) @binding(3) var<uniform> op: NormOp;
 @group(0) @binding(4) var<uniform> slab: Slab;
 
 // Σ over lanes of |g|^p terms (max for L∞) of chunk elements start + 4·(lane + k·width),

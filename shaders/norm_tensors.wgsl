@@ -7,13 +7,13 @@
 // @binding(0) partials    one Partial per chunk
 // @binding(1) ranges      per tensor: (first chunk, chunk count)
 // @binding(2) tensor_sums one Partial per tensor (written)
-// @binding(3) op          OpParams (kind, num_tensors, num_big_tensors)
+// @binding(3) op          NormOp (kind, num_tensors, num_big_tensors)
 // @binding(4) big_tensors the tensors with more than SERIAL_FOLD_CHUNKS chunks
 
 @group(0) @binding(0) var<storage, read> partials: array<Partial>;
 @group(0) @binding(1) var<storage, read> ranges: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read_write> tensor_sums: array<Partial>;
-@group(0) @binding(3) var<uniform> op: OpParams;
+@group(0) @binding(3) var<uniform> op: NormOp;
 @group(0) @binding(4) var<storage, read> big_tensors: array<u32>;
 
 // Folds partials first, first + stride, ... below first + count.

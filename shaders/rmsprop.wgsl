@@ -1,12 +1,25 @@
-// RMSprop (torch.optim.RMSprop), one vec4 per invocation, skipped when the step state says so:
-//   g ← effective_grad(g);  g ← −g if maximize;  g ← g + wd·p
-//   s ← α·s + (1 − α)·g·g
-//   centered: a ← lerp(a, g, 1 − α); avg ← sqrt(s − a·a) + eps    else avg ← sqrt(s) + eps
-//   momentum μ > 0: b ← μ·b + g / avg; p ← p − lr·b                else p ← p − lr·(g / avg)
-// h1 = α, h2 = eps, h3 = μ; flags: 1 centered, 2 maximize.
+// RMSprop (torch.optim.RMSprop), VEC4_PER_INVOCATION vec4s per invocation, skipped when the
+// step state says so; the order of operations is PyTorch's single-tensor loop (ATen's
+// `add(x, alpha=a)`, lerp and addcmul are fma on CPU, and here):
+//   g ← effective_grad(g);  g ← −g if maximize;  g ← fma(p, wd, g)
+//   s ← fma((1 − α)·g, g, s·α)
+//   centered: a ← lerp(a, g, 1 − α); avg ← sqrt(fma(−a, a, s)) + eps    else avg ← sqrt(s) + eps
+//   momentum μ > 0: b ← b·μ + g / avg; p ← fma(b, −lr, p)             else p ← p + (−lr)·g / avg
+// 1 − α is computed in f64 on the host. The twin of reference::rmsprop.
 //
 // @binding(0) params  @binding(1) grads  @binding(2) square_avg  @binding(3) grad_avg
 // @binding(4) momentum_buffer  @binding(5) state  @binding(6) u  @binding(7) slab
+
+struct RmsProp {
+    neg_lr: f32,
+    alpha: f32,
+    one_minus_alpha: f32,
+    eps: f32,
+    weight_decay: f32,
+    momentum: f32,
+    centered: u32,
+    maximize: u32,
+}
 
 @group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
@@ -14,7 +27,7 @@
 @group(0) @binding(3) var<storage, read_write> grad_avg: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> state: StepState;
-@group(0) @binding(6) var<uniform> u: Update;
+@group(0) @binding(6) var<uniform> u: RmsProp;
 @group(0) @binding(7) var<uniform> slab: Slab;
 
 // A skipped step state leaves parameters and states as they were.
@@ -26,31 +39,31 @@ fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
     let p0 = params[i];
-    var g = effective_grad(grads[i], u, state);
-    if (u.flags & 2u) != 0u {
+    var g = effective_grad(grads[i], state);
+    if u.maximize != 0u {
         g = -g;
     }
     if u.weight_decay != 0.0 {
-        g = g + u.weight_decay * p0;
+        g = fma(p0, vec4<f32>(u.weight_decay), g);
     }
     let s0 = square_avg[i];
-    let s = s0 * u.h1 + (1.0 - u.h1) * g * g;
+    let s = fma(u.one_minus_alpha * g, g, s0 * u.alpha);
     square_avg[i] = select(s0, s, live);
     var avg: vec4<f32>;
-    if (u.flags & 1u) != 0u {
+    if u.centered != 0u {
         let a0 = grad_avg[i];
-        let a = torch_lerp(a0, g, 1.0 - u.h1);
+        let a = torch_lerp(a0, g, u.one_minus_alpha);
         grad_avg[i] = select(a0, a, live);
-        avg = sqrt(s - a * a) + u.h2;
+        avg = sqrt(fma(-a, a, s)) + u.eps;
     } else {
-        avg = sqrt(s) + u.h2;
+        avg = sqrt(s) + u.eps;
     }
-    if u.h3 > 0.0 {
+    if u.momentum > 0.0 {
         let b0 = momentum_buffer[i];
-        let b = u.h3 * b0 + g / avg;
+        let b = b0 * u.momentum + g / avg;
         momentum_buffer[i] = select(b0, b, live);
-        params[i] = select(p0, p0 - u.lr * b, live);
+        params[i] = select(p0, fma(b, vec4<f32>(u.neg_lr), p0), live);
     } else {
-        params[i] = select(p0, p0 - u.lr * (g / avg), live);
+        params[i] = select(p0, p0 + u.neg_lr * g / avg, live);
     }
 }

@@ -1,4 +1,5 @@
-// Clip by norm, applied in place (torch clip_grads_with_norm_):
+// Clip by norm, applied in place (torch clip_grads_with_norm_), VEC4_PER_INVOCATION vec4s
+// per invocation:
 //   g_i ← g_i · clip_coef          (clip_coef from the step state the finalize pass wrote)
 // A skipped state (non-finite under Skip/Error) leaves g untouched.
 //
@@ -10,7 +11,6 @@
 @group(0) @binding(1) var<storage, read> state: StepState;
 @group(0) @binding(2) var<uniform> slab: Slab;
 
-// A skipped step state leaves every gradient as it was.
 fn enabled() -> bool {
     return state.skipped == 0u;
 }

@@ -8,14 +8,14 @@
 // @binding(1) chunks       this slab's chunk table
 // @binding(2) tensor_norms one f32 per tensor
 // @binding(3) state        StepState (skipped)
-// @binding(4) op           OpParams (max_norm)
+// @binding(4) op           NormOp (max_norm)
 // @binding(5) slab         Slab (len, num_chunks)
 
 @group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(2) var<storage, read> tensor_norms: array<f32>;
 @group(0) @binding(3) var<storage, read> state: StepState;
-@group(0) @binding(4) var<uniform> op: OpParams;
+@group(0) @binding(4) var<uniform> op: NormOp;
 @group(0) @binding(5) var<uniform> slab: Slab;
 
 @compute @workgroup_size(WORKGROUP_SIZE)

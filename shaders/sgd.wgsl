@@ -1,18 +1,30 @@
-// SGD (torch.optim.SGD), one vec4 per invocation, skipped when the step state says so:
-//   g ← effective_grad(g);  g ← −g if maximize;  g ← g + wd·p
-//   with momentum μ:  b ← g on the first step, else μ·b + (1 − dampening)·g
-//                     g ← g + μ·b (nesterov) or b
-//   p ← p − lr·g
-// h1 = momentum, h2 = dampening; flags: 1 nesterov, 2 maximize, 4 momentum buffer in use.
+// SGD (torch.optim.SGD), VEC4_PER_INVOCATION vec4s per invocation, skipped when the step
+// state says so. ATen's `add(x, alpha=a)` is fma(x, a, ·) on CPU, and so it is here:
+//   g ← effective_grad(g);  g ← −g if maximize;  g ← fma(p, wd, g)
+//   with momentum μ:  b ← g on the first step, else fma(g, 1 − dampening, μ·b)
+//                     g ← fma(b, μ, g) (nesterov) or b
+//   p ← fma(g, −lr, p)
+// The twin of reference::sgd.
 //
 // @binding(0) params  @binding(1) grads  @binding(2) momentum_buffer
-// @binding(5) state  @binding(6) u  @binding(7) slab   (3 and 4 hold Adam's and RMSprop's other states)
+// @binding(5) state  @binding(6) u  @binding(7) slab   (3 and 4 hold other rules' states)
+
+struct Sgd {
+    neg_lr: f32,
+    momentum: f32,
+    one_minus_dampening: f32,
+    weight_decay: f32,
+    nesterov: u32,
+    maximize: u32,
+    has_momentum_buffer: u32,
+    _pad: u32,
+}
 
 @group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> state: StepState;
-@group(0) @binding(6) var<uniform> u: Update;
+@group(0) @binding(6) var<uniform> u: Sgd;
 @group(0) @binding(7) var<uniform> slab: Slab;
 
 // A skipped step state leaves parameters and states as they were.
@@ -24,25 +36,25 @@ fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
     let p0 = params[i];
-    var g = effective_grad(grads[i], u, state);
-    if (u.flags & 2u) != 0u {
+    var g = effective_grad(grads[i], state);
+    if u.maximize != 0u {
         g = -g;
     }
     if u.weight_decay != 0.0 {
-        g = g + u.weight_decay * p0;
+        g = fma(p0, vec4<f32>(u.weight_decay), g);
     }
-    if (u.flags & 4u) != 0u {
+    if u.has_momentum_buffer != 0u {
         let b0 = momentum_buffer[i];
         var b = g;
         if state.step != 1u {
-            b = u.h1 * b0 + (1.0 - u.h2) * g;
+            b = fma(g, vec4<f32>(u.one_minus_dampening), b0 * u.momentum);
         }
         momentum_buffer[i] = select(b0, b, live);
-        if (u.flags & 1u) != 0u {
-            g = g + u.h1 * b;
+        if u.nesterov != 0u {
+            g = fma(b, vec4<f32>(u.momentum), g);
         } else {
             g = b;
         }
     }
-    params[i] = select(p0, p0 - u.lr * g, live);
+    params[i] = select(p0, fma(g, vec4<f32>(u.neg_lr), p0), live);
 }

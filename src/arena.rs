@@ -1,15 +1,15 @@
-//! Parameter sets: named tensors packed into a few large buffers ("slabs"), with a
-//! matching gradient arena, uploads and downloads, and the caller's own buffers as
-//! external tensors.
+//! Storage: one array per slab layout (parameters, gradients, each optimizer state) as
+//! device bindings or a host vector, the device copies of the layout, the caller's own
+//! buffers as external tensors, and whole-set / per-tensor uploads and downloads.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::abi::Slab;
 use crate::consts::{MIN_SLAB_BYTES, TENSOR_ALIGN_ELEMS};
-use crate::context::{f32s, Context, Gpu};
+use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
-use crate::layout::{Layout, SlabInfo, TensorInfo, TensorSpec};
-use crate::norm::NormWorkspace;
+use crate::gpu::f32s;
+use crate::layout::{Layout, SlabInfo, TensorSpec};
 
 /// A range of a caller's buffer: `buffer[offset..]`, in bytes.
 #[derive(Clone, Debug)]
@@ -85,21 +85,6 @@ pub(crate) enum Arena {
     Cpu(Vec<f32>),
 }
 
-/// A parameter set: the parameter arena, the matching gradient arena, and the chunk
-/// tables that let every kernel run once per slab instead of once per tensor.
-///
-/// Host data passed to [`upload_params`](Self::upload_params) and friends is the
-/// concatenation of all tensors in order, without padding.
-pub struct ParamSet {
-    pub(crate) id: u64,
-    pub(crate) ctx: Context,
-    pub(crate) layout: Arc<Layout>,
-    pub(crate) params: Arena,
-    pub(crate) grads: Arena,
-    pub(crate) tables: Option<Arc<SlabTables>>,
-    pub(crate) workspace: Option<NormWorkspace>,
-}
-
 /// Device copies of the layout: per slab its chunk table and `Slab` uniform, and the
 /// per-tensor chunk ranges.
 pub(crate) struct SlabTables {
@@ -109,214 +94,8 @@ pub(crate) struct SlabTables {
     pub big_tensors: wgpu::Buffer,
 }
 
-/// `struct Slab` of `shaders/common.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct SlabUniform {
-    pub len: u32,
-    pub num_big: u32,
-    pub num_mid: u32,
-    pub num_chunks: u32,
-}
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl Context {
-    /// A parameter set of `specs` with default options. See [`ParamSet::new`].
-    pub fn param_set(&self, specs: &[TensorSpec]) -> Result<ParamSet> {
-        ParamSet::new(self, specs, ArenaOptions::default())
-    }
-}
-
-impl ParamSet {
-    /// Allocates zeroed parameters and gradients for `specs` (and registers
-    /// `options.external`), packed in slabs of at most `max_slab_bytes`.
-    pub fn new(ctx: &Context, specs: &[TensorSpec], options: ArenaOptions) -> Result<ParamSet> {
-        let gpu = ctx.gpu();
-        if gpu.is_none() && !options.external.is_empty() {
-            return Err(Error::NeedsGpu("an external tensor"));
-        }
-        let capacity = slab_capacity(gpu.map(|g| &g.limits), options.max_slab_bytes)?;
-        let external_specs: Vec<TensorSpec> = options
-            .external
-            .iter()
-            .map(|e| TensorSpec::new(e.name.clone(), e.shape.clone()))
-            .collect();
-        let layout = Arc::new(Layout::new(specs, &external_specs, capacity)?);
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let Some(gpu) = gpu else {
-            let len = layout.internal_len as usize;
-            return Ok(ParamSet {
-                id,
-                ctx: ctx.clone(),
-                layout,
-                params: Arena::Cpu(vec![0.0; len]),
-                grads: Arena::Cpu(vec![0.0; len]),
-                tables: None,
-                workspace: None,
-            });
-        };
-        for e in &options.external {
-            validate_external(gpu, e)?;
-        }
-        let params = Arena::Gpu(slab_bindings(gpu, &layout, "params", &options, |e| {
-            &e.params
-        }));
-        let grads = Arena::Gpu(slab_bindings(gpu, &layout, "grads", &options, |e| &e.grads));
-        let tables = Arc::new(SlabTables::new(gpu, &layout));
-        let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads);
-        gpu.check()?;
-        Ok(ParamSet {
-            id,
-            ctx: ctx.clone(),
-            layout,
-            params,
-            grads,
-            tables: Some(tables),
-            workspace: Some(workspace),
-        })
-    }
-
-    /// The tensors, in order.
-    pub fn tensors(&self) -> &[TensorInfo] {
-        &self.layout.tensors
-    }
-
-    /// Total elements over all tensors (padding excluded).
-    pub fn numel(&self) -> u64 {
-        self.layout.numel()
-    }
-
-    /// Number of slabs (each costs one dispatch per elementwise kernel).
-    pub fn num_slabs(&self) -> usize {
-        self.layout.slabs.len()
-    }
-
-    /// The context this set lives on.
-    pub fn context(&self) -> &Context {
-        &self.ctx
-    }
-
-    /// Writes every parameter: `data` is all tensors concatenated in order.
-    pub fn upload_params(&mut self, data: &[f32]) -> Result<()> {
-        write_all(
-            self.ctx.gpu(),
-            &self.layout,
-            &mut self.params,
-            data,
-            "params",
-        )
-    }
-
-    /// Writes every gradient: `data` is all tensors concatenated in order.
-    pub fn upload_grads(&mut self, data: &[f32]) -> Result<()> {
-        write_all(self.ctx.gpu(), &self.layout, &mut self.grads, data, "grads")
-    }
-
-    /// Writes one tensor's parameters.
-    pub fn upload_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
-        let t = self.layout.index(name)?;
-        write_tensor(
-            self.ctx.gpu(),
-            &self.layout,
-            &mut self.params,
-            t,
-            data,
-            "params",
-        )
-    }
-
-    /// Writes one tensor's gradient.
-    pub fn upload_grad(&mut self, name: &str, data: &[f32]) -> Result<()> {
-        let t = self.layout.index(name)?;
-        write_tensor(
-            self.ctx.gpu(),
-            &self.layout,
-            &mut self.grads,
-            t,
-            data,
-            "grads",
-        )
-    }
-
-    /// Reads every parameter back (all tensors concatenated in order). Syncs with the device.
-    pub fn download_params(&self) -> Result<Vec<f32>> {
-        read_all(self.ctx.gpu(), &self.layout, &self.params, "params")
-    }
-
-    /// Reads every gradient back (all tensors concatenated in order). Syncs with the device.
-    pub fn download_grads(&self) -> Result<Vec<f32>> {
-        read_all(self.ctx.gpu(), &self.layout, &self.grads, "grads")
-    }
-
-    /// Reads one tensor's parameters back.
-    pub fn download_param(&self, name: &str) -> Result<Vec<f32>> {
-        let t = self.layout.index(name)?;
-        read_tensor(self.ctx.gpu(), &self.layout, &self.params, t, "params")
-    }
-
-    /// Reads one tensor's gradient back.
-    pub fn download_grad(&self, name: &str) -> Result<Vec<f32>> {
-        let t = self.layout.index(name)?;
-        read_tensor(self.ctx.gpu(), &self.layout, &self.grads, t, "grads")
-    }
-
-    /// Sets every gradient to zero (PyTorch `zero_grad(set_to_none=False)`), on the device.
-    pub fn zero_grad(&mut self) -> Result<()> {
-        match (self.ctx.gpu(), &mut self.grads) {
-            (Some(gpu), Arena::Gpu(bindings)) => {
-                check_usage(
-                    &self.layout,
-                    bindings,
-                    wgpu::BufferUsages::COPY_DST,
-                    "grads",
-                )?;
-                let mut encoder = gpu.encoder();
-                for b in bindings.iter() {
-                    encoder.clear_buffer(&b.buffer, b.offset, Some(b.data_size));
-                }
-                gpu.submit(encoder)
-            }
-            (_, Arena::Cpu(v)) => {
-                v.fill(0.0);
-                Ok(())
-            }
-            _ => unreachable!("arena kind always matches the context"),
-        }
-    }
-
-    /// The device pieces of a tensor's gradient (usually one; more when it spans slabs),
-    /// so a caller's backward kernels can write gradients in place.
-    pub fn grad_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
-        self.views(&self.grads, name)
-    }
-
-    /// The device pieces of a tensor's parameters.
-    pub fn param_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
-        self.views(&self.params, name)
-    }
-
-    fn views<'a>(&'a self, arena: &'a Arena, name: &str) -> Result<Vec<TensorView<'a>>> {
-        let t = self.layout.index(name)?;
-        let Arena::Gpu(bindings) = arena else {
-            return Err(Error::NeedsGpu("a device view of a tensor"));
-        };
-        Ok(self
-            .layout
-            .pieces(t)
-            .into_iter()
-            .map(|p| TensorView {
-                buffer: &bindings[p.slab].buffer,
-                offset: bindings[p.slab].offset + p.slab_offset * 4,
-                len: p.len,
-                tensor_offset: p.tensor_offset,
-            })
-            .collect())
-    }
-}
-
 impl SlabTables {
-    fn new(gpu: &Gpu, layout: &Layout) -> SlabTables {
+    pub(crate) fn new(gpu: &Gpu, layout: &Layout) -> SlabTables {
         let chunks = layout
             .chunks
             .iter()
@@ -331,7 +110,7 @@ impl SlabTables {
             .iter()
             .enumerate()
             .map(|(s, slab)| {
-                let u = SlabUniform {
+                let u = Slab {
                     len: slab.len as u32,
                     num_big: layout.class_counts[s][0],
                     num_mid: layout.class_counts[s][1],
@@ -357,7 +136,7 @@ impl SlabTables {
 
 /// Elements per slab: the device's binding limit (or the caller's), floored to the
 /// tensor alignment.
-fn slab_capacity(limits: Option<&wgpu::Limits>, forced: Option<u64>) -> Result<u64> {
+pub(crate) fn slab_capacity(limits: Option<&wgpu::Limits>, forced: Option<u64>) -> Result<u64> {
     if let Some(bytes) = forced {
         if bytes < MIN_SLAB_BYTES {
             return Err(Error::SlabTooSmall(bytes));
@@ -428,7 +207,7 @@ pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str) -> Arena 
     }
 }
 
-fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<()> {
+pub(crate) fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<()> {
     let numel = TensorSpec::new(e.name.clone(), e.shape.clone()).numel();
     let max_binding = gpu.limits.max_storage_buffer_binding_size;
     if numel * 4 > max_binding {
@@ -470,7 +249,7 @@ fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<()> {
     Ok(())
 }
 
-fn check_usage(
+pub(crate) fn check_usage(
     layout: &Layout,
     bindings: &[Binding],
     usage: wgpu::BufferUsages,

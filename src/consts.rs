@@ -1,58 +1,68 @@
 //! Every tuning constant and tolerance of the crate, in one place.
 //!
-//! Shaders receive the kernel constants through a generated prelude (see
-//! [`crate::shaders`]), so a value changed here changes the WGSL too.
+//! Shaders receive the kernel constants through a generated prelude (see `src/shaders.rs`),
+//! so a value changed here changes the WGSL too. Only the tolerances (the numerics
+//! contract) and the clip `eps` are public; the rest is the shaders' business.
 
 /// Invocations per workgroup for every kernel. 256 is a multiple of every vendor's
 /// SIMD width (32 on NVIDIA, 64 on AMD, 8/16 on CPU emulation) and the largest size
 /// WebGPU guarantees.
-pub const WORKGROUP_SIZE: u32 = 256;
+pub(crate) const WORKGROUP_SIZE: u32 = 256;
 
 /// Elements per invocation per load: kernels read `vec4<f32>` (16-byte loads).
-pub const VEC_WIDTH: u32 = 4;
+pub(crate) const VEC_WIDTH: u32 = 4;
 
-/// `vec4` loads per invocation in one norm-partials chunk.
-pub const LOADS_PER_INVOCATION: u32 = 16;
+/// `vec4`s each invocation of an elementwise kernel (scale, clamp, updates) handles.
+pub(crate) const VEC4_PER_INVOCATION: u32 = 4;
 
-/// `vec4`s each invocation of an elementwise kernel (scale, clamp, updates, copy) handles.
-pub const VEC4_PER_INVOCATION: u32 = 4;
-
-/// Elements in one chunk of the norm-partials pass: one workgroup reduces one chunk.
-/// 16384 elements = 64 KiB of gradient per workgroup.
-pub const CHUNK_ELEMS: u32 = WORKGROUP_SIZE * VEC_WIDTH * LOADS_PER_INVOCATION;
+/// Elements in one chunk of the norm-partials pass: one workgroup reduces one chunk,
+/// 16 `vec4` loads per invocation. 16384 elements = 64 KiB of gradient per workgroup.
+pub(crate) const CHUNK_ELEMS: u32 = WORKGROUP_SIZE * VEC_WIDTH * 16;
 
 /// Size classes of norm chunks: `(largest chunk in elements, invocations per chunk)`,
 /// smallest first. A workgroup reduces `WORKGROUP_SIZE / lanes` chunks of a class at once,
 /// so thousands of small tensors cost a few workgroups rather than one each, and no
 /// invocation makes more than 64 loads. Larger chunks get a whole workgroup.
-pub const CHUNK_CLASSES: [(u32, u32); 2] = [(2048, 8), (8192, 32)];
+pub(crate) const CHUNK_CLASSES: [(u32, u32); 2] = [(2048, 8), (8192, 32)];
 
 /// Tensors with at most this many chunks are folded by one invocation each in the
 /// per-tensor pass; larger ones get a workgroup.
-pub const SERIAL_FOLD_CHUNKS: u32 = 4;
+pub(crate) const SERIAL_FOLD_CHUNKS: u32 = 4;
 
 /// Every tensor starts at a multiple of this many elements inside its slab: 64 f32 =
 /// 256 bytes, WebGPU's default `min_storage_buffer_offset_alignment`, so any tensor view
 /// can be bound directly by a caller's shader, and every chunk starts on a `vec4`.
-pub const TENSOR_ALIGN_ELEMS: u64 = 64;
+pub(crate) const TENSOR_ALIGN_ELEMS: u64 = 64;
 
 /// The smallest slab a caller may force (bytes): one aligned tensor block.
-pub const MIN_SLAB_BYTES: u64 = TENSOR_ALIGN_ELEMS * 4;
+pub(crate) const MIN_SLAB_BYTES: u64 = TENSOR_ALIGN_ELEMS * 4;
 
 /// `eps` in the clip coefficient `min(1, max_norm / (total_norm + eps))`, as PyTorch.
 pub const CLIP_EPS: f32 = 1e-6;
 
-/// Tolerances of the GPU against the CPU reference (DESIGN.md, "Numerics contract").
+/// Tolerances of the GPU against the CPU reference, and of the reference against PyTorch
+/// (DESIGN.md, "Numerics contract"). Tests and `clipstep verify` use these and no others.
 pub mod tolerance {
     /// Relative error of the global L1/L2/L∞ norm against the f64 reference.
     pub const NORM_REL: f64 = 2e-6;
     /// Relative error for a general p-norm: `pow` on GPUs is only accurate to a few
     /// ulp and `(Σ|g|^p)^(1/p)` amplifies the error of `log2` by the magnitude of its argument.
     pub const P_NORM_REL: f64 = 2e-5;
+    /// A gradient scaled by a clip coefficient: the coefficient carries the norm's
+    /// relative error into every element, and the multiply adds its own rounding.
+    pub const CLIPPED_REL: f64 = 2.0 * NORM_REL;
+    /// Adam's bias corrections `1 − β^t`, computed on the device as `−expm1(t·ln β)` in f32.
+    pub const BIAS_CORRECTION_REL: f64 = 1e-6;
     /// One fused update: each element within this many ulp of the f32 reference formula...
     pub const UPDATE_ULPS: u32 = 4;
     /// ...or within this absolute difference.
     pub const UPDATE_ABS: f32 = 1e-7;
-    /// 100-step trajectories: parameters within this relative difference of the reference.
+    /// One reference step against PyTorch's (golden fixtures), besides `UPDATE_ULPS`: PyTorch's
+    /// vectorized CPU `sqrt` is not correctly rounded (1 ulp off at times), and a 1-ulp
+    /// denominator grows to several ulp where a momentum sum nearly cancels.
+    pub const PYTORCH_STEP_REL: f32 = 1e-6;
+    /// Multi-step trajectories: parameters within this relative difference of the reference...
     pub const TRAJECTORY_REL: f32 = 1e-5;
+    /// ...relative to `max(|p|, TRAJECTORY_FLOOR)`: parameters near zero compare absolutely.
+    pub const TRAJECTORY_FLOOR: f64 = 1e-2;
 }

@@ -1,9 +1,9 @@
-//! Adapter and device selection, device limits, and the pipeline cache.
+//! Adapter and device selection, device limits, device faults, and the pipeline cache.
 
 use std::sync::{Arc, Mutex, Once};
 
 use crate::error::{Error, Result};
-use crate::shaders::Pipelines;
+use crate::shaders::Kernel;
 
 /// Set to `1` to turn "no GPU adapter" into [`Error::NoAdapter`] instead of the CPU fallback.
 pub const REQUIRE_GPU_ENV: &str = "CLIPSTEP_REQUIRE_GPU";
@@ -51,7 +51,7 @@ pub(crate) struct Gpu {
     pub(crate) limits: wgpu::Limits,
     pub(crate) pipelines: Pipelines,
     /// Workgroups per grid dimension: the device limit, or a smaller cap from the options.
-    grid_limit: u32,
+    pub(crate) grid_limit: u32,
     /// Uncaptured device errors and loss, surfaced as [`Error::Device`].
     fault: Arc<Mutex<Fault>>,
 }
@@ -269,6 +269,38 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (kind, api)
 }
 
+/// The compiled pipelines, one per [`Kernel`], built once per device.
+pub(crate) struct Pipelines {
+    pipelines: Vec<wgpu::ComputePipeline>,
+}
+
+impl Pipelines {
+    fn new(device: &wgpu::Device) -> Self {
+        let pipelines = Kernel::ALL
+            .iter()
+            .map(|kernel| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name()),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                });
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(kernel.name()),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            })
+            .collect();
+        Pipelines { pipelines }
+    }
+
+    pub(crate) fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        &self.pipelines[kernel.index()]
+    }
+}
+
 impl Gpu {
     /// [`Error::Device`] if the device is lost, or reported an error since the last call.
     pub(crate) fn check(&self) -> Result<()> {
@@ -278,146 +310,4 @@ impl Gpu {
             None => Ok(()),
         }
     }
-
-    pub(crate) fn buffer(
-        &self,
-        label: &str,
-        bytes: u64,
-        usage: wgpu::BufferUsages,
-    ) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            // Zero-sized bindings are invalid; tiny sets still get one vec4.
-            size: bytes.max(16).next_multiple_of(16),
-            usage,
-            mapped_at_creation: false,
-        })
-    }
-
-    pub(crate) fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        use wgpu::BufferUsages as U;
-        self.buffer(label, bytes, U::STORAGE | U::COPY_SRC | U::COPY_DST)
-    }
-
-    pub(crate) fn uniform(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
-        use wgpu::BufferUsages as U;
-        let buffer = self.buffer(label, contents.len() as u64, U::UNIFORM | U::COPY_DST);
-        self.queue.write_buffer(&buffer, 0, contents);
-        buffer
-    }
-
-    /// Records `dst[0..bytes.len()] = bytes` for each `(dst, bytes)` into `encoder`, in
-    /// stream order, from one upload buffer: each encoded operation sees its own options
-    /// even when several are recorded before one submit (a `queue.write_buffer` would land
-    /// all writes before any of them ran).
-    pub(crate) fn write_in_stream(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        writes: &[(&wgpu::Buffer, &[u8])],
-    ) -> Result<()> {
-        // A lost or failed device cannot map: say so instead of recording into it.
-        self.check()?;
-        let align = |n: usize| (n as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
-        let total: u64 = writes.iter().map(|(_, b)| align(b.len())).sum();
-        let src = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("clipstep options"),
-            size: total,
-            usage: wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: true,
-        });
-        {
-            let mut view = src
-                .get_mapped_range_mut(..)
-                .map_err(|e| Error::Device(e.to_string()))?;
-            let mut at = 0;
-            for (_, bytes) in writes {
-                view.slice(at..at + bytes.len()).copy_from_slice(bytes);
-                at += align(bytes.len()) as usize;
-            }
-        }
-        src.unmap();
-        let mut at = 0;
-        for (dst, bytes) in writes {
-            encoder.copy_buffer_to_buffer(&src, at, dst, 0, align(bytes.len()));
-            at += align(bytes.len());
-        }
-        Ok(())
-    }
-
-    pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
-        self.device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("clipstep"),
-            })
-    }
-
-    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
-        self.queue.submit([encoder.finish()]);
-        self.check()
-    }
-
-    /// Waits until the queue is idle.
-    pub(crate) fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(e.to_string()))?;
-        self.check()
-    }
-
-    /// Copies each `(buffer, offset, bytes)` range to the host, concatenated, in one
-    /// submission: the only host sync in the crate.
-    pub(crate) async fn read(&self, ranges: &[(&wgpu::Buffer, u64, u64)]) -> Result<Vec<u8>> {
-        let total: u64 = ranges.iter().map(|r| r.2).sum();
-        if total == 0 {
-            return Ok(Vec::new());
-        }
-        use wgpu::BufferUsages as U;
-        let staging = self.buffer("clipstep readback", total, U::MAP_READ | U::COPY_DST);
-        let mut encoder = self.encoder();
-        let mut at = 0;
-        for &(src, offset, bytes) in ranges {
-            if bytes > 0 {
-                encoder.copy_buffer_to_buffer(src, offset, &staging, at, bytes);
-            }
-            at += bytes;
-        }
-        self.submit(encoder)?;
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.map_async(wgpu::MapMode::Read, 0..total, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait()?;
-        rx.receive()
-            .await
-            .ok_or_else(|| Error::Readback("map callback dropped".into()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let data = staging
-            .get_mapped_range(0..total)
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .to_vec();
-        staging.unmap();
-        Ok(data)
-    }
-
-    pub(crate) fn read_blocking(&self, ranges: &[(&wgpu::Buffer, u64, u64)]) -> Result<Vec<u8>> {
-        pollster::block_on(self.read(ranges))
-    }
-
-    /// A 2D grid of `groups` workgroups: x up to the per-dimension limit, the rest in y.
-    pub(crate) fn grid(&self, groups: u32) -> (u32, u32) {
-        let max = self.grid_limit;
-        if groups <= max {
-            (groups, 1)
-        } else {
-            (max, groups.div_ceil(max))
-        }
-    }
-}
-
-/// Little-endian bytes to f32s (a mapped range has no alignment guarantee for a cast).
-pub(crate) fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }

@@ -47,6 +47,9 @@ pub enum Error {
     /// The clip value must be finite and > 0.
     #[error("clip_value must be a finite number > 0; got {0}")]
     InvalidClipValue(f32),
+    /// A total norm given to `clip_grads_with_norm` must not be negative.
+    #[error("total_norm must be >= 0 (NaN or +Inf count as non-finite gradients); got {0}")]
+    InvalidTotalNorm(f32),
     /// The gradient scale must be finite and > 0.
     #[error("grad_scale must be a finite number > 0; got {0}")]
     InvalidGradScale(f32),
@@ -58,7 +61,7 @@ pub enum Error {
         /// Parameter name, as PyTorch spells it.
         name: &'static str,
         /// The value received.
-        value: f32,
+        value: f64,
         /// The rule it broke.
         rule: &'static str,
     },

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use crate::abi::Chunk;
 use crate::consts::{
     CHUNK_CLASSES, CHUNK_ELEMS, SERIAL_FOLD_CHUNKS, TENSOR_ALIGN_ELEMS, WORKGROUP_SIZE,
 };
@@ -63,18 +64,6 @@ pub(crate) struct SlabInfo {
     pub len: u64,
     /// Index into the set's external tensors, if this slab is one.
     pub external: Option<usize>,
-}
-
-/// One row of a slab's chunk table (`struct Chunk` in `shaders/norm_partials.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Chunk {
-    pub tensor: u32,
-    /// First element, relative to the slab (a multiple of 4).
-    pub start: u32,
-    pub len: u32,
-    /// Global chunk index: where this chunk's partial goes.
-    pub partial: u32,
 }
 
 impl Chunk {
@@ -316,7 +305,14 @@ fn info(spec: &TensorSpec, offset: u64, external: bool) -> TensorInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::specs;
+
+    fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
+            .collect()
+    }
 
     #[test]
     fn tensors_start_aligned_and_chunks_cover_each_tensor_exactly() {

@@ -6,13 +6,13 @@
 //! is tested against.
 //!
 //! ```no_run
-//! use clipstep::{Context, Norm, TensorSpec};
+//! use clipstep::{Context, Nonfinite, Norm, TensorSpec};
 //! # fn main() -> clipstep::Result<()> {
 //! let ctx = Context::new()?; // best adapter; WGPU_BACKEND / WGPU_ADAPTER_NAME respected
 //! let mut params = ctx.param_set(&[TensorSpec::new("w", [256, 128]), TensorSpec::new("b", [256])])?;
 //! params.upload_grads(&vec![0.5; 256 * 128 + 256])?;
-//! let report = params.clip_grad_norm(1.0, Norm::L2)?; // scales in place, no host sync
-//! let total = report.read_blocking()?.total_norm;        // the only host sync
+//! let report = params.clip_grad_norm(1.0, Norm::L2, Nonfinite::Propagate)?; // in place, no host sync
+//! let total = report.read_blocking()?.total_norm;                            // the only host sync
 //! # let _ = total; Ok(()) }
 //! ```
 //!
@@ -20,32 +20,40 @@
 //! step over thousands of tensors costs a handful of dispatches in one command buffer;
 //! reductions use a fixed grid and a fixed order, so results are bit-identical from run
 //! to run on one device.
+//!
+//! A step, top to bottom: [`Optimizer::step`] (`src/optim/engine.rs`) builds the step's
+//! options, records the norm passes and the finalize (`src/kernels/norm.rs`) and the
+//! update (`src/kernels/update.rs`), each a dispatch per slab of a cached pipeline
+//! (`src/gpu.rs`, `src/context.rs`) running `shaders/<kernel>.wgsl`.
 
 #![warn(missing_docs)]
 
-pub mod arena;
-pub mod bench;
-pub mod clip;
+mod abi;
+mod arena;
+mod checkpoint;
 pub mod consts;
-pub mod context;
+mod context;
 mod error;
-pub mod layout;
-pub mod norm;
-pub mod optim;
+mod gpu;
+mod host;
+mod kernels;
+mod layout;
+mod optim;
+mod options;
+mod param_set;
 pub mod reference;
-pub mod report;
+mod report;
 mod shaders;
-pub mod verify;
 
-pub use arena::{ArenaOptions, BufferRange, ExternalTensor, ParamSet, TensorView};
-pub use clip::{Clip, Nonfinite};
-pub use context::{adapters, AdapterSummary, Context, ContextOptions};
+pub use arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
+pub use checkpoint::CHECKPOINT_VERSION;
+pub use context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
 pub use error::{Error, Result};
 pub use layout::{TensorInfo, TensorSpec};
-pub use norm::Norm;
 pub use optim::{
     Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
     StepOptions,
 };
-pub use reference::StepState;
-pub use report::{Report, StepReport};
+pub use options::{Clip, Nonfinite, Norm};
+pub use param_set::ParamSet;
+pub use report::{Report, StepState};

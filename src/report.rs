@@ -4,50 +4,37 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::context::{f32s, Gpu};
+use crate::abi::{DeviceStepState, SOURCE_COMPUTED, SOURCE_NONE};
+use crate::context::Gpu;
 use crate::error::{Error, Result};
-use crate::reference::StepState;
-use crate::Nonfinite;
+use crate::gpu::f32s;
+use crate::kernels::norm::NormWorkspace;
+use crate::options::Nonfinite;
 
-/// `struct StepState` of `shaders/common.wgsl`, as bytes on the device.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct RawStepState {
+/// What an operation found: the values of the step state, read from the device.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepState {
+    /// Total norm of the unscaled gradient `g / grad_scale`; NaN when the operation
+    /// computed no norm (see [`Report::has_norm`]).
     pub total_norm: f32,
+    /// `min(1, max_norm / (total_norm + 1e-6))`, or 1 without a norm clip.
     pub clip_coef: f32,
-    pub nonfinite: u32,
-    pub skipped: u32,
+    /// Some gradient was NaN/±Inf, or the total norm overflowed.
+    pub nonfinite: bool,
+    /// The update (or clip) was skipped: non-finite under `Nonfinite::Skip` or `Error`.
+    pub skipped: bool,
+    /// Optimizer steps taken, skipped steps excluded (0 for standalone operations).
     pub step: u32,
-    pub bias_correction1: f32,
-    pub bias_correction2: f32,
-    pub _pad: u32,
 }
 
-impl From<RawStepState> for StepState {
-    fn from(r: RawStepState) -> Self {
+impl From<DeviceStepState> for StepState {
+    fn from(r: DeviceStepState) -> Self {
         StepState {
             total_norm: r.total_norm,
             clip_coef: r.clip_coef,
             nonfinite: r.nonfinite != 0,
             skipped: r.skipped != 0,
             step: r.step,
-            bias_correction1: r.bias_correction1,
-            bias_correction2: r.bias_correction2,
-        }
-    }
-}
-
-impl From<StepState> for RawStepState {
-    fn from(s: StepState) -> Self {
-        RawStepState {
-            total_norm: s.total_norm,
-            clip_coef: s.clip_coef,
-            nonfinite: u32::from(s.nonfinite),
-            skipped: u32::from(s.skipped),
-            step: s.step,
-            bias_correction1: s.bias_correction1,
-            bias_correction2: s.bias_correction2,
-            _pad: 0,
         }
     }
 }
@@ -62,10 +49,9 @@ impl From<StepState> for RawStepState {
 pub struct Report {
     source: Source,
     policy: Nonfinite,
+    /// `SOURCE_*`: whether the operation computed a norm, was given one, or had none.
+    norm_source: u32,
 }
-
-/// The report of an optimizer step.
-pub type StepReport = Report;
 
 enum Source {
     Gpu {
@@ -77,56 +63,71 @@ enum Source {
         counter: Arc<AtomicU64>,
     },
     Host {
-        state: StepState,
+        state: DeviceStepState,
         tensor_norms: Vec<f32>,
     },
 }
 
 impl Report {
+    /// A report on `ws`'s step state; earlier reports on it become stale.
     pub(crate) fn gpu(
-        gpu: Arc<Gpu>,
-        state: wgpu::Buffer,
-        tensor_norms: wgpu::Buffer,
+        gpu: &Arc<Gpu>,
+        ws: &NormWorkspace,
         num_tensors: usize,
-        counter: Arc<AtomicU64>,
         policy: Nonfinite,
+        norm_source: u32,
     ) -> Report {
-        let generation = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = ws.generation.fetch_add(1, Ordering::SeqCst) + 1;
         Report {
             source: Source::Gpu {
-                gpu,
-                state,
-                tensor_norms,
+                gpu: gpu.clone(),
+                state: ws.state.clone(),
+                tensor_norms: ws.tensor_norms.clone(),
                 num_tensors,
                 generation,
-                counter,
+                counter: ws.generation.clone(),
             },
             policy,
+            norm_source,
         }
     }
 
-    pub(crate) fn host(state: StepState, tensor_norms: Vec<f32>, policy: Nonfinite) -> Report {
+    /// A report of the CPU backend; `tensor_norms` is empty unless the norm was computed.
+    pub(crate) fn host(
+        state: DeviceStepState,
+        tensor_norms: Vec<f32>,
+        policy: Nonfinite,
+        norm_source: u32,
+    ) -> Report {
         Report {
             source: Source::Host {
                 state,
                 tensor_norms,
             },
             policy,
+            norm_source,
         }
     }
 
-    /// The step state. `total_norm` is NaN when the operation computed no norm (a step
-    /// with no norm clip under `Nonfinite::Propagate`). Under `Nonfinite::Error`, a
-    /// non-finite step reads as [`Error::NonFiniteGradients`].
+    /// Whether the operation computed (or was given) a total norm. A fused step with no
+    /// norm clip under `Nonfinite::Propagate` computes none, and neither does a value clip.
+    pub fn has_norm(&self) -> bool {
+        self.norm_source != SOURCE_NONE
+    }
+
+    /// The step state. `total_norm` is NaN when the operation computed no norm. Under
+    /// `Nonfinite::Error`, a non-finite step reads as [`Error::NonFiniteGradients`].
     pub async fn read(&self) -> Result<StepState> {
         let state = match &self.source {
             Source::Gpu { gpu, state, .. } => {
                 self.fresh()?;
-                let bytes = gpu.read(&[(state, 0, 32)]).await?;
-                StepState::from(bytemuck::pod_read_unaligned::<RawStepState>(&bytes))
+                let size = std::mem::size_of::<DeviceStepState>() as u64;
+                let bytes = gpu.read(&[(state, 0, size)]).await?;
+                bytemuck::pod_read_unaligned::<DeviceStepState>(&bytes)
             }
             Source::Host { state, .. } => *state,
         };
+        let state = StepState::from(state);
         if state.nonfinite && self.policy == Nonfinite::Error {
             return Err(Error::NonFiniteGradients {
                 total_norm: state.total_norm,
@@ -141,7 +142,8 @@ impl Report {
     }
 
     /// The norm of each tensor (of `g / grad_scale`), in the set's order, from the same
-    /// pass as the total. Empty when the operation computed no norm.
+    /// pass as the total. Empty when the operation computed no per-tensor norms (no norm,
+    /// or a norm given by the caller), on every backend.
     pub async fn tensor_norms(&self) -> Result<Vec<f32>> {
         match &self.source {
             Source::Gpu {
@@ -151,10 +153,11 @@ impl Report {
                 ..
             } => {
                 self.fresh()?;
-                Ok(f32s(
-                    &gpu.read(&[(tensor_norms, 0, *num_tensors as u64 * 4)])
-                        .await?,
-                ))
+                if self.norm_source != SOURCE_COMPUTED {
+                    return Ok(Vec::new());
+                }
+                let bytes = *num_tensors as u64 * 4;
+                Ok(f32s(&gpu.read(&[(tensor_norms, 0, bytes)]).await?))
             }
             Source::Host { tensor_norms, .. } => Ok(tensor_norms.clone()),
         }

@@ -1,159 +1,157 @@
-//! WGSL sources and the compute pipelines built from them, once per [`crate::Context`].
-//!
-//! Each kernel is `prelude + shaders/common.wgsl + shaders/<kernel>.wgsl`; the prelude
-//! carries the constants of [`crate::consts`] so Rust and WGSL cannot disagree.
+//! The WGSL sources: one kernel table naming each kernel, its file and the snippets it is
+//! assembled from. A kernel's source is `prelude + common.wgsl + <kernel>.wgsl +
+//! snippets`; the prelude comes from [`crate::abi::prelude`], so Rust and WGSL share
+//! every constant and code.
 
-use crate::consts::{
-    CHUNK_CLASSES, CLIP_EPS, SERIAL_FOLD_CHUNKS, VEC4_PER_INVOCATION, WORKGROUP_SIZE,
-};
+use crate::abi::prelude;
+
+/// A WGSL file appended after a kernel body that uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Snippet {
+    /// `shaders/elementwise.wgsl`: the entry point of kernels that define `enabled()` and
+    /// `apply(i)`.
+    Elementwise,
+    /// `shaders/reduce.wgsl`: the fixed workgroup tree `tree_reduce`.
+    Reduce,
+}
+
+impl Snippet {
+    fn source(self) -> &'static str {
+        match self {
+            Snippet::Elementwise => include_str!("../shaders/elementwise.wgsl"),
+            Snippet::Reduce => include_str!("../shaders/reduce.wgsl"),
+        }
+    }
+}
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
-/// The entry point shared by elementwise kernels, which define `enabled()` and `apply(i)`.
-const ELEMENTWISE: &str = include_str!("../shaders/elementwise.wgsl");
-/// The workgroup tree shared by the reduction kernels, which call `tree_reduce`.
-const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 
-/// Every kernel of the crate: name and WGSL body.
-pub(crate) const KERNELS: &[(&str, &str)] = &[
-    (
-        "norm_partials",
-        include_str!("../shaders/norm_partials.wgsl"),
-    ),
-    ("norm_tensors", include_str!("../shaders/norm_tensors.wgsl")),
-    (
-        "norm_finalize",
-        include_str!("../shaders/norm_finalize.wgsl"),
-    ),
-    ("scale", include_str!("../shaders/scale.wgsl")),
-    ("clamp", include_str!("../shaders/clamp.wgsl")),
-    ("sgd", include_str!("../shaders/sgd.wgsl")),
-    ("adam", include_str!("../shaders/adam.wgsl")),
-    ("rmsprop", include_str!("../shaders/rmsprop.wgsl")),
-    ("copy", include_str!("../shaders/copy.wgsl")),
-    (
-        "scale_per_tensor",
-        include_str!("../shaders/scale_per_tensor.wgsl"),
-    ),
-];
+/// Declares [`Kernel`] and its table from one list: variant, file name, snippets.
+macro_rules! kernels {
+    ($($(#[$doc:meta])* $variant:ident = $file:literal [$($snippet:ident),*];)*) => {
+        /// Every compute kernel of the crate.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum Kernel {
+            $($(#[$doc])* $variant,)*
+        }
 
-/// The full WGSL source of one kernel body.
-pub(crate) fn source(body: &str) -> String {
-    // Snippets a kernel opts into by what it uses.
-    let entry = if body.contains("fn apply(i: u32)") {
-        ELEMENTWISE
-    } else {
-        ""
+        impl Kernel {
+            /// Every kernel, in pipeline-cache order.
+            pub(crate) const ALL: &[Kernel] = &[$(Kernel::$variant),*];
+
+            /// The file name under `shaders/`, without `.wgsl`; also the pipeline label.
+            pub(crate) fn name(self) -> &'static str {
+                match self {
+                    $(Kernel::$variant => $file,)*
+                }
+            }
+
+            fn body(self) -> &'static str {
+                match self {
+                    $(Kernel::$variant => include_str!(concat!("../shaders/", $file, ".wgsl")),)*
+                }
+            }
+
+            fn snippets(self) -> &'static [Snippet] {
+                match self {
+                    $(Kernel::$variant => &[$(Snippet::$snippet),*],)*
+                }
+            }
+        }
     };
-    let reduce = if body.contains("tree_reduce(") {
-        REDUCE
-    } else {
-        ""
-    };
-    let (small, mid) = (CHUNK_CLASSES[0].1, CHUNK_CLASSES[1].1);
-    format!(
-        "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n\
-         const VEC4_PER_INVOCATION: u32 = {VEC4_PER_INVOCATION}u;\n\
-         const SMALL_LANES: u32 = {small}u;\n\
-         const MID_LANES: u32 = {mid}u;\n\
-         const SERIAL_FOLD_CHUNKS: u32 = {SERIAL_FOLD_CHUNKS}u;\n\
-         const CLIP_EPS: f32 = {CLIP_EPS:e};\n\
-         {COMMON}\n{body}\n{entry}{reduce}"
-    )
 }
 
-/// The compiled pipelines, indexed like [`KERNELS`].
-pub(crate) struct Pipelines {
-    pipelines: Vec<wgpu::ComputePipeline>,
-}
-
-/// A kernel's place in [`KERNELS`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Kernel {
-    NormPartials = 0,
-    NormTensors = 1,
-    NormFinalize = 2,
-    Scale = 3,
-    Clamp = 4,
-    Sgd = 5,
-    Adam = 6,
-    Rmsprop = 7,
-    Copy = 8,
-    ScalePerTensor = 9,
+kernels! {
+    /// Per-chunk partial power sums (`src/kernels/norm.rs`).
+    NormPartials = "norm_partials" [Reduce];
+    /// Per-tensor fold of the partials.
+    NormTensors = "norm_tensors" [Reduce];
+    /// Total norm, per-tensor norms and the step state.
+    NormFinalize = "norm_finalize" [Reduce];
+    /// `g ← g · clip_coef` (`src/kernels/clip.rs`).
+    Scale = "scale" [Elementwise];
+    /// `g_t ← g_t · clip_coef(‖g_t‖)`.
+    ScalePerTensor = "scale_per_tensor" [];
+    /// `g ← clamp(g, −c, c)`.
+    Clamp = "clamp" [Elementwise];
+    /// SGD update (`src/kernels/update.rs`).
+    Sgd = "sgd" [Elementwise];
+    /// Adam / AdamW update.
+    Adam = "adam" [Elementwise];
+    /// RMSprop update.
+    RmsProp = "rmsprop" [Elementwise];
 }
 
 impl Kernel {
-    pub(crate) fn name(self) -> &'static str {
-        KERNELS[self as usize].0
+    /// The kernel's full WGSL source.
+    pub(crate) fn source(self) -> String {
+        let mut out = prelude();
+        out.push_str(COMMON);
+        out.push('\n');
+        out.push_str(self.body());
+        for snippet in self.snippets() {
+            out.push('\n');
+            out.push_str(snippet.source());
+        }
+        out
     }
 
-    /// The kernel named `name` in [`KERNELS`].
-    pub(crate) fn by_name(name: &str) -> Kernel {
-        const ALL: [Kernel; 10] = [
-            Kernel::NormPartials,
-            Kernel::NormTensors,
-            Kernel::NormFinalize,
-            Kernel::Scale,
-            Kernel::Clamp,
-            Kernel::Sgd,
-            Kernel::Adam,
-            Kernel::Rmsprop,
-            Kernel::Copy,
-            Kernel::ScalePerTensor,
-        ];
-        *ALL.iter()
-            .find(|k| k.name() == name)
-            .unwrap_or_else(|| panic!("no kernel named {name}"))
+    /// The position of this kernel in [`Kernel::ALL`].
+    pub(crate) fn index(self) -> usize {
+        Kernel::ALL
+            .iter()
+            .position(|&k| k == self)
+            .expect("every kernel is in ALL")
     }
 }
 
-impl Pipelines {
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
-        let pipelines = KERNELS
-            .iter()
-            .map(|(name, body)| {
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(source(body).into()),
-                });
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(name),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
-            })
-            .collect();
-        Pipelines { pipelines }
-    }
-
-    pub(crate) fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        &self.pipelines[kernel as usize]
-    }
+/// The `(field name, offset)` list and size naga lays out for WGSL struct `name` in
+/// `source`, for the Rust↔WGSL layout test (`src/kernels/mod.rs`).
+#[cfg(test)]
+pub(crate) fn struct_layout(source: &str, name: &str) -> Option<(Vec<(String, usize)>, usize)> {
+    let module = wgpu::naga::front::wgsl::parse_str(source).ok()?;
+    let ty = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some(name))?
+        .1;
+    let wgpu::naga::TypeInner::Struct { members, span } = &ty.inner else {
+        return None;
+    };
+    let fields = members
+        .iter()
+        .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+        .collect();
+    Some((fields, *span as usize))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wgpu::naga;
 
     /// Every kernel parses and validates with naga, without any device.
     #[test]
     fn every_kernel_validates() {
-        for (name, body) in KERNELS {
-            let module = naga_check(&source(body));
-            assert!(module.is_ok(), "{name}: {}", module.unwrap_err());
+        for &kernel in Kernel::ALL {
+            let src = kernel.source();
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{}: {}", kernel.name(), e.emit_to_string(&src)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", kernel.name()));
         }
     }
 
-    fn naga_check(src: &str) -> Result<(), String> {
-        let module = wgpu::naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
-        wgpu::naga::valid::Validator::new(
-            wgpu::naga::valid::ValidationFlags::all(),
-            wgpu::naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .map(|_| ())
-        .map_err(|e| format!("{e:?}"))
+    /// The prelude declares every code the shaders compare against.
+    #[test]
+    fn the_prelude_declares_every_code() {
+        let prelude = prelude();
+        for (name, value) in crate::abi::CODES {
+            assert!(prelude.contains(&format!("const {name}: u32 = {value}u;")));
+        }
     }
 }

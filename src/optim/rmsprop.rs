@@ -1,8 +1,13 @@
 //! RMSprop, plain or centered, with momentum, weight decay and maximize.
 
-use super::{bit, check, check_lr, Fused, Hyper, UpdateRule};
+use serde::{Deserialize, Serialize};
+
+use super::engine::Rule;
+use super::{check_non_negative, optimizer};
 use crate::error::Result;
-use crate::reference::{self, GradTransform, StepState};
+use crate::kernels::rmsprop::{RmsPropUniform, STATE_SLOTS};
+use crate::reference;
+use crate::shaders::Kernel;
 
 /// Config of [`RmsProp`] (`torch.optim.RMSprop`, Hinton's lecture 6e); `Default` is PyTorch's.
 ///
@@ -15,18 +20,18 @@ use crate::reference::{self, GradTransform, StepState};
 /// else              p ← p − lr·g / avg
 /// ```
 /// Same rule as PyTorch's.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RmsPropConfig {
     /// Learning rate (default 1e-2).
-    pub lr: f32,
+    pub lr: f64,
     /// Smoothing constant α (default 0.99).
-    pub alpha: f32,
+    pub alpha: f64,
     /// Added to the denominator (default 1e-8).
-    pub eps: f32,
+    pub eps: f64,
     /// L2 penalty (default 0).
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Momentum factor (default 0).
-    pub momentum: f32,
+    pub momentum: f64,
     /// Normalize by the estimated variance instead of the second moment.
     pub centered: bool,
     /// Maximize the objective instead of minimizing.
@@ -47,44 +52,29 @@ impl Default for RmsPropConfig {
     }
 }
 
-/// Fused RMSprop: see [`RmsPropConfig`] for the rule.
-pub type RmsProp = Fused<RmsPropConfig>;
+optimizer! {
+    /// Fused RMSprop (`torch.optim.RMSprop`): see [`RmsPropConfig`] for the rule.
+    RmsProp(RmsPropConfig)
+}
 
-const CENTERED: u32 = 1;
-const MAXIMIZE: u32 = 2;
-
-impl UpdateRule for RmsPropConfig {
+impl Rule for RmsPropConfig {
     const NAME: &'static str = "RMSprop";
-    const KERNEL: &'static str = "rmsprop";
-    const STATE_SLOTS: usize = 3;
+    const KERNEL: Kernel = Kernel::RmsProp;
+    const STATE_SLOTS: usize = STATE_SLOTS;
 
     fn validate(&self) -> Result<()> {
-        check_lr(Self::NAME, self.lr)?;
-        let ok = |x: f32| x.is_finite() && x >= 0.0;
-        let rule = "must be finite and >= 0";
-        check(Self::NAME, "epsilon value", self.eps, ok(self.eps), rule)?;
-        check(
-            Self::NAME,
-            "momentum value",
-            self.momentum,
-            ok(self.momentum),
-            rule,
-        )?;
-        check(
-            Self::NAME,
-            "weight_decay value",
-            self.weight_decay,
-            ok(self.weight_decay),
-            rule,
-        )?;
-        check(Self::NAME, "alpha value", self.alpha, ok(self.alpha), rule)
+        check_non_negative(Self::NAME, "lr", self.lr)?;
+        check_non_negative(Self::NAME, "epsilon value", self.eps)?;
+        check_non_negative(Self::NAME, "momentum value", self.momentum)?;
+        check_non_negative(Self::NAME, "weight_decay value", self.weight_decay)?;
+        check_non_negative(Self::NAME, "alpha value", self.alpha)
     }
 
-    fn lr(&self) -> f32 {
+    fn lr(&self) -> f64 {
         self.lr
     }
 
-    fn set_lr(&mut self, lr: f32) {
+    fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
     }
 
@@ -96,51 +86,37 @@ impl UpdateRule for RmsPropConfig {
         ]
     }
 
-    fn bias_correction_betas(&self) -> Option<(f32, f32)> {
+    fn bias_correction_betas(&self) -> Option<(f64, f64)> {
         None
     }
 
-    fn hyper(&self) -> Hyper {
-        Hyper {
-            lr: self.lr,
-            h1: self.alpha,
-            h2: self.eps,
-            h3: self.momentum,
-            weight_decay: self.weight_decay,
-            flags: bit(self.centered, CENTERED) | bit(self.maximize, MAXIMIZE),
-        }
+    fn uniform(&self) -> Vec<u8> {
+        let u = RmsPropUniform::new(
+            self.lr,
+            self.alpha,
+            self.eps,
+            self.weight_decay,
+            self.momentum,
+            self.centered,
+            self.maximize,
+        );
+        bytemuck::bytes_of(&u).to_vec()
     }
 
-    fn from_hyper(h: &Hyper) -> Self {
-        RmsPropConfig {
-            lr: h.lr,
-            alpha: h.h1,
-            eps: h.h2,
-            momentum: h.h3,
-            weight_decay: h.weight_decay,
-            centered: h.flags & CENTERED != 0,
-            maximize: h.flags & MAXIMIZE != 0,
-        }
-    }
-
-    fn cpu_update(
-        &self,
-        state: &StepState,
-        t: &GradTransform,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [&mut [f32]; 3],
-    ) {
+    fn host_update(&self, _step: u32, params: &mut [f32], grads: &[f32], states: [Option<&mut [f32]>; 3]) {
         let [square_avg, grad_avg, momentum_buffer] = states;
-        reference::rmsprop_update(
-            self,
-            state,
-            t,
+        reference::rmsprop(
             params,
             grads,
-            square_avg,
+            square_avg.expect("square_avg is always kept"),
             grad_avg,
             momentum_buffer,
+            self.lr,
+            self.alpha,
+            self.eps,
+            self.weight_decay,
+            self.momentum,
+            self.maximize,
         );
     }
 }

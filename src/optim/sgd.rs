@@ -1,8 +1,13 @@
 //! SGD with momentum, dampening, Nesterov, weight decay and maximize.
 
-use super::{bit, check, check_lr, Fused, Hyper, UpdateRule};
+use serde::{Deserialize, Serialize};
+
+use super::engine::Rule;
+use super::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::reference::{self, GradTransform, StepState};
+use crate::kernels::sgd::{SgdUniform, STATE_SLOTS};
+use crate::reference;
+use crate::shaders::Kernel;
 
 /// Config of [`Sgd`] (`torch.optim.SGD`); `Default` is PyTorch's.
 ///
@@ -14,16 +19,16 @@ use crate::reference::{self, GradTransform, StepState};
 /// p ← p − lr·g
 /// ```
 /// Same rule as PyTorch's; "first step" is the first step that was not skipped.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SgdConfig {
     /// Learning rate (PyTorch default 1e-3).
-    pub lr: f32,
+    pub lr: f64,
     /// Momentum factor μ (default 0: no momentum buffer is allocated).
-    pub momentum: f32,
+    pub momentum: f64,
     /// Dampening of the momentum (default 0).
-    pub dampening: f32,
+    pub dampening: f64,
     /// L2 penalty (default 0).
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Nesterov momentum (needs momentum > 0 and dampening = 0).
     pub nesterov: bool,
     /// Maximize the objective instead of minimizing.
@@ -43,42 +48,21 @@ impl Default for SgdConfig {
     }
 }
 
-/// Fused SGD: see [`SgdConfig`] for the rule.
-pub type Sgd = Fused<SgdConfig>;
+optimizer! {
+    /// Fused SGD (`torch.optim.SGD`): see [`SgdConfig`] for the rule.
+    Sgd(SgdConfig)
+}
 
-const NESTEROV: u32 = 1;
-const MAXIMIZE: u32 = 2;
-const MOMENTUM_BUFFER: u32 = 4;
-
-impl UpdateRule for SgdConfig {
+impl Rule for SgdConfig {
     const NAME: &'static str = "SGD";
-    const KERNEL: &'static str = "sgd";
-    const STATE_SLOTS: usize = 1;
+    const KERNEL: Kernel = Kernel::Sgd;
+    const STATE_SLOTS: usize = STATE_SLOTS;
 
     fn validate(&self) -> Result<()> {
-        check_lr(Self::NAME, self.lr)?;
-        let finite_non_negative = |x: f32| x.is_finite() && x >= 0.0;
-        check(
-            Self::NAME,
-            "momentum",
-            self.momentum,
-            finite_non_negative(self.momentum),
-            "must be finite and >= 0",
-        )?;
-        check(
-            Self::NAME,
-            "dampening",
-            self.dampening,
-            self.dampening.is_finite(),
-            "must be finite",
-        )?;
-        check(
-            Self::NAME,
-            "weight_decay",
-            self.weight_decay,
-            finite_non_negative(self.weight_decay),
-            "must be finite and >= 0",
-        )?;
+        check_non_negative(Self::NAME, "lr", self.lr)?;
+        check_non_negative(Self::NAME, "momentum", self.momentum)?;
+        check(Self::NAME, "dampening", self.dampening, self.dampening.is_finite(), "must be finite")?;
+        check_non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
         if self.nesterov {
             check(
                 Self::NAME,
@@ -91,59 +75,47 @@ impl UpdateRule for SgdConfig {
         Ok(())
     }
 
-    fn lr(&self) -> f32 {
+    fn lr(&self) -> f64 {
         self.lr
     }
 
-    fn set_lr(&mut self, lr: f32) {
+    fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
     }
 
     fn state_names(&self) -> [Option<&'static str>; 3] {
-        [
-            (self.momentum != 0.0).then_some("momentum_buffer"),
-            None,
-            None,
-        ]
+        [(self.momentum != 0.0).then_some("momentum_buffer"), None, None]
     }
 
-    fn bias_correction_betas(&self) -> Option<(f32, f32)> {
+    fn bias_correction_betas(&self) -> Option<(f64, f64)> {
         None
     }
 
-    fn hyper(&self) -> Hyper {
-        Hyper {
-            lr: self.lr,
-            h1: self.momentum,
-            h2: self.dampening,
-            h3: 0.0,
-            weight_decay: self.weight_decay,
-            flags: bit(self.nesterov, NESTEROV)
-                | bit(self.maximize, MAXIMIZE)
-                | bit(self.momentum != 0.0, MOMENTUM_BUFFER),
-        }
+    fn uniform(&self) -> Vec<u8> {
+        let u = SgdUniform::new(
+            self.lr,
+            self.momentum,
+            self.dampening,
+            self.weight_decay,
+            self.nesterov,
+            self.maximize,
+        );
+        bytemuck::bytes_of(&u).to_vec()
     }
 
-    fn from_hyper(h: &Hyper) -> Self {
-        SgdConfig {
-            lr: h.lr,
-            momentum: h.h1,
-            dampening: h.h2,
-            weight_decay: h.weight_decay,
-            nesterov: h.flags & NESTEROV != 0,
-            maximize: h.flags & MAXIMIZE != 0,
-        }
-    }
-
-    fn cpu_update(
-        &self,
-        state: &StepState,
-        t: &GradTransform,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [&mut [f32]; 3],
-    ) {
+    fn host_update(&self, step: u32, params: &mut [f32], grads: &[f32], states: [Option<&mut [f32]>; 3]) {
         let [momentum_buffer, _, _] = states;
-        reference::sgd_update(self, state, t, params, grads, momentum_buffer);
+        reference::sgd(
+            params,
+            grads,
+            momentum_buffer,
+            step == 1,
+            self.lr,
+            self.momentum,
+            self.dampening,
+            self.weight_decay,
+            self.nesterov,
+            self.maximize,
+        );
     }
 }

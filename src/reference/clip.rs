@@ -1,9 +1,17 @@
-//! Clipping: the twins of `shaders/scale.wgsl`, `shaders/clamp.wgsl` and of
-//! `effective_grad` in `shaders/common.wgsl`.
+//! Clipping: the twins of `shaders/scale.wgsl`, `shaders/scale_per_tensor.wgsl`,
+//! `shaders/clamp.wgsl`, and of `clip_coef` / `effective_grad` in `shaders/common.wgsl`.
 
-use super::norm::{power_sum, root, PowerSum};
-use super::step_state::clip_coef;
-use crate::Norm;
+use super::norm::{global_norm, per_tensor_norms};
+use crate::consts::CLIP_EPS;
+
+/// `min(1, max_norm / (total_norm + 1e-6))` in f32 (PyTorch `clip_grads_with_norm_`'s
+/// `clip_coef_clamped`); NaN when the norm is NaN (PyTorch multiplies by it anyway).
+pub fn clip_coef(total_norm: f32, max_norm: f32) -> f32 {
+    if total_norm.is_nan() {
+        return f32::NAN;
+    }
+    (max_norm / (total_norm + CLIP_EPS)).min(1.0)
+}
 
 /// `clamp(x, -c, c)`, but NaN stays NaN (as `torch.clamp`).
 pub fn clamp_keep_nan(x: f32, c: f32) -> f32 {
@@ -14,66 +22,52 @@ pub fn clamp_keep_nan(x: f32, c: f32) -> f32 {
     }
 }
 
-/// How a fused update turns the stored gradient into the one it applies.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct GradTransform {
-    /// `1 / grad_scale` (mixed-precision unscale).
-    pub inv_grad_scale: f32,
-    /// The clip coefficient from the step state (1 without a norm clip).
-    pub clip_coef: f32,
-    /// `Some(c)`: clamp to `[-c, c]` after the norm clip.
-    pub clip_value: Option<f32>,
-}
-
-/// `clamp((g · inv_grad_scale) · clip_coef, -c, c)`, in that order.
-pub fn effective_grad(g: f32, t: &GradTransform) -> f32 {
-    let g = g * t.inv_grad_scale * t.clip_coef;
-    match t.clip_value {
+/// The gradient a fused update applies: `clamp((g · inv_grad_scale) · clip_coef, -c, c)`,
+/// in that order (`clip_value: None`: no clamp).
+pub fn effective_grad(g: f32, inv_grad_scale: f32, clip_coef: f32, clip_value: Option<f32>) -> f32 {
+    let g = g * inv_grad_scale * clip_coef;
+    match clip_value {
         Some(c) => clamp_keep_nan(g, c),
         None => g,
     }
 }
 
-/// PyTorch `clip_grad_norm_`: scales every gradient in place by
-/// `min(1, max_norm / (‖g‖ + 1e-6))` and returns the total norm `‖g‖`.
-pub fn clip_grad_norm(tensors: &mut [&mut [f32]], max_norm: f32, norm: Norm) -> f32 {
-    let sum = tensors
-        .iter()
-        .map(|t| power_sum(t, norm))
-        .fold(PowerSum::default(), |a, b| a.combine(b, norm));
-    let total = root(sum, norm) as f32;
-    let coef = clip_coef(total, max_norm);
+/// PyTorch `clip_grads_with_norm_(tensors, max_norm, total_norm)`: scales every gradient
+/// in place by `min(1, max_norm / (total_norm + 1e-6))`, a norm computed elsewhere.
+pub fn clip_grads_with_norm(tensors: &mut [&mut [f32]], max_norm: f32, total_norm: f32) {
+    let coef = clip_coef(total_norm, max_norm);
     for t in tensors.iter_mut() {
-        for x in t.iter_mut() {
-            *x *= coef;
-        }
+        t.iter_mut().for_each(|x| *x *= coef);
     }
+}
+
+/// PyTorch `clip_grad_norm_(tensors, max_norm, norm_type)`: the total norm `‖g‖`, then
+/// [`clip_grads_with_norm`]; returns `‖g‖`.
+pub fn clip_grad_norm(tensors: &mut [&mut [f32]], max_norm: f32, norm_type: f32) -> f32 {
+    let views: Vec<&[f32]> = tensors.iter().map(|t| &**t).collect();
+    let total = global_norm(&views, norm_type);
+    clip_grads_with_norm(tensors, max_norm, total);
     total
 }
 
-/// PyTorch `clip_grad_value_`: `g ← clamp(g, -clip_value, clip_value)` in place.
+/// PyTorch `clip_grad_value_(tensors, clip_value)`: `g ← clamp(g, -clip_value, clip_value)`.
 pub fn clip_grad_value(tensors: &mut [&mut [f32]], clip_value: f32) {
     for t in tensors.iter_mut() {
-        for x in t.iter_mut() {
-            *x = clamp_keep_nan(*x, clip_value);
-        }
+        t.iter_mut().for_each(|x| *x = clamp_keep_nan(*x, clip_value));
     }
 }
 
-/// Per-tensor clipping: each tensor scaled by `min(1, max_norm / (‖t‖ + 1e-6))` in place;
-/// returns the norms before clipping.
+/// Per-tensor clipping (`clip_grad_norm_` called on each tensor alone): each tensor scaled
+/// by `min(1, max_norm / (‖t‖ + 1e-6))` in place; returns the norms before clipping.
 pub fn clip_grad_norm_per_tensor(
     tensors: &mut [&mut [f32]],
     max_norm: f32,
-    norm: Norm,
+    norm_type: f32,
 ) -> Vec<f32> {
-    tensors
-        .iter_mut()
-        .map(|t| {
-            let n = root(power_sum(t, norm), norm) as f32;
-            let coef = clip_coef(n, max_norm);
-            t.iter_mut().for_each(|x| *x *= coef);
-            n
-        })
-        .collect()
+    let views: Vec<&[f32]> = tensors.iter().map(|t| &**t).collect();
+    let norms = per_tensor_norms(&views, norm_type);
+    for (t, &n) in tensors.iter_mut().zip(&norms) {
+        clip_grads_with_norm(&mut [&mut **t], max_norm, n);
+    }
+    norms
 }

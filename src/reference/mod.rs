@@ -1,26 +1,29 @@
-//! The CPU reference: plain Rust mirroring each shader line by line, accumulating norms
-//! in f64. It defines correctness (every GPU result is tested against it) and is the
-//! backend of a [`crate::Context`] that found no GPU adapter.
+//! The CPU reference: plain Rust on plain slices and plain numbers, mirroring each shader
+//! line by line, norms accumulated in f64. It defines correctness (every GPU result is
+//! tested against it) and is itself held to golden fixtures generated from PyTorch
+//! (`scripts/make_fixtures.py` → `fixtures/pytorch.json`). It depends on no other type of
+//! the crate: norm orders are PyTorch's `norm_type` floats (`f32::INFINITY` for the max
+//! norm), hyperparameters are PyTorch's keyword arguments, in its order.
 //!
-//! | shader                                  | reference                          |
-//! |-----------------------------------------|------------------------------------|
-//! | `norm_partials` + `norm_tensors`        | [`power_sum`]                      |
-//! | `norm_finalize`                         | [`finalize`]                       |
-//! | `scale` (clip by norm)                  | [`clip_grad_norm`]                 |
-//! | `clamp` (clip by value)                 | [`clip_grad_value`]                |
-//! | `sgd`, `adam`, `rmsprop`                | [`sgd_update`], [`adam_update`], [`rmsprop_update`] |
+//! | shader                                  | reference                              |
+//! |-----------------------------------------|----------------------------------------|
+//! | `norm_partials` + `norm_tensors`        | [`power_sum`], [`PowerSum::combine`]    |
+//! | `norm_finalize`                         | [`root`], [`clip_coef`], [`bias_correction`] |
+//! | `scale` (clip by norm)                  | [`clip_grads_with_norm`]               |
+//! | `scale_per_tensor`                      | [`clip_grad_norm_per_tensor`]          |
+//! | `clamp` (clip by value)                 | [`clip_grad_value`]                    |
+//! | `effective_grad` (`common.wgsl`)        | [`effective_grad`]                     |
+//! | `sgd`, `adam`, `rmsprop`                | [`sgd`], [`adam`], [`rmsprop`]         |
 
 mod clip;
+#[cfg(test)]
+mod golden;
 mod norm;
 mod optim;
 
-mod step_state;
-
 pub use clip::{
-    clamp_keep_nan, clip_grad_norm, clip_grad_norm_per_tensor, clip_grad_value, effective_grad,
-    GradTransform,
+    clamp_keep_nan, clip_coef, clip_grad_norm, clip_grad_norm_per_tensor, clip_grad_value,
+    clip_grads_with_norm, effective_grad,
 };
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};
-pub use optim::{adam_update, rmsprop_update, sgd_update, torch_lerp};
-
-pub use step_state::{clip_coef, finalize, FinalizeInput, StepState};
+pub use optim::{adam, bias_correction, rmsprop, sgd, torch_lerp};

@@ -1,144 +1,185 @@
-//! Fused updates in f32, line by line the twins of `shaders/sgd.wgsl`, `shaders/adam.wgsl`
-//! and `shaders/rmsprop.wgsl` (and of PyTorch's single-tensor `_single_tensor_*` loops).
+//! Optimizer updates in f32, line by line the twins of `shaders/sgd.wgsl`,
+//! `shaders/adam.wgsl` and `shaders/rmsprop.wgsl`, and of PyTorch's single-tensor loops
+//! (`_single_tensor_sgd`, `_single_tensor_adam`, `_single_tensor_rmsprop`) on CPU:
+//! hyperparameters are Python floats (f64) there and here, scalar constants such as
+//! `1 − β` are computed in f64 and rounded once, and where ATen's vectorized CPU kernels
+//! fuse a multiply-add (`add(x, alpha=a)`, `lerp`, `addcmul`) so does this code (`mul_add`).
+//! `grads` are the gradients the step applies (already clipped and unscaled).
 
-use super::clip::{effective_grad, GradTransform};
-use super::step_state::StepState;
-use crate::optim::{AdamConfig, RmsPropConfig, SgdConfig};
-
-/// `torch.lerp(start, end, w)`: `start + w·(end − start)` for `w < 0.5`, else
-/// `end − (end − start)·(1 − w)`.
+/// `torch.lerp(start, end, w)` as ATen's vectorized CPU kernel:
+/// `fma(w, end − start, start)` for `|w| < 0.5`, else `fma(w − 1, end − start, end)`.
 pub fn torch_lerp(start: f32, end: f32, w: f32) -> f32 {
     if w < 0.5 {
-        start + w * (end - start)
+        w.mul_add(end - start, start)
     } else {
-        end - (end - start) * (1.0 - w)
+        (w - 1.0).mul_add(end - start, end)
     }
 }
 
-/// One SGD step over `params` (see [`SgdConfig`] for the rule); a skipped state changes nothing.
-pub fn sgd_update(
-    cfg: &SgdConfig,
-    state: &StepState,
-    t: &GradTransform,
+/// Adam's bias correction `1 − β^step`, in f64 (PyTorch: `1 - beta ** step`).
+pub fn bias_correction(beta: f64, step: u32) -> f64 {
+    1.0 - beta.powi(step as i32)
+}
+
+/// One `torch.optim.SGD` step over one tensor. `momentum_buffer` is `Some` exactly when
+/// `momentum != 0`; on the `first_step` it is set to the gradient (PyTorch's `None` buffer).
+/// ```text
+/// g ← −g if maximize;  g ← g + weight_decay·p
+/// if momentum ≠ 0:  b ← g on the first step, else momentum·b + (1 − dampening)·g
+///                   g ← g + momentum·b if nesterov, else b
+/// p ← p − lr·g
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn sgd(
     params: &mut [f32],
     grads: &[f32],
-    momentum_buffer: &mut [f32],
+    mut momentum_buffer: Option<&mut [f32]>,
+    first_step: bool,
+    lr: f64,
+    momentum: f64,
+    dampening: f64,
+    weight_decay: f64,
+    nesterov: bool,
+    maximize: bool,
 ) {
-    if state.skipped {
-        return;
-    }
+    let (neg_lr, mu, one_minus_dampening, wd) =
+        (-lr as f32, momentum as f32, (1.0 - dampening) as f32, weight_decay as f32);
     for i in 0..params.len() {
         let p = params[i];
-        let mut g = effective_grad(grads[i], t);
-        if cfg.maximize {
+        let mut g = grads[i];
+        if maximize {
             g = -g;
         }
-        if cfg.weight_decay != 0.0 {
-            g += cfg.weight_decay * p;
+        if wd != 0.0 {
+            g = p.mul_add(wd, g);
         }
-        if cfg.momentum != 0.0 {
-            let b = if state.step == 1 {
+        if let Some(buf) = momentum_buffer.as_deref_mut() {
+            let b = if first_step {
                 g
             } else {
-                cfg.momentum * momentum_buffer[i] + (1.0 - cfg.dampening) * g
+                g.mul_add(one_minus_dampening, buf[i] * mu)
             };
-            momentum_buffer[i] = b;
-            g = if cfg.nesterov {
-                g + cfg.momentum * b
-            } else {
-                b
-            };
+            buf[i] = b;
+            g = if nesterov { b.mul_add(mu, g) } else { b };
         }
-        params[i] = p - cfg.lr * g;
+        params[i] = g.mul_add(neg_lr, p);
     }
 }
 
-/// One Adam (`decoupled = false`) or AdamW (`decoupled = true`) step; `max_exp_avg_sq`
-/// is used only with amsgrad. A skipped state changes nothing.
+/// One `torch.optim.Adam` (`decoupled_weight_decay = false`) or `torch.optim.AdamW`
+/// (`true`) step over one tensor, `step` counting this one (1 on the first step);
+/// `max_exp_avg_sq` is `Some` exactly with amsgrad. `bias_correction = false` drops both
+/// corrections (Apex's `FusedAdam(bias_correction=False)`).
+/// ```text
+/// g ← −g if maximize
+/// AdamW: p ← p·(1 − lr·weight_decay)      Adam: g ← g + weight_decay·p
+/// m ← lerp(m, g, 1 − β1);   v ← fma((1 − β2)·g, g, v·β2)
+/// v̂ ← max(v̂, v) with amsgrad, else v
+/// p ← p + (−lr / (1 − β1^t))·m / (sqrt(v̂) / sqrt(1 − β2^t) + eps)
+/// ```
 #[allow(clippy::too_many_arguments)]
-pub fn adam_update(
-    cfg: &AdamConfig,
-    decoupled: bool,
-    state: &StepState,
-    t: &GradTransform,
+pub fn adam(
     params: &mut [f32],
     grads: &[f32],
     exp_avg: &mut [f32],
     exp_avg_sq: &mut [f32],
-    max_exp_avg_sq: &mut [f32],
+    mut max_exp_avg_sq: Option<&mut [f32]>,
+    step: u32,
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+    bias_correction: bool,
 ) {
-    if state.skipped {
-        return;
-    }
-    let (b1, b2) = cfg.betas;
+    let (b1, b2) = betas;
+    let (bc1, bc2) = if bias_correction {
+        (self::bias_correction(b1, step), self::bias_correction(b2, step))
+    } else {
+        (1.0, 1.0)
+    };
+    let neg_step_size = -(lr / bc1) as f32;
+    let bc2_sqrt = bc2.sqrt() as f32;
+    let (one_minus_b1, beta2, one_minus_b2) = ((1.0 - b1) as f32, b2 as f32, (1.0 - b2) as f32);
+    let (eps, wd, decay_factor) = (eps as f32, weight_decay as f32, (1.0 - lr * weight_decay) as f32);
     for i in 0..params.len() {
         let mut p = params[i];
-        let mut g = effective_grad(grads[i], t);
-        if cfg.maximize {
+        let mut g = grads[i];
+        if maximize {
             g = -g;
         }
-        if cfg.weight_decay != 0.0 {
-            if decoupled {
-                p *= 1.0 - cfg.lr * cfg.weight_decay;
+        if wd != 0.0 {
+            if decoupled_weight_decay {
+                p *= decay_factor;
             } else {
-                g += cfg.weight_decay * p;
+                g = p.mul_add(wd, g);
             }
         }
-        let m = torch_lerp(exp_avg[i], g, 1.0 - b1);
-        let v = exp_avg_sq[i] * b2 + (1.0 - b2) * g * g;
+        let m = torch_lerp(exp_avg[i], g, one_minus_b1);
+        let v = (one_minus_b2 * g).mul_add(g, exp_avg_sq[i] * beta2);
         exp_avg[i] = m;
         exp_avg_sq[i] = v;
         let mut vhat = v;
-        if cfg.amsgrad {
-            vhat = max_exp_avg_sq[i].max(v);
-            max_exp_avg_sq[i] = vhat;
+        if let Some(vmax) = max_exp_avg_sq.as_deref_mut() {
+            vhat = vmax[i].max(v);
+            vmax[i] = vhat;
         }
-        let step_size = cfg.lr / state.bias_correction1;
-        let denom = vhat.sqrt() / state.bias_correction2.sqrt() + cfg.eps;
-        params[i] = p - step_size * (m / denom);
+        let denom = vhat.sqrt() / bc2_sqrt + eps;
+        params[i] = p + neg_step_size * m / denom;
     }
 }
 
-/// One RMSprop step; `grad_avg` is used only when centered, `momentum_buffer` only with
-/// momentum. A skipped state changes nothing.
+/// One `torch.optim.RMSprop` step over one tensor; `grad_avg` is `Some` exactly when
+/// centered, `momentum_buffer` exactly when `momentum > 0`.
+/// ```text
+/// g ← −g if maximize;  g ← g + weight_decay·p
+/// s ← fma((1 − α)·g, g, s·α)
+/// centered: a ← lerp(a, g, 1 − α); avg ← sqrt(fma(−a, a, s)) + eps      else avg ← sqrt(s) + eps
+/// momentum > 0: b ← b·momentum + g / avg; p ← p − lr·b             else p ← p − lr·g / avg
+/// ```
 #[allow(clippy::too_many_arguments)]
-pub fn rmsprop_update(
-    cfg: &RmsPropConfig,
-    state: &StepState,
-    t: &GradTransform,
+pub fn rmsprop(
     params: &mut [f32],
     grads: &[f32],
     square_avg: &mut [f32],
-    grad_avg: &mut [f32],
-    momentum_buffer: &mut [f32],
+    mut grad_avg: Option<&mut [f32]>,
+    mut momentum_buffer: Option<&mut [f32]>,
+    lr: f64,
+    alpha: f64,
+    eps: f64,
+    weight_decay: f64,
+    momentum: f64,
+    maximize: bool,
 ) {
-    if state.skipped {
-        return;
-    }
+    let (neg_lr, a, one_minus_a) = (-lr as f32, alpha as f32, (1.0 - alpha) as f32);
+    let (eps, wd, mu) = (eps as f32, weight_decay as f32, momentum as f32);
     for i in 0..params.len() {
         let p = params[i];
-        let mut g = effective_grad(grads[i], t);
-        if cfg.maximize {
+        let mut g = grads[i];
+        if maximize {
             g = -g;
         }
-        if cfg.weight_decay != 0.0 {
-            g += cfg.weight_decay * p;
+        if wd != 0.0 {
+            g = p.mul_add(wd, g);
         }
-        let s = square_avg[i] * cfg.alpha + (1.0 - cfg.alpha) * g * g;
+        let s = (one_minus_a * g).mul_add(g, square_avg[i] * a);
         square_avg[i] = s;
-        let avg = if cfg.centered {
-            let a = torch_lerp(grad_avg[i], g, 1.0 - cfg.alpha);
-            grad_avg[i] = a;
-            (s - a * a).sqrt() + cfg.eps
-        } else {
-            s.sqrt() + cfg.eps
+        let avg = match grad_avg.as_deref_mut() {
+            Some(ga) => {
+                let m = torch_lerp(ga[i], g, one_minus_a);
+                ga[i] = m;
+                (-m).mul_add(m, s).sqrt() + eps
+            }
+            None => s.sqrt() + eps,
         };
-        if cfg.momentum > 0.0 {
-            let b = cfg.momentum * momentum_buffer[i] + g / avg;
-            momentum_buffer[i] = b;
-            params[i] = p - cfg.lr * b;
-        } else {
-            params[i] = p - cfg.lr * (g / avg);
-        }
+        params[i] = match momentum_buffer.as_deref_mut() {
+            Some(buf) => {
+                let b = buf[i] * mu + g / avg;
+                buf[i] = b;
+                b.mul_add(neg_lr, p)
+            }
+            None => p + neg_lr * g / avg,
+        };
     }
 }

@@ -1,20 +1,15 @@
 //! `clipstep bench`: each operation's achieved bandwidth (bytes the step must move ÷ time)
 //! as a fraction of the same device's copy bandwidth, measured in the same run over the
-//! same slabs. The step is memory-bound, so this is the number that matters.
+//! same slabs. The step is memory-bound, so this is the number that matters. Public API
+//! only: the copy roofline is this harness's own kernel over the set's tensor views.
 
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::arena::{Arena, ParamSet};
-use crate::context::{Context, Gpu};
-use crate::error::{Error, Result};
-use crate::norm::{bind_group, dispatch_per_slab, elementwise_groups, whole};
-use crate::optim::{Fused, Optimizer, UpdateRule};
-use crate::shaders::Kernel;
-use crate::{
-    AdamWConfig, ArenaOptions, Clip, Nonfinite, Norm, RmsPropConfig, SgdConfig, StepOptions,
-    TensorSpec,
+use clipstep::{
+    AdamW, AdamWConfig, ArenaOptions, Clip, Context, Error, Nonfinite, Norm, Optimizer,
+    ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
 };
 
 /// What to measure.
@@ -110,30 +105,75 @@ pub struct BenchReport {
 /// GPU timing: timestamp queries around the recorded work when the device has them,
 /// else wall clock around submit and completion.
 struct Timer {
-    gpu: std::sync::Arc<Gpu>,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
     queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
 
+fn buffer(device: &wgpu::Device, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+fn device_error(e: impl std::fmt::Display) -> Error {
+    Error::Device(e.to_string())
+}
+
 impl Timer {
-    fn new(gpu: &std::sync::Arc<Gpu>) -> Timer {
-        let queries = gpu
-            .device
+    fn new(ctx: &Context) -> Result<Timer> {
+        let (device, queue) = ctx.device_queue().ok_or(Error::NeedsGpu("clipstep bench"))?;
+        let queries = device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
             .then(|| {
-                let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                let set = device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("bench"),
                     ty: wgpu::QueryType::Timestamp,
                     count: 2,
                 });
                 use wgpu::BufferUsages as U;
-                let resolve = gpu.buffer("timestamps", 16, U::QUERY_RESOLVE | U::COPY_SRC);
+                let resolve = buffer(device, "timestamps", 16, U::QUERY_RESOLVE | U::COPY_SRC);
                 (set, resolve)
             });
-        Timer {
-            gpu: gpu.clone(),
+        Ok(Timer {
+            device: device.clone(),
+            queue: queue.clone(),
             queries,
-        }
+        })
+    }
+
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&Default::default())
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(drop)
+            .map_err(device_error)
+    }
+
+    /// The two timestamps, read back.
+    fn read_timestamps(&self, resolve: &wgpu::Buffer) -> Result<(u64, u64)> {
+        use wgpu::BufferUsages as U;
+        let staging = buffer(&self.device, "timestamps readback", 16, U::MAP_READ | U::COPY_DST);
+        let mut encoder = self.encoder();
+        encoder.copy_buffer_to_buffer(resolve, 0, &staging, 0, 16);
+        self.queue.submit([encoder.finish()]);
+        staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        self.wait()?;
+        let bytes = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(device_error)?
+            .to_vec();
+        let t0 = u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes"));
+        let t1 = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+        Ok((t0, t1))
     }
 
     fn kind(&self) -> &'static str {
@@ -160,9 +200,8 @@ impl Timer {
 
     /// Seconds taken by the work `record` puts in one command buffer.
     fn time(&self, record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<f64> {
-        let gpu = &self.gpu;
-        gpu.wait()?;
-        let mut encoder = gpu.encoder();
+        self.wait()?;
+        let mut encoder = self.encoder();
         self.mark(&mut encoder, 0);
         record(&mut encoder)?;
         self.mark(&mut encoder, 1);
@@ -170,15 +209,13 @@ impl Timer {
             encoder.resolve_query_set(set, 0..2, resolve, 0);
         }
         let start = Instant::now();
-        gpu.submit(encoder)?;
-        gpu.wait()?;
+        self.queue.submit([encoder.finish()]);
+        self.wait()?;
         let wall = start.elapsed().as_secs_f64();
         match &self.queries {
             Some((_, resolve)) => {
-                let bytes = gpu.read_blocking(&[(resolve, 0, 16)])?;
-                let t0 = u64::from_le_bytes(bytes[0..8].try_into().expect("8 bytes"));
-                let t1 = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-                let ns = t1.saturating_sub(t0) as f64 * f64::from(gpu.queue.get_timestamp_period());
+                let (t0, t1) = self.read_timestamps(resolve)?;
+                let ns = t1.saturating_sub(t0) as f64 * f64::from(self.queue.get_timestamp_period());
                 Ok(if ns > 0.0 { ns * 1e-9 } else { wall })
             }
             None => Ok(wall),
@@ -203,25 +240,89 @@ impl Timer {
     }
 }
 
-/// Copy params → grads over every slab of `set`: the roofline kernel.
-fn copy_groups(gpu: &Gpu, set: &ParamSet) -> Vec<wgpu::BindGroup> {
-    let (Arena::Gpu(p), Arena::Gpu(g)) = (&set.params, &set.grads) else {
-        unreachable!("bench runs on a GPU")
-    };
-    let tables = set.tables.as_ref().expect("GPU sets have tables");
-    (0..p.len())
-        .map(|s| {
-            bind_group(
-                gpu,
-                Kernel::Copy,
-                &[
-                    p[s].resource(),
-                    g[s].resource(),
-                    whole(&tables.slab_uniforms[s]),
-                ],
-            )
-        })
-        .collect()
+/// The copy roofline: `dst ← src`, 8 bytes per element, with the same grid shape as the
+/// elementwise kernels (256 invocations, 4 vec4s each, 2D past the grid limit).
+const COPY_WGSL: &str = "
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let base = (wid.x + wid.y * nwg.x) * 1024u + lid;
+    for (var j = 0u; j < 4u; j++) {
+        let i = base + j * 256u;
+        if i >= arrayLength(&src) {
+            return;
+        }
+        dst[i] = src[i];
+    }
+}
+";
+
+/// Copy params → grads over every piece of tensor `t0` of `set` (one per slab).
+struct Copy {
+    pipeline: wgpu::ComputePipeline,
+    groups: Vec<(wgpu::BindGroup, u32, u32)>,
+}
+
+impl Copy {
+    fn new(ctx: &Context, set: &ParamSet) -> Result<Copy> {
+        let (device, _) = ctx.device_queue().ok_or(Error::NeedsGpu("clipstep bench"))?;
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("copy"),
+            source: wgpu::ShaderSource::Wgsl(COPY_WGSL.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("copy"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let max = device.limits().max_compute_workgroups_per_dimension;
+        let layout = pipeline.get_bind_group_layout(0);
+        let (src, dst) = (set.param_views("t0")?, set.grad_views("t0")?);
+        let groups = src
+            .iter()
+            .zip(&dst)
+            .map(|(s, d)| {
+                let bytes = wgpu::BufferSize::new((s.len * 4).next_multiple_of(16));
+                fn binding<'a>(
+                    v: &clipstep::TensorView<'a>,
+                    bytes: Option<wgpu::BufferSize>,
+                ) -> wgpu::BindingResource<'a> {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: v.buffer,
+                        offset: v.offset,
+                        size: bytes,
+                    })
+                }
+                let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("copy"),
+                    layout: &layout,
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: binding(s, bytes) },
+                        wgpu::BindGroupEntry { binding: 1, resource: binding(d, bytes) },
+                    ],
+                });
+                let n = (s.len.div_ceil(4).div_ceil(1024)) as u32;
+                let x = n.min(max).max(1);
+                (group, x, n.div_ceil(x))
+            })
+            .collect();
+        Ok(Copy { pipeline, groups })
+    }
+
+    fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&self.pipeline);
+        for (group, x, y) in &self.groups {
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(*x, *y, 1);
+        }
+    }
 }
 
 fn set_of(ctx: &Context, elements: u64, tensors: usize) -> Result<ParamSet> {
@@ -286,35 +387,28 @@ impl Bench<'_> {
         Ok(median)
     }
 
-    fn step<R: UpdateRule>(
+    fn step<O: Optimizer>(
         &mut self,
         op: &str,
         set: &mut ParamSet,
-        config: R,
+        config: O::Config,
         bytes: u64,
         options: StepOptions,
     ) -> Result<f64> {
-        let mut opt = Fused::new(set, config)?;
+        let mut opt = O::new(set, config)?;
         let shape = (set.numel(), set.tensors().len());
         self.measure(op, shape, bytes, &mut |enc| {
             opt.encode_step(enc, set, &options).map(|_| ())
         })
     }
     /// Every measurement at `n` elements; the bar's ratios at that size.
-    fn size(&mut self, ctx: &Context, gpu: &Gpu, n: u64, fused: StepOptions) -> Result<Ratios> {
+    fn size(&mut self, ctx: &Context, n: u64, fused: StepOptions) -> Result<Ratios> {
         let mut set = set_of(ctx, n, 1)?;
-        let groups = copy_groups(gpu, &set);
-        let sizes: Vec<u32> = set
-            .layout
-            .slabs
-            .iter()
-            .map(|s| elementwise_groups(s.len))
-            .collect();
+        let copy = Copy::new(ctx, &set)?;
         self.copy_gbps = 0.0;
         let shape = (n, 1);
         let copy = self.measure("copy (roofline)", shape, 8, &mut |enc| {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            dispatch_per_slab(&mut pass, gpu, Kernel::Copy, &groups, sizes.iter().copied());
+            copy.encode(enc);
             Ok(())
         })?;
         self.copy_gbps = (8 * n) as f64 / copy / 1e9;
@@ -332,15 +426,15 @@ impl Bench<'_> {
             momentum: 0.9,
             ..Default::default()
         };
-        self.step("SGD momentum + clip (fused)", &mut set, sgd, 24, fused)?;
-        self.step(
+        self.step::<Sgd>("SGD momentum + clip (fused)", &mut set, sgd, 24, fused)?;
+        self.step::<RmsProp>(
             "RMSprop + clip (fused)",
             &mut set,
             RmsPropConfig::default(),
             24,
             fused,
         )?;
-        let t_fused = self.step(
+        let t_fused = self.step::<AdamW>(
             "AdamW + clip (fused)",
             &mut set,
             AdamWConfig::default(),
@@ -349,7 +443,7 @@ impl Bench<'_> {
         )?;
         let fraction = self.out.last().map_or(0.0, |m| m.fraction_of_copy);
         // Unfused: norm pass, scale pass, then an AdamW pass that reads the clipped gradient.
-        let mut opt = Fused::new(&set, AdamWConfig::default())?;
+        let mut opt = AdamW::new(&set, AdamWConfig::default())?;
         let plain = StepOptions {
             nonfinite: Nonfinite::Propagate,
             ..Default::default()
@@ -363,7 +457,7 @@ impl Bench<'_> {
         drop(set);
         let mut many = set_of(ctx, n, self.config.many_tensors)?;
         let label = format!("AdamW + clip (fused), {} tensors", self.config.many_tensors);
-        let t_many = self.step(&label, &mut many, AdamWConfig::default(), 32, fused)?;
+        let t_many = self.step::<AdamW>(&label, &mut many, AdamWConfig::default(), 32, fused)?;
         Ok(Ratios {
             elements: n,
             fused_adamw_fraction_of_copy: fraction,
@@ -384,9 +478,10 @@ pub fn run(
     config: &BenchConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchReport> {
-    let gpu = ctx.gpu().ok_or(Error::NeedsGpu("clipstep bench"))?.clone();
+    let timer = Timer::new(ctx)?;
+    let info = ctx.adapter_info().ok_or(Error::NeedsGpu("clipstep bench"))?.clone();
     let mut bench = Bench {
-        timer: Timer::new(&gpu),
+        timer,
         config,
         out: Vec::new(),
         copy_gbps: 0.0,
@@ -399,7 +494,7 @@ pub fn run(
     };
     let mut skipped = Vec::new();
     for &n in &config.sizes {
-        match bench.size(ctx, &gpu, n, fused) {
+        match bench.size(ctx, n, fused) {
             Ok(r) => ratios.push(r),
             // Out of device memory (or any device fault): larger sizes will not fit either.
             Err(Error::Device(msg)) => {
@@ -413,10 +508,10 @@ pub fn run(
     for tensors in [1, config.many_tensors] {
         (bench.progress)(&format!("host encode cost, {tensors} tensors"));
         let mut set = set_of(ctx, (tensors as u64 * 64).max(1 << 16), tensors)?;
-        let mut opt = Fused::new(&set, AdamWConfig::default())?;
+        let mut opt = AdamW::new(&set, AdamWConfig::default())?;
         let mut us = Vec::new();
         for _ in 0..200 {
-            let mut encoder = gpu.encoder();
+            let mut encoder = bench.timer.encoder();
             let start = Instant::now();
             opt.encode_step(&mut encoder, &mut set, &fused)?;
             us.push(start.elapsed().as_secs_f64() * 1e6);
@@ -429,8 +524,8 @@ pub fn run(
         });
     }
     Ok(BenchReport {
-        adapter: gpu.info.name.clone(),
-        backend: format!("{:?}", gpu.info.backend),
+        adapter: info.name.clone(),
+        backend: format!("{:?}", info.backend),
         timing: bench.timer.kind().to_string(),
         measurements: bench.out,
         ratios,

@@ -1,5 +1,9 @@
-//! `clipstep devices | verify`: the adapters wgpu sees, and every kernel checked against
-//! the CPU reference on one of them.
+//! `clipstep devices | verify | bench`: the adapters wgpu sees, every kernel checked
+//! against the CPU reference on one of them, and each operation's bandwidth against the
+//! device's copy bandwidth. The harnesses live beside this file, not in the library.
+
+mod bench;
+mod harness;
 
 use std::process::ExitCode;
 
@@ -129,16 +133,16 @@ fn devices(args: &DeviceArgs) -> Result<ExitCode, String> {
 fn verify(args: &DeviceArgs) -> Result<ExitCode, String> {
     let ctx = args.context()?;
     println!("verifying on {}", ctx.describe());
-    let checks = clipstep::verify::verify(&ctx).map_err(|e| e.to_string())?;
+    let checks = harness::verify(&ctx).map_err(|e| e.to_string())?;
     println!(
-        "{:<34} {:<24} {:>10} {:>7} {:>6} {:>10} {:>10} {:>9}  result",
+        "{:<38} {:<24} {:>10} {:>7} {:>6} {:>10} {:>10} {:>9}  result",
         "operation", "case", "elements", "tensors", "slabs", "max abs", "max rel", "tol"
     );
     let mut failed = 0;
     for c in &checks {
         failed += usize::from(!c.pass);
         println!(
-            "{:<34} {:<24} {:>10} {:>7} {:>6} {:>10.2e} {:>10.2e} {:>9.1e}  {}",
+            "{:<38} {:<24} {:>10} {:>7} {:>6} {:>10.2e} {:>10.2e} {:>9.1e}  {}",
             c.op,
             c.case,
             c.numel,
@@ -178,7 +182,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     if !ctx.is_gpu() {
         return Err("bench needs a GPU adapter (see `clipstep devices`)".into());
     }
-    let config = clipstep::bench::BenchConfig {
+    let config = bench::BenchConfig {
         sizes: args
             .sizes
             .iter()
@@ -190,7 +194,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     };
     eprintln!("benchmarking on {}", ctx.describe());
     let mut progress = |what: &str| eprint!("\r\x1b[2K  measuring {what}");
-    let report = clipstep::bench::run(&ctx, &config, &mut progress).map_err(|e| e.to_string())?;
+    let report = bench::run(&ctx, &config, &mut progress).map_err(|e| e.to_string())?;
     eprintln!("\r\x1b[2K  done");
     if args.json {
         println!(

@@ -1,0 +1,218 @@
+//! The interface between Rust and WGSL, with one source for each side of it:
+//!
+//! - **code tables** (norm kinds, norm sources, non-finite policies, flag bits) are Rust
+//!   constants; [`prelude`] declares each of them, with the kernel constants of
+//!   [`crate::consts`], at the top of every shader;
+//! - **shared structs** are `#[repr(C)]` twins of WGSL structs, declared with
+//!   [`shared_struct!`], which records each field's name and offset. A test reflects every
+//!   WGSL struct out of the shaders with naga and fails if a field's name, order or offset,
+//!   or the struct's size, differs from its twin (see `src/shaders.rs`).
+
+use crate::consts::{CHUNK_CLASSES, CLIP_EPS, SERIAL_FOLD_CHUNKS, VEC4_PER_INVOCATION, WORKGROUP_SIZE};
+
+/// A Rust struct with a WGSL twin of the same fields, offsets and size (checked by the
+/// layout test in `src/kernels/mod.rs`).
+#[cfg(test)]
+pub(crate) trait Shared: bytemuck::Pod {
+    /// The struct's name in WGSL.
+    const WGSL: &'static str;
+    /// `(field name, byte offset)` in declaration order.
+    fn fields() -> Vec<(&'static str, usize)>;
+}
+
+/// Declares a `#[repr(C)]` struct shared with WGSL (struct `$wgsl` there) and its
+/// `Shared` impl. Fields are `pub` within the crate.
+macro_rules! shared_struct {
+    ($(#[$doc:meta])* $name:ident = $wgsl:literal {
+        $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)?
+    }) => {
+        $(#[$doc])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+        pub(crate) struct $name {
+            $($(#[$fdoc])* pub $field: $ty),*
+        }
+
+        #[cfg(test)]
+        impl $crate::abi::Shared for $name {
+            const WGSL: &'static str = $wgsl;
+            fn fields() -> Vec<(&'static str, usize)> {
+                vec![$((stringify!($field), std::mem::offset_of!($name, $field))),*]
+            }
+        }
+    };
+}
+pub(crate) use shared_struct;
+
+/// Declares `u32` code constants and [`CODES`], the table the prelude is generated from.
+macro_rules! codes {
+    ($($(#[$doc:meta])* $name:ident = $value:expr;)*) => {
+        $($(#[$doc])* pub(crate) const $name: u32 = $value;)*
+        /// Every code constant as `(name, value)`, declared in WGSL by [`prelude`].
+        pub(crate) const CODES: &[(&str, u32)] = &[$((stringify!($name), $name)),*];
+    };
+}
+
+codes! {
+    /// `NormOp::kind`: Σ|g|.
+    NORM_L1 = 0;
+    /// `NormOp::kind`: sqrt(Σ g²).
+    NORM_L2 = 1;
+    /// `NormOp::kind`: max |g|.
+    NORM_INF = 2;
+    /// `NormOp::kind`: (Σ|g|^p)^(1/p).
+    NORM_P = 3;
+    /// `NormOp::source`: no norm; the total reads as NaN and nothing is flagged.
+    SOURCE_NONE = 0;
+    /// `NormOp::source`: the norm passes computed the power sums.
+    SOURCE_COMPUTED = 1;
+    /// `NormOp::source`: the total norm is `NormOp::given_norm` (computed elsewhere).
+    SOURCE_GIVEN = 2;
+    /// `NormOp::policy`: a non-finite step is skipped.
+    POLICY_SKIP = 0;
+    /// `NormOp::policy`: a non-finite step is applied anyway.
+    POLICY_PROPAGATE = 1;
+    /// `NormOp::policy`: skipped, and an error when the report is read.
+    POLICY_ERROR = 2;
+    /// `Partial::flags`: some element was ±Inf.
+    FLAG_INF = 1;
+    /// `Partial::flags`: some element was NaN.
+    FLAG_NAN = 2;
+}
+
+shared_struct! {
+    /// The device-side step state (`StepState` in `shaders/common.wgsl`): written by the
+    /// finalize pass, read by every clip and update kernel after it.
+    DeviceStepState = "StepState" {
+        /// Total norm of `g / grad_scale`; NaN when no norm was computed.
+        total_norm: f32,
+        /// `min(1, max_norm / (total_norm + eps))`, or 1 without a norm clip.
+        clip_coef: f32,
+        /// `1 / grad_scale`, applied by the update to the stored gradient.
+        inv_grad_scale: f32,
+        /// The update's clamp bound after the norm clip; 0: no clamp.
+        clip_value: f32,
+        /// Some gradient was NaN/±Inf, or the total norm overflowed.
+        nonfinite: u32,
+        /// The update and clip passes are skipped (non-finite under Skip or Error).
+        skipped: u32,
+        /// Optimizer steps taken (skipped steps excluded).
+        step: u32,
+        /// `1 − β1^step` (1 without bias correction).
+        bias_correction1: f32,
+        /// `1 − β2^step`.
+        bias_correction2: f32,
+    }
+}
+
+impl DeviceStepState {
+    /// Before the first step: no norm, coefficient 1, step 0.
+    pub(crate) fn initial() -> Self {
+        DeviceStepState {
+            total_norm: f32::NAN,
+            clip_coef: 1.0,
+            inv_grad_scale: 1.0,
+            bias_correction1: 1.0,
+            bias_correction2: 1.0,
+            ..Default::default()
+        }
+    }
+}
+
+shared_struct! {
+    /// The options of one norm / finalize / clip recording (`NormOp` in
+    /// `shaders/common.wgsl`). Each option has this one home: the norm passes, the
+    /// finalize, the clamp and the per-tensor scale read it; the finalize copies what the
+    /// update needs (`inv_grad_scale`, `clip_value`) into the step state.
+    NormOp = "NormOp" {
+        /// `SOURCE_*`: where the total norm comes from.
+        source: u32,
+        /// `NORM_*`: which norm the passes compute.
+        kind: u32,
+        /// The order p of `NORM_P`.
+        p: f32,
+        /// The total norm under `SOURCE_GIVEN`.
+        given_norm: f32,
+        /// Tensors in the set.
+        num_tensors: u32,
+        /// Tensors folded by a workgroup of their own in the per-tensor pass.
+        num_big_tensors: u32,
+        /// > 0: clip by norm to this bound; 0: no norm clip.
+        max_norm: f32,
+        /// `1 / grad_scale`.
+        inv_grad_scale: f32,
+        /// > 0: clamp to `[-clip_value, clip_value]`; 0: no value clip.
+        clip_value: f32,
+        /// `POLICY_*`.
+        policy: u32,
+        /// 1: the finalize advances the step count (optimizer steps).
+        count_step: u32,
+        /// 1: the finalize computes Adam's bias corrections from `log_beta1/2`.
+        bias_correction: u32,
+        /// `ln β1`, computed in f64 on the host.
+        log_beta1: f32,
+        /// `ln β2`.
+        log_beta2: f32,
+        /// Uniforms are read in 16-byte rows.
+        _pad: [u32; 2],
+    }
+}
+
+shared_struct! {
+    /// Per slab (`Slab` in `shaders/common.wgsl`): its length and the shape of its chunk
+    /// table: `num_big` whole-workgroup chunks, then `num_mid` mid chunks, then small ones.
+    Slab = "Slab" {
+        /// Elements in the slab.
+        len: u32,
+        /// Chunks reduced by a whole workgroup each.
+        num_big: u32,
+        /// Chunks of the mid size class.
+        num_mid: u32,
+        /// All chunks of the slab.
+        num_chunks: u32,
+    }
+}
+
+shared_struct! {
+    /// One row of a slab's chunk table (`Chunk` in `shaders/common.wgsl`): a run of one
+    /// tensor's elements inside the slab.
+    Chunk = "Chunk" {
+        /// The tensor's index in the set.
+        tensor: u32,
+        /// First element, relative to the slab (a multiple of 4).
+        start: u32,
+        /// Elements in the chunk.
+        len: u32,
+        /// Global chunk index: where this chunk's partial goes.
+        partial: u32,
+    }
+}
+
+shared_struct! {
+    /// One reduction's result (`Partial` in `shaders/common.wgsl`): `Σ|g|^p` (max |g| for
+    /// L∞) and `FLAG_INF | FLAG_NAN`.
+    Partial = "Partial" {
+        /// The sum or max.
+        value: f32,
+        /// `FLAG_*` bits.
+        flags: u32,
+    }
+}
+
+/// The WGSL declared before every shader: kernel constants from [`crate::consts`] and
+/// every code of [`CODES`].
+pub(crate) fn prelude() -> String {
+    let (small, mid) = (CHUNK_CLASSES[0].1, CHUNK_CLASSES[1].1);
+    let mut out = format!(
+        "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n\
+         const VEC4_PER_INVOCATION: u32 = {VEC4_PER_INVOCATION}u;\n\
+         const SMALL_LANES: u32 = {small}u;\n\
+         const MID_LANES: u32 = {mid}u;\n\
+         const SERIAL_FOLD_CHUNKS: u32 = {SERIAL_FOLD_CHUNKS}u;\n\
+         const CLIP_EPS: f32 = {CLIP_EPS:e};\n"
+    );
+    for (name, value) in CODES {
+        out.push_str(&format!("const {name}: u32 = {value}u;\n"));
+    }
+    out
+}

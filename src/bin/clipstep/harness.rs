@@ -1,0 +1,327 @@
+//! The verification harness: one case table and one set of checks, every GPU result
+//! against the CPU reference. `clipstep verify` prints them; `cargo test` (tests/verify.rs)
+//! asserts them, including this file by path; the tests' and examples' data helpers come
+//! from here too. Public API only, every tolerance from `clipstep::consts::tolerance`.
+
+use clipstep::consts::tolerance::{
+    CLIPPED_REL, NORM_REL, P_NORM_REL, TRAJECTORY_FLOOR, TRAJECTORY_REL,
+};
+use clipstep::{
+    reference, Adam, AdamConfig, AdamW, AdamWConfig, ArenaOptions, Clip, Context, Nonfinite,
+    Norm, Optimizer, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
+};
+
+/// One line of the verification table.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// Operation, e.g. `global_norm(L2)`.
+    pub op: String,
+    /// Case name, e.g. `2000 tiny tensors`.
+    pub case: String,
+    /// Elements over all tensors.
+    pub numel: u64,
+    /// Tensors.
+    pub tensors: usize,
+    /// Slabs.
+    pub slabs: usize,
+    /// Largest absolute difference from the reference.
+    pub max_abs: f64,
+    /// Largest relative difference from the reference (`|got − want| / max(|want|, floor)`).
+    pub max_rel: f64,
+    /// The relative tolerance the check is held to.
+    pub tolerance: f64,
+    /// Whether it held.
+    pub pass: bool,
+}
+
+/// A verification case: tensor sizes and a forced slab size.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Printed name.
+    pub name: String,
+    /// Tensor lengths.
+    pub sizes: Vec<usize>,
+    /// Largest slab in bytes.
+    pub max_slab_bytes: Option<u64>,
+}
+
+/// The case table: one tensor of awkward sizes (1, a prime past a workgroup, a prime, past
+/// a million), 2000 tiny tensors, and a mix spread over several slabs.
+pub fn cases() -> Vec<Case> {
+    let mut cases: Vec<Case> = [1usize, 257, 7919, 1_000_003]
+        .iter()
+        .map(|&n| Case {
+            name: format!("1 tensor of {n}"),
+            sizes: vec![n],
+            max_slab_bytes: None,
+        })
+        .collect();
+    cases.push(Case {
+        name: "2000 tiny tensors".into(),
+        sizes: (0..2000).map(|i| 1 + i % 13).collect(),
+        max_slab_bytes: None,
+    });
+    cases.push(Case {
+        name: "mix over 64 KiB slabs".into(),
+        sizes: vec![40_000, 0, 1, 257, 70_001, 64, 12_345],
+        max_slab_bytes: Some(64 * 1024),
+    });
+    cases
+}
+
+/// Deterministic values in `[-scale, scale)` from `seed` (splitmix64).
+pub fn sample_data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Splits a concatenation into per-tensor slices of `sizes`.
+pub fn split<'a>(all: &'a [f32], sizes: &[usize]) -> Vec<&'a [f32]> {
+    let mut at = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let s = &all[at..at + n];
+            at += n;
+            s
+        })
+        .collect()
+}
+
+/// Splits a concatenation into mutable per-tensor slices of `sizes`.
+pub fn split_mut<'a>(mut all: &'a mut [f32], sizes: &[usize]) -> Vec<&'a mut [f32]> {
+    sizes
+        .iter()
+        .map(|&n| {
+            let (head, rest) = std::mem::take(&mut all).split_at_mut(n);
+            all = rest;
+            head
+        })
+        .collect()
+}
+
+/// Largest absolute and relative differences of `got` from `want` (NaN matching NaN);
+/// relative to `max(|want|, floor)`.
+pub fn max_errors(got: &[f32], want: &[f32], floor: f64) -> (f64, f64) {
+    if got.len() != want.len() {
+        return (f64::INFINITY, f64::INFINITY);
+    }
+    got.iter()
+        .zip(want)
+        .fold((0.0f64, 0.0f64), |(abs, rel), (&g, &w)| {
+            if g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()) {
+                return (abs, rel);
+            }
+            let d = (f64::from(g) - f64::from(w)).abs();
+            let r = d / f64::from(w).abs().max(floor);
+            (
+                abs.max(d),
+                rel.max(if r.is_nan() { f64::INFINITY } else { r }),
+            )
+        })
+}
+
+/// Specs named `t0`, `t1`, ... with the given lengths.
+pub fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
+        .collect()
+}
+
+/// A set of `case` on `ctx` with gradients from `seed`; returns it and the gradients.
+pub fn case_set(ctx: &Context, case: &Case, seed: u64) -> clipstep::Result<(ParamSet, Vec<f32>)> {
+    let mut set = ParamSet::new(
+        ctx,
+        &specs(&case.sizes),
+        ArenaOptions {
+            max_slab_bytes: case.max_slab_bytes,
+            ..Default::default()
+        },
+    )?;
+    let grads = sample_data(case.sizes.iter().sum(), seed, 1.0);
+    set.upload_grads(&grads)?;
+    Ok((set, grads))
+}
+
+/// The relative tolerance of a norm of type `norm`.
+pub fn norm_tolerance(norm: Norm) -> f64 {
+    match norm {
+        Norm::P(_) => P_NORM_REL,
+        _ => NORM_REL,
+    }
+}
+
+/// A check of `got` against `want`, relative to `max(|want|, floor)`.
+fn check(op: String, case: &Case, set: &ParamSet, got: &[f32], want: &[f32], tolerance: f64, floor: f64) -> Check {
+    let (max_abs, max_rel) = max_errors(got, want, floor);
+    Check {
+        op,
+        case: case.name.clone(),
+        numel: set.numel(),
+        tensors: set.tensors().len(),
+        slabs: set.num_slabs(),
+        max_abs,
+        max_rel,
+        tolerance,
+        pass: max_rel <= tolerance,
+    }
+}
+
+/// Norms and standalone clips on `ctx` against the reference, for `case`.
+pub fn norms_and_clips(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
+    let tiny = f64::MIN_POSITIVE;
+    let mut out = Vec::new();
+    let (mut set, grads) = case_set(ctx, case, 1)?;
+    let tensors = split(&grads, &case.sizes);
+    for norm in [Norm::L1, Norm::L2, Norm::Inf, Norm::P(3.0)] {
+        let tol = norm_tolerance(norm);
+        let report = set.global_norm(norm)?;
+        let total = report.read_blocking()?.total_norm;
+        let want = reference::global_norm(&tensors, norm.order());
+        out.push(check(format!("global_norm({norm:?})"), case, &set, &[total], &[want], tol, tiny));
+        let per_tensor = set.per_tensor_norms(norm)?.tensor_norms_blocking()?;
+        let want = reference::per_tensor_norms(&tensors, norm.order());
+        out.push(check(format!("per_tensor_norms({norm:?})"), case, &set, &per_tensor, &want, tol, tiny));
+    }
+    let clipped = |set: &ParamSet, want: &[f32], op: &str| -> clipstep::Result<Check> {
+        Ok(check(op.into(), case, set, &set.download_grads()?, want, CLIPPED_REL, tiny))
+    };
+    // Each clip runs on the previous one's output, on the device and in the reference.
+    let mut want = grads.clone();
+    reference::clip_grad_norm(&mut split_mut(&mut want, &case.sizes), 0.5, 2.0);
+    set.clip_grad_norm(0.5, Norm::L2, Nonfinite::Propagate)?;
+    out.push(clipped(&set, &want, "clip_grad_norm(0.5, L2)")?);
+    let total = reference::global_norm(&split(&want, &case.sizes), 2.0);
+    reference::clip_grads_with_norm(&mut split_mut(&mut want, &case.sizes), 0.25, total);
+    set.clip_grads_with_norm(0.25, total, Nonfinite::Propagate)?;
+    out.push(clipped(&set, &want, "clip_grads_with_norm(0.25, ‖g‖)")?);
+    reference::clip_grad_norm_per_tensor(&mut split_mut(&mut want, &case.sizes), 0.01, 1.0);
+    set.clip_grad_norm_per_tensor(0.01, Norm::L1, Nonfinite::Propagate)?;
+    out.push(clipped(&set, &want, "clip_grad_norm_per_tensor(0.01, L1)")?);
+    reference::clip_grad_value(&mut split_mut(&mut want, &case.sizes), 1e-4);
+    set.clip_grad_value(1e-4)?;
+    out.push(clipped(&set, &want, "clip_grad_value(1e-4)")?);
+    Ok(out)
+}
+
+/// Parameters after `steps` steps of `config` with `options` on `ctx`, from fixed data,
+/// and the last step's report.
+pub fn run_steps<O: Optimizer>(
+    ctx: &Context,
+    case: &Case,
+    config: O::Config,
+    steps: u64,
+    options: &StepOptions,
+) -> clipstep::Result<(ParamSet, Vec<f32>, clipstep::Report)> {
+    let (mut set, _) = case_set(ctx, case, 1)?;
+    let n = set.numel() as usize;
+    set.upload_params(&sample_data(n, 2, 1.0))?;
+    let mut opt = O::new(&set, config)?;
+    let mut report = None;
+    for step in 0..steps {
+        set.upload_grads(&sample_data(n, 10 + step, 1.0))?;
+        report = Some(opt.step(&mut set, options)?);
+    }
+    let params = set.download_params()?;
+    Ok((set, params, report.expect("at least one step")))
+}
+
+/// The options of the verified steps: clip by global L2 norm at 1, loss scale 2.
+pub fn clipped_step() -> StepOptions {
+    StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 1.0,
+            norm: Norm::L2,
+        },
+        grad_scale: 2.0,
+        ..Default::default()
+    }
+}
+
+/// `steps` steps of `config` with `options` on `ctx` against the CPU backend (the reference).
+pub fn rule<O: Optimizer>(
+    ctx: &Context,
+    case: &Case,
+    label: &str,
+    config: O::Config,
+    options: &StepOptions,
+) -> clipstep::Result<Check>
+where
+    O::Config: Clone,
+{
+    const STEPS: u64 = 3;
+    let (set, got, _) = run_steps::<O>(ctx, case, config.clone(), STEPS, options)?;
+    let (_, want, _) = run_steps::<O>(&Context::cpu(), case, config, STEPS, options)?;
+    let op = format!("{label} x{STEPS}");
+    let tol = f64::from(TRAJECTORY_REL);
+    Ok(check(op, case, &set, &got, &want, tol, TRAJECTORY_FLOOR))
+}
+
+/// Every fused optimizer on `ctx` against the CPU backend, for `case`; then a step that
+/// computes no norm, and the per-tensor norms an optimizer's report holds.
+pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
+    let clipped = clipped_step();
+    let sgd = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: true,
+        ..Default::default()
+    };
+    let adam = AdamConfig {
+        amsgrad: true,
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    let rmsprop = RmsPropConfig {
+        centered: true,
+        momentum: 0.5,
+        ..Default::default()
+    };
+    let mut out = vec![
+        rule::<Sgd>(ctx, case, "SGD (clip 1, scale 2)", sgd, &clipped)?,
+        rule::<Adam>(ctx, case, "Adam (clip 1, scale 2)", adam, &clipped)?,
+        rule::<AdamW>(ctx, case, "AdamW (clip 1, scale 2)", AdamWConfig::default(), &clipped)?,
+        rule::<RmsProp>(ctx, case, "RMSprop (clip 1, scale 2)", rmsprop, &clipped)?,
+    ];
+    // No norm clip under Propagate: no norm pass at all, and the report says so.
+    let no_norm = StepOptions {
+        clip: Clip::Value { clip_value: 0.5 },
+        nonfinite: Nonfinite::Propagate,
+        ..Default::default()
+    };
+    let mut plain = rule::<Sgd>(ctx, case, "SGD (value clip, no norm)", sgd, &no_norm)?;
+    let (_, _, report) = run_steps::<Sgd>(ctx, case, sgd, 1, &no_norm)?;
+    plain.pass &= !report.has_norm() && report.tensor_norms_blocking()?.is_empty();
+    out.push(plain);
+    // The report of a clipped step holds the per-tensor norms of g / grad_scale.
+    let (set, _, report) = run_steps::<AdamW>(ctx, case, AdamWConfig::default(), 1, &clipped)?;
+    let last: Vec<f32> = sample_data(set.numel() as usize, 10, 1.0)
+        .iter()
+        .map(|g| g / clipped.grad_scale)
+        .collect();
+    let want = reference::per_tensor_norms(&split(&last, &case.sizes), 2.0);
+    let got = report.tensor_norms_blocking()?;
+    out.push(check("AdamW report: tensor norms".into(), case, &set, &got, &want, NORM_REL, f64::MIN_POSITIVE));
+    Ok(out)
+}
+
+/// Every check of `clipstep verify` on `ctx`.
+pub fn verify(ctx: &Context) -> clipstep::Result<Vec<Check>> {
+    let mut out = Vec::new();
+    for case in cases() {
+        out.extend(norms_and_clips(ctx, &case)?);
+        out.extend(optimizers(ctx, &case)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,239 @@
+//! GPU plumbing, and nothing else: buffers, in-stream writes, submission, readback, grids,
+//! bind groups and per-slab dispatch. Every kernel launcher is built from these.
+
+use crate::consts::{VEC4_PER_INVOCATION, VEC_WIDTH, WORKGROUP_SIZE};
+use crate::context::Gpu;
+use crate::error::{Error, Result};
+use crate::shaders::Kernel;
+
+impl Gpu {
+    pub(crate) fn buffer(
+        &self,
+        label: &str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            // Zero-sized bindings are invalid; tiny sets still get one vec4.
+            size: bytes.max(16).next_multiple_of(16),
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub(crate) fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        use wgpu::BufferUsages as U;
+        self.buffer(label, bytes, U::STORAGE | U::COPY_SRC | U::COPY_DST)
+    }
+
+    pub(crate) fn uniform(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
+        use wgpu::BufferUsages as U;
+        let buffer = self.buffer(label, contents.len() as u64, U::UNIFORM | U::COPY_DST);
+        self.queue.write_buffer(&buffer, 0, contents);
+        buffer
+    }
+
+    /// Records `dst[0..bytes.len()] = bytes` for each `(dst, bytes)` into `encoder`, in
+    /// stream order, from one upload buffer: each encoded operation sees its own options
+    /// even when several are recorded before one submit (a `queue.write_buffer` would land
+    /// all writes before any of them ran).
+    pub(crate) fn write_in_stream(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        writes: &[(&wgpu::Buffer, &[u8])],
+    ) -> Result<()> {
+        // A lost or failed device cannot map: say so instead of recording into it.
+        self.check()?;
+        let align = |n: usize| (n as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let total: u64 = writes.iter().map(|(_, b)| align(b.len())).sum();
+        let src = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("clipstep options"),
+            size: total,
+            usage: wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        });
+        {
+            let mut view = src
+                .get_mapped_range_mut(..)
+                .map_err(|e| Error::Device(e.to_string()))?;
+            let mut at = 0;
+            for (_, bytes) in writes {
+                view.slice(at..at + bytes.len()).copy_from_slice(bytes);
+                at += align(bytes.len()) as usize;
+            }
+        }
+        src.unmap();
+        let mut at = 0;
+        for (dst, bytes) in writes {
+            encoder.copy_buffer_to_buffer(&src, at, dst, 0, align(bytes.len()));
+            at += align(bytes.len());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("clipstep"),
+            })
+    }
+
+    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.queue.submit([encoder.finish()]);
+        self.check()
+    }
+
+    /// Waits until the queue is idle.
+    pub(crate) fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(e.to_string()))?;
+        self.check()
+    }
+
+    /// Copies each `(buffer, offset, bytes)` range to the host, concatenated, in one
+    /// submission: the only host sync in the crate.
+    pub(crate) async fn read(&self, ranges: &[(&wgpu::Buffer, u64, u64)]) -> Result<Vec<u8>> {
+        let total: u64 = ranges.iter().map(|r| r.2).sum();
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        use wgpu::BufferUsages as U;
+        let staging = self.buffer("clipstep readback", total, U::MAP_READ | U::COPY_DST);
+        let mut encoder = self.encoder();
+        let mut at = 0;
+        for &(src, offset, bytes) in ranges {
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(src, offset, &staging, at, bytes);
+            }
+            at += bytes;
+        }
+        self.submit(encoder)?;
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.map_async(wgpu::MapMode::Read, 0..total, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.receive()
+            .await
+            .ok_or_else(|| Error::Readback("map callback dropped".into()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let data = staging
+            .get_mapped_range(0..total)
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    pub(crate) fn read_blocking(&self, ranges: &[(&wgpu::Buffer, u64, u64)]) -> Result<Vec<u8>> {
+        pollster::block_on(self.read(ranges))
+    }
+
+    /// A 2D grid of `groups` workgroups: x up to the per-dimension limit, the rest in y.
+    pub(crate) fn grid(&self, groups: u32) -> (u32, u32) {
+        let max = self.grid_limit;
+        if groups <= max {
+            (groups, 1)
+        } else {
+            (max, groups.div_ceil(max))
+        }
+    }
+}
+
+/// Little-endian bytes to f32s (a mapped range has no alignment guarantee for a cast).
+pub(crate) fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Workgroups of an elementwise kernel over `len` elements (see `shaders/elementwise.wgsl`).
+pub(crate) fn elementwise_groups(len: u64) -> u32 {
+    len.div_ceil(u64::from(VEC_WIDTH))
+        .div_ceil(u64::from(WORKGROUP_SIZE * VEC4_PER_INVOCATION)) as u32
+}
+
+/// A whole buffer as a binding.
+pub(crate) fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+    b.as_entire_binding()
+}
+
+impl Gpu {
+    /// A bind group for `kernel` with `resources` at bindings 0, 1, 2, ...
+    pub(crate) fn bind_group(
+        &self,
+        kernel: Kernel,
+        resources: &[wgpu::BindingResource<'_>],
+    ) -> wgpu::BindGroup {
+        let numbered: Vec<_> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u32, r.clone()))
+            .collect();
+        self.bind_group_at(kernel, &numbered)
+    }
+
+    /// One bind group for `kernel` per slab, slab `s` binding `recipe(s)` at 0, 1, 2, ...
+    pub(crate) fn bind_groups_per_slab<'a>(
+        &self,
+        kernel: Kernel,
+        slabs: usize,
+        recipe: impl Fn(usize) -> Vec<wgpu::BindingResource<'a>>,
+    ) -> Vec<wgpu::BindGroup> {
+        (0..slabs).map(|s| self.bind_group(kernel, &recipe(s))).collect()
+    }
+
+    /// A bind group for `kernel` with each resource at its own binding number.
+    pub(crate) fn bind_group_at(
+        &self,
+        kernel: Kernel,
+        resources: &[(u32, wgpu::BindingResource<'_>)],
+    ) -> wgpu::BindGroup {
+        let layout = self.pipelines.get(kernel).get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
+            .iter()
+            .map(|(binding, r)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: r.clone(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name()),
+            layout: &layout,
+            entries: &entries,
+        })
+    }
+
+    /// Records `kernel` once with `group` over `groups` workgroups (2D past the grid limit).
+    pub(crate) fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        kernel: Kernel,
+        group: &wgpu::BindGroup,
+        groups: u32,
+    ) {
+        self.dispatch_per_slab(pass, kernel, std::slice::from_ref(group), [groups]);
+    }
+
+    /// Records `kernel` once per slab with the slab's bind group, over `sizes` workgroups.
+    pub(crate) fn dispatch_per_slab(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        kernel: Kernel,
+        groups: &[wgpu::BindGroup],
+        sizes: impl IntoIterator<Item = u32>,
+    ) {
+        pass.set_pipeline(self.pipelines.get(kernel));
+        for (group, n) in groups.iter().zip(sizes) {
+            if n == 0 {
+                continue;
+            }
+            let (x, y) = self.grid(n);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+    }
+}

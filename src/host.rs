@@ -1,0 +1,83 @@
+//! The CPU backend: what a [`crate::Context`] without a GPU adapter runs, composed from the
+//! reference math. [`finalize`] is the twin of `shaders/norm_finalize.wgsl` and reads the
+//! same [`NormOp`] the device would.
+
+use crate::abi::{
+    DeviceStepState, NormOp, NORM_INF, NORM_L1, NORM_L2, POLICY_PROPAGATE, SOURCE_COMPUTED,
+    SOURCE_GIVEN,
+};
+use crate::layout::Layout;
+use crate::reference::{self, PowerSum};
+
+/// PyTorch's `norm_type` of `op.kind`: 1, 2, ∞ or `op.p`.
+fn norm_type(op: &NormOp) -> f32 {
+    match op.kind {
+        NORM_L1 => 1.0,
+        NORM_L2 => 2.0,
+        NORM_INF => f32::INFINITY,
+        _ => op.p,
+    }
+}
+
+/// The total power sum of a set's gradients and the per-tensor norms of
+/// `g · op.inv_grad_scale` (the twin of the partials, fold and per-tensor roots).
+pub(crate) fn norm(layout: &Layout, grads: &[f32], op: &NormOp) -> (PowerSum, Vec<f32>) {
+    let p = norm_type(op);
+    let mut total = PowerSum::default();
+    let mut per_tensor = Vec::with_capacity(layout.tensors.len());
+    for t in &layout.tensors {
+        let sum = reference::power_sum(&grads[t.offset as usize..(t.offset + t.numel) as usize], p);
+        per_tensor.push(reference::root(sum, p) as f32 * op.inv_grad_scale);
+        total = total.combine(sum, p);
+    }
+    (total, per_tensor)
+}
+
+/// The next step state from the previous one, `op`, and the power sum when the norm was
+/// computed (`op.source == SOURCE_COMPUTED`).
+pub(crate) fn finalize(prev: &DeviceStepState, op: &NormOp, sum: Option<PowerSum>) -> DeviceStepState {
+    let (total_norm, nonfinite) = match (op.source, sum) {
+        (SOURCE_COMPUTED, Some(sum)) => {
+            let total = reference::root(sum, norm_type(op)) as f32 * op.inv_grad_scale;
+            (total, sum.nonfinite() || !total.is_finite())
+        }
+        (SOURCE_GIVEN, _) => {
+            let total = op.given_norm * op.inv_grad_scale;
+            (total, !total.is_finite())
+        }
+        _ => (f32::NAN, false),
+    };
+    let clip_coef = if op.source != crate::abi::SOURCE_NONE && op.max_norm > 0.0 {
+        reference::clip_coef(total_norm, op.max_norm)
+    } else {
+        1.0
+    };
+    let skipped = nonfinite && op.policy != POLICY_PROPAGATE;
+    let step = prev.step + u32::from(op.count_step != 0 && !skipped);
+    let correction = |log_beta: f32| -(f64::from(step) * f64::from(log_beta)).exp_m1() as f32;
+    let (bias_correction1, bias_correction2) = if op.bias_correction != 0 {
+        (correction(op.log_beta1), correction(op.log_beta2))
+    } else {
+        (1.0, 1.0)
+    };
+    DeviceStepState {
+        total_norm,
+        clip_coef,
+        inv_grad_scale: op.inv_grad_scale,
+        clip_value: op.clip_value,
+        nonfinite: u32::from(nonfinite),
+        skipped: u32::from(skipped),
+        step,
+        bias_correction1,
+        bias_correction2,
+    }
+}
+
+/// The gradients an update applies: `reference::effective_grad` of each, from the state.
+pub(crate) fn effective_grads(grads: &[f32], state: &DeviceStepState) -> Vec<f32> {
+    let clip_value = (state.clip_value > 0.0).then_some(state.clip_value);
+    grads
+        .iter()
+        .map(|&g| reference::effective_grad(g, state.inv_grad_scale, state.clip_coef, clip_value))
+        .collect()
+}

@@ -1,0 +1,73 @@
+//! The launchers: per WGSL family, the buffers and bind groups it needs (built once, when a
+//! parameter set or optimizer is made) and the dispatches it records. Each module sits
+//! beside the shader it runs:
+//!
+//! | module      | shaders                                               |
+//! |-------------|-------------------------------------------------------|
+//! | [`norm`]    | `norm_partials`, `norm_tensors`, `norm_finalize`      |
+//! | [`clip`]    | `scale`, `scale_per_tensor`, `clamp`                  |
+//! | [`update`]  | the bind-group recipe shared by the update kernels    |
+//! | [`sgd`], [`adam`], [`rmsprop`] | each rule's uniform                |
+
+pub(crate) mod adam;
+pub(crate) mod clip;
+pub(crate) mod norm;
+pub(crate) mod rmsprop;
+pub(crate) mod sgd;
+pub(crate) mod update;
+
+#[cfg(test)]
+mod tests {
+    use crate::abi::{Chunk, DeviceStepState, NormOp, Partial, Shared, Slab};
+    use crate::kernels::{adam::AdamUniform, rmsprop::RmsPropUniform, sgd::SgdUniform};
+    use crate::shaders::{struct_layout, Kernel};
+
+    /// Where Rust twin `T` and its WGSL struct in `source` differ: field names, order,
+    /// offsets or size. `None` when they agree.
+    fn mismatch<T: Shared>(source: &str) -> Option<String> {
+        let Some((wgsl, span)) = struct_layout(source, T::WGSL) else {
+            return Some(format!("no WGSL struct {}", T::WGSL));
+        };
+        let rust: Vec<(String, usize)> = T::fields()
+            .into_iter()
+            .map(|(n, o)| (n.to_string(), o))
+            .collect();
+        if rust != wgsl {
+            return Some(format!("{}: Rust fields {rust:?}, WGSL fields {wgsl:?}", T::WGSL));
+        }
+        let size = std::mem::size_of::<T>();
+        (size != span).then(|| format!("{}: Rust size {size}, WGSL size {span}", T::WGSL))
+    }
+
+    /// Each struct shared by Rust and WGSL has the same field names, order, offsets and
+    /// size on both sides.
+    #[test]
+    fn shared_structs_have_the_same_layout_in_rust_and_wgsl() {
+        let checks = [
+            mismatch::<DeviceStepState>(&Kernel::NormFinalize.source()),
+            mismatch::<NormOp>(&Kernel::NormFinalize.source()),
+            mismatch::<Slab>(&Kernel::NormPartials.source()),
+            mismatch::<Chunk>(&Kernel::NormPartials.source()),
+            mismatch::<Partial>(&Kernel::NormTensors.source()),
+            mismatch::<SgdUniform>(&Kernel::Sgd.source()),
+            mismatch::<AdamUniform>(&Kernel::Adam.source()),
+            mismatch::<RmsPropUniform>(&Kernel::RmsProp.source()),
+        ];
+        let found: Vec<String> = checks.into_iter().flatten().collect();
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    /// The check catches two fields of the same type swapped on the WGSL side (the Rust
+    /// side is covered the same way: its offsets come from `offset_of!`).
+    #[test]
+    fn a_reordered_wgsl_field_is_caught() {
+        let source = Kernel::NormFinalize.source();
+        let swapped = source.replacen(
+            "    total_norm: f32,\n    clip_coef: f32,",
+            "    clip_coef: f32,\n    total_norm: f32,",
+            1,
+        );
+        assert_ne!(source, swapped, "the StepState fields to swap were not found");
+        assert!(mismatch::<DeviceStepState>(&swapped).is_some());
+    }
+}

@@ -1,0 +1,123 @@
+//! The norm passes and the finalize (`shaders/norm_partials.wgsl`,
+//! `shaders/norm_tensors.wgsl`, `shaders/norm_finalize.wgsl`): per-chunk partial sums, a
+//! per-tensor fold, and one workgroup that writes the total norm, the per-tensor norms and
+//! the step state. Fixed grids and fixed orders: bit-identical results run to run.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use crate::abi::{DeviceStepState, NormOp, Partial, POLICY_PROPAGATE, SOURCE_COMPUTED, SOURCE_NONE};
+use crate::arena::{Binding, SlabTables};
+use crate::context::Gpu;
+use crate::gpu::whole;
+use crate::layout::Layout;
+use crate::shaders::Kernel;
+
+/// The options of a norm over `layout`'s tensors with nothing else: no clip, no step
+/// count, non-finite values propagated. `source` is `SOURCE_NONE` until a norm is chosen.
+pub(crate) fn base_op(layout: &Layout) -> NormOp {
+    NormOp {
+        source: SOURCE_NONE,
+        num_tensors: layout.tensors.len() as u32,
+        num_big_tensors: layout.big_tensors.len() as u32,
+        inv_grad_scale: 1.0,
+        policy: POLICY_PROPAGATE,
+        ..Default::default()
+    }
+}
+
+/// The device buffers and bind groups of the norm passes over one gradient arena, with
+/// their own step state. A parameter set owns one for its standalone operations; each
+/// optimizer owns another (its step state holds its step count).
+pub(crate) struct NormWorkspace {
+    /// The step state the finalize writes.
+    pub state: wgpu::Buffer,
+    /// One f32 per tensor, written by the finalize.
+    pub tensor_norms: wgpu::Buffer,
+    /// The options uniform, written in stream before each recording.
+    pub op: wgpu::Buffer,
+    partial_groups: Vec<wgpu::BindGroup>,
+    tensors_group: wgpu::BindGroup,
+    finalize_group: wgpu::BindGroup,
+    /// Recordings made on this workspace: a report is fresh while it is the last one.
+    pub generation: Arc<AtomicU64>,
+}
+
+impl NormWorkspace {
+    pub(crate) fn new(
+        gpu: &Gpu,
+        layout: &Layout,
+        tables: &SlabTables,
+        grads: &[Binding],
+    ) -> NormWorkspace {
+        let n = layout.tensors.len() as u64;
+        let partial_bytes = std::mem::size_of::<Partial>() as u64;
+        let partials = gpu.storage("norm partials", u64::from(layout.total_chunks) * partial_bytes);
+        let tensor_sums = gpu.storage("tensor sums", n * partial_bytes);
+        let tensor_norms = gpu.storage("tensor norms", n * 4);
+        let state = gpu.storage("step state", std::mem::size_of::<DeviceStepState>() as u64);
+        gpu.queue
+            .write_buffer(&state, 0, bytemuck::bytes_of(&DeviceStepState::initial()));
+        let op = gpu.uniform("norm op", bytemuck::bytes_of(&base_op(layout)));
+        let partial_groups = gpu.bind_groups_per_slab(Kernel::NormPartials, grads.len(), |s| {
+            vec![
+                grads[s].resource(),
+                whole(&tables.chunks[s]),
+                whole(&partials),
+                whole(&op),
+                whole(&tables.slab_uniforms[s]),
+            ]
+        });
+        let tensors_group = gpu.bind_group(
+            Kernel::NormTensors,
+            &[
+                whole(&partials),
+                whole(&tables.ranges),
+                whole(&tensor_sums),
+                whole(&op),
+                whole(&tables.big_tensors),
+            ],
+        );
+        let finalize_group = gpu.bind_group(
+            Kernel::NormFinalize,
+            &[
+                whole(&tensor_sums),
+                whole(&tensor_norms),
+                whole(&state),
+                whole(&op),
+            ],
+        );
+        NormWorkspace {
+            state,
+            tensor_norms,
+            op,
+            partial_groups,
+            tensors_group,
+            finalize_group,
+            generation: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The in-stream write that sets the options of the passes recorded after it
+    /// (see [`Gpu::write_in_stream`]).
+    pub(crate) fn op_write<'a>(&'a self, op: &'a NormOp) -> (&'a wgpu::Buffer, &'a [u8]) {
+        (&self.op, bytemuck::bytes_of(op))
+    }
+
+    /// Records the norm passes: per-slab partials and the per-tensor fold (when the
+    /// norm is computed here), then the finalize that writes the step state.
+    pub(crate) fn encode(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+        op: &NormOp,
+    ) {
+        if op.source == SOURCE_COMPUTED {
+            let groups = (0..layout.slabs.len()).map(|s| layout.partial_groups(s));
+            gpu.dispatch_per_slab(pass, Kernel::NormPartials, &self.partial_groups, groups);
+            gpu.dispatch(pass, Kernel::NormTensors, &self.tensors_group, layout.fold_groups());
+        }
+        gpu.dispatch(pass, Kernel::NormFinalize, &self.finalize_group, 1);
+    }
+}

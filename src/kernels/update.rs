@@ -1,0 +1,80 @@
+//! The bind-group recipe and dispatch shared by every update kernel (`shaders/sgd.wgsl`,
+//! `shaders/adam.wgsl`, `shaders/rmsprop.wgsl`): per slab, params at binding 0, grads at 1,
+//! the rule's states at 2, 3, 4, the step state at 5, the rule's uniform at 6, the slab at 7.
+
+use crate::arena::{Arena, Binding, SlabTables};
+use crate::context::Gpu;
+use crate::gpu::{elementwise_groups, whole};
+use crate::layout::Layout;
+use crate::shaders::Kernel;
+
+/// An update kernel bound to one parameter set and one optimizer's states.
+pub(crate) struct UpdateKernel {
+    kernel: Kernel,
+    /// The rule's uniform, written in stream before each step.
+    uniform: wgpu::Buffer,
+    groups: Vec<wgpu::BindGroup>,
+}
+
+/// What an update kernel binds, per slab.
+pub(crate) struct UpdateBindings<'a> {
+    pub params: &'a [Binding],
+    pub grads: &'a [Binding],
+    /// The rule's states in binding order; `None`: a slot the kernel declares but this
+    /// configuration does not use (e.g. `max_exp_avg_sq` without amsgrad).
+    pub states: &'a [Option<Arena>],
+    /// How many state bindings the kernel declares.
+    pub state_slots: usize,
+    /// The step state the finalize writes.
+    pub step_state: &'a wgpu::Buffer,
+    pub tables: &'a SlabTables,
+}
+
+impl UpdateKernel {
+    pub(crate) fn new(
+        gpu: &Gpu,
+        kernel: Kernel,
+        uniform_bytes: &[u8],
+        b: &UpdateBindings<'_>,
+    ) -> UpdateKernel {
+        let uniform = gpu.uniform(kernel.name(), uniform_bytes);
+        // Unused state slots get distinct one-vec4 buffers: writable bindings must not alias.
+        let dummies: Vec<wgpu::Buffer> = (0..b.state_slots)
+            .map(|_| gpu.storage("unused state", 16))
+            .collect();
+        let groups = (0..b.params.len())
+            .map(|s| {
+                let mut entries = vec![(0, b.params[s].resource()), (1, b.grads[s].resource())];
+                for (k, dummy) in dummies.iter().enumerate() {
+                    let resource = match b.states.get(k) {
+                        Some(Some(Arena::Gpu(bindings))) => bindings[s].resource(),
+                        _ => whole(dummy),
+                    };
+                    entries.push((2 + k as u32, resource));
+                }
+                entries.extend([
+                    (5, whole(b.step_state)),
+                    (6, whole(&uniform)),
+                    (7, whole(&b.tables.slab_uniforms[s])),
+                ]);
+                gpu.bind_group_at(kernel, &entries)
+            })
+            .collect();
+        UpdateKernel {
+            kernel,
+            uniform,
+            groups,
+        }
+    }
+
+    /// The in-stream write of the rule's uniform for the next recorded step.
+    pub(crate) fn uniform_write<'a>(&'a self, bytes: &'a [u8]) -> (&'a wgpu::Buffer, &'a [u8]) {
+        (&self.uniform, bytes)
+    }
+
+    /// Records the update over every slab.
+    pub(crate) fn encode(&self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout) {
+        let sizes = layout.slabs.iter().map(|s| elementwise_groups(s.len));
+        gpu.dispatch_per_slab(pass, self.kernel, &self.groups, sizes);
+    }
+}

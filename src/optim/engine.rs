@@ -1,0 +1,331 @@
+//! The engine every optimizer type runs on: its states, the device step state, and one
+//! step recorded as `write options → norm passes → finalize → update` in one compute pass,
+//! or run by the CPU backend.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::StepOptions;
+use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_NONE};
+use crate::arena::{read_all, state_arena, write_all, Arena};
+use crate::checkpoint::{bad, Checkpoint};
+use crate::context::{Context, Gpu};
+use crate::error::{Error, Result};
+use crate::host;
+use crate::kernels::norm::{base_op, NormWorkspace};
+use crate::kernels::update::{UpdateBindings, UpdateKernel};
+use crate::layout::Layout;
+use crate::options::{Nonfinite, Norm};
+use crate::param_set::{gpu_bindings, ParamSet};
+use crate::report::Report;
+use crate::shaders::Kernel;
+
+/// An update rule: implemented by each optimizer's config.
+pub(crate) trait Rule:
+    Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// Name, as in PyTorch (also the optimizer tag of checkpoints).
+    const NAME: &'static str;
+    /// The update kernel.
+    const KERNEL: Kernel;
+    /// State bindings the kernel declares.
+    const STATE_SLOTS: usize;
+    /// PyTorch's constructor checks.
+    fn validate(&self) -> Result<()>;
+    /// The learning rate.
+    fn lr(&self) -> f64;
+    /// Sets the learning rate.
+    fn set_lr(&mut self, lr: f64);
+    /// The states bound at slots 2, 3, 4 of the update shader (`None`: unused).
+    fn state_names(&self) -> [Option<&'static str>; 3];
+    /// `(β1, β2)` when the finalize pass must compute Adam's bias corrections.
+    fn bias_correction_betas(&self) -> Option<(f64, f64)>;
+    /// The rule's uniform, as bytes.
+    fn uniform(&self) -> Vec<u8>;
+    /// The CPU backend's update of step `step` (1 on the first), through the reference.
+    fn host_update(&self, step: u32, params: &mut [f32], grads: &[f32], states: [Option<&mut [f32]>; 3]);
+}
+
+/// The device half of an optimizer.
+struct EngineDevice {
+    gpu: Arc<Gpu>,
+    workspace: NormWorkspace,
+    update: UpdateKernel,
+}
+
+/// A fused optimizer with rule `R`.
+pub(crate) struct Engine<R: Rule> {
+    ctx: Context,
+    set_id: u64,
+    layout: Arc<Layout>,
+    pub config: R,
+    states: [Option<Arena>; 3],
+    device: Option<EngineDevice>,
+    /// The CPU backend's step state (the device keeps its own in the workspace).
+    host_state: DeviceStepState,
+}
+
+impl<R: Rule> Engine<R> {
+    pub(crate) fn new(params: &ParamSet, config: R) -> Result<Self> {
+        config.validate()?;
+        let layout = params.layout.clone();
+        let states = config
+            .state_names()
+            .map(|name| name.map(|n| state_arena(&params.ctx, &layout, n)));
+        let device = match &params.device {
+            Some(set) => {
+                let gpu = &set.gpu;
+                let workspace = NormWorkspace::new(gpu, &layout, &set.tables, gpu_bindings(&params.grads));
+                let update = UpdateKernel::new(
+                    gpu,
+                    R::KERNEL,
+                    &config.uniform(),
+                    &UpdateBindings {
+                        params: gpu_bindings(&params.params),
+                        grads: gpu_bindings(&params.grads),
+                        states: &states,
+                        state_slots: R::STATE_SLOTS,
+                        step_state: &workspace.state,
+                        tables: &set.tables,
+                    },
+                );
+                gpu.check()?;
+                Some(EngineDevice {
+                    gpu: gpu.clone(),
+                    workspace,
+                    update,
+                })
+            }
+            None => None,
+        };
+        Ok(Engine {
+            ctx: params.ctx.clone(),
+            set_id: params.id,
+            layout,
+            config,
+            states,
+            device,
+            host_state: DeviceStepState::initial(),
+        })
+    }
+
+    fn check_set(&self, params: &ParamSet) -> Result<()> {
+        if params.id == self.set_id {
+            Ok(())
+        } else {
+            Err(Error::ParamSetMismatch {
+                expected: self.set_id,
+                got: params.id,
+            })
+        }
+    }
+
+    /// The finalize options of a step with `options`: the norm is computed when a norm
+    /// clip or the non-finite check needs it.
+    fn step_op(&self, options: &StepOptions) -> NormOp {
+        let norm_clip = options.clip.norm_clip();
+        let needs_norm = norm_clip.is_some() || options.nonfinite != Nonfinite::Propagate;
+        let (max_norm, norm) = norm_clip.unwrap_or((0.0, Norm::L2));
+        let (kind, p) = norm.code();
+        // ln β in f64: the finalize pass computes 1 − β^t as −expm1(t · ln β).
+        let log = |b: f64| b.ln().max(-100.0) as f32;
+        let betas = self.config.bias_correction_betas();
+        let (log_beta1, log_beta2) = betas.map_or((0.0, 0.0), |(b1, b2)| (log(b1), log(b2)));
+        NormOp {
+            source: if needs_norm { SOURCE_COMPUTED } else { SOURCE_NONE },
+            kind,
+            p,
+            max_norm,
+            inv_grad_scale: 1.0 / options.grad_scale,
+            clip_value: options.clip.value_clip().unwrap_or(0.0),
+            policy: options.nonfinite.code(),
+            count_step: 1,
+            bias_correction: u32::from(betas.is_some()),
+            log_beta1,
+            log_beta2,
+            ..base_op(&self.layout)
+        }
+    }
+
+    pub(crate) fn step(&mut self, params: &mut ParamSet, options: &StepOptions) -> Result<Report> {
+        options.validate()?;
+        self.check_set(params)?;
+        let Some(device) = &self.device else {
+            return Ok(self.host_step(params, options));
+        };
+        let gpu = device.gpu.clone();
+        let mut encoder = gpu.encoder();
+        let report = self.encode_step(&mut encoder, params, options)?;
+        gpu.submit(encoder)?;
+        Ok(report)
+    }
+
+    pub(crate) fn encode_step(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        params: &mut ParamSet,
+        options: &StepOptions,
+    ) -> Result<Report> {
+        options.validate()?;
+        self.check_set(params)?;
+        let op = self.step_op(options);
+        let device = self.device.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
+        let (gpu, ws) = (&device.gpu, &device.workspace);
+        // The step's options and hyperparameters, from one upload buffer.
+        let uniform = self.config.uniform();
+        gpu.write_in_stream(encoder, &[ws.op_write(&op), device.update.uniform_write(&uniform)])?;
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(R::NAME),
+                timestamp_writes: None,
+            });
+            ws.encode(&mut pass, gpu, &self.layout, &op);
+            device.update.encode(&mut pass, gpu, &self.layout);
+        }
+        Ok(Report::gpu(gpu, ws, self.layout.tensors.len(), options.nonfinite, op.source))
+    }
+
+    /// The CPU backend's twin of [`Engine::encode_step`].
+    fn host_step(&mut self, params: &mut ParamSet, options: &StepOptions) -> Report {
+        let op = self.step_op(options);
+        let (Arena::Cpu(p), Arena::Cpu(g)) = (&mut params.params, &params.grads) else {
+            unreachable!("CPU optimizers hold CPU sets")
+        };
+        let (sum, per_tensor) = if op.source == SOURCE_COMPUTED {
+            let (sum, per_tensor) = host::norm(&self.layout, g, &op);
+            (Some(sum), per_tensor)
+        } else {
+            (None, Vec::new())
+        };
+        let state = host::finalize(&self.host_state, &op, sum);
+        if state.skipped == 0 {
+            let grads = host::effective_grads(g, &state);
+            let states = self.states.each_mut().map(|s| match s {
+                Some(Arena::Cpu(v)) => Some(v.as_mut_slice()),
+                _ => None,
+            });
+            self.config.host_update(state.step, p, &grads, states);
+        }
+        self.host_state = state;
+        Report::host(state, per_tensor, options.nonfinite, op.source)
+    }
+
+    pub(crate) fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        super::check_non_negative(R::NAME, "lr", lr)?;
+        self.config.set_lr(lr);
+        Ok(())
+    }
+
+    pub(crate) fn state(&self, name: &str) -> Result<Vec<f32>> {
+        let k = self
+            .config
+            .state_names()
+            .iter()
+            .position(|n| *n == Some(name))
+            .ok_or_else(|| Error::UnknownTensor(format!("optimizer state {name}")))?;
+        let arena = self.states[k].as_ref().expect("named states are allocated");
+        read_all(self.ctx.gpu(), &self.layout, arena, "state")
+    }
+
+    pub(crate) fn step_count(&self) -> Result<u32> {
+        Ok(self.read_state()?.step)
+    }
+
+    fn read_state(&self) -> Result<DeviceStepState> {
+        match &self.device {
+            Some(d) => {
+                let size = std::mem::size_of::<DeviceStepState>() as u64;
+                let bytes = d.gpu.read_blocking(&[(&d.workspace.state, 0, size)])?;
+                Ok(bytemuck::pod_read_unaligned(&bytes))
+            }
+            None => Ok(self.host_state),
+        }
+    }
+
+    pub(crate) fn save(&self) -> Result<Vec<u8>> {
+        let states = self
+            .config
+            .state_names()
+            .iter()
+            .zip(&self.states)
+            .map(|(name, arena)| match (name, arena) {
+                (Some(name), Some(arena)) => {
+                    let values = read_all(self.ctx.gpu(), &self.layout, arena, "state")?;
+                    Ok(Some((name.to_string(), values)))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let checkpoint = Checkpoint {
+            optimizer: R::NAME.to_string(),
+            config: serde_json::to_string(&self.config).map_err(|e| bad(e.to_string()))?,
+            step: self.read_state()?.step,
+            tensors: self
+                .layout
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect(),
+            states,
+        };
+        Ok(checkpoint.encode())
+    }
+
+    pub(crate) fn load(&mut self, bytes: &[u8]) -> Result<()> {
+        let c = Checkpoint::decode(bytes)?;
+        if c.optimizer != R::NAME {
+            return Err(bad(format!("saved by {}; this optimizer is {}", c.optimizer, R::NAME)));
+        }
+        let config: R = serde_json::from_str(&c.config)
+            .map_err(|e| bad(format!("the {} config does not parse: {e}", R::NAME)))?;
+        config.validate()?;
+        let here: Vec<(String, Vec<usize>)> = self
+            .layout
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone()))
+            .collect();
+        if c.tensors != here {
+            return Err(bad(format!(
+                "layout differs: saved {} tensors {:?}, this set has {} {:?}",
+                c.tensors.len(),
+                c.tensors.iter().take(4).collect::<Vec<_>>(),
+                here.len(),
+                here.iter().take(4).collect::<Vec<_>>()
+            )));
+        }
+        let saved: Vec<Option<&str>> = c.states.iter().map(|s| s.as_ref().map(|(n, _)| n.as_str())).collect();
+        let want: Vec<Option<&str>> = self.config.state_names().to_vec();
+        if saved != want {
+            return Err(bad(format!(
+                "optimizer states differ: saved {saved:?}, this optimizer has {want:?} \
+                 (e.g. amsgrad, momentum or centered changed)"
+            )));
+        }
+        let numel = self.layout.numel() as usize;
+        if let Some((name, values)) = c.states.iter().flatten().find(|(_, v)| v.len() != numel) {
+            return Err(bad(format!("state {name} holds {} values; this set has {numel}", values.len())));
+        }
+        // Everything is checked: now write.
+        for (arena, slot) in self.states.iter_mut().zip(&c.states) {
+            if let (Some(arena), Some((_, values))) = (arena, slot) {
+                write_all(self.ctx.gpu(), &self.layout, arena, values, "state")?;
+            }
+        }
+        let state = DeviceStepState {
+            step: c.step,
+            ..DeviceStepState::initial()
+        };
+        match &self.device {
+            Some(d) => {
+                d.gpu.queue.write_buffer(&d.workspace.state, 0, bytemuck::bytes_of(&state));
+                d.gpu.check()?;
+            }
+            None => self.host_state = state,
+        }
+        self.config = config;
+        Ok(())
+    }
+}

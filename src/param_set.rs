@@ -1,0 +1,509 @@
+//! [`ParamSet`]: named tensors packed into a few large buffers ("slabs") with a matching
+//! gradient arena, and every public operation on them — uploads and downloads, device
+//! views, and the standalone norm and clip operations, each a symmetric pair `op(..)`
+//! (submitted, or run by the CPU backend) / `encode_op(encoder, ..)` (recorded into the
+//! caller's encoder).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN};
+use crate::arena::{
+    check_usage, read_all, read_tensor, slab_bindings, slab_capacity, validate_external,
+    write_all, write_tensor, Arena, ArenaOptions, Binding, SlabTables, TensorView,
+};
+use crate::context::{Context, Gpu};
+use crate::error::{Error, Result};
+use crate::host;
+use crate::kernels::clip::ClipKernels;
+use crate::kernels::norm::{base_op, NormWorkspace};
+use crate::layout::{Layout, TensorInfo, TensorSpec};
+use crate::options::{check_clip_value, check_max_norm, Nonfinite, Norm};
+use crate::reference;
+use crate::report::Report;
+
+/// A parameter set: the parameter arena, the matching gradient arena, and the chunk
+/// tables that let every kernel run once per slab instead of once per tensor.
+///
+/// Host data passed to [`upload_params`](Self::upload_params) and friends is the
+/// concatenation of all tensors in order, without padding.
+pub struct ParamSet {
+    pub(crate) id: u64,
+    pub(crate) ctx: Context,
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) params: Arena,
+    pub(crate) grads: Arena,
+    /// The device half; `None` on the CPU backend.
+    pub(crate) device: Option<SetDevice>,
+}
+
+/// A parameter set's device objects, built once: the layout's tables, and the workspace
+/// and bind groups of the standalone operations.
+pub(crate) struct SetDevice {
+    pub gpu: Arc<Gpu>,
+    pub tables: Arc<SlabTables>,
+    workspace: NormWorkspace,
+    clips: ClipKernels,
+}
+
+/// What a standalone operation does to the gradients after the norm passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Apply {
+    /// Nothing: a norm only.
+    Nothing,
+    /// `g ← g · clip_coef`.
+    Scale,
+    /// `g_t ← g_t · clip_coef(‖g_t‖)`.
+    ScalePerTensor,
+    /// `g ← clamp(g, −c, c)`; no norm, no finalize.
+    Clamp,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Context {
+    /// A parameter set of `specs` with default options. See [`ParamSet::new`].
+    pub fn param_set(&self, specs: &[TensorSpec]) -> Result<ParamSet> {
+        ParamSet::new(self, specs, ArenaOptions::default())
+    }
+}
+
+impl ParamSet {
+    /// Allocates zeroed parameters and gradients for `specs` (and registers
+    /// `options.external`), packed in slabs of at most `max_slab_bytes`.
+    pub fn new(ctx: &Context, specs: &[TensorSpec], options: ArenaOptions) -> Result<ParamSet> {
+        let gpu = ctx.gpu();
+        if gpu.is_none() && !options.external.is_empty() {
+            return Err(Error::NeedsGpu("an external tensor"));
+        }
+        let capacity = slab_capacity(gpu.map(|g| &g.limits), options.max_slab_bytes)?;
+        let external_specs: Vec<TensorSpec> = options
+            .external
+            .iter()
+            .map(|e| TensorSpec::new(e.name.clone(), e.shape.clone()))
+            .collect();
+        let layout = Arc::new(Layout::new(specs, &external_specs, capacity)?);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let Some(gpu) = gpu else {
+            let len = layout.internal_len as usize;
+            return Ok(ParamSet {
+                id,
+                ctx: ctx.clone(),
+                layout,
+                params: Arena::Cpu(vec![0.0; len]),
+                grads: Arena::Cpu(vec![0.0; len]),
+                device: None,
+            });
+        };
+        for e in &options.external {
+            validate_external(gpu, e)?;
+        }
+        let params = slab_bindings(gpu, &layout, "params", &options, |e| &e.params);
+        let grads = slab_bindings(gpu, &layout, "grads", &options, |e| &e.grads);
+        let tables = Arc::new(SlabTables::new(gpu, &layout));
+        let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads);
+        let clips = ClipKernels::new(gpu, &tables, &grads, &workspace);
+        gpu.check()?;
+        Ok(ParamSet {
+            id,
+            ctx: ctx.clone(),
+            layout,
+            params: Arena::Gpu(params),
+            grads: Arena::Gpu(grads),
+            device: Some(SetDevice {
+                gpu: gpu.clone(),
+                tables,
+                workspace,
+                clips,
+            }),
+        })
+    }
+
+    /// The tensors, in order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.layout.tensors
+    }
+
+    /// Total elements over all tensors (padding excluded).
+    pub fn numel(&self) -> u64 {
+        self.layout.numel()
+    }
+
+    /// Number of slabs (each costs one dispatch per elementwise kernel).
+    pub fn num_slabs(&self) -> usize {
+        self.layout.slabs.len()
+    }
+
+    /// The context this set lives on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    // --- host data ------------------------------------------------------------------
+
+    /// Writes every parameter: `data` is all tensors concatenated in order.
+    pub fn upload_params(&mut self, data: &[f32]) -> Result<()> {
+        write_all(self.ctx.gpu(), &self.layout, &mut self.params, data, "params")
+    }
+
+    /// Writes every gradient: `data` is all tensors concatenated in order.
+    pub fn upload_grads(&mut self, data: &[f32]) -> Result<()> {
+        write_all(self.ctx.gpu(), &self.layout, &mut self.grads, data, "grads")
+    }
+
+    /// Writes one tensor's parameters.
+    pub fn upload_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        let t = self.layout.index(name)?;
+        write_tensor(self.ctx.gpu(), &self.layout, &mut self.params, t, data, "params")
+    }
+
+    /// Writes one tensor's gradient.
+    pub fn upload_grad(&mut self, name: &str, data: &[f32]) -> Result<()> {
+        let t = self.layout.index(name)?;
+        write_tensor(self.ctx.gpu(), &self.layout, &mut self.grads, t, data, "grads")
+    }
+
+    /// Reads every parameter back (all tensors concatenated in order). Syncs with the device.
+    pub fn download_params(&self) -> Result<Vec<f32>> {
+        read_all(self.ctx.gpu(), &self.layout, &self.params, "params")
+    }
+
+    /// Reads every gradient back (all tensors concatenated in order). Syncs with the device.
+    pub fn download_grads(&self) -> Result<Vec<f32>> {
+        read_all(self.ctx.gpu(), &self.layout, &self.grads, "grads")
+    }
+
+    /// Reads one tensor's parameters back.
+    pub fn download_param(&self, name: &str) -> Result<Vec<f32>> {
+        let t = self.layout.index(name)?;
+        read_tensor(self.ctx.gpu(), &self.layout, &self.params, t, "params")
+    }
+
+    /// Reads one tensor's gradient back.
+    pub fn download_grad(&self, name: &str) -> Result<Vec<f32>> {
+        let t = self.layout.index(name)?;
+        read_tensor(self.ctx.gpu(), &self.layout, &self.grads, t, "grads")
+    }
+
+    // --- device views -----------------------------------------------------------------
+
+    /// The device pieces of a tensor's gradient (usually one; more when it spans slabs),
+    /// so a caller's backward kernels can write gradients in place.
+    pub fn grad_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
+        self.views(&self.grads, name)
+    }
+
+    /// The device pieces of a tensor's parameters.
+    pub fn param_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
+        self.views(&self.params, name)
+    }
+
+    fn views<'a>(&'a self, arena: &'a Arena, name: &str) -> Result<Vec<TensorView<'a>>> {
+        let t = self.layout.index(name)?;
+        let Arena::Gpu(bindings) = arena else {
+            return Err(Error::NeedsGpu("a device view of a tensor"));
+        };
+        Ok(self
+            .layout
+            .pieces(t)
+            .into_iter()
+            .map(|p| TensorView {
+                buffer: &bindings[p.slab].buffer,
+                offset: bindings[p.slab].offset + p.slab_offset * 4,
+                len: p.len,
+                tensor_offset: p.tensor_offset,
+            })
+            .collect())
+    }
+
+    // --- standalone operations ----------------------------------------------------------
+
+    /// `g ← 0` for every gradient (PyTorch `zero_grad(set_to_none=False)`), submitted.
+    pub fn zero_grad(&mut self) -> Result<()> {
+        if let Arena::Cpu(grads) = &mut self.grads {
+            grads.fill(0.0);
+            return Ok(());
+        }
+        self.submit(|set, encoder| set.encode_zero_grad(encoder))
+    }
+
+    /// Records `g ← 0` for every gradient (buffer clears, no kernel).
+    pub fn encode_zero_grad(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let Arena::Gpu(grads) = &self.grads else {
+            return Err(Error::NeedsGpu("encode_zero_grad"));
+        };
+        check_usage(&self.layout, grads, wgpu::BufferUsages::COPY_DST, "grads")?;
+        for b in grads {
+            encoder.clear_buffer(&b.buffer, b.offset, Some(b.data_size));
+        }
+        Ok(())
+    }
+
+    /// The global norm `‖concat(g)‖` and every per-tensor norm `‖g_t‖`, from one set of
+    /// passes (PyTorch `get_total_norm`; `torch.linalg.vector_norm` per tensor), submitted.
+    /// Nothing is read back until the report is read.
+    pub fn global_norm(&mut self, norm: Norm) -> Result<Report> {
+        let op = self.norm_op(norm)?;
+        self.run(None, op, Nonfinite::Propagate, Apply::Nothing)
+    }
+
+    /// Records [`ParamSet::global_norm`] into `encoder`.
+    pub fn encode_global_norm(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        norm: Norm,
+    ) -> Result<Report> {
+        let op = self.norm_op(norm)?;
+        self.run(Some(encoder), op, Nonfinite::Propagate, Apply::Nothing)
+    }
+
+    /// `[‖g_t‖ for t in tensors]` in the report's [`Report::tensor_norms`] (the same pass
+    /// as [`ParamSet::global_norm`], which the report also holds), submitted.
+    pub fn per_tensor_norms(&mut self, norm: Norm) -> Result<Report> {
+        self.global_norm(norm)
+    }
+
+    /// Records [`ParamSet::per_tensor_norms`] into `encoder`.
+    pub fn encode_per_tensor_norms(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        norm: Norm,
+    ) -> Result<Report> {
+        self.encode_global_norm(encoder, norm)
+    }
+
+    /// PyTorch `clip_grad_norm_(grads, max_norm, norm_type)`, submitted: the total norm
+    /// `‖g‖`, then `g ← g · min(1, max_norm / (‖g‖ + 1e-6))` in place. The report holds
+    /// `‖g‖` (what PyTorch returns). `Nonfinite::Propagate` scales a non-finite gradient
+    /// anyway, as PyTorch does; `Skip`/`Error` leave every gradient untouched.
+    pub fn clip_grad_norm(&mut self, max_norm: f32, norm: Norm, nonfinite: Nonfinite) -> Result<Report> {
+        let op = self.clip_norm_op(max_norm, norm, nonfinite)?;
+        self.run(None, op, nonfinite, Apply::Scale)
+    }
+
+    /// Records [`ParamSet::clip_grad_norm`] into `encoder`.
+    pub fn encode_clip_grad_norm(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        max_norm: f32,
+        norm: Norm,
+        nonfinite: Nonfinite,
+    ) -> Result<Report> {
+        let op = self.clip_norm_op(max_norm, norm, nonfinite)?;
+        self.run(Some(encoder), op, nonfinite, Apply::Scale)
+    }
+
+    /// PyTorch `clip_grads_with_norm_(grads, max_norm, total_norm)`, submitted:
+    /// `g ← g · min(1, max_norm / (total_norm + 1e-6))` with a total norm computed
+    /// elsewhere (another rank's partial sums, an earlier [`ParamSet::global_norm`]), so
+    /// the norm and its application compose. A NaN or infinite `total_norm` counts as
+    /// non-finite gradients under `nonfinite`; a negative one is an error.
+    pub fn clip_grads_with_norm(
+        &mut self,
+        max_norm: f32,
+        total_norm: f32,
+        nonfinite: Nonfinite,
+    ) -> Result<Report> {
+        let op = self.with_norm_op(max_norm, total_norm, nonfinite)?;
+        self.run(None, op, nonfinite, Apply::Scale)
+    }
+
+    /// Records [`ParamSet::clip_grads_with_norm`] into `encoder`.
+    pub fn encode_clip_grads_with_norm(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        max_norm: f32,
+        total_norm: f32,
+        nonfinite: Nonfinite,
+    ) -> Result<Report> {
+        let op = self.with_norm_op(max_norm, total_norm, nonfinite)?;
+        self.run(Some(encoder), op, nonfinite, Apply::Scale)
+    }
+
+    /// Per-tensor clipping, submitted: every tensor t scaled by its own coefficient,
+    /// `g_t ← g_t · min(1, max_norm / (‖g_t‖ + 1e-6))` (as `clip_grad_norm_` called on each
+    /// tensor alone), from one norm pass. The report's `tensor_norms` are the norms before
+    /// clipping; its `total_norm` is the global norm. Under `Skip`/`Error`, any non-finite
+    /// gradient leaves every gradient untouched.
+    pub fn clip_grad_norm_per_tensor(
+        &mut self,
+        max_norm: f32,
+        norm: Norm,
+        nonfinite: Nonfinite,
+    ) -> Result<Report> {
+        let op = self.clip_norm_op(max_norm, norm, nonfinite)?;
+        self.run(None, op, nonfinite, Apply::ScalePerTensor)
+    }
+
+    /// Records [`ParamSet::clip_grad_norm_per_tensor`] into `encoder`.
+    pub fn encode_clip_grad_norm_per_tensor(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        max_norm: f32,
+        norm: Norm,
+        nonfinite: Nonfinite,
+    ) -> Result<Report> {
+        let op = self.clip_norm_op(max_norm, norm, nonfinite)?;
+        self.run(Some(encoder), op, nonfinite, Apply::ScalePerTensor)
+    }
+
+    /// PyTorch `clip_grad_value_(grads, clip_value)`, submitted:
+    /// `g ← clamp(g, -clip_value, clip_value)` in place (NaN stays NaN).
+    pub fn clip_grad_value(&mut self, clip_value: f32) -> Result<()> {
+        let op = self.clip_value_op(clip_value)?;
+        self.run(None, op, Nonfinite::Propagate, Apply::Clamp).map(drop)
+    }
+
+    /// Records [`ParamSet::clip_grad_value`] into `encoder`.
+    pub fn encode_clip_grad_value(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        clip_value: f32,
+    ) -> Result<()> {
+        let op = self.clip_value_op(clip_value)?;
+        self.run(Some(encoder), op, Nonfinite::Propagate, Apply::Clamp)
+            .map(drop)
+    }
+
+    // --- the options of each operation ------------------------------------------------
+
+    fn norm_op(&self, norm: Norm) -> Result<NormOp> {
+        let (kind, p) = norm.validate()?.code();
+        Ok(NormOp {
+            source: SOURCE_COMPUTED,
+            kind,
+            p,
+            ..base_op(&self.layout)
+        })
+    }
+
+    fn clip_norm_op(&self, max_norm: f32, norm: Norm, nonfinite: Nonfinite) -> Result<NormOp> {
+        check_max_norm(max_norm)?;
+        Ok(NormOp {
+            max_norm,
+            policy: nonfinite.code(),
+            ..self.norm_op(norm)?
+        })
+    }
+
+    fn with_norm_op(&self, max_norm: f32, total_norm: f32, nonfinite: Nonfinite) -> Result<NormOp> {
+        check_max_norm(max_norm)?;
+        if total_norm < 0.0 {
+            return Err(Error::InvalidTotalNorm(total_norm));
+        }
+        Ok(NormOp {
+            source: SOURCE_GIVEN,
+            given_norm: total_norm,
+            max_norm,
+            policy: nonfinite.code(),
+            ..base_op(&self.layout)
+        })
+    }
+
+    fn clip_value_op(&self, clip_value: f32) -> Result<NormOp> {
+        check_clip_value(clip_value)?;
+        Ok(NormOp {
+            clip_value,
+            ..base_op(&self.layout)
+        })
+    }
+
+    // --- running an operation -----------------------------------------------------------
+
+    /// Runs `encode` on a fresh encoder and submits it.
+    fn submit<R>(
+        &mut self,
+        encode: impl FnOnce(&mut Self, &mut wgpu::CommandEncoder) -> Result<R>,
+    ) -> Result<R> {
+        let gpu = self.device.as_ref().ok_or(Error::NeedsGpu("submit"))?.gpu.clone();
+        let mut encoder = gpu.encoder();
+        let out = encode(self, &mut encoder)?;
+        gpu.submit(encoder)?;
+        Ok(out)
+    }
+
+    /// A standalone operation: recorded into `encoder`, or (without one) submitted on a
+    /// GPU or run by the CPU backend.
+    fn run(
+        &mut self,
+        encoder: Option<&mut wgpu::CommandEncoder>,
+        op: NormOp,
+        policy: Nonfinite,
+        apply: Apply,
+    ) -> Result<Report> {
+        match (encoder, &self.device) {
+            (Some(encoder), Some(device)) => Ok(device.record(encoder, &self.layout, &op, policy, apply)?),
+            (Some(_), None) => Err(Error::NeedsGpu("an encode_* operation")),
+            (None, Some(_)) => self.submit(|set, encoder| set.run(Some(encoder), op, policy, apply)),
+            (None, None) => Ok(self.run_on_host(&op, policy, apply)),
+        }
+    }
+
+    /// The CPU backend's twin of [`SetDevice::record`].
+    fn run_on_host(&mut self, op: &NormOp, policy: Nonfinite, apply: Apply) -> Report {
+        let Arena::Cpu(grads) = &mut self.grads else {
+            unreachable!("a set without a device holds host arenas")
+        };
+        let (sum, per_tensor) = if op.source == SOURCE_COMPUTED {
+            let (sum, per_tensor) = host::norm(&self.layout, grads, op);
+            (Some(sum), per_tensor)
+        } else {
+            (None, Vec::new())
+        };
+        let state = host::finalize(&DeviceStepState::initial(), op, sum);
+        if state.skipped == 0 {
+            for (t, info) in self.layout.tensors.iter().enumerate() {
+                let g = &mut grads[info.offset as usize..(info.offset + info.numel) as usize];
+                match apply {
+                    Apply::Nothing => {}
+                    Apply::Scale => reference::clip_grads_with_norm(&mut [g], op.max_norm, state.total_norm),
+                    Apply::ScalePerTensor => {
+                        reference::clip_grads_with_norm(&mut [g], op.max_norm, per_tensor[t])
+                    }
+                    Apply::Clamp => reference::clip_grad_value(&mut [g], op.clip_value),
+                }
+            }
+        }
+        Report::host(state, per_tensor, policy, op.source)
+    }
+}
+
+impl SetDevice {
+    /// Records a standalone operation: its options in stream, then one compute pass with
+    /// the norm passes and finalize (unless it only clamps) and the clip kernel.
+    fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        layout: &Layout,
+        op: &NormOp,
+        policy: Nonfinite,
+        apply: Apply,
+    ) -> Result<Report> {
+        let (gpu, ws) = (&self.gpu, &self.workspace);
+        gpu.write_in_stream(encoder, &[ws.op_write(op)])?;
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("clipstep"),
+                timestamp_writes: None,
+            });
+            if apply != Apply::Clamp {
+                ws.encode(&mut pass, gpu, layout, op);
+            }
+            match apply {
+                Apply::Nothing => {}
+                Apply::Scale => self.clips.encode_scale(&mut pass, gpu, layout),
+                Apply::ScalePerTensor => self.clips.encode_scale_per_tensor(&mut pass, gpu, layout),
+                Apply::Clamp => self.clips.encode_clamp(&mut pass, gpu, layout),
+            }
+        }
+        Ok(Report::gpu(gpu, ws, layout.tensors.len(), policy, op.source))
+    }
+}
+
+/// The gradient bindings of a GPU set.
+pub(crate) fn gpu_bindings(arena: &Arena) -> &[Binding] {
+    match arena {
+        Arena::Gpu(bindings) => bindings,
+        Arena::Cpu(_) => unreachable!("GPU sets hold GPU arenas"),
+    }
+}

@@ -1,0 +1,256 @@
+//! The reference held to PyTorch: `fixtures/pytorch.json`, written by
+//! `scripts/make_fixtures.py` (PyTorch's single-tensor CPU loops in float32).
+
+use serde_json::Value;
+
+use super::*;
+use crate::consts::tolerance::{
+    CLIPPED_REL, NORM_REL, PYTORCH_STEP_REL, P_NORM_REL, UPDATE_ABS, UPDATE_ULPS,
+};
+
+fn fixtures() -> Value {
+    let text = include_str!("../../fixtures/pytorch.json");
+    serde_json::from_str(text).expect("fixtures/pytorch.json parses")
+}
+
+fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .expect("an array of numbers")
+        .iter()
+        .map(|x| x.as_f64().expect("a number") as f32)
+        .collect()
+}
+
+fn tensors(v: &Value) -> Vec<Vec<f32>> {
+    v.as_array().expect("an array of tensors").iter().map(f32s).collect()
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} is a number"))
+}
+
+fn norm_type(v: &Value) -> f32 {
+    match &v["norm_type"] {
+        Value::String(s) if s == "inf" => f32::INFINITY,
+        x => x.as_f64().expect("norm_type") as f32,
+    }
+}
+
+fn tol(norm_type: f32) -> f64 {
+    if [1.0, 2.0, f32::INFINITY].contains(&norm_type) {
+        NORM_REL
+    } else {
+        P_NORM_REL
+    }
+}
+
+fn assert_rel(got: f32, want: f32, tol: f64, what: &str) {
+    let err = (f64::from(got) - f64::from(want)).abs();
+    assert!(
+        err <= tol * f64::from(want).abs(),
+        "{what}: reference {got:e}, PyTorch {want:e}, relative error {:e} > {tol:e}",
+        err / f64::from(want).abs()
+    );
+}
+
+fn assert_all_rel(got: &[f32], want: &[f32], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert_rel(g, w, tol, &format!("{what}[{i}]"));
+    }
+}
+
+/// Units in the last place between two finite f32s.
+fn ulps(a: f32, b: f32) -> u32 {
+    let key = |x: f32| {
+        let i = x.to_bits() as i32;
+        if i < 0 {
+            i32::MIN - i
+        } else {
+            i
+        }
+    };
+    key(a).abs_diff(key(b))
+}
+
+fn assert_ulps(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= UPDATE_ABS
+                || ulps(g, w) <= UPDATE_ULPS
+                || (g - w).abs() <= PYTORCH_STEP_REL * w.abs(),
+            "{what}[{i}]: reference {g:e}, PyTorch {w:e} ({} ulp)",
+            ulps(g, w)
+        );
+    }
+}
+
+#[test]
+fn norms_match_pytorch() {
+    let f = fixtures();
+    let grads = tensors(&f["grads"]);
+    let views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+    for case in f["norms"].as_array().unwrap() {
+        let p = norm_type(case);
+        let what = format!("norm_type {p}");
+        assert_rel(global_norm(&views, p), num(case, "total") as f32, tol(p), &what);
+        assert_all_rel(
+            &per_tensor_norms(&views, p),
+            &f32s(&case["per_tensor"]),
+            tol(p),
+            &format!("{what}, per tensor"),
+        );
+    }
+}
+
+#[test]
+fn clip_grad_norm_matches_pytorch() {
+    let f = fixtures();
+    for case in f["norms"].as_array().unwrap() {
+        let p = norm_type(case);
+        let mut grads = tensors(&f["grads"]);
+        let mut views: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+        let total = clip_grad_norm(&mut views, num(case, "max_norm") as f32, p);
+        let what = format!("clip_grad_norm_ norm_type {p}");
+        assert_rel(total, num(case, "clip_total") as f32, tol(p), &what);
+        for (t, want) in tensors(&case["clipped"]).iter().enumerate() {
+            assert_all_rel(&grads[t], want, CLIPPED_REL.max(tol(p)), &format!("{what}, tensor {t}"));
+        }
+    }
+}
+
+#[test]
+fn clip_grads_with_norm_and_clip_grad_value_match_pytorch_exactly() {
+    let f = fixtures();
+    let case = &f["clip_grads_with_norm"];
+    let mut grads = tensors(&f["grads"]);
+    let mut views: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+    clip_grads_with_norm(&mut views, num(case, "max_norm") as f32, num(case, "total_norm") as f32);
+    assert_eq!(grads, tensors(&case["clipped"]), "clip_grads_with_norm_");
+
+    let case = &f["clip_grad_value"];
+    let mut grads = tensors(&f["grads"]);
+    let mut views: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+    clip_grad_value(&mut views, num(case, "clip_value") as f32);
+    assert_eq!(grads, tensors(&case["clipped"]), "clip_grad_value_");
+}
+
+/// One optimizer step of the reference from PyTorch's state before it.
+fn reference_step(
+    name: &str,
+    kw: &Value,
+    step: u32,
+    params: &mut [f32],
+    grad: &[f32],
+    state: &mut std::collections::BTreeMap<String, Vec<f32>>,
+) {
+    let get = |k: &str, default: f64| kw.get(k).and_then(Value::as_f64).unwrap_or(default);
+    let flag = |k: &str| kw.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let n = params.len();
+    let mut take = |k: &str| state.remove(k).unwrap_or_else(|| vec![0.0; n]);
+    match name {
+        "SGD" => {
+            let momentum = get("momentum", 0.0);
+            let mut buf = take("momentum_buffer");
+            sgd(
+                params,
+                grad,
+                (momentum != 0.0).then_some(buf.as_mut_slice()),
+                step == 1,
+                get("lr", 1e-3),
+                momentum,
+                get("dampening", 0.0),
+                get("weight_decay", 0.0),
+                flag("nesterov"),
+                flag("maximize"),
+            );
+            if momentum != 0.0 {
+                state.insert("momentum_buffer".into(), buf);
+            }
+        }
+        "Adam" | "AdamW" => {
+            let (mut m, mut v, mut vmax) = (take("exp_avg"), take("exp_avg_sq"), take("max_exp_avg_sq"));
+            let betas = kw.get("betas").map_or((0.9, 0.999), |b| {
+                (b[0].as_f64().unwrap(), b[1].as_f64().unwrap())
+            });
+            let amsgrad = flag("amsgrad");
+            let adamw = name == "AdamW";
+            adam(
+                params,
+                grad,
+                &mut m,
+                &mut v,
+                amsgrad.then_some(vmax.as_mut_slice()),
+                step,
+                get("lr", 1e-3),
+                betas,
+                get("eps", 1e-8),
+                get("weight_decay", if adamw { 1e-2 } else { 0.0 }),
+                adamw,
+                flag("maximize"),
+                true,
+            );
+            state.insert("exp_avg".into(), m);
+            state.insert("exp_avg_sq".into(), v);
+            if amsgrad {
+                state.insert("max_exp_avg_sq".into(), vmax);
+            }
+        }
+        "RMSprop" => {
+            let (mut s, mut a, mut b) = (take("square_avg"), take("grad_avg"), take("momentum_buffer"));
+            let (centered, momentum) = (flag("centered"), get("momentum", 0.0));
+            rmsprop(
+                params,
+                grad,
+                &mut s,
+                centered.then_some(a.as_mut_slice()),
+                (momentum > 0.0).then_some(b.as_mut_slice()),
+                get("lr", 1e-2),
+                get("alpha", 0.99),
+                get("eps", 1e-8),
+                get("weight_decay", 0.0),
+                momentum,
+                flag("maximize"),
+            );
+            state.insert("square_avg".into(), s);
+            if centered {
+                state.insert("grad_avg".into(), a);
+            }
+            if momentum > 0.0 {
+                state.insert("momentum_buffer".into(), b);
+            }
+        }
+        other => panic!("no reference for optimizer {other}"),
+    }
+}
+
+/// Each step of each optimizer, started from PyTorch's parameters and states before it,
+/// lands within the update tolerance of PyTorch's after it.
+#[test]
+fn optimizer_steps_match_pytorch() {
+    let f = fixtures();
+    for case in f["optimizers"].as_array().unwrap() {
+        let name = case["optimizer"].as_str().unwrap();
+        let kw = &case["kwargs"];
+        let mut params = f32s(&case["params"]);
+        let mut state = std::collections::BTreeMap::new();
+        for (k, step) in case["steps"].as_array().unwrap().iter().enumerate() {
+            let what = format!("{name} {kw} step {}", k + 1);
+            reference_step(name, kw, k as u32 + 1, &mut params, &f32s(&step["grad"]), &mut state);
+            assert_ulps(&params, &f32s(&step["params"]), &format!("{what}: params"));
+            let want = step["state"].as_object().unwrap();
+            assert_eq!(
+                state.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>(),
+                "{what}: state names"
+            );
+            for (key, values) in want {
+                assert_ulps(&state[key], &f32s(values), &format!("{what}: {key}"));
+                // The next step starts from PyTorch's state, so errors do not accumulate.
+                state.insert(key.clone(), f32s(values));
+            }
+            params = f32s(&step["params"]);
+        }
+    }
+}
