@@ -46,7 +46,7 @@ fn benches(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(12 * n as u64));
         group.bench_with_input(BenchmarkId::new("clip_grad_norm", n), &n, |b, _| {
             b.iter(|| {
-                one.clip_grad_norm_with(1e9, Norm::L2, Nonfinite::Propagate)
+                one.clip_grad_norm(1e9, Norm::L2, Nonfinite::Propagate)
                     .unwrap()
                     .read_blocking()
                     .unwrap()

@@ -56,7 +56,7 @@ struct Data {
 }
 
 fn data(seq_len: usize) -> Data {
-    let noise = clipstep::verify::sample_data(16 * seq_len, 7, 1.0);
+    let noise = support::harness::sample_data(16 * seq_len, 7, 1.0);
     let xs: Vec<Vec<f64>> = noise
         .chunks(seq_len)
         .map(|c| c.iter().map(|&v| f64::from(v)).collect())
@@ -183,8 +183,13 @@ pub fn plot(args: &Args, runs: &[Run]) -> Result<(), Box<dyn Error>> {
             })
             .collect()
     };
+    let title = format!(
+        "Linear RNN unrolled over {} time steps, {} training steps: loss \
+         (dark: no clipping, mid: by norm, light: by value)",
+        args.seq_len, args.steps
+    );
     let loss_chart = Chart {
-        title: "Linear RNN over 40 steps: loss (dark: no clipping, mid: by norm, light: by value)",
+        title: &title,
         x_label: "step",
         y_label: "loss (log scale)",
         log_y: true,

@@ -14,7 +14,7 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Parser;
-use clipstep::{Context, Norm, TensorSpec};
+use clipstep::{Context, Nonfinite, Norm, TensorSpec};
 use plotters::prelude::*;
 
 /// Command-line options.
@@ -53,7 +53,7 @@ pub fn run(args: &Args) -> Result<Field, Box<dyn Error>> {
     let mut set = ctx.param_set(&specs)?;
     let flat: Vec<f32> = raw.iter().flat_map(|&(gx, gy)| [gx, gy]).collect();
     set.upload_grads(&flat)?;
-    set.clip_grad_norm_per_tensor(args.max_norm, Norm::L2)?;
+    set.clip_grad_norm_per_tensor(args.max_norm, Norm::L2, Nonfinite::Propagate)?;
     let clipped = set
         .download_grads()?
         .chunks(2)

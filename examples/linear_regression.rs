@@ -5,6 +5,8 @@
 //!
 //!     cargo run --release --example linear_regression
 
+mod support;
+
 use std::error::Error;
 use std::path::PathBuf;
 
@@ -39,9 +41,9 @@ pub struct Fit {
 
 /// Inputs X (SAMPLES × FEATURES), targets y = X·w* + noise, and w*.
 fn data() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let x = clipstep::verify::sample_data(SAMPLES * FEATURES, 1, 1.0);
+    let x = support::harness::sample_data(SAMPLES * FEATURES, 1, 1.0);
     let w_true: Vec<f32> = (0..FEATURES).map(|i| (i as f32 - 4.5) * 0.4).collect();
-    let noise = clipstep::verify::sample_data(SAMPLES, 2, 0.05);
+    let noise = support::harness::sample_data(SAMPLES, 2, 0.05);
     let y = (0..SAMPLES)
         .map(|n| {
             (0..FEATURES)
@@ -75,7 +77,7 @@ pub fn fit(ctx: &Context, args: &Args) -> clipstep::Result<Fit> {
     let mut sgd = Sgd::new(
         &set,
         SgdConfig {
-            lr: args.lr,
+            lr: f64::from(args.lr),
             ..Default::default()
         },
     )?;

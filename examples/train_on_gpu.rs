@@ -123,14 +123,14 @@ fn specs() -> Vec<TensorSpec> {
 
 /// Inputs in [−1, 1), targets t = sin(2·x0) + 0.5·x1·x2 − 0.3·x3, initial parameters.
 fn data() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let x = clipstep::verify::sample_data(N * D, 3, 1.0);
+    let x = support::harness::sample_data(N * D, 3, 1.0);
     let t = (0..N)
         .map(|n| {
             let r = &x[n * D..(n + 1) * D];
             (2.0 * r[0]).sin() + 0.5 * r[1] * r[2] - 0.3 * r[3]
         })
         .collect();
-    let init = clipstep::verify::sample_data(PARAMS, 4, 0.5);
+    let init = support::harness::sample_data(PARAMS, 4, 0.5);
     (x, t, init)
 }
 

@@ -1,12 +1,13 @@
 // Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), VEC4_PER_INVOCATION vec4s per
 // invocation, skipped when the step state says so; the order of operations is PyTorch's
-// single-tensor loop (ATen's `add(x, alpha=a)`, lerp and addcmul are fma on CPU, and here):
+// single-tensor loop:
 //   g ← effective_grad(g);  g ← −g if maximize
-//   AdamW: p ← p·(1 − lr·wd)        Adam: g ← fma(p, wd, g)
-//   m ← lerp(m, g, 1 − β1);  v ← fma((1 − β2)·g, g, v·β2)
+//   AdamW: p ← p·(1 − lr·wd)        Adam: g ← g + wd·p
+//   m ← lerp(m, g, 1 − β1);  v ← v·β2 + (1 − β2)·g·g
 //   v̂ ← max(v̂, v) with amsgrad, else v
 //   p ← p + (−lr / bc1)·m / (sqrt(v̂) / sqrt(bc2) + eps)     bc_k = 1 − β_k^step (step state)
-// 1 − β, 1 − lr·wd are computed in f64 on the host. The twin of reference::adam.
+// 1 − β, 1 − lr·wd are computed in f64 on the host. No fma: WGSL leaves fusing to the
+// driver, and the reference must see the same roundings. The twin of reference::adam.
 //
 // @binding(0) params  @binding(1) grads  @binding(2) exp_avg  @binding(3) exp_avg_sq
 // @binding(4) max_exp_avg_sq  @binding(5) state  @binding(6) u  @binding(7) slab
@@ -52,13 +53,13 @@ fn apply(i: u32) {
         if u.decoupled_weight_decay != 0u {
             p = p * u.decay_factor;
         } else {
-            g = fma(p, vec4<f32>(u.weight_decay), g);
+            g = g + u.weight_decay * p;
         }
     }
     let m0 = exp_avg[i];
     let v0 = exp_avg_sq[i];
     let m = torch_lerp(m0, g, u.one_minus_beta1);
-    let v = fma(u.one_minus_beta2 * g, g, v0 * u.beta2);
+    let v = v0 * u.beta2 + u.one_minus_beta2 * g * g;
     exp_avg[i] = select(m0, m, live);
     exp_avg_sq[i] = select(v0, v, live);
     var vhat = v;

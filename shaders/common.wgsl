@@ -109,11 +109,11 @@ fn effective_grad(g: vec4<f32>, st: StepState) -> vec4<f32> {
     return x;
 }
 
-// torch.lerp(start, end, w) as ATen's vectorized CPU kernel computes it:
-// fma(w, end − start, start) for |w| < 0.5, else fma(w − 1, end − start, end).
+// torch.lerp(start, end, w): start + w·(end − start) for |w| < 0.5, else
+// end − (end − start)·(1 − w), each formula accurate at its end.
 fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {
     if w < 0.5 {
-        return fma(vec4<f32>(w), end - start, start);
+        return start + w * (end - start);
     }
-    return fma(vec4<f32>(w - 1.0), end - start, end);
+    return end - (end - start) * (1.0 - w);
 }

@@ -1,11 +1,11 @@
 // RMSprop (torch.optim.RMSprop), VEC4_PER_INVOCATION vec4s per invocation, skipped when the
-// step state says so; the order of operations is PyTorch's single-tensor loop (ATen's
-// `add(x, alpha=a)`, lerp and addcmul are fma on CPU, and here):
-//   g ← effective_grad(g);  g ← −g if maximize;  g ← fma(p, wd, g)
-//   s ← fma((1 − α)·g, g, s·α)
-//   centered: a ← lerp(a, g, 1 − α); avg ← sqrt(fma(−a, a, s)) + eps    else avg ← sqrt(s) + eps
-//   momentum μ > 0: b ← b·μ + g / avg; p ← fma(b, −lr, p)             else p ← p + (−lr)·g / avg
-// 1 − α is computed in f64 on the host. The twin of reference::rmsprop.
+// step state says so; the order of operations is PyTorch's single-tensor loop:
+//   g ← effective_grad(g);  g ← −g if maximize;  g ← g + wd·p
+//   s ← s·α + (1 − α)·g·g
+//   centered: a ← lerp(a, g, 1 − α); avg ← sqrt(s + (−a)·a) + eps    else avg ← sqrt(s) + eps
+//   momentum μ > 0: b ← b·μ + g / avg; p ← p + (−lr)·b               else p ← p + (−lr)·g / avg
+// 1 − α is computed in f64 on the host. No fma: WGSL leaves fusing to the driver, and the
+// reference must see the same roundings. The twin of reference::rmsprop.
 //
 // @binding(0) params  @binding(1) grads  @binding(2) square_avg  @binding(3) grad_avg
 // @binding(4) momentum_buffer  @binding(5) state  @binding(6) u  @binding(7) slab
@@ -44,17 +44,17 @@ fn apply(i: u32) {
         g = -g;
     }
     if u.weight_decay != 0.0 {
-        g = fma(p0, vec4<f32>(u.weight_decay), g);
+        g = g + u.weight_decay * p0;
     }
     let s0 = square_avg[i];
-    let s = fma(u.one_minus_alpha * g, g, s0 * u.alpha);
+    let s = s0 * u.alpha + u.one_minus_alpha * g * g;
     square_avg[i] = select(s0, s, live);
     var avg: vec4<f32>;
     if u.centered != 0u {
         let a0 = grad_avg[i];
         let a = torch_lerp(a0, g, u.one_minus_alpha);
         grad_avg[i] = select(a0, a, live);
-        avg = sqrt(fma(-a, a, s)) + u.eps;
+        avg = sqrt(s + (-a) * a) + u.eps;
     } else {
         avg = sqrt(s) + u.eps;
     }
@@ -62,7 +62,7 @@ fn apply(i: u32) {
         let b0 = momentum_buffer[i];
         let b = b0 * u.momentum + g / avg;
         momentum_buffer[i] = select(b0, b, live);
-        params[i] = select(p0, fma(b, vec4<f32>(u.neg_lr), p0), live);
+        params[i] = select(p0, p0 + u.neg_lr * b, live);
     } else {
         params[i] = select(p0, p0 + u.neg_lr * g / avg, live);
     }

@@ -1,9 +1,10 @@
 // SGD (torch.optim.SGD), VEC4_PER_INVOCATION vec4s per invocation, skipped when the step
-// state says so. ATen's `add(x, alpha=a)` is fma(x, a, ·) on CPU, and so it is here:
-//   g ← effective_grad(g);  g ← −g if maximize;  g ← fma(p, wd, g)
-//   with momentum μ:  b ← g on the first step, else fma(g, 1 − dampening, μ·b)
-//                     g ← fma(b, μ, g) (nesterov) or b
-//   p ← fma(g, −lr, p)
+// state says so; the order of operations is PyTorch's single-tensor loop:
+//   g ← effective_grad(g);  g ← −g if maximize;  g ← g + wd·p
+//   with momentum μ:  b ← g on the first step, else b·μ + (1 − dampening)·g
+//                     g ← g + μ·b (nesterov) or b
+//   p ← p + (−lr)·g
+// No fma: WGSL leaves fusing to the driver, and the reference must see the same roundings.
 // The twin of reference::sgd.
 //
 // @binding(0) params  @binding(1) grads  @binding(2) momentum_buffer
@@ -41,20 +42,20 @@ fn apply(i: u32) {
         g = -g;
     }
     if u.weight_decay != 0.0 {
-        g = fma(p0, vec4<f32>(u.weight_decay), g);
+        g = g + u.weight_decay * p0;
     }
     if u.has_momentum_buffer != 0u {
         let b0 = momentum_buffer[i];
         var b = g;
         if state.step != 1u {
-            b = fma(g, vec4<f32>(u.one_minus_dampening), b0 * u.momentum);
+            b = b0 * u.momentum + u.one_minus_dampening * g;
         }
         momentum_buffer[i] = select(b0, b, live);
         if u.nesterov != 0u {
-            g = fma(b, vec4<f32>(u.momentum), g);
+            g = g + u.momentum * b;
         } else {
             g = b;
         }
     }
-    params[i] = select(p0, fma(g, vec4<f32>(u.neg_lr), p0), live);
+    params[i] = select(p0, p0 + u.neg_lr * g, live);
 }

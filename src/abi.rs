@@ -8,7 +8,9 @@
 //!   WGSL struct out of the shaders with naga and fails if a field's name, order or offset,
 //!   or the struct's size, differs from its twin (see `src/shaders.rs`).
 
-use crate::consts::{CHUNK_CLASSES, CLIP_EPS, SERIAL_FOLD_CHUNKS, VEC4_PER_INVOCATION, WORKGROUP_SIZE};
+use crate::consts::{
+    CHUNK_CLASSES, CLIP_EPS, SERIAL_FOLD_CHUNKS, VEC4_PER_INVOCATION, WORKGROUP_SIZE,
+};
 
 /// A Rust struct with a WGSL twin of the same fields, offsets and size (checked by the
 /// layout test in `src/kernels/mod.rs`).

@@ -150,10 +150,14 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn str(&mut self) -> Result<String> {
         let n = self.u32()? as usize;
@@ -176,14 +180,29 @@ mod tests {
             config: "{\"lr\":0.1}".into(),
             step: 7,
             tensors: vec![("w".into(), vec![2, 3]), ("b".into(), vec![])],
-            states: vec![Some(("momentum_buffer".into(), vec![1.5, -0.0, f32::NAN])), None],
+            states: vec![
+                Some(("momentum_buffer".into(), vec![1.5, -0.0, f32::NAN])),
+                None,
+            ],
         };
         let back = Checkpoint::decode(&c.encode()).unwrap();
         assert_eq!(back.tensors, c.tensors);
         assert_eq!(back.config, c.config);
         let (bits, want): (Vec<u32>, Vec<u32>) = (
-            back.states[0].as_ref().unwrap().1.iter().map(|x| x.to_bits()).collect(),
-            c.states[0].as_ref().unwrap().1.iter().map(|x| x.to_bits()).collect(),
+            back.states[0]
+                .as_ref()
+                .unwrap()
+                .1
+                .iter()
+                .map(|x| x.to_bits())
+                .collect(),
+            c.states[0]
+                .as_ref()
+                .unwrap()
+                .1
+                .iter()
+                .map(|x| x.to_bits())
+                .collect(),
         );
         assert_eq!(bits, want);
         assert_eq!(back.states[1], None);

@@ -183,7 +183,9 @@ impl Gpu {
         slabs: usize,
         recipe: impl Fn(usize) -> Vec<wgpu::BindingResource<'a>>,
     ) -> Vec<wgpu::BindGroup> {
-        (0..slabs).map(|s| self.bind_group(kernel, &recipe(s))).collect()
+        (0..slabs)
+            .map(|s| self.bind_group(kernel, &recipe(s)))
+            .collect()
     }
 
     /// A bind group for `kernel` with each resource at its own binding number.

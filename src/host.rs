@@ -35,7 +35,11 @@ pub(crate) fn norm(layout: &Layout, grads: &[f32], op: &NormOp) -> (PowerSum, Ve
 
 /// The next step state from the previous one, `op`, and the power sum when the norm was
 /// computed (`op.source == SOURCE_COMPUTED`).
-pub(crate) fn finalize(prev: &DeviceStepState, op: &NormOp, sum: Option<PowerSum>) -> DeviceStepState {
+pub(crate) fn finalize(
+    prev: &DeviceStepState,
+    op: &NormOp,
+    sum: Option<PowerSum>,
+) -> DeviceStepState {
     let (total_norm, nonfinite) = match (op.source, sum) {
         (SOURCE_COMPUTED, Some(sum)) => {
             let total = reference::root(sum, norm_type(op)) as f32 * op.inv_grad_scale;

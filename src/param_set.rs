@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN};
 use crate::arena::{
-    check_usage, read_all, read_tensor, slab_bindings, slab_capacity, validate_external,
-    write_all, write_tensor, Arena, ArenaOptions, Binding, SlabTables, TensorView,
+    check_usage, read_all, read_tensor, slab_bindings, slab_capacity, validate_external, write_all,
+    write_tensor, Arena, ArenaOptions, Binding, SlabTables, TensorView,
 };
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
@@ -143,7 +143,13 @@ impl ParamSet {
 
     /// Writes every parameter: `data` is all tensors concatenated in order.
     pub fn upload_params(&mut self, data: &[f32]) -> Result<()> {
-        write_all(self.ctx.gpu(), &self.layout, &mut self.params, data, "params")
+        write_all(
+            self.ctx.gpu(),
+            &self.layout,
+            &mut self.params,
+            data,
+            "params",
+        )
     }
 
     /// Writes every gradient: `data` is all tensors concatenated in order.
@@ -154,13 +160,27 @@ impl ParamSet {
     /// Writes one tensor's parameters.
     pub fn upload_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
         let t = self.layout.index(name)?;
-        write_tensor(self.ctx.gpu(), &self.layout, &mut self.params, t, data, "params")
+        write_tensor(
+            self.ctx.gpu(),
+            &self.layout,
+            &mut self.params,
+            t,
+            data,
+            "params",
+        )
     }
 
     /// Writes one tensor's gradient.
     pub fn upload_grad(&mut self, name: &str, data: &[f32]) -> Result<()> {
         let t = self.layout.index(name)?;
-        write_tensor(self.ctx.gpu(), &self.layout, &mut self.grads, t, data, "grads")
+        write_tensor(
+            self.ctx.gpu(),
+            &self.layout,
+            &mut self.grads,
+            t,
+            data,
+            "grads",
+        )
     }
 
     /// Reads every parameter back (all tensors concatenated in order). Syncs with the device.
@@ -276,7 +296,12 @@ impl ParamSet {
     /// `‖g‖`, then `g ← g · min(1, max_norm / (‖g‖ + 1e-6))` in place. The report holds
     /// `‖g‖` (what PyTorch returns). `Nonfinite::Propagate` scales a non-finite gradient
     /// anyway, as PyTorch does; `Skip`/`Error` leave every gradient untouched.
-    pub fn clip_grad_norm(&mut self, max_norm: f32, norm: Norm, nonfinite: Nonfinite) -> Result<Report> {
+    pub fn clip_grad_norm(
+        &mut self,
+        max_norm: f32,
+        norm: Norm,
+        nonfinite: Nonfinite,
+    ) -> Result<Report> {
         let op = self.clip_norm_op(max_norm, norm, nonfinite)?;
         self.run(None, op, nonfinite, Apply::Scale)
     }
@@ -351,7 +376,8 @@ impl ParamSet {
     /// `g ← clamp(g, -clip_value, clip_value)` in place (NaN stays NaN).
     pub fn clip_grad_value(&mut self, clip_value: f32) -> Result<()> {
         let op = self.clip_value_op(clip_value)?;
-        self.run(None, op, Nonfinite::Propagate, Apply::Clamp).map(drop)
+        self.run(None, op, Nonfinite::Propagate, Apply::Clamp)
+            .map(drop)
     }
 
     /// Records [`ParamSet::clip_grad_value`] into `encoder`.
@@ -415,7 +441,12 @@ impl ParamSet {
         &mut self,
         encode: impl FnOnce(&mut Self, &mut wgpu::CommandEncoder) -> Result<R>,
     ) -> Result<R> {
-        let gpu = self.device.as_ref().ok_or(Error::NeedsGpu("submit"))?.gpu.clone();
+        let gpu = self
+            .device
+            .as_ref()
+            .ok_or(Error::NeedsGpu("submit"))?
+            .gpu
+            .clone();
         let mut encoder = gpu.encoder();
         let out = encode(self, &mut encoder)?;
         gpu.submit(encoder)?;
@@ -432,9 +463,13 @@ impl ParamSet {
         apply: Apply,
     ) -> Result<Report> {
         match (encoder, &self.device) {
-            (Some(encoder), Some(device)) => Ok(device.record(encoder, &self.layout, &op, policy, apply)?),
+            (Some(encoder), Some(device)) => {
+                Ok(device.record(encoder, &self.layout, &op, policy, apply)?)
+            }
             (Some(_), None) => Err(Error::NeedsGpu("an encode_* operation")),
-            (None, Some(_)) => self.submit(|set, encoder| set.run(Some(encoder), op, policy, apply)),
+            (None, Some(_)) => {
+                self.submit(|set, encoder| set.run(Some(encoder), op, policy, apply))
+            }
             (None, None) => Ok(self.run_on_host(&op, policy, apply)),
         }
     }
@@ -456,7 +491,9 @@ impl ParamSet {
                 let g = &mut grads[info.offset as usize..(info.offset + info.numel) as usize];
                 match apply {
                     Apply::Nothing => {}
-                    Apply::Scale => reference::clip_grads_with_norm(&mut [g], op.max_norm, state.total_norm),
+                    Apply::Scale => {
+                        reference::clip_grads_with_norm(&mut [g], op.max_norm, state.total_norm)
+                    }
                     Apply::ScalePerTensor => {
                         reference::clip_grads_with_norm(&mut [g], op.max_norm, per_tensor[t])
                     }
@@ -496,7 +533,13 @@ impl SetDevice {
                 Apply::Clamp => self.clips.encode_clamp(&mut pass, gpu, layout),
             }
         }
-        Ok(Report::gpu(gpu, ws, layout.tensors.len(), policy, op.source))
+        Ok(Report::gpu(
+            gpu,
+            ws,
+            layout.tensors.len(),
+            policy,
+            op.source,
+        ))
     }
 }
 

@@ -3,7 +3,11 @@
 
 mod common;
 
-use clipstep::bench::{run, BenchConfig};
+#[allow(dead_code)]
+#[path = "../src/bin/clipstep/bench.rs"]
+mod bench;
+
+use bench::{run, BenchConfig};
 
 #[test]
 fn bench_measures_every_operation_and_ratio() {

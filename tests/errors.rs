@@ -110,7 +110,7 @@ fn bad_clip_options_are_rejected_before_touching_gradients() {
     let (mut set, grads) = set_with_grads(&ctx(), &[10], None, 2);
     for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         assert!(matches!(
-            set.clip_grad_norm(bad, Norm::L2),
+            set.clip_grad_norm(bad, Norm::L2, Nonfinite::Propagate),
             Err(Error::InvalidMaxNorm(_))
         ));
         assert!(matches!(
@@ -123,7 +123,7 @@ fn bad_clip_options_are_rejected_before_touching_gradients() {
         assert!(matches!(err, Error::InvalidNormOrder(_)), "{err}");
         assert!(err.to_string().contains("Norm::Inf"));
         assert!(matches!(
-            set.clip_grad_norm(1.0, Norm::P(p)),
+            set.clip_grad_norm(1.0, Norm::P(p), Nonfinite::Propagate),
             Err(Error::InvalidNormOrder(_))
         ));
     }
@@ -271,9 +271,7 @@ fn reading_a_report_after_a_newer_operation_is_stale() {
 fn error_policy_reports_nonfinite_on_read() {
     let (mut set, _) = set_with_grads(&ctx(), &[3], None, 4);
     set.upload_grads(&[1.0, f32::INFINITY, 0.0]).unwrap();
-    let report = set
-        .clip_grad_norm_with(1.0, Norm::L2, Nonfinite::Error)
-        .unwrap();
+    let report = set.clip_grad_norm(1.0, Norm::L2, Nonfinite::Error).unwrap();
     let err = report.read_blocking().unwrap_err();
     assert!(
         matches!(err, Error::NonFiniteGradients { total_norm } if total_norm == f32::INFINITY),

@@ -26,6 +26,8 @@ mod linear_regression;
 
 use std::path::{Path, PathBuf};
 
+use clipstep::consts::tolerance::{TRAINING_LOSS_REL, TRAJECTORY_REL};
+
 fn out(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("clipstep-examples-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -55,7 +57,7 @@ fn quickstart_step_matches_the_reference() {
         s.clip_coef < 1.0,
         "the quickstart's gradients should engage the clip"
     );
-    assert!(s.max_rel_error <= 1e-5, "{s:?}");
+    assert!(s.max_rel_error <= f64::from(TRAJECTORY_REL), "{s:?}");
 }
 
 #[test]
@@ -68,7 +70,10 @@ fn training_on_the_gpu_agrees_with_the_cpu_loop() {
     let (gpu, cpu) = train_on_gpu::run(&args).unwrap();
     assert_eq!(gpu.len(), cpu.len());
     for (&(s, g), &(_, c)) in gpu.iter().zip(&cpu) {
-        assert!((g - c).abs() <= 1e-4 * c.abs(), "step {s}: {g} vs {c}");
+        assert!(
+            (g - c).abs() <= TRAINING_LOSS_REL * c.abs(),
+            "step {s}: {g} vs {c}"
+        );
     }
     assert!(
         gpu.last().unwrap().1 < 0.5 * gpu[0].1,
@@ -112,11 +117,14 @@ fn gradient_field_is_clipped_per_point_and_plotted() {
     let field = gradient_field::run(&args).unwrap();
     for (&(rx, ry), &(cx, cy)) in field.raw.iter().zip(&field.clipped) {
         let (raw, clipped) = ((rx * rx + ry * ry).sqrt(), (cx * cx + cy * cy).sqrt());
-        assert!(clipped <= 1.5 + 1e-5, "clipped norm {clipped}");
+        assert!(clipped <= 1.5 + TRAJECTORY_REL, "clipped norm {clipped}");
         if raw <= 1.5 {
             assert_eq!((rx, ry), (cx, cy), "short gradients are untouched");
         } else {
-            assert!((rx * cy - ry * cx).abs() <= 1e-5 * raw, "direction kept");
+            assert!(
+                (rx * cy - ry * cx).abs() <= TRAJECTORY_REL * raw,
+                "direction kept"
+            );
         }
     }
     assert_png(&gradient_field::plot(&args, &field).unwrap());
@@ -132,7 +140,7 @@ fn linear_regression_gpu_and_cpu_weights_agree() {
     };
     let (gpu, cpu) = linear_regression::run(&args).unwrap();
     for (g, c) in gpu.weights.iter().zip(&cpu.weights) {
-        assert!((g - c).abs() <= 1e-5, "{g} vs {c}");
+        assert!((g - c).abs() <= TRAJECTORY_REL, "{g} vs {c}");
     }
     assert!(gpu.losses.last().unwrap() < &(0.5 * gpu.losses[0]));
 }

@@ -1,5 +1,9 @@
-//! Shared by the examples: the output folder, the embedded font, and line charts.
+//! Shared by the examples: the output folder, the embedded font, line charts, and the
+//! CLI's harness (deterministic data, error measures), included by path.
 #![allow(dead_code)]
+
+#[path = "../../src/bin/clipstep/harness.rs"]
+pub mod harness;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;

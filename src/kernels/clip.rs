@@ -53,7 +53,12 @@ impl ClipKernels {
     }
 
     /// Records `g ← g · clip_coef` over every slab.
-    pub(crate) fn encode_scale(&self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout) {
+    pub(crate) fn encode_scale(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+    ) {
         let sizes = layout.slabs.iter().map(|s| elementwise_groups(s.len));
         gpu.dispatch_per_slab(pass, Kernel::Scale, &self.scale, sizes);
     }
@@ -71,7 +76,12 @@ impl ClipKernels {
     }
 
     /// Records `g ← clamp(g, -c, c)` over every slab.
-    pub(crate) fn encode_clamp(&self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout) {
+    pub(crate) fn encode_clamp(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+    ) {
         let sizes = layout.slabs.iter().map(|s| elementwise_groups(s.len));
         gpu.dispatch_per_slab(pass, Kernel::Clamp, &self.clamp, sizes);
     }

@@ -33,7 +33,10 @@ mod tests {
             .map(|(n, o)| (n.to_string(), o))
             .collect();
         if rust != wgsl {
-            return Some(format!("{}: Rust fields {rust:?}, WGSL fields {wgsl:?}", T::WGSL));
+            return Some(format!(
+                "{}: Rust fields {rust:?}, WGSL fields {wgsl:?}",
+                T::WGSL
+            ));
         }
         let size = std::mem::size_of::<T>();
         (size != span).then(|| format!("{}: Rust size {size}, WGSL size {span}", T::WGSL))
@@ -67,7 +70,10 @@ mod tests {
             "    clip_coef: f32,\n    total_norm: f32,",
             1,
         );
-        assert_ne!(source, swapped, "the StepState fields to swap were not found");
+        assert_ne!(
+            source, swapped,
+            "the StepState fields to swap were not found"
+        );
         assert!(mismatch::<DeviceStepState>(&swapped).is_some());
     }
 }

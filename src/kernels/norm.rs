@@ -6,7 +6,9 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::abi::{DeviceStepState, NormOp, Partial, POLICY_PROPAGATE, SOURCE_COMPUTED, SOURCE_NONE};
+use crate::abi::{
+    DeviceStepState, NormOp, Partial, POLICY_PROPAGATE, SOURCE_COMPUTED, SOURCE_NONE,
+};
 use crate::arena::{Binding, SlabTables};
 use crate::context::Gpu;
 use crate::gpu::whole;
@@ -52,7 +54,10 @@ impl NormWorkspace {
     ) -> NormWorkspace {
         let n = layout.tensors.len() as u64;
         let partial_bytes = std::mem::size_of::<Partial>() as u64;
-        let partials = gpu.storage("norm partials", u64::from(layout.total_chunks) * partial_bytes);
+        let partials = gpu.storage(
+            "norm partials",
+            u64::from(layout.total_chunks) * partial_bytes,
+        );
         let tensor_sums = gpu.storage("tensor sums", n * partial_bytes);
         let tensor_norms = gpu.storage("tensor norms", n * 4);
         let state = gpu.storage("step state", std::mem::size_of::<DeviceStepState>() as u64);
@@ -116,7 +121,12 @@ impl NormWorkspace {
         if op.source == SOURCE_COMPUTED {
             let groups = (0..layout.slabs.len()).map(|s| layout.partial_groups(s));
             gpu.dispatch_per_slab(pass, Kernel::NormPartials, &self.partial_groups, groups);
-            gpu.dispatch(pass, Kernel::NormTensors, &self.tensors_group, layout.fold_groups());
+            gpu.dispatch(
+                pass,
+                Kernel::NormTensors,
+                &self.tensors_group,
+                layout.fold_groups(),
+            );
         }
         gpu.dispatch(pass, Kernel::NormFinalize, &self.finalize_group, 1);
     }

@@ -140,11 +140,29 @@ optimizer! {
 }
 
 /// PyTorch's checks of Adam and AdamW, with its messages' parameter names.
-fn validate(name: &'static str, lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64) -> Result<()> {
+fn validate(
+    name: &'static str,
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+) -> Result<()> {
     check_non_negative(name, "lr", lr)?;
     check_non_negative(name, "eps", eps)?;
     let in_unit = |b: f64| (0.0..1.0).contains(&b);
-    check(name, "beta parameter at index 0", betas.0, in_unit(betas.0), "must be in [0, 1)")?;
-    check(name, "beta parameter at index 1", betas.1, in_unit(betas.1), "must be in [0, 1)")?;
+    check(
+        name,
+        "beta parameter at index 0",
+        betas.0,
+        in_unit(betas.0),
+        "must be in [0, 1)",
+    )?;
+    check(
+        name,
+        "beta parameter at index 1",
+        betas.1,
+        in_unit(betas.1),
+        "must be in [0, 1)",
+    )?;
     check_non_negative(name, "weight_decay", weight_decay)
 }

@@ -45,7 +45,13 @@ pub(crate) trait Rule:
     /// The rule's uniform, as bytes.
     fn uniform(&self) -> Vec<u8>;
     /// The CPU backend's update of step `step` (1 on the first), through the reference.
-    fn host_update(&self, step: u32, params: &mut [f32], grads: &[f32], states: [Option<&mut [f32]>; 3]);
+    fn host_update(
+        &self,
+        step: u32,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [Option<&mut [f32]>; 3],
+    );
 }
 
 /// The device half of an optimizer.
@@ -77,7 +83,8 @@ impl<R: Rule> Engine<R> {
         let device = match &params.device {
             Some(set) => {
                 let gpu = &set.gpu;
-                let workspace = NormWorkspace::new(gpu, &layout, &set.tables, gpu_bindings(&params.grads));
+                let workspace =
+                    NormWorkspace::new(gpu, &layout, &set.tables, gpu_bindings(&params.grads));
                 let update = UpdateKernel::new(
                     gpu,
                     R::KERNEL,
@@ -134,7 +141,11 @@ impl<R: Rule> Engine<R> {
         let betas = self.config.bias_correction_betas();
         let (log_beta1, log_beta2) = betas.map_or((0.0, 0.0), |(b1, b2)| (log(b1), log(b2)));
         NormOp {
-            source: if needs_norm { SOURCE_COMPUTED } else { SOURCE_NONE },
+            source: if needs_norm {
+                SOURCE_COMPUTED
+            } else {
+                SOURCE_NONE
+            },
             kind,
             p,
             max_norm,
@@ -175,7 +186,10 @@ impl<R: Rule> Engine<R> {
         let (gpu, ws) = (&device.gpu, &device.workspace);
         // The step's options and hyperparameters, from one upload buffer.
         let uniform = self.config.uniform();
-        gpu.write_in_stream(encoder, &[ws.op_write(&op), device.update.uniform_write(&uniform)])?;
+        gpu.write_in_stream(
+            encoder,
+            &[ws.op_write(&op), device.update.uniform_write(&uniform)],
+        )?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(R::NAME),
@@ -184,7 +198,13 @@ impl<R: Rule> Engine<R> {
             ws.encode(&mut pass, gpu, &self.layout, &op);
             device.update.encode(&mut pass, gpu, &self.layout);
         }
-        Ok(Report::gpu(gpu, ws, self.layout.tensors.len(), options.nonfinite, op.source))
+        Ok(Report::gpu(
+            gpu,
+            ws,
+            self.layout.tensors.len(),
+            options.nonfinite,
+            op.source,
+        ))
     }
 
     /// The CPU backend's twin of [`Engine::encode_step`].
@@ -276,7 +296,11 @@ impl<R: Rule> Engine<R> {
     pub(crate) fn load(&mut self, bytes: &[u8]) -> Result<()> {
         let c = Checkpoint::decode(bytes)?;
         if c.optimizer != R::NAME {
-            return Err(bad(format!("saved by {}; this optimizer is {}", c.optimizer, R::NAME)));
+            return Err(bad(format!(
+                "saved by {}; this optimizer is {}",
+                c.optimizer,
+                R::NAME
+            )));
         }
         let config: R = serde_json::from_str(&c.config)
             .map_err(|e| bad(format!("the {} config does not parse: {e}", R::NAME)))?;
@@ -296,7 +320,11 @@ impl<R: Rule> Engine<R> {
                 here.iter().take(4).collect::<Vec<_>>()
             )));
         }
-        let saved: Vec<Option<&str>> = c.states.iter().map(|s| s.as_ref().map(|(n, _)| n.as_str())).collect();
+        let saved: Vec<Option<&str>> = c
+            .states
+            .iter()
+            .map(|s| s.as_ref().map(|(n, _)| n.as_str()))
+            .collect();
         let want: Vec<Option<&str>> = self.config.state_names().to_vec();
         if saved != want {
             return Err(bad(format!(
@@ -306,7 +334,10 @@ impl<R: Rule> Engine<R> {
         }
         let numel = self.layout.numel() as usize;
         if let Some((name, values)) = c.states.iter().flatten().find(|(_, v)| v.len() != numel) {
-            return Err(bad(format!("state {name} holds {} values; this set has {numel}", values.len())));
+            return Err(bad(format!(
+                "state {name} holds {} values; this set has {numel}",
+                values.len()
+            )));
         }
         // Everything is checked: now write.
         for (arena, slot) in self.states.iter_mut().zip(&c.states) {
@@ -320,7 +351,9 @@ impl<R: Rule> Engine<R> {
         };
         match &self.device {
             Some(d) => {
-                d.gpu.queue.write_buffer(&d.workspace.state, 0, bytemuck::bytes_of(&state));
+                d.gpu
+                    .queue
+                    .write_buffer(&d.workspace.state, 0, bytemuck::bytes_of(&state));
                 d.gpu.check()?;
             }
             None => self.host_state = state,

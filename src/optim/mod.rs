@@ -58,14 +58,9 @@ impl StepOptions {
 }
 
 /// What [`Sgd`], [`Adam`], [`AdamW`] and [`RmsProp`] share: PyTorch's `step` and learning
-/// rate, plus the state a checkpoint holds.
-pub trait Optimizer: Sized {
-    /// The hyperparameters; `Default` is PyTorch's.
-    type Config;
-    /// An optimizer for `params` with zeroed state; `config` is checked with PyTorch's rules.
-    fn new(params: &ParamSet, config: Self::Config) -> Result<Self>;
-    /// The current hyperparameters.
-    fn config(&self) -> &Self::Config;
+/// rate, plus the state a checkpoint holds. Object safe: a training loop can hold a
+/// `Box<dyn Optimizer>`. Each type's `new(params, config)` and `config()` are its own.
+pub trait Optimizer {
     /// Records and submits one step: `params ← update(params, clip(grads / grad_scale))`
     /// (on the CPU backend: runs it).
     fn step(&mut self, params: &mut ParamSet, options: &StepOptions) -> Result<Report>;
@@ -95,13 +90,19 @@ pub trait Optimizer: Sized {
     fn load(&mut self, bytes: &[u8]) -> Result<()>;
 
     /// [`Optimizer::save`] to a file.
-    fn save_to(&self, path: impl AsRef<Path>) -> Result<()> {
+    fn save_to(&self, path: impl AsRef<Path>) -> Result<()>
+    where
+        Self: Sized,
+    {
         std::fs::write(path, self.save()?)?;
         Ok(())
     }
 
     /// [`Optimizer::load`] from a file.
-    fn load_from(&mut self, path: impl AsRef<Path>) -> Result<()> {
+    fn load_from(&mut self, path: impl AsRef<Path>) -> Result<()>
+    where
+        Self: Sized,
+    {
         let bytes = std::fs::read(path)?;
         self.load(&bytes)
     }
@@ -114,14 +115,20 @@ macro_rules! optimizer {
         $(#[$doc])*
         pub struct $name(crate::optim::engine::Engine<$config>);
 
-        impl crate::optim::Optimizer for $name {
-            type Config = $config;
-            fn new(params: &crate::param_set::ParamSet, config: $config) -> crate::error::Result<Self> {
+        impl $name {
+            /// An optimizer for `params` with zeroed state; `config` is checked with
+            /// PyTorch's rules ([`crate::Error::InvalidHyperparameter`]).
+            pub fn new(params: &crate::param_set::ParamSet, config: $config) -> crate::error::Result<Self> {
                 crate::optim::engine::Engine::new(params, config).map($name)
             }
-            fn config(&self) -> &$config {
+
+            /// The current hyperparameters.
+            pub fn config(&self) -> &$config {
                 &self.0.config
             }
+        }
+
+        impl crate::optim::Optimizer for $name {
             fn step(
                 &mut self,
                 params: &mut crate::param_set::ParamSet,
@@ -187,6 +194,16 @@ pub(crate) fn check(
 }
 
 /// `x` must be finite and ≥ 0 (PyTorch: "Invalid learning rate", "Invalid weight_decay value", ...).
-pub(crate) fn check_non_negative(optimizer: &'static str, name: &'static str, x: f64) -> Result<()> {
-    check(optimizer, name, x, x.is_finite() && x >= 0.0, "must be finite and >= 0")
+pub(crate) fn check_non_negative(
+    optimizer: &'static str,
+    name: &'static str,
+    x: f64,
+) -> Result<()> {
+    check(
+        optimizer,
+        name,
+        x,
+        x.is_finite() && x >= 0.0,
+        "must be finite and >= 0",
+    )
 }

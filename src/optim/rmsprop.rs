@@ -103,7 +103,13 @@ impl Rule for RmsPropConfig {
         bytemuck::bytes_of(&u).to_vec()
     }
 
-    fn host_update(&self, _step: u32, params: &mut [f32], grads: &[f32], states: [Option<&mut [f32]>; 3]) {
+    fn host_update(
+        &self,
+        _step: u32,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [Option<&mut [f32]>; 3],
+    ) {
         let [square_avg, grad_avg, momentum_buffer] = states;
         reference::rmsprop(
             params,

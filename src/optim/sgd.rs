@@ -61,7 +61,13 @@ impl Rule for SgdConfig {
     fn validate(&self) -> Result<()> {
         check_non_negative(Self::NAME, "lr", self.lr)?;
         check_non_negative(Self::NAME, "momentum", self.momentum)?;
-        check(Self::NAME, "dampening", self.dampening, self.dampening.is_finite(), "must be finite")?;
+        check(
+            Self::NAME,
+            "dampening",
+            self.dampening,
+            self.dampening.is_finite(),
+            "must be finite",
+        )?;
         check_non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
         if self.nesterov {
             check(
@@ -84,7 +90,11 @@ impl Rule for SgdConfig {
     }
 
     fn state_names(&self) -> [Option<&'static str>; 3] {
-        [(self.momentum != 0.0).then_some("momentum_buffer"), None, None]
+        [
+            (self.momentum != 0.0).then_some("momentum_buffer"),
+            None,
+            None,
+        ]
     }
 
     fn bias_correction_betas(&self) -> Option<(f64, f64)> {
@@ -103,7 +113,13 @@ impl Rule for SgdConfig {
         bytemuck::bytes_of(&u).to_vec()
     }
 
-    fn host_update(&self, step: u32, params: &mut [f32], grads: &[f32], states: [Option<&mut [f32]>; 3]) {
+    fn host_update(
+        &self,
+        step: u32,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [Option<&mut [f32]>; 3],
+    ) {
         let [momentum_buffer, _, _] = states;
         reference::sgd(
             params,

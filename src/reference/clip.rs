@@ -53,7 +53,8 @@ pub fn clip_grad_norm(tensors: &mut [&mut [f32]], max_norm: f32, norm_type: f32)
 /// PyTorch `clip_grad_value_(tensors, clip_value)`: `g ← clamp(g, -clip_value, clip_value)`.
 pub fn clip_grad_value(tensors: &mut [&mut [f32]], clip_value: f32) {
     for t in tensors.iter_mut() {
-        t.iter_mut().for_each(|x| *x = clamp_keep_nan(*x, clip_value));
+        t.iter_mut()
+            .for_each(|x| *x = clamp_keep_nan(*x, clip_value));
     }
 }
 

@@ -1,5 +1,10 @@
-//! Shared test helpers: the device, deterministic data, tolerance checks.
+//! Shared test helpers: the device, deterministic data, tolerance checks. Data helpers
+//! and the verification checks are the CLI's harness, included by path, so `cargo test`
+//! and `clipstep verify` share them.
 #![allow(dead_code)]
+
+#[path = "../../src/bin/clipstep/harness.rs"]
+pub mod harness;
 
 use std::sync::OnceLock;
 
@@ -39,7 +44,7 @@ pub fn ctx_small_grid() -> Context {
 
 /// Deterministic values in [-scale, scale).
 pub fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    clipstep::verify::sample_data(n, seed, scale)
+    harness::sample_data(n, seed, scale)
 }
 
 /// A set of `sizes` on `ctx`, slabs capped at `slab_bytes`, gradients from `seed`.
@@ -64,7 +69,7 @@ pub fn set_with_grads(
 }
 
 #[allow(unused_imports)]
-pub use clipstep::verify::{specs, split, split_mut};
+pub use harness::{norm_tolerance, specs, split, split_mut};
 
 /// `|got - want| <= tol · |want|` (both NaN, or equal infinities, also pass).
 pub fn assert_rel(got: f32, want: f32, tol: f64, what: &str) {
@@ -104,6 +109,28 @@ pub fn assert_close_elementwise(got: &[f32], want: &[f32], max_ulps: u32, abs: f
             ulps(g, w)
         );
     }
+}
+
+/// Every element within `tol` relative of the reference, relative to `max(|want|, floor)`
+/// (NaN matches NaN).
+pub fn assert_close(got: &[f32], want: &[f32], tol: f64, floor: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let (max_abs, max_rel) = harness::max_errors(got, want, floor);
+    assert!(
+        max_rel <= tol,
+        "{what}: max relative error {max_rel:e} (max abs {max_abs:e}) > {tol:e}"
+    );
+}
+
+/// Every check passed; otherwise the failing rows.
+pub fn assert_checks(checks: &[harness::Check]) {
+    let failed: Vec<&harness::Check> = checks.iter().filter(|c| !c.pass).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} checks failed: {failed:#?}",
+        failed.len(),
+        checks.len()
+    );
 }
 
 /// Bit-exact equality.

@@ -8,8 +8,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use clipstep::{
-    AdamW, AdamWConfig, ArenaOptions, Clip, Context, Error, Nonfinite, Norm, Optimizer,
-    ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
+    AdamW, AdamWConfig, ArenaOptions, Clip, Context, Error, Nonfinite, Norm, Optimizer, ParamSet,
+    Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
 };
 
 /// What to measure.
@@ -110,7 +110,12 @@ struct Timer {
     queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
 
-fn buffer(device: &wgpu::Device, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+fn buffer(
+    device: &wgpu::Device,
+    label: &str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size,
@@ -125,7 +130,9 @@ fn device_error(e: impl std::fmt::Display) -> Error {
 
 impl Timer {
     fn new(ctx: &Context) -> Result<Timer> {
-        let (device, queue) = ctx.device_queue().ok_or(Error::NeedsGpu("clipstep bench"))?;
+        let (device, queue) = ctx
+            .device_queue()
+            .ok_or(Error::NeedsGpu("clipstep bench"))?;
         let queries = device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
@@ -160,7 +167,12 @@ impl Timer {
     /// The two timestamps, read back.
     fn read_timestamps(&self, resolve: &wgpu::Buffer) -> Result<(u64, u64)> {
         use wgpu::BufferUsages as U;
-        let staging = buffer(&self.device, "timestamps readback", 16, U::MAP_READ | U::COPY_DST);
+        let staging = buffer(
+            &self.device,
+            "timestamps readback",
+            16,
+            U::MAP_READ | U::COPY_DST,
+        );
         let mut encoder = self.encoder();
         encoder.copy_buffer_to_buffer(resolve, 0, &staging, 0, 16);
         self.queue.submit([encoder.finish()]);
@@ -215,7 +227,8 @@ impl Timer {
         match &self.queries {
             Some((_, resolve)) => {
                 let (t0, t1) = self.read_timestamps(resolve)?;
-                let ns = t1.saturating_sub(t0) as f64 * f64::from(self.queue.get_timestamp_period());
+                let ns =
+                    t1.saturating_sub(t0) as f64 * f64::from(self.queue.get_timestamp_period());
                 Ok(if ns > 0.0 { ns * 1e-9 } else { wall })
             }
             None => Ok(wall),
@@ -268,7 +281,9 @@ struct Copy {
 
 impl Copy {
     fn new(ctx: &Context, set: &ParamSet) -> Result<Copy> {
-        let (device, _) = ctx.device_queue().ok_or(Error::NeedsGpu("clipstep bench"))?;
+        let (device, _) = ctx
+            .device_queue()
+            .ok_or(Error::NeedsGpu("clipstep bench"))?;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("copy"),
             source: wgpu::ShaderSource::Wgsl(COPY_WGSL.into()),
@@ -303,8 +318,14 @@ impl Copy {
                     label: Some("copy"),
                     layout: &layout,
                     entries: &[
-                        wgpu::BindGroupEntry { binding: 0, resource: binding(s, bytes) },
-                        wgpu::BindGroupEntry { binding: 1, resource: binding(d, bytes) },
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: binding(s, bytes),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: binding(d, bytes),
+                        },
                     ],
                 });
                 let n = (s.len.div_ceil(4).div_ceil(1024)) as u32;
@@ -387,15 +408,14 @@ impl Bench<'_> {
         Ok(median)
     }
 
-    fn step<O: Optimizer>(
+    fn step(
         &mut self,
         op: &str,
         set: &mut ParamSet,
-        config: O::Config,
+        opt: &mut dyn Optimizer,
         bytes: u64,
         options: StepOptions,
     ) -> Result<f64> {
-        let mut opt = O::new(set, config)?;
         let shape = (set.numel(), set.tensors().len());
         self.measure(op, shape, bytes, &mut |enc| {
             opt.encode_step(enc, set, &options).map(|_| ())
@@ -426,21 +446,12 @@ impl Bench<'_> {
             momentum: 0.9,
             ..Default::default()
         };
-        self.step::<Sgd>("SGD momentum + clip (fused)", &mut set, sgd, 24, fused)?;
-        self.step::<RmsProp>(
-            "RMSprop + clip (fused)",
-            &mut set,
-            RmsPropConfig::default(),
-            24,
-            fused,
-        )?;
-        let t_fused = self.step::<AdamW>(
-            "AdamW + clip (fused)",
-            &mut set,
-            AdamWConfig::default(),
-            32,
-            fused,
-        )?;
+        let mut opt = Sgd::new(&set, sgd)?;
+        self.step("SGD momentum + clip (fused)", &mut set, &mut opt, 24, fused)?;
+        let mut opt = RmsProp::new(&set, RmsPropConfig::default())?;
+        self.step("RMSprop + clip (fused)", &mut set, &mut opt, 24, fused)?;
+        let mut opt = AdamW::new(&set, AdamWConfig::default())?;
+        let t_fused = self.step("AdamW + clip (fused)", &mut set, &mut opt, 32, fused)?;
         let fraction = self.out.last().map_or(0.0, |m| m.fraction_of_copy);
         // Unfused: norm pass, scale pass, then an AdamW pass that reads the clipped gradient.
         let mut opt = AdamW::new(&set, AdamWConfig::default())?;
@@ -457,7 +468,8 @@ impl Bench<'_> {
         drop(set);
         let mut many = set_of(ctx, n, self.config.many_tensors)?;
         let label = format!("AdamW + clip (fused), {} tensors", self.config.many_tensors);
-        let t_many = self.step::<AdamW>(&label, &mut many, AdamWConfig::default(), 32, fused)?;
+        let mut opt = AdamW::new(&many, AdamWConfig::default())?;
+        let t_many = self.step(&label, &mut many, &mut opt, 32, fused)?;
         Ok(Ratios {
             elements: n,
             fused_adamw_fraction_of_copy: fraction,
@@ -479,7 +491,10 @@ pub fn run(
     progress: &mut dyn FnMut(&str),
 ) -> Result<BenchReport> {
     let timer = Timer::new(ctx)?;
-    let info = ctx.adapter_info().ok_or(Error::NeedsGpu("clipstep bench"))?.clone();
+    let info = ctx
+        .adapter_info()
+        .ok_or(Error::NeedsGpu("clipstep bench"))?
+        .clone();
     let mut bench = Bench {
         timer,
         config,

@@ -1,0 +1,35 @@
+//! The case table and checks of `clipstep verify` (the CLI's harness), asserted: every
+//! kernel against the CPU reference on the test adapter.
+
+mod common;
+
+use common::harness::{cases, norms_and_clips, optimizers};
+use common::*;
+
+#[test]
+fn every_norm_and_clip_of_the_case_table_matches_the_reference() {
+    for case in cases() {
+        assert_checks(&norms_and_clips(&ctx(), &case).unwrap());
+    }
+}
+
+#[test]
+fn every_optimizer_of_the_case_table_matches_the_reference() {
+    for case in cases() {
+        assert_checks(&optimizers(&ctx(), &case).unwrap());
+    }
+}
+
+#[test]
+fn the_case_table_on_the_two_dimensional_grid_path() {
+    for case in cases() {
+        assert_checks(&norms_and_clips(&ctx_small_grid(), &case).unwrap());
+    }
+}
+
+#[test]
+fn a_wrong_result_fails_its_check() {
+    // The checks compare against the reference: a perturbed result must fail.
+    let (_, rel) = harness::max_errors(&[1.0, 2.0 * (1.0 + 1e-4)], &[1.0, 2.0], f64::MIN_POSITIVE);
+    assert!(rel > clipstep::consts::tolerance::NORM_REL);
+}
