@@ -44,17 +44,13 @@ fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
     let p0 = params[i];
+    // AdamW decays the parameter; Adam adds an L2 penalty to the gradient.
+    let decoupled = u.decoupled_weight_decay != 0u;
+    let l2 = select(u.weight_decay, 0.0, decoupled);
+    let g = signed_decayed(effective_grad(grads[i], state), p0, u.maximize, l2);
     var p = p0;
-    var g = effective_grad(grads[i], state);
-    if u.maximize != 0u {
-        g = -g;
-    }
-    if u.weight_decay != 0.0 {
-        if u.decoupled_weight_decay != 0u {
-            p = p * u.decay_factor;
-        } else {
-            g = g + u.weight_decay * p;
-        }
+    if decoupled && u.weight_decay != 0.0 {
+        p = p * u.decay_factor;
     }
     let m0 = exp_avg[i];
     let v0 = exp_avg_sq[i];

@@ -109,6 +109,16 @@ fn effective_grad(g: vec4<f32>, st: StepState) -> vec4<f32> {
     return x;
 }
 
+// The gradient a rule applies to parameter p: −g if maximize, then g + wd·p (PyTorch's L2
+// penalty; wd = 0: none). The twin of reference::signed_decayed.
+fn signed_decayed(g: vec4<f32>, p: vec4<f32>, maximize: u32, weight_decay: f32) -> vec4<f32> {
+    var x = select(g, -g, maximize != 0u);
+    if weight_decay != 0.0 {
+        x = x + weight_decay * p;
+    }
+    return x;
+}
+
 // torch.lerp(start, end, w): start + w·(end − start) for |w| < 0.5, else
 // end − (end − start)·(1 − w), each formula accurate at its end.
 fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {

@@ -39,13 +39,7 @@ fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
     let p0 = params[i];
-    var g = effective_grad(grads[i], state);
-    if u.maximize != 0u {
-        g = -g;
-    }
-    if u.weight_decay != 0.0 {
-        g = g + u.weight_decay * p0;
-    }
+    let g = signed_decayed(effective_grad(grads[i], state), p0, u.maximize, u.weight_decay);
     let s0 = square_avg[i];
     let s = s0 * u.alpha + u.one_minus_alpha * g * g;
     square_avg[i] = select(s0, s, live);

@@ -93,27 +93,7 @@ fn external_tensors_join_norms_and_clips() {
     let sentinel = vec![7.0f32; 1024];
     queue.write_buffer(&shared, 0, bytemuck::cast_slice(&sentinel));
     // 37 elements at byte 256 of the caller's buffer; its params in another buffer.
-    let ext = ExternalTensor {
-        name: "ext".into(),
-        shape: vec![37],
-        params: BufferRange {
-            buffer: own_params.clone(),
-            offset: 2048,
-        },
-        grads: BufferRange {
-            buffer: shared.clone(),
-            offset: 256,
-        },
-    };
-    let mut set = ParamSet::new(
-        &ctx,
-        &specs(&[100]),
-        ArenaOptions {
-            external: vec![ext],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut set = set_with_external(&ctx, 37, (&own_params, 2048), (&shared, 256));
     assert_eq!(set.num_slabs(), 2);
     let grads = data(137, 5, 1.0);
     set.upload_grads(&grads).unwrap();

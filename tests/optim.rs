@@ -621,27 +621,7 @@ fn steps_encoded_into_one_encoder_equal_separate_steps() {
 fn external_tensors_are_updated_in_place() {
     let ctx = ctx();
     let (pb, gb) = (user_storage(&ctx, 1024), user_storage(&ctx, 1024));
-    let ext = ExternalTensor {
-        name: "ext".into(),
-        shape: vec![13],
-        params: BufferRange {
-            buffer: pb,
-            offset: 256,
-        },
-        grads: BufferRange {
-            buffer: gb,
-            offset: 0,
-        },
-    };
-    let mut set = ParamSet::new(
-        &ctx,
-        &specs(&[100]),
-        ArenaOptions {
-            external: vec![ext],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut set = set_with_external(&ctx, 13, (&pb, 256), (&gb, 0));
     let p0 = data(113, 1, 1.0);
     let grads = data(113, 2, 1.0);
     set.upload_params(&p0).unwrap();

@@ -55,12 +55,6 @@ macro_rules! adam_config {
             fn validate(&self) -> Result<()> {
                 validate(Self::NAME, self.lr, self.betas, self.eps, self.weight_decay)
             }
-            fn lr(&self) -> f64 {
-                self.lr
-            }
-            fn set_lr(&mut self, lr: f64) {
-                self.lr = lr;
-            }
             fn state_names(&self) -> [Option<&'static str>; 3] {
                 [Some("exp_avg"), Some("exp_avg_sq"), self.amsgrad.then_some("max_exp_avg_sq")]
             }

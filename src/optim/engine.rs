@@ -34,14 +34,12 @@ pub(crate) trait Rule:
     const STATE_SLOTS: usize;
     /// PyTorch's constructor checks.
     fn validate(&self) -> Result<()>;
-    /// The learning rate.
-    fn lr(&self) -> f64;
-    /// Sets the learning rate.
-    fn set_lr(&mut self, lr: f64);
     /// The states bound at slots 2, 3, 4 of the update shader (`None`: unused).
     fn state_names(&self) -> [Option<&'static str>; 3];
     /// `(β1, β2)` when the finalize pass must compute Adam's bias corrections.
-    fn bias_correction_betas(&self) -> Option<(f64, f64)>;
+    fn bias_correction_betas(&self) -> Option<(f64, f64)> {
+        None
+    }
     /// The rule's uniform, as bytes.
     fn uniform(&self) -> Vec<u8>;
     /// The CPU backend's update of step `step` (1 on the first), through the reference.
@@ -230,12 +228,6 @@ impl<R: Rule> Engine<R> {
         }
         self.host_state = state;
         Report::host(state, per_tensor, options.nonfinite, op.source)
-    }
-
-    pub(crate) fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
-        super::check_non_negative(R::NAME, "lr", lr)?;
-        self.config.set_lr(lr);
-        Ok(())
     }
 
     pub(crate) fn state(&self, name: &str) -> Result<Vec<f32>> {

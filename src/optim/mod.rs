@@ -145,10 +145,13 @@ macro_rules! optimizer {
                 self.0.encode_step(encoder, params, options)
             }
             fn learning_rate(&self) -> f64 {
-                crate::optim::engine::Rule::lr(&self.0.config)
+                self.0.config.lr
             }
             fn set_learning_rate(&mut self, lr: f64) -> crate::error::Result<()> {
-                self.0.set_learning_rate(lr)
+                let name = <$config as crate::optim::engine::Rule>::NAME;
+                crate::optim::check_non_negative(name, "lr", lr)?;
+                self.0.config.lr = lr;
+                Ok(())
             }
             fn state_names(&self) -> Vec<&'static str> {
                 crate::optim::engine::Rule::state_names(&self.0.config)

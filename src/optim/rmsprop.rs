@@ -70,24 +70,12 @@ impl Rule for RmsPropConfig {
         check_non_negative(Self::NAME, "alpha value", self.alpha)
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
     fn state_names(&self) -> [Option<&'static str>; 3] {
         [
             Some("square_avg"),
             self.centered.then_some("grad_avg"),
             (self.momentum > 0.0).then_some("momentum_buffer"),
         ]
-    }
-
-    fn bias_correction_betas(&self) -> Option<(f64, f64)> {
-        None
     }
 
     fn uniform(&self) -> Vec<u8> {

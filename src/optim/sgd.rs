@@ -81,24 +81,12 @@ impl Rule for SgdConfig {
         Ok(())
     }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
     fn state_names(&self) -> [Option<&'static str>; 3] {
         [
             (self.momentum != 0.0).then_some("momentum_buffer"),
             None,
             None,
         ]
-    }
-
-    fn bias_correction_betas(&self) -> Option<(f64, f64)> {
-        None
     }
 
     fn uniform(&self) -> Vec<u8> {

@@ -66,19 +66,6 @@ fn assert_all_rel(got: &[f32], want: &[f32], tol: f64, what: &str) {
     }
 }
 
-/// Units in the last place between two finite f32s.
-fn ulps(a: f32, b: f32) -> u32 {
-    let key = |x: f32| {
-        let i = x.to_bits() as i32;
-        if i < 0 {
-            i32::MIN - i
-        } else {
-            i
-        }
-    };
-    key(a).abs_diff(key(b))
-}
-
 fn assert_ulps(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {

@@ -13,6 +13,7 @@
 //! | `scale_per_tensor`                      | [`clip_grad_norm_per_tensor`]          |
 //! | `clamp` (clip by value)                 | [`clip_grad_value`]                    |
 //! | `effective_grad` (`common.wgsl`)        | [`effective_grad`]                     |
+//! | `signed_decayed` (`common.wgsl`)        | [`signed_decayed`]                     |
 //! | `sgd`, `adam`, `rmsprop`                | [`sgd`], [`adam`], [`rmsprop`]         |
 
 mod clip;
@@ -26,4 +27,18 @@ pub use clip::{
     clip_grads_with_norm, effective_grad,
 };
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};
-pub use optim::{adam, bias_correction, rmsprop, sgd, torch_lerp};
+pub use optim::{adam, bias_correction, rmsprop, sgd, signed_decayed, torch_lerp};
+
+/// Units in the last place between two finite f32s of any signs: the distance the update
+/// tolerance (`consts::tolerance::UPDATE_ULPS`) is stated in.
+pub fn ulps(a: f32, b: f32) -> u32 {
+    let key = |x: f32| {
+        let i = x.to_bits() as i32;
+        if i < 0 {
+            i32::MIN - i
+        } else {
+            i
+        }
+    };
+    key(a).abs_diff(key(b))
+}

@@ -18,6 +18,17 @@ pub fn torch_lerp(start: f32, end: f32, w: f32) -> f32 {
     }
 }
 
+/// The gradient a rule applies to parameter `p`: `−g` if maximize, then `g + weight_decay·p`
+/// (PyTorch's L2 penalty; 0: none). The twin of `signed_decayed` in `shaders/common.wgsl`.
+pub fn signed_decayed(g: f32, p: f32, maximize: bool, weight_decay: f32) -> f32 {
+    let g = if maximize { -g } else { g };
+    if weight_decay != 0.0 {
+        g + weight_decay * p
+    } else {
+        g
+    }
+}
+
 /// Adam's bias correction `1 − β^step`, in f64 (PyTorch: `1 - beta ** step`).
 pub fn bias_correction(beta: f64, step: u32) -> f64 {
     1.0 - beta.powi(step as i32)
@@ -52,13 +63,7 @@ pub fn sgd(
     );
     for i in 0..params.len() {
         let p = params[i];
-        let mut g = grads[i];
-        if maximize {
-            g = -g;
-        }
-        if wd != 0.0 {
-            g += wd * p;
-        }
+        let mut g = signed_decayed(grads[i], p, maximize, wd);
         if let Some(buf) = momentum_buffer.as_deref_mut() {
             let b = if first_step {
                 g
@@ -117,17 +122,12 @@ pub fn adam(
         (1.0 - lr * weight_decay) as f32,
     );
     for i in 0..params.len() {
+        // AdamW decays the parameter; Adam adds an L2 penalty to the gradient.
+        let l2 = if decoupled_weight_decay { 0.0 } else { wd };
+        let g = signed_decayed(grads[i], params[i], maximize, l2);
         let mut p = params[i];
-        let mut g = grads[i];
-        if maximize {
-            g = -g;
-        }
-        if wd != 0.0 {
-            if decoupled_weight_decay {
-                p *= decay_factor;
-            } else {
-                g += wd * p;
-            }
+        if decoupled_weight_decay && wd != 0.0 {
+            p *= decay_factor;
         }
         let m = torch_lerp(exp_avg[i], g, one_minus_b1);
         let v = exp_avg_sq[i] * beta2 + one_minus_b2 * g * g;
@@ -169,13 +169,7 @@ pub fn rmsprop(
     let (eps, wd, mu) = (eps as f32, weight_decay as f32, momentum as f32);
     for i in 0..params.len() {
         let p = params[i];
-        let mut g = grads[i];
-        if maximize {
-            g = -g;
-        }
-        if wd != 0.0 {
-            g += wd * p;
-        }
+        let g = signed_decayed(grads[i], p, maximize, wd);
         let s = square_avg[i] * a + one_minus_a * g * g;
         square_avg[i] = s;
         let avg = match grad_avg.as_deref_mut() {

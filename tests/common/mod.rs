@@ -84,18 +84,7 @@ pub fn assert_rel(got: f32, want: f32, tol: f64, what: &str) {
     );
 }
 
-/// Distance in units in the last place between two finite f32s.
-pub fn ulps(a: f32, b: f32) -> u32 {
-    let key = |x: f32| {
-        let i = x.to_bits() as i32;
-        if i < 0 {
-            i32::MIN - i
-        } else {
-            i
-        }
-    };
-    key(a).abs_diff(key(b))
-}
+pub use clipstep::reference::ulps;
 
 /// Each element within `ulps` ulp or `abs` of the reference (NaN matches NaN).
 pub fn assert_close_elementwise(got: &[f32], want: &[f32], max_ulps: u32, abs: f32, what: &str) {
@@ -153,4 +142,29 @@ pub fn user_storage(ctx: &Context, bytes: u64) -> wgpu::Buffer {
             usage: U::STORAGE | U::COPY_DST | U::COPY_SRC,
             mapped_at_creation: false,
         })
+}
+
+/// A set of 100 internal elements (tensor `t0`) and one external tensor `ext` of `numel`
+/// elements, its params at `params` and its grads at `grads` (buffer, byte offset).
+pub fn set_with_external(
+    ctx: &Context,
+    numel: usize,
+    params: (&wgpu::Buffer, u64),
+    grads: (&wgpu::Buffer, u64),
+) -> ParamSet {
+    let range = |(buffer, offset): (&wgpu::Buffer, u64)| clipstep::BufferRange {
+        buffer: buffer.clone(),
+        offset,
+    };
+    let ext = clipstep::ExternalTensor {
+        name: "ext".into(),
+        shape: vec![numel],
+        params: range(params),
+        grads: range(grads),
+    };
+    let options = ArenaOptions {
+        external: vec![ext],
+        ..Default::default()
+    };
+    ParamSet::new(ctx, &specs(&[100]), options).unwrap()
 }
