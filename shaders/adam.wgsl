@@ -9,8 +9,8 @@
 // 1 − β, 1 − lr·wd are computed in f64 on the host. No fma: WGSL leaves fusing to the
 // driver, and the reference must see the same roundings. The twin of reference::adam.
 //
-// @binding(0) params  @binding(1) grads  @binding(2) exp_avg  @binding(3) exp_avg_sq
-// @binding(4) max_exp_avg_sq  @binding(5) state  @binding(6) u  @binding(7) slab
+// @binding(2) exp_avg  @binding(3) exp_avg_sq  @binding(4) max_exp_avg_sq  @binding(6) u: Adam
+// @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab   (update.wgsl)
 
 struct Adam {
     lr: f32,
@@ -26,19 +26,10 @@ struct Adam {
     _pad: vec2<u32>,
 }
 
-@group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> exp_avg: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> max_exp_avg_sq: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> state: StepState;
 @group(0) @binding(6) var<uniform> u: Adam;
-@group(0) @binding(7) var<uniform> slab: Slab;
-
-// A skipped step state leaves parameters and states as they were.
-fn enabled() -> bool {
-    return state.skipped == 0u;
-}
 
 fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.

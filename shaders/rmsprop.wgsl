@@ -7,8 +7,8 @@
 // 1 − α is computed in f64 on the host. No fma: WGSL leaves fusing to the driver, and the
 // reference must see the same roundings. The twin of reference::rmsprop.
 //
-// @binding(0) params  @binding(1) grads  @binding(2) square_avg  @binding(3) grad_avg
-// @binding(4) momentum_buffer  @binding(5) state  @binding(6) u  @binding(7) slab
+// @binding(2) square_avg  @binding(3) grad_avg  @binding(4) momentum_buffer  @binding(6) u: RmsProp
+// @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab   (update.wgsl)
 
 struct RmsProp {
     neg_lr: f32,
@@ -21,19 +21,10 @@ struct RmsProp {
     maximize: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> square_avg: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> grad_avg: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> state: StepState;
 @group(0) @binding(6) var<uniform> u: RmsProp;
-@group(0) @binding(7) var<uniform> slab: Slab;
-
-// A skipped step state leaves parameters and states as they were.
-fn enabled() -> bool {
-    return state.skipped == 0u;
-}
 
 fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.

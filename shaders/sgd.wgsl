@@ -7,8 +7,8 @@
 // No fma: WGSL leaves fusing to the driver, and the reference must see the same roundings.
 // The twin of reference::sgd.
 //
-// @binding(0) params  @binding(1) grads  @binding(2) momentum_buffer
-// @binding(5) state  @binding(6) u  @binding(7) slab   (3 and 4 hold other rules' states)
+// @binding(2) momentum_buffer  @binding(6) u: Sgd   (3 and 4 hold other rules' states)
+// @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab   (update.wgsl)
 
 struct Sgd {
     neg_lr: f32,
@@ -21,17 +21,8 @@ struct Sgd {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> state: StepState;
 @group(0) @binding(6) var<uniform> u: Sgd;
-@group(0) @binding(7) var<uniform> slab: Slab;
-
-// A skipped step state leaves parameters and states as they were.
-fn enabled() -> bool {
-    return state.skipped == 0u;
-}
 
 fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.

@@ -13,6 +13,8 @@ pub(crate) enum Snippet {
     Elementwise,
     /// `shaders/reduce.wgsl`: the fixed workgroup tree `tree_reduce`.
     Reduce,
+    /// `shaders/update.wgsl`: the bindings and skip rule shared by the update kernels.
+    Update,
 }
 
 impl Snippet {
@@ -20,6 +22,7 @@ impl Snippet {
         match self {
             Snippet::Elementwise => include_str!("../shaders/elementwise.wgsl"),
             Snippet::Reduce => include_str!("../shaders/reduce.wgsl"),
+            Snippet::Update => include_str!("../shaders/update.wgsl"),
         }
     }
 }
@@ -75,11 +78,11 @@ kernels! {
     /// `g ← clamp(g, −c, c)`.
     Clamp = "clamp" [Elementwise];
     /// SGD update (`src/kernels/update.rs`).
-    Sgd = "sgd" [Elementwise];
+    Sgd = "sgd" [Update, Elementwise];
     /// Adam / AdamW update.
-    Adam = "adam" [Elementwise];
+    Adam = "adam" [Update, Elementwise];
     /// RMSprop update.
-    RmsProp = "rmsprop" [Elementwise];
+    RmsProp = "rmsprop" [Update, Elementwise];
 }
 
 impl Kernel {
