@@ -184,8 +184,7 @@ pub fn plot(args: &Args, runs: &[Run]) -> Result<(), Box<dyn Error>> {
             .collect()
     };
     let title = format!(
-        "Linear RNN unrolled over {} time steps, {} training steps: loss \
-         (dark: no clipping, mid: by norm, light: by value)",
+        "Linear RNN over {} time steps: loss in {} training steps",
         args.seq_len, args.steps
     );
     let loss_chart = Chart {
