@@ -34,7 +34,7 @@ pub struct ExternalTensor {
     pub grads: BufferRange,
 }
 
-/// Options of [`ParamSet::new`].
+/// Options of [`ParamSet::new`](crate::ParamSet::new).
 #[derive(Clone, Debug, Default)]
 pub struct ArenaOptions {
     /// Largest slab in bytes (`None`: the device's `max_storage_buffer_binding_size`).
