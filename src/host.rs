@@ -4,7 +4,7 @@
 
 use crate::abi::{
     DeviceStepState, NormOp, NORM_INF, NORM_L1, NORM_L2, POLICY_PROPAGATE, SOURCE_COMPUTED,
-    SOURCE_GIVEN,
+    SOURCE_GIVEN, SOURCE_NONE,
 };
 use crate::layout::Layout;
 use crate::reference::{self, PowerSum};
@@ -51,7 +51,7 @@ pub(crate) fn finalize(
         }
         _ => (f32::NAN, false),
     };
-    let clip_coef = if op.source != crate::abi::SOURCE_NONE && op.max_norm > 0.0 {
+    let clip_coef = if op.source != SOURCE_NONE && op.max_norm > 0.0 {
         reference::clip_coef(total_norm, op.max_norm)
     } else {
         1.0

@@ -464,7 +464,7 @@ impl ParamSet {
     ) -> Result<Report> {
         match (encoder, &self.device) {
             (Some(encoder), Some(device)) => {
-                Ok(device.record(encoder, &self.layout, &op, policy, apply)?)
+                device.record(encoder, &self.layout, &op, policy, apply)
             }
             (Some(_), None) => Err(Error::NeedsGpu("an encode_* operation")),
             (None, Some(_)) => {
