@@ -99,12 +99,10 @@ impl Kernel {
         out
     }
 
-    /// The position of this kernel in [`Kernel::ALL`].
+    /// The position of this kernel in [`Kernel::ALL`] (the macro lists both in one order),
+    /// so the pipeline cache is indexed without a search on the encode path.
     pub(crate) fn index(self) -> usize {
-        Kernel::ALL
-            .iter()
-            .position(|&k| k == self)
-            .expect("every kernel is in ALL")
+        self as usize
     }
 }
 
@@ -146,6 +144,14 @@ mod tests {
             )
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: {e:?}", kernel.name()));
+        }
+    }
+
+    /// `Kernel::index` is each kernel's position in `Kernel::ALL`.
+    #[test]
+    fn kernel_index_is_the_position_in_all() {
+        for (i, &kernel) in Kernel::ALL.iter().enumerate() {
+            assert_eq!(kernel.index(), i, "{}", kernel.name());
         }
     }
 

@@ -159,11 +159,12 @@ impl<R: Rule> Engine<R> {
     }
 
     pub(crate) fn step(&mut self, params: &mut ParamSet, options: &StepOptions) -> Result<Report> {
-        options.validate()?;
-        self.check_set(params)?;
         let Some(device) = &self.device else {
+            options.validate()?;
+            self.check_set(params)?;
             return Ok(self.host_step(params, options));
         };
+        // `encode_step` validates the options and the set before recording anything.
         let gpu = device.gpu.clone();
         let mut encoder = gpu.encoder();
         let report = self.encode_step(&mut encoder, params, options)?;
