@@ -29,9 +29,9 @@ fn root(s: f32, bad: u32) -> f32 {
         return f32_inf(bad);
     }
     var r = s;
-    if op.kind == NORM_L2 {
+    if NORM_KIND == NORM_L2 {
         r = sqrt(s);
-    } else if op.kind == NORM_P && s > 0.0 {
+    } else if NORM_KIND == NORM_P && s > 0.0 {
         r = pow(s, 1.0 / op.p);
     }
     return r * op.inv_grad_scale;

@@ -9,7 +9,8 @@
 // @binding(0) grads    this slab's gradients, vec4-packed
 // @binding(1) chunks   this slab's chunk table, large chunks first
 // @binding(2) partials one Partial per chunk of the whole set (written)
-// @binding(3) op       NormOp (kind, p)
+// @binding(3) op       NormOp (p)
+// NORM_KIND (pipeline constant) the norm kind: one pipeline per kind
 // @binding(4) slab     Slab (num_big, num_mid, num_chunks)
 
 @group(0) @binding(0) var<storage, read> grads: array<vec4<f32>>;
@@ -24,8 +25,9 @@
 fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     var acc = vec4<f32>(0.0);
     var bits = vec4<u32>(0u);
-    // The norm kind is uniform: one loop per kind keeps the switch out of the loop body.
-    switch op.kind {
+    // NORM_KIND is a pipeline constant: each pipeline holds one of these loops, and no
+    // uniform-selected branch is left for the driver to specialize at dispatch time.
+    switch NORM_KIND {
         case NORM_L2: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
                 let g = select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end));

@@ -7,7 +7,7 @@
 // @binding(0) partials    one Partial per chunk
 // @binding(1) ranges      per tensor: (first chunk, chunk count)
 // @binding(2) tensor_sums one Partial per tensor (written)
-// @binding(3) op          NormOp (kind, num_tensors, num_big_tensors)
+// @binding(3) op          NormOp (num_tensors, num_big_tensors); the norm kind is NORM_KIND
 // @binding(4) big_tensors the tensors with more than SERIAL_FOLD_CHUNKS chunks
 
 @group(0) @binding(0) var<storage, read> partials: array<Partial>;

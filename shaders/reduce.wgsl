@@ -1,12 +1,15 @@
 // The workgroup reduction of the norm kernels (appended after a kernel that calls
 // `tree_reduce`): a fixed binary tree, so the same inputs give the same bits every run.
+// NORM_KIND, a pipeline constant, picks the fold: one pipeline per norm kind.
+
+override NORM_KIND: u32;
 
 var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
 var<workgroup> flags: array<u32, WORKGROUP_SIZE>;
 
 // + for sums, max for L∞.
 fn combine(x: f32, y: f32) -> f32 {
-    return select(x + y, max(x, y), op.kind == NORM_INF);
+    return select(x + y, max(x, y), NORM_KIND == NORM_INF);
 }
 
 // Folds the values of each aligned run of `width` invocations (a power of two, the same

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, Once};
 
 use crate::error::{Error, Result};
-use crate::shaders::Kernel;
+use crate::shaders::{Kernel, PipelineKey, NORM_KINDS};
 
 /// Set to `1` to turn "no GPU adapter" into [`Error::NoAdapter`] instead of the CPU fallback.
 pub const REQUIRE_GPU_ENV: &str = "CLIPSTEP_REQUIRE_GPU";
@@ -269,35 +269,67 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (kind, api)
 }
 
-/// The compiled pipelines, one per [`Kernel`], built once per device.
+/// The compiled pipelines, built once per device: per [`Kernel`] one pipeline, or one per
+/// norm kind for [`Kernel::norm_specialized`] kernels, all of a kernel's pipelines sharing
+/// one bind group layout (so one bind group serves every norm kind).
 pub(crate) struct Pipelines {
-    pipelines: Vec<wgpu::ComputePipeline>,
+    /// Per kernel: its pipelines, indexed by `NORM_KIND` when specialized.
+    pipelines: Vec<Vec<wgpu::ComputePipeline>>,
 }
 
 impl Pipelines {
     fn new(device: &wgpu::Device) -> Self {
         let pipelines = Kernel::ALL
             .iter()
-            .map(|kernel| {
+            .map(|&kernel| {
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.name()),
                     source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
                 });
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                let build = |layout: Option<&wgpu::PipelineLayout>, constants: &[(&str, f64)]| {
+                    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(kernel.name()),
+                        layout,
+                        module: &module,
+                        entry_point: Some("main"),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants,
+                            ..Default::default()
+                        },
+                        cache: None,
+                    })
+                };
+                if !kernel.norm_specialized() {
+                    return vec![build(None, &[])];
+                }
+                // A derived layout belongs to its one pipeline: the variants share an
+                // explicit one, reflected from the source.
+                let bind_group_layout =
+                    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: Some(kernel.name()),
+                        entries: &kernel.bind_group_layout_entries(),
+                    });
+                let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some(kernel.name()),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
+                    bind_group_layouts: &[Some(&bind_group_layout)],
+                    immediate_size: 0,
+                });
+                NORM_KINDS
+                    .iter()
+                    .map(|&k| build(Some(&layout), &[("NORM_KIND", f64::from(k))]))
+                    .collect()
             })
             .collect();
         Pipelines { pipelines }
     }
 
-    pub(crate) fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        &self.pipelines[kernel.index()]
+    pub(crate) fn get(&self, key: PipelineKey) -> &wgpu::ComputePipeline {
+        let variants = &self.pipelines[key.kernel.index()];
+        if variants.len() == 1 {
+            &variants[0]
+        } else {
+            &variants[key.norm_kind as usize]
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::consts::{VEC4_PER_INVOCATION, VEC_WIDTH, WORKGROUP_SIZE};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
-use crate::shaders::Kernel;
+use crate::shaders::{Kernel, PipelineKey};
 
 impl Gpu {
     pub(crate) fn buffer(
@@ -194,7 +194,7 @@ impl Gpu {
         kernel: Kernel,
         resources: &[(u32, wgpu::BindingResource<'_>)],
     ) -> wgpu::BindGroup {
-        let layout = self.pipelines.get(kernel).get_bind_group_layout(0);
+        let layout = self.pipelines.get(kernel.into()).get_bind_group_layout(0);
         let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
             .iter()
             .map(|(binding, r)| wgpu::BindGroupEntry {
@@ -213,7 +213,7 @@ impl Gpu {
     pub(crate) fn dispatch(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        kernel: Kernel,
+        kernel: impl Into<PipelineKey>,
         group: &wgpu::BindGroup,
         groups: u32,
     ) {
@@ -224,11 +224,11 @@ impl Gpu {
     pub(crate) fn dispatch_per_slab(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        kernel: Kernel,
+        kernel: impl Into<PipelineKey>,
         groups: &[wgpu::BindGroup],
         sizes: impl IntoIterator<Item = u32>,
     ) {
-        pass.set_pipeline(self.pipelines.get(kernel));
+        pass.set_pipeline(self.pipelines.get(kernel.into()));
         for (group, n) in groups.iter().zip(sizes) {
             if n == 0 {
                 continue;

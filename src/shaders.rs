@@ -104,7 +104,80 @@ impl Kernel {
     pub(crate) fn index(self) -> usize {
         self as usize
     }
+
+    /// Whether the kernel is specialized on the norm kind: the kernels built on
+    /// `reduce.wgsl` declare `override NORM_KIND`, and get one pipeline per `NORM_*` code,
+    /// so no uniform-selected branch sits in their loops (a driver that specializes shaders
+    /// on uniform values at dispatch time has nothing to specialize).
+    pub(crate) fn norm_specialized(self) -> bool {
+        self.snippets().contains(&Snippet::Reduce)
+    }
+
+    /// This kernel's pipeline for norm kind `kind` (`NORM_*`; ignored unless
+    /// [`Kernel::norm_specialized`]).
+    pub(crate) fn for_norm(self, kind: u32) -> PipelineKey {
+        PipelineKey { kernel: self, norm_kind: kind }
+    }
 }
+
+impl Kernel {
+    /// The bind group layout of the kernel's group 0, reflected from its WGSL by naga: a
+    /// uniform buffer per `var<uniform>`, a storage buffer (read-only unless declared
+    /// `read_write`) per `var<storage>`. The kernel sources are fixed and validated by the
+    /// tests, so a parse failure here is a bug.
+    pub(crate) fn bind_group_layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
+        use wgpu::naga::AddressSpace;
+        let module = wgpu::naga::front::wgsl::parse_str(&self.source())
+            .unwrap_or_else(|e| panic!("{} does not parse: {e}", self.name()));
+        let mut entries: Vec<_> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, var)| {
+                let binding = var.binding.as_ref()?;
+                let ty = match var.space {
+                    AddressSpace::Uniform => wgpu::BufferBindingType::Uniform,
+                    AddressSpace::Storage { access } => wgpu::BufferBindingType::Storage {
+                        read_only: !access.contains(wgpu::naga::StorageAccess::STORE),
+                    },
+                    _ => return None,
+                };
+                Some(wgpu::BindGroupLayoutEntry {
+                    binding: binding.binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                })
+            })
+            .collect();
+        entries.sort_by_key(|e| e.binding);
+        entries
+    }
+}
+
+/// One compiled pipeline: a kernel and, for norm-specialized kernels, its `NORM_KIND`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PipelineKey {
+    pub kernel: Kernel,
+    pub norm_kind: u32,
+}
+
+impl From<Kernel> for PipelineKey {
+    fn from(kernel: Kernel) -> Self {
+        kernel.for_norm(0)
+    }
+}
+
+/// Every `NORM_*` code, in code order: the `NORM_KIND` values a specialized kernel is built for.
+pub(crate) const NORM_KINDS: [u32; 4] = [
+    crate::abi::NORM_L1,
+    crate::abi::NORM_L2,
+    crate::abi::NORM_INF,
+    crate::abi::NORM_P,
+];
 
 /// The `(field name, offset)` list and size naga lays out for WGSL struct `name` in
 /// `source`, for the Rust↔WGSL layout test (`src/kernels/mod.rs`).

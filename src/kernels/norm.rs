@@ -120,14 +120,16 @@ impl NormWorkspace {
     ) {
         if op.source == SOURCE_COMPUTED {
             let groups = (0..layout.slabs.len()).map(|s| layout.partial_groups(s));
-            gpu.dispatch_per_slab(pass, Kernel::NormPartials, &self.partial_groups, groups);
+            let partials = Kernel::NormPartials.for_norm(op.kind);
+            gpu.dispatch_per_slab(pass, partials, &self.partial_groups, groups);
             gpu.dispatch(
                 pass,
-                Kernel::NormTensors,
+                Kernel::NormTensors.for_norm(op.kind),
                 &self.tensors_group,
                 layout.fold_groups(),
             );
         }
-        gpu.dispatch(pass, Kernel::NormFinalize, &self.finalize_group, 1);
+        let finalize = Kernel::NormFinalize.for_norm(op.kind);
+        gpu.dispatch(pass, finalize, &self.finalize_group, 1);
     }
 }

@@ -1,9 +1,11 @@
-//! `clipstep devices | verify | bench`: the adapters wgpu sees, every kernel checked
-//! against the CPU reference on one of them, and each operation's bandwidth against the
-//! device's copy bandwidth. The harnesses live beside this file, not in the library.
+//! `clipstep devices | verify | bench | soak`: the adapters wgpu sees, every kernel checked
+//! against the CPU reference on one of them, each operation's bandwidth against the
+//! device's copy bandwidth, and memory and time per step over a long run. The harnesses
+//! live beside this file, not in the library.
 
 mod bench;
 mod harness;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -29,6 +31,29 @@ enum Command {
     Verify(DeviceArgs),
     /// Measure each operation's bandwidth against the device's copy bandwidth.
     Bench(BenchArgs),
+    /// Run many clipped AdamW steps; print resident memory and time per step at intervals.
+    Soak(SoakArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Steps to run.
+    #[arg(long, default_value_t = 10_000)]
+    steps: u32,
+    /// Tensors in the set.
+    #[arg(long, default_value_t = 200)]
+    tensors: usize,
+    /// Elements over all tensors (suffixes K and M are powers of two).
+    #[arg(long, default_value = "1M")]
+    elements: String,
+    /// Steps between samples.
+    #[arg(long, default_value_t = 1000)]
+    every: u32,
+    /// Steps before the baseline sample.
+    #[arg(long, default_value_t = 200)]
+    warmup: u32,
 }
 
 #[derive(Args)]
@@ -95,6 +120,7 @@ fn main() -> ExitCode {
         Command::Devices(args) => devices(&args),
         Command::Verify(args) => verify(&args),
         Command::Bench(args) => bench(&args),
+        Command::Soak(args) => soak(&args),
     };
     match result {
         Ok(code) => code,
@@ -246,6 +272,45 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         println!(
             "host encode of one fused AdamW step, {:>5} tensors: median {:.1} µs (min {:.1} µs)",
             e.tensors, e.median_us, e.min_us
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn soak(args: &SoakArgs) -> Result<ExitCode, String> {
+    let ctx = args.device.context()?;
+    let config = soak::SoakConfig {
+        steps: args.steps.max(1),
+        tensors: args.tensors.max(1),
+        elements: parse_size(&args.elements)? as usize,
+        every: args.every.max(1),
+        warmup: args.warmup,
+    };
+    println!(
+        "soak on {}: {} clipped AdamW steps, {} tensors, {} elements",
+        ctx.describe(),
+        config.steps,
+        config.tensors,
+        config.elements
+    );
+    println!("{:>8} {:>12} {:>12}", "step", "RSS MiB", "ms/step");
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let report = soak::run(&ctx, &config, &mut |s| {
+        let rss = s.rss_bytes.map_or("n/a".to_string(), |b| format!("{:.1}", mib(b)));
+        println!("{:>8} {:>12} {:>12.3}", s.step, rss, s.ms_per_step);
+    })
+    .map_err(|e| e.to_string())?;
+    let times: Vec<f64> = report.samples.iter().map(|s| s.ms_per_step).collect();
+    let (lo, hi) = times
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    println!("ms/step over the intervals: {lo:.3} to {hi:.3}");
+    if let (Some(base), Some(growth)) = (report.baseline_rss, report.growth_bytes()) {
+        println!(
+            "RSS after warm-up {:.1} MiB, growth {:+.2} MiB ({:+.2}%)",
+            mib(base),
+            growth as f64 / (1 << 20) as f64,
+            growth as f64 * 100.0 / base as f64
         );
     }
     Ok(ExitCode::SUCCESS)
