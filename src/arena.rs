@@ -302,46 +302,8 @@ pub(crate) fn write_all(
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
             check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
-            // One padded image per internal slab: O(slabs) writes, not O(tensors).
-            let mut images: Vec<Vec<f32>> = layout
-                .slabs
-                .iter()
-                .map(|s| {
-                    vec![
-                        0.0;
-                        if s.external.is_some() {
-                            0
-                        } else {
-                            s.len as usize
-                        }
-                    ]
-                })
-                .collect();
-            let mut src = 0usize;
-            for t in 0..layout.tensors.len() {
-                let numel = layout.tensors[t].numel as usize;
-                let tensor = &data[src..src + numel];
-                for p in layout.pieces(t) {
-                    let part =
-                        &tensor[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
-                    if layout.slabs[p.slab].external.is_some() {
-                        let b = &bindings[p.slab];
-                        gpu.queue
-                            .write_buffer(&b.buffer, b.offset, bytemuck::cast_slice(part));
-                    } else {
-                        let at = p.slab_offset as usize;
-                        images[p.slab][at..at + part.len()].copy_from_slice(part);
-                    }
-                }
-                src += numel;
-            }
-            for (s, image) in images.iter().enumerate() {
-                if !image.is_empty() {
-                    gpu.queue
-                        .write_buffer(&bindings[s].buffer, 0, bytemuck::cast_slice(image));
-                }
-            }
-            gpu.check()
+            let images = slab_images(layout, data);
+            gpu.upload(&image_writes(bindings, &images))
         }
         (_, Arena::Cpu(v)) => {
             let mut src = 0usize;
@@ -354,6 +316,40 @@ pub(crate) fn write_all(
         }
         _ => unreachable!("arena kind always matches the context"),
     }
+}
+
+/// Every slab's contents for `data` (all tensors concatenated): a padded image per
+/// internal slab (O(slabs) writes, not O(tensors)), the tensor itself per external slab.
+pub(crate) fn slab_images(layout: &Layout, data: &[f32]) -> Vec<Vec<f32>> {
+    let mut images: Vec<Vec<f32>> = layout
+        .slabs
+        .iter()
+        .map(|s| vec![0.0; s.len as usize])
+        .collect();
+    let mut src = 0usize;
+    for t in 0..layout.tensors.len() {
+        let numel = layout.tensors[t].numel as usize;
+        let tensor = &data[src..src + numel];
+        for p in layout.pieces(t) {
+            let part = &tensor[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
+            let at = p.slab_offset as usize;
+            images[p.slab][at..at + part.len()].copy_from_slice(part);
+        }
+        src += numel;
+    }
+    images
+}
+
+/// The writes that put `images` (from [`slab_images`]) into `bindings`.
+pub(crate) fn image_writes<'a>(
+    bindings: &'a [Binding],
+    images: &'a [Vec<f32>],
+) -> Vec<(&'a wgpu::Buffer, u64, &'a [u8])> {
+    bindings
+        .iter()
+        .zip(images)
+        .map(|(b, image)| (&b.buffer, b.offset, bytemuck::cast_slice(image.as_slice())))
+        .collect()
 }
 
 /// Writes tensor `t` of `arena`.
@@ -374,16 +370,16 @@ pub(crate) fn write_tensor(
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
             check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
-            for p in layout.pieces(t) {
-                let b = &bindings[p.slab];
-                let part = &data[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
-                gpu.queue.write_buffer(
-                    &b.buffer,
-                    b.offset + p.slab_offset * 4,
-                    bytemuck::cast_slice(part),
-                );
-            }
-            gpu.check()
+            let writes: Vec<_> = layout
+                .pieces(t)
+                .into_iter()
+                .map(|p| {
+                    let b = &bindings[p.slab];
+                    let part = &data[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
+                    (&b.buffer, b.offset + p.slab_offset * 4, bytemuck::cast_slice(part))
+                })
+                .collect();
+            gpu.upload(&writes)
         }
         (_, Arena::Cpu(v)) => {
             let o = info.offset as usize;

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex, Once};
 
+use crate::consts::WORKGROUP_SIZE;
 use crate::error::{Error, Result};
 use crate::shaders::{Kernel, PipelineKey, NORM_KINDS};
 
@@ -52,17 +53,8 @@ pub(crate) struct Gpu {
     pub(crate) pipelines: Pipelines,
     /// Workgroups per grid dimension: the device limit, or a smaller cap from the options.
     pub(crate) grid_limit: u32,
-    /// Uncaptured device errors and loss, surfaced as [`Error::Device`].
-    fault: Arc<Mutex<Fault>>,
-}
-
-/// What the device reported behind clipstep's back.
-#[derive(Default)]
-struct Fault {
-    /// The first uncaptured error since the last call: reported once.
-    error: Option<String>,
-    /// Device loss: reported by every call from then on.
-    lost: Option<String>,
+    /// Device loss, surfaced as [`Error::Device`] by every call from then on.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl Context {
@@ -156,35 +148,45 @@ impl Context {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
-        let fault = Arc::new(Mutex::new(Fault::default()));
-        let on_error = fault.clone();
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            on_error.lock().unwrap().error.get_or_insert(e.to_string());
+        // Every clipstep call captures its own errors in error scopes; what reaches this
+        // handler came from someone else's call on this device (`device_queue`), and
+        // belongs to no clipstep result. wgpu's default handler would panic: say it instead.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            eprintln!("clipstep: wgpu error outside any clipstep call on this device: {e}");
         }));
-        let on_lost = fault.clone();
+        let lost = Arc::new(Mutex::new(None));
+        let on_lost = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            let lost = format!("device lost ({reason:?}): {msg}");
-            on_lost.lock().unwrap().lost.get_or_insert(lost);
+            let why = format!("device lost ({reason:?}): {msg}");
+            on_lost.lock().unwrap().get_or_insert(why);
         });
-        Ok(Self::from_parts(device, queue, info, fault))
+        Self::from_parts(device, queue, info, lost)
     }
 
     /// Embeds clipstep in a caller's wgpu setup. The device's own limits bound the slab
-    /// size. The caller keeps its uncaptured-error handler; clipstep installs none.
-    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Context {
+    /// size. The caller keeps its uncaptured-error handler; clipstep installs none (its
+    /// calls capture their own errors). A device whose limits cannot run the kernels
+    /// (fewer than 256 invocations per workgroup, too little workgroup
+    /// memory, too few storage buffers per stage) is [`Error::DeviceLimits`].
+    ///
+    /// External buffers and encoders passed to this Context must come from this device.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Context> {
         let info = device.adapter_info();
-        Self::from_parts(device, queue, info, Arc::new(Mutex::new(Fault::default())))
+        Self::from_parts(device, queue, info, Arc::new(Mutex::new(None)))
     }
 
     fn from_parts(
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
-        fault: Arc<Mutex<Fault>>,
-    ) -> Context {
-        let pipelines = Pipelines::new(&device);
+        lost: Arc<Mutex<Option<String>>>,
+    ) -> Result<Context> {
         let limits = device.limits();
-        Context {
+        check_limits(&limits)?;
+        let scope = ErrorScope::push(&device);
+        let pipelines = Pipelines::new(&device);
+        scope.pop()?;
+        Ok(Context {
             gpu: Some(Arc::new(Gpu {
                 grid_limit: limits.max_compute_workgroups_per_dimension.max(1),
                 device,
@@ -192,9 +194,9 @@ impl Context {
                 info,
                 limits,
                 pipelines,
-                fault,
+                lost,
             })),
-        }
+        })
     }
 
     /// Whether kernels run on a GPU adapter (false: the CPU reference).
@@ -248,12 +250,23 @@ pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// The process's one wgpu instance for `backends`. Contexts share it, so a buffer or
+/// encoder of one Context passed to another is a resource of another device that wgpu
+/// rejects by name, instead of an id that resolves into another instance's tables.
 fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends = backends
+    static INSTANCES: Mutex<Vec<(wgpu::Backends, wgpu::Instance)>> = Mutex::new(Vec::new());
+    let backends = backends
         .or_else(wgpu::Backends::from_env)
         .unwrap_or(wgpu::Backends::all());
-    wgpu::Instance::new(desc)
+    let mut instances = INSTANCES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, instance)) = instances.iter().find(|(b, _)| *b == backends) {
+        return instance.clone();
+    }
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    instances.push((backends, instance.clone()));
+    instance
 }
 
 /// Discrete > integrated > virtual > CPU > other; native APIs before GL.
@@ -333,13 +346,132 @@ impl Pipelines {
     }
 }
 
+/// [`Error::DeviceLimits`] unless `limits` can run every kernel: a workgroup of
+/// 256 invocations, the reduction's workgroup memory, and the storage and
+/// uniform buffers the widest kernel binds.
+fn check_limits(limits: &wgpu::Limits) -> Result<()> {
+    let widest = |ty: fn(&wgpu::BindingType) -> bool| {
+        Kernel::ALL
+            .iter()
+            .map(|k| k.bind_group_layout_entries().iter().filter(|e| ty(&e.ty)).count())
+            .max()
+            .unwrap_or(0) as u64
+    };
+    let storage = widest(|t| {
+        matches!(t, wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { .. }, .. })
+    });
+    let uniform = widest(|t| {
+        matches!(t, wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, .. })
+    });
+    let needs: [(&'static str, u64, u64); 5] = [
+        (
+            "max_compute_invocations_per_workgroup",
+            u64::from(WORKGROUP_SIZE),
+            u64::from(limits.max_compute_invocations_per_workgroup),
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            u64::from(WORKGROUP_SIZE),
+            u64::from(limits.max_compute_workgroup_size_x),
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            u64::from(WORKGROUP_SIZE) * 8,
+            u64::from(limits.max_compute_workgroup_storage_size),
+        ),
+        (
+            "max_storage_buffers_per_shader_stage",
+            storage,
+            u64::from(limits.max_storage_buffers_per_shader_stage),
+        ),
+        (
+            "max_uniform_buffers_per_shader_stage",
+            uniform,
+            u64::from(limits.max_uniform_buffers_per_shader_stage),
+        ),
+    ];
+    match needs.iter().find(|(_, need, have)| have < need) {
+        Some(&(limit, need, have)) => Err(Error::DeviceLimits { limit, need, have }),
+        None => Ok(()),
+    }
+}
+
+/// The validation, out-of-memory and internal error scopes of one clipstep call on this
+/// thread (wgpu's error scopes are per thread, so another thread's errors never land here).
+pub(crate) struct ErrorScope {
+    /// Innermost last: popped in reverse.
+    guards: Vec<wgpu::ErrorScopeGuard>,
+}
+
+impl ErrorScope {
+    pub(crate) fn push(device: &wgpu::Device) -> ErrorScope {
+        let guards = [
+            wgpu::ErrorFilter::Internal,
+            wgpu::ErrorFilter::OutOfMemory,
+            wgpu::ErrorFilter::Validation,
+        ]
+        .map(|f| device.push_error_scope(f))
+        .into();
+        ErrorScope { guards }
+    }
+
+    /// The first error the call caused, as a clipstep error: a validation error is
+    /// [`Error::Rejected`], an allocation failure [`Error::OutOfMemory`] (the Context stays
+    /// usable after either), an internal error [`Error::Device`].
+    pub(crate) fn pop(mut self) -> Result<()> {
+        let mut first = None;
+        while let Some(guard) = self.guards.pop() {
+            let error = pollster::block_on(guard.pop());
+            first = first.or(error);
+        }
+        match first {
+            None => Ok(()),
+            Some(wgpu::Error::Validation { description, .. }) => {
+                Err(Error::Rejected(description.trim().to_string()))
+            }
+            Some(wgpu::Error::OutOfMemory { source }) => Err(Error::OutOfMemory(source.to_string())),
+            Some(wgpu::Error::Internal { description, .. }) => Err(Error::Device(description)),
+        }
+    }
+}
+
 impl Gpu {
-    /// [`Error::Device`] if the device is lost, or reported an error since the last call.
+    /// [`Error::Device`] once the device is lost.
     pub(crate) fn check(&self) -> Result<()> {
-        let mut fault = self.fault.lock().unwrap();
-        match fault.lost.clone().or_else(|| fault.error.take()) {
+        match self.lost.lock().unwrap().clone() {
             Some(msg) => Err(Error::Device(msg)),
             None => Ok(()),
         }
+    }
+
+    /// Runs `call` with its wgpu errors captured: the call's own error first, else the
+    /// first error wgpu reported while it ran (see [`ErrorScope::pop`]).
+    pub(crate) fn scoped<R>(&self, call: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.check()?;
+        let scope = ErrorScope::push(&self.device);
+        let out = call();
+        let reported = scope.pop();
+        let out = out?;
+        reported?;
+        Ok(out)
+    }
+
+    /// Records `encode` into a fresh encoder and submits it, all or nothing: an error while
+    /// recording submits nothing, and a submission wgpu rejects (a destroyed buffer) runs
+    /// none of its commands.
+    pub(crate) fn submit_atomic<R>(
+        &self,
+        encode: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<R>,
+    ) -> Result<R> {
+        let (out, commands) = self.scoped(|| {
+            let mut encoder = self.encoder();
+            let out = encode(&mut encoder)?;
+            Ok((out, encoder.finish()))
+        })?;
+        self.scoped(|| {
+            self.queue.submit([commands]);
+            Ok(())
+        })?;
+        Ok(out)
     }
 }

@@ -19,6 +19,24 @@ pub enum Error {
     /// The device was lost or reported an internal error; no result can be trusted.
     #[error("GPU device error: {0}; recreate the Context")]
     Device(String),
+    /// wgpu rejected the call (validation): typically a caller's buffer that was destroyed,
+    /// belongs to another device, or lacks a usage. The call changed nothing and the
+    /// Context is still usable.
+    #[error("wgpu rejected the call, which changed nothing (the Context is still usable): {0}")]
+    Rejected(String),
+    /// An allocation failed. The call changed nothing and the Context is still usable.
+    #[error("out of GPU memory: {0}; nothing was changed (the Context is still usable): use a smaller set, or free buffers")]
+    OutOfMemory(String),
+    /// The device's limits cannot run clipstep's kernels.
+    #[error("the device's {limit} is {have}; clipstep's kernels need at least {need}")]
+    DeviceLimits {
+        /// The wgpu limit.
+        limit: &'static str,
+        /// What the kernels need.
+        need: u64,
+        /// What the device has.
+        have: u64,
+    },
     /// A parameter set needs at least one tensor.
     #[error("a parameter set needs at least one tensor; got none")]
     EmptyParamSet,

@@ -34,19 +34,23 @@ impl Gpu {
         buffer
     }
 
-    /// Records `dst[0..bytes.len()] = bytes` for each `(dst, bytes)` into `encoder`, in
-    /// stream order, from one upload buffer: each encoded operation sees its own options
-    /// even when several are recorded before one submit (a `queue.write_buffer` would land
-    /// all writes before any of them ran).
+    /// Records `dst[offset..offset + bytes.len()] = bytes` for each `(dst, offset, bytes)`
+    /// into `encoder`, in stream order, from one upload buffer: each encoded operation sees
+    /// its own options even when several are recorded before one submit (a
+    /// `queue.write_buffer` would land all writes before any of them ran), and an upload
+    /// submitted this way lands whole or not at all. Offsets and lengths are multiples of 4.
     pub(crate) fn write_in_stream(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-        writes: &[(&wgpu::Buffer, &[u8])],
+        writes: &[(&wgpu::Buffer, u64, &[u8])],
     ) -> Result<()> {
-        // A lost or failed device cannot map: say so instead of recording into it.
+        // A lost device cannot map: say so instead of recording into it.
         self.check()?;
         let align = |n: usize| (n as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
-        let total: u64 = writes.iter().map(|(_, b)| align(b.len())).sum();
+        let total: u64 = writes.iter().map(|(_, _, b)| align(b.len())).sum();
+        if total == 0 {
+            return Ok(());
+        }
         let src = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("clipstep options"),
             size: total,
@@ -58,15 +62,17 @@ impl Gpu {
                 .get_mapped_range_mut(..)
                 .map_err(|e| Error::Device(e.to_string()))?;
             let mut at = 0;
-            for (_, bytes) in writes {
+            for (_, _, bytes) in writes {
                 view.slice(at..at + bytes.len()).copy_from_slice(bytes);
                 at += align(bytes.len()) as usize;
             }
         }
         src.unmap();
         let mut at = 0;
-        for (dst, bytes) in writes {
-            encoder.copy_buffer_to_buffer(&src, at, dst, 0, align(bytes.len()));
+        for (dst, offset, bytes) in writes {
+            if !bytes.is_empty() {
+                encoder.copy_buffer_to_buffer(&src, at, dst, *offset, align(bytes.len()));
+            }
             at += align(bytes.len());
         }
         Ok(())
@@ -79,9 +85,10 @@ impl Gpu {
             })
     }
 
-    pub(crate) fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
-        self.queue.submit([encoder.finish()]);
-        self.check()
+    /// Writes each `(dst, offset, bytes)` in one submission, all or nothing (see
+    /// [`Gpu::write_in_stream`] and [`Gpu::submit_atomic`]).
+    pub(crate) fn upload(&self, writes: &[(&wgpu::Buffer, u64, &[u8])]) -> Result<()> {
+        self.submit_atomic(|encoder| self.write_in_stream(encoder, writes))
     }
 
     /// Waits until the queue is idle.
@@ -100,20 +107,26 @@ impl Gpu {
             return Ok(Vec::new());
         }
         use wgpu::BufferUsages as U;
-        let staging = self.buffer("clipstep readback", total, U::MAP_READ | U::COPY_DST);
-        let mut encoder = self.encoder();
-        let mut at = 0;
-        for &(src, offset, bytes) in ranges {
-            if bytes > 0 {
-                encoder.copy_buffer_to_buffer(src, offset, &staging, at, bytes);
+        let staging = self.scoped(|| {
+            Ok(self.buffer("clipstep readback", total, U::MAP_READ | U::COPY_DST))
+        })?;
+        self.submit_atomic(|encoder| {
+            let mut at = 0;
+            for &(src, offset, bytes) in ranges {
+                if bytes > 0 {
+                    encoder.copy_buffer_to_buffer(src, offset, &staging, at, bytes);
+                }
+                at += bytes;
             }
-            at += bytes;
-        }
-        self.submit(encoder)?;
+            Ok(())
+        })?;
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-        staging.map_async(wgpu::MapMode::Read, 0..total, move |r| {
-            let _ = tx.send(r);
-        });
+        self.scoped(|| {
+            staging.map_async(wgpu::MapMode::Read, 0..total, move |r| {
+                let _ = tx.send(r);
+            });
+            Ok(())
+        })?;
         self.wait()?;
         rx.receive()
             .await

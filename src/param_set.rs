@@ -98,12 +98,16 @@ impl ParamSet {
         for e in &options.external {
             validate_external(gpu, e)?;
         }
-        let params = slab_bindings(gpu, &layout, "params", &options, |e| &e.params);
-        let grads = slab_bindings(gpu, &layout, "grads", &options, |e| &e.grads);
-        let tables = Arc::new(SlabTables::new(gpu, &layout));
-        let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads);
-        let clips = ClipKernels::new(gpu, &tables, &grads, &workspace);
-        gpu.check()?;
+        // Every allocation in the call's error scope: too little memory is a typed error,
+        // not a lost device.
+        let (params, grads, tables, workspace, clips) = gpu.scoped(|| {
+            let params = slab_bindings(gpu, &layout, "params", &options, |e| &e.params);
+            let grads = slab_bindings(gpu, &layout, "grads", &options, |e| &e.grads);
+            let tables = Arc::new(SlabTables::new(gpu, &layout));
+            let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads);
+            let clips = ClipKernels::new(gpu, &tables, &grads, &workspace);
+            Ok((params, grads, tables, workspace, clips))
+        })?;
         Ok(ParamSet {
             id,
             ctx: ctx.clone(),
@@ -240,23 +244,26 @@ impl ParamSet {
 
     /// `g ← 0` for every gradient (PyTorch `zero_grad(set_to_none=False)`), submitted.
     pub fn zero_grad(&mut self) -> Result<()> {
-        if let Arena::Cpu(grads) = &mut self.grads {
-            grads.fill(0.0);
-            return Ok(());
+        match (&mut self.grads, &self.device) {
+            (Arena::Cpu(grads), _) => {
+                grads.fill(0.0);
+                Ok(())
+            }
+            (Arena::Gpu(grads), Some(device)) => device
+                .gpu
+                .submit_atomic(|encoder| record_zero_grad(&self.layout, grads, encoder)),
+            (Arena::Gpu(_), None) => unreachable!("GPU arenas belong to GPU sets"),
         }
-        self.submit(|set, encoder| set.encode_zero_grad(encoder))
     }
 
     /// Records `g ← 0` for every gradient (buffer clears, no kernel).
     pub fn encode_zero_grad(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
-        let Arena::Gpu(grads) = &self.grads else {
+        let (Arena::Gpu(grads), Some(device)) = (&self.grads, &self.device) else {
             return Err(Error::NeedsGpu("encode_zero_grad"));
         };
-        check_usage(&self.layout, grads, wgpu::BufferUsages::COPY_DST, "grads")?;
-        for b in grads {
-            encoder.clear_buffer(&b.buffer, b.offset, Some(b.data_size));
-        }
-        Ok(())
+        device
+            .gpu
+            .scoped(|| record_zero_grad(&self.layout, grads, encoder))
     }
 
     /// The global norm `‖concat(g)‖` and every per-tensor norm `‖g_t‖`, from one set of
@@ -436,25 +443,10 @@ impl ParamSet {
 
     // --- running an operation -----------------------------------------------------------
 
-    /// Runs `encode` on a fresh encoder and submits it.
-    fn submit<R>(
-        &mut self,
-        encode: impl FnOnce(&mut Self, &mut wgpu::CommandEncoder) -> Result<R>,
-    ) -> Result<R> {
-        let gpu = self
-            .device
-            .as_ref()
-            .ok_or(Error::NeedsGpu("submit"))?
-            .gpu
-            .clone();
-        let mut encoder = gpu.encoder();
-        let out = encode(self, &mut encoder)?;
-        gpu.submit(encoder)?;
-        Ok(out)
-    }
-
     /// A standalone operation: recorded into `encoder`, or (without one) submitted on a
-    /// GPU or run by the CPU backend.
+    /// GPU or run by the CPU backend. On the GPU the call's wgpu errors are its own (error
+    /// scopes), and a submitted operation that fails runs none of its commands; the report
+    /// replaces earlier ones only once the call succeeded.
     fn run(
         &mut self,
         encoder: Option<&mut wgpu::CommandEncoder>,
@@ -463,13 +455,15 @@ impl ParamSet {
         apply: Apply,
     ) -> Result<Report> {
         match (encoder, &self.device) {
-            (Some(encoder), Some(device)) => {
-                device.record(encoder, &self.layout, &op, policy, apply)
-            }
+            (Some(encoder), Some(device)) => device
+                .gpu
+                .scoped(|| device.record(encoder, &self.layout, &op, policy, apply))
+                .map(Report::commit),
             (Some(_), None) => Err(Error::NeedsGpu("an encode_* operation")),
-            (None, Some(_)) => {
-                self.submit(|set, encoder| set.run(Some(encoder), op, policy, apply))
-            }
+            (None, Some(device)) => device
+                .gpu
+                .submit_atomic(|encoder| device.record(encoder, &self.layout, &op, policy, apply))
+                .map(Report::commit),
             (None, None) => Ok(self.run_on_host(&op, policy, apply)),
         }
     }
@@ -541,6 +535,19 @@ impl SetDevice {
             op.source,
         ))
     }
+}
+
+/// Records a clear of every gradient slab.
+fn record_zero_grad(
+    layout: &Layout,
+    grads: &[Binding],
+    encoder: &mut wgpu::CommandEncoder,
+) -> Result<()> {
+    check_usage(layout, grads, wgpu::BufferUsages::COPY_DST, "grads")?;
+    for b in grads {
+        encoder.clear_buffer(&b.buffer, b.offset, Some(b.data_size));
+    }
+    Ok(())
 }
 
 /// The gradient bindings of a GPU set.

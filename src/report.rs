@@ -69,7 +69,8 @@ enum Source {
 }
 
 impl Report {
-    /// A report on `ws`'s step state; earlier reports on it become stale.
+    /// A report on `ws`'s step state, for the recording about to be made; earlier reports
+    /// become stale when it is [committed](Report::commit), once the recording succeeded.
     pub(crate) fn gpu(
         gpu: &Arc<Gpu>,
         ws: &NormWorkspace,
@@ -77,7 +78,7 @@ impl Report {
         policy: Nonfinite,
         norm_source: u32,
     ) -> Report {
-        let generation = ws.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = ws.generation.load(Ordering::SeqCst) + 1;
         Report {
             source: Source::Gpu {
                 gpu: gpu.clone(),
@@ -107,6 +108,21 @@ impl Report {
             policy,
             norm_source,
         }
+    }
+
+    /// Makes this report the fresh one of its workspace: called once its operation was
+    /// recorded (or submitted) without error, so a failed call leaves earlier reports
+    /// readable.
+    pub(crate) fn commit(self) -> Report {
+        if let Source::Gpu {
+            generation,
+            counter,
+            ..
+        } = &self.source
+        {
+            counter.store(*generation, Ordering::SeqCst);
+        }
+        self
     }
 
     /// Whether the operation computed (or was given) a total norm. A fused step with no

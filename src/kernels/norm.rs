@@ -105,8 +105,8 @@ impl NormWorkspace {
 
     /// The in-stream write that sets the options of the passes recorded after it
     /// (see [`Gpu::write_in_stream`]).
-    pub(crate) fn op_write<'a>(&'a self, op: &'a NormOp) -> (&'a wgpu::Buffer, &'a [u8]) {
-        (&self.op, bytemuck::bytes_of(op))
+    pub(crate) fn op_write<'a>(&'a self, op: &'a NormOp) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
+        (&self.op, 0, bytemuck::bytes_of(op))
     }
 
     /// Records the norm passes: per-slab partials and the per-tensor fold (when the

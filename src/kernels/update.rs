@@ -68,8 +68,11 @@ impl UpdateKernel {
     }
 
     /// The in-stream write of the rule's uniform for the next recorded step.
-    pub(crate) fn uniform_write<'a>(&'a self, bytes: &'a [u8]) -> (&'a wgpu::Buffer, &'a [u8]) {
-        (&self.uniform, bytes)
+    pub(crate) fn uniform_write<'a>(
+        &'a self,
+        bytes: &'a [u8],
+    ) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
+        (&self.uniform, 0, bytes)
     }
 
     /// Records the update over every slab.

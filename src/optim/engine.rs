@@ -2,6 +2,7 @@
 //! step recorded as `write options → norm passes → finalize → update` in one compute pass,
 //! or run by the CPU backend.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -9,7 +10,7 @@ use serde::Serialize;
 
 use super::StepOptions;
 use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_NONE};
-use crate::arena::{read_all, state_arena, write_all, Arena};
+use crate::arena::{image_writes, read_all, slab_images, state_arena, write_all, Arena};
 use crate::checkpoint::{bad, Checkpoint};
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
@@ -75,12 +76,17 @@ impl<R: Rule> Engine<R> {
     pub(crate) fn new(params: &ParamSet, config: R) -> Result<Self> {
         config.validate()?;
         let layout = params.layout.clone();
-        let states = config
-            .state_names()
-            .map(|name| name.map(|n| state_arena(&params.ctx, &layout, n)));
-        let device = match &params.device {
-            Some(set) => {
+        let new_states = || {
+            config
+                .state_names()
+                .map(|name| name.map(|n| state_arena(&params.ctx, &layout, n)))
+        };
+        let (states, device) = match &params.device {
+            // Every allocation in the call's error scope: too little memory is a typed
+            // error, not a lost device.
+            Some(set) => set.gpu.scoped(|| {
                 let gpu = &set.gpu;
+                let states = new_states();
                 let workspace =
                     NormWorkspace::new(gpu, &layout, &set.tables, gpu_bindings(&params.grads));
                 let update = UpdateKernel::new(
@@ -96,14 +102,14 @@ impl<R: Rule> Engine<R> {
                         tables: &set.tables,
                     },
                 );
-                gpu.check()?;
-                Some(EngineDevice {
+                let device = EngineDevice {
                     gpu: gpu.clone(),
                     workspace,
                     update,
-                })
-            }
-            None => None,
+                };
+                Ok((states, Some(device)))
+            })?,
+            None => (new_states(), None),
         };
         Ok(Engine {
             ctx: params.ctx.clone(),
@@ -164,18 +170,29 @@ impl<R: Rule> Engine<R> {
             self.check_set(params)?;
             return Ok(self.host_step(params, options));
         };
-        // `encode_step` validates the options and the set before recording anything.
         let gpu = device.gpu.clone();
-        let mut encoder = gpu.encoder();
-        let report = self.encode_step(&mut encoder, params, options)?;
-        gpu.submit(encoder)?;
-        Ok(report)
+        gpu.submit_atomic(|encoder| self.record_step(encoder, params, options))
+            .map(Report::commit)
     }
 
     pub(crate) fn encode_step(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         params: &mut ParamSet,
+        options: &StepOptions,
+    ) -> Result<Report> {
+        let device = self.device.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
+        let gpu = device.gpu.clone();
+        gpu.scoped(|| self.record_step(encoder, params, options))
+            .map(Report::commit)
+    }
+
+    /// Validates the options and the set, then records one step (nothing is recorded when
+    /// validation fails).
+    fn record_step(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        params: &ParamSet,
         options: &StepOptions,
     ) -> Result<Report> {
         options.validate()?;
@@ -332,24 +349,40 @@ impl<R: Rule> Engine<R> {
                 values.len()
             )));
         }
-        // Everything is checked: now write.
-        for (arena, slot) in self.states.iter_mut().zip(&c.states) {
-            if let (Some(arena), Some((_, values))) = (arena, slot) {
-                write_all(self.ctx.gpu(), &self.layout, arena, values, "state")?;
-            }
-        }
         let state = DeviceStepState {
             step: c.step,
             ..DeviceStepState::initial()
         };
+        // Everything is checked: now write, in one submission on a GPU (all or nothing).
         match &self.device {
             Some(d) => {
-                d.gpu
-                    .queue
-                    .write_buffer(&d.workspace.state, 0, bytemuck::bytes_of(&state));
-                d.gpu.check()?;
+                let images: Vec<(&Arena, Vec<Vec<f32>>)> = self
+                    .states
+                    .iter()
+                    .zip(&c.states)
+                    .filter_map(|(arena, slot)| match (arena, slot) {
+                        (Some(arena), Some((_, values))) => {
+                            Some((arena, slab_images(&self.layout, values)))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let mut writes = vec![(&d.workspace.state, 0, bytemuck::bytes_of(&state))];
+                for (arena, images) in &images {
+                    writes.extend(image_writes(gpu_bindings(arena), images));
+                }
+                d.gpu.upload(&writes)?;
+                // The step state was replaced: earlier reports no longer describe it.
+                d.workspace.generation.fetch_add(1, Ordering::SeqCst);
             }
-            None => self.host_state = state,
+            None => {
+                for (arena, slot) in self.states.iter_mut().zip(&c.states) {
+                    if let (Some(arena), Some((_, values))) = (arena, slot) {
+                        write_all(None, &self.layout, arena, values, "state")?;
+                    }
+                }
+                self.host_state = state;
+            }
         }
         self.config = config;
         Ok(())
