@@ -207,8 +207,89 @@ pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str) -> Arena 
     }
 }
 
-pub(crate) fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<()> {
-    let numel = TensorSpec::new(e.name.clone(), e.shape.clone()).numel();
+/// Checks the caller's buffers before anything is built: each range (size within the
+/// binding limit, STORAGE usage, aligned, in bounds, bindable on this device: live and of
+/// this Context's device), and no two ranges overlapping (params or grads of any two
+/// tensors, or one tensor's params and grads), since an overlap would update memory twice
+/// or let one tensor's upload rewrite another's gradients.
+pub(crate) fn validate_externals(gpu: &Gpu, externals: &[ExternalTensor]) -> Result<()> {
+    let mut ranges = Vec::with_capacity(2 * externals.len());
+    for e in externals {
+        let bytes = validate_external(gpu, e)?;
+        for (role, r) in [("params", &e.params), ("grads", &e.grads)] {
+            probe_binding(gpu, e, role, r, bytes)?;
+            ranges.push((&r.buffer, r.offset, r.offset + bytes, e.name.as_str(), role));
+        }
+    }
+    // Sorted by buffer, then start: an overlap is a range starting before the furthest
+    // end seen so far on the same buffer.
+    ranges.sort_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
+    for pair in ranges.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.0 == b.0 && b.1 < a.2 && a.2 > a.1 && b.2 > b.1 {
+            return Err(Error::OverlappingExternal {
+                first: format!("{:?} ({})", a.3, a.4),
+                second: format!("{:?} ({})", b.3, b.4),
+                first_range: (a.1, a.2),
+                second_range: (b.1, b.2),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Binds `r` alone in the call's error scope: a destroyed buffer, or one of another
+/// device, is [`Error::UnusableBuffer`] here rather than a wrong binding later.
+fn probe_binding(
+    gpu: &Gpu,
+    e: &ExternalTensor,
+    role: &'static str,
+    r: &BufferRange,
+    bytes: u64,
+) -> Result<()> {
+    let Some(size) = wgpu::BufferSize::new(bytes) else {
+        return Ok(());
+    };
+    gpu.scoped(|| {
+        let layout = gpu
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("clipstep external probe"),
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }],
+            });
+        let _probe = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("clipstep external probe"),
+            layout: &layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &r.buffer,
+                    offset: r.offset,
+                    size: Some(size),
+                }),
+            }],
+        });
+        Ok(())
+    })
+    .map_err(|err| Error::UnusableBuffer {
+        tensor: e.name.clone(),
+        role,
+        reason: err.to_string(),
+    })
+}
+
+/// Checks one external tensor's ranges; returns the bytes each binds (whole vec4s).
+fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<u64> {
+    let numel = TensorSpec::new(e.name.clone(), e.shape.clone()).checked_len()?;
     let max_binding = gpu.limits.max_storage_buffer_binding_size;
     if numel * 4 > max_binding {
         return Err(Error::TooLarge {
@@ -236,7 +317,7 @@ pub(crate) fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<()> {
                 alignment,
             });
         }
-        let end = r.offset + (numel * 4).next_multiple_of(16);
+        let end = r.offset.saturating_add((numel * 4).next_multiple_of(16));
         if end > r.buffer.size() {
             return Err(Error::OutOfBounds {
                 tensor: e.name.clone(),
@@ -246,7 +327,7 @@ pub(crate) fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<()> {
             });
         }
     }
-    Ok(())
+    Ok((numel * 4).next_multiple_of(16))
 }
 
 pub(crate) fn check_usage(

@@ -250,6 +250,9 @@ pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// The share of the driver's memory budget (percent) past which allocations fail cleanly.
+const MEMORY_BUDGET_PERCENT: u8 = 90;
+
 /// The process's one wgpu instance for `backends`. Contexts share it, so a buffer or
 /// encoder of one Context passed to another is a resource of another device that wgpu
 /// rejects by name, instead of an id that resolves into another instance's tables.
@@ -264,6 +267,10 @@ fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
     }
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
+    // Past this share of the memory budget the driver reports (Vulkan with
+    // VK_EXT_memory_budget, D3D12), an allocation is a recoverable out-of-memory error
+    // (`Error::OutOfMemory`) instead of memory pressure that loses the device.
+    desc.memory_budget_thresholds.for_resource_creation = Some(MEMORY_BUDGET_PERCENT);
     let instance = wgpu::Instance::new(desc);
     instances.push((backends, instance.clone()));
     instance

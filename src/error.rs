@@ -25,7 +25,7 @@ pub enum Error {
     #[error("wgpu rejected the call, which changed nothing (the Context is still usable): {0}")]
     Rejected(String),
     /// An allocation failed. The call changed nothing and the Context is still usable.
-    #[error("out of GPU memory: {0}; nothing was changed (the Context is still usable): use a smaller set, or free buffers")]
+    #[error("out of memory: {0}; nothing was changed (the Context is still usable): use a smaller set, or free buffers")]
     OutOfMemory(String),
     /// The device's limits cannot run clipstep's kernels.
     #[error("the device's {limit} is {have}; clipstep's kernels need at least {need}")]
@@ -119,6 +119,30 @@ pub enum Error {
     /// writes one while reading the other, which a dispatch cannot bind twice.
     #[error("external tensor {0:?} has its params and grads in the same buffer; give them separate buffers")]
     AliasedExternal(String),
+    /// Two external ranges overlap: one update would write memory twice, or one tensor's
+    /// upload would rewrite another's data.
+    #[error("external ranges overlap: {first} bytes {}..{} and {second} bytes {}..{} of the same buffer; give every params and grads range its own bytes", first_range.0, first_range.1, second_range.0, second_range.1)]
+    OverlappingExternal {
+        /// The first range's tensor and role.
+        first: String,
+        /// The second range's tensor and role.
+        second: String,
+        /// The first range, in bytes.
+        first_range: (u64, u64),
+        /// The second range, in bytes.
+        second_range: (u64, u64),
+    },
+    /// An external buffer cannot be bound on this Context's device: destroyed, or created
+    /// on another device.
+    #[error("external buffer for tensor {tensor:?} ({role}) cannot be bound on this Context's device: {reason}; pass a live buffer created on this Context's device (Context::device_queue)")]
+    UnusableBuffer {
+        /// Tensor name.
+        tensor: String,
+        /// "params" or "grads".
+        role: &'static str,
+        /// wgpu's reason.
+        reason: String,
+    },
     /// A size exceeds a device limit or the u32 index space.
     #[error("{what} is {size}, over the limit of {limit}")]
     TooLarge {

@@ -34,10 +34,52 @@ impl TensorSpec {
         }
     }
 
-    /// Number of elements: the product of the shape.
+    /// Number of elements: the product of the shape, saturating at `u64::MAX` (which no
+    /// set accepts; [`TensorSpec::checked_numel`] says whether it overflowed).
     pub fn numel(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
+        self.checked_numel().unwrap_or(u64::MAX)
     }
+
+    /// The product of the shape, `None` if it overflows a u64.
+    pub fn checked_numel(&self) -> Option<u64> {
+        self.shape
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+    }
+
+    /// The element count, or [`Error::TooLarge`] when it overflows or passes
+    /// [`MAX_SET_ELEMENTS`].
+    pub(crate) fn checked_len(&self) -> Result<u64> {
+        match self.checked_numel() {
+            Some(n) if n <= MAX_SET_ELEMENTS => Ok(n),
+            n => Err(Error::TooLarge {
+                what: format!("tensor {:?} of shape {:?} (elements)", self.name, self.shape),
+                size: n.unwrap_or(u64::MAX),
+                limit: MAX_SET_ELEMENTS,
+            }),
+        }
+    }
+}
+
+/// The most elements a set may hold, padding included: its chunk indices are u32, one
+/// chunk per [`CHUNK_ELEMS`] elements. (Memory runs out long before.)
+pub const MAX_SET_ELEMENTS: u64 = (u32::MAX as u64) / 2 * CHUNK_ELEMS as u64;
+
+/// The packed length of `specs` (each tensor starting on a multiple of
+/// [`TENSOR_ALIGN_ELEMS`]) after `start`, with every size and sum checked: an overflow or a
+/// set past [`MAX_SET_ELEMENTS`] is [`Error::TooLarge`], found before anything is built.
+pub(crate) fn packed_len(specs: &[TensorSpec], start: u64) -> Result<u64> {
+    specs.iter().try_fold(start, |cursor, spec| {
+        let end = cursor
+            .checked_add(spec.checked_len()?)
+            .map(|e| e.next_multiple_of(TENSOR_ALIGN_ELEMS))
+            .filter(|&e| e <= MAX_SET_ELEMENTS);
+        end.ok_or_else(|| Error::TooLarge {
+            what: "elements of the set (padding included)".into(),
+            size: cursor.saturating_add(spec.numel()),
+            limit: MAX_SET_ELEMENTS,
+        })
+    })
 }
 
 /// A tensor of a parameter set, as placed.
@@ -120,6 +162,9 @@ impl Layout {
         if internal.is_empty() && external.is_empty() {
             return Err(Error::EmptyParamSet);
         }
+        // Every size checked before anything is allocated; below, sums cannot overflow.
+        let internal_len = packed_len(internal, 0)?;
+        packed_len(external, internal_len)?;
         let mut by_name = HashMap::new();
         let mut tensors = Vec::with_capacity(internal.len() + external.len());
         let mut cursor = 0u64;
@@ -128,7 +173,7 @@ impl Layout {
             tensors.push(info(spec, cursor, false));
             cursor = (cursor + numel).next_multiple_of(TENSOR_ALIGN_ELEMS);
         }
-        let internal_len = cursor;
+        debug_assert_eq!(cursor, internal_len);
         let mut slabs: Vec<SlabInfo> = (0..internal_len.div_ceil(slab_capacity))
             .map(|s| SlabInfo {
                 base: s * slab_capacity,

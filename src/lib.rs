@@ -38,6 +38,7 @@ mod gpu;
 mod host;
 mod kernels;
 mod layout;
+mod memory;
 mod optim;
 mod options;
 mod param_set;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN};
 use crate::arena::{
-    check_usage, read_all, read_tensor, slab_bindings, slab_capacity, validate_external, write_all,
+    check_usage, read_all, read_tensor, slab_bindings, slab_capacity, validate_externals, write_all,
     write_tensor, Arena, ArenaOptions, Binding, SlabTables, TensorView,
 };
 use crate::context::{Context, Gpu};
@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::host;
 use crate::kernels::clip::ClipKernels;
 use crate::kernels::norm::{base_op, NormWorkspace};
-use crate::layout::{Layout, TensorInfo, TensorSpec};
+use crate::layout::{packed_len, Layout, TensorInfo, TensorSpec};
+use crate::memory;
 use crate::options::{check_clip_value, check_max_norm, Nonfinite, Norm};
 use crate::reference;
 use crate::report::Report;
@@ -82,6 +83,16 @@ impl ParamSet {
             .iter()
             .map(|e| TensorSpec::new(e.name.clone(), e.shape.clone()))
             .collect();
+        // Before anything is built: every size checked, the memory reserved, and the
+        // caller's buffers validated.
+        let internal_len = packed_len(specs, 0)?;
+        packed_len(&external_specs, internal_len)?;
+        let tensors = (specs.len() + external_specs.len()) as u64;
+        let bytes = memory::set_bytes(internal_len, tensors);
+        memory::reserve(gpu.map(|g| &**g), "this parameter set", bytes)?;
+        if let Some(gpu) = gpu {
+            validate_externals(gpu, &options.external)?;
+        }
         let layout = Arc::new(Layout::new(specs, &external_specs, capacity)?);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let Some(gpu) = gpu else {
@@ -95,9 +106,6 @@ impl ParamSet {
                 device: None,
             });
         };
-        for e in &options.external {
-            validate_external(gpu, e)?;
-        }
         // Every allocation in the call's error scope: too little memory is a typed error,
         // not a lost device.
         let (params, grads, tables, workspace, clips) = gpu.scoped(|| {

@@ -18,6 +18,7 @@ use crate::host;
 use crate::kernels::norm::{base_op, NormWorkspace};
 use crate::kernels::update::{UpdateBindings, UpdateKernel};
 use crate::layout::Layout;
+use crate::memory;
 use crate::options::{Nonfinite, Norm};
 use crate::param_set::{gpu_bindings, ParamSet};
 use crate::report::Report;
@@ -76,6 +77,10 @@ impl<R: Rule> Engine<R> {
     pub(crate) fn new(params: &ParamSet, config: R) -> Result<Self> {
         config.validate()?;
         let layout = params.layout.clone();
+        let slots = config.state_names().iter().flatten().count() as u64;
+        let bytes =
+            memory::optimizer_bytes(layout.internal_len, slots, layout.tensors.len() as u64);
+        memory::reserve(params.ctx.gpu().map(|g| &**g), "this optimizer", bytes)?;
         let new_states = || {
             config
                 .state_names()
