@@ -6,7 +6,7 @@
 //   clip_coef       = min(1, max_norm / (total_norm + CLIP_EPS)) with max_norm > 0 (NaN if total_norm is NaN), else 1
 //   nonfinite       = some g is NaN/±Inf, or total_norm is not finite
 //   skipped         = nonfinite and policy != PROPAGATE
-//   step           += 1 unless skipped (only when count_step)
+//   step           += 1 unless skipped (only when count_step; saturates at 2^32 − 1)
 //   bias_correction_k = 1 − β_k^step = −expm1(step · ln β_k)   (ln β_k from the host, in f64)
 //   inv_grad_scale, clip_value: copied from op for the update
 // The twin of the host finalize in src/host.rs.
@@ -89,7 +89,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     st.inv_grad_scale = op.inv_grad_scale;
     st.clip_value = op.clip_value;
     st.skipped = select(0u, 1u, st.nonfinite != 0u && op.policy != POLICY_PROPAGATE);
-    if op.count_step != 0u && st.skipped == 0u {
+    if op.count_step != 0u && st.skipped == 0u && st.step != 0xffffffffu {
         st.step += 1u;
     }
     st.bias_correction1 = 1.0;

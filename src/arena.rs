@@ -238,8 +238,8 @@ pub(crate) fn validate_externals(gpu: &Gpu, externals: &[ExternalTensor]) -> Res
     Ok(())
 }
 
-/// Binds `r` alone in the call's error scope: a destroyed buffer, or one of another
-/// device, is [`Error::UnusableBuffer`] here rather than a wrong binding later.
+/// Binds `r` alone: a destroyed buffer, or one of another device, is
+/// [`Error::UnusableBuffer`] here rather than a wrong binding later.
 fn probe_binding(
     gpu: &Gpu,
     e: &ExternalTensor,
@@ -247,44 +247,45 @@ fn probe_binding(
     r: &BufferRange,
     bytes: u64,
 ) -> Result<()> {
-    let Some(size) = wgpu::BufferSize::new(bytes) else {
-        return Ok(());
-    };
-    gpu.scoped(|| {
-        let layout = gpu
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some("clipstep external probe"),
-                entries: &[wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage { read_only: true },
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                }],
-            });
-        let _probe = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("clipstep external probe"),
-            layout: &layout,
-            entries: &[wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &r.buffer,
-                    offset: r.offset,
-                    size: Some(size),
-                }),
-            }],
-        });
-        Ok(())
-    })
-    .map_err(|err| Error::UnusableBuffer {
-        tensor: e.name.clone(),
+    gpu.probe(&r.buffer, r.offset, bytes)
+        .map_err(|err| unusable(&e.name, role, err))
+}
+
+fn unusable(tensor: &str, role: &'static str, err: Error) -> Error {
+    Error::UnusableBuffer {
+        tensor: tensor.to_string(),
         role,
-        reason: err.to_string(),
-    })
+        reason: match err {
+            Error::Rejected(reason) => reason,
+            other => other.to_string(),
+        },
+    }
+}
+
+/// Probes the external slabs among `slabs` (see [`Gpu::probe`]) before a transfer touches
+/// any buffer: a copy into a destroyed buffer is dropped silently by wgpu, so without this
+/// an upload would land in part.
+fn probe_externals(
+    gpu: &Gpu,
+    layout: &Layout,
+    bindings: &[Binding],
+    slabs: impl IntoIterator<Item = usize>,
+    role: &'static str,
+) -> Result<()> {
+    for s in slabs {
+        if let Some(k) = layout.slabs[s].external {
+            let b = &bindings[s];
+            gpu.probe(&b.buffer, b.offset, b.size)
+                .map_err(|err| unusable(&external_name(layout, k), role, err))?;
+        }
+    }
+    Ok(())
+}
+
+/// The name of external tensor `k`.
+fn external_name(layout: &Layout, k: usize) -> String {
+    let tensor = layout.tensors.iter().filter(|t| t.external).nth(k);
+    tensor.map_or_else(String::new, |t| t.name.clone())
 }
 
 /// Checks one external tensor's ranges; returns the bytes each binds (whole vec4s).
@@ -339,9 +340,8 @@ pub(crate) fn check_usage(
     for (s, slab) in layout.slabs.iter().enumerate() {
         if let Some(k) = slab.external {
             if !bindings[s].buffer.usage().contains(usage) {
-                let tensor = layout.tensors.iter().filter(|t| t.external).nth(k);
                 return Err(Error::MissingUsage {
-                    tensor: tensor.map_or_else(String::new, |t| t.name.clone()),
+                    tensor: external_name(layout, k),
                     role,
                     usage: if usage == wgpu::BufferUsages::COPY_DST {
                         "COPY_DST"
@@ -383,6 +383,7 @@ pub(crate) fn write_all(
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
             check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
+            probe_externals(gpu, layout, bindings, 0..bindings.len(), role)?;
             let images = slab_images(layout, data);
             gpu.upload(&image_writes(bindings, &images))
         }
@@ -451,13 +452,19 @@ pub(crate) fn write_tensor(
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
             check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
+            let slabs = layout.pieces(t).into_iter().map(|p| p.slab);
+            probe_externals(gpu, layout, bindings, slabs, role)?;
             let writes: Vec<_> = layout
                 .pieces(t)
                 .into_iter()
                 .map(|p| {
                     let b = &bindings[p.slab];
                     let part = &data[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
-                    (&b.buffer, b.offset + p.slab_offset * 4, bytemuck::cast_slice(part))
+                    (
+                        &b.buffer,
+                        b.offset + p.slab_offset * 4,
+                        bytemuck::cast_slice(part),
+                    )
                 })
                 .collect();
             gpu.upload(&writes)
@@ -479,6 +486,7 @@ fn read_slabs(
     role: &'static str,
 ) -> Result<Vec<Vec<f32>>> {
     check_usage(layout, bindings, wgpu::BufferUsages::COPY_SRC, role)?;
+    probe_externals(gpu, layout, bindings, 0..bindings.len(), role)?;
     let ranges: Vec<_> = bindings
         .iter()
         .map(|b| (&b.buffer, b.offset, b.data_size))
@@ -536,6 +544,8 @@ pub(crate) fn read_tensor(
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
             check_usage(layout, bindings, wgpu::BufferUsages::COPY_SRC, role)?;
+            let slabs = layout.pieces(t).into_iter().map(|p| p.slab);
+            probe_externals(gpu, layout, bindings, slabs, role)?;
             let ranges: Vec<_> = layout
                 .pieces(t)
                 .into_iter()

@@ -12,6 +12,10 @@
 //! and checksum and parses everything; what the file must agree with (optimizer, layout,
 //! states) is checked by the optimizer before it writes anything.
 
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CLIPSTEP";
@@ -127,6 +131,45 @@ impl Checkpoint {
     }
 }
 
+/// Writes `bytes` to `path` so that `path` holds the old contents or the new ones, never
+/// a part: a temporary file beside it, written and synced, then renamed over it (and the
+/// directory synced, where the platform allows). On error the temporary file is removed.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("checkpoint path {} names no file", path.display()),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        ".{}.{}-{unique}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        // The rename itself reaches the disk with the directory (not possible everywhere).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 fn put_u32(w: &mut Vec<u8>, v: u32) {
     w.extend_from_slice(&v.to_le_bytes());
 }
@@ -206,5 +249,172 @@ mod tests {
         );
         assert_eq!(bits, want);
         assert_eq!(back.states[1], None);
+    }
+
+    mod fuzz {
+        use super::*;
+        use crate::{Adam, AdamConfig, Context, Optimizer, StepOptions, TensorSpec};
+        use proptest::prelude::*;
+
+        /// The set every crafted checkpoint is loaded into: 3 + 4 elements.
+        fn target() -> (crate::ParamSet, Adam) {
+            let ctx = Context::cpu();
+            let specs = [TensorSpec::new("a", [3]), TensorSpec::new("b", [2, 2])];
+            let set = ctx.param_set(&specs).unwrap();
+            let opt = Adam::new(&set, AdamConfig::default()).unwrap();
+            (set, opt)
+        }
+
+        fn dims() -> impl Strategy<Value = usize> {
+            prop_oneof![
+                Just(0usize),
+                Just(2),
+                Just(3),
+                Just(4),
+                Just(usize::MAX),
+                Just(1 << 32),
+                any::<usize>()
+            ]
+        }
+
+        fn config() -> impl Strategy<Value = String> {
+            let adam = (
+                prop_oneof![Just(1e-3), Just(0.0), Just(-1.0), Just(1e308), any::<f64>()],
+                prop_oneof![Just(0.9), Just(1.0), Just(-0.5), any::<f64>()],
+                prop_oneof![Just(1e-8), Just(0.0), any::<f64>()],
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(lr, beta1, eps, amsgrad, maximize)| {
+                    serde_json::to_string(&AdamConfig {
+                        lr,
+                        betas: (beta1, 0.999),
+                        eps,
+                        amsgrad,
+                        maximize,
+                        ..Default::default()
+                    })
+                    .unwrap_or_default()
+                });
+            let default = serde_json::to_string(&AdamConfig::default()).unwrap();
+            prop_oneof![4 => Just(default), 4 => adam, 1 => Just("{".to_string()), 1 => ".{0,40}"]
+        }
+
+        fn slot() -> impl Strategy<Value = Option<(String, Vec<f32>)>> {
+            let name = prop_oneof![
+                Just("exp_avg".to_string()),
+                Just("exp_avg_sq".to_string()),
+                Just("max_exp_avg_sq".to_string()),
+                "[a-z_]{0,12}"
+            ];
+            let values = prop::collection::vec(any::<f32>(), 0..9);
+            prop::option::weighted(0.9, (name, values))
+        }
+
+        fn checkpoint() -> impl Strategy<Value = Checkpoint> {
+            let shapes = prop_oneof![
+                Just(vec![
+                    ("a".to_string(), vec![3]),
+                    ("b".to_string(), vec![2, 2])
+                ]),
+                prop::collection::vec(("[ab]{1,2}", prop::collection::vec(dims(), 0..3)), 0..4),
+            ];
+            (
+                prop_oneof![Just("Adam".to_string()), Just("SGD".to_string()), ".{0,8}"],
+                config(),
+                prop_oneof![
+                    Just(0u32),
+                    Just(1),
+                    Just(u32::MAX),
+                    Just(u32::MAX - 1),
+                    any::<u32>()
+                ],
+                shapes,
+                prop::collection::vec(slot(), 0..4),
+            )
+                .prop_map(|(optimizer, config, step, tensors, states)| Checkpoint {
+                    optimizer,
+                    config,
+                    step,
+                    tensors,
+                    states,
+                })
+        }
+
+        /// The right layout and states, crafted step, config and values.
+        fn well_formed() -> impl Strategy<Value = Checkpoint> {
+            let values = || prop::collection::vec(any::<f32>(), 7);
+            (
+                config(),
+                prop_oneof![Just(0u32), Just(u32::MAX), Just(u32::MAX - 1), any::<u32>()],
+                values(),
+                values(),
+                prop::option::weighted(0.2, values()),
+            )
+                .prop_map(|(config, step, m, v, max)| Checkpoint {
+                    optimizer: "Adam".into(),
+                    config,
+                    step,
+                    tensors: vec![("a".into(), vec![3]), ("b".into(), vec![2, 2])],
+                    states: vec![
+                        Some(("exp_avg".into(), m)),
+                        Some(("exp_avg_sq".into(), v)),
+                        max.map(|x| ("max_exp_avg_sq".to_string(), x)),
+                    ],
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// A crafted checkpoint with a valid checksum either loads into a working
+            /// optimizer or is rejected with the optimizer unchanged; never a panic.
+            #[test]
+            fn crafted_checkpoints_load_cleanly_or_change_nothing(
+                c in prop_oneof![well_formed(), checkpoint()]
+            ) {
+                let (mut set, mut opt) = target();
+                let before = opt.save().unwrap();
+                match opt.load(&c.encode()) {
+                    Ok(()) => {
+                        prop_assert_eq!(opt.step_count().unwrap(), c.step);
+                        for name in opt.state_names() {
+                            prop_assert_eq!(opt.state(name).unwrap().len(), 7);
+                        }
+                        set.upload_grads(&[0.5; 7]).unwrap();
+                        let state = opt.step(&mut set, &StepOptions::default()).unwrap()
+                            .read_blocking().unwrap();
+                        // The step count saturates instead of wrapping to 0.
+                        prop_assert_eq!(state.step, c.step.saturating_add(1));
+                    }
+                    Err(e) => {
+                        prop_assert!(matches!(e, Error::Checkpoint(_) | Error::InvalidHyperparameter { .. }), "{}", e);
+                        prop_assert_eq!(opt.save().unwrap(), before);
+                    }
+                }
+            }
+
+            /// Any bytes, with the checksum made valid, decode or are rejected; never a panic.
+            #[test]
+            fn any_body_with_a_valid_checksum_decodes_or_is_rejected(
+                body in prop::collection::vec(any::<u8>(), 0..200),
+                keep_header in any::<bool>(),
+            ) {
+                let mut bytes = Vec::new();
+                if keep_header {
+                    bytes.extend_from_slice(MAGIC);
+                    put_u32(&mut bytes, CHECKPOINT_VERSION);
+                }
+                bytes.extend_from_slice(&body);
+                let crc = crc32fast::hash(&bytes);
+                put_u32(&mut bytes, crc);
+                let _ = Checkpoint::decode(&bytes);
+                let (_, mut opt) = target();
+                let before = opt.save().unwrap();
+                if opt.load(&bytes).is_err() {
+                    prop_assert_eq!(opt.save().unwrap(), before);
+                }
+            }
+        }
     }
 }

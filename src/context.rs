@@ -360,15 +360,32 @@ fn check_limits(limits: &wgpu::Limits) -> Result<()> {
     let widest = |ty: fn(&wgpu::BindingType) -> bool| {
         Kernel::ALL
             .iter()
-            .map(|k| k.bind_group_layout_entries().iter().filter(|e| ty(&e.ty)).count())
+            .map(|k| {
+                k.bind_group_layout_entries()
+                    .iter()
+                    .filter(|e| ty(&e.ty))
+                    .count()
+            })
             .max()
             .unwrap_or(0) as u64
     };
     let storage = widest(|t| {
-        matches!(t, wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { .. }, .. })
+        matches!(
+            t,
+            wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { .. },
+                ..
+            }
+        )
     });
     let uniform = widest(|t| {
-        matches!(t, wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, .. })
+        matches!(
+            t,
+            wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                ..
+            }
+        )
     });
     let needs: [(&'static str, u64, u64); 5] = [
         (
@@ -436,7 +453,9 @@ impl ErrorScope {
             Some(wgpu::Error::Validation { description, .. }) => {
                 Err(Error::Rejected(description.trim().to_string()))
             }
-            Some(wgpu::Error::OutOfMemory { source }) => Err(Error::OutOfMemory(source.to_string())),
+            Some(wgpu::Error::OutOfMemory { source }) => {
+                Err(Error::OutOfMemory(source.to_string()))
+            }
             Some(wgpu::Error::Internal { description, .. }) => Err(Error::Device(description)),
         }
     }

@@ -46,6 +46,14 @@ pub enum Error {
     /// A tensor name was not found in the parameter set.
     #[error("no tensor named {0:?} in this parameter set")]
     UnknownTensor(String),
+    /// An optimizer state name this optimizer does not keep.
+    #[error("this optimizer keeps no state named {name:?}; its states are {available:?}")]
+    UnknownState {
+        /// The name asked for.
+        name: String,
+        /// The states it keeps.
+        available: Vec<&'static str>,
+    },
     /// A host slice or buffer had the wrong number of elements.
     #[error("{what}: expected {expected} elements, got {got}")]
     LengthMismatch {
@@ -68,8 +76,8 @@ pub enum Error {
     /// A total norm given to `clip_grads_with_norm` must not be negative.
     #[error("total_norm must be >= 0 (NaN or +Inf count as non-finite gradients); got {0}")]
     InvalidTotalNorm(f32),
-    /// The gradient scale must be finite and > 0.
-    #[error("grad_scale must be a finite number > 0; got {0}")]
+    /// The gradient scale must be finite and > 0, with a finite reciprocal.
+    #[error("grad_scale must be a finite number > 0 whose reciprocal is finite (at least 2^-126); got {0}")]
     InvalidGradScale(f32),
     /// An optimizer hyperparameter broke PyTorch's validation rule.
     #[error("{optimizer}: invalid {name}: {value} ({rule})")]

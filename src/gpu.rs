@@ -78,6 +78,44 @@ impl Gpu {
         Ok(())
     }
 
+    /// Binds `buffer[offset..offset + bytes]` as a storage buffer in the call's error
+    /// scope: [`Error::Rejected`] if the buffer was destroyed or belongs to another device.
+    pub(crate) fn probe(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<()> {
+        let Some(size) = wgpu::BufferSize::new(bytes) else {
+            return Ok(());
+        };
+        self.scoped(|| {
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("clipstep probe"),
+                    entries: &[wgpu::BindGroupLayoutEntry {
+                        binding: 0,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: true },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    }],
+                });
+            let _probe = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("clipstep probe"),
+                layout: &layout,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset,
+                        size: Some(size),
+                    }),
+                }],
+            });
+            Ok(())
+        })
+    }
+
     pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
         self.device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -107,9 +145,8 @@ impl Gpu {
             return Ok(Vec::new());
         }
         use wgpu::BufferUsages as U;
-        let staging = self.scoped(|| {
-            Ok(self.buffer("clipstep readback", total, U::MAP_READ | U::COPY_DST))
-        })?;
+        let staging =
+            self.scoped(|| Ok(self.buffer("clipstep readback", total, U::MAP_READ | U::COPY_DST)))?;
         self.submit_atomic(|encoder| {
             let mut at = 0;
             for &(src, offset, bytes) in ranges {

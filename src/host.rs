@@ -57,7 +57,9 @@ pub(crate) fn finalize(
         1.0
     };
     let skipped = nonfinite && op.policy != POLICY_PROPAGATE;
-    let step = prev.step + u32::from(op.count_step != 0 && !skipped);
+    let step = prev
+        .step
+        .saturating_add(u32::from(op.count_step != 0 && !skipped));
     let correction = |log_beta: f32| -(f64::from(step) * f64::from(log_beta)).exp_m1() as f32;
     let (bias_correction1, bias_correction2) = if op.bias_correction != 0 {
         (correction(op.log_beta1), correction(op.log_beta2))

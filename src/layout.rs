@@ -53,7 +53,10 @@ impl TensorSpec {
         match self.checked_numel() {
             Some(n) if n <= MAX_SET_ELEMENTS => Ok(n),
             n => Err(Error::TooLarge {
-                what: format!("tensor {:?} of shape {:?} (elements)", self.name, self.shape),
+                what: format!(
+                    "tensor {:?} of shape {:?} (elements)",
+                    self.name, self.shape
+                ),
                 size: n.unwrap_or(u64::MAX),
                 limit: MAX_SET_ELEMENTS,
             }),

@@ -50,7 +50,7 @@ pub use arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
 pub use checkpoint::CHECKPOINT_VERSION;
 pub use context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
 pub use error::{Error, Result};
-pub use layout::{TensorInfo, TensorSpec};
+pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
 pub use optim::{
     Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
     StepOptions,

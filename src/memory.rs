@@ -83,7 +83,10 @@ mod tests {
             return; // not Linux: nothing to hold the request to
         }
         let err = reserve(None, "a test set", u64::MAX / 2).unwrap_err();
-        assert!(matches!(err, Error::OutOfMemory(ref m) if m.contains("a test set")), "{err}");
+        assert!(
+            matches!(err, Error::OutOfMemory(ref m) if m.contains("a test set")),
+            "{err}"
+        );
         reserve(None, "a small set", 1 << 20).unwrap();
     }
 

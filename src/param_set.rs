@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN};
 use crate::arena::{
-    check_usage, read_all, read_tensor, slab_bindings, slab_capacity, validate_externals, write_all,
-    write_tensor, Arena, ArenaOptions, Binding, SlabTables, TensorView,
+    check_usage, read_all, read_tensor, slab_bindings, slab_capacity, validate_externals,
+    write_all, write_tensor, Arena, ArenaOptions, Binding, SlabTables, TensorView,
 };
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};

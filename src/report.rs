@@ -53,6 +53,20 @@ pub struct Report {
     norm_source: u32,
 }
 
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = match &self.source {
+            Source::Gpu { generation, .. } => format!("GPU, recording {generation}"),
+            Source::Host { .. } => "CPU reference".to_string(),
+        };
+        f.debug_struct("Report")
+            .field("backend", &backend)
+            .field("policy", &self.policy)
+            .field("has_norm", &self.has_norm())
+            .finish()
+    }
+}
+
 enum Source {
     Gpu {
         gpu: Arc<Gpu>,

@@ -116,7 +116,10 @@ impl Kernel {
     /// This kernel's pipeline for norm kind `kind` (`NORM_*`; ignored unless
     /// [`Kernel::norm_specialized`]).
     pub(crate) fn for_norm(self, kind: u32) -> PipelineKey {
-        PipelineKey { kernel: self, norm_kind: kind }
+        PipelineKey {
+            kernel: self,
+            norm_kind: kind,
+        }
     }
 }
 

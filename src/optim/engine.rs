@@ -254,13 +254,17 @@ impl<R: Rule> Engine<R> {
     }
 
     pub(crate) fn state(&self, name: &str) -> Result<Vec<f32>> {
-        let k = self
-            .config
-            .state_names()
+        let names = self.config.state_names();
+        let unknown = || Error::UnknownState {
+            name: name.to_string(),
+            available: names.iter().flatten().copied().collect(),
+        };
+        let k = names
             .iter()
             .position(|n| *n == Some(name))
-            .ok_or_else(|| Error::UnknownTensor(format!("optimizer state {name}")))?;
-        let arena = self.states[k].as_ref().expect("named states are allocated");
+            .ok_or_else(unknown)?;
+        // Named states are allocated with the optimizer, and `load` keeps the same names.
+        let arena = self.states[k].as_ref().ok_or_else(unknown)?;
         read_all(self.ctx.gpu(), &self.layout, arena, "state")
     }
 
@@ -320,6 +324,16 @@ impl<R: Rule> Engine<R> {
         let config: R = serde_json::from_str(&c.config)
             .map_err(|e| bad(format!("the {} config does not parse: {e}", R::NAME)))?;
         config.validate()?;
+        // The arenas and bind groups were built for this optimizer's states: a checkpoint
+        // whose config keeps others (amsgrad, momentum, centered) cannot be loaded into it.
+        if config.state_names() != self.config.state_names() {
+            return Err(bad(format!(
+                "optimizer states differ: the saved config keeps {:?}, this optimizer {:?}; build the \
+                 optimizer with the checkpoint's amsgrad / momentum / centered settings",
+                config.state_names(),
+                self.config.state_names()
+            )));
+        }
         let here: Vec<(String, Vec<usize>)> = self
             .layout
             .tensors

@@ -47,10 +47,12 @@ impl Default for StepOptions {
 }
 
 impl StepOptions {
-    /// Checks the clip options and that `grad_scale` is finite and > 0.
+    /// Checks the clip options and that `grad_scale` is finite and > 0 with a finite
+    /// reciprocal (the update multiplies by `1 / grad_scale`).
     pub fn validate(&self) -> Result<()> {
         self.clip.validate()?;
-        if !(self.grad_scale.is_finite() && self.grad_scale > 0.0) {
+        let ok = self.grad_scale.is_finite() && self.grad_scale > 0.0;
+        if !(ok && (1.0 / self.grad_scale).is_finite()) {
             return Err(Error::InvalidGradScale(self.grad_scale));
         }
         Ok(())
@@ -89,13 +91,14 @@ pub trait Optimizer {
     /// changes nothing.
     fn load(&mut self, bytes: &[u8]) -> Result<()>;
 
-    /// [`Optimizer::save`] to a file.
+    /// [`Optimizer::save`] to a file, atomically: the bytes go to a temporary file in the
+    /// same directory, are flushed to disk, and replace `path` by a rename, so a write cut
+    /// short (full disk, file-size limit, a crash) leaves the previous checkpoint intact.
     fn save_to(&self, path: impl AsRef<Path>) -> Result<()>
     where
         Self: Sized,
     {
-        std::fs::write(path, self.save()?)?;
-        Ok(())
+        crate::checkpoint::write_atomically(path.as_ref(), &self.save()?)
     }
 
     /// [`Optimizer::load`] from a file.

@@ -72,10 +72,17 @@ impl Rule for SgdConfig {
         if self.nesterov {
             check(
                 Self::NAME,
-                "nesterov",
+                "momentum",
                 self.momentum,
-                self.momentum > 0.0 && self.dampening == 0.0,
-                "Nesterov momentum requires a momentum and zero dampening",
+                self.momentum > 0.0,
+                "Nesterov momentum requires a momentum > 0",
+            )?;
+            check(
+                Self::NAME,
+                "dampening",
+                self.dampening,
+                self.dampening == 0.0,
+                "Nesterov momentum requires zero dampening",
             )?;
         }
         Ok(())

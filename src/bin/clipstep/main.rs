@@ -296,7 +296,9 @@ fn soak(args: &SoakArgs) -> Result<ExitCode, String> {
     println!("{:>8} {:>12} {:>12}", "step", "RSS MiB", "ms/step");
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     let report = soak::run(&ctx, &config, &mut |s| {
-        let rss = s.rss_bytes.map_or("n/a".to_string(), |b| format!("{:.1}", mib(b)));
+        let rss = s
+            .rss_bytes
+            .map_or("n/a".to_string(), |b| format!("{:.1}", mib(b)));
         println!("{:>8} {:>12} {:>12.3}", s.step, rss, s.ms_per_step);
     })
     .map_err(|e| e.to_string())?;

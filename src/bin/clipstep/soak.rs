@@ -73,8 +73,12 @@ pub fn run(
         .collect();
     let mut set = ctx.param_set(&specs)?;
     let numel = set.numel() as usize;
-    let params: Vec<f32> = (0..numel).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
-    let grads: Vec<f32> = (0..numel).map(|i| ((i % 89) as f32 - 44.0) * 1e-2).collect();
+    let params: Vec<f32> = (0..numel)
+        .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
+        .collect();
+    let grads: Vec<f32> = (0..numel)
+        .map(|i| ((i % 89) as f32 - 44.0) * 1e-2)
+        .collect();
     set.upload_params(&params)?;
     set.upload_grads(&grads)?;
     let mut opt = AdamW::new(&set, AdamWConfig::default())?;
