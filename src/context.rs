@@ -78,9 +78,7 @@ impl Context {
             .adapter_name
             .clone()
             .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
-        let instance = instance(options.backends);
-        let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
-        adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+        let adapters = shared_adapters(options.backends);
         let chosen = match &name {
             Some(name) => {
                 let lower = name.to_lowercase();
@@ -237,10 +235,7 @@ impl Context {
 
 /// Every adapter wgpu sees on `backends` (`None`: `WGPU_BACKEND`, else all), best first.
 pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
-    let instance = instance(backends);
-    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
-    adapters
+    shared_adapters(backends)
         .iter()
         .map(|a| AdapterSummary {
             info: a.get_info(),
@@ -253,17 +248,24 @@ pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
 /// The share of the driver's memory budget (percent) past which allocations fail cleanly.
 const MEMORY_BUDGET_PERCENT: u8 = 90;
 
-/// The process's one wgpu instance for `backends`. Contexts share it, so a buffer or
-/// encoder of one Context passed to another is a resource of another device that wgpu
-/// rejects by name, instead of an id that resolves into another instance's tables.
-fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
-    static INSTANCES: Mutex<Vec<(wgpu::Backends, wgpu::Instance)>> = Mutex::new(Vec::new());
+/// The adapters of the process's one wgpu instance for `backends` (`None`:
+/// `WGPU_BACKEND`, else all), best first, enumerated once.
+///
+/// Contexts share the instance, so a buffer or encoder of one Context passed to another is
+/// a resource of another device that wgpu rejects by name, instead of an id that resolves
+/// into another instance's tables. They share the adapters too: on GL every adapter of an
+/// instance wraps the one EGL context, and only devices of the same adapter object take
+/// the same lock before making it current (two adapter objects would make it current on
+/// two threads at once: `EGL_BAD_ACCESS`).
+fn shared_adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
+    type Shared = (wgpu::Backends, Vec<wgpu::Adapter>);
+    static SHARED: Mutex<Vec<Shared>> = Mutex::new(Vec::new());
     let backends = backends
         .or_else(wgpu::Backends::from_env)
         .unwrap_or(wgpu::Backends::all());
-    let mut instances = INSTANCES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, instance)) = instances.iter().find(|(b, _)| *b == backends) {
-        return instance.clone();
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, adapters)) = shared.iter().find(|(b, _)| *b == backends) {
+        return adapters.clone();
     }
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
@@ -271,9 +273,17 @@ fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
     // VK_EXT_memory_budget, D3D12), an allocation is a recoverable out-of-memory error
     // (`Error::OutOfMemory`) instead of memory pressure that loses the device.
     desc.memory_budget_thresholds.for_resource_creation = Some(MEMORY_BUDGET_PERCENT);
+    // Debug builds default to SPIR-V debug info, whose OpSource names WGSL (source language
+    // 10): the Khronos validation layer of Debian 12 (1.3.239) rejects that operand on every
+    // pipeline. Shader debug info stays available with WGPU_DEBUG=1.
+    if std::env::var_os("WGPU_DEBUG").is_none() {
+        desc.flags.remove(wgpu::InstanceFlags::DEBUG);
+    }
     let instance = wgpu::Instance::new(desc);
-    instances.push((backends, instance.clone()));
-    instance
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| std::cmp::Reverse(rank(&a.get_info())));
+    shared.push((backends, adapters.clone()));
+    adapters
 }
 
 /// Discrete > integrated > virtual > CPU > other; native APIs before GL.
