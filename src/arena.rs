@@ -262,16 +262,19 @@ fn unusable(tensor: &str, role: &'static str, err: Error) -> Error {
     }
 }
 
-/// Probes the external slabs among `slabs` (see [`Gpu::probe`]) before a transfer touches
-/// any buffer: a copy into a destroyed buffer is dropped silently by wgpu, so without this
-/// an upload would land in part.
-fn probe_externals(
+/// Checks a transfer over `slabs` before it touches any buffer: every external slab has
+/// `usage` (for the whole set, as [`check_usage`]), and the external slabs among `slabs`
+/// are live buffers of this device ([`Gpu::probe`]): a copy into a destroyed buffer is
+/// dropped silently by wgpu, so without the probe an upload would land in part.
+pub(crate) fn check_transfer(
     gpu: &Gpu,
     layout: &Layout,
     bindings: &[Binding],
     slabs: impl IntoIterator<Item = usize>,
+    usage: wgpu::BufferUsages,
     role: &'static str,
 ) -> Result<()> {
+    check_usage(layout, bindings, usage, role)?;
     for s in slabs {
         if let Some(k) = layout.slabs[s].external {
             let b = &bindings[s];
@@ -382,8 +385,15 @@ pub(crate) fn write_all(
     )?;
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
-            check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
-            probe_externals(gpu, layout, bindings, 0..bindings.len(), role)?;
+            let all = 0..bindings.len();
+            check_transfer(
+                gpu,
+                layout,
+                bindings,
+                all,
+                wgpu::BufferUsages::COPY_DST,
+                role,
+            )?;
             let images = slab_images(layout, data);
             gpu.upload(&image_writes(bindings, &images))
         }
@@ -451,9 +461,15 @@ pub(crate) fn write_tensor(
     )?;
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
-            check_usage(layout, bindings, wgpu::BufferUsages::COPY_DST, role)?;
             let slabs = layout.pieces(t).into_iter().map(|p| p.slab);
-            probe_externals(gpu, layout, bindings, slabs, role)?;
+            check_transfer(
+                gpu,
+                layout,
+                bindings,
+                slabs,
+                wgpu::BufferUsages::COPY_DST,
+                role,
+            )?;
             let writes: Vec<_> = layout
                 .pieces(t)
                 .into_iter()
@@ -485,8 +501,15 @@ fn read_slabs(
     bindings: &[Binding],
     role: &'static str,
 ) -> Result<Vec<Vec<f32>>> {
-    check_usage(layout, bindings, wgpu::BufferUsages::COPY_SRC, role)?;
-    probe_externals(gpu, layout, bindings, 0..bindings.len(), role)?;
+    let all = 0..bindings.len();
+    check_transfer(
+        gpu,
+        layout,
+        bindings,
+        all,
+        wgpu::BufferUsages::COPY_SRC,
+        role,
+    )?;
     let ranges: Vec<_> = bindings
         .iter()
         .map(|b| (&b.buffer, b.offset, b.data_size))
@@ -543,9 +566,15 @@ pub(crate) fn read_tensor(
     let info = &layout.tensors[t];
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
-            check_usage(layout, bindings, wgpu::BufferUsages::COPY_SRC, role)?;
             let slabs = layout.pieces(t).into_iter().map(|p| p.slab);
-            probe_externals(gpu, layout, bindings, slabs, role)?;
+            check_transfer(
+                gpu,
+                layout,
+                bindings,
+                slabs,
+                wgpu::BufferUsages::COPY_SRC,
+                role,
+            )?;
             let ranges: Vec<_> = layout
                 .pieces(t)
                 .into_iter()

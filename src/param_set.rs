@@ -2,14 +2,18 @@
 //! gradient arena, and every public operation on them — uploads and downloads, device
 //! views, and the standalone norm and clip operations, each a symmetric pair `op(..)`
 //! (submitted, or run by the CPU backend) / `encode_op(encoder, ..)` (recorded into the
-//! caller's encoder).
+//! caller's encoder, which must come from this set's device).
+//!
+//! Every call validates its inputs before it touches the device, captures its own wgpu
+//! errors (error scopes), and submits all or nothing: a call that returns `Err` changed no
+//! parameter, gradient or earlier report.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN};
 use crate::arena::{
-    check_usage, read_all, read_tensor, slab_bindings, slab_capacity, validate_externals,
+    check_transfer, read_all, read_tensor, slab_bindings, slab_capacity, validate_externals,
     write_all, write_tensor, Arena, ArenaOptions, Binding, SlabTables, TensorView,
 };
 use crate::context::{Context, Gpu};
@@ -257,9 +261,9 @@ impl ParamSet {
                 grads.fill(0.0);
                 Ok(())
             }
-            (Arena::Gpu(grads), Some(device)) => device
-                .gpu
-                .submit_atomic(|encoder| record_zero_grad(&self.layout, grads, encoder)),
+            (Arena::Gpu(grads), Some(device)) => device.gpu.submit_atomic(|encoder| {
+                record_zero_grad(&device.gpu, &self.layout, grads, encoder)
+            }),
             (Arena::Gpu(_), None) => unreachable!("GPU arenas belong to GPU sets"),
         }
     }
@@ -271,7 +275,7 @@ impl ParamSet {
         };
         device
             .gpu
-            .scoped(|| record_zero_grad(&self.layout, grads, encoder))
+            .scoped(|| record_zero_grad(&device.gpu, &self.layout, grads, encoder))
     }
 
     /// The global norm `‖concat(g)‖` and every per-tensor norm `‖g_t‖`, from one set of
@@ -547,11 +551,20 @@ impl SetDevice {
 
 /// Records a clear of every gradient slab.
 fn record_zero_grad(
+    gpu: &Gpu,
     layout: &Layout,
     grads: &[Binding],
     encoder: &mut wgpu::CommandEncoder,
 ) -> Result<()> {
-    check_usage(layout, grads, wgpu::BufferUsages::COPY_DST, "grads")?;
+    let all = 0..grads.len();
+    check_transfer(
+        gpu,
+        layout,
+        grads,
+        all,
+        wgpu::BufferUsages::COPY_DST,
+        "grads",
+    )?;
     for b in grads {
         encoder.clear_buffer(&b.buffer, b.offset, Some(b.data_size));
     }

@@ -67,6 +67,9 @@ pub trait Optimizer {
     /// (on the CPU backend: runs it).
     fn step(&mut self, params: &mut ParamSet, options: &StepOptions) -> Result<Report>;
     /// Records one step into the caller's encoder (submit it before reading the report).
+    /// The encoder must come from this Context's device: wgpu checks devices when the
+    /// encoder is finished, so one of another device makes `finish()` return a validation
+    /// error and nothing recorded in it runs.
     fn encode_step(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
