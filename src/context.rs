@@ -148,9 +148,20 @@ impl Context {
             })?;
         // Every clipstep call captures its own errors in error scopes; what reaches this
         // handler came from someone else's call on this device (`device_queue`), and
-        // belongs to no clipstep result. wgpu's default handler would panic: say it instead.
-        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
-            eprintln!("clipstep: wgpu error outside any clipstep call on this device: {e}");
+        // belongs to no clipstep result. wgpu's default handler would panic: say it instead
+        // (the first few; a loop of invalid calls would otherwise flood stderr).
+        let said = std::sync::atomic::AtomicU32::new(0);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            match said.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+                n if n < UNCAPTURED_SAID => {
+                    eprintln!("clipstep: wgpu error outside any clipstep call on this device: {e}")
+                }
+                UNCAPTURED_SAID => eprintln!(
+                    "clipstep: more wgpu errors outside clipstep calls on this device; \
+                     not printed"
+                ),
+                _ => {}
+            }
         }));
         let lost = Arc::new(Mutex::new(None));
         let on_lost = lost.clone();
@@ -244,6 +255,9 @@ pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<AdapterSummary> {
         })
         .collect()
 }
+
+/// Uncaptured wgpu errors printed per device before the rest are only counted.
+const UNCAPTURED_SAID: u32 = 8;
 
 /// The share of the driver's memory budget (percent) past which allocations fail cleanly.
 const MEMORY_BUDGET_PERCENT: u8 = 90;

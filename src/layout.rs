@@ -64,8 +64,9 @@ impl TensorSpec {
     }
 }
 
-/// The most elements a set may hold, padding included: its chunk indices are u32, one
-/// chunk per [`CHUNK_ELEMS`] elements. (Memory runs out long before.)
+/// The most elements a set may hold, padding included (2^45 − 2^14): its chunk indices
+/// are u32, one chunk per 16,384 elements, with half the index space kept for the chunks
+/// that tensor boundaries add. Memory runs out long before.
 pub const MAX_SET_ELEMENTS: u64 = (u32::MAX as u64) / 2 * CHUNK_ELEMS as u64;
 
 /// The packed length of `specs` (each tensor starting on a multiple of
