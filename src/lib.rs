@@ -47,7 +47,7 @@ mod report;
 mod shaders;
 
 pub use arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
-pub use checkpoint::CHECKPOINT_VERSION;
+pub use checkpoint::{LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_VERSION};
 pub use context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
 pub use error::{Error, Result};
 pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};

@@ -21,6 +21,9 @@ mod exploding_gradients;
 mod gradient_field;
 
 #[allow(dead_code)]
+#[path = "../examples/checkpoint_interop.rs"]
+mod checkpoint_interop;
+#[allow(dead_code)]
 #[path = "../examples/linear_regression.rs"]
 mod linear_regression;
 
@@ -143,4 +146,27 @@ fn linear_regression_gpu_and_cpu_weights_agree() {
         assert!((g - c).abs() <= TRAJECTORY_REL, "{g} vs {c}");
     }
     assert!(gpu.losses.last().unwrap() < &(0.5 * gpu.losses[0]));
+}
+
+#[test]
+fn the_interop_checkpoint_and_its_description_agree() {
+    let dir = out("interop");
+    checkpoint_interop::run(&dir).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    assert_eq!(expected["step"], 3);
+    assert_eq!(expected["tensors"].as_array().unwrap().len(), 5);
+    let bytes = std::fs::read(dir.join("checkpoint.safetensors")).unwrap();
+    // A safetensors file: an 8-byte header length, then the JSON header.
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert_eq!(header["__metadata__"]["format"], "clipstep");
+    assert_eq!(
+        header["encoder.layer.0.weight.exp_avg"]["shape"],
+        serde_json::json!([3, 5])
+    );
+    assert_eq!(
+        header["temperature.max_exp_avg_sq"]["shape"],
+        serde_json::json!([])
+    );
 }

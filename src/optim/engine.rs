@@ -2,6 +2,7 @@
 //! step recorded as `write options → norm passes → finalize → update` in one compute pass,
 //! or run by the CPU backend.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use serde::Serialize;
 use super::StepOptions;
 use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_NONE};
 use crate::arena::{image_writes, read_all, slab_images, state_arena, write_all, Arena};
-use crate::checkpoint::{bad, Checkpoint};
+use crate::checkpoint::{bad, Checkpoint, LoadOptions, MissingTensors, UnexpectedTensors};
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
 use crate::host;
@@ -30,6 +31,9 @@ pub(crate) trait Rule:
 {
     /// Name, as in PyTorch (also the optimizer tag of checkpoints).
     const NAME: &'static str;
+    /// Whether PyTorch's per-tensor state for this optimizer holds a `step` (checkpoints
+    /// then write `<tensor>.step`).
+    const TORCH_STEP: bool = true;
     /// The update kernel.
     const KERNEL: Kernel;
     /// State bindings the kernel declares.
@@ -284,23 +288,36 @@ impl<R: Rule> Engine<R> {
     }
 
     pub(crate) fn save(&self) -> Result<Vec<u8>> {
+        let numels: Vec<usize> = self
+            .layout
+            .tensors
+            .iter()
+            .map(|t| t.numel as usize)
+            .collect();
         let states = self
             .config
             .state_names()
             .iter()
             .zip(&self.states)
-            .map(|(name, arena)| match (name, arena) {
-                (Some(name), Some(arena)) => {
-                    let values = read_all(self.ctx.gpu(), &self.layout, arena, "state")?;
-                    Ok(Some((name.to_string(), values)))
-                }
-                _ => Ok(None),
+            .filter_map(|(name, arena)| Some((name.as_ref()?, arena.as_ref()?)))
+            .map(|(name, arena)| {
+                let all = read_all(self.ctx.gpu(), &self.layout, arena, "state")?;
+                let mut at = 0;
+                let parts = numels
+                    .iter()
+                    .map(|&n| {
+                        at += n;
+                        all[at - n..at].to_vec()
+                    })
+                    .collect();
+                Ok((name.to_string(), parts))
             })
             .collect::<Result<Vec<_>>>()?;
         let checkpoint = Checkpoint {
             optimizer: R::NAME.to_string(),
             config: serde_json::to_string(&self.config).map_err(|e| bad(e.to_string()))?,
             step: self.read_state()?.step,
+            torch_step: R::TORCH_STEP,
             tensors: self
                 .layout
                 .tensors
@@ -309,10 +326,10 @@ impl<R: Rule> Engine<R> {
                 .collect(),
             states,
         };
-        Ok(checkpoint.encode())
+        checkpoint.encode()
     }
 
-    pub(crate) fn load(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn load(&mut self, bytes: &[u8], options: &LoadOptions) -> Result<()> {
         let c = Checkpoint::decode(bytes)?;
         if c.optimizer != R::NAME {
             return Err(bad(format!(
@@ -326,65 +343,28 @@ impl<R: Rule> Engine<R> {
         config.validate()?;
         // The arenas and bind groups were built for this optimizer's states: a checkpoint
         // whose config keeps others (amsgrad, momentum, centered) cannot be loaded into it.
-        if config.state_names() != self.config.state_names() {
+        let want: Vec<&str> = self.config.state_names().into_iter().flatten().collect();
+        let saved: Vec<&str> = c.states.iter().map(|(n, _)| n.as_str()).collect();
+        let loaded: Vec<&str> = config.state_names().into_iter().flatten().collect();
+        if saved != want || loaded != want {
             return Err(bad(format!(
-                "optimizer states differ: the saved config keeps {:?}, this optimizer {:?}; build the \
-                 optimizer with the checkpoint's amsgrad / momentum / centered settings",
-                config.state_names(),
-                self.config.state_names()
+                "optimizer states differ: the checkpoint keeps {saved:?} (its config {loaded:?}), \
+                 this optimizer keeps {want:?}; build the optimizer with the checkpoint's \
+                 amsgrad / momentum / centered settings"
             )));
         }
-        let here: Vec<(String, Vec<usize>)> = self
-            .layout
-            .tensors
-            .iter()
-            .map(|t| (t.name.clone(), t.shape.clone()))
-            .collect();
-        if c.tensors != here {
-            return Err(bad(format!(
-                "layout differs: saved {} tensors {:?}, this set has {} {:?}",
-                c.tensors.len(),
-                c.tensors.iter().take(4).collect::<Vec<_>>(),
-                here.len(),
-                here.iter().take(4).collect::<Vec<_>>()
-            )));
-        }
-        let saved: Vec<Option<&str>> = c
-            .states
-            .iter()
-            .map(|s| s.as_ref().map(|(n, _)| n.as_str()))
-            .collect();
-        let want: Vec<Option<&str>> = self.config.state_names().to_vec();
-        if saved != want {
-            return Err(bad(format!(
-                "optimizer states differ: saved {saved:?}, this optimizer has {want:?} \
-                 (e.g. amsgrad, momentum or centered changed)"
-            )));
-        }
-        let numel = self.layout.numel() as usize;
-        if let Some((name, values)) = c.states.iter().flatten().find(|(_, v)| v.len() != numel) {
-            return Err(bad(format!(
-                "state {name} holds {} values; this set has {numel}",
-                values.len()
-            )));
-        }
+        let values = self.match_by_name(&c, options)?;
         let state = DeviceStepState {
             step: c.step,
             ..DeviceStepState::initial()
         };
         // Everything is checked: now write, in one submission on a GPU (all or nothing).
+        let arenas = self.states.iter().flatten();
         match &self.device {
             Some(d) => {
-                let images: Vec<(&Arena, Vec<Vec<f32>>)> = self
-                    .states
-                    .iter()
-                    .zip(&c.states)
-                    .filter_map(|(arena, slot)| match (arena, slot) {
-                        (Some(arena), Some((_, values))) => {
-                            Some((arena, slab_images(&self.layout, values)))
-                        }
-                        _ => None,
-                    })
+                let images: Vec<(&Arena, Vec<Vec<f32>>)> = arenas
+                    .zip(&values)
+                    .map(|(arena, v)| (arena, slab_images(&self.layout, v)))
                     .collect();
                 let mut writes = vec![(&d.workspace.state, 0, bytemuck::bytes_of(&state))];
                 for (arena, images) in &images {
@@ -395,15 +375,83 @@ impl<R: Rule> Engine<R> {
                 d.workspace.generation.fetch_add(1, Ordering::SeqCst);
             }
             None => {
-                for (arena, slot) in self.states.iter_mut().zip(&c.states) {
-                    if let (Some(arena), Some((_, values))) = (arena, slot) {
-                        write_all(None, &self.layout, arena, values, "state")?;
-                    }
+                for (arena, v) in self.states.iter_mut().flatten().zip(&values) {
+                    write_all(None, &self.layout, arena, v, "state")?;
                 }
                 self.host_state = state;
             }
         }
         self.config = config;
         Ok(())
+    }
+
+    /// Each state's values for this set, all tensors concatenated in the set's order,
+    /// matched to the checkpoint by tensor name under `options`.
+    fn match_by_name(&self, c: &Checkpoint, options: &LoadOptions) -> Result<Vec<Vec<f32>>> {
+        let saved: HashMap<&str, usize> = c
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.as_str(), i))
+            .collect();
+        if saved.len() != c.tensors.len() {
+            return Err(bad("the checkpoint lists a tensor name twice"));
+        }
+        let here = &self.layout.tensors;
+        let mut missing = Vec::new();
+        let mut source = Vec::with_capacity(here.len());
+        for t in here {
+            match saved.get(t.name.as_str()) {
+                Some(&i) if c.tensors[i].1 != t.shape => {
+                    return Err(bad(format!(
+                        "tensor {:?} was saved with shape {:?}; this set has {:?}",
+                        t.name, c.tensors[i].1, t.shape
+                    )))
+                }
+                Some(&i) => source.push(Some(i)),
+                None => {
+                    missing.push(t.name.as_str());
+                    source.push(None);
+                }
+            }
+        }
+        if !missing.is_empty() && options.missing == MissingTensors::Error {
+            return Err(bad(format!(
+                "{} tensors of this set are not in the checkpoint: {:?}{} (LoadOptions::missing \
+                 = FreshState gives them fresh state)",
+                missing.len(),
+                &missing[..missing.len().min(4)],
+                if missing.len() > 4 { " ..." } else { "" }
+            )));
+        }
+        let names: std::collections::HashSet<&str> = here.iter().map(|t| t.name.as_str()).collect();
+        let unexpected: Vec<&str> = c
+            .tensors
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !names.contains(n))
+            .collect();
+        if !unexpected.is_empty() && options.unexpected == UnexpectedTensors::Error {
+            return Err(bad(format!(
+                "{} tensors of the checkpoint are not in this set: {:?}{} \
+                 (LoadOptions::unexpected = Ignore skips them)",
+                unexpected.len(),
+                &unexpected[..unexpected.len().min(4)],
+                if unexpected.len() > 4 { " ..." } else { "" }
+            )));
+        }
+        Ok(c.states
+            .iter()
+            .map(|(_, parts)| {
+                let mut all = Vec::with_capacity(self.layout.numel() as usize);
+                for (t, src) in here.iter().zip(&source) {
+                    match src {
+                        Some(i) => all.extend_from_slice(&parts[*i]),
+                        None => all.resize(all.len() + t.numel as usize, 0.0),
+                    }
+                }
+                all
+            })
+            .collect())
     }
 }

@@ -18,6 +18,7 @@ pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
+use crate::checkpoint::LoadOptions;
 use crate::error::{Error, Result};
 use crate::options::Clip;
 use crate::options::Nonfinite;
@@ -89,10 +90,17 @@ pub trait Optimizer {
     fn step_count(&self) -> Result<u32>;
     /// Config, step count and states as checkpoint bytes (a host sync); bit-exact.
     fn save(&self) -> Result<Vec<u8>>;
-    /// Restores [`Optimizer::save`]'s bytes. A checkpoint of another version, optimizer,
-    /// tensor layout or state set, or a corrupted one, is [`Error::Checkpoint`] and
-    /// changes nothing.
-    fn load(&mut self, bytes: &[u8]) -> Result<()>;
+    /// Restores [`Optimizer::save`]'s bytes, matching tensors by name (any order); every
+    /// tensor of the set must be in the checkpoint and every tensor of the checkpoint in the
+    /// set, with the same shapes. A checkpoint of another version, optimizer or state set, a
+    /// tensor missing on either side, or a corrupted file is [`Error::Checkpoint`] and
+    /// changes nothing. Files of the earlier binary format (version 2) still load.
+    fn load(&mut self, bytes: &[u8]) -> Result<()> {
+        self.load_with(bytes, &LoadOptions::default())
+    }
+    /// [`Optimizer::load`] with a policy for tensors missing from the checkpoint (fresh
+    /// state) or absent from the set (ignored): a layer added or removed since the save.
+    fn load_with(&mut self, bytes: &[u8], options: &LoadOptions) -> Result<()>;
 
     /// [`Optimizer::save`] to a file, atomically: the bytes go to a temporary file in the
     /// same directory, are flushed to disk, and replace `path` by a rename, so a write cut
@@ -111,6 +119,15 @@ pub trait Optimizer {
     {
         let bytes = std::fs::read(path)?;
         self.load(&bytes)
+    }
+
+    /// [`Optimizer::load_with`] from a file.
+    fn load_from_with(&mut self, path: impl AsRef<Path>, options: &LoadOptions) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let bytes = std::fs::read(path)?;
+        self.load_with(&bytes, options)
     }
 }
 
@@ -174,8 +191,12 @@ macro_rules! optimizer {
             fn save(&self) -> crate::error::Result<Vec<u8>> {
                 self.0.save()
             }
-            fn load(&mut self, bytes: &[u8]) -> crate::error::Result<()> {
-                self.0.load(bytes)
+            fn load_with(
+                &mut self,
+                bytes: &[u8],
+                options: &crate::checkpoint::LoadOptions,
+            ) -> crate::error::Result<()> {
+                self.0.load(bytes, options)
             }
         }
     };

@@ -55,6 +55,7 @@ optimizer! {
 
 impl Rule for SgdConfig {
     const NAME: &'static str = "SGD";
+    const TORCH_STEP: bool = false;
     const KERNEL: Kernel = Kernel::Sgd;
     const STATE_SLOTS: usize = STATE_SLOTS;
 

@@ -1,0 +1,80 @@
+//! A checkpoint for other tools: trains Adam (amsgrad) for three steps over tensors with
+//! dotted names, a scalar and an empty tensor, saves it (safetensors, PyTorch's state
+//! names), and writes what it saved to `expected.json` beside it, so
+//! `scripts/check_checkpoint.py DIR` can read the file with Python's safetensors package
+//! and numpy and hold it to the same names, shapes and bits (CI runs both).
+//!
+//!     cargo run --release --example checkpoint_interop -- out/interop
+
+use std::path::Path;
+
+use clipstep::{Adam, AdamConfig, Context, Optimizer, StepOptions, TensorSpec};
+
+/// The tensors: names as a framework spells them, shapes of every rank the format carries.
+fn specs() -> Vec<TensorSpec> {
+    vec![
+        TensorSpec::new("encoder.layer.0.weight", [3, 5]),
+        TensorSpec::new("encoder.layer.0.bias", [5]),
+        TensorSpec::new("temperature", Vec::<usize>::new()),
+        TensorSpec::new("unused.mask", [0]),
+        TensorSpec::new("head.weight", [2, 3, 4]),
+    ]
+}
+
+/// Trains, saves `dir/checkpoint.safetensors` and `dir/expected.json`.
+pub fn run(dir: &Path) -> clipstep::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let ctx = Context::new()?;
+    let mut set = ctx.param_set(&specs())?;
+    let n = set.numel() as usize;
+    set.upload_params(&(0..n).map(|i| (i as f32 * 0.61).sin()).collect::<Vec<_>>())?;
+    let config = AdamConfig {
+        amsgrad: true,
+        ..Default::default()
+    };
+    let mut opt = Adam::new(&set, config)?;
+    for s in 0..3 {
+        let grads: Vec<f32> = (0..n).map(|i| ((i * 3 + s) as f32 * 0.29).cos()).collect();
+        set.upload_grads(&grads)?;
+        opt.step(&mut set, &StepOptions::default())?;
+    }
+    opt.save_to(dir.join("checkpoint.safetensors"))?;
+    let states: Vec<(String, Vec<f32>)> = opt
+        .state_names()
+        .into_iter()
+        .map(|name| Ok((name.to_string(), opt.state(name)?)))
+        .collect::<clipstep::Result<_>>()?;
+    let mut at = 0usize;
+    let tensors: Vec<serde_json::Value> = set
+        .tensors()
+        .iter()
+        .map(|t| {
+            let len = t.numel as usize;
+            let per_state: serde_json::Map<String, serde_json::Value> = states
+                .iter()
+                .map(|(name, all)| (name.clone(), serde_json::json!(all[at..at + len])))
+                .collect();
+            at += len;
+            serde_json::json!({ "name": t.name, "shape": t.shape, "states": per_state })
+        })
+        .collect();
+    let expected = serde_json::json!({
+        "optimizer": "Adam",
+        "step": opt.step_count()?,
+        "torch_step": true,
+        "states": opt.state_names(),
+        "tensors": tensors,
+    });
+    std::fs::write(dir.join("expected.json"), expected.to_string())?;
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "out/interop".into());
+    run(Path::new(&dir))?;
+    println!("wrote {dir}/checkpoint.safetensors and {dir}/expected.json");
+    Ok(())
+}

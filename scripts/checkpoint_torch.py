@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Convert clipstep optimizer checkpoints (safetensors, format version 3) to and from a
+PyTorch optimizer ``state_dict``.
+
+    checkpoint_torch.py to-torch   IN.safetensors OUT.pt
+    checkpoint_torch.py from-torch IN.pt OUT.safetensors --optimizer Adam --names w,b,emb --shapes "3x5,5,"
+
+clipstep keeps states per tensor name under PyTorch's state names (``<name>.exp_avg``,
+``<name>.exp_avg_sq``, ``<name>.max_exp_avg_sq``, ``<name>.momentum_buffer``,
+``<name>.square_avg``, ``<name>.grad_avg``, ``<name>.step``); PyTorch keys its state by
+parameter index, in the order the parameters were given to the optimizer, which is the
+order of the metadata's ``tensors`` list. The config becomes the one ``param_group``
+(clipstep's ``bias_correction`` has no PyTorch counterpart and is dropped; from PyTorch
+it is true). ``to-torch`` needs torch and safetensors; ``from-torch`` the same.
+"""
+import argparse
+import json
+import zlib
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+# The config keys each optimizer has in both libraries.
+KEYS = {
+    "SGD": ["lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"],
+    "Adam": ["lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"],
+    "AdamW": ["lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"],
+    "RMSprop": ["lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"],
+}
+STATES = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "momentum_buffer"]
+
+
+def to_torch(src, dst):
+    with safe_open(src, framework="np") as f:
+        meta = f.metadata()
+        if meta.get("format") != "clipstep":
+            raise SystemExit(f"{src}: not a clipstep checkpoint")
+        tensors = json.loads(meta["tensors"])
+        states = json.loads(meta["states"])
+        step = int(meta["step"])
+        config = json.loads(meta["config"])
+        optimizer = meta["optimizer"]
+        state = {}
+        for i, (name, _shape) in enumerate(tensors):
+            entry = {s: torch.from_numpy(f.get_tensor(f"{name}.{s}").copy()) for s in states}
+            if optimizer != "SGD":
+                entry["step"] = torch.tensor(float(step))
+            state[i] = entry
+    group = {k: config[k] for k in KEYS[optimizer]}
+    if "betas" in group:
+        group["betas"] = tuple(group["betas"])
+    group["params"] = list(range(len(tensors)))
+    torch.save({"state": state, "param_groups": [group], "clipstep": {"optimizer": optimizer,
+                "tensors": tensors, "step": step}}, dst)
+
+
+def from_torch(src, dst, optimizer, names, shapes):
+    sd = torch.load(src, weights_only=False)
+    if len(sd["param_groups"]) != 1:
+        raise SystemExit("clipstep checkpoints hold one parameter group")
+    group = sd["param_groups"][0]
+    config = {k: group[k] for k in KEYS[optimizer]}
+    if "betas" in config:
+        config["betas"] = list(config["betas"])
+    if optimizer in ("Adam", "AdamW"):
+        config["bias_correction"] = True
+    params = group["params"]
+    if len(params) != len(names):
+        raise SystemExit(f"{len(params)} parameters in the state_dict, {len(names)} names given")
+    steps = {int(sd["state"][p]["step"]) for p in params if "step" in sd["state"].get(p, {})}
+    step = steps.pop() if steps else 0
+    kept = [s for s in STATES if any(s in sd["state"].get(p, {}) for p in params)]
+    entries, crc = {}, 0
+    for s in kept:
+        for p, name, shape in zip(params, names, shapes):
+            values = sd["state"][p][s].detach().cpu().numpy().astype("<f4").reshape(shape)
+            crc = zlib.crc32(values.tobytes(), crc)
+            entries[f"{name}.{s}"] = values
+    if optimizer != "SGD":
+        for name in names:
+            entries[f"{name}.step"] = np.array(step, dtype="<f4")
+    meta = {
+        "format": "clipstep",
+        "version": "3",
+        "optimizer": optimizer,
+        "config": json.dumps(config, separators=(",", ":")),
+        "step": str(step),
+        "tensors": json.dumps([[n, list(s)] for n, s in zip(names, shapes)], separators=(",", ":")),
+        "states": json.dumps(kept, separators=(",", ":")),
+        "crc32": f"{crc:08x}",
+    }
+    save_file(entries, dst, metadata=meta)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("to-torch")
+    t.add_argument("src")
+    t.add_argument("dst")
+    f = sub.add_parser("from-torch")
+    f.add_argument("src")
+    f.add_argument("dst")
+    f.add_argument("--optimizer", required=True, choices=sorted(KEYS))
+    f.add_argument("--names", required=True, help="comma-separated tensor names, in parameter order")
+    f.add_argument("--shapes", required=True, help='comma-separated shapes like "3x5,5," ("" for a scalar)')
+    a = ap.parse_args()
+    if a.cmd == "to-torch":
+        to_torch(a.src, a.dst)
+    else:
+        names = a.names.split(",")
+        shapes = [[int(d) for d in s.split("x")] if s else [] for s in a.shapes.split(",")]
+        from_torch(a.src, a.dst, a.optimizer, names, shapes)
+
+
+if __name__ == "__main__":
+    main()
