@@ -11,8 +11,6 @@ struct StepState {
     nonfinite: u32,
     skipped: u32,
     step: u32,
-    bias_correction1: f32,
-    bias_correction2: f32,
 }
 
 // The options of one norm / finalize / clip recording (see src/abi.rs for each field).
@@ -28,10 +26,9 @@ struct NormOp {
     clip_value: f32,
     policy: u32,
     count_step: u32,
-    bias_correction: u32,
-    log_beta1: f32,
-    log_beta2: f32,
-    _pad: vec2<u32>,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Per slab: its length in elements, and its chunk table: num_big whole-workgroup chunks,
@@ -126,4 +123,24 @@ fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {
         return start + w * (end - start);
     }
     return end - (end - start) * (1.0 - w);
+}
+
+// 1 − β^t as −expm1(t · ln β). 1 − pow(β, t) would cancel catastrophically
+// (1 − 0.999 keeps three digits of a pow accurate to a few ulp); a Taylor series keeps
+// small arguments to a few ulp, and exp is accurate where the result is not small.
+// Adam's bias correction of step t for ln β (per parameter group, in the update); the
+// twin of reference::bias_correction.
+fn one_minus_power(log_beta: f32, t: u32) -> f32 {
+    if t == 0u {
+        return 0.0;
+    }
+    let y = f32(t) * log_beta;
+    if y < -0.5 {
+        return 1.0 - exp(y);
+    }
+    var sum = 1.0;
+    for (var k = 9.0; k >= 2.0; k -= 1.0) {
+        sum = 1.0 + sum * y / k;
+    }
+    return -(y * sum);
 }

@@ -7,8 +7,10 @@
 // 1 − α is computed in f64 on the host. No fma: WGSL leaves fusing to the driver, and the
 // reference must see the same roundings. The twin of reference::rmsprop.
 //
-// @binding(2) square_avg  @binding(3) grad_avg  @binding(4) momentum_buffer  @binding(6) u: RmsProp
-// @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab   (update.wgsl)
+// @binding(2) square_avg  @binding(3) grad_avg  @binding(4) momentum_buffer
+// @binding(6) groups: one RmsProp per parameter group
+// @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
+// (update.wgsl)
 
 struct RmsProp {
     neg_lr: f32,
@@ -24,13 +26,14 @@ struct RmsProp {
 @group(0) @binding(2) var<storage, read_write> square_avg: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> grad_avg: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
-@group(0) @binding(6) var<uniform> u: RmsProp;
+@group(0) @binding(6) var<storage, read> groups: array<RmsProp>;
 
 fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
+    let u = groups[group_of(i)];
     let p0 = params[i];
-    let g = signed_decayed(effective_grad(grads[i], state), p0, u.maximize, u.weight_decay);
+    let g = signed_decayed(rule_grad(i), p0, u.maximize, u.weight_decay);
     let s0 = square_avg[i];
     let s = s0 * u.alpha + u.one_minus_alpha * g * g;
     square_avg[i] = select(s0, s, live);

@@ -7,8 +7,10 @@
 // No fma: WGSL leaves fusing to the driver, and the reference must see the same roundings.
 // The twin of reference::sgd.
 //
-// @binding(2) momentum_buffer  @binding(6) u: Sgd   (3 and 4 hold other rules' states)
-// @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab   (update.wgsl)
+// @binding(2) momentum_buffer  @binding(6) groups: one Sgd per parameter group
+// (3 and 4 hold other rules' states)
+// @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
+// (update.wgsl)
 
 struct Sgd {
     neg_lr: f32,
@@ -22,13 +24,14 @@ struct Sgd {
 }
 
 @group(0) @binding(2) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
-@group(0) @binding(6) var<uniform> u: Sgd;
+@group(0) @binding(6) var<storage, read> groups: array<Sgd>;
 
 fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
+    let u = groups[group_of(i)];
     let p0 = params[i];
-    var g = signed_decayed(effective_grad(grads[i], state), p0, u.maximize, u.weight_decay);
+    var g = signed_decayed(rule_grad(i), p0, u.maximize, u.weight_decay);
     if u.has_momentum_buffer != 0u {
         let b0 = momentum_buffer[i];
         var b = g;

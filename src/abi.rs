@@ -9,7 +9,8 @@
 //!   or the struct's size, differs from its twin (see `src/shaders.rs`).
 
 use crate::consts::{
-    CHUNK_CLASSES, CLIP_EPS, SERIAL_FOLD_CHUNKS, VEC4_PER_INVOCATION, WORKGROUP_SIZE,
+    CHUNK_CLASSES, CLIP_EPS, SERIAL_FOLD_CHUNKS, TENSOR_ALIGN_ELEMS, VEC4_PER_INVOCATION,
+    VEC_WIDTH, WORKGROUP_SIZE,
 };
 
 /// A Rust struct with a WGSL twin of the same fields, offsets and size (checked by the
@@ -76,6 +77,10 @@ codes! {
     POLICY_PROPAGATE = 1;
     /// `NormOp::policy`: skipped, and an error when the report is read.
     POLICY_ERROR = 2;
+    /// A block-table entry (see `shaders/update.wgsl`): its group is not clipped.
+    BLOCK_UNCLIPPED = 0x8000_0000;
+    /// A block-table entry: the bits that hold the group index.
+    BLOCK_GROUP_MASK = 0x7fff_ffff;
     /// `Partial::flags`: some element was ±Inf.
     FLAG_INF = 1;
     /// `Partial::flags`: some element was NaN.
@@ -100,10 +105,6 @@ shared_struct! {
         skipped: u32,
         /// Optimizer steps taken (skipped steps excluded).
         step: u32,
-        /// `1 − β1^step` (1 without bias correction).
-        bias_correction1: f32,
-        /// `1 − β2^step`.
-        bias_correction2: f32,
     }
 }
 
@@ -114,8 +115,6 @@ impl DeviceStepState {
             total_norm: f32::NAN,
             clip_coef: 1.0,
             inv_grad_scale: 1.0,
-            bias_correction1: 1.0,
-            bias_correction2: 1.0,
             ..Default::default()
         }
     }
@@ -149,14 +148,12 @@ shared_struct! {
         policy: u32,
         /// 1: the finalize advances the step count (optimizer steps).
         count_step: u32,
-        /// 1: the finalize computes Adam's bias corrections from `log_beta1/2`.
-        bias_correction: u32,
-        /// `ln β1`, computed in f64 on the host.
-        log_beta1: f32,
-        /// `ln β2`.
-        log_beta2: f32,
         /// Uniforms are read in 16-byte rows.
-        _pad: [u32; 2],
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
     }
 }
 
@@ -205,12 +202,14 @@ shared_struct! {
 /// every code of [`CODES`].
 pub(crate) fn prelude() -> String {
     let (small, mid) = (CHUNK_CLASSES[0].1, CHUNK_CLASSES[1].1);
+    let block_vec4s = TENSOR_ALIGN_ELEMS / u64::from(VEC_WIDTH);
     let mut out = format!(
         "const WORKGROUP_SIZE: u32 = {WORKGROUP_SIZE}u;\n\
          const VEC4_PER_INVOCATION: u32 = {VEC4_PER_INVOCATION}u;\n\
          const SMALL_LANES: u32 = {small}u;\n\
          const MID_LANES: u32 = {mid}u;\n\
          const SERIAL_FOLD_CHUNKS: u32 = {SERIAL_FOLD_CHUNKS}u;\n\
+         const BLOCK_VEC4S: u32 = {block_vec4s}u;\n\
          const CLIP_EPS: f32 = {CLIP_EPS:e};\n"
     );
     for (name, value) in CODES {

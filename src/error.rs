@@ -91,6 +91,10 @@ pub enum Error {
         /// The rule it broke.
         rule: &'static str,
     },
+    /// Parameter groups that do not partition the set's tensors, or disagree on the states
+    /// they keep.
+    #[error("invalid parameter groups: {0}")]
+    InvalidGroups(String),
     /// An external buffer lacks a usage flag the operation needs.
     #[error("external buffer for tensor {tensor:?} ({role}) lacks BufferUsages::{usage}; create it with that usage")]
     MissingUsage {

@@ -20,14 +20,26 @@ fn norm_type(op: &NormOp) -> f32 {
 }
 
 /// The total power sum of a set's gradients and the per-tensor norms of
-/// `g · op.inv_grad_scale` (the twin of the partials, fold and per-tensor roots).
-pub(crate) fn norm(layout: &Layout, grads: &[f32], op: &NormOp) -> (PowerSum, Vec<f32>) {
+/// `g · op.inv_grad_scale` (the twin of the partials, fold and per-tensor roots). Tensors
+/// with `in_norm[t] == 0` count only their NaN/Inf flags in the total (`None`: all count).
+pub(crate) fn norm(
+    layout: &Layout,
+    grads: &[f32],
+    op: &NormOp,
+    in_norm: Option<&[u32]>,
+) -> (PowerSum, Vec<f32>) {
     let p = norm_type(op);
     let mut total = PowerSum::default();
     let mut per_tensor = Vec::with_capacity(layout.tensors.len());
-    for t in &layout.tensors {
+    for (i, t) in layout.tensors.iter().enumerate() {
         let sum = reference::power_sum(&grads[t.offset as usize..(t.offset + t.numel) as usize], p);
         per_tensor.push(reference::root(sum, p) as f32 * op.inv_grad_scale);
+        let counted = in_norm.is_none_or(|m| m[i] != 0);
+        let sum = if counted {
+            sum
+        } else {
+            PowerSum { value: 0.0, ..sum }
+        };
         total = total.combine(sum, p);
     }
     (total, per_tensor)
@@ -60,12 +72,6 @@ pub(crate) fn finalize(
     let step = prev
         .step
         .saturating_add(u32::from(op.count_step != 0 && !skipped));
-    let correction = |log_beta: f32| -(f64::from(step) * f64::from(log_beta)).exp_m1() as f32;
-    let (bias_correction1, bias_correction2) = if op.bias_correction != 0 {
-        (correction(op.log_beta1), correction(op.log_beta2))
-    } else {
-        (1.0, 1.0)
-    };
     DeviceStepState {
         total_norm,
         clip_coef,
@@ -74,8 +80,6 @@ pub(crate) fn finalize(
         nonfinite: u32::from(nonfinite),
         skipped: u32::from(skipped),
         step,
-        bias_correction1,
-        bias_correction2,
     }
 }
 

@@ -29,8 +29,11 @@ pub const CHECKPOINT_VERSION: u32 = 3;
 pub(crate) struct Checkpoint {
     /// The optimizer's name (`SGD`, `Adam`, ...).
     pub optimizer: String,
-    /// The config as JSON.
+    /// The first parameter group's config as JSON (what version 2 held).
     pub config: String,
+    /// Every parameter group (tensors, config, norm and clip flags) as JSON; `None` in
+    /// version-2 files.
+    pub groups: Option<String>,
     /// Steps taken.
     pub step: u32,
     /// Whether `<tensor>.step` entries are written (PyTorch's state holds a step for this
@@ -233,6 +236,7 @@ mod tests {
                     Checkpoint {
                         optimizer,
                         config,
+                        groups: None,
                         step,
                         torch_step,
                         tensors,
@@ -260,6 +264,7 @@ mod tests {
                 .prop_map(|(config, step, m, v, max)| Checkpoint {
                     optimizer: "Adam".into(),
                     config,
+                    groups: None,
                     step,
                     torch_step: true,
                     tensors: vec![("a".into(), vec![3]), ("b".into(), vec![2, 2])],

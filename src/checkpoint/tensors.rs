@@ -3,7 +3,8 @@
 //! Entries: `<tensor>.<state>` (f32, the tensor's shape) for every state and tensor, and
 //! `<tensor>.step` (f32, shape `[]`) when PyTorch's state for the optimizer holds a step.
 //! Metadata (all strings): `format` = `clipstep`, `version` = `3`, `optimizer`, `config`
-//! (the config's JSON), `step` (the exact u32 count), `tensors` (JSON `[[name, shape], ...]`
+//! (the first parameter group's config, JSON), `groups` (every parameter group: tensors,
+//! config, `in_norm`, `clipped`; JSON), `step` (the exact u32 count), `tensors` (JSON `[[name, shape], ...]`
 //! in the saved set's order), `states` (JSON list of state names, in the optimizer's
 //! order), `crc32` (hex CRC-32 of every state's values, states in order, tensors in order,
 //! little-endian f32): safetensors has no checksum of its own, and a flipped bit in a state
@@ -48,6 +49,10 @@ pub(super) fn encode(c: &Checkpoint) -> Result<Vec<u8>> {
         "states": states,
         "crc32": format!("{:08x}", crc.finalize()),
     });
+    let mut metadata = metadata;
+    if let Some(groups) = &c.groups {
+        metadata["groups"] = serde_json::Value::String(groups.clone());
+    }
     write_safetensors(metadata, entries)
 }
 
@@ -172,6 +177,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
     Ok(Checkpoint {
         optimizer: field("optimizer")?.clone(),
         config: field("config")?.clone(),
+        groups: meta.get("groups").cloned(),
         step,
         torch_step,
         tensors,

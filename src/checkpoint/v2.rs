@@ -103,6 +103,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
         torch_step: optimizer != "SGD",
         optimizer,
         config,
+        groups: None,
         step,
         tensors,
         states,

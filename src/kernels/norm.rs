@@ -36,6 +36,9 @@ pub(crate) struct NormWorkspace {
     pub state: wgpu::Buffer,
     /// One f32 per tensor, written by the finalize.
     pub tensor_norms: wgpu::Buffer,
+    /// Per tensor, 1 when it counts in the total norm (all 1 unless an optimizer's
+    /// parameter groups exclude some).
+    pub in_norm: wgpu::Buffer,
     /// The options uniform, written in stream before each recording.
     pub op: wgpu::Buffer,
     partial_groups: Vec<wgpu::BindGroup>,
@@ -64,6 +67,10 @@ impl NormWorkspace {
         gpu.queue
             .write_buffer(&state, 0, bytemuck::bytes_of(&DeviceStepState::initial()));
         let op = gpu.uniform("norm op", bytemuck::bytes_of(&base_op(layout)));
+        let in_norm = gpu.storage("in norm", n * 4);
+        let all_in: Vec<u32> = vec![1; layout.tensors.len()];
+        gpu.queue
+            .write_buffer(&in_norm, 0, bytemuck::cast_slice(&all_in));
         let partial_groups = gpu.bind_groups_per_slab(Kernel::NormPartials, grads.len(), |s| {
             vec![
                 grads[s].resource(),
@@ -90,11 +97,13 @@ impl NormWorkspace {
                 whole(&tensor_norms),
                 whole(&state),
                 whole(&op),
+                whole(&in_norm),
             ],
         );
         NormWorkspace {
             state,
             tensor_norms,
+            in_norm,
             op,
             partial_groups,
             tensors_group,

@@ -1,6 +1,7 @@
 //! The bind-group recipe and dispatch shared by every update kernel (`shaders/sgd.wgsl`,
 //! `shaders/adam.wgsl`, `shaders/rmsprop.wgsl`): per slab, params at binding 0, grads at 1,
-//! the rule's states at 2, 3, 4, the step state at 5, the rule's uniform at 6, the slab at 7.
+//! the rule's states at 2, 3, 4, the step state at 5, the rule's group table (one row per
+//! parameter group) at 6, the slab at 7, the slab's block→group table at 8.
 
 use crate::arena::{Arena, Binding, SlabTables};
 use crate::context::Gpu;
@@ -11,8 +12,10 @@ use crate::shaders::Kernel;
 /// An update kernel bound to one parameter set and one optimizer's states.
 pub(crate) struct UpdateKernel {
     kernel: Kernel,
-    /// The rule's uniform, written in stream before each step.
-    uniform: wgpu::Buffer,
+    /// The rule's group table, written in stream before each step.
+    table: wgpu::Buffer,
+    /// Per slab, its block→group table (fixed: a tensor never changes group).
+    _blocks: Vec<wgpu::Buffer>,
     groups: Vec<wgpu::BindGroup>,
 }
 
@@ -28,16 +31,28 @@ pub(crate) struct UpdateBindings<'a> {
     /// The step state the finalize writes.
     pub step_state: &'a wgpu::Buffer,
     pub tables: &'a SlabTables,
+    /// Per slab, its block→group table (`optim::groups::block_tables`).
+    pub blocks: &'a [Vec<u32>],
 }
 
 impl UpdateKernel {
     pub(crate) fn new(
         gpu: &Gpu,
         kernel: Kernel,
-        uniform_bytes: &[u8],
+        table_bytes: &[u8],
         b: &UpdateBindings<'_>,
     ) -> UpdateKernel {
-        let uniform = gpu.uniform(kernel.name(), uniform_bytes);
+        let table = gpu.storage(kernel.name(), table_bytes.len() as u64);
+        gpu.queue.write_buffer(&table, 0, table_bytes);
+        let blocks: Vec<wgpu::Buffer> = b
+            .blocks
+            .iter()
+            .map(|t| {
+                let buffer = gpu.storage("block groups", (t.len() * 4) as u64);
+                gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(t));
+                buffer
+            })
+            .collect();
         // Unused state slots get distinct one-vec4 buffers: writable bindings must not alias.
         let dummies: Vec<wgpu::Buffer> = (0..b.state_slots)
             .map(|_| gpu.storage("unused state", 16))
@@ -54,25 +69,24 @@ impl UpdateKernel {
                 }
                 entries.extend([
                     (5, whole(b.step_state)),
-                    (6, whole(&uniform)),
+                    (6, whole(&table)),
                     (7, whole(&b.tables.slab_uniforms[s])),
+                    (8, whole(&blocks[s])),
                 ]);
                 gpu.bind_group_at(kernel, &entries)
             })
             .collect();
         UpdateKernel {
             kernel,
-            uniform,
+            table,
+            _blocks: blocks,
             groups,
         }
     }
 
-    /// The in-stream write of the rule's uniform for the next recorded step.
-    pub(crate) fn uniform_write<'a>(
-        &'a self,
-        bytes: &'a [u8],
-    ) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
-        (&self.uniform, 0, bytes)
+    /// The in-stream write of the rule's group table for the next recorded step.
+    pub(crate) fn table_write<'a>(&'a self, bytes: &'a [u8]) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
+        (&self.table, 0, bytes)
     }
 
     /// Records the update over every slab.

@@ -58,9 +58,6 @@ macro_rules! adam_config {
             fn state_names(&self) -> [Option<&'static str>; 3] {
                 [Some("exp_avg"), Some("exp_avg_sq"), self.amsgrad.then_some("max_exp_avg_sq")]
             }
-            fn bias_correction_betas(&self) -> Option<(f64, f64)> {
-                self.bias_correction.then_some(self.betas)
-            }
             fn uniform(&self) -> Vec<u8> {
                 let u = AdamUniform::new(
                     self.lr,
@@ -70,6 +67,7 @@ macro_rules! adam_config {
                     $decoupled,
                     self.amsgrad,
                     self.maximize,
+                    self.bias_correction,
                 );
                 bytemuck::bytes_of(&u).to_vec()
             }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::groups::{self, ParamGroup};
 use super::StepOptions;
 use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_NONE};
 use crate::arena::{image_writes, read_all, slab_images, state_arena, write_all, Arena};
@@ -42,10 +43,6 @@ pub(crate) trait Rule:
     fn validate(&self) -> Result<()>;
     /// The states bound at slots 2, 3, 4 of the update shader (`None`: unused).
     fn state_names(&self) -> [Option<&'static str>; 3];
-    /// `(β1, β2)` when the finalize pass must compute Adam's bias corrections.
-    fn bias_correction_betas(&self) -> Option<(f64, f64)> {
-        None
-    }
     /// The rule's uniform, as bytes.
     fn uniform(&self) -> Vec<u8>;
     /// The CPU backend's update of step `step` (1 on the first), through the reference.
@@ -70,7 +67,12 @@ pub(crate) struct Engine<R: Rule> {
     ctx: Context,
     set_id: u64,
     layout: Arc<Layout>,
-    pub config: R,
+    /// The parameter groups (one, of every tensor, unless the caller gave several).
+    pub groups: Vec<ParamGroup<R>>,
+    /// The group of each tensor.
+    group_of: Vec<u32>,
+    /// Per tensor, 1 when it counts in the global norm.
+    in_norm: Vec<u32>,
     states: [Option<Arena>; 3],
     device: Option<EngineDevice>,
     /// The CPU backend's step state (the device keeps its own in the workspace).
@@ -78,9 +80,23 @@ pub(crate) struct Engine<R: Rule> {
 }
 
 impl<R: Rule> Engine<R> {
-    pub(crate) fn new(params: &ParamSet, config: R) -> Result<Self> {
-        config.validate()?;
+    pub(crate) fn new(params: &ParamSet, groups: Vec<ParamGroup<R>>) -> Result<Self> {
         let layout = params.layout.clone();
+        let group_of = groups::assign(&layout, &groups)?;
+        let config = &groups[0].config;
+        for (g, group) in groups.iter().enumerate() {
+            group.config.validate()?;
+            if group.config.state_names() != config.state_names() {
+                return Err(Error::InvalidGroups(format!(
+                    "group {g} keeps states {:?}, group 0 keeps {:?}: groups may differ in \
+                     any hyperparameter but amsgrad, zero/non-zero momentum and centered",
+                    group.config.state_names(),
+                    config.state_names()
+                )));
+            }
+        }
+        let in_norm = groups::norm_mask(&group_of, &groups);
+        let blocks = groups::block_tables(&layout, &group_of, &groups);
         let slots = config.state_names().iter().flatten().count() as u64;
         let bytes =
             memory::optimizer_bytes(layout.internal_len, slots, layout.tensors.len() as u64);
@@ -98,10 +114,12 @@ impl<R: Rule> Engine<R> {
                 let states = new_states();
                 let workspace =
                     NormWorkspace::new(gpu, &layout, &set.tables, gpu_bindings(&params.grads));
+                gpu.queue
+                    .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
                 let update = UpdateKernel::new(
                     gpu,
                     R::KERNEL,
-                    &config.uniform(),
+                    &group_table(&groups),
                     &UpdateBindings {
                         params: gpu_bindings(&params.params),
                         grads: gpu_bindings(&params.grads),
@@ -109,6 +127,7 @@ impl<R: Rule> Engine<R> {
                         state_slots: R::STATE_SLOTS,
                         step_state: &workspace.state,
                         tables: &set.tables,
+                        blocks: &blocks,
                     },
                 );
                 let device = EngineDevice {
@@ -124,7 +143,9 @@ impl<R: Rule> Engine<R> {
             ctx: params.ctx.clone(),
             set_id: params.id,
             layout,
-            config,
+            groups,
+            group_of,
+            in_norm,
             states,
             device,
             host_state: DeviceStepState::initial(),
@@ -149,10 +170,6 @@ impl<R: Rule> Engine<R> {
         let needs_norm = norm_clip.is_some() || options.nonfinite != Nonfinite::Propagate;
         let (max_norm, norm) = norm_clip.unwrap_or((0.0, Norm::L2));
         let (kind, p) = norm.code();
-        // ln β in f64: the finalize pass computes 1 − β^t as −expm1(t · ln β).
-        let log = |b: f64| b.ln().max(-100.0) as f32;
-        let betas = self.config.bias_correction_betas();
-        let (log_beta1, log_beta2) = betas.map_or((0.0, 0.0), |(b1, b2)| (log(b1), log(b2)));
         NormOp {
             source: if needs_norm {
                 SOURCE_COMPUTED
@@ -166,9 +183,6 @@ impl<R: Rule> Engine<R> {
             clip_value: options.clip.value_clip().unwrap_or(0.0),
             policy: options.nonfinite.code(),
             count_step: 1,
-            bias_correction: u32::from(betas.is_some()),
-            log_beta1,
-            log_beta2,
             ..base_op(&self.layout)
         }
     }
@@ -209,11 +223,11 @@ impl<R: Rule> Engine<R> {
         let op = self.step_op(options);
         let device = self.device.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
         let (gpu, ws) = (&device.gpu, &device.workspace);
-        // The step's options and hyperparameters, from one upload buffer.
-        let uniform = self.config.uniform();
+        // The step's options and every group's hyperparameters, from one upload buffer.
+        let table = group_table(&self.groups);
         gpu.write_in_stream(
             encoder,
-            &[ws.op_write(&op), device.update.uniform_write(&uniform)],
+            &[ws.op_write(&op), device.update.table_write(&table)],
         )?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -239,26 +253,39 @@ impl<R: Rule> Engine<R> {
             unreachable!("CPU optimizers hold CPU sets")
         };
         let (sum, per_tensor) = if op.source == SOURCE_COMPUTED {
-            let (sum, per_tensor) = host::norm(&self.layout, g, &op);
+            let (sum, per_tensor) = host::norm(&self.layout, g, &op, Some(&self.in_norm));
             (Some(sum), per_tensor)
         } else {
             (None, Vec::new())
         };
         let state = host::finalize(&self.host_state, &op, sum);
         if state.skipped == 0 {
-            let grads = host::effective_grads(g, &state);
-            let states = self.states.each_mut().map(|s| match s {
-                Some(Arena::Cpu(v)) => Some(v.as_mut_slice()),
-                _ => None,
-            });
-            self.config.host_update(state.step, p, &grads, states);
+            let unclipped = DeviceStepState {
+                clip_coef: 1.0,
+                clip_value: 0.0,
+                ..state
+            };
+            // Tensor by tensor, each with its group's hyperparameters (and clip).
+            for (t, info) in self.layout.tensors.iter().enumerate() {
+                let group = &self.groups[self.group_of[t] as usize];
+                let range = info.offset as usize..(info.offset + info.numel) as usize;
+                let applied = if group.clipped { &state } else { &unclipped };
+                let grads = host::effective_grads(&g[range.clone()], applied);
+                let states = self.states.each_mut().map(|s| match s {
+                    Some(Arena::Cpu(v)) => Some(&mut v[range.clone()]),
+                    _ => None,
+                });
+                group
+                    .config
+                    .host_update(state.step, &mut p[range.clone()], &grads, states);
+            }
         }
         self.host_state = state;
         Report::host(state, per_tensor, options.nonfinite, op.source)
     }
 
     pub(crate) fn state(&self, name: &str) -> Result<Vec<f32>> {
-        let names = self.config.state_names();
+        let names = self.groups[0].config.state_names();
         let unknown = || Error::UnknownState {
             name: name.to_string(),
             available: names.iter().flatten().copied().collect(),
@@ -294,7 +321,7 @@ impl<R: Rule> Engine<R> {
             .iter()
             .map(|t| t.numel as usize)
             .collect();
-        let states = self
+        let states = self.groups[0]
             .config
             .state_names()
             .iter()
@@ -315,7 +342,9 @@ impl<R: Rule> Engine<R> {
             .collect::<Result<Vec<_>>>()?;
         let checkpoint = Checkpoint {
             optimizer: R::NAME.to_string(),
-            config: serde_json::to_string(&self.config).map_err(|e| bad(e.to_string()))?,
+            config: serde_json::to_string(&self.groups[0].config)
+                .map_err(|e| bad(e.to_string()))?,
+            groups: Some(serde_json::to_string(&self.groups).map_err(|e| bad(e.to_string()))?),
             step: self.read_state()?.step,
             torch_step: R::TORCH_STEP,
             tensors: self
@@ -338,15 +367,21 @@ impl<R: Rule> Engine<R> {
                 R::NAME
             )));
         }
-        let config: R = serde_json::from_str(&c.config)
-            .map_err(|e| bad(format!("the {} config does not parse: {e}", R::NAME)))?;
-        config.validate()?;
+        let configs = self.saved_configs(&c)?;
         // The arenas and bind groups were built for this optimizer's states: a checkpoint
         // whose config keeps others (amsgrad, momentum, centered) cannot be loaded into it.
-        let want: Vec<&str> = self.config.state_names().into_iter().flatten().collect();
+        let want: Vec<&str> = self.groups[0]
+            .config
+            .state_names()
+            .into_iter()
+            .flatten()
+            .collect();
         let saved: Vec<&str> = c.states.iter().map(|(n, _)| n.as_str()).collect();
-        let loaded: Vec<&str> = config.state_names().into_iter().flatten().collect();
-        if saved != want || loaded != want {
+        let loaded: Vec<&str> = configs[0].state_names().into_iter().flatten().collect();
+        let agree = configs
+            .iter()
+            .all(|config| config.state_names() == self.groups[0].config.state_names());
+        if saved != want || !agree {
             return Err(bad(format!(
                 "optimizer states differ: the checkpoint keeps {saved:?} (its config {loaded:?}), \
                  this optimizer keeps {want:?}; build the optimizer with the checkpoint's \
@@ -381,8 +416,53 @@ impl<R: Rule> Engine<R> {
                 self.host_state = state;
             }
         }
-        self.config = config;
+        for (group, config) in self.groups.iter_mut().zip(configs) {
+            group.config = config;
+        }
         Ok(())
+    }
+
+    /// The hyperparameters a checkpoint restores, one per parameter group of this
+    /// optimizer, each checked: a checkpoint with groups must have as many as this
+    /// optimizer (their tensors are this optimizer's: membership follows the set); one
+    /// without (version 2) restores a single-group optimizer.
+    fn saved_configs(&self, c: &Checkpoint) -> Result<Vec<R>> {
+        let configs: Vec<R> = match &c.groups {
+            Some(json) => serde_json::from_str::<Vec<ParamGroup<R>>>(json)
+                .map_err(|e| bad(format!("the {} groups do not parse: {e}", R::NAME)))?
+                .into_iter()
+                .map(|g| g.config)
+                .collect(),
+            None => vec![serde_json::from_str(&c.config)
+                .map_err(|e| bad(format!("the {} config does not parse: {e}", R::NAME)))?],
+        };
+        if configs.len() != self.groups.len() {
+            return Err(bad(format!(
+                "the checkpoint has {} parameter groups; this optimizer has {}",
+                configs.len(),
+                self.groups.len()
+            )));
+        }
+        for config in &configs {
+            config.validate()?;
+        }
+        Ok(configs)
+    }
+
+    /// Parameter group `g`.
+    pub(crate) fn group(&self, g: usize) -> Result<&ParamGroup<R>> {
+        let n = self.groups.len();
+        self.groups
+            .get(g)
+            .ok_or_else(|| Error::InvalidGroups(format!("no group {g}; this optimizer has {n}")))
+    }
+
+    /// Parameter group `g`, to change its hyperparameters.
+    pub(crate) fn group_mut(&mut self, g: usize) -> Result<&mut ParamGroup<R>> {
+        let n = self.groups.len();
+        self.groups
+            .get_mut(g)
+            .ok_or_else(|| Error::InvalidGroups(format!("no group {g}; this optimizer has {n}")))
     }
 
     /// Each state's values for this set, all tensors concatenated in the set's order,
@@ -454,4 +534,9 @@ impl<R: Rule> Engine<R> {
             })
             .collect())
     }
+}
+
+/// Every group's rule struct, in group order: the update kernel's group table.
+fn group_table<R: Rule>(groups: &[ParamGroup<R>]) -> Vec<u8> {
+    groups.iter().flat_map(|g| g.config.uniform()).collect()
 }

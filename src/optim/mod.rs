@@ -9,12 +9,14 @@
 
 mod adam;
 mod engine;
+mod groups;
 mod rmsprop;
 mod sgd;
 
 use std::path::Path;
 
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
+pub use groups::ParamGroup;
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
@@ -77,11 +79,18 @@ pub trait Optimizer {
         params: &mut ParamSet,
         options: &StepOptions,
     ) -> Result<Report>;
-    /// The learning rate of the next step.
+    /// The learning rate of the next step (of the first parameter group).
     fn learning_rate(&self) -> f64;
-    /// Sets the learning rate of the next step (for schedulers): an in-stream write of the
-    /// rule's uniform with the next step, nothing rebuilt.
+    /// Sets the learning rate of the next step in every parameter group (for schedulers):
+    /// an in-stream write of the group table with the next step, nothing rebuilt.
     fn set_learning_rate(&mut self, lr: f64) -> Result<()>;
+    /// Parameter groups.
+    fn num_groups(&self) -> usize;
+    /// The learning rate of parameter group `group`.
+    fn group_learning_rate(&self, group: usize) -> Result<f64>;
+    /// Sets the learning rate of parameter group `group` for the next step (a per-group
+    /// schedule, as PyTorch's schedulers set each `param_groups[i]["lr"]`).
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> Result<()>;
     /// The names of the states this configuration keeps (e.g. `["exp_avg", "exp_avg_sq"]`).
     fn state_names(&self) -> Vec<&'static str>;
     /// One state (e.g. `"exp_avg"`), all tensors concatenated. A host sync.
@@ -139,15 +148,32 @@ macro_rules! optimizer {
         pub struct $name(crate::optim::engine::Engine<$config>);
 
         impl $name {
-            /// An optimizer for `params` with zeroed state; `config` is checked with
-            /// PyTorch's rules ([`crate::Error::InvalidHyperparameter`]).
+            /// An optimizer for `params` with zeroed state, one parameter group of every
+            /// tensor; `config` is checked with PyTorch's rules
+            /// ([`crate::Error::InvalidHyperparameter`]).
             pub fn new(params: &crate::param_set::ParamSet, config: $config) -> crate::error::Result<Self> {
-                crate::optim::engine::Engine::new(params, config).map($name)
+                let names = params.tensors().iter().map(|t| t.name.clone());
+                Self::with_groups(params, vec![crate::optim::ParamGroup::new(names, config)])
             }
 
-            /// The current hyperparameters.
+            /// An optimizer with parameter groups (PyTorch's `param_groups`): every tensor
+            /// in exactly one group, each group's config checked with PyTorch's rules, all
+            /// keeping the same states ([`crate::Error::InvalidGroups`] otherwise).
+            pub fn with_groups(
+                params: &crate::param_set::ParamSet,
+                groups: Vec<crate::optim::ParamGroup<$config>>,
+            ) -> crate::error::Result<Self> {
+                crate::optim::engine::Engine::new(params, groups).map($name)
+            }
+
+            /// The hyperparameters of the first parameter group.
             pub fn config(&self) -> &$config {
-                &self.0.config
+                &self.0.groups[0].config
+            }
+
+            /// The parameter groups.
+            pub fn groups(&self) -> &[crate::optim::ParamGroup<$config>] {
+                &self.0.groups
             }
         }
 
@@ -168,16 +194,28 @@ macro_rules! optimizer {
                 self.0.encode_step(encoder, params, options)
             }
             fn learning_rate(&self) -> f64 {
-                self.0.config.lr
+                self.0.groups[0].config.lr
             }
             fn set_learning_rate(&mut self, lr: f64) -> crate::error::Result<()> {
                 let name = <$config as crate::optim::engine::Rule>::NAME;
                 crate::optim::check_non_negative(name, "lr", lr)?;
-                self.0.config.lr = lr;
+                self.0.groups.iter_mut().for_each(|g| g.config.lr = lr);
+                Ok(())
+            }
+            fn num_groups(&self) -> usize {
+                self.0.groups.len()
+            }
+            fn group_learning_rate(&self, group: usize) -> crate::error::Result<f64> {
+                Ok(self.0.group(group)?.config.lr)
+            }
+            fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> crate::error::Result<()> {
+                let name = <$config as crate::optim::engine::Rule>::NAME;
+                crate::optim::check_non_negative(name, "lr", lr)?;
+                self.0.group_mut(group)?.config.lr = lr;
                 Ok(())
             }
             fn state_names(&self) -> Vec<&'static str> {
-                crate::optim::engine::Rule::state_names(&self.0.config)
+                crate::optim::engine::Rule::state_names(&self.0.groups[0].config)
                     .into_iter()
                     .flatten()
                     .collect()

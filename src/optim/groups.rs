@@ -1,0 +1,137 @@
+//! Parameter groups (PyTorch's `param_groups`, Optax's `multi_transform` / `masked`): each
+//! tensor belongs to one group, and a group carries its own hyperparameters and whether
+//! its tensors count in the global norm and are clipped.
+//!
+//! On the device a group costs nothing per dispatch: the update kernels read their
+//! hyperparameters from a small table (one row per group, rewritten in stream with each
+//! step), indexed through a per-slab table of 64-element blocks (every tensor starts on a
+//! block, so a block belongs to one tensor and one group). The finalize folds only the
+//! tensors counted in the norm, through a per-tensor mask.
+
+use serde::{Deserialize, Serialize};
+
+use crate::consts::TENSOR_ALIGN_ELEMS;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+
+/// A parameter group: tensors (by name) with their own hyperparameters.
+///
+/// As in PyTorch, groups of one optimizer may differ in any hyperparameter (learning rate,
+/// weight decay, betas, momentum, eps, ...); clipstep additionally needs them to keep the
+/// same states (the same `amsgrad`, the same zero or non-zero momentum, the same
+/// `centered`), since states live in one arena per name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParamGroup<C> {
+    /// The tensors, by name; every tensor of the set is in exactly one group.
+    pub tensors: Vec<String>,
+    /// The group's hyperparameters.
+    pub config: C,
+    /// Whether the group's gradients count in the global norm of a norm clip (default
+    /// true). `false` as Megatron does for parameters shared across ranks, or for frozen
+    /// ones. Non-finite gradients are detected in every group either way.
+    pub in_norm: bool,
+    /// Whether the step's clip (by norm or value) applies to the group (default true);
+    /// `false` leaves its gradients only unscaled by `grad_scale`.
+    pub clipped: bool,
+}
+
+impl<C> ParamGroup<C> {
+    /// A group of `tensors` with `config`, counted in the norm and clipped.
+    pub fn new<S: Into<String>>(tensors: impl IntoIterator<Item = S>, config: C) -> Self {
+        ParamGroup {
+            tensors: tensors.into_iter().map(Into::into).collect(),
+            config,
+            in_norm: true,
+            clipped: true,
+        }
+    }
+
+    /// The same group, excluded from the global norm.
+    pub fn excluded_from_norm(mut self) -> Self {
+        self.in_norm = false;
+        self
+    }
+
+    /// The same group, never clipped.
+    pub fn unclipped(mut self) -> Self {
+        self.clipped = false;
+        self
+    }
+}
+
+/// Where each tensor goes: `group[t]` for tensor `t` of `layout`, checked: at least one
+/// group, every tensor in exactly one, no unknown name.
+pub(crate) fn assign<C>(layout: &Layout, groups: &[ParamGroup<C>]) -> Result<Vec<u32>> {
+    if groups.is_empty() {
+        return Err(Error::InvalidGroups(
+            "an optimizer needs at least one group".into(),
+        ));
+    }
+    if groups.len() > crate::abi::BLOCK_GROUP_MASK as usize {
+        return Err(Error::InvalidGroups(format!(
+            "{} groups is too many",
+            groups.len()
+        )));
+    }
+    let mut group_of: Vec<Option<u32>> = vec![None; layout.tensors.len()];
+    for (g, group) in groups.iter().enumerate() {
+        for name in &group.tensors {
+            let t = layout.index(name).map_err(|_| {
+                Error::InvalidGroups(format!("group {g} names {name:?}, which is not in the set"))
+            })?;
+            if let Some(first) = group_of[t].replace(g as u32) {
+                return Err(Error::InvalidGroups(format!(
+                    "tensor {name:?} is in group {first} and group {g}; a tensor belongs to one group"
+                )));
+            }
+        }
+    }
+    let mut missing = layout
+        .tensors
+        .iter()
+        .zip(&group_of)
+        .filter(|(_, g)| g.is_none())
+        .map(|(t, _)| t.name.as_str());
+    if let Some(name) = missing.next() {
+        return Err(Error::InvalidGroups(format!(
+            "tensor {name:?} is in no group ({} more); every tensor belongs to one group",
+            missing.count()
+        )));
+    }
+    Ok(group_of.into_iter().flatten().collect())
+}
+
+/// Per slab, one entry per 64-element block: the group of the tensor there, with
+/// `BLOCK_UNCLIPPED` when the group is not clipped (padding blocks: group 0).
+pub(crate) fn block_tables<C>(
+    layout: &Layout,
+    group_of: &[u32],
+    groups: &[ParamGroup<C>],
+) -> Vec<Vec<u32>> {
+    let mut tables: Vec<Vec<u32>> = layout
+        .slabs
+        .iter()
+        .map(|s| vec![0; s.len.div_ceil(TENSOR_ALIGN_ELEMS).max(1) as usize])
+        .collect();
+    for (t, &g) in group_of.iter().enumerate() {
+        let entry = g | if groups[g as usize].clipped {
+            0
+        } else {
+            crate::abi::BLOCK_UNCLIPPED
+        };
+        for p in layout.pieces(t) {
+            let first = p.slab_offset / TENSOR_ALIGN_ELEMS;
+            let end = (p.slab_offset + p.len).div_ceil(TENSOR_ALIGN_ELEMS);
+            tables[p.slab][first as usize..end as usize].fill(entry);
+        }
+    }
+    tables
+}
+
+/// Per tensor, 1 when its group counts in the global norm.
+pub(crate) fn norm_mask<C>(group_of: &[u32], groups: &[ParamGroup<C>]) -> Vec<u32> {
+    group_of
+        .iter()
+        .map(|&g| u32::from(groups[g as usize].in_norm))
+        .collect()
+}
