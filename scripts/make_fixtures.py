@@ -2,8 +2,9 @@
 """Golden fixtures for the CPU reference, from PyTorch.
 
 Writes fixtures/pytorch.json: norms, clip_grad_norm_ / clip_grads_with_norm_ /
-clip_grad_value_, and a few steps of SGD, Adam, AdamW and RMSprop (single-tensor loops,
-foreach=False, on CPU in float32) with the optimizer states after every step. The unit
+clip_grad_value_, a few steps of SGD, Adam, AdamW and RMSprop (single-tensor loops,
+foreach=False, on CPU in float32) with the optimizer states after every step, and AdamW
+with three parameter groups, one left out of the global norm. The unit
 tests in src/reference/golden.rs hold the reference to these numbers, so CI needs no torch.
 
     python3 -m pip install torch && python3 scripts/make_fixtures.py
@@ -114,6 +115,43 @@ def optimizer_case(name, cls, kwargs):
     return case
 
 
+def groups_case():
+    """AdamW over three tensors in three parameter groups, as a transformer recipe sets
+    them up: a weight matrix (lr 1e-2, weight decay 0.1), a bias (lr 3e-2, no weight
+    decay), and an embedding with its own betas that is left out of the global norm
+    (Megatron's shared parameters) but clipped by it. Per step: the total norm over the
+    first two groups, every gradient scaled by clip_grads_with_norm_, then the step."""
+    torch.manual_seed(11)
+    shapes = {"w": (4, 5), "b": (5,), "emb": (6, 3)}
+    params = {n: torch.nn.Parameter(torch.randn(*s).float()) for n, s in shapes.items()}
+    groups = [
+        {"tensors": ["w"], "lr": 1e-2, "weight_decay": 0.1, "in_norm": True},
+        {"tensors": ["b"], "lr": 3e-2, "weight_decay": 0.0, "in_norm": True},
+        {"tensors": ["emb"], "lr": 1e-2, "weight_decay": 0.1, "betas": [0.8, 0.99], "in_norm": False},
+    ]
+    torch_groups = []
+    for g in groups:
+        pg = {"params": [params[n] for n in g["tensors"]], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+        if "betas" in g:
+            pg["betas"] = tuple(g["betas"])
+        torch_groups.append(pg)
+    opt = torch.optim.AdamW(torch_groups, foreach=False)
+    max_norm = 1.0
+    case = {"groups": groups, "max_norm": max_norm, "shapes": {n: list(s) for n, s in shapes.items()},
+            "params": {n: flat(p) for n, p in params.items()}, "steps": []}
+    for _ in range(STEPS):
+        grads = {n: (torch.randn(*s) * 3).float() for n, s in shapes.items()}
+        for n, p in params.items():
+            p.grad = grads[n].clone()
+        counted = [params[n].grad for g in groups if g["in_norm"] for n in g["tensors"]]
+        total = torch.nn.utils.get_total_norm(counted, norm_type=2.0)
+        torch.nn.utils.clip_grads_with_norm_(list(params.values()), max_norm, total, foreach=False)
+        opt.step()
+        case["steps"].append({"grads": {n: flat(g) for n, g in grads.items()}, "total_norm": float(total),
+                              "params": {n: flat(p) for n, p in params.items()}})
+    return case
+
+
 def main():
     grads = gradients()
     out = {
@@ -124,6 +162,7 @@ def main():
         "clip_grads_with_norm": with_norm_case(grads),
         "clip_grad_value": value_case(grads),
         "optimizers": [optimizer_case(*o) for o in OPTIMIZERS],
+        "groups": groups_case(),
     }
     path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "pytorch.json")
     with open(path, "w") as f:
