@@ -5,12 +5,12 @@
 //   AdamW: p ← p·(1 − lr·wd)        Adam: g ← g + wd·p
 //   m ← lerp(m, g, 1 − β1);  v ← v·β2 + (1 − β2)·g·g
 //   v̂ ← max(v̂, v) with amsgrad, else v
-//   p ← p + (−lr / bc1)·m / (sqrt(v̂) / sqrt(bc2) + eps)     bc_k = 1 − β_k^step = −expm1(step · ln β_k)
+//   p ← p + (−lr / bc1)·m / (sqrt(v̂) / sqrt(bc2) + eps)     bc_k = 1 − β_k^step (the finalize's group_bias)
 // 1 − β, 1 − lr·wd are computed in f64 on the host. No fma: WGSL leaves fusing to the
 // driver, and the reference must see the same roundings. The twin of reference::adam.
 //
 // @binding(2) exp_avg  @binding(3) exp_avg_sq  @binding(4) max_exp_avg_sq
-// @binding(6) groups: one Adam per parameter group (ln β from the host, in f64)
+// @binding(6) groups: one Adam per parameter group  @binding(9) group_bias: (bc1, bc2) per group
 // @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
 // (update.wgsl)
 
@@ -25,33 +25,27 @@ struct Adam {
     amsgrad: u32,
     maximize: u32,
     decoupled_weight_decay: u32,
-    log_beta1: f32,
-    log_beta2: f32,
+    _pad: vec2<u32>,
 }
 
 @group(0) @binding(2) var<storage, read_write> exp_avg: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> max_exp_avg_sq: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> groups: array<Adam>;
-
-// 1 − β^step from ln β; ln β = 0 (β = 1, which validation forbids) marks a group
-// without bias correction.
-fn bias_correction(log_beta: f32) -> f32 {
-    if log_beta == 0.0 {
-        return 1.0;
-    }
-    return one_minus_power(log_beta, state.step);
-}
+@group(0) @binding(6) var<uniform> groups: array<Adam, MAX_GROUPS>;
+@group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
 
 fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
-    let u = groups[group_of(i)];
+    let block = block_of(i);
+    let group = group_of(block);
+    let u = groups[group];
+    let bias = group_bias[group];
     let p0 = params[i];
     // AdamW decays the parameter; Adam adds an L2 penalty to the gradient.
     let decoupled = u.decoupled_weight_decay != 0u;
     let l2 = select(u.weight_decay, 0.0, decoupled);
-    let g = signed_decayed(rule_grad(i), p0, u.maximize, l2);
+    let g = signed_decayed(rule_grad(i, block), p0, u.maximize, l2);
     var p = p0;
     if decoupled && u.weight_decay != 0.0 {
         p = p * u.decay_factor;
@@ -68,7 +62,7 @@ fn apply(i: u32) {
         vhat = max(vmax0, v);
         max_exp_avg_sq[i] = select(vmax0, vhat, live);
     }
-    let neg_step_size = -(u.lr / bias_correction(u.log_beta1));
-    let denom = sqrt(vhat) / sqrt(bias_correction(u.log_beta2)) + u.eps;
+    let neg_step_size = -(u.lr / bias.x);
+    let denom = sqrt(vhat) / sqrt(bias.y) + u.eps;
     params[i] = select(p0, p + neg_step_size * m / denom, live);
 }

@@ -26,7 +26,7 @@ struct NormOp {
     clip_value: f32,
     policy: u32,
     count_step: u32,
-    _pad0: u32,
+    num_groups: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -128,7 +128,7 @@ fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {
 // 1 − β^t as −expm1(t · ln β). 1 − pow(β, t) would cancel catastrophically
 // (1 − 0.999 keeps three digits of a pow accurate to a few ulp); a Taylor series keeps
 // small arguments to a few ulp, and exp is accurate where the result is not small.
-// Adam's bias correction of step t for ln β (per parameter group, in the update); the
+// Adam's bias correction of step t for ln β (per parameter group, in the finalize); the
 // twin of reference::bias_correction.
 fn one_minus_power(log_beta: f32, t: u32) -> f32 {
     if t == 0u {

@@ -8,6 +8,7 @@
 //   nonfinite       = some g is NaN/±Inf, or total_norm is not finite
 //   skipped         = nonfinite and policy != PROPAGATE
 //   step           += 1 unless skipped (only when count_step; saturates at 2^32 − 1)
+//   group_bias[g]   = 1 − β^step = −expm1(step · ln β) per group and beta (1 where ln β = 0)
 //   inv_grad_scale, clip_value: copied from op for the update
 // The twin of the host finalize in src/host.rs.
 //
@@ -16,12 +17,16 @@
 // @binding(2) state        StepState (read and written)
 // @binding(3) op           NormOp
 // @binding(4) in_norm      per tensor, 1 when it counts in the total (parameter groups)
+// @binding(5) group_log_betas per parameter group, (ln β1, ln β2) from the host in f64; 0: no correction
+// @binding(6) group_bias   per parameter group, Adam's (1 − β1^step, 1 − β2^step) (written)
 
 @group(0) @binding(0) var<storage, read> tensor_sums: array<Partial>;
 @group(0) @binding(1) var<storage, read_write> tensor_norms: array<f32>;
 @group(0) @binding(2) var<storage, read_write> state: StepState;
 @group(0) @binding(3) var<uniform> op: NormOp;
 @group(0) @binding(4) var<storage, read> in_norm: array<u32>;
+@group(0) @binding(5) var<storage, read> group_log_betas: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read_write> group_bias: array<vec2<f32>>;
 
 fn root(s: f32, bad: u32) -> f32 {
     if (bad & FLAG_NAN) != 0u {
@@ -37,6 +42,15 @@ fn root(s: f32, bad: u32) -> f32 {
         r = pow(s, 1.0 / op.p);
     }
     return r * op.inv_grad_scale;
+}
+
+// 1 − β^t from ln β; ln β = 0 (β = 1, which validation forbids) marks a group without
+// bias correction.
+fn bias_correction(log_beta: f32, t: u32) -> f32 {
+    if log_beta == 0.0 {
+        return 1.0;
+    }
+    return one_minus_power(log_beta, t);
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -77,6 +91,12 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     st.skipped = select(0u, 1u, st.nonfinite != 0u && op.policy != POLICY_PROPAGATE);
     if op.count_step != 0u && st.skipped == 0u && st.step != 0xffffffffu {
         st.step += 1u;
+    }
+    for (var g = 0u; g < op.num_groups; g++) {
+        group_bias[g] = vec2<f32>(
+            bias_correction(group_log_betas[g].x, st.step),
+            bias_correction(group_log_betas[g].y, st.step),
+        );
     }
     state = st;
 }

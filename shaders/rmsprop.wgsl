@@ -26,14 +26,15 @@ struct RmsProp {
 @group(0) @binding(2) var<storage, read_write> square_avg: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> grad_avg: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> groups: array<RmsProp>;
+@group(0) @binding(6) var<uniform> groups: array<RmsProp, MAX_GROUPS>;
 
 fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
-    let u = groups[group_of(i)];
+    let block = block_of(i);
+    let u = groups[group_of(block)];
     let p0 = params[i];
-    let g = signed_decayed(rule_grad(i), p0, u.maximize, u.weight_decay);
+    let g = signed_decayed(rule_grad(i, block), p0, u.maximize, u.weight_decay);
     let s0 = square_avg[i];
     let s = s0 * u.alpha + u.one_minus_alpha * g * g;
     square_avg[i] = select(s0, s, live);

@@ -24,14 +24,15 @@ struct Sgd {
 }
 
 @group(0) @binding(2) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> groups: array<Sgd>;
+@group(0) @binding(6) var<uniform> groups: array<Sgd, MAX_GROUPS>;
 
 fn apply(i: u32) {
     // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
     let live = lanes_before(i * 4u, slab.len);
-    let u = groups[group_of(i)];
+    let block = block_of(i);
+    let u = groups[group_of(block)];
     let p0 = params[i];
-    var g = signed_decayed(rule_grad(i), p0, u.maximize, u.weight_decay);
+    var g = signed_decayed(rule_grad(i, block), p0, u.maximize, u.weight_decay);
     if u.has_momentum_buffer != 0u {
         let b0 = momentum_buffer[i];
         var b = g;

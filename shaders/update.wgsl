@@ -4,7 +4,7 @@
 //
 // Tensors start on 64-element blocks (BLOCK_VEC4S vec4s), so every block of a slab belongs
 // to one tensor and one parameter group: blocks[b] = group | BLOCK_UNCLIPPED when the
-// group is not clipped. A vec4 finds its hyperparameters as groups[group_of(i)].
+// group is not clipped (| BLOCK_SLAB_UNIFORM on blocks[0] when every block is alike). A vec4 finds its hyperparameters as groups[group_of(block_of(i))].
 
 @group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
@@ -17,16 +17,27 @@ fn enabled() -> bool {
     return state.skipped == 0u;
 }
 
-// The parameter group of vec4 i.
-fn group_of(i: u32) -> u32 {
-    return blocks[i / BLOCK_VEC4S] & BLOCK_GROUP_MASK;
+// The block-table entry of vec4 i: its group, and whether the group is clipped. When the
+// whole slab is one group (BLOCK_SLAB_UNIFORM on entry 0, set by the host), that entry
+// serves every vec4: one scalar load instead of a gather per vec4.
+fn block_of(i: u32) -> u32 {
+    let head = blocks[0];
+    if (head & BLOCK_SLAB_UNIFORM) != 0u {
+        return head;
+    }
+    return blocks[i / BLOCK_VEC4S];
 }
 
-// The gradient vec4 i's rule applies: unscaled, norm- and value-clipped
-// (effective_grad), or only unscaled when its group is not clipped.
-fn rule_grad(i: u32) -> vec4<f32> {
-    if (blocks[i / BLOCK_VEC4S] & BLOCK_UNCLIPPED) != 0u {
-        return grads[i] * state.inv_grad_scale;
-    }
-    return effective_grad(grads[i], state);
+// The parameter group of a block-table entry.
+fn group_of(block: u32) -> u32 {
+    return block & BLOCK_GROUP_MASK;
+}
+
+// The gradient vec4 i (of block-table entry `block`) its rule applies: unscaled, norm- and
+// value-clipped (effective_grad), or only unscaled when its group is not clipped.
+// Branch-free, so a block of either kind costs the same.
+fn rule_grad(i: u32, block: u32) -> vec4<f32> {
+    let clipped = (block & BLOCK_UNCLIPPED) == 0u;
+    let x = grads[i] * state.inv_grad_scale * select(1.0, state.clip_coef, clipped);
+    return select(x, clamp_keep_nan(x, state.clip_value), clipped && state.clip_value > 0.0);
 }

@@ -8,6 +8,7 @@
 //!   WGSL struct out of the shaders with naga and fails if a field's name, order or offset,
 //!   or the struct's size, differs from its twin (see `src/shaders.rs`).
 
+use crate::consts::MAX_GROUPS;
 use crate::consts::{
     CHUNK_CLASSES, CLIP_EPS, SERIAL_FOLD_CHUNKS, TENSOR_ALIGN_ELEMS, VEC4_PER_INVOCATION,
     VEC_WIDTH, WORKGROUP_SIZE,
@@ -79,8 +80,10 @@ codes! {
     POLICY_ERROR = 2;
     /// A block-table entry (see `shaders/update.wgsl`): its group is not clipped.
     BLOCK_UNCLIPPED = 0x8000_0000;
+    /// A block table's first entry: every block of the slab has this entry.
+    BLOCK_SLAB_UNIFORM = 0x4000_0000;
     /// A block-table entry: the bits that hold the group index.
-    BLOCK_GROUP_MASK = 0x7fff_ffff;
+    BLOCK_GROUP_MASK = 0x3fff_ffff;
     /// `Partial::flags`: some element was ±Inf.
     FLAG_INF = 1;
     /// `Partial::flags`: some element was NaN.
@@ -148,9 +151,9 @@ shared_struct! {
         policy: u32,
         /// 1: the finalize advances the step count (optimizer steps).
         count_step: u32,
+        /// Parameter groups whose Adam bias corrections the finalize computes (0: none).
+        num_groups: u32,
         /// Uniforms are read in 16-byte rows.
-        _pad0: u32,
-        /// Padding.
         _pad1: u32,
         /// Padding.
         _pad2: u32,
@@ -210,6 +213,7 @@ pub(crate) fn prelude() -> String {
          const MID_LANES: u32 = {mid}u;\n\
          const SERIAL_FOLD_CHUNKS: u32 = {SERIAL_FOLD_CHUNKS}u;\n\
          const BLOCK_VEC4S: u32 = {block_vec4s}u;\n\
+         const MAX_GROUPS: u32 = {MAX_GROUPS}u;\n\
          const CLIP_EPS: f32 = {CLIP_EPS:e};\n"
     );
     for (name, value) in CODES {

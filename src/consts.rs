@@ -34,6 +34,10 @@ pub(crate) const SERIAL_FOLD_CHUNKS: u32 = 4;
 /// can be bound directly by a caller's shader, and every chunk starts on a `vec4`.
 pub(crate) const TENSOR_ALIGN_ELEMS: u64 = 64;
 
+/// Parameter groups one optimizer may have: the update kernels hold the group table in a
+/// uniform array of this many rows (at most 48 bytes each: 12 KiB).
+pub(crate) const MAX_GROUPS: u32 = 256;
+
 /// The smallest slab a caller may force (bytes): one aligned tensor block.
 pub(crate) const MIN_SLAB_BYTES: u64 = TENSOR_ALIGN_ELEMS * 4;
 

@@ -116,7 +116,7 @@ impl ParamSet {
             let params = slab_bindings(gpu, &layout, "params", &options, |e| &e.params);
             let grads = slab_bindings(gpu, &layout, "grads", &options, |e| &e.grads);
             let tables = Arc::new(SlabTables::new(gpu, &layout));
-            let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads);
+            let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads, &[]);
             let clips = ClipKernels::new(gpu, &tables, &grads, &workspace);
             Ok((params, grads, tables, workspace, clips))
         })?;

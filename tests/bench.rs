@@ -19,11 +19,11 @@ fn bench_measures_every_operation_and_ratio() {
     };
     let mut progress_lines = 0;
     let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
-    assert_eq!(report.measurements.len(), 2 * 9, "nine operations per size");
+    assert_eq!(report.measurements.len(), 2 * 10, "ten operations per size");
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 2);
     assert!(report.skipped.is_empty());
-    assert_eq!(progress_lines, 2 * 9 + 2);
+    assert_eq!(progress_lines, 2 * 10 + 2);
     for m in &report.measurements {
         assert!(
             m.median_ms > 0.0 && m.gb_per_s > 0.0 && m.fraction_of_copy > 0.0,
@@ -33,4 +33,8 @@ fn bench_measures_every_operation_and_ratio() {
     }
     let json = serde_json::to_string(&report).unwrap();
     assert!(json.contains("\"fused_speedup_over_unfused\""));
+    assert!(report
+        .ratios
+        .iter()
+        .all(|r| r.three_groups_over_one_group_time > 0.0));
 }

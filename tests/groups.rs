@@ -109,6 +109,9 @@ fn groups_follow_pytorch() {
     }
 }
 
+/// One tensor's reference update: (group, params, effective grads, states, offset).
+type RuleStep<'a> = dyn Fn(usize, &mut [f32], &[f32], &mut Vec<Vec<f32>>, usize) + 'a;
+
 /// What a group changes, computed tensor by tensor from the reference: the norm over the
 /// tensors in the norm, each tensor's gradient clipped unless its group is not, the
 /// group's own hyperparameters.
@@ -159,7 +162,7 @@ fn groups_on_many_tensors_and_slabs_match_the_reference() {
         .collect();
     let total = reference::global_norm(&counted, 2.0) / 2.0;
     let coef = reference::clip_coef(total, 0.5);
-    let expected = |rule: &dyn Fn(usize, &mut [f32], &[f32], &mut Vec<Vec<f32>>, usize)| {
+    let expected = |rule: &RuleStep<'_>| {
         let mut p = params.clone();
         let mut states: Vec<Vec<f32>> = vec![vec![0.0; n]; 3];
         let mut at = 0;

@@ -29,10 +29,8 @@ shared_struct! {
         maximize: u32,
         /// 1: AdamW's decoupled weight decay.
         decoupled_weight_decay: u32,
-        /// `ln β1`, in f64 then rounded; 0: no bias correction.
-        log_beta1: f32,
-        /// `ln β2`; 0: no bias correction.
-        log_beta2: f32,
+        /// Uniforms are read in 16-byte rows.
+        _pad: [u32; 2],
     }
 }
 
@@ -47,16 +45,7 @@ impl AdamUniform {
         decoupled_weight_decay: bool,
         amsgrad: bool,
         maximize: bool,
-        bias_correction: bool,
     ) -> Self {
-        // ln β, floored so β = 0 stays finite; 0 marks "no bias correction".
-        let log = |b: f64| {
-            if bias_correction {
-                b.ln().max(-100.0) as f32
-            } else {
-                0.0
-            }
-        };
         AdamUniform {
             lr: lr as f32,
             one_minus_beta1: (1.0 - betas.0) as f32,
@@ -68,8 +57,7 @@ impl AdamUniform {
             amsgrad: u32::from(amsgrad),
             maximize: u32::from(maximize),
             decoupled_weight_decay: u32::from(decoupled_weight_decay),
-            log_beta1: log(betas.0),
-            log_beta2: log(betas.1),
+            _pad: [0; 2],
         }
     }
 }

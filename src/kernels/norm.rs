@@ -39,6 +39,8 @@ pub(crate) struct NormWorkspace {
     /// Per tensor, 1 when it counts in the total norm (all 1 unless an optimizer's
     /// parameter groups exclude some).
     pub in_norm: wgpu::Buffer,
+    /// Per parameter group, Adam's `(1 − β1^step, 1 − β2^step)`, written by the finalize.
+    pub group_bias: wgpu::Buffer,
     /// The options uniform, written in stream before each recording.
     pub op: wgpu::Buffer,
     partial_groups: Vec<wgpu::BindGroup>,
@@ -54,6 +56,7 @@ impl NormWorkspace {
         layout: &Layout,
         tables: &SlabTables,
         grads: &[Binding],
+        group_log_betas: &[[f32; 2]],
     ) -> NormWorkspace {
         let n = layout.tensors.len() as u64;
         let partial_bytes = std::mem::size_of::<Partial>() as u64;
@@ -68,6 +71,10 @@ impl NormWorkspace {
             .write_buffer(&state, 0, bytemuck::bytes_of(&DeviceStepState::initial()));
         let op = gpu.uniform("norm op", bytemuck::bytes_of(&base_op(layout)));
         let in_norm = gpu.storage("in norm", n * 4);
+        let betas = gpu.storage("group log betas", (group_log_betas.len() * 8) as u64);
+        gpu.queue
+            .write_buffer(&betas, 0, bytemuck::cast_slice(group_log_betas));
+        let group_bias = gpu.storage("group bias", (group_log_betas.len() * 8) as u64);
         let all_in: Vec<u32> = vec![1; layout.tensors.len()];
         gpu.queue
             .write_buffer(&in_norm, 0, bytemuck::cast_slice(&all_in));
@@ -98,12 +105,15 @@ impl NormWorkspace {
                 whole(&state),
                 whole(&op),
                 whole(&in_norm),
+                whole(&betas),
+                whole(&group_bias),
             ],
         );
         NormWorkspace {
             state,
             tensor_norms,
             in_norm,
+            group_bias,
             op,
             partial_groups,
             tensors_group,

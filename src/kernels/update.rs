@@ -33,6 +33,8 @@ pub(crate) struct UpdateBindings<'a> {
     pub tables: &'a SlabTables,
     /// Per slab, its block→group table (`optim::groups::block_tables`).
     pub blocks: &'a [Vec<u32>],
+    /// Per group, Adam's bias corrections (bound at 9 by the kernels that declare it).
+    pub group_bias: &'a wgpu::Buffer,
 }
 
 impl UpdateKernel {
@@ -40,9 +42,13 @@ impl UpdateKernel {
         gpu: &Gpu,
         kernel: Kernel,
         table_bytes: &[u8],
+        row_bytes: usize,
         b: &UpdateBindings<'_>,
     ) -> UpdateKernel {
-        let table = gpu.storage(kernel.name(), table_bytes.len() as u64);
+        // A uniform array of MAX_GROUPS rows; only the optimizer's groups are written.
+        let rows = u64::from(crate::consts::MAX_GROUPS) * row_bytes as u64;
+        use wgpu::BufferUsages as U;
+        let table = gpu.buffer(kernel.name(), rows, U::UNIFORM | U::COPY_DST);
         gpu.queue.write_buffer(&table, 0, table_bytes);
         let blocks: Vec<wgpu::Buffer> = b
             .blocks
@@ -57,6 +63,10 @@ impl UpdateKernel {
         let dummies: Vec<wgpu::Buffer> = (0..b.state_slots)
             .map(|_| gpu.storage("unused state", 16))
             .collect();
+        let declares_group_bias = kernel
+            .bind_group_layout_entries()
+            .iter()
+            .any(|e| e.binding == 9);
         let groups = (0..b.params.len())
             .map(|s| {
                 let mut entries = vec![(0, b.params[s].resource()), (1, b.grads[s].resource())];
@@ -73,6 +83,9 @@ impl UpdateKernel {
                     (7, whole(&b.tables.slab_uniforms[s])),
                     (8, whole(&blocks[s])),
                 ]);
+                if declares_group_bias {
+                    entries.push((9, whole(b.group_bias)));
+                }
                 gpu.bind_group_at(kernel, &entries)
             })
             .collect();

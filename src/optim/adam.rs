@@ -58,6 +58,11 @@ macro_rules! adam_config {
             fn state_names(&self) -> [Option<&'static str>; 3] {
                 [Some("exp_avg"), Some("exp_avg_sq"), self.amsgrad.then_some("max_exp_avg_sq")]
             }
+            fn log_betas(&self) -> [f32; 2] {
+                // ln β in f64, floored so β = 0 stays finite; 0 marks "no bias correction".
+                let log = |b: f64| if self.bias_correction { b.ln().max(-100.0) as f32 } else { 0.0 };
+                [log(self.betas.0), log(self.betas.1)]
+            }
             fn uniform(&self) -> Vec<u8> {
                 let u = AdamUniform::new(
                     self.lr,
@@ -67,7 +72,6 @@ macro_rules! adam_config {
                     $decoupled,
                     self.amsgrad,
                     self.maximize,
-                    self.bias_correction,
                 );
                 bytemuck::bytes_of(&u).to_vec()
             }

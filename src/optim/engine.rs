@@ -43,6 +43,11 @@ pub(crate) trait Rule:
     fn validate(&self) -> Result<()>;
     /// The states bound at slots 2, 3, 4 of the update shader (`None`: unused).
     fn state_names(&self) -> [Option<&'static str>; 3];
+    /// `(ln β1, ln β2)` for the finalize's per-group Adam bias corrections, in f64 then
+    /// rounded; 0: none (the default, for rules without bias correction).
+    fn log_betas(&self) -> [f32; 2] {
+        [0.0, 0.0]
+    }
     /// The rule's uniform, as bytes.
     fn uniform(&self) -> Vec<u8>;
     /// The CPU backend's update of step `step` (1 on the first), through the reference.
@@ -112,14 +117,22 @@ impl<R: Rule> Engine<R> {
             Some(set) => set.gpu.scoped(|| {
                 let gpu = &set.gpu;
                 let states = new_states();
-                let workspace =
-                    NormWorkspace::new(gpu, &layout, &set.tables, gpu_bindings(&params.grads));
+                let log_betas: Vec<[f32; 2]> =
+                    groups.iter().map(|g| g.config.log_betas()).collect();
+                let workspace = NormWorkspace::new(
+                    gpu,
+                    &layout,
+                    &set.tables,
+                    gpu_bindings(&params.grads),
+                    &log_betas,
+                );
                 gpu.queue
                     .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
                 let update = UpdateKernel::new(
                     gpu,
                     R::KERNEL,
                     &group_table(&groups),
+                    groups[0].config.uniform().len(),
                     &UpdateBindings {
                         params: gpu_bindings(&params.params),
                         grads: gpu_bindings(&params.grads),
@@ -128,6 +141,7 @@ impl<R: Rule> Engine<R> {
                         step_state: &workspace.state,
                         tables: &set.tables,
                         blocks: &blocks,
+                        group_bias: &workspace.group_bias,
                     },
                 );
                 let device = EngineDevice {
@@ -183,6 +197,7 @@ impl<R: Rule> Engine<R> {
             clip_value: options.clip.value_clip().unwrap_or(0.0),
             policy: options.nonfinite.code(),
             count_step: 1,
+            num_groups: self.groups.len() as u32,
             ..base_op(&self.layout)
         }
     }

@@ -67,9 +67,10 @@ pub(crate) fn assign<C>(layout: &Layout, groups: &[ParamGroup<C>]) -> Result<Vec
             "an optimizer needs at least one group".into(),
         ));
     }
-    if groups.len() > crate::abi::BLOCK_GROUP_MASK as usize {
+    let max = crate::consts::MAX_GROUPS as usize;
+    if groups.len() > max {
         return Err(Error::InvalidGroups(format!(
-            "{} groups is too many",
+            "{} groups; an optimizer takes at most {max}",
             groups.len()
         )));
     }
@@ -102,16 +103,19 @@ pub(crate) fn assign<C>(layout: &Layout, groups: &[ParamGroup<C>]) -> Result<Vec
 }
 
 /// Per slab, one entry per 64-element block: the group of the tensor there, with
-/// `BLOCK_UNCLIPPED` when the group is not clipped (padding blocks: group 0).
+/// `BLOCK_UNCLIPPED` when the group is not clipped. Padding blocks repeat the entry before
+/// them (the first tensor's at the start), so a slab of one group has one entry
+/// throughout, and its first entry then carries `BLOCK_SLAB_UNIFORM`.
 pub(crate) fn block_tables<C>(
     layout: &Layout,
     group_of: &[u32],
     groups: &[ParamGroup<C>],
 ) -> Vec<Vec<u32>> {
+    const UNSET: u32 = u32::MAX;
     let mut tables: Vec<Vec<u32>> = layout
         .slabs
         .iter()
-        .map(|s| vec![0; s.len.div_ceil(TENSOR_ALIGN_ELEMS).max(1) as usize])
+        .map(|s| vec![UNSET; s.len.div_ceil(TENSOR_ALIGN_ELEMS).max(1) as usize])
         .collect();
     for (t, &g) in group_of.iter().enumerate() {
         let entry = g | if groups[g as usize].clipped {
@@ -123,6 +127,18 @@ pub(crate) fn block_tables<C>(
             let first = p.slab_offset / TENSOR_ALIGN_ELEMS;
             let end = (p.slab_offset + p.len).div_ceil(TENSOR_ALIGN_ELEMS);
             tables[p.slab][first as usize..end as usize].fill(entry);
+        }
+    }
+    for table in &mut tables {
+        let mut last = table.iter().copied().find(|&e| e != UNSET).unwrap_or(0);
+        for e in table.iter_mut() {
+            if *e == UNSET {
+                *e = last;
+            }
+            last = *e;
+        }
+        if table.iter().all(|&e| e == table[0]) {
+            table[0] |= crate::abi::BLOCK_SLAB_UNIFORM;
         }
     }
     tables

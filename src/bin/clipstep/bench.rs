@@ -8,8 +8,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use clipstep::{
-    AdamW, AdamWConfig, ArenaOptions, Clip, Context, Error, Nonfinite, Norm, Optimizer, ParamSet,
-    Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
+    AdamW, AdamWConfig, ArenaOptions, Clip, Context, Error, Nonfinite, Norm, Optimizer, ParamGroup,
+    ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
 };
 
 /// What to measure.
@@ -81,6 +81,9 @@ pub struct Ratios {
     pub fused_speedup_over_unfused: f64,
     /// Time of the fused AdamW step over 2,000 tensors over one tensor of the same total.
     pub many_over_one_tensor_time: f64,
+    /// Time of the same 2,000-tensor step in 3 parameter groups (own lr and weight decay,
+    /// one group out of the norm) over one group.
+    pub three_groups_over_one_group_time: f64,
 }
 
 /// Everything `clipstep bench` measured.
@@ -470,13 +473,38 @@ impl Bench<'_> {
         let label = format!("AdamW + clip (fused), {} tensors", self.config.many_tensors);
         let mut opt = AdamW::new(&many, AdamWConfig::default())?;
         let t_many = self.step(&label, &mut many, &mut opt, 32, fused)?;
+        drop(opt);
+        let label = format!(
+            "AdamW + clip (fused), {} tensors, 3 groups",
+            self.config.many_tensors
+        );
+        let mut opt = AdamW::with_groups(&many, three_groups(&many))?;
+        let t_groups = self.step(&label, &mut many, &mut opt, 32, fused)?;
         Ok(Ratios {
             elements: n,
             fused_adamw_fraction_of_copy: fraction,
             fused_speedup_over_unfused: t_unfused / t_fused,
             many_over_one_tensor_time: t_many / t_fused,
+            three_groups_over_one_group_time: t_groups / t_many,
         })
     }
+}
+
+/// A transformer recipe's groups over `set`'s tensors, in turn: decayed weights, biases
+/// without weight decay at a higher learning rate, and embeddings out of the global norm.
+fn three_groups(set: &ParamSet) -> Vec<ParamGroup<AdamWConfig>> {
+    let names: Vec<String> = set.tensors().iter().map(|t| t.name.clone()).collect();
+    let member = |g: usize| names.iter().skip(g).step_by(3).cloned().collect::<Vec<_>>();
+    let config = |lr: f64, weight_decay: f64| AdamWConfig {
+        lr,
+        weight_decay,
+        ..Default::default()
+    };
+    vec![
+        ParamGroup::new(member(0), config(1e-3, 0.1)),
+        ParamGroup::new(member(1), config(3e-3, 0.0)),
+        ParamGroup::new(member(2), config(1e-3, 0.1)).excluded_from_norm(),
+    ]
 }
 
 const CLIP: Clip = Clip::GlobalNorm {
@@ -512,7 +540,7 @@ pub fn run(
         match bench.size(ctx, n, fused) {
             Ok(r) => ratios.push(r),
             // Out of device memory (or any device fault): larger sizes will not fit either.
-            Err(Error::Device(msg)) => {
+            Err(Error::Device(msg) | Error::OutOfMemory(msg)) => {
                 skipped.push(format!("{n} elements and larger: {msg}"));
                 break;
             }

@@ -252,16 +252,21 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     }
     println!();
     println!(
-        "{:>10} {:>22} {:>26} {:>28}",
-        "elements", "fused AdamW / copy", "unfused / fused time", "2000 tensors / 1 tensor time"
+        "{:>10} {:>22} {:>26} {:>28} {:>22}",
+        "elements",
+        "fused AdamW / copy",
+        "unfused / fused time",
+        "2000 tensors / 1 tensor time",
+        "3 groups / 1 group time"
     );
     for r in &report.ratios {
         println!(
-            "{:>10} {:>22.2} {:>26.2} {:>28.2}",
+            "{:>10} {:>22.2} {:>26.2} {:>28.2} {:>22.2}",
             r.elements,
             r.fused_adamw_fraction_of_copy,
             r.fused_speedup_over_unfused,
-            r.many_over_one_tensor_time
+            r.many_over_one_tensor_time,
+            r.three_groups_over_one_group_time
         );
     }
     for note in &report.skipped {
