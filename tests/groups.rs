@@ -97,16 +97,40 @@ fn groups_follow_pytorch() {
                 &format!("step {k} total norm"),
             );
             for n in names {
-                assert_close(
+                assert_trajectory(
                     &set.download_param(n).unwrap(),
                     &f32s(&step["params"][n]),
-                    f64::from(TRAJECTORY_REL),
-                    TRAJECTORY_FLOOR,
                     &format!("{} step {k} {n}", ctx.describe()),
                 );
             }
         }
     }
+}
+
+/// Three groups of the tensors of `set`, tensor i in group i % 3: group 1 out of the
+/// global norm, group 2 unclipped; group g's config is `config(g)`.
+fn three_groups<C>(set: &ParamSet, config: impl Fn(usize) -> C) -> Vec<ParamGroup<C>> {
+    (0..3)
+        .map(|g| {
+            let member = set
+                .tensors()
+                .iter()
+                .skip(g)
+                .step_by(3)
+                .map(|t| t.name.clone());
+            let group = ParamGroup::new(member, config(g));
+            match g {
+                1 => group.excluded_from_norm(),
+                2 => group.unclipped(),
+                _ => group,
+            }
+        })
+        .collect()
+}
+
+/// Asserts `got` is within the trajectory tolerance of `want`.
+fn assert_trajectory(got: &[f32], want: &[f32], what: &str) {
+    assert_close(got, want, f64::from(TRAJECTORY_REL), TRAJECTORY_FLOOR, what);
 }
 
 /// One tensor's reference update: (group, params, effective grads, states, offset).
@@ -133,16 +157,7 @@ fn groups_on_many_tensors_and_slabs_match_the_reference() {
     let n: usize = sizes.iter().sum();
     let params = data(n, 4, 1.0);
     set.upload_params(&params).unwrap();
-    let names: Vec<String> = set.tensors().iter().map(|t| t.name.clone()).collect();
     // Group of tensor i: i % 3. Group 1 is out of the norm, group 2 unclipped.
-    let member = |g: usize| -> Vec<String> {
-        names
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 3 == g)
-            .map(|(_, n)| n.clone())
-            .collect()
-    };
     let lrs = [1e-2, 5e-2, 2e-3];
     let wds = [0.0, 0.1, 0.01];
     let options = StepOptions {
@@ -181,22 +196,12 @@ fn groups_on_many_tensors_and_slabs_match_the_reference() {
 
     // AdamW: per-group lr, weight decay, and betas for group 2.
     let betas = |g: usize| if g == 2 { (0.8, 0.99) } else { (0.9, 0.999) };
-    let groups = (0..3)
-        .map(|g| {
-            let config = AdamWConfig {
-                lr: lrs[g],
-                weight_decay: wds[g],
-                betas: betas(g),
-                ..Default::default()
-            };
-            let group = ParamGroup::new(member(g), config);
-            match g {
-                1 => group.excluded_from_norm(),
-                2 => group.unclipped(),
-                _ => group,
-            }
-        })
-        .collect();
+    let groups = three_groups(&set, |g| AdamWConfig {
+        lr: lrs[g],
+        weight_decay: wds[g],
+        betas: betas(g),
+        ..Default::default()
+    });
     let mut opt = AdamW::with_groups(&set, groups).unwrap();
     let state = opt
         .step(&mut set, &options)
@@ -230,39 +235,21 @@ fn groups_on_many_tensors_and_slabs_match_the_reference() {
             true,
         );
     });
-    assert_close(
+    assert_trajectory(
         &set.download_params().unwrap(),
         &want.params,
-        f64::from(TRAJECTORY_REL),
-        TRAJECTORY_FLOOR,
         "AdamW params",
     );
-    assert_close(
-        &opt.state("exp_avg").unwrap(),
-        &want.states[0],
-        f64::from(TRAJECTORY_REL),
-        TRAJECTORY_FLOOR,
-        "exp_avg",
-    );
+    assert_trajectory(&opt.state("exp_avg").unwrap(), &want.states[0], "exp_avg");
 
     // SGD with momentum, per-group lr and weight decay.
     set.upload_params(&params).unwrap();
-    let groups = (0..3)
-        .map(|g| {
-            let config = SgdConfig {
-                lr: lrs[g],
-                momentum: 0.9,
-                weight_decay: wds[g],
-                ..Default::default()
-            };
-            let group = ParamGroup::new(member(g), config);
-            match g {
-                1 => group.excluded_from_norm(),
-                2 => group.unclipped(),
-                _ => group,
-            }
-        })
-        .collect();
+    let groups = three_groups(&set, |g| SgdConfig {
+        lr: lrs[g],
+        momentum: 0.9,
+        weight_decay: wds[g],
+        ..Default::default()
+    });
     let mut sgd = Sgd::with_groups(&set, groups).unwrap();
     sgd.step(&mut set, &options).unwrap();
     let want = expected(&|g, p, grad, s, at| {
@@ -280,30 +267,14 @@ fn groups_on_many_tensors_and_slabs_match_the_reference() {
             false,
         );
     });
-    assert_close(
-        &set.download_params().unwrap(),
-        &want.params,
-        f64::from(TRAJECTORY_REL),
-        TRAJECTORY_FLOOR,
-        "SGD params",
-    );
+    assert_trajectory(&set.download_params().unwrap(), &want.params, "SGD params");
 
     // RMSprop, per-group lr.
     set.upload_params(&params).unwrap();
-    let groups = (0..3)
-        .map(|g| {
-            let config = RmsPropConfig {
-                lr: lrs[g],
-                ..Default::default()
-            };
-            let group = ParamGroup::new(member(g), config);
-            match g {
-                1 => group.excluded_from_norm(),
-                2 => group.unclipped(),
-                _ => group,
-            }
-        })
-        .collect();
+    let groups = three_groups(&set, |g| RmsPropConfig {
+        lr: lrs[g],
+        ..Default::default()
+    });
     let mut rms = RmsProp::with_groups(&set, groups).unwrap();
     rms.step(&mut set, &options).unwrap();
     let want = expected(&|g, p, grad, s, at| {
@@ -322,11 +293,9 @@ fn groups_on_many_tensors_and_slabs_match_the_reference() {
             false,
         );
     });
-    assert_close(
+    assert_trajectory(
         &set.download_params().unwrap(),
         &want.params,
-        f64::from(TRAJECTORY_REL),
-        TRAJECTORY_FLOOR,
         "RMSprop params",
     );
 }
