@@ -35,9 +35,12 @@ fn group_of(block: u32) -> u32 {
 
 // The gradient vec4 i (of block-table entry `block`) its rule applies: unscaled, norm- and
 // value-clipped (effective_grad), or only unscaled when its group is not clipped.
-// Branch-free, so a block of either kind costs the same.
+// The clamp only runs under a value clip (a branch uniform over the step).
 fn rule_grad(i: u32, block: u32) -> vec4<f32> {
     let clipped = (block & BLOCK_UNCLIPPED) == 0u;
     let x = grads[i] * state.inv_grad_scale * select(1.0, state.clip_coef, clipped);
-    return select(x, clamp_keep_nan(x, state.clip_value), clipped && state.clip_value > 0.0);
+    if state.clip_value > 0.0 {
+        return select(x, clamp_keep_nan(x, state.clip_value), clipped);
+    }
+    return x;
 }
