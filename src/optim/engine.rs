@@ -48,7 +48,7 @@ pub(crate) trait Rule:
     fn log_betas(&self) -> [f32; 2] {
         [0.0, 0.0]
     }
-    /// The rule's uniform, as bytes.
+    /// The rule's row of the update kernel's group table (its WGSL struct), as bytes.
     fn uniform(&self) -> Vec<u8>;
     /// The CPU backend's update of step `step` (1 on the first), through the reference.
     fn host_update(
