@@ -8,7 +8,8 @@ use clipstep::consts::tolerance::{
 };
 use clipstep::{
     reference, Adam, AdamConfig, AdamW, AdamWConfig, ArenaOptions, Clip, Context, Nonfinite, Norm,
-    Optimizer, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
+    Optimizer, ParamGroup, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions,
+    TensorSpec,
 };
 
 /// One line of the verification table.
@@ -268,6 +269,44 @@ macro_rules! build {
 
 build!(SgdConfig => Sgd, AdamConfig => Adam, AdamWConfig => AdamW, RmsPropConfig => RmsProp);
 
+/// AdamW in three parameter groups over a set's tensors (tensor i in group i % 3): group 0
+/// `config`, group 1 at twice the learning rate without weight decay and out of the global
+/// norm, group 2 with other betas and unclipped.
+#[derive(Clone, Debug)]
+pub struct ThreeGroups(pub AdamWConfig);
+
+impl Build for ThreeGroups {
+    type Opt = AdamW;
+    fn build(&self, set: &ParamSet) -> clipstep::Result<AdamW> {
+        let member = |g: usize| {
+            set.tensors()
+                .iter()
+                .skip(g)
+                .step_by(3)
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let c = self.0;
+        let second = AdamWConfig {
+            lr: 2.0 * c.lr,
+            weight_decay: 0.0,
+            ..c
+        };
+        let third = AdamWConfig {
+            betas: (0.8, 0.99),
+            ..c
+        };
+        AdamW::with_groups(
+            set,
+            vec![
+                ParamGroup::new(member(0), c),
+                ParamGroup::new(member(1), second).excluded_from_norm(),
+                ParamGroup::new(member(2), third).unclipped(),
+            ],
+        )
+    }
+}
+
 /// Parameters after `steps` steps of `config` with `options` on `ctx`, from fixed data,
 /// and the last step's report.
 pub fn run_steps<C: Build>(
@@ -349,6 +388,13 @@ pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
             &clipped,
         )?,
         rule(ctx, case, "RMSprop (clip 1, scale 2)", &rmsprop, &clipped)?,
+        rule(
+            ctx,
+            case,
+            "AdamW, 3 groups (clip 1, scale 2)",
+            &ThreeGroups(AdamWConfig::default()),
+            &clipped,
+        )?,
     ];
     // No norm clip under Propagate: no norm pass at all, and the report says so.
     let no_norm = StepOptions {
