@@ -461,7 +461,8 @@ pub(crate) fn write_tensor(
     )?;
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
-            let slabs = layout.pieces(t).into_iter().map(|p| p.slab);
+            let pieces = layout.pieces(t);
+            let slabs = pieces.iter().map(|p| p.slab);
             check_transfer(
                 gpu,
                 layout,
@@ -470,9 +471,8 @@ pub(crate) fn write_tensor(
                 wgpu::BufferUsages::COPY_DST,
                 role,
             )?;
-            let writes: Vec<_> = layout
-                .pieces(t)
-                .into_iter()
+            let writes: Vec<_> = pieces
+                .iter()
                 .map(|p| {
                     let b = &bindings[p.slab];
                     let part = &data[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
@@ -566,7 +566,8 @@ pub(crate) fn read_tensor(
     let info = &layout.tensors[t];
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
-            let slabs = layout.pieces(t).into_iter().map(|p| p.slab);
+            let pieces = layout.pieces(t);
+            let slabs = pieces.iter().map(|p| p.slab);
             check_transfer(
                 gpu,
                 layout,
@@ -575,9 +576,8 @@ pub(crate) fn read_tensor(
                 wgpu::BufferUsages::COPY_SRC,
                 role,
             )?;
-            let ranges: Vec<_> = layout
-                .pieces(t)
-                .into_iter()
+            let ranges: Vec<_> = pieces
+                .iter()
                 .map(|p| {
                     let b = &bindings[p.slab];
                     (&b.buffer, b.offset + p.slab_offset * 4, p.len * 4)

@@ -351,7 +351,7 @@ impl Pipelines {
                 let bind_group_layout =
                     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                         label: Some(kernel.name()),
-                        entries: &kernel.bind_group_layout_entries(),
+                        entries: kernel.bind_group_layout_entries(),
                     });
                 let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                     label: Some(kernel.name()),

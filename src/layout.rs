@@ -42,9 +42,7 @@ impl TensorSpec {
 
     /// The product of the shape, `None` if it overflows a u64.
     pub fn checked_numel(&self) -> Option<u64> {
-        self.shape
-            .iter()
-            .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        shape_numel(&self.shape)
     }
 
     /// The element count, or [`Error::TooLarge`] when it overflows or passes
@@ -62,6 +60,11 @@ impl TensorSpec {
             }),
         }
     }
+}
+
+/// The product of `shape`, `None` if it overflows a u64.
+pub(crate) fn shape_numel(shape: &[usize]) -> Option<u64> {
+    shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))
 }
 
 /// The most elements a set may hold, padding included (2^45 − 2^14): its chunk indices

@@ -127,8 +127,16 @@ impl Kernel {
     /// The bind group layout of the kernel's group 0, reflected from its WGSL by naga: a
     /// uniform buffer per `var<uniform>`, a storage buffer (read-only unless declared
     /// `read_write`) per `var<storage>`. The kernel sources are fixed and validated by the
-    /// tests, so a parse failure here is a bug.
-    pub(crate) fn bind_group_layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
+    /// tests, so a parse failure here is a bug. Reflected once per process: Contexts and
+    /// optimizers ask for it, and the sources never change.
+    pub(crate) fn bind_group_layout_entries(self) -> &'static [wgpu::BindGroupLayoutEntry] {
+        static ENTRIES: std::sync::OnceLock<Vec<Vec<wgpu::BindGroupLayoutEntry>>> =
+            std::sync::OnceLock::new();
+        &ENTRIES.get_or_init(|| Kernel::ALL.iter().map(|k| k.reflect_entries()).collect())
+            [self.index()]
+    }
+
+    fn reflect_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
         use wgpu::naga::AddressSpace;
         let module = wgpu::naga::front::wgsl::parse_str(&self.source())
             .unwrap_or_else(|e| panic!("{} does not parse: {e}", self.name()));

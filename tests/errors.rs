@@ -30,18 +30,6 @@ fn external(buffer: &wgpu::Buffer, offset: u64, shape: Vec<usize>) -> ArenaOptio
     }
 }
 
-fn user_buffer(ctx: &Context, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    ctx.device_queue()
-        .unwrap()
-        .0
-        .create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size,
-            usage,
-            mapped_at_creation: false,
-        })
-}
-
 #[test]
 fn unknown_adapter_name_is_no_adapter() {
     let err = Context::with_options(&ContextOptions {

@@ -6,6 +6,7 @@ mod common;
 
 use clipstep::consts::tolerance::{TRAJECTORY_FLOOR, TRAJECTORY_REL};
 use clipstep::*;
+use common::harness::three_groups;
 use common::*;
 use serde_json::Value;
 
@@ -105,27 +106,6 @@ fn groups_follow_pytorch() {
             }
         }
     }
-}
-
-/// Three groups of the tensors of `set`, tensor i in group i % 3: group 1 out of the
-/// global norm, group 2 unclipped; group g's config is `config(g)`.
-fn three_groups<C>(set: &ParamSet, config: impl Fn(usize) -> C) -> Vec<ParamGroup<C>> {
-    (0..3)
-        .map(|g| {
-            let member = set
-                .tensors()
-                .iter()
-                .skip(g)
-                .step_by(3)
-                .map(|t| t.name.clone());
-            let group = ParamGroup::new(member, config(g));
-            match g {
-                1 => group.excluded_from_norm(),
-                2 => group.unclipped(),
-                _ => group,
-            }
-        })
-        .collect()
 }
 
 /// Asserts `got` is within the trajectory tolerance of `want`.

@@ -10,18 +10,6 @@ use common::*;
 
 use wgpu::BufferUsages as U;
 
-fn user_buffer(ctx: &Context, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-    ctx.device_queue()
-        .unwrap()
-        .0
-        .create_buffer(&wgpu::BufferDescriptor {
-            label: Some("user buffer"),
-            size,
-            usage,
-            mapped_at_creation: false,
-        })
-}
-
 fn range(buffer: &wgpu::Buffer, offset: u64) -> BufferRange {
     BufferRange {
         buffer: buffer.clone(),

@@ -102,9 +102,9 @@ impl Checkpoint {
     }
 }
 
-/// Elements of `shape`, `None` past `usize`.
+/// Elements of `shape` (the layout's product), `None` past `usize`.
 pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+    crate::layout::shape_numel(shape).and_then(|n| usize::try_from(n).ok())
 }
 
 /// Writes `bytes` to `path` so that `path` holds the old contents or the new ones, never

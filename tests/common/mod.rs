@@ -130,18 +130,23 @@ pub fn assert_bits_eq(a: &[f32], b: &[f32], what: &str) {
     }
 }
 
-/// A buffer of the caller's own, usable as an external tensor and for uploads/downloads.
-pub fn user_storage(ctx: &Context, bytes: u64) -> wgpu::Buffer {
-    use wgpu::BufferUsages as U;
+/// A buffer of the caller's own on `ctx`'s device, with `usage`.
+pub fn user_buffer(ctx: &Context, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
     ctx.device_queue()
         .unwrap()
         .0
         .create_buffer(&wgpu::BufferDescriptor {
             label: Some("user buffer"),
-            size: bytes,
-            usage: U::STORAGE | U::COPY_DST | U::COPY_SRC,
+            size,
+            usage,
             mapped_at_creation: false,
         })
+}
+
+/// A buffer of the caller's own, usable as an external tensor and for uploads/downloads.
+pub fn user_storage(ctx: &Context, bytes: u64) -> wgpu::Buffer {
+    use wgpu::BufferUsages as U;
+    user_buffer(ctx, bytes, U::STORAGE | U::COPY_DST | U::COPY_SRC)
 }
 
 /// A set of 100 internal elements (tensor `t0`) and one external tensor `ext` of `numel`

@@ -278,33 +278,44 @@ pub struct ThreeGroups(pub AdamWConfig);
 impl Build for ThreeGroups {
     type Opt = AdamW;
     fn build(&self, set: &ParamSet) -> clipstep::Result<AdamW> {
-        let member = |g: usize| {
-            set.tensors()
+        let c = self.0;
+        AdamW::with_groups(
+            set,
+            three_groups(set, |g| match g {
+                0 => c,
+                1 => AdamWConfig {
+                    lr: 2.0 * c.lr,
+                    weight_decay: 0.0,
+                    ..c
+                },
+                _ => AdamWConfig {
+                    betas: (0.8, 0.99),
+                    ..c
+                },
+            }),
+        )
+    }
+}
+
+/// Three groups of the tensors of `set`, tensor i in group i % 3: group 1 out of the
+/// global norm, group 2 unclipped; group g's config is `config(g)`.
+pub fn three_groups<C>(set: &ParamSet, config: impl Fn(usize) -> C) -> Vec<ParamGroup<C>> {
+    (0..3)
+        .map(|g| {
+            let member = set
+                .tensors()
                 .iter()
                 .skip(g)
                 .step_by(3)
-                .map(|t| t.name.clone())
-                .collect::<Vec<_>>()
-        };
-        let c = self.0;
-        let second = AdamWConfig {
-            lr: 2.0 * c.lr,
-            weight_decay: 0.0,
-            ..c
-        };
-        let third = AdamWConfig {
-            betas: (0.8, 0.99),
-            ..c
-        };
-        AdamW::with_groups(
-            set,
-            vec![
-                ParamGroup::new(member(0), c),
-                ParamGroup::new(member(1), second).excluded_from_norm(),
-                ParamGroup::new(member(2), third).unclipped(),
-            ],
-        )
-    }
+                .map(|t| t.name.clone());
+            let group = ParamGroup::new(member, config(g));
+            match g {
+                1 => group.excluded_from_norm(),
+                2 => group.unclipped(),
+                _ => group,
+            }
+        })
+        .collect()
 }
 
 /// Parameters after `steps` steps of `config` with `options` on `ctx`, from fixed data,
