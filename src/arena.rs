@@ -9,7 +9,7 @@ use crate::consts::{MIN_SLAB_BYTES, TENSOR_ALIGN_ELEMS};
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
 use crate::gpu::f32s;
-use crate::layout::{Layout, SlabInfo, TensorSpec};
+use crate::layout::{Layout, Piece, SlabInfo, TensorSpec};
 
 /// A range of a caller's buffer: `buffer[offset..]`, in bytes.
 #[derive(Clone, Debug)]
@@ -444,6 +444,21 @@ pub(crate) fn image_writes<'a>(
         .collect()
 }
 
+/// The pieces of tensor `t`, after [`check_transfer`] over the slabs they lie in.
+fn checked_pieces(
+    gpu: &Gpu,
+    layout: &Layout,
+    bindings: &[Binding],
+    t: usize,
+    usage: wgpu::BufferUsages,
+    role: &'static str,
+) -> Result<Vec<Piece>> {
+    let pieces = layout.pieces(t);
+    let slabs = pieces.iter().map(|p| p.slab);
+    check_transfer(gpu, layout, bindings, slabs, usage, role)?;
+    Ok(pieces)
+}
+
 /// Writes tensor `t` of `arena`.
 pub(crate) fn write_tensor(
     gpu: Option<&Arc<Gpu>>,
@@ -461,16 +476,8 @@ pub(crate) fn write_tensor(
     )?;
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
-            let pieces = layout.pieces(t);
-            let slabs = pieces.iter().map(|p| p.slab);
-            check_transfer(
-                gpu,
-                layout,
-                bindings,
-                slabs,
-                wgpu::BufferUsages::COPY_DST,
-                role,
-            )?;
+            let pieces =
+                checked_pieces(gpu, layout, bindings, t, wgpu::BufferUsages::COPY_DST, role)?;
             let writes: Vec<_> = pieces
                 .iter()
                 .map(|p| {
@@ -566,16 +573,8 @@ pub(crate) fn read_tensor(
     let info = &layout.tensors[t];
     match (gpu, arena) {
         (Some(gpu), Arena::Gpu(bindings)) => {
-            let pieces = layout.pieces(t);
-            let slabs = pieces.iter().map(|p| p.slab);
-            check_transfer(
-                gpu,
-                layout,
-                bindings,
-                slabs,
-                wgpu::BufferUsages::COPY_SRC,
-                role,
-            )?;
+            let pieces =
+                checked_pieces(gpu, layout, bindings, t, wgpu::BufferUsages::COPY_SRC, role)?;
             let ranges: Vec<_> = pieces
                 .iter()
                 .map(|p| {
