@@ -12,7 +12,8 @@
 // @binding(2) exp_avg  @binding(3) exp_avg_sq  @binding(4) max_exp_avg_sq
 // @binding(6) groups: one Adam per parameter group  @binding(9) group_bias: (bc1, bc2) per group
 // @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
-// (update.wgsl)
+// (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
+// by the virtual vec4 i, params and grads at `at`.
 
 struct Adam {
     lr: f32,
@@ -34,18 +35,18 @@ struct Adam {
 @group(0) @binding(6) var<uniform> groups: array<Adam, MAX_GROUPS>;
 @group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
 
-fn apply(i: u32) {
-    // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
-    let live = lanes_before(i * 4u, slab.len);
+fn apply(i: u32, at: At) {
+    // Lanes outside the tensor (past its end in a caller's buffer) are written back unchanged.
+    let live = at.live;
     let block = block_of(i);
     let group = group_of(block);
     let u = groups[group];
     let bias = group_bias[group];
-    let p0 = params[i];
+    let p0 = params[at.p];
     // AdamW decays the parameter; Adam adds an L2 penalty to the gradient.
     let decoupled = u.decoupled_weight_decay != 0u;
     let l2 = select(u.weight_decay, 0.0, decoupled);
-    let g = signed_decayed(rule_grad(i, block), p0, u.maximize, l2);
+    let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, l2);
     var p = p0;
     if decoupled && u.weight_decay != 0.0 {
         p = p * u.decay_factor;
@@ -64,5 +65,5 @@ fn apply(i: u32) {
     }
     let neg_step_size = -(u.lr / bias.x);
     let denom = sqrt(vhat) / sqrt(bias.y) + u.eps;
-    params[i] = select(p0, p + neg_step_size * m / denom, live);
+    params[at.p] = select(p0, p + neg_step_size * m / denom, live);
 }

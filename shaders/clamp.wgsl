@@ -1,9 +1,10 @@
 // Clip by value in place (torch clip_grad_value_), VEC4_PER_INVOCATION vec4s per invocation:
 //   g_i ← clamp(g_i, -clip_value, clip_value)      NaN stays NaN
 //
-// @binding(0) grads this slab, vec4-packed (read and written)
-// @binding(1) op    NormOp (clip_value)
-// @binding(2) slab  Slab (len)
+// @binding(0) grads  this slab, vec4-packed (read and written)
+// @binding(1) op     NormOp (clip_value)
+// @binding(2) slab   Slab (len, pooled)
+// @binding(10) places Place per block, in a pool (locate_pooled.wgsl)
 
 @group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<uniform> op: NormOp;
@@ -13,7 +14,7 @@ fn enabled() -> bool {
     return true;
 }
 
-fn apply(i: u32) {
-    let g = grads[i];
-    grads[i] = select(g, clamp_keep_nan(g, op.clip_value), lanes_before(i * 4u, slab.len));
+fn apply(i: u32, at: At) {
+    let g = grads[at.g];
+    grads[at.g] = select(g, clamp_keep_nan(g, op.clip_value), at.live);
 }

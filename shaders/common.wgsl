@@ -32,12 +32,22 @@ struct NormOp {
 }
 
 // Per slab: its length in elements, and its chunk table: num_big whole-workgroup chunks,
-// then num_mid chunks of MID_LANES invocations, then small ones of SMALL_LANES.
+// then num_mid chunks of MID_LANES invocations, then small ones of SMALL_LANES. A pooled
+// slab (a caller's buffer holding many tensors) finds its blocks through a Place table.
 struct Slab {
     len: u32,
     num_big: u32,
     num_mid: u32,
     num_chunks: u32,
+}
+
+// Where one 64-element block of a pooled slab lives: its first vec4 among the params and
+// among the grads, and how many of its elements belong to the tensor.
+struct Place {
+    params: u32,
+    grads: u32,
+    live: u32,
+    _pad: u32,
 }
 
 // One row of a slab's chunk table: a run of one tensor's elements.

@@ -1,8 +1,9 @@
 // Entry point of every elementwise kernel (appended after the kernel's `enabled` and
-// `apply`). Workgroup w covers VEC4_PER_INVOCATION × WORKGROUP_SIZE consecutive vec4s;
-// invocation lid takes every WORKGROUP_SIZE-th of them, so each load instruction is
-// coalesced and the per-invocation setup (uniforms, the skip flag) is paid once per
-// VEC4_PER_INVOCATION vec4s. Invocations past the slab's end return: the grid is rounded up.
+// `apply`, which declares `slab`, and after locate_direct.wgsl or locate_pooled.wgsl). Workgroup w covers VEC4_PER_INVOCATION ×
+// WORKGROUP_SIZE consecutive vec4s of the slab's virtual space; invocation lid takes every
+// WORKGROUP_SIZE-th of them, so each load instruction is coalesced and the per-invocation
+// setup (uniforms, the skip flag) is paid once per VEC4_PER_INVOCATION vec4s. Invocations
+// past the slab's end return: the grid is rounded up.
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
@@ -19,6 +20,20 @@ fn main(
         if i * 4u >= slab.len {
             return;
         }
-        apply(i);
+        let at = locate(i);
+        // In a pool, a vec4 of padding between two tensors is nobody's: left alone.
+        if !POOLED || any(at.live) {
+            apply(i, at);
+        }
     }
+}
+
+// Where vec4 i of the slab's virtual space is read and written.
+struct At {
+    // The vec4 among the params (and the optimizer states: those are i itself).
+    p: u32,
+    // The vec4 among the grads.
+    g: u32,
+    // Its lanes that belong to a tensor; the others are written back unchanged.
+    live: vec4<bool>,
 }

@@ -10,7 +10,8 @@
 // @binding(2) square_avg  @binding(3) grad_avg  @binding(4) momentum_buffer
 // @binding(6) groups: one RmsProp per parameter group
 // @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
-// (update.wgsl)
+// (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
+// by the virtual vec4 i, params and grads at `at`.
 
 struct RmsProp {
     neg_lr: f32,
@@ -28,13 +29,13 @@ struct RmsProp {
 @group(0) @binding(4) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> groups: array<RmsProp, MAX_GROUPS>;
 
-fn apply(i: u32) {
-    // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
-    let live = lanes_before(i * 4u, slab.len);
+fn apply(i: u32, at: At) {
+    // Lanes outside the tensor (past its end in a caller's buffer) are written back unchanged.
+    let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
-    let p0 = params[i];
-    let g = signed_decayed(rule_grad(i, block), p0, u.maximize, u.weight_decay);
+    let p0 = params[at.p];
+    let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     let s0 = square_avg[i];
     let s = s0 * u.alpha + u.one_minus_alpha * g * g;
     square_avg[i] = select(s0, s, live);
@@ -51,8 +52,8 @@ fn apply(i: u32) {
         let b0 = momentum_buffer[i];
         let b = b0 * u.momentum + g / avg;
         momentum_buffer[i] = select(b0, b, live);
-        params[i] = select(p0, p0 + u.neg_lr * b, live);
+        params[at.p] = select(p0, p0 + u.neg_lr * b, live);
     } else {
-        params[i] = select(p0, p0 + u.neg_lr * g / avg, live);
+        params[at.p] = select(p0, p0 + u.neg_lr * g / avg, live);
     }
 }

@@ -3,9 +3,10 @@
 //   g_i ← g_i · clip_coef          (clip_coef from the step state the finalize pass wrote)
 // A skipped state (non-finite under Skip/Error) leaves g untouched.
 //
-// @binding(0) grads this slab, vec4-packed (read and written)
-// @binding(1) state StepState
-// @binding(2) slab  Slab (len)
+// @binding(0) grads  this slab, vec4-packed (read and written)
+// @binding(1) state  StepState
+// @binding(2) slab   Slab (len, pooled)
+// @binding(10) places Place per block, in a pool (locate_pooled.wgsl)
 
 @group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> state: StepState;
@@ -15,7 +16,7 @@ fn enabled() -> bool {
     return state.skipped == 0u;
 }
 
-fn apply(i: u32) {
-    let g = grads[i];
-    grads[i] = select(g, g * state.clip_coef, lanes_before(i * 4u, slab.len));
+fn apply(i: u32, at: At) {
+    let g = grads[at.g];
+    grads[at.g] = select(g, g * state.clip_coef, at.live);
 }

@@ -10,7 +10,8 @@
 // @binding(2) momentum_buffer  @binding(6) groups: one Sgd per parameter group
 // (3 and 4 hold other rules' states)
 // @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
-// (update.wgsl)
+// (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
+// by the virtual vec4 i, params and grads at `at`.
 
 struct Sgd {
     neg_lr: f32,
@@ -26,13 +27,13 @@ struct Sgd {
 @group(0) @binding(2) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> groups: array<Sgd, MAX_GROUPS>;
 
-fn apply(i: u32) {
-    // Lanes past the slab's end (a caller's range not a multiple of 4) are written back unchanged.
-    let live = lanes_before(i * 4u, slab.len);
+fn apply(i: u32, at: At) {
+    // Lanes outside the tensor (past its end in a caller's buffer) are written back unchanged.
+    let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
-    let p0 = params[i];
-    var g = signed_decayed(rule_grad(i, block), p0, u.maximize, u.weight_decay);
+    let p0 = params[at.p];
+    var g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     if u.has_momentum_buffer != 0u {
         let b0 = momentum_buffer[i];
         var b = g;
@@ -46,5 +47,5 @@ fn apply(i: u32) {
             g = b;
         }
     }
-    params[i] = select(p0, p0 + u.neg_lr * g, live);
+    params[at.p] = select(p0, p0 + u.neg_lr * g, live);
 }

@@ -1,13 +1,13 @@
 // Bindings, skip rule and parameter groups of every update kernel (appended after the
 // rule's body, which declares its states at bindings 2-4 and its group table `groups` at 6;
-// see src/kernels/update.rs).
+// see src/kernels/update.rs). The gradients come from update_split.wgsl (their own binding)
+// or update_shared.wgsl (inside the params binding, for a caller's buffer holding both).
 //
 // Tensors start on 64-element blocks (BLOCK_VEC4S vec4s), so every block of a slab belongs
 // to one tensor and one parameter group: blocks[b] = group | BLOCK_UNCLIPPED when the
 // group is not clipped (| BLOCK_SLAB_UNIFORM on blocks[0] when every block is alike). A vec4 finds its hyperparameters as groups[group_of(block_of(i))].
 
 @group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> state: StepState;
 @group(0) @binding(7) var<uniform> slab: Slab;
 @group(0) @binding(8) var<storage, read> blocks: array<u32>;
@@ -33,12 +33,12 @@ fn group_of(block: u32) -> u32 {
     return block & BLOCK_GROUP_MASK;
 }
 
-// The gradient vec4 i (of block-table entry `block`) its rule applies: unscaled, norm- and
+// The gradient vec4 g (of block-table entry `block`) its rule applies: unscaled, norm- and
 // value-clipped (effective_grad), or only unscaled when its group is not clipped.
 // The clamp only runs under a value clip (a branch uniform over the step).
-fn rule_grad(i: u32, block: u32) -> vec4<f32> {
+fn rule_grad(g: u32, block: u32) -> vec4<f32> {
     let clipped = (block & BLOCK_UNCLIPPED) == 0u;
-    let x = grads[i] * state.inv_grad_scale * select(1.0, state.clip_coef, clipped);
+    let x = load_grad(g) * state.inv_grad_scale * select(1.0, state.clip_coef, clipped);
     if state.clip_value > 0.0 {
         return select(x, clamp_keep_nan(x, state.clip_value), clipped);
     }

@@ -176,6 +176,22 @@ shared_struct! {
 }
 
 shared_struct! {
+    /// Where one 64-element block of a pooled slab's virtual space lives (`Place` in
+    /// `shaders/common.wgsl`): its first vec4 in the params and grads bindings, and how
+    /// many of its elements belong to the tensor.
+    Place = "Place" {
+        /// First vec4 of the block in the params binding.
+        params: u32,
+        /// First vec4 of the block in the grads binding.
+        grads: u32,
+        /// Elements of the block inside the tensor (1..=64).
+        live: u32,
+        /// Padding.
+        _pad: u32,
+    }
+}
+
+shared_struct! {
     /// One row of a slab's chunk table (`Chunk` in `shaders/common.wgsl`): a run of one
     /// tensor's elements inside the slab.
     Chunk = "Chunk" {

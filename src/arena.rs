@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use crate::abi::Slab;
 use crate::consts::{MIN_SLAB_BYTES, TENSOR_ALIGN_ELEMS};
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
@@ -32,6 +31,11 @@ pub struct ExternalTensor {
     pub params: BufferRange,
     /// Where the gradients are.
     pub grads: BufferRange,
+}
+
+/// Bytes an external tensor of `numel` elements binds: whole vec4s.
+pub(crate) fn range_bytes(numel: u64) -> u64 {
+    (numel * 4).next_multiple_of(16)
 }
 
 /// Options of [`ParamSet::new`](crate::ParamSet::new).
@@ -66,9 +70,33 @@ pub(crate) struct Binding {
     pub size: u64,
     /// Bytes that belong to the slab (size without the vec4 round-up).
     pub data_size: u64,
+    /// For a pool window (`crate::pool`), each pool tensor's byte offset in the buffer, in
+    /// pool order; `None` for a slab of clipstep's own, addressed by its virtual offsets.
+    pub places: Option<Arc<[u64]>>,
 }
 
 impl Binding {
+    /// The byte offset in `buffer` of piece `p` of tensor `t`.
+    pub(crate) fn piece_offset(&self, layout: &Layout, t: usize, p: &Piece) -> u64 {
+        match &self.places {
+            Some(offsets) => offsets[layout.pool_pos[t] as usize] + p.tensor_offset * 4,
+            None => self.offset + p.slab_offset * 4,
+        }
+    }
+
+    /// The caller's ranges this binding covers, as `(tensor, byte offset, bytes)`: one per
+    /// tensor of a pool (never the gaps between them), the whole binding otherwise.
+    pub(crate) fn ranges(&self, layout: &Layout, s: usize) -> Vec<(usize, u64, u64)> {
+        match (&self.places, &layout.slabs[s].pool) {
+            (Some(offsets), Some(members)) => members
+                .iter()
+                .zip(offsets.iter())
+                .map(|(&t, &at)| (t, at, layout.tensors[t].numel * 4))
+                .collect(),
+            _ => vec![(usize::MAX, self.offset, self.data_size)],
+        }
+    }
+
     pub(crate) fn resource(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: &self.buffer,
@@ -83,55 +111,6 @@ pub(crate) enum Arena {
     Gpu(Vec<Binding>),
     /// The CPU reference holds the whole internal space in one vector.
     Cpu(Vec<f32>),
-}
-
-/// Device copies of the layout: per slab its chunk table and `Slab` uniform, and the
-/// per-tensor chunk ranges.
-pub(crate) struct SlabTables {
-    pub chunks: Vec<wgpu::Buffer>,
-    pub slab_uniforms: Vec<wgpu::Buffer>,
-    pub ranges: wgpu::Buffer,
-    pub big_tensors: wgpu::Buffer,
-}
-
-impl SlabTables {
-    pub(crate) fn new(gpu: &Gpu, layout: &Layout) -> SlabTables {
-        let chunks = layout
-            .chunks
-            .iter()
-            .map(|table| {
-                let b = gpu.storage("chunk table", (table.len() * 16) as u64);
-                gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(table));
-                b
-            })
-            .collect();
-        let slab_uniforms = layout
-            .slabs
-            .iter()
-            .enumerate()
-            .map(|(s, slab)| {
-                let u = Slab {
-                    len: slab.len as u32,
-                    num_big: layout.class_counts[s][0],
-                    num_mid: layout.class_counts[s][1],
-                    num_chunks: layout.chunks[s].len() as u32,
-                };
-                gpu.uniform("slab", bytemuck::bytes_of(&u))
-            })
-            .collect();
-        let ranges = gpu.storage("tensor chunk ranges", (layout.ranges.len() * 8) as u64);
-        gpu.queue
-            .write_buffer(&ranges, 0, bytemuck::cast_slice(&layout.ranges));
-        let big_tensors = gpu.storage("big tensors", (layout.big_tensors.len() * 4) as u64);
-        gpu.queue
-            .write_buffer(&big_tensors, 0, bytemuck::cast_slice(&layout.big_tensors));
-        SlabTables {
-            chunks,
-            slab_uniforms,
-            ranges,
-            big_tensors,
-        }
-    }
 }
 
 /// Elements per slab: the device's binding limit (or the caller's), floored to the
@@ -151,38 +130,8 @@ pub(crate) fn slab_capacity(limits: Option<&wgpu::Limits>, forced: Option<u64>) 
     Ok(elems.max(TENSOR_ALIGN_ELEMS))
 }
 
-/// Allocates one buffer per internal slab, or binds the caller's range for external ones.
-pub(crate) fn slab_bindings(
-    gpu: &Gpu,
-    layout: &Layout,
-    label: &str,
-    options: &ArenaOptions,
-    range: impl Fn(&ExternalTensor) -> &BufferRange,
-) -> Vec<Binding> {
-    layout
-        .slabs
-        .iter()
-        .map(|slab| {
-            let data_size = slab.len * 4;
-            let size = data_size.next_multiple_of(16);
-            match slab.external {
-                Some(k) => {
-                    let r = range(&options.external[k]);
-                    Binding {
-                        buffer: r.buffer.clone(),
-                        offset: r.offset,
-                        size,
-                        data_size,
-                    }
-                }
-                None => own_binding(gpu, label, slab),
-            }
-        })
-        .collect()
-}
-
 /// A buffer of clipstep's own for one slab, bound whole.
-fn own_binding(gpu: &Gpu, label: &str, slab: &SlabInfo) -> Binding {
+pub(crate) fn own_binding(gpu: &Gpu, label: &str, slab: &SlabInfo) -> Binding {
     let data_size = slab.len * 4;
     let size = data_size.next_multiple_of(16);
     Binding {
@@ -190,6 +139,7 @@ fn own_binding(gpu: &Gpu, label: &str, slab: &SlabInfo) -> Binding {
         offset: 0,
         size,
         data_size,
+        places: None,
     }
 }
 
@@ -208,47 +158,52 @@ pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str) -> Arena 
 }
 
 /// Checks the caller's buffers before anything is built: each range (size within the
-/// binding limit, STORAGE usage, aligned, in bounds, bindable on this device: live and of
-/// this Context's device), and no two ranges overlapping (params or grads of any two
-/// tensors, or one tensor's params and grads), since an overlap would update memory twice
-/// or let one tensor's upload rewrite another's gradients.
+/// binding limit, STORAGE usage, aligned, in bounds), each buffer bindable on this device
+/// (live and of this Context's device; probed once per buffer, not per range), and no two
+/// ranges overlapping (params or grads of any two tensors, or one tensor's params and
+/// grads), since an overlap would update memory twice or let one tensor's upload rewrite
+/// another's gradients. Params and grads may share a buffer.
 pub(crate) fn validate_externals(gpu: &Gpu, externals: &[ExternalTensor]) -> Result<()> {
     let mut ranges = Vec::with_capacity(2 * externals.len());
     for e in externals {
         let bytes = validate_external(gpu, e)?;
         for (role, r) in [("params", &e.params), ("grads", &e.grads)] {
-            probe_binding(gpu, e, role, r, bytes)?;
             ranges.push((&r.buffer, r.offset, r.offset + bytes, e.name.as_str(), role));
         }
     }
     // Sorted by buffer, then start: an overlap is a range starting before the furthest
     // end seen so far on the same buffer.
     ranges.sort_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
-    for pair in ranges.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
-        if a.0 == b.0 && b.1 < a.2 && a.2 > a.1 && b.2 > b.1 {
-            return Err(Error::OverlappingExternal {
-                first: format!("{:?} ({})", a.3, a.4),
-                second: format!("{:?} ({})", b.3, b.4),
-                first_range: (a.1, a.2),
-                second_range: (b.1, b.2),
-            });
+    let mut reach: Option<usize> = None;
+    for (i, r) in ranges.iter().enumerate() {
+        let same_buffer = i > 0 && ranges[i - 1].0 == r.0;
+        if !same_buffer {
+            // A new buffer: probe it once, through its first non-empty range.
+            if r.2 > r.1 {
+                gpu.probe(r.0, r.1, r.2 - r.1)
+                    .map_err(|err| unusable(r.3, r.4, err))?;
+            }
+            reach = None;
+        }
+        if r.2 <= r.1 {
+            continue;
+        }
+        if let Some(j) = reach {
+            let a = &ranges[j];
+            if r.1 < a.2 {
+                return Err(Error::OverlappingExternal {
+                    first: format!("{:?} ({})", a.3, a.4),
+                    second: format!("{:?} ({})", r.3, r.4),
+                    first_range: (a.1, a.2),
+                    second_range: (r.1, r.2),
+                });
+            }
+        }
+        if reach.is_none_or(|j| r.2 > ranges[j].2) {
+            reach = Some(i);
         }
     }
     Ok(())
-}
-
-/// Binds `r` alone: a destroyed buffer, or one of another device, is
-/// [`Error::UnusableBuffer`] here rather than a wrong binding later.
-fn probe_binding(
-    gpu: &Gpu,
-    e: &ExternalTensor,
-    role: &'static str,
-    r: &BufferRange,
-    bytes: u64,
-) -> Result<()> {
-    gpu.probe(&r.buffer, r.offset, bytes)
-        .map_err(|err| unusable(&e.name, role, err))
 }
 
 fn unusable(tensor: &str, role: &'static str, err: Error) -> Error {
@@ -262,8 +217,8 @@ fn unusable(tensor: &str, role: &'static str, err: Error) -> Error {
     }
 }
 
-/// Checks a transfer over `slabs` before it touches any buffer: every external slab has
-/// `usage` (for the whole set, as [`check_usage`]), and the external slabs among `slabs`
+/// Checks a transfer over `slabs` before it touches any buffer: every caller's slab has
+/// `usage` (for the whole set, as [`check_usage`]), and the caller's slabs among `slabs`
 /// are live buffers of this device ([`Gpu::probe`]): a copy into a destroyed buffer is
 /// dropped silently by wgpu, so without the probe an upload would land in part.
 pub(crate) fn check_transfer(
@@ -276,19 +231,13 @@ pub(crate) fn check_transfer(
 ) -> Result<()> {
     check_usage(layout, bindings, usage, role)?;
     for s in slabs {
-        if let Some(k) = layout.slabs[s].external {
+        if let Some(members) = &layout.slabs[s].pool {
             let b = &bindings[s];
             gpu.probe(&b.buffer, b.offset, b.size)
-                .map_err(|err| unusable(&external_name(layout, k), role, err))?;
+                .map_err(|err| unusable(&layout.tensors[members[0]].name, role, err))?;
         }
     }
     Ok(())
-}
-
-/// The name of external tensor `k`.
-fn external_name(layout: &Layout, k: usize) -> String {
-    let tensor = layout.tensors.iter().filter(|t| t.external).nth(k);
-    tensor.map_or_else(String::new, |t| t.name.clone())
 }
 
 /// Checks one external tensor's ranges; returns the bytes each binds (whole vec4s).
@@ -302,36 +251,48 @@ fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<u64> {
             limit: max_binding,
         });
     }
-    if e.params.buffer == e.grads.buffer {
-        return Err(Error::AliasedExternal(e.name.clone()));
-    }
-    let alignment = gpu.limits.min_storage_buffer_offset_alignment;
     for (role, r) in [("params", &e.params), ("grads", &e.grads)] {
-        if !r.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
-            return Err(Error::MissingUsage {
-                tensor: e.name.clone(),
-                role,
-                usage: "STORAGE",
-            });
-        }
-        if r.offset % u64::from(alignment) != 0 {
-            return Err(Error::MisalignedOffset {
-                tensor: e.name.clone(),
-                offset: r.offset,
-                alignment,
-            });
-        }
-        let end = r.offset.saturating_add((numel * 4).next_multiple_of(16));
-        if end > r.buffer.size() {
-            return Err(Error::OutOfBounds {
-                tensor: e.name.clone(),
-                offset: r.offset,
-                end,
-                size: r.buffer.size(),
-            });
-        }
+        validate_range(gpu, &e.name, role, r, numel)?;
     }
-    Ok((numel * 4).next_multiple_of(16))
+    Ok(range_bytes(numel))
+}
+
+/// Checks one range of an external tensor of `numel` elements: STORAGE usage, an offset
+/// on the device's storage alignment, whole vec4s within the buffer.
+pub(crate) fn validate_range(
+    gpu: &Gpu,
+    tensor: &str,
+    role: &'static str,
+    r: &BufferRange,
+    numel: u64,
+) -> Result<()> {
+    let alignment = gpu.limits.min_storage_buffer_offset_alignment;
+    if !r.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+        return Err(Error::MissingUsage {
+            tensor: tensor.to_string(),
+            role,
+            usage: "STORAGE",
+        });
+    }
+    // Pool tables address whole vec4s: an offset must also be a multiple of 16 bytes
+    // (every device's storage alignment is, in practice).
+    if !r.offset.is_multiple_of(u64::from(alignment.max(16))) {
+        return Err(Error::MisalignedOffset {
+            tensor: tensor.to_string(),
+            offset: r.offset,
+            alignment: alignment.max(16),
+        });
+    }
+    let end = r.offset.saturating_add(range_bytes(numel));
+    if end > r.buffer.size() {
+        return Err(Error::OutOfBounds {
+            tensor: tensor.to_string(),
+            offset: r.offset,
+            end,
+            size: r.buffer.size(),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn check_usage(
@@ -341,10 +302,10 @@ pub(crate) fn check_usage(
     role: &'static str,
 ) -> Result<()> {
     for (s, slab) in layout.slabs.iter().enumerate() {
-        if let Some(k) = slab.external {
+        if let Some(members) = &slab.pool {
             if !bindings[s].buffer.usage().contains(usage) {
                 return Err(Error::MissingUsage {
-                    tensor: external_name(layout, k),
+                    tensor: layout.tensors[members[0]].name.clone(),
                     role,
                     usage: if usage == wgpu::BufferUsages::COPY_DST {
                         "COPY_DST"
@@ -395,7 +356,7 @@ pub(crate) fn write_all(
                 role,
             )?;
             let images = slab_images(layout, data);
-            gpu.upload(&image_writes(bindings, &images))
+            gpu.upload(&image_writes(layout, bindings, &images))
         }
         (_, Arena::Cpu(v)) => {
             let mut src = 0usize;
@@ -432,16 +393,27 @@ pub(crate) fn slab_images(layout: &Layout, data: &[f32]) -> Vec<Vec<f32>> {
     images
 }
 
-/// The writes that put `images` (from [`slab_images`]) into `bindings`.
+/// The writes that put `images` (from [`slab_images`]) into `bindings`: one per slab of
+/// clipstep's own, one per tensor of a pool (the gaps between a pool's tensors are the
+/// caller's and are never written).
 pub(crate) fn image_writes<'a>(
+    layout: &Layout,
     bindings: &'a [Binding],
     images: &'a [Vec<f32>],
 ) -> Vec<(&'a wgpu::Buffer, u64, &'a [u8])> {
-    bindings
-        .iter()
-        .zip(images)
-        .map(|(b, image)| (&b.buffer, b.offset, bytemuck::cast_slice(image.as_slice())))
-        .collect()
+    let mut writes = Vec::with_capacity(bindings.len());
+    for (s, (b, image)) in bindings.iter().zip(images).enumerate() {
+        for (t, at, bytes) in b.ranges(layout, s) {
+            let from = if t == usize::MAX {
+                0
+            } else {
+                (layout.tensors[t].offset - layout.slabs[s].base) as usize
+            };
+            let part = &image[from..from + (bytes / 4) as usize];
+            writes.push((&b.buffer, at, bytemuck::cast_slice(part)));
+        }
+    }
+    writes
 }
 
 /// The pieces of tensor `t`, after [`check_transfer`] over the slabs they lie in.
@@ -485,7 +457,7 @@ pub(crate) fn write_tensor(
                     let part = &data[p.tensor_offset as usize..(p.tensor_offset + p.len) as usize];
                     (
                         &b.buffer,
-                        b.offset + p.slab_offset * 4,
+                        b.piece_offset(layout, t, p),
                         bytemuck::cast_slice(part),
                     )
                 })
@@ -501,7 +473,8 @@ pub(crate) fn write_tensor(
     }
 }
 
-/// Reads every slab of `arena` in one submission; returns per-slab host copies.
+/// Reads every slab of `arena` in one submission; returns per-slab host images in the
+/// virtual space (a pool's tensors read one by one, its gaps left zero).
 fn read_slabs(
     gpu: &Gpu,
     layout: &Layout,
@@ -517,19 +490,35 @@ fn read_slabs(
         wgpu::BufferUsages::COPY_SRC,
         role,
     )?;
+    let per_slab: Vec<Vec<(usize, u64, u64)>> = bindings
+        .iter()
+        .enumerate()
+        .map(|(s, b)| b.ranges(layout, s))
+        .collect();
     let ranges: Vec<_> = bindings
         .iter()
-        .map(|b| (&b.buffer, b.offset, b.data_size))
+        .zip(&per_slab)
+        .flat_map(|(b, rs)| rs.iter().map(move |&(_, at, bytes)| (&b.buffer, at, bytes)))
         .collect();
     let all = f32s(&gpu.read_blocking(&ranges)?);
     let mut at = 0usize;
-    Ok(bindings
+    Ok(per_slab
         .iter()
-        .map(|b| {
-            let n = (b.data_size / 4) as usize;
-            let v = all[at..at + n].to_vec();
-            at += n;
-            v
+        .enumerate()
+        .map(|(s, rs)| {
+            let slab = &layout.slabs[s];
+            let mut image = vec![0.0; slab.len as usize];
+            for &(t, _, bytes) in rs {
+                let n = (bytes / 4) as usize;
+                let to = if t == usize::MAX {
+                    0
+                } else {
+                    (layout.tensors[t].offset - slab.base) as usize
+                };
+                image[to..to + n].copy_from_slice(&all[at..at + n]);
+                at += n;
+            }
+            image
         })
         .collect())
 }
@@ -579,7 +568,7 @@ pub(crate) fn read_tensor(
                 .iter()
                 .map(|p| {
                     let b = &bindings[p.slab];
-                    (&b.buffer, b.offset + p.slab_offset * 4, p.len * 4)
+                    (&b.buffer, b.piece_offset(layout, t, p), p.len * 4)
                 })
                 .collect();
             Ok(f32s(&gpu.read_blocking(&ranges)?))

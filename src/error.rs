@@ -127,10 +127,14 @@ pub enum Error {
         /// Buffer size in bytes.
         size: u64,
     },
-    /// An external tensor's parameters and gradients share a buffer: the update kernel
-    /// writes one while reading the other, which a dispatch cannot bind twice.
-    #[error("external tensor {0:?} has its params and grads in the same buffer; give them separate buffers")]
-    AliasedExternal(String),
+    /// [`ParamSet::rebind_grads`](crate::ParamSet::rebind_grads) named a tensor of
+    /// clipstep's own: only external tensors' gradients live in a caller's buffers.
+    #[error("tensor {0:?} is not external: its gradients live in clipstep's own slabs; only tensors given in ArenaOptions::external can be rebound")]
+    NotExternal(String),
+    /// A rebind would split a pool: the tensors sharing a params buffer and a grads buffer
+    /// are one slab, and their gradients must stay in one buffer within one binding.
+    #[error("this rebind would split a pool: {0}")]
+    SplitPool(String),
     /// Two external ranges overlap: one update would write memory twice, or one tensor's
     /// upload would rewrite another's data.
     #[error("external ranges overlap: {first} bytes {}..{} and {second} bytes {}..{} of the same buffer; give every params and grads range its own bytes", first_range.0, first_range.1, second_range.0, second_range.1)]

@@ -226,18 +226,6 @@ impl Gpu {
         self.bind_group_at(kernel, &numbered)
     }
 
-    /// One bind group for `kernel` per slab, slab `s` binding `recipe(s)` at 0, 1, 2, ...
-    pub(crate) fn bind_groups_per_slab<'a>(
-        &self,
-        kernel: Kernel,
-        slabs: usize,
-        recipe: impl Fn(usize) -> Vec<wgpu::BindingResource<'a>>,
-    ) -> Vec<wgpu::BindGroup> {
-        (0..slabs)
-            .map(|s| self.bind_group(kernel, &recipe(s)))
-            .collect()
-    }
-
     /// A bind group for `kernel` with each resource at its own binding number.
     pub(crate) fn bind_group_at(
         &self,
@@ -268,6 +256,28 @@ impl Gpu {
         groups: u32,
     ) {
         self.dispatch_per_slab(pass, kernel, std::slice::from_ref(group), [groups]);
+    }
+
+    /// Records each `(pipeline, bind group, workgroups)` in order, setting a pipeline only
+    /// when it changes; empty grids are skipped.
+    pub(crate) fn dispatch_each(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        dispatches: impl IntoIterator<Item = (PipelineKey, wgpu::BindGroup, u32)>,
+    ) {
+        let mut current = None;
+        for (key, group, n) in dispatches {
+            if n == 0 {
+                continue;
+            }
+            if current != Some(key) {
+                pass.set_pipeline(self.pipelines.get(key));
+                current = Some(key);
+            }
+            let (x, y) = self.grid(n);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
     }
 
     /// Records `kernel` once per slab with the slab's bind group, over `sizes` workgroups.

@@ -3,8 +3,11 @@
 //!
 //! Tensors are packed in order, each starting on a multiple of
 //! [`TENSOR_ALIGN_ELEMS`]; slab `s` holds elements `[s·C, (s+1)·C)` of that space, so a
-//! tensor larger than a slab simply continues in the next one. An external tensor (a
-//! caller's own buffer) is a slab of its own. Chunks cover each tensor's piece of a slab
+//! tensor larger than a slab simply continues in the next one. External tensors (in a
+//! caller's buffers) come after, one slab per *pool*: tensors whose params and grads lie in
+//! the same caller buffers, packed the same way in the virtual space (the optimizer states
+//! follow it), while their params and grads stay where the caller put them (see
+//! `crate::pool`). Chunks cover each tensor's piece of a slab
 //! in runs of at most [`CHUNK_ELEMS`] and never cross a tensor, so per-tensor norms come
 //! from the same pass as the global one.
 
@@ -111,8 +114,8 @@ pub(crate) struct SlabInfo {
     pub base: u64,
     /// Elements.
     pub len: u64,
-    /// Index into the set's external tensors, if this slab is one.
-    pub external: Option<usize>,
+    /// For a pool of external tensors, its tensors (indices into the set) in virtual order.
+    pub pool: Option<Vec<usize>>,
 }
 
 impl Chunk {
@@ -154,15 +157,20 @@ pub(crate) struct Layout {
     pub total_chunks: u32,
     /// Elements of the internal (non-external) space, padding included.
     pub internal_len: u64,
+    /// Per tensor, its position in its slab's pool (0 for internal tensors).
+    pub pool_pos: Vec<u32>,
     by_name: HashMap<String, usize>,
 }
 
 impl Layout {
     /// Places `internal` tensors in slabs of `slab_capacity` elements (a multiple of
-    /// [`TENSOR_ALIGN_ELEMS`]), then each of `external` in a slab of its own.
+    /// [`TENSOR_ALIGN_ELEMS`]), then the tensors of `external` pool by pool, one slab per
+    /// pool (`pools` lists indices into `external`; each non-empty external tensor is in one
+    /// pool, empty ones in none: they need no binding).
     pub(crate) fn new(
         internal: &[TensorSpec],
         external: &[TensorSpec],
+        pools: &[Vec<usize>],
         slab_capacity: u64,
     ) -> Result<Layout> {
         debug_assert!(slab_capacity > 0 && slab_capacity.is_multiple_of(TENSOR_ALIGN_ELEMS));
@@ -185,21 +193,33 @@ impl Layout {
             .map(|s| SlabInfo {
                 base: s * slab_capacity,
                 len: slab_capacity.min(internal_len - s * slab_capacity),
-                external: None,
+                pool: None,
             })
             .collect();
-        for (k, spec) in external.iter().enumerate() {
-            let numel = spec.numel();
-            tensors.push(info(spec, cursor, true));
-            // An empty external tensor needs no binding (zero-sized bindings are invalid).
-            if numel > 0 {
-                slabs.push(SlabInfo {
-                    base: cursor,
-                    len: numel,
-                    external: Some(k),
-                });
+        let first_external = tensors.len();
+        tensors.extend(external.iter().map(|spec| info(spec, 0, true)));
+        let mut pool_pos = vec![0u32; tensors.len()];
+        for pool in pools {
+            let base = cursor;
+            let mut members = Vec::with_capacity(pool.len());
+            for (pos, &k) in pool.iter().enumerate() {
+                let t = first_external + k;
+                tensors[t].offset = cursor;
+                pool_pos[t] = pos as u32;
+                members.push(t);
+                cursor = (cursor + tensors[t].numel).next_multiple_of(TENSOR_ALIGN_ELEMS);
             }
-            cursor = (cursor + numel).next_multiple_of(TENSOR_ALIGN_ELEMS);
+            slabs.push(SlabInfo {
+                base,
+                len: cursor - base,
+                pool: Some(members),
+            });
+        }
+        // Empty external tensors sit at the end of the space, in no slab.
+        for t in &mut tensors[first_external..] {
+            if t.numel == 0 {
+                t.offset = cursor;
+            }
         }
         for (i, t) in tensors.iter().enumerate() {
             if by_name.insert(t.name.clone(), i).is_some() {
@@ -215,6 +235,7 @@ impl Layout {
             ranges: Vec::new(),
             total_chunks: 0,
             internal_len,
+            pool_pos,
             by_name,
         };
         layout.build_chunks()?;
@@ -368,7 +389,7 @@ mod tests {
 
     #[test]
     fn tensors_start_aligned_and_chunks_cover_each_tensor_exactly() {
-        let layout = Layout::new(&specs(&[1, 0, 5000, 64, 9000]), &[], 4096).unwrap();
+        let layout = Layout::new(&specs(&[1, 0, 5000, 64, 9000]), &[], &[], 4096).unwrap();
         for (t, tensor) in layout.tensors.iter().enumerate() {
             assert_eq!(tensor.offset % TENSOR_ALIGN_ELEMS, 0);
             let covered: u64 = layout.pieces(t).iter().map(|p| p.len).sum();
@@ -393,7 +414,7 @@ mod tests {
 
     #[test]
     fn big_chunks_come_first_and_small_tensors_fold_serially() {
-        let layout = Layout::new(&specs(&[10, 40_000, 3, 2048, 2049]), &[], 1 << 20).unwrap();
+        let layout = Layout::new(&specs(&[10, 40_000, 3, 2048, 2049]), &[], &[], 1 << 20).unwrap();
         let table = &layout.chunks[0];
         assert!(table.windows(2).all(|w| w[0].class() <= w[1].class()));
         // 40000 = 16384 + 16384 + 7232; 10, 3 and 2048 are small; 7232 and 2049 are mid.
@@ -405,13 +426,13 @@ mod tests {
             layout.big_tensors.is_empty(),
             "no tensor has more than 4 chunks"
         );
-        let huge = Layout::new(&specs(&[5 * 16384 + 1, 1]), &[], 1 << 20).unwrap();
+        let huge = Layout::new(&specs(&[5 * 16384 + 1, 1]), &[], &[], 1 << 20).unwrap();
         assert_eq!(huge.big_tensors, vec![0]);
     }
 
     #[test]
     fn a_tensor_larger_than_a_slab_spans_slabs() {
-        let layout = Layout::new(&specs(&[10_000]), &[], 4096).unwrap();
+        let layout = Layout::new(&specs(&[10_000]), &[], &[], 4096).unwrap();
         assert_eq!(layout.slabs.len(), 3);
         let pieces = layout.pieces(0);
         assert_eq!(pieces.len(), 3);
@@ -424,21 +445,44 @@ mod tests {
     fn duplicate_names_and_empty_sets_are_errors() {
         let dup = vec![TensorSpec::new("a", [1]), TensorSpec::new("a", [2])];
         assert!(matches!(
-            Layout::new(&dup, &[], 4096),
+            Layout::new(&dup, &[], &[], 4096),
             Err(Error::DuplicateTensorName(n)) if n == "a"
         ));
         assert!(matches!(
-            Layout::new(&[], &[], 4096),
+            Layout::new(&[], &[], &[], 4096),
             Err(Error::EmptyParamSet)
         ));
     }
 
     #[test]
     fn external_tensors_get_their_own_slab() {
-        let layout = Layout::new(&specs(&[3]), &[TensorSpec::new("x", [7])], 4096).unwrap();
+        let layout =
+            Layout::new(&specs(&[3]), &[TensorSpec::new("x", [7])], &[vec![0]], 4096).unwrap();
         assert_eq!(layout.slabs.len(), 2);
-        assert_eq!(layout.slabs[1].external, Some(0));
-        assert_eq!(layout.slabs[1].len, 7);
+        assert_eq!(layout.slabs[1].pool, Some(vec![1]));
+        assert_eq!(layout.slabs[1].len, 64);
         assert_eq!(layout.pieces(1)[0].slab, 1);
+    }
+
+    #[test]
+    fn a_pool_is_one_slab_in_pool_order_and_empty_externals_get_none() {
+        let external: Vec<TensorSpec> = [100, 0, 7, 64]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| TensorSpec::new(format!("x{i}"), [n]))
+            .collect();
+        let layout = Layout::new(&specs(&[3]), &external, &[vec![2, 0], vec![3]], 4096).unwrap();
+        assert_eq!(layout.slabs.len(), 3);
+        // Pool 0 holds external 2 (tensor 3) then external 0 (tensor 1).
+        assert_eq!(layout.slabs[1].pool, Some(vec![3, 1]));
+        assert_eq!(layout.slabs[1].len, 64 + 128);
+        assert_eq!(layout.tensors[3].offset, 64);
+        assert_eq!(layout.tensors[1].offset, 128);
+        assert_eq!(layout.pool_pos[1], 1);
+        assert_eq!(layout.slabs[2].pool, Some(vec![4]));
+        assert!(layout.pieces(2).is_empty());
+        // Chunks cover each external tensor exactly.
+        let chunked: u64 = layout.chunks[1].iter().map(|c| u64::from(c.len)).sum();
+        assert_eq!(chunked, 107);
     }
 }

@@ -42,9 +42,12 @@ mod memory;
 mod optim;
 mod options;
 mod param_set;
+mod pool;
+mod rebind;
 pub mod reference;
 mod report;
 mod shaders;
+mod slabs;
 
 pub use arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
 pub use checkpoint::{LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_VERSION};

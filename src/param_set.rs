@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN};
 use crate::arena::{
-    check_transfer, read_all, read_tensor, slab_bindings, slab_capacity, validate_externals,
-    write_all, write_tensor, Arena, ArenaOptions, Binding, SlabTables, TensorView,
+    check_transfer, read_all, read_tensor, slab_capacity, validate_externals, write_all,
+    write_tensor, Arena, ArenaOptions, Binding, ExternalTensor, TensorView,
 };
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
@@ -24,8 +24,10 @@ use crate::kernels::norm::{base_op, NormWorkspace};
 use crate::layout::{packed_len, Layout, TensorInfo, TensorSpec};
 use crate::memory;
 use crate::options::{check_clip_value, check_max_norm, Nonfinite, Norm};
+use crate::pool::group_pools;
 use crate::reference;
 use crate::report::Report;
+use crate::slabs::{FoldTables, SlabDevice, Slabs};
 
 /// A parameter set: the parameter arena, the matching gradient arena, and the chunk
 /// tables that let every kernel run once per slab instead of once per tensor.
@@ -42,11 +44,20 @@ pub struct ParamSet {
     pub(crate) device: Option<SetDevice>,
 }
 
-/// A parameter set's device objects, built once: the layout's tables, and the workspace
-/// and bind groups of the standalone operations.
+/// A parameter set's device objects: each slab's bindings and tables (a pool's replaced
+/// when its gradients move), the fold tables, and the workspace and kernels of the
+/// standalone operations.
 pub(crate) struct SetDevice {
     pub gpu: Arc<Gpu>,
-    pub tables: Arc<SlabTables>,
+    pub slabs: Slabs,
+    /// Per slab, the pool placements seen lately (most recent first), so gradients that
+    /// move back to where they were find their tables and bind groups again.
+    pub recent: Vec<Vec<Arc<SlabDevice>>>,
+    pub fold: FoldTables,
+    /// The caller's tensors as they are bound now (grads as last rebound).
+    pub externals: Vec<ExternalTensor>,
+    /// The index of the first external tensor in the set.
+    pub first_external: usize,
     workspace: NormWorkspace,
     clips: ClipKernels,
 }
@@ -94,10 +105,16 @@ impl ParamSet {
         let tensors = (specs.len() + external_specs.len()) as u64;
         let bytes = memory::set_bytes(internal_len, tensors);
         memory::reserve(gpu.map(|g| &**g), "this parameter set", bytes)?;
-        if let Some(gpu) = gpu {
-            validate_externals(gpu, &options.external)?;
-        }
-        let layout = Arc::new(Layout::new(specs, &external_specs, capacity)?);
+        let pools = match gpu {
+            Some(gpu) => {
+                validate_externals(gpu, &options.external)?;
+                let numels: Vec<u64> = external_specs.iter().map(TensorSpec::numel).collect();
+                let max_binding = gpu.limits.max_storage_buffer_binding_size;
+                group_pools(&options.external, &numels, max_binding)
+            }
+            None => Vec::new(),
+        };
+        let layout = Arc::new(Layout::new(specs, &external_specs, &pools, capacity)?);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let Some(gpu) = gpu else {
             let len = layout.internal_len as usize;
@@ -110,28 +127,44 @@ impl ParamSet {
                 device: None,
             });
         };
+        let first_external = specs.len();
         // Every allocation in the call's error scope: too little memory is a typed error,
         // not a lost device.
-        let (params, grads, tables, workspace, clips) = gpu.scoped(|| {
-            let params = slab_bindings(gpu, &layout, "params", &options, |e| &e.params);
-            let grads = slab_bindings(gpu, &layout, "grads", &options, |e| &e.grads);
-            let tables = Arc::new(SlabTables::new(gpu, &layout));
-            let workspace = NormWorkspace::new(gpu, &layout, &tables, &grads, &[]);
-            let clips = ClipKernels::new(gpu, &tables, &grads, &workspace);
-            Ok((params, grads, tables, workspace, clips))
+        let device = gpu.scoped(|| {
+            let slabs: Slabs = (0..layout.slabs.len())
+                .map(|s| {
+                    Arc::new(match &layout.slabs[s].pool {
+                        Some(members) => {
+                            let ext = |t: usize| &options.external[t - first_external];
+                            let params: Vec<_> = members.iter().map(|&t| &ext(t).params).collect();
+                            let grads: Vec<_> = members.iter().map(|&t| &ext(t).grads).collect();
+                            SlabDevice::pooled(gpu, &layout, s, &params, &grads)
+                        }
+                        None => SlabDevice::own(gpu, &layout, s),
+                    })
+                })
+                .collect();
+            let fold = FoldTables::new(gpu, &layout);
+            let workspace = NormWorkspace::new(gpu, &layout, &fold, &[]);
+            let clips = ClipKernels::new(&layout, &workspace);
+            Ok(SetDevice {
+                gpu: gpu.clone(),
+                recent: slabs.iter().map(|slab| vec![slab.clone()]).collect(),
+                slabs,
+                fold,
+                externals: options.external.clone(),
+                first_external,
+                workspace,
+                clips,
+            })
         })?;
         Ok(ParamSet {
             id,
             ctx: ctx.clone(),
             layout,
-            params: Arena::Gpu(params),
-            grads: Arena::Gpu(grads),
-            device: Some(SetDevice {
-                gpu: gpu.clone(),
-                tables,
-                workspace,
-                clips,
-            }),
+            params: Arena::Gpu(device.slabs.iter().map(|s| s.params.clone()).collect()),
+            grads: Arena::Gpu(device.slabs.iter().map(|s| s.grads.clone()).collect()),
+            device: Some(device),
         })
     }
 
@@ -145,7 +178,8 @@ impl ParamSet {
         self.layout.numel()
     }
 
-    /// Number of slabs (each costs one dispatch per elementwise kernel).
+    /// Number of slabs (each costs one dispatch per elementwise kernel): the internal ones,
+    /// then one per pool of external tensors.
     pub fn num_slabs(&self) -> usize {
         self.layout.slabs.len()
     }
@@ -245,7 +279,7 @@ impl ParamSet {
             .into_iter()
             .map(|p| TensorView {
                 buffer: &bindings[p.slab].buffer,
-                offset: bindings[p.slab].offset + p.slab_offset * 4,
+                offset: bindings[p.slab].piece_offset(&self.layout, t, &p),
                 len: p.len,
                 tensor_offset: p.tensor_offset,
             })
@@ -529,14 +563,17 @@ impl SetDevice {
                 label: Some("clipstep"),
                 timestamp_writes: None,
             });
+            let slabs = &self.slabs;
             if apply != Apply::Clamp {
-                ws.encode(&mut pass, gpu, layout, op);
+                ws.encode(&mut pass, gpu, layout, slabs, op);
             }
             match apply {
                 Apply::Nothing => {}
-                Apply::Scale => self.clips.encode_scale(&mut pass, gpu, layout),
-                Apply::ScalePerTensor => self.clips.encode_scale_per_tensor(&mut pass, gpu, layout),
-                Apply::Clamp => self.clips.encode_clamp(&mut pass, gpu, layout),
+                Apply::Scale => self.clips.encode_scale(&mut pass, gpu, layout, slabs),
+                Apply::ScalePerTensor => self
+                    .clips
+                    .encode_scale_per_tensor(&mut pass, gpu, layout, slabs),
+                Apply::Clamp => self.clips.encode_clamp(&mut pass, gpu, layout, slabs),
             }
         }
         Ok(Report::gpu(
@@ -565,10 +602,20 @@ fn record_zero_grad(
         wgpu::BufferUsages::COPY_DST,
         "grads",
     )?;
-    for b in grads {
-        encoder.clear_buffer(&b.buffer, b.offset, Some(b.data_size));
+    // A pool's tensors one by one: the gaps between them are the caller's.
+    for (s, b) in grads.iter().enumerate() {
+        for (_, at, bytes) in b.ranges(layout, s) {
+            encoder.clear_buffer(&b.buffer, at, Some(bytes));
+        }
     }
     Ok(())
+}
+
+impl ParamSet {
+    /// The slabs as the kernels bind them now (empty on the CPU backend).
+    pub(crate) fn device_slabs(&self) -> &[Arc<SlabDevice>] {
+        self.device.as_ref().map_or(&[], |d| &d.slabs)
+    }
 }
 
 /// The gradient bindings of a GPU set.

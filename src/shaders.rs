@@ -15,6 +15,14 @@ pub(crate) enum Snippet {
     Reduce,
     /// `shaders/update.wgsl`: the bindings and skip rule shared by the update kernels.
     Update,
+    /// `shaders/update_split.wgsl`: the gradients in a binding of their own.
+    UpdateSplit,
+    /// `shaders/update_shared.wgsl`: the gradients inside the params binding.
+    UpdateShared,
+    /// `shaders/locate_direct.wgsl`: elementwise addressing of a slab of clipstep's own.
+    LocateDirect,
+    /// `shaders/locate_pooled.wgsl`: elementwise addressing of a pool, through its place table.
+    LocatePooled,
 }
 
 impl Snippet {
@@ -23,6 +31,10 @@ impl Snippet {
             Snippet::Elementwise => include_str!("../shaders/elementwise.wgsl"),
             Snippet::Reduce => include_str!("../shaders/reduce.wgsl"),
             Snippet::Update => include_str!("../shaders/update.wgsl"),
+            Snippet::UpdateSplit => include_str!("../shaders/update_split.wgsl"),
+            Snippet::UpdateShared => include_str!("../shaders/update_shared.wgsl"),
+            Snippet::LocateDirect => include_str!("../shaders/locate_direct.wgsl"),
+            Snippet::LocatePooled => include_str!("../shaders/locate_pooled.wgsl"),
         }
     }
 }
@@ -72,20 +84,59 @@ kernels! {
     /// Total norm, per-tensor norms and the step state.
     NormFinalize = "norm_finalize" [Reduce];
     /// `g ← g · clip_coef` (`src/kernels/clip.rs`).
-    Scale = "scale" [Elementwise];
+    Scale = "scale" [Elementwise, LocateDirect];
     /// `g_t ← g_t · clip_coef(‖g_t‖)`.
     ScalePerTensor = "scale_per_tensor" [];
     /// `g ← clamp(g, −c, c)`.
-    Clamp = "clamp" [Elementwise];
+    Clamp = "clamp" [Elementwise, LocateDirect];
     /// SGD update (`src/kernels/update.rs`).
-    Sgd = "sgd" [Update, Elementwise];
+    Sgd = "sgd" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// Adam / AdamW update.
-    Adam = "adam" [Update, Elementwise];
+    Adam = "adam" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// RMSprop update.
-    RmsProp = "rmsprop" [Update, Elementwise];
+    RmsProp = "rmsprop" [Update, UpdateSplit, Elementwise, LocateDirect];
+    /// `Scale` over a pool of a caller's tensors (`src/pool.rs`).
+    ScalePooled = "scale" [Elementwise, LocatePooled];
+    /// `Clamp` over a pool.
+    ClampPooled = "clamp" [Elementwise, LocatePooled];
+    /// SGD over a pool, params and grads in two buffers.
+    SgdPooled = "sgd" [Update, UpdateSplit, Elementwise, LocatePooled];
+    /// Adam / AdamW over a pool.
+    AdamPooled = "adam" [Update, UpdateSplit, Elementwise, LocatePooled];
+    /// RMSprop over a pool.
+    RmsPropPooled = "rmsprop" [Update, UpdateSplit, Elementwise, LocatePooled];
+    /// SGD over a pool whose params and grads share one buffer (bound once).
+    SgdShared = "sgd" [Update, UpdateShared, Elementwise, LocatePooled];
+    /// Adam / AdamW, params and grads in one buffer.
+    AdamShared = "adam" [Update, UpdateShared, Elementwise, LocatePooled];
+    /// RMSprop, params and grads in one buffer.
+    RmsPropShared = "rmsprop" [Update, UpdateShared, Elementwise, LocatePooled];
 }
 
 impl Kernel {
+    /// The variant of elementwise kernel `self` for a slab: of clipstep's own (`self`), a
+    /// pool (`*Pooled`), or a pool whose params and grads share a buffer (`*Shared`, for
+    /// the update kernels). Other kernels are returned as they are.
+    pub(crate) fn for_slab(self, pooled: bool, shared: bool) -> Kernel {
+        use Kernel::*;
+        match (self, pooled, shared) {
+            (Scale, true, _) => ScalePooled,
+            (Clamp, true, _) => ClampPooled,
+            (Sgd, true, false) => SgdPooled,
+            (Adam, true, false) => AdamPooled,
+            (RmsProp, true, false) => RmsPropPooled,
+            (Sgd, true, true) => SgdShared,
+            (Adam, true, true) => AdamShared,
+            (RmsProp, true, true) => RmsPropShared,
+            (kernel, _, _) => kernel,
+        }
+    }
+
+    /// Whether the kernel addresses a pool through its place table (binding 10).
+    pub(crate) fn pooled(self) -> bool {
+        self.snippets().contains(&Snippet::LocatePooled)
+    }
+
     /// The kernel's full WGSL source.
     pub(crate) fn source(self) -> String {
         let mut out = prelude();

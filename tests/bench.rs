@@ -14,16 +14,17 @@ fn bench_measures_every_operation_and_ratio() {
     let config = BenchConfig {
         sizes: vec![4096, 10_000],
         many_tensors: 10,
+        pooled_tensors: 7,
         warmup: 0,
         repeats: 1,
     };
     let mut progress_lines = 0;
     let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
-    assert_eq!(report.measurements.len(), 2 * 10, "ten operations per size");
+    assert_eq!(report.measurements.len(), 2 * 13, "13 operations per size");
     assert_eq!(report.ratios.len(), 2);
-    assert_eq!(report.encode.len(), 2);
+    assert_eq!(report.encode.len(), 3);
     assert!(report.skipped.is_empty());
-    assert_eq!(progress_lines, 2 * 10 + 2);
+    assert_eq!(progress_lines, 2 * 13 + 3);
     for m in &report.measurements {
         assert!(
             m.median_ms > 0.0 && m.gb_per_s > 0.0 && m.fraction_of_copy > 0.0,
@@ -36,5 +37,7 @@ fn bench_measures_every_operation_and_ratio() {
     assert!(report
         .ratios
         .iter()
-        .all(|r| r.three_groups_over_one_group_time > 0.0));
+        .all(|r| r.three_groups_over_one_group_time > 0.0
+            && r.pooled_over_own_slabs_time > 0.0
+            && r.pooled_split_over_own_slabs_time > 0.0));
 }

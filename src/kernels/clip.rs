@@ -2,53 +2,36 @@
 //! `shaders/scale_per_tensor.wgsl`, `shaders/clamp.wgsl`). They read the step state and
 //! the options of the [`NormWorkspace`] recorded before them.
 
-use crate::arena::{Binding, SlabTables};
+use std::sync::Arc;
+
 use crate::context::Gpu;
 use crate::gpu::{elementwise_groups, whole};
+use crate::kernels::cache::BindCache;
 use crate::kernels::norm::NormWorkspace;
 use crate::layout::Layout;
 use crate::shaders::Kernel;
+use crate::slabs::SlabDevice;
 
-/// Per slab, the bind groups of the three clip kernels.
+/// The three clip kernels' bind groups, per slab, and the workspace buffers they bind.
 pub(crate) struct ClipKernels {
-    scale: Vec<wgpu::BindGroup>,
-    scale_per_tensor: Vec<wgpu::BindGroup>,
-    clamp: Vec<wgpu::BindGroup>,
+    state: wgpu::Buffer,
+    tensor_norms: wgpu::Buffer,
+    op: wgpu::Buffer,
+    scale: BindCache,
+    scale_per_tensor: BindCache,
+    clamp: BindCache,
 }
 
 impl ClipKernels {
-    pub(crate) fn new(
-        gpu: &Gpu,
-        tables: &SlabTables,
-        grads: &[Binding],
-        ws: &NormWorkspace,
-    ) -> ClipKernels {
-        let slabs = grads.len();
+    pub(crate) fn new(layout: &Layout, ws: &NormWorkspace) -> ClipKernels {
+        let slabs = layout.slabs.len();
         ClipKernels {
-            scale: gpu.bind_groups_per_slab(Kernel::Scale, slabs, |s| {
-                vec![
-                    grads[s].resource(),
-                    whole(&ws.state),
-                    whole(&tables.slab_uniforms[s]),
-                ]
-            }),
-            scale_per_tensor: gpu.bind_groups_per_slab(Kernel::ScalePerTensor, slabs, |s| {
-                vec![
-                    grads[s].resource(),
-                    whole(&tables.chunks[s]),
-                    whole(&ws.tensor_norms),
-                    whole(&ws.state),
-                    whole(&ws.op),
-                    whole(&tables.slab_uniforms[s]),
-                ]
-            }),
-            clamp: gpu.bind_groups_per_slab(Kernel::Clamp, slabs, |s| {
-                vec![
-                    grads[s].resource(),
-                    whole(&ws.op),
-                    whole(&tables.slab_uniforms[s]),
-                ]
-            }),
+            state: ws.state.clone(),
+            tensor_norms: ws.tensor_norms.clone(),
+            op: ws.op.clone(),
+            scale: BindCache::new(slabs),
+            scale_per_tensor: BindCache::new(slabs),
+            clamp: BindCache::new(slabs),
         }
     }
 
@@ -58,9 +41,50 @@ impl ClipKernels {
         pass: &mut wgpu::ComputePass<'_>,
         gpu: &Gpu,
         layout: &Layout,
+        slabs: &[Arc<SlabDevice>],
     ) {
-        let sizes = layout.slabs.iter().map(|s| elementwise_groups(s.len));
-        gpu.dispatch_per_slab(pass, Kernel::Scale, &self.scale, sizes);
+        let state = whole(&self.state);
+        self.encode_elementwise(pass, gpu, layout, slabs, Kernel::Scale, &self.scale, state);
+    }
+
+    /// Records `g ← clamp(g, -c, c)` over every slab.
+    pub(crate) fn encode_clamp(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+        slabs: &[Arc<SlabDevice>],
+    ) {
+        let op = whole(&self.op);
+        self.encode_elementwise(pass, gpu, layout, slabs, Kernel::Clamp, &self.clamp, op);
+    }
+
+    /// Records elementwise `kernel` (scale or clamp: grads, `second`, slab) over every slab,
+    /// each in its slab's variant.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_elementwise(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+        slabs: &[Arc<SlabDevice>],
+        kernel: Kernel,
+        cache: &BindCache,
+        second: wgpu::BindingResource<'_>,
+    ) {
+        let plan = |s: usize, slab: &SlabDevice| {
+            let size = elementwise_groups(layout.slabs[s].len);
+            (slab.kernel(kernel).into(), size)
+        };
+        cache.encode(pass, gpu, slabs, plan, |_, slab| {
+            let kernel = slab.kernel(kernel);
+            let entries = vec![
+                (0, slab.grads.resource()),
+                (1, second.clone()),
+                (2, whole(&slab.uniform)),
+            ];
+            gpu.bind_group_at(kernel, &slab.with_places(kernel, entries))
+        });
     }
 
     /// Records `g_t ← g_t · min(1, max_norm / (‖g_t‖ + eps))` for every tensor t: one
@@ -70,19 +94,21 @@ impl ClipKernels {
         pass: &mut wgpu::ComputePass<'_>,
         gpu: &Gpu,
         layout: &Layout,
+        slabs: &[Arc<SlabDevice>],
     ) {
-        let sizes = layout.chunks.iter().map(|t| t.len() as u32);
-        gpu.dispatch_per_slab(pass, Kernel::ScalePerTensor, &self.scale_per_tensor, sizes);
-    }
-
-    /// Records `g ← clamp(g, -c, c)` over every slab.
-    pub(crate) fn encode_clamp(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        gpu: &Gpu,
-        layout: &Layout,
-    ) {
-        let sizes = layout.slabs.iter().map(|s| elementwise_groups(s.len));
-        gpu.dispatch_per_slab(pass, Kernel::Clamp, &self.clamp, sizes);
+        let kernel = Kernel::ScalePerTensor;
+        let plan = |s: usize, _: &SlabDevice| (kernel.into(), layout.chunks[s].len() as u32);
+        self.scale_per_tensor
+            .encode(pass, gpu, slabs, plan, |_, slab| {
+                let resources = [
+                    slab.grads.resource(),
+                    whole(&slab.chunks),
+                    whole(&self.tensor_norms),
+                    whole(&self.state),
+                    whole(&self.op),
+                    whole(&slab.uniform),
+                ];
+                gpu.bind_group(kernel, &resources)
+            });
     }
 }

@@ -7,9 +7,11 @@
 //! | [`norm`]    | `norm_partials`, `norm_tensors`, `norm_finalize`      |
 //! | [`clip`]    | `scale`, `scale_per_tensor`, `clamp`                  |
 //! | [`update`]  | the bind-group recipe shared by the update kernels    |
+//! | [`cache`]   | bind groups cached per slab by what they bind         |
 //! | [`sgd`], [`adam`], [`rmsprop`] | each rule's uniform                |
 
 pub(crate) mod adam;
+pub(crate) mod cache;
 pub(crate) mod clip;
 pub(crate) mod norm;
 pub(crate) mod rmsprop;
@@ -18,7 +20,7 @@ pub(crate) mod update;
 
 #[cfg(test)]
 mod tests {
-    use crate::abi::{Chunk, DeviceStepState, NormOp, Partial, Shared, Slab};
+    use crate::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
     use crate::kernels::{adam::AdamUniform, rmsprop::RmsPropUniform, sgd::SgdUniform};
     use crate::shaders::{struct_layout, Kernel};
 
@@ -51,6 +53,7 @@ mod tests {
             mismatch::<NormOp>(&Kernel::NormFinalize.source()),
             mismatch::<Slab>(&Kernel::NormPartials.source()),
             mismatch::<Chunk>(&Kernel::NormPartials.source()),
+            mismatch::<Place>(&Kernel::Scale.source()),
             mismatch::<Partial>(&Kernel::NormTensors.source()),
             mismatch::<SgdUniform>(&Kernel::Sgd.source()),
             mismatch::<AdamUniform>(&Kernel::Adam.source()),

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use crate::abi::{
     DeviceStepState, NormOp, Partial, POLICY_PROPAGATE, SOURCE_COMPUTED, SOURCE_NONE,
 };
-use crate::arena::{Binding, SlabTables};
 use crate::context::Gpu;
 use crate::gpu::whole;
+use crate::kernels::cache::BindCache;
 use crate::layout::Layout;
 use crate::shaders::Kernel;
+use crate::slabs::{FoldTables, SlabDevice};
 
 /// The options of a norm over `layout`'s tensors with nothing else: no clip, no step
 /// count, non-finite values propagated. `source` is `SOURCE_NONE` until a norm is chosen.
@@ -43,7 +44,8 @@ pub(crate) struct NormWorkspace {
     pub group_bias: wgpu::Buffer,
     /// The options uniform, written in stream before each recording.
     pub op: wgpu::Buffer,
-    partial_groups: Vec<wgpu::BindGroup>,
+    partials: wgpu::Buffer,
+    partial_groups: BindCache,
     tensors_group: wgpu::BindGroup,
     finalize_group: wgpu::BindGroup,
     /// Recordings made on this workspace: a report is fresh while it is the last one.
@@ -54,8 +56,7 @@ impl NormWorkspace {
     pub(crate) fn new(
         gpu: &Gpu,
         layout: &Layout,
-        tables: &SlabTables,
-        grads: &[Binding],
+        tables: &FoldTables,
         group_log_betas: &[[f32; 2]],
     ) -> NormWorkspace {
         let n = layout.tensors.len() as u64;
@@ -78,15 +79,7 @@ impl NormWorkspace {
         let all_in: Vec<u32> = vec![1; layout.tensors.len()];
         gpu.queue
             .write_buffer(&in_norm, 0, bytemuck::cast_slice(&all_in));
-        let partial_groups = gpu.bind_groups_per_slab(Kernel::NormPartials, grads.len(), |s| {
-            vec![
-                grads[s].resource(),
-                whole(&tables.chunks[s]),
-                whole(&partials),
-                whole(&op),
-                whole(&tables.slab_uniforms[s]),
-            ]
-        });
+        let partial_groups = BindCache::new(layout.slabs.len());
         let tensors_group = gpu.bind_group(
             Kernel::NormTensors,
             &[
@@ -115,6 +108,7 @@ impl NormWorkspace {
             in_norm,
             group_bias,
             op,
+            partials,
             partial_groups,
             tensors_group,
             finalize_group,
@@ -135,12 +129,23 @@ impl NormWorkspace {
         pass: &mut wgpu::ComputePass<'_>,
         gpu: &Gpu,
         layout: &Layout,
+        slabs: &[Arc<SlabDevice>],
         op: &NormOp,
     ) {
         if op.source == SOURCE_COMPUTED {
-            let groups = (0..layout.slabs.len()).map(|s| layout.partial_groups(s));
-            let partials = Kernel::NormPartials.for_norm(op.kind);
-            gpu.dispatch_per_slab(pass, partials, &self.partial_groups, groups);
+            let key = Kernel::NormPartials.for_norm(op.kind);
+            let plan = |s: usize, _: &SlabDevice| (key, layout.partial_groups(s));
+            self.partial_groups
+                .encode(pass, gpu, slabs, plan, |_, slab| {
+                    let resources = [
+                        slab.grads.resource(),
+                        whole(&slab.chunks),
+                        whole(&self.partials),
+                        whole(&self.op),
+                        whole(&slab.uniform),
+                    ];
+                    gpu.bind_group(Kernel::NormPartials, &resources)
+                });
             gpu.dispatch(
                 pass,
                 Kernel::NormTensors.for_norm(op.kind),

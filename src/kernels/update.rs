@@ -1,13 +1,19 @@
 //! The bind-group recipe and dispatch shared by every update kernel (`shaders/sgd.wgsl`,
-//! `shaders/adam.wgsl`, `shaders/rmsprop.wgsl`): per slab, params at binding 0, grads at 1,
-//! the rule's states at 2, 3, 4, the step state at 5, the rule's group table (one row per
-//! parameter group) at 6, the slab at 7, the slab's block→group table at 8.
+//! `shaders/adam.wgsl`, `shaders/rmsprop.wgsl`): per slab, params at binding 0, grads at 1
+//! (absent in the `*Shared` variants, which read them inside the params binding), the
+//! rule's states at 2, 3, 4, the step state at 5, the rule's group table (one row per
+//! parameter group) at 6, the slab at 7, the slab's block→group table at 8, Adam's
+//! per-group bias corrections at 9, and in a pool the slab's place table at 10.
 
-use crate::arena::{Arena, Binding, SlabTables};
+use std::sync::Arc;
+
+use crate::arena::{Arena, Binding};
 use crate::context::Gpu;
 use crate::gpu::{elementwise_groups, whole};
+use crate::kernels::cache::BindCache;
 use crate::layout::Layout;
 use crate::shaders::Kernel;
+use crate::slabs::SlabDevice;
 
 /// An update kernel bound to one parameter set and one optimizer's states.
 pub(crate) struct UpdateKernel {
@@ -15,14 +21,17 @@ pub(crate) struct UpdateKernel {
     /// The rule's group table, written in stream before each step.
     table: wgpu::Buffer,
     /// Per slab, its block→group table (fixed: a tensor never changes group).
-    _blocks: Vec<wgpu::Buffer>,
-    groups: Vec<wgpu::BindGroup>,
+    blocks: Vec<wgpu::Buffer>,
+    /// Per state slot, its per-slab bindings, or a one-vec4 placeholder when unused
+    /// (writable bindings must not alias, so each slot has its own).
+    states: Vec<Result<Vec<Binding>, wgpu::Buffer>>,
+    step_state: wgpu::Buffer,
+    group_bias: wgpu::Buffer,
+    groups: BindCache,
 }
 
-/// What an update kernel binds, per slab.
+/// What an update kernel binds besides each slab's own bindings and tables.
 pub(crate) struct UpdateBindings<'a> {
-    pub params: &'a [Binding],
-    pub grads: &'a [Binding],
     /// The rule's states in binding order; `None`: a slot the kernel declares but this
     /// configuration does not use (e.g. `max_exp_avg_sq` without amsgrad).
     pub states: &'a [Option<Arena>],
@@ -30,7 +39,6 @@ pub(crate) struct UpdateBindings<'a> {
     pub state_slots: usize,
     /// The step state the finalize writes.
     pub step_state: &'a wgpu::Buffer,
-    pub tables: &'a SlabTables,
     /// Per slab, its block→group table (`optim::groups::block_tables`).
     pub blocks: &'a [Vec<u32>],
     /// Per group, Adam's bias corrections (bound at 9 by the kernels that declare it).
@@ -59,41 +67,20 @@ impl UpdateKernel {
                 buffer
             })
             .collect();
-        // Unused state slots get distinct one-vec4 buffers: writable bindings must not alias.
-        let dummies: Vec<wgpu::Buffer> = (0..b.state_slots)
-            .map(|_| gpu.storage("unused state", 16))
-            .collect();
-        let declares_group_bias = kernel
-            .bind_group_layout_entries()
-            .iter()
-            .any(|e| e.binding == 9);
-        let groups = (0..b.params.len())
-            .map(|s| {
-                let mut entries = vec![(0, b.params[s].resource()), (1, b.grads[s].resource())];
-                for (k, dummy) in dummies.iter().enumerate() {
-                    let resource = match b.states.get(k) {
-                        Some(Some(Arena::Gpu(bindings))) => bindings[s].resource(),
-                        _ => whole(dummy),
-                    };
-                    entries.push((2 + k as u32, resource));
-                }
-                entries.extend([
-                    (5, whole(b.step_state)),
-                    (6, whole(&table)),
-                    (7, whole(&b.tables.slab_uniforms[s])),
-                    (8, whole(&blocks[s])),
-                ]);
-                if declares_group_bias {
-                    entries.push((9, whole(b.group_bias)));
-                }
-                gpu.bind_group_at(kernel, &entries)
+        let states = (0..b.state_slots)
+            .map(|k| match b.states.get(k) {
+                Some(Some(Arena::Gpu(bindings))) => Ok(bindings.clone()),
+                _ => Err(gpu.storage("unused state", 16)),
             })
             .collect();
         UpdateKernel {
             kernel,
             table,
-            _blocks: blocks,
-            groups,
+            groups: BindCache::new(blocks.len()),
+            blocks,
+            states,
+            step_state: b.step_state.clone(),
+            group_bias: b.group_bias.clone(),
         }
     }
 
@@ -102,9 +89,50 @@ impl UpdateKernel {
         (&self.table, 0, bytes)
     }
 
+    /// Slab `s`'s bind group for the slab as it is now.
+    fn bind_group(&self, gpu: &Gpu, s: usize, slab: &SlabDevice) -> wgpu::BindGroup {
+        let kernel = slab.kernel(self.kernel);
+        let mut entries = vec![(0, slab.params.resource())];
+        if !slab.shared {
+            entries.push((1, slab.grads.resource()));
+        }
+        for (k, state) in self.states.iter().enumerate() {
+            let resource = match state {
+                Ok(bindings) => bindings[s].resource(),
+                Err(placeholder) => whole(placeholder),
+            };
+            entries.push((2 + k as u32, resource));
+        }
+        entries.extend([
+            (5, whole(&self.step_state)),
+            (6, whole(&self.table)),
+            (7, whole(&slab.uniform)),
+            (8, whole(&self.blocks[s])),
+        ]);
+        if kernel
+            .bind_group_layout_entries()
+            .iter()
+            .any(|e| e.binding == 9)
+        {
+            entries.push((9, whole(&self.group_bias)));
+        }
+        gpu.bind_group_at(kernel, &slab.with_places(kernel, entries))
+    }
+
     /// Records the update over every slab.
-    pub(crate) fn encode(&self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout) {
-        let sizes = layout.slabs.iter().map(|s| elementwise_groups(s.len));
-        gpu.dispatch_per_slab(pass, self.kernel, &self.groups, sizes);
+    pub(crate) fn encode(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        layout: &Layout,
+        slabs: &[Arc<SlabDevice>],
+    ) {
+        let plan = |s: usize, slab: &SlabDevice| {
+            let size = elementwise_groups(layout.slabs[s].len);
+            (slab.kernel(self.kernel).into(), size)
+        };
+        self.groups.encode(pass, gpu, slabs, plan, |s, slab| {
+            self.bind_group(gpu, s, slab)
+        });
     }
 }

@@ -119,13 +119,7 @@ impl<R: Rule> Engine<R> {
                 let states = new_states();
                 let log_betas: Vec<[f32; 2]> =
                     groups.iter().map(|g| g.config.log_betas()).collect();
-                let workspace = NormWorkspace::new(
-                    gpu,
-                    &layout,
-                    &set.tables,
-                    gpu_bindings(&params.grads),
-                    &log_betas,
-                );
+                let workspace = NormWorkspace::new(gpu, &layout, &set.fold, &log_betas);
                 gpu.queue
                     .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
                 let update = UpdateKernel::new(
@@ -134,12 +128,9 @@ impl<R: Rule> Engine<R> {
                     &group_table(&groups),
                     groups[0].config.uniform().len(),
                     &UpdateBindings {
-                        params: gpu_bindings(&params.params),
-                        grads: gpu_bindings(&params.grads),
                         states: &states,
                         state_slots: R::STATE_SLOTS,
                         step_state: &workspace.state,
-                        tables: &set.tables,
                         blocks: &blocks,
                         group_bias: &workspace.group_bias,
                     },
@@ -249,8 +240,9 @@ impl<R: Rule> Engine<R> {
                 label: Some(R::NAME),
                 timestamp_writes: None,
             });
-            ws.encode(&mut pass, gpu, &self.layout, &op);
-            device.update.encode(&mut pass, gpu, &self.layout);
+            let slabs = params.device_slabs();
+            ws.encode(&mut pass, gpu, &self.layout, slabs, &op);
+            device.update.encode(&mut pass, gpu, &self.layout, slabs);
         }
         Ok(Report::gpu(
             gpu,
@@ -418,7 +410,7 @@ impl<R: Rule> Engine<R> {
                     .collect();
                 let mut writes = vec![(&d.workspace.state, 0, bytemuck::bytes_of(&state))];
                 for (arena, images) in &images {
-                    writes.extend(image_writes(gpu_bindings(arena), images));
+                    writes.extend(image_writes(&self.layout, gpu_bindings(arena), images));
                 }
                 d.gpu.upload(&writes)?;
                 // The step state was replaced: earlier reports no longer describe it.

@@ -8,8 +8,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use clipstep::{
-    AdamW, AdamWConfig, ArenaOptions, Clip, Context, Error, Nonfinite, Norm, Optimizer, ParamGroup,
-    ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
+    AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Error, ExternalTensor, Nonfinite,
+    Norm, Optimizer, ParamGroup, ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    StepOptions, TensorSpec,
 };
 
 /// What to measure.
@@ -19,6 +20,8 @@ pub struct BenchConfig {
     pub sizes: Vec<u64>,
     /// Tensors in the many-tensor set (default 2,000).
     pub many_tensors: usize,
+    /// External tensors in the pooled-buffer sets (default 1,000).
+    pub pooled_tensors: usize,
     /// Untimed runs before measuring.
     pub warmup: u32,
     /// Timed runs; the median is reported.
@@ -30,6 +33,7 @@ impl Default for BenchConfig {
         BenchConfig {
             sizes: vec![1 << 20, 16 << 20, 64 << 20],
             many_tensors: 2000,
+            pooled_tensors: 1000,
             warmup: 2,
             repeats: 7,
         }
@@ -64,6 +68,8 @@ pub struct Measurement {
 pub struct EncodeCost {
     /// Tensors in the set.
     pub tensors: usize,
+    /// Where they live: "own slabs", or the caller's pooled buffers.
+    pub storage: String,
     /// Median (µs).
     pub median_us: f64,
     /// Fastest (µs).
@@ -84,6 +90,11 @@ pub struct Ratios {
     /// Time of the same 2,000-tensor step in 3 parameter groups (own lr and weight decay,
     /// one group out of the norm) over one group.
     pub three_groups_over_one_group_time: f64,
+    /// Time of a fused AdamW step over 1,000 external tensors in 3 pooled caller buffers
+    /// (each holding its tensors' params and grads) over the same tensors in own slabs.
+    pub pooled_over_own_slabs_time: f64,
+    /// The same with params in 3 pooled buffers and grads in 3 others.
+    pub pooled_split_over_own_slabs_time: f64,
 }
 
 /// Everything `clipstep bench` measured.
@@ -369,6 +380,74 @@ fn set_of(ctx: &Context, elements: u64, tensors: usize) -> Result<ParamSet> {
     Ok(set)
 }
 
+/// `tensors` external tensors of `elements` in total, sub-allocated like a framework pool
+/// in `buffers` caller buffers (tensor i in buffer i mod `buffers`, each on the device's
+/// storage alignment): params and grads in one buffer when `shared`, else grads in
+/// `buffers` buffers of their own.
+fn pooled_set_of(
+    ctx: &Context,
+    elements: u64,
+    tensors: usize,
+    buffers: usize,
+    shared: bool,
+) -> Result<ParamSet> {
+    let (device, _) = ctx
+        .device_queue()
+        .ok_or(Error::NeedsGpu("pooled buffers"))?;
+    let align = ctx
+        .limits()
+        .map_or(256, |l| u64::from(l.min_storage_buffer_offset_alignment));
+    let per = elements / tensors as u64;
+    let bytes = (per * 4).next_multiple_of(align);
+    let per_buffer = tensors.div_ceil(buffers) as u64;
+    let pool = |label: &str, roles: u64| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: per_buffer * bytes * roles,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    };
+    let roles = if shared { 2 } else { 1 };
+    let params: Vec<wgpu::Buffer> = (0..buffers).map(|_| pool("params pool", roles)).collect();
+    let grads: Vec<wgpu::Buffer> = if shared {
+        params.clone()
+    } else {
+        (0..buffers).map(|_| pool("grads pool", 1)).collect()
+    };
+    let external = (0..tensors)
+        .map(|i| {
+            let (b, slot) = (i % buffers, (i / buffers) as u64);
+            let grads_at = if shared { per_buffer + slot } else { slot };
+            ExternalTensor {
+                name: format!("t{i}"),
+                shape: vec![per as usize],
+                params: BufferRange {
+                    buffer: params[b].clone(),
+                    offset: slot * bytes,
+                },
+                grads: BufferRange {
+                    buffer: grads[b].clone(),
+                    offset: grads_at * bytes,
+                },
+            }
+        })
+        .collect();
+    let options = ArenaOptions {
+        external,
+        ..Default::default()
+    };
+    let mut set = ParamSet::new(ctx, &[], options)?;
+    let ramp: Vec<f32> = (0..set.numel())
+        .map(|i| ((i % 1024) as f32 - 512.0) * 1e-3)
+        .collect();
+    set.upload_params(&ramp)?;
+    set.upload_grads(&ramp)?;
+    Ok(set)
+}
+
 struct Bench<'a> {
     timer: Timer,
     config: &'a BenchConfig,
@@ -480,12 +559,30 @@ impl Bench<'_> {
         );
         let mut opt = AdamW::with_groups(&many, three_groups(&many))?;
         let t_groups = self.step(&label, &mut many, &mut opt, 32, fused)?;
+        drop(opt);
+        drop(many);
+        let k = self.config.pooled_tensors;
+        let mut own = set_of(ctx, n - n % k as u64, k)?;
+        let mut opt = AdamW::new(&own, AdamWConfig::default())?;
+        let label = format!("AdamW + clip (fused), {k} tensors in own slabs");
+        let t_own = self.step(&label, &mut own, &mut opt, 32, fused)?;
+        drop(opt);
+        drop(own);
+        let mut times = Vec::new();
+        for (shared, what) in [(true, "params + grads"), (false, "params, 3 for grads")] {
+            let mut pooled = pooled_set_of(ctx, n, k, 3, shared)?;
+            let mut opt = AdamW::new(&pooled, AdamWConfig::default())?;
+            let label = format!("AdamW + clip (fused), {k} tensors in 3 pooled buffers ({what})");
+            times.push(self.step(&label, &mut pooled, &mut opt, 32, fused)?);
+        }
         Ok(Ratios {
             elements: n,
             fused_adamw_fraction_of_copy: fraction,
             fused_speedup_over_unfused: t_unfused / t_fused,
             many_over_one_tensor_time: t_many / t_fused,
             three_groups_over_one_group_time: t_groups / t_many,
+            pooled_over_own_slabs_time: times[0] / t_own,
+            pooled_split_over_own_slabs_time: times[1] / t_own,
         })
     }
 }
@@ -548,9 +645,20 @@ pub fn run(
         }
     }
     let mut encode = Vec::new();
-    for tensors in [1, config.many_tensors] {
-        (bench.progress)(&format!("host encode cost, {tensors} tensors"));
-        let mut set = set_of(ctx, (tensors as u64 * 64).max(1 << 16), tensors)?;
+    let k = config.pooled_tensors;
+    let sets: [(usize, &str); 3] = [
+        (1, "own slabs"),
+        (config.many_tensors, "own slabs"),
+        (k, "3 pooled buffers"),
+    ];
+    for (tensors, storage) in sets {
+        (bench.progress)(&format!("host encode cost, {tensors} tensors in {storage}"));
+        let elements = (tensors as u64 * 64).max(1 << 16);
+        let mut set = if storage == "own slabs" {
+            set_of(ctx, elements, tensors)?
+        } else {
+            pooled_set_of(ctx, elements, tensors, 3, true)?
+        };
         let mut opt = AdamW::new(&set, AdamWConfig::default())?;
         let mut us = Vec::new();
         for _ in 0..200 {
@@ -562,6 +670,7 @@ pub fn run(
         us.sort_by(f64::total_cmp);
         encode.push(EncodeCost {
             tensors,
+            storage: storage.to_string(),
             median_us: us[us.len() / 2],
             min_us: us[0],
         });

@@ -1,0 +1,312 @@
+//! Framework-pooled buffers: external tensors whose params and grads lie in the same
+//! caller buffers join one slab (a *pool*), so a thousand sub-allocated tensors cost one
+//! dispatch per kernel, not a thousand.
+//!
+//! A pool's tensors are packed in the set's virtual space like any other slab (the
+//! optimizer states follow that packing), while their params and grads stay where the
+//! caller put them. Each kernel binds a *window* of the caller's buffer — from the first
+//! tensor's byte to the last one's end — and finds each 64-element block of the virtual
+//! space through the pool's place table:
+//!
+//! ```text
+//! places[b] = { params: first vec4 of block b in the params window,
+//!               grads:  first vec4 of block b in the grads window,
+//!               live:   elements of block b inside its tensor (1..=64) }
+//! ```
+//!
+//! The norm kernels need no table: a pool's chunk rows hold grads-window offsets. When
+//! params and grads share a buffer, the window covers both and the update kernel binds it
+//! once, read-write (`shaders/update_shared.wgsl`).
+
+use crate::abi::{Chunk, Place};
+use crate::arena::{range_bytes, Binding, BufferRange, ExternalTensor};
+use crate::consts::TENSOR_ALIGN_ELEMS;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+
+/// A byte window `[start, end)` of one buffer covering a pool's ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Window {
+    start: u64,
+    end: u64,
+}
+
+impl Window {
+    fn of(ranges: impl IntoIterator<Item = (u64, u64)>) -> Window {
+        ranges.into_iter().fold(
+            Window {
+                start: u64::MAX,
+                end: 0,
+            },
+            |w, (start, end)| Window {
+                start: w.start.min(start),
+                end: w.end.max(end),
+            },
+        )
+    }
+
+    fn len(self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+}
+
+/// The pools of `externals`: the non-empty tensors grouped by (params buffer, grads
+/// buffer), in order of params offset, each pool's windows within `max_binding` bytes
+/// (a pool that would pass it is cut in two). Indices are into `externals`.
+pub(crate) fn group_pools(
+    externals: &[ExternalTensor],
+    numels: &[u64],
+    max_binding: u64,
+) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..externals.len()).filter(|&k| numels[k] > 0).collect();
+    let key = |k: usize| (&externals[k].params.buffer, &externals[k].grads.buffer);
+    // Stable: tensors at one offset (impossible once overlaps are rejected) keep their order.
+    order.sort_by(|&a, &b| {
+        key(a)
+            .cmp(&key(b))
+            .then(externals[a].params.offset.cmp(&externals[b].params.offset))
+    });
+    let mut pools: Vec<Vec<usize>> = Vec::new();
+    for k in order {
+        let fits = pools.last().is_some_and(|pool| {
+            let same = key(pool[0]) == key(k);
+            let mut members = pool.clone();
+            members.push(k);
+            same && windows_fit(externals, numels, &members, max_binding)
+        });
+        match pools.last_mut() {
+            Some(pool) if fits => pool.push(k),
+            _ => pools.push(vec![k]),
+        }
+    }
+    // Pools in the order of their first tensor, so a set's slabs follow the caller's order.
+    pools.sort_by_key(|pool| *pool.iter().min().unwrap_or(&0));
+    pools
+}
+
+/// Whether the params and grads windows of `members` (one window when they share a
+/// buffer) fit in one binding.
+fn windows_fit(
+    externals: &[ExternalTensor],
+    numels: &[u64],
+    members: &[usize],
+    max_binding: u64,
+) -> bool {
+    let (params, grads) = windows(
+        members.iter().map(|&k| &externals[k].params),
+        members.iter().map(|&k| &externals[k].grads),
+        members.iter().map(|&k| numels[k]),
+    );
+    params.len() <= max_binding && grads.len() <= max_binding
+}
+
+/// The params and grads windows of a pool's ranges; one window (the union) for both when
+/// params and grads share a buffer.
+fn windows<'a>(
+    params: impl Iterator<Item = &'a BufferRange> + Clone,
+    grads: impl Iterator<Item = &'a BufferRange> + Clone,
+    numels: impl Iterator<Item = u64> + Clone,
+) -> (Window, Window) {
+    let spans = |ranges: &[&BufferRange], numels: &[u64]| -> Vec<(u64, u64)> {
+        ranges
+            .iter()
+            .zip(numels)
+            .map(|(r, &n)| (r.offset, r.offset + range_bytes(n)))
+            .collect()
+    };
+    let params: Vec<&BufferRange> = params.collect();
+    let grads: Vec<&BufferRange> = grads.collect();
+    let numels: Vec<u64> = numels.collect();
+    let (p, g) = (spans(&params, &numels), spans(&grads, &numels));
+    let shared = params.first().map(|r| &r.buffer) == grads.first().map(|r| &r.buffer);
+    if shared {
+        let union = Window::of(p.into_iter().chain(g));
+        (union, union)
+    } else {
+        (Window::of(p), Window::of(g))
+    }
+}
+
+/// A pool's bindings and tables, computed on the host from where its tensors are.
+pub(crate) struct PoolPlacement {
+    /// The params window (with each tensor's byte offset in the buffer).
+    pub params: Binding,
+    /// The grads window; the same window as `params` when they share a buffer.
+    pub grads: Binding,
+    /// Params and grads in one buffer: the update kernel binds it once.
+    pub shared: bool,
+    /// One row per 64-element block of the slab's virtual space.
+    pub places: Vec<Place>,
+    /// The slab's chunk table with each start moved into the grads window.
+    pub chunks: Vec<Chunk>,
+}
+
+/// The placement of pooled slab `s` of `layout`, whose tensors' ranges are `params[j]`
+/// and `grads[j]` for the j-th tensor of the pool.
+pub(crate) fn placement(
+    layout: &Layout,
+    s: usize,
+    params: &[&BufferRange],
+    grads: &[&BufferRange],
+) -> PoolPlacement {
+    let slab = &layout.slabs[s];
+    let members = slab.pool.as_deref().unwrap_or(&[]);
+    let numels: Vec<u64> = members.iter().map(|&t| layout.tensors[t].numel).collect();
+    let (pw, gw) = windows(
+        params.iter().copied(),
+        grads.iter().copied(),
+        numels.iter().copied(),
+    );
+    let shared = params[0].buffer == grads[0].buffer;
+    let binding = |r: &BufferRange, w: Window, ranges: &[&BufferRange]| Binding {
+        buffer: r.buffer.clone(),
+        offset: w.start,
+        size: w.len(),
+        data_size: w.len(),
+        places: Some(ranges.iter().map(|r| r.offset).collect::<Vec<_>>().into()),
+    };
+    let block = TENSOR_ALIGN_ELEMS;
+    let mut places = vec![Place::default(); (slab.len / block) as usize];
+    // Per tensor of the pool: its first element in the virtual slab and in the grads window.
+    let mut starts = Vec::with_capacity(members.len());
+    for (j, &t) in members.iter().enumerate() {
+        let virtual_start = layout.tensors[t].offset - slab.base;
+        let p_vec4 = (params[j].offset - pw.start) / 16;
+        let g_vec4 = (grads[j].offset - gw.start) / 16;
+        for b in 0..numels[j].div_ceil(block) {
+            places[(virtual_start / block + b) as usize] = Place {
+                params: (p_vec4 + b * block / 4) as u32,
+                grads: (g_vec4 + b * block / 4) as u32,
+                live: (numels[j] - b * block).min(block) as u32,
+                _pad: 0,
+            };
+        }
+        starts.push((virtual_start, (grads[j].offset - gw.start) / 4));
+    }
+    let chunks = layout.chunks[s]
+        .iter()
+        .map(|c| {
+            let (virtual_start, grads_start) = starts[layout.pool_pos[c.tensor as usize] as usize];
+            Chunk {
+                start: (u64::from(c.start) - virtual_start + grads_start) as u32,
+                ..*c
+            }
+        })
+        .collect();
+    PoolPlacement {
+        params: binding(params[0], pw, params),
+        grads: binding(grads[0], gw, grads),
+        shared,
+        places,
+        chunks,
+    }
+}
+
+/// Checks that moving gradients leaves each pool whole: the grads of a pool's tensors in
+/// one buffer, within one binding.
+pub(crate) fn check_pools_whole(
+    layout: &Layout,
+    externals: &[ExternalTensor],
+    first_external: usize,
+    max_binding: u64,
+) -> Result<()> {
+    for slab in &layout.slabs {
+        let Some(members) = &slab.pool else { continue };
+        let ext = |t: usize| &externals[t - first_external];
+        let first = ext(members[0]);
+        if let Some(&t) = members
+            .iter()
+            .find(|&&t| ext(t).grads.buffer != first.grads.buffer)
+        {
+            return Err(Error::SplitPool(format!(
+                "the gradient of {:?} would be in another buffer than that of {:?}, which \
+                 shares its params buffer; move the gradients of a pool together (one \
+                 rebind_grads call, every tensor of the pool into one buffer)",
+                ext(t).name,
+                first.name
+            )));
+        }
+        let ks: Vec<usize> = members.iter().map(|&t| t - first_external).collect();
+        let numels: Vec<u64> = members.iter().map(|&t| layout.tensors[t].numel).collect();
+        let all: Vec<u64> = {
+            let mut v = vec![0; externals.len()];
+            ks.iter().zip(&numels).for_each(|(&k, &n)| v[k] = n);
+            v
+        };
+        if !windows_fit(externals, &all, &ks, max_binding) {
+            return Err(Error::SplitPool(format!(
+                "the gradients of the pool of {:?} would span more than one binding \
+                 ({max_binding} bytes); keep a pool's gradients within that span",
+                first.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::Context;
+
+    /// A 64 KiB STORAGE buffer of `ctx`'s device, for the pool and rebind tests.
+    pub(crate) fn storage_buffer(ctx: &Context) -> wgpu::Buffer {
+        let (device, _) = ctx
+            .device_queue()
+            .expect("the pool tests need a GPU adapter (lavapipe will do)");
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("pool test"),
+            size: 1 << 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn tensor(
+        k: usize,
+        params: (&wgpu::Buffer, u64),
+        grads: (&wgpu::Buffer, u64),
+    ) -> ExternalTensor {
+        let range = |(buffer, offset): (&wgpu::Buffer, u64)| BufferRange {
+            buffer: buffer.clone(),
+            offset,
+        };
+        ExternalTensor {
+            name: format!("x{k}"),
+            shape: vec![64],
+            params: range(params),
+            grads: range(grads),
+        }
+    }
+
+    /// Tensors sharing a (params, grads) buffer pair are one pool, cut where a window
+    /// would pass the binding limit; empty tensors join none; a shared buffer's window
+    /// covers params and grads together.
+    #[test]
+    fn pools_follow_buffer_pairs_and_the_binding_limit() {
+        let ctx = Context::new().unwrap();
+        let buffer = || storage_buffer(&ctx);
+        let (p, g, other) = (buffer(), buffer(), buffer());
+        // Listed out of offset order: pools sort by params offset.
+        let mut externals: Vec<ExternalTensor> = [3, 0, 5, 1, 4, 2]
+            .iter()
+            .map(|&k| tensor(k, (&p, k as u64 * 256), (&g, 4096 + k as u64 * 256)))
+            .collect();
+        externals.push(tensor(6, (&other, 0), (&g, 0)));
+        let mut numels = vec![64; externals.len()];
+        numels[2] = 0;
+        let pools = group_pools(&externals, &numels, 3 * 256);
+        let names = |pool: &Vec<usize>| -> Vec<&str> {
+            pool.iter().map(|&k| externals[k].name.as_str()).collect()
+        };
+        let got: Vec<Vec<&str>> = pools.iter().map(names).collect();
+        // x5 (index 2) is empty; pools come in the caller's order of their first tensor.
+        assert_eq!(got, [vec!["x3", "x4"], vec!["x0", "x1", "x2"], vec!["x6"]]);
+        // One buffer for params and grads: each tensor's two ranges share its window.
+        externals = (0..4)
+            .map(|k| tensor(k, (&p, k as u64 * 512), (&p, k as u64 * 512 + 256)))
+            .collect();
+        let pools = group_pools(&externals, &[64; 4], 4 * 256);
+        assert_eq!(pools, [vec![0, 1], vec![2, 3]]);
+    }
+}

@@ -1,0 +1,147 @@
+//! The device half of a parameter set's slabs: per slab its params and grads bindings,
+//! chunk table, place table and `Slab` uniform ([`SlabDevice`]), and the set-wide tables of
+//! the per-tensor fold ([`FoldTables`]). A pool's `SlabDevice` is rebuilt (or found again)
+//! when its gradients move; the kernels cache their bind groups by `SlabDevice::id`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::abi::{Chunk, Place, Slab};
+use crate::arena::{own_binding, Binding, BufferRange};
+use crate::context::Gpu;
+use crate::layout::Layout;
+use crate::pool::placement;
+use crate::shaders::Kernel;
+
+static NEXT_SLAB_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One slab as the kernels bind it.
+pub(crate) struct SlabDevice {
+    /// Unique for the process: the key of every kernel's bind-group cache.
+    pub id: u64,
+    pub params: Binding,
+    pub grads: Binding,
+    /// A pool of a caller's tensors (its elementwise kernels use the place table).
+    pub pooled: bool,
+    /// Params and grads in one caller buffer: the update kernel binds it once.
+    pub shared: bool,
+    /// The chunk table of the norm kernels (starts relative to the grads binding).
+    pub chunks: wgpu::Buffer,
+    /// A pool's place table (a one-row placeholder for a slab of clipstep's own).
+    pub places: wgpu::Buffer,
+    /// The `Slab` uniform.
+    pub uniform: wgpu::Buffer,
+}
+
+impl SlabDevice {
+    /// Slab `s` of clipstep's own: a params and a grads buffer of its length.
+    pub(crate) fn own(gpu: &Gpu, layout: &Layout, s: usize) -> SlabDevice {
+        let slab = &layout.slabs[s];
+        let params = own_binding(gpu, "params", slab);
+        let grads = own_binding(gpu, "grads", slab);
+        let places = [Place::default()];
+        Self::build(
+            gpu,
+            layout,
+            s,
+            params,
+            grads,
+            false,
+            &layout.chunks[s],
+            &places,
+        )
+    }
+
+    /// Pooled slab `s`, its j-th tensor at `params[j]` and `grads[j]`.
+    pub(crate) fn pooled(
+        gpu: &Gpu,
+        layout: &Layout,
+        s: usize,
+        params: &[&BufferRange],
+        grads: &[&BufferRange],
+    ) -> SlabDevice {
+        let p = placement(layout, s, params, grads);
+        Self::build(
+            gpu, layout, s, p.params, p.grads, p.shared, &p.chunks, &p.places,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        gpu: &Gpu,
+        layout: &Layout,
+        s: usize,
+        params: Binding,
+        grads: Binding,
+        shared: bool,
+        chunks: &[Chunk],
+        places: &[Place],
+    ) -> SlabDevice {
+        let table = |label: &str, bytes: &[u8]| {
+            let b = gpu.storage(label, bytes.len().max(16) as u64);
+            gpu.queue.write_buffer(&b, 0, bytes);
+            b
+        };
+        let [num_big, num_mid, _] = layout.class_counts[s];
+        let uniform = Slab {
+            len: layout.slabs[s].len as u32,
+            num_big,
+            num_mid,
+            num_chunks: chunks.len() as u32,
+        };
+        SlabDevice {
+            id: NEXT_SLAB_ID.fetch_add(1, Ordering::Relaxed),
+            pooled: layout.slabs[s].pool.is_some(),
+            params,
+            grads,
+            shared,
+            chunks: table("chunk table", bytemuck::cast_slice(chunks)),
+            places: table("place table", bytemuck::cast_slice(places)),
+            uniform: gpu.uniform("slab", bytemuck::bytes_of(&uniform)),
+        }
+    }
+}
+
+/// The per-tensor fold's tables: per tensor its chunk range, and the tensors folded by a
+/// workgroup of their own.
+pub(crate) struct FoldTables {
+    pub ranges: wgpu::Buffer,
+    pub big_tensors: wgpu::Buffer,
+}
+
+impl FoldTables {
+    pub(crate) fn new(gpu: &Gpu, layout: &Layout) -> FoldTables {
+        let upload = |label: &str, bytes: &[u8]| {
+            let b = gpu.storage(label, bytes.len() as u64);
+            gpu.queue.write_buffer(&b, 0, bytes);
+            b
+        };
+        FoldTables {
+            ranges: upload("tensor chunk ranges", bytemuck::cast_slice(&layout.ranges)),
+            big_tensors: upload("big tensors", bytemuck::cast_slice(&layout.big_tensors)),
+        }
+    }
+}
+
+/// The slabs of a set as the kernels see them now: shared by the set's operations and
+/// every optimizer on it, replaced slab by slab when gradients move.
+pub(crate) type Slabs = Vec<Arc<SlabDevice>>;
+
+impl SlabDevice {
+    /// This slab's variant of elementwise kernel `kernel` ([`Kernel::for_slab`]).
+    pub(crate) fn kernel(&self, kernel: Kernel) -> Kernel {
+        kernel.for_slab(self.pooled, self.shared)
+    }
+
+    /// `entries` plus, for a pooled kernel, the place table at binding 10.
+    pub(crate) fn with_places<'a>(
+        &'a self,
+        kernel: Kernel,
+        mut entries: Vec<(u32, wgpu::BindingResource<'a>)>,
+    ) -> Vec<(u32, wgpu::BindingResource<'a>)> {
+        if kernel.pooled() {
+            entries.push((10, self.places.as_entire_binding()));
+        }
+        entries
+    }
+}
