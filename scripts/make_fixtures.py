@@ -2,8 +2,9 @@
 """Golden fixtures for the CPU reference, from PyTorch.
 
 Writes fixtures/pytorch.json: norms, clip_grad_norm_ / clip_grads_with_norm_ /
-clip_grad_value_, a few steps of SGD, Adam, AdamW and RMSprop (single-tensor loops,
-foreach=False, on CPU in float32) with the optimizer states after every step, and AdamW
+clip_grad_value_, a few steps of SGD, Adam, AdamW and RMSprop and twelve of Adagrad
+(single-tensor loops, foreach=False, on CPU in float32) with the optimizer states after
+every step, and AdamW
 with three parameter groups, one left out of the global norm. The unit
 tests in src/reference/golden.rs hold the reference to these numbers, so CI needs no torch.
 
@@ -95,14 +96,19 @@ OPTIMIZERS = [
     ("RMSprop", torch.optim.RMSprop, dict(lr=1e-2, centered=True, momentum=0.5, weight_decay=0.01)),
     ("RMSprop", torch.optim.RMSprop, dict(lr=1e-2, momentum=0.9)),
     ("RMSprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.3, maximize=True, centered=True)),
+    # Appended later, with longer trajectories (the cases above keep their numbers).
+    ("Adagrad", torch.optim.Adagrad, dict(lr=1e-2), 12),
+    ("Adagrad", torch.optim.Adagrad,
+     dict(lr=5e-2, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1), 12),
+    ("Adagrad", torch.optim.Adagrad, dict(lr=1e-2, maximize=True, eps=1e-6), 12),
 ]
 
 
-def optimizer_case(name, cls, kwargs):
+def optimizer_case(name, cls, kwargs, steps=STEPS):
     param = torch.nn.Parameter(torch.randn(NUMEL).float())
     opt = cls([param], foreach=False, **kwargs)
     case = {"optimizer": name, "kwargs": kwargs, "params": flat(param), "steps": []}
-    for _ in range(STEPS):
+    for _ in range(steps):
         grad = (torch.randn(NUMEL) * torch.logspace(-2, 1, NUMEL)).float()
         param.grad = grad.clone()
         opt.step()

@@ -95,6 +95,10 @@ kernels! {
     Adam = "adam" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// RMSprop update.
     RmsProp = "rmsprop" [Update, UpdateSplit, Elementwise, LocateDirect];
+    /// Adagrad update.
+    Adagrad = "adagrad" [Update, UpdateSplit, Elementwise, LocateDirect];
+    /// Lion update.
+    Lion = "lion" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// `Scale` over a pool of a caller's tensors (`src/pool.rs`).
     ScalePooled = "scale" [Elementwise, LocatePooled];
     /// `Clamp` over a pool.
@@ -105,12 +109,20 @@ kernels! {
     AdamPooled = "adam" [Update, UpdateSplit, Elementwise, LocatePooled];
     /// RMSprop over a pool.
     RmsPropPooled = "rmsprop" [Update, UpdateSplit, Elementwise, LocatePooled];
+    /// Adagrad over a pool.
+    AdagradPooled = "adagrad" [Update, UpdateSplit, Elementwise, LocatePooled];
+    /// Lion over a pool.
+    LionPooled = "lion" [Update, UpdateSplit, Elementwise, LocatePooled];
     /// SGD over a pool whose params and grads share one buffer (bound once).
     SgdShared = "sgd" [Update, UpdateShared, Elementwise, LocatePooled];
     /// Adam / AdamW, params and grads in one buffer.
     AdamShared = "adam" [Update, UpdateShared, Elementwise, LocatePooled];
     /// RMSprop, params and grads in one buffer.
     RmsPropShared = "rmsprop" [Update, UpdateShared, Elementwise, LocatePooled];
+    /// Adagrad, params and grads in one buffer.
+    AdagradShared = "adagrad" [Update, UpdateShared, Elementwise, LocatePooled];
+    /// Lion, params and grads in one buffer.
+    LionShared = "lion" [Update, UpdateShared, Elementwise, LocatePooled];
 }
 
 impl Kernel {
@@ -125,9 +137,13 @@ impl Kernel {
             (Sgd, true, false) => SgdPooled,
             (Adam, true, false) => AdamPooled,
             (RmsProp, true, false) => RmsPropPooled,
+            (Adagrad, true, false) => AdagradPooled,
+            (Lion, true, false) => LionPooled,
             (Sgd, true, true) => SgdShared,
             (Adam, true, true) => AdamShared,
             (RmsProp, true, true) => RmsPropShared,
+            (Adagrad, true, true) => AdagradShared,
+            (Lion, true, true) => LionShared,
             (kernel, _, _) => kernel,
         }
     }

@@ -108,6 +108,23 @@ fn round_trips_are_bit_exact_for_every_optimizer() {
         },
         |o: &RmsProp| *o.config(),
     );
+    round_trip_is_exact(
+        AdagradConfig {
+            lr_decay: 0.1,
+            initial_accumulator_value: 0.5,
+            ..Default::default()
+        },
+        AdagradConfig::default(),
+        |o: &Adagrad| *o.config(),
+    );
+    round_trip_is_exact(
+        LionConfig {
+            weight_decay: 0.1,
+            ..Default::default()
+        },
+        LionConfig::default(),
+        |o: &Lion| *o.config(),
+    );
 }
 
 #[test]

@@ -8,11 +8,13 @@
 //! | [`clip`]    | `scale`, `scale_per_tensor`, `clamp`                  |
 //! | [`update`]  | the bind-group recipe shared by the update kernels    |
 //! | [`cache`]   | bind groups cached per slab by what they bind         |
-//! | [`sgd`], [`adam`], [`rmsprop`] | each rule's uniform                |
+//! | [`sgd`], [`adam`], [`rmsprop`], [`adagrad`], [`lion`] | each rule's uniform  |
 
+pub(crate) mod adagrad;
 pub(crate) mod adam;
 pub(crate) mod cache;
 pub(crate) mod clip;
+pub(crate) mod lion;
 pub(crate) mod norm;
 pub(crate) mod rmsprop;
 pub(crate) mod sgd;
@@ -21,6 +23,7 @@ pub(crate) mod update;
 #[cfg(test)]
 mod tests {
     use crate::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
+    use crate::kernels::{adagrad::AdagradUniform, lion::LionUniform};
     use crate::kernels::{adam::AdamUniform, rmsprop::RmsPropUniform, sgd::SgdUniform};
     use crate::shaders::{struct_layout, Kernel};
 
@@ -58,6 +61,8 @@ mod tests {
             mismatch::<SgdUniform>(&Kernel::Sgd.source()),
             mismatch::<AdamUniform>(&Kernel::Adam.source()),
             mismatch::<RmsPropUniform>(&Kernel::RmsProp.source()),
+            mismatch::<AdagradUniform>(&Kernel::Adagrad.source()),
+            mismatch::<LionUniform>(&Kernel::Lion.source()),
         ];
         let found: Vec<String> = checks.into_iter().flatten().collect();
         assert!(found.is_empty(), "{found:#?}");

@@ -43,6 +43,10 @@ pub(crate) trait Rule:
     fn validate(&self) -> Result<()>;
     /// The states bound at slots 2, 3, 4 of the update shader (`None`: unused).
     fn state_names(&self) -> [Option<&'static str>; 3];
+    /// Each state slot's fresh value (Adagrad's `initial_accumulator_value`; 0 for the rest).
+    fn initial_state(&self) -> [f32; 3] {
+        [0.0; 3]
+    }
     /// `(ln β1, ln β2)` for the finalize's per-group Adam bias corrections, in f64 then
     /// rounded; 0: none (the default, for rules without bias correction).
     fn log_betas(&self) -> [f32; 2] {
@@ -144,7 +148,7 @@ impl<R: Rule> Engine<R> {
             })?,
             None => (new_states(), None),
         };
-        Ok(Engine {
+        let mut engine = Engine {
             ctx: params.ctx.clone(),
             set_id: params.id,
             layout,
@@ -154,7 +158,30 @@ impl<R: Rule> Engine<R> {
             states,
             device,
             host_state: DeviceStepState::initial(),
-        })
+        };
+        // States that do not start at zero (Adagrad's accumulator) get their groups' values.
+        for slot in 0..3 {
+            let starts_at_zero = |g: &ParamGroup<R>| g.config.initial_state()[slot] == 0.0;
+            if engine.groups.iter().all(starts_at_zero) {
+                continue;
+            }
+            let values = engine.fresh_state(slot);
+            if let Some(arena) = engine.states[slot].as_mut() {
+                write_all(engine.ctx.gpu(), &engine.layout, arena, &values, "state")?;
+            }
+        }
+        Ok(engine)
+    }
+
+    /// State slot `slot` as it starts, all tensors concatenated: each tensor at its group's
+    /// [`Rule::initial_state`].
+    fn fresh_state(&self, slot: usize) -> Vec<f32> {
+        let mut values = Vec::with_capacity(self.layout.numel() as usize);
+        for (t, &g) in self.layout.tensors.iter().zip(&self.group_of) {
+            let value = self.groups[g as usize].config.initial_state()[slot];
+            values.resize(values.len() + t.numel as usize, value);
+        }
+        values
     }
 
     fn check_set(&self, params: &ParamSet) -> Result<()> {
@@ -527,14 +554,19 @@ impl<R: Rule> Engine<R> {
                 if unexpected.len() > 4 { " ..." } else { "" }
             )));
         }
+        // A tensor missing from the checkpoint starts fresh: its group's initial state.
+        let slots = self.groups[0].config.state_names();
+        let slots = (0..3).filter(|&k| slots[k].is_some());
         Ok(c.states
             .iter()
-            .map(|(_, parts)| {
+            .zip(slots)
+            .map(|((_, parts), slot)| {
                 let mut all = Vec::with_capacity(self.layout.numel() as usize);
-                for (t, src) in here.iter().zip(&source) {
+                for ((t, src), &g) in here.iter().zip(&source).zip(&self.group_of) {
+                    let fresh = self.groups[g as usize].config.initial_state()[slot];
                     match src {
                         Some(i) => all.extend_from_slice(&parts[*i]),
-                        None => all.resize(all.len() + t.numel as usize, 0.0),
+                        None => all.resize(all.len() + t.numel as usize, fresh),
                     }
                 }
                 all

@@ -1,5 +1,6 @@
-//! The reference held to PyTorch: `fixtures/pytorch.json`, written by
-//! `scripts/make_fixtures.py` (PyTorch's single-tensor CPU loops in float32).
+//! The reference held to its anchors: `fixtures/pytorch.json`, written by
+//! `scripts/make_fixtures.py` (PyTorch's single-tensor CPU loops in float32), and
+//! `fixtures/optax.json`, written by `scripts/make_optax_fixtures.py` (Optax, op by op).
 
 use serde_json::Value;
 
@@ -233,15 +234,44 @@ fn reference_step(
                 state.insert("momentum_buffer".into(), b);
             }
         }
+        "Adagrad" => {
+            let mut sum = state
+                .remove("sum")
+                .unwrap_or_else(|| vec![get("initial_accumulator_value", 0.0) as f32; n]);
+            adagrad(
+                params,
+                grad,
+                &mut sum,
+                step,
+                get("lr", 1e-2),
+                get("lr_decay", 0.0),
+                get("weight_decay", 0.0),
+                get("eps", 1e-10),
+                flag("maximize"),
+            );
+            state.insert("sum".into(), sum);
+        }
+        // Optax's keyword arguments (fixtures/optax.json).
+        "Lion" => {
+            let mut m = take("exp_avg");
+            let betas = (get("b1", 0.9), get("b2", 0.99));
+            lion(
+                params,
+                grad,
+                &mut m,
+                get("learning_rate", 1e-4),
+                betas,
+                get("weight_decay", 1e-3),
+            );
+            state.insert("exp_avg".into(), m);
+        }
         other => panic!("no reference for optimizer {other}"),
     }
 }
 
-/// Each step of each optimizer, started from PyTorch's parameters and states before it,
-/// lands within the update tolerance of PyTorch's after it.
-#[test]
-fn optimizer_steps_match_pytorch() {
-    let f = fixtures();
+/// Each step of each optimizer case of fixture `f`, started from the fixture's parameters
+/// and states before it, lands within the update tolerance of the fixture's after it.
+fn optimizer_steps_match(f: &Value) {
     for case in f["optimizers"].as_array().unwrap() {
         let name = case["optimizer"].as_str().unwrap();
         let kw = &case["kwargs"];
@@ -266,10 +296,23 @@ fn optimizer_steps_match_pytorch() {
             );
             for (key, values) in want {
                 assert_ulps(&state[key], &f32s(values), &format!("{what}: {key}"));
-                // The next step starts from PyTorch's state, so errors do not accumulate.
+                // The next step starts from the fixture's state, so errors do not accumulate.
                 state.insert(key.clone(), f32s(values));
             }
             params = f32s(&step["params"]);
         }
     }
+}
+
+/// SGD, Adam, AdamW, RMSprop and Adagrad against PyTorch, step by step.
+#[test]
+fn optimizer_steps_match_pytorch() {
+    optimizer_steps_match(&fixtures());
+}
+
+/// Lion against Optax (`fixtures/optax.json`, `scripts/make_optax_fixtures.py`), step by step.
+#[test]
+fn optimizer_steps_match_optax() {
+    let text = include_str!("../../fixtures/optax.json");
+    optimizer_steps_match(&serde_json::from_str(text).expect("fixtures/optax.json parses"));
 }

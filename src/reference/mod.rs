@@ -15,17 +15,22 @@
 //! | `effective_grad` (`common.wgsl`)        | [`effective_grad`]                     |
 //! | `signed_decayed` (`common.wgsl`)        | [`signed_decayed`]                     |
 //! | `sgd`, `adam`, `rmsprop`                | [`sgd`], [`adam`], [`rmsprop`]         |
+//! | `adagrad`, `lion`                       | [`adagrad`], [`lion`]                  |
 
+mod adagrad;
 mod clip;
 #[cfg(test)]
 mod golden;
+mod lion;
 mod norm;
 mod optim;
 
+pub use adagrad::{adagrad, adagrad_clr};
 pub use clip::{
     clamp_keep_nan, clip_coef, clip_grad_norm, clip_grad_norm_per_tensor, clip_grad_value,
     clip_grads_with_norm, effective_grad,
 };
+pub use lion::{lion, sign_keep_nan};
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};
 pub use optim::{adam, bias_correction, rmsprop, sgd, signed_decayed, torch_lerp};
 

@@ -5,6 +5,7 @@
 
 #[path = "../../src/bin/clipstep/harness.rs"]
 pub mod harness;
+pub mod steps;
 
 use std::sync::OnceLock;
 

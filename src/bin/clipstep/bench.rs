@@ -8,9 +8,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use clipstep::{
-    AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Error, ExternalTensor, Nonfinite,
-    Norm, Optimizer, ParamGroup, ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig,
-    StepOptions, TensorSpec,
+    Adagrad, AdagradConfig, AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Error,
+    ExternalTensor, Lion, LionConfig, Nonfinite, Norm, Optimizer, ParamGroup, ParamSet, Result,
+    RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
 };
 
 /// What to measure.
@@ -532,6 +532,11 @@ impl Bench<'_> {
         self.step("SGD momentum + clip (fused)", &mut set, &mut opt, 24, fused)?;
         let mut opt = RmsProp::new(&set, RmsPropConfig::default())?;
         self.step("RMSprop + clip (fused)", &mut set, &mut opt, 24, fused)?;
+        // Both read p, g and one state, and write p and the state: 20 bytes per element.
+        let mut opt = Adagrad::new(&set, AdagradConfig::default())?;
+        self.step("Adagrad + clip (fused)", &mut set, &mut opt, 20, fused)?;
+        let mut opt = Lion::new(&set, LionConfig::default())?;
+        self.step("Lion + clip (fused)", &mut set, &mut opt, 20, fused)?;
         let mut opt = AdamW::new(&set, AdamWConfig::default())?;
         let t_fused = self.step("AdamW + clip (fused)", &mut set, &mut opt, 32, fused)?;
         let fraction = self.out.last().map_or(0.0, |m| m.fraction_of_copy);

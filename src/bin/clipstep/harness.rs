@@ -7,9 +7,9 @@ use clipstep::consts::tolerance::{
     CLIPPED_REL, NORM_REL, P_NORM_REL, TRAJECTORY_FLOOR, TRAJECTORY_REL,
 };
 use clipstep::{
-    reference, Adam, AdamConfig, AdamW, AdamWConfig, ArenaOptions, Clip, Context, Nonfinite, Norm,
-    Optimizer, ParamGroup, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions,
-    TensorSpec,
+    reference, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, ArenaOptions, Clip,
+    Context, Lion, LionConfig, Nonfinite, Norm, Optimizer, ParamGroup, ParamSet, RmsProp,
+    RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
 };
 
 /// One line of the verification table.
@@ -267,7 +267,14 @@ macro_rules! build {
     };
 }
 
-build!(SgdConfig => Sgd, AdamConfig => Adam, AdamWConfig => AdamW, RmsPropConfig => RmsProp);
+build!(
+    SgdConfig => Sgd,
+    AdamConfig => Adam,
+    AdamWConfig => AdamW,
+    RmsPropConfig => RmsProp,
+    AdagradConfig => Adagrad,
+    LionConfig => Lion
+);
 
 /// AdamW in three parameter groups over a set's tensors (tensor i in group i % 3): group 0
 /// `config`, group 1 at twice the learning rate without weight decay and out of the global
@@ -388,6 +395,17 @@ pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
         momentum: 0.5,
         ..Default::default()
     };
+    let adagrad = AdagradConfig {
+        lr_decay: 0.01,
+        weight_decay: 0.01,
+        initial_accumulator_value: 0.1,
+        ..Default::default()
+    };
+    let lion = LionConfig {
+        lr: 1e-3,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
     let mut out = vec![
         rule(ctx, case, "SGD (clip 1, scale 2)", &sgd, &clipped)?,
         rule(ctx, case, "Adam (clip 1, scale 2)", &adam, &clipped)?,
@@ -399,6 +417,8 @@ pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
             &clipped,
         )?,
         rule(ctx, case, "RMSprop (clip 1, scale 2)", &rmsprop, &clipped)?,
+        rule(ctx, case, "Adagrad (clip 1, scale 2)", &adagrad, &clipped)?,
+        rule(ctx, case, "Lion (clip 1, scale 2)", &lion, &clipped)?,
         rule(
             ctx,
             case,

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Golden fixtures for the CPU reference, from Optax (where the rule is Optax's, not
+PyTorch's).
+
+Writes fixtures/optax.json: twelve steps of optax.lion in three configurations, on CPU in
+float32, with the parameters and the momentum (`mu`, clipstep's `exp_avg`) after every
+step. The unit tests in src/reference/golden.rs hold the reference to these numbers, so CI
+needs no JAX.
+
+    python3 -m pip install "jax[cpu]" optax numpy && python3 scripts/make_optax_fixtures.py
+
+Each step runs op by op (no jit): XLA then compiles every primitive alone, so no two
+operations are fused into one rounding. Floats are written with Python's repr of the exact
+float32 value, so they round-trip bit for bit.
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+STEPS = 12
+NUMEL = 37
+
+LION = [
+    dict(learning_rate=1e-2),
+    dict(learning_rate=3e-3, b1=0.95, b2=0.98, weight_decay=0.1),
+    dict(learning_rate=1e-2, weight_decay=0.0),
+]
+
+
+def flat(x):
+    return [float(v) for v in np.asarray(x, dtype=np.float32).reshape(-1)]
+
+
+def lion_case(rng, kwargs):
+    params = jnp.asarray(rng.standard_normal(NUMEL), dtype=jnp.float32)
+    opt = optax.lion(**kwargs)
+    state = opt.init(params)
+    case = {"optimizer": "Lion", "kwargs": kwargs, "params": flat(params), "steps": []}
+    scale = np.logspace(-2, 1, NUMEL)
+    for step in range(STEPS):
+        grad = (rng.standard_normal(NUMEL) * scale).astype(np.float32)
+        if step == 0:
+            grad[5] = 0.0  # sign(0) = 0: a zero gradient while the momentum is still zero
+        updates, state = opt.update(jnp.asarray(grad), state, params)
+        params = optax.apply_updates(params, updates)
+        case["steps"].append({
+            "grad": flat(grad),
+            "params": flat(params),
+            "state": {"exp_avg": flat(state[0].mu)},
+        })
+    return case
+
+
+def main():
+    rng = np.random.default_rng(20261125)
+    out = {
+        "generator": "scripts/make_optax_fixtures.py",
+        "optax": optax.__version__,
+        "jax": jax.__version__,
+        "optimizers": [lion_case(rng, kw) for kw in LION],
+    }
+    path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "optax.json")
+    with open(path, "w") as f:
+        json.dump(out, f, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {os.path.normpath(path)} ({os.path.getsize(path)} bytes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+// Adagrad (torch.optim.Adagrad), VEC4_PER_INVOCATION vec4s per invocation, skipped when the
+// step state says so; the order of operations is PyTorch's single-tensor loop:
+//   g ← effective_grad(g);  g ← −g if maximize;  g ← g + wd·p
+//   clr ← lr / (1 + (step − 1)·lr_decay)
+//   s ← s + g·g
+//   p ← p + (−clr)·g / (sqrt(s) + eps)
+// clr is computed here in f32 from the step the finalize counted (PyTorch: a Python float,
+// rounded when used; with lr_decay = 0 both are lr exactly). The twin of reference::adagrad.
+//
+// @binding(2) state_sum  @binding(6) groups: one Adagrad per parameter group
+// @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
+// (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
+// by the virtual vec4 i, params and grads at `at`.
+
+struct Adagrad {
+    lr: f32,
+    lr_decay: f32,
+    eps: f32,
+    weight_decay: f32,
+    maximize: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(2) var<storage, read_write> state_sum: array<vec4<f32>>;
+@group(0) @binding(6) var<uniform> groups: array<Adagrad, MAX_GROUPS>;
+
+fn apply(i: u32, at: At) {
+    // Lanes outside the tensor (past its end in a caller's buffer) are written back unchanged.
+    let live = at.live;
+    let block = block_of(i);
+    let u = groups[group_of(block)];
+    let p0 = params[at.p];
+    let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
+    let s0 = state_sum[i];
+    let s = s0 + g * g;
+    state_sum[i] = select(s0, s, live);
+    let clr = u.lr / (1.0 + f32(state.step - 1u) * u.lr_decay);
+    params[at.p] = select(p0, p0 + (-clr) * g / (sqrt(s) + u.eps), live);
+}

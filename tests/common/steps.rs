@@ -1,0 +1,356 @@
+//! Fused optimizer steps against the CPU reference, shared by the optimizer test files:
+//! each config's reference step, and the checks that run a config over a matrix of clips,
+//! loss scales and layouts, and over 100 steps.
+
+use std::collections::BTreeMap;
+
+use clipstep::consts::tolerance::{TRAJECTORY_FLOOR, TRAJECTORY_REL, UPDATE_ABS, UPDATE_ULPS};
+use clipstep::*;
+
+use super::*;
+
+/// The clips every config is checked under.
+pub fn clips() -> Vec<Clip> {
+    vec![
+        Clip::None,
+        Clip::GlobalNorm {
+            max_norm: 1.0,
+            norm: Norm::L2,
+        },
+        Clip::GlobalNorm {
+            max_norm: 3.0,
+            norm: Norm::Inf,
+        },
+        Clip::Value { clip_value: 0.05 },
+        Clip::NormThenValue {
+            max_norm: 2.0,
+            norm: Norm::L1,
+            clip_value: 0.001,
+        },
+    ]
+}
+
+/// The reference step of each optimizer, from its config's plain numbers.
+pub trait ReferenceStep: harness::Build {
+    /// One step (`step` = 1 on the first) of the reference over whole arrays; `states`
+    /// by name, as the optimizer keeps them.
+    fn reference_step(
+        &self,
+        step: u32,
+        params: &mut [f32],
+        grads: &[f32],
+        states: &mut BTreeMap<String, Vec<f32>>,
+    );
+}
+
+/// Takes state `name` out of `states` (empty when the config keeps none).
+pub fn take(states: &mut BTreeMap<String, Vec<f32>>, name: &str) -> Vec<f32> {
+    states.remove(name).unwrap_or_default()
+}
+
+pub fn some(v: &mut Vec<f32>) -> Option<&mut [f32]> {
+    (!v.is_empty()).then_some(v.as_mut_slice())
+}
+
+impl ReferenceStep for SgdConfig {
+    fn reference_step(
+        &self,
+        step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+    ) {
+        let mut buf = take(s, "momentum_buffer");
+        let c = self;
+        reference::sgd(
+            p,
+            g,
+            some(&mut buf),
+            step == 1,
+            c.lr,
+            c.momentum,
+            c.dampening,
+            c.weight_decay,
+            c.nesterov,
+            c.maximize,
+        );
+        s.insert("momentum_buffer".into(), buf);
+    }
+}
+
+fn adam_step(
+    c: &AdamConfig,
+    decoupled: bool,
+    step: u32,
+    p: &mut [f32],
+    g: &[f32],
+    s: &mut BTreeMap<String, Vec<f32>>,
+) {
+    let (mut m, mut v, mut vmax) = (
+        take(s, "exp_avg"),
+        take(s, "exp_avg_sq"),
+        take(s, "max_exp_avg_sq"),
+    );
+    reference::adam(
+        p,
+        g,
+        &mut m,
+        &mut v,
+        some(&mut vmax),
+        step,
+        c.lr,
+        c.betas,
+        c.eps,
+        c.weight_decay,
+        decoupled,
+        c.maximize,
+        c.bias_correction,
+    );
+    s.insert("exp_avg".into(), m);
+    s.insert("exp_avg_sq".into(), v);
+    s.insert("max_exp_avg_sq".into(), vmax);
+}
+
+impl ReferenceStep for AdamConfig {
+    fn reference_step(
+        &self,
+        step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+    ) {
+        adam_step(self, false, step, p, g, s);
+    }
+}
+
+impl ReferenceStep for AdamWConfig {
+    fn reference_step(
+        &self,
+        step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+    ) {
+        let c = AdamConfig {
+            lr: self.lr,
+            betas: self.betas,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            amsgrad: self.amsgrad,
+            maximize: self.maximize,
+            bias_correction: self.bias_correction,
+        };
+        adam_step(&c, true, step, p, g, s);
+    }
+}
+
+impl ReferenceStep for RmsPropConfig {
+    fn reference_step(
+        &self,
+        _step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+    ) {
+        let (mut sq, mut avg, mut buf) = (
+            take(s, "square_avg"),
+            take(s, "grad_avg"),
+            take(s, "momentum_buffer"),
+        );
+        let c = self;
+        reference::rmsprop(
+            p,
+            g,
+            &mut sq,
+            some(&mut avg),
+            some(&mut buf),
+            c.lr,
+            c.alpha,
+            c.eps,
+            c.weight_decay,
+            c.momentum,
+            c.maximize,
+        );
+        s.insert("square_avg".into(), sq);
+        s.insert("grad_avg".into(), avg);
+        s.insert("momentum_buffer".into(), buf);
+    }
+}
+
+/// The parameters and every state the optimizer keeps, by name.
+pub fn downloads<O: Optimizer>(opt: &O, set: &ParamSet) -> (Vec<f32>, BTreeMap<String, Vec<f32>>) {
+    let states = opt
+        .state_names()
+        .into_iter()
+        .map(|n| (n.to_string(), opt.state(n).unwrap()))
+        .collect();
+    (set.download_params().unwrap(), states)
+}
+
+/// Three steps of `config` with `options`; before each, the reference takes the GPU's
+/// params and states, and after it every element must be within the update tolerance.
+pub fn steps_match<C: ReferenceStep>(
+    config: C,
+    options: StepOptions,
+    sizes: &[usize],
+    slab: Option<u64>,
+) {
+    let ctx = ctx();
+    let (mut set, _) = set_with_grads(&ctx, sizes, slab, 1);
+    let n: usize = sizes.iter().sum();
+    set.upload_params(&data(n, 2, 1.0)).unwrap();
+    let mut opt = config.build(&set).unwrap();
+    for step in 0..3u64 {
+        let grads = data(n, 10 + step, 1.0 + step as f32);
+        set.upload_grads(&grads).unwrap();
+        let (mut p, mut s) = downloads(&opt, &set);
+        let report = opt.step(&mut set, &options).unwrap();
+        let state = report.read_blocking().unwrap();
+        let what = format!("{config:?}, {options:?}, step {step}");
+
+        // The step state against the f64 reference.
+        let norm = options.clip.norm_clip().map_or(Norm::L2, |(_, n)| n);
+        let inv = 1.0 / options.grad_scale;
+        let total = reference::global_norm(&split(&grads, sizes), norm.order()) * inv;
+        let tol = norm_tolerance(norm);
+        assert_rel(state.total_norm, total, tol, &format!("{what}: total norm"));
+        if let Some((max_norm, _)) = options.clip.norm_clip() {
+            let coef = reference::clip_coef(total, max_norm);
+            assert_rel(
+                state.clip_coef,
+                coef,
+                tol,
+                &format!("{what}: clip coefficient"),
+            );
+        } else {
+            assert_eq!(state.clip_coef, 1.0, "{what}");
+        }
+        assert_eq!(state.step, step as u32 + 1, "{what}");
+
+        // The update against the f32 reference fed the GPU's clip coefficient.
+        let clip_value = options.clip.value_clip();
+        let effective: Vec<f32> = grads
+            .iter()
+            .map(|&g| reference::effective_grad(g, inv, state.clip_coef, clip_value))
+            .collect();
+        config.reference_step(state.step, &mut p, &effective, &mut s);
+        let (gp, gs) = downloads(&opt, &set);
+        assert_close_elementwise(&gp, &p, UPDATE_ULPS, UPDATE_ABS, &format!("{what}: params"));
+        for (name, got) in &gs {
+            assert_close_elementwise(
+                got,
+                &s[name],
+                UPDATE_ULPS,
+                UPDATE_ABS,
+                &format!("{what}: {name}"),
+            );
+        }
+    }
+}
+
+pub fn matrix<C: ReferenceStep>(configs: Vec<C>) {
+    let sizes = [1, 255, 256, 257, 7919, 64];
+    for config in configs {
+        for clip in clips() {
+            for grad_scale in [1.0, 128.0] {
+                let options = StepOptions {
+                    clip,
+                    grad_scale,
+                    ..Default::default()
+                };
+                steps_match(config.clone(), options, &sizes, None);
+            }
+        }
+        // Multi-slab, 2D grid, and 2000 tensors.
+        let options = StepOptions {
+            clip: Clip::GlobalNorm {
+                max_norm: 1.0,
+                norm: Norm::L2,
+            },
+            ..Default::default()
+        };
+        steps_match(
+            config.clone(),
+            options,
+            &[40_000, 3, 12_345],
+            Some(16 * 1024),
+        );
+        let tiny: Vec<usize> = (0..2000).map(|i| 1 + i % 5).collect();
+        steps_match(config, options, &tiny, None);
+    }
+}
+
+/// 100 steps on the GPU and on the CPU reference backend, with a decaying learning rate.
+pub fn trajectory<C: ReferenceStep>(config: C, sizes: &[usize], slab: Option<u64>) {
+    let options = StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 5.0,
+            norm: Norm::L2,
+        },
+        grad_scale: 4.0,
+        ..Default::default()
+    };
+    let n: usize = sizes.iter().sum();
+    let mut runs = Vec::new();
+    for ctx in [ctx(), Context::cpu()] {
+        let (mut set, _) = set_with_grads(&ctx, sizes, slab, 1);
+        set.upload_params(&data(n, 2, 1.0)).unwrap();
+        let mut opt = config.build(&set).unwrap();
+        let lr0 = opt.learning_rate();
+        for step in 0..100u64 {
+            set.upload_grads(&data(n, 100 + step, 2.0)).unwrap();
+            opt.set_learning_rate(lr0 * 0.98f64.powi(step as i32))
+                .unwrap();
+            opt.step(&mut set, &options).unwrap();
+        }
+        assert_eq!(opt.step_count().unwrap(), 100);
+        runs.push(set.download_params().unwrap());
+    }
+    let what = format!("{config:?}: 100 steps, GPU vs CPU");
+    assert_close(
+        &runs[0],
+        &runs[1],
+        f64::from(TRAJECTORY_REL),
+        TRAJECTORY_FLOOR,
+        &what,
+    );
+}
+
+impl ReferenceStep for AdagradConfig {
+    fn reference_step(
+        &self,
+        step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+    ) {
+        let mut sum = take(s, "sum");
+        let c = self;
+        reference::adagrad(
+            p,
+            g,
+            &mut sum,
+            step,
+            c.lr,
+            c.lr_decay,
+            c.weight_decay,
+            c.eps,
+            c.maximize,
+        );
+        s.insert("sum".into(), sum);
+    }
+}
+
+impl ReferenceStep for LionConfig {
+    fn reference_step(
+        &self,
+        _step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+    ) {
+        let mut m = take(s, "exp_avg");
+        reference::lion(p, g, &mut m, self.lr, self.betas, self.weight_decay);
+        s.insert("exp_avg".into(), m);
+    }
+}
