@@ -4,7 +4,9 @@ PyTorch's).
 
 Writes fixtures/optax.json: twelve steps of optax.lion in three configurations, on CPU in
 float32, with the parameters and the momentum (`mu`, clipstep's `exp_avg`) after every
-step. The unit tests in src/reference/golden.rs hold the reference to these numbers, so CI
+step; and twelve steps of optax.sgd behind optax.zero_nans (gradients with NaNs) and
+behind MultiSteps(should_skip_update_fn=skip_large_updates) (gradients whose norm crosses
+the bound), with the parameters after every step. The unit tests in src/reference/golden.rs hold the reference to these numbers, so CI
 needs no JAX.
 
     python3 -m pip install "jax[cpu]" optax numpy && python3 scripts/make_optax_fixtures.py
@@ -13,6 +15,7 @@ Each step runs op by op (no jit): XLA then compiles every primitive alone, so no
 operations are fused into one rounding. Floats are written with Python's repr of the exact
 float32 value, so they round-trip bit for bit.
 """
+import functools
 import json
 import os
 
@@ -32,7 +35,8 @@ LION = [
 
 
 def flat(x):
-    return [float(v) for v in np.asarray(x, dtype=np.float32).reshape(-1)]
+    """Floats as JSON numbers; NaN (not JSON) as null."""
+    return [None if np.isnan(v) else float(v) for v in np.asarray(x, dtype=np.float32).reshape(-1)]
 
 
 def lion_case(rng, kwargs):
@@ -55,6 +59,45 @@ def lion_case(rng, kwargs):
     return case
 
 
+def sgd_case(rng, name, opt, grads):
+    """`opt` (an optax.sgd behind a policy) over `grads`, from random parameters."""
+    params = jnp.asarray(rng.standard_normal(NUMEL), dtype=jnp.float32)
+    state = opt.init(params)
+    case = {"policy": name, "lr": SGD_LR, "params": flat(params), "steps": []}
+    for grad in grads:
+        updates, state = opt.update(jnp.asarray(grad), state, params)
+        params = optax.apply_updates(params, updates)
+        case["steps"].append({"grad": flat(grad), "params": flat(params)})
+    return case
+
+
+SGD_LR = 0.1
+SKIP_ABOVE = 2.0
+
+
+def policy_cases(rng):
+    nan_grads = []
+    for step in range(STEPS):
+        g = rng.standard_normal(NUMEL).astype(np.float32)
+        for k in rng.choice(NUMEL, size=step % 4, replace=False):
+            g[k] = np.nan
+        nan_grads.append(g)
+    zero_nans = optax.chain(optax.zero_nans(), optax.sgd(SGD_LR))
+    large_grads = []
+    for step in range(STEPS):
+        g = rng.standard_normal(NUMEL).astype(np.float32)
+        norm = [1.0, 3.0, 1.9, 2.5, 0.5, 10.0][step % 6]
+        large_grads.append((g / np.linalg.norm(g) * norm).astype(np.float32))
+    skip = functools.partial(optax.skip_large_updates, max_squared_norm=SKIP_ABOVE**2)
+    skip_large = optax.MultiSteps(optax.sgd(SGD_LR), every_k_schedule=1,
+                                  should_skip_update_fn=skip)
+    return [
+        sgd_case(rng, "zero_nans", zero_nans, nan_grads),
+        dict(sgd_case(rng, "skip_large_updates", skip_large, large_grads),
+             skip_above=SKIP_ABOVE),
+    ]
+
+
 def main():
     rng = np.random.default_rng(20261125)
     out = {
@@ -62,10 +105,11 @@ def main():
         "optax": optax.__version__,
         "jax": jax.__version__,
         "optimizers": [lion_case(rng, kw) for kw in LION],
+        "policies": policy_cases(rng),
     }
     path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "optax.json")
     with open(path, "w") as f:
-        json.dump(out, f, separators=(",", ":"))
+        json.dump(out, f, separators=(",", ":"), allow_nan=False)
         f.write("\n")
     print(f"wrote {os.path.normpath(path)} ({os.path.getsize(path)} bytes)")
 

@@ -11,6 +11,7 @@ struct StepState {
     nonfinite: u32,
     skipped: u32,
     step: u32,
+    zero_nans: u32,
 }
 
 // The options of one norm / finalize / clip recording (see src/abi.rs for each field).
@@ -27,7 +28,7 @@ struct NormOp {
     policy: u32,
     count_step: u32,
     num_groups: u32,
-    _pad1: u32,
+    skip_above: f32,
     _pad2: u32,
 }
 
@@ -76,6 +77,15 @@ fn is_finite(x: f32) -> bool {
 
 fn is_nan(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn is_nan4(x: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
+}
+
+// x with its NaN lanes replaced by 0 when `zero` (Optax's zero_nans).
+fn zero_nans_if(x: vec4<f32>, zero: bool) -> vec4<f32> {
+    return select(x, vec4<f32>(0.0), is_nan4(x) & vec4<bool>(zero));
 }
 
 // min(1, max_norm / (norm + CLIP_EPS)), and NaN for a NaN norm (PyTorch multiplies by it

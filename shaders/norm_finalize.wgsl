@@ -6,10 +6,12 @@
 //   source NONE:      total_norm = NaN, nothing flagged
 //   clip_coef       = min(1, max_norm / (total_norm + CLIP_EPS)) with max_norm > 0 (NaN if total_norm is NaN), else 1
 //   nonfinite       = some g is NaN/±Inf, or total_norm is not finite
-//   skipped         = nonfinite and policy != PROPAGATE
+//   ZERO_NANS policy: NaN elements counted as 0 by the partials; the norms ignore FLAG_NAN
+//   skipped         = nonfinite (under ZERO_NANS: ±Inf or a non-finite total) and policy != PROPAGATE,
+//                     or skip_above > 0 and !(total_norm < skip_above)  (a NaN total too)
 //   step           += 1 unless skipped (only when count_step; saturates at 2^32 − 1)
 //   group_bias[g]   = 1 − β^step = −expm1(step · ln β) per group and beta (1 where ln β = 0)
-//   inv_grad_scale, clip_value: copied from op for the update
+//   inv_grad_scale, clip_value, zero_nans: from op for the clip and update kernels
 // The twin of the host finalize in src/host.rs.
 //
 // @binding(0) tensor_sums  one Partial per tensor
@@ -53,6 +55,11 @@ fn bias_correction(log_beta: f32, t: u32) -> f32 {
     return one_minus_power(log_beta, t);
 }
 
+// The flags a norm is taken with: under ZERO_NANS a NaN counted as 0, not as NaN.
+fn counted(flags: u32) -> u32 {
+    return select(flags, flags & ~FLAG_NAN, op.policy == POLICY_ZERO_NANS);
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) lid: u32) {
     var acc = 0.0;
@@ -60,7 +67,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if op.source == SOURCE_COMPUTED {
         for (var t = lid; t < op.num_tensors; t += WORKGROUP_SIZE) {
             let part = tensor_sums[t];
-            tensor_norms[t] = root(part.value, part.flags);
+            tensor_norms[t] = root(part.value, counted(part.flags));
             if in_norm[t] != 0u {
                 acc = combine(acc, part.value);
             }
@@ -74,12 +81,16 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     var st = state;
     var total = f32_nan(lid);
     st.nonfinite = 0u;
+    // What blocks the step under a skipping policy: every NaN/Inf, or under ZERO_NANS ±Inf.
+    var blocking = false;
     if op.source == SOURCE_COMPUTED {
-        total = root(all.value, all.flags);
+        total = root(all.value, counted(all.flags));
         st.nonfinite = select(0u, 1u, all.flags != 0u || !is_finite(total));
+        blocking = counted(all.flags) != 0u || !is_finite(total);
     } else if op.source == SOURCE_GIVEN {
         total = op.given_norm * op.inv_grad_scale;
         st.nonfinite = select(0u, 1u, !is_finite(total));
+        blocking = st.nonfinite != 0u;
     }
     st.total_norm = total;
     st.clip_coef = 1.0;
@@ -88,7 +99,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
     st.inv_grad_scale = op.inv_grad_scale;
     st.clip_value = op.clip_value;
-    st.skipped = select(0u, 1u, st.nonfinite != 0u && op.policy != POLICY_PROPAGATE);
+    st.zero_nans = select(0u, 1u, op.policy == POLICY_ZERO_NANS);
+    let too_large = op.skip_above > 0.0 && !(total < op.skip_above);
+    st.skipped = select(0u, 1u, (blocking && op.policy != POLICY_PROPAGATE) || too_large);
     if op.count_step != 0u && st.skipped == 0u && st.step != 0xffffffffu {
         st.step += 1u;
     }

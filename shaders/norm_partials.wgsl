@@ -11,6 +11,7 @@
 // @binding(2) partials one Partial per chunk of the whole set (written)
 // @binding(3) op       NormOp (p)
 // NORM_KIND (pipeline constant) the norm kind: one pipeline per kind
+// ZERO_NANS (pipeline constant) NaN elements add 0 (Optax's zero_nans) but still set FLAG_NAN
 // @binding(4) slab     Slab (num_big, num_mid, num_chunks)
 
 @group(0) @binding(0) var<storage, read> grads: array<vec4<f32>>;
@@ -18,6 +19,8 @@
 @group(0) @binding(2) var<storage, read_write> partials: array<Partial>;
 @group(0) @binding(3) var<uniform> op: NormOp;
 @group(0) @binding(4) var<uniform> slab: Slab;
+
+override ZERO_NANS: bool = false;
 
 // Σ over lanes of |g|^p terms (max for L∞) of chunk elements start + 4·(lane + k·width),
 // accumulated per vec4 lane and folded once at the end. Non-finite values are tracked as
@@ -30,30 +33,33 @@ fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     switch NORM_KIND {
         case NORM_L2: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let g = select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end));
-                bits = max(bits, bitcast<vec4<u32>>(g) & vec4<u32>(0x7fffffffu));
+                let raw = select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end));
+                bits = max(bits, bitcast<vec4<u32>>(raw) & vec4<u32>(0x7fffffffu));
+                let g = zero_nans_if(raw, ZERO_NANS);
                 acc += g * g;
             }
         }
         case NORM_INF: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let a = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
-                bits = max(bits, bitcast<vec4<u32>>(a));
+                let raw = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+                bits = max(bits, bitcast<vec4<u32>>(raw));
+                let a = zero_nans_if(raw, ZERO_NANS);
                 acc = max(acc, a);
             }
         }
         case NORM_P: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let a = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
-                bits = max(bits, bitcast<vec4<u32>>(a));
+                let raw = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+                bits = max(bits, bitcast<vec4<u32>>(raw));
+                let a = zero_nans_if(raw, ZERO_NANS);
                 acc += select(pow(a, vec4<f32>(op.p)), vec4<f32>(0.0), a == vec4<f32>(0.0));
             }
         }
         default: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let a = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
-                bits = max(bits, bitcast<vec4<u32>>(a));
-                acc += a;
+                let raw = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+                bits = max(bits, bitcast<vec4<u32>>(raw));
+                acc += zero_nans_if(raw, ZERO_NANS);
             }
         }
     }

@@ -1,6 +1,7 @@
 // Clip by norm, applied in place (torch clip_grads_with_norm_), VEC4_PER_INVOCATION vec4s
 // per invocation:
-//   g_i ← g_i · clip_coef          (clip_coef from the step state the finalize pass wrote)
+//   g_i ← g_i · clip_coef          (clip_coef from the step state the finalize pass wrote;
+//                                    a NaN g_i becomes 0 under the ZeroNans policy)
 // A skipped state (non-finite under Skip/Error) leaves g untouched.
 //
 // @binding(0) grads  this slab, vec4-packed (read and written)
@@ -18,5 +19,6 @@ fn enabled() -> bool {
 
 fn apply(i: u32, at: At) {
     let g = grads[at.g];
-    grads[at.g] = select(g, g * state.clip_coef, at.live);
+    let x = zero_nans_if(g, state.zero_nans != 0u);
+    grads[at.g] = select(g, x * state.clip_coef, at.live);
 }

@@ -1,6 +1,7 @@
 // Clip each tensor by its own norm, in place:
 //   g_i ← g_i · min(1, max_norm / (‖g_t‖ + CLIP_EPS))   for i in tensor t   (NaN if ‖g_t‖ is NaN)
 // ‖g_t‖ comes from tensor_norms, written by the finalize pass of the same recording.
+// A NaN g_i becomes 0 under the ZeroNans policy.
 // Workgroup w scales chunk row w of this slab (a chunk lies in one tensor); a skipped step
 // state (non-finite under Skip/Error) leaves every gradient untouched.
 //
@@ -34,6 +35,7 @@ fn main(
     let end = chunk.start + chunk.len;
     for (var e = chunk.start + lid * 4u; e < end; e += WORKGROUP_SIZE * 4u) {
         let g = grads[e / 4u];
-        grads[e / 4u] = select(g, g * coef, lanes_before(e, end));
+        let x = zero_nans_if(g, state.zero_nans != 0u);
+        grads[e / 4u] = select(g, x * coef, lanes_before(e, end));
     }
 }

@@ -33,12 +33,14 @@ fn group_of(block: u32) -> u32 {
     return block & BLOCK_GROUP_MASK;
 }
 
-// The gradient vec4 g (of block-table entry `block`) its rule applies: unscaled, norm- and
-// value-clipped (effective_grad), or only unscaled when its group is not clipped.
+// The gradient vec4 g (of block-table entry `block`) its rule applies: NaN read as 0 under
+// the ZeroNans policy, then unscaled, norm- and value-clipped (effective_grad), or only
+// unscaled when its group is not clipped.
 // The clamp only runs under a value clip (a branch uniform over the step).
 fn rule_grad(g: u32, block: u32) -> vec4<f32> {
     let clipped = (block & BLOCK_UNCLIPPED) == 0u;
-    let x = load_grad(g) * state.inv_grad_scale * select(1.0, state.clip_coef, clipped);
+    let raw = zero_nans_if(load_grad(g), state.zero_nans != 0u);
+    let x = raw * state.inv_grad_scale * select(1.0, state.clip_coef, clipped);
     if state.clip_value > 0.0 {
         return select(x, clamp_keep_nan(x, state.clip_value), clipped);
     }

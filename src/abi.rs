@@ -78,6 +78,8 @@ codes! {
     POLICY_PROPAGATE = 1;
     /// `NormOp::policy`: skipped, and an error when the report is read.
     POLICY_ERROR = 2;
+    /// `NormOp::policy`: NaN gradients count as 0 (norm, clip, update); ±Inf skips.
+    POLICY_ZERO_NANS = 3;
     /// A block-table entry (see `shaders/update.wgsl`): its group is not clipped.
     BLOCK_UNCLIPPED = 0x8000_0000;
     /// A block table's first entry: every block of the slab has this entry.
@@ -104,10 +106,13 @@ shared_struct! {
         clip_value: f32,
         /// Some gradient was NaN/±Inf, or the total norm overflowed.
         nonfinite: u32,
-        /// The update and clip passes are skipped (non-finite under Skip or Error).
+        /// The update and clip passes are skipped (non-finite under Skip or Error, ±Inf
+        /// under ZeroNans, or a norm not below `NormOp::skip_above`).
         skipped: u32,
         /// Optimizer steps taken (skipped steps excluded).
         step: u32,
+        /// 1: the clip and update kernels read NaN gradients as 0 (`POLICY_ZERO_NANS`).
+        zero_nans: u32,
     }
 }
 
@@ -153,9 +158,10 @@ shared_struct! {
         count_step: u32,
         /// Parameter groups whose Adam bias corrections the finalize computes (0: none).
         num_groups: u32,
+        /// > 0: skip the step unless the total norm is below this bound (Optax's
+        /// `skip_large_updates`); 0: no bound.
+        skip_above: f32,
         /// Uniforms are read in 16-byte rows.
-        _pad1: u32,
-        /// Padding.
         _pad2: u32,
     }
 }

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, Once};
 
 use crate::consts::WORKGROUP_SIZE;
 use crate::error::{Error, Result};
-use crate::shaders::{Kernel, PipelineKey, NORM_KINDS};
+use crate::shaders::{Kernel, PipelineKey};
 
 /// Set to `1` to turn "no GPU adapter" into [`Error::NoAdapter`] instead of the CPU fallback.
 pub const REQUIRE_GPU_ENV: &str = "CLIPSTEP_REQUIRE_GPU";
@@ -358,9 +358,9 @@ impl Pipelines {
                     bind_group_layouts: &[Some(&bind_group_layout)],
                     immediate_size: 0,
                 });
-                NORM_KINDS
-                    .iter()
-                    .map(|&k| build(Some(&layout), &[("NORM_KIND", f64::from(k))]))
+                PipelineKey::variants(kernel)
+                    .into_iter()
+                    .map(|key| build(Some(&layout), &key.constants()))
                     .collect()
             })
             .collect();
@@ -368,12 +368,7 @@ impl Pipelines {
     }
 
     pub(crate) fn get(&self, key: PipelineKey) -> &wgpu::ComputePipeline {
-        let variants = &self.pipelines[key.kernel.index()];
-        if variants.len() == 1 {
-            &variants[0]
-        } else {
-            &variants[key.norm_kind as usize]
-        }
+        &self.pipelines[key.kernel.index()][key.variant()]
     }
 }
 

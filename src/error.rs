@@ -169,6 +169,9 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// `StepOptions::skip_above` must be finite and > 0.
+    #[error("skip_above must be a finite bound > 0 on the global norm; got {0} (None: never skip for size)")]
+    InvalidSkipBound(f32),
     /// A forced slab size is too small.
     #[error("slab size {0} bytes is below the minimum of {min} bytes", min = crate::consts::MIN_SLAB_BYTES)]
     SlabTooSmall(u64),

@@ -3,8 +3,8 @@
 //! same [`NormOp`] the device would.
 
 use crate::abi::{
-    DeviceStepState, NormOp, NORM_INF, NORM_L1, NORM_L2, POLICY_PROPAGATE, SOURCE_COMPUTED,
-    SOURCE_GIVEN, SOURCE_NONE,
+    DeviceStepState, NormOp, NORM_INF, NORM_L1, NORM_L2, POLICY_PROPAGATE, POLICY_ZERO_NANS,
+    SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE,
 };
 use crate::layout::Layout;
 use crate::reference::{self, PowerSum};
@@ -16,6 +16,35 @@ fn norm_type(op: &NormOp) -> f32 {
         NORM_L2 => 2.0,
         NORM_INF => f32::INFINITY,
         _ => op.p,
+    }
+}
+
+/// Whether `op` counts NaN gradients as 0 (`Nonfinite::ZeroNans`).
+fn zeroes_nans(op: &NormOp) -> bool {
+    op.policy == POLICY_ZERO_NANS
+}
+
+/// The power sum of `g` under `op`: NaN elements add 0 under ZeroNans but still set
+/// `has_nan` (the twin of the partials' `ZERO_NANS` variant).
+fn power_sum(g: &[f32], p: f32, op: &NormOp) -> PowerSum {
+    if !zeroes_nans(op) || !g.iter().any(|x| x.is_nan()) {
+        return reference::power_sum(g, p);
+    }
+    let zeroed: Vec<f32> = g
+        .iter()
+        .map(|&x| if x.is_nan() { 0.0 } else { x })
+        .collect();
+    PowerSum {
+        has_nan: true,
+        ..reference::power_sum(&zeroed, p)
+    }
+}
+
+/// `sum` as a norm is taken under `op`: a NaN counted as 0 is no NaN (the finalize's `counted`).
+fn counted(sum: PowerSum, op: &NormOp) -> PowerSum {
+    PowerSum {
+        has_nan: sum.has_nan && !zeroes_nans(op),
+        ..sum
     }
 }
 
@@ -32,8 +61,12 @@ pub(crate) fn norm(
     let mut total = PowerSum::default();
     let mut per_tensor = Vec::with_capacity(layout.tensors.len());
     for (i, t) in layout.tensors.iter().enumerate() {
-        let sum = reference::power_sum(&grads[t.offset as usize..(t.offset + t.numel) as usize], p);
-        per_tensor.push(reference::root(sum, p) as f32 * op.inv_grad_scale);
+        let sum = power_sum(
+            &grads[t.offset as usize..(t.offset + t.numel) as usize],
+            p,
+            op,
+        );
+        per_tensor.push(reference::root(counted(sum, op), p) as f32 * op.inv_grad_scale);
         let counted = in_norm.is_none_or(|m| m[i] != 0);
         let sum = if counted {
             sum
@@ -52,23 +85,32 @@ pub(crate) fn finalize(
     op: &NormOp,
     sum: Option<PowerSum>,
 ) -> DeviceStepState {
-    let (total_norm, nonfinite) = match (op.source, sum) {
+    // `blocking`: what skips the step under a skipping policy (under ZeroNans, ±Inf only).
+    let (total_norm, nonfinite, blocking) = match (op.source, sum) {
         (SOURCE_COMPUTED, Some(sum)) => {
-            let total = reference::root(sum, norm_type(op)) as f32 * op.inv_grad_scale;
-            (total, sum.nonfinite() || !total.is_finite())
+            let kept = counted(sum, op);
+            let total = reference::root(kept, norm_type(op)) as f32 * op.inv_grad_scale;
+            let overflow = !total.is_finite();
+            (
+                total,
+                sum.nonfinite() || overflow,
+                kept.nonfinite() || overflow,
+            )
         }
         (SOURCE_GIVEN, _) => {
             let total = op.given_norm * op.inv_grad_scale;
-            (total, !total.is_finite())
+            (total, !total.is_finite(), !total.is_finite())
         }
-        _ => (f32::NAN, false),
+        _ => (f32::NAN, false, false),
     };
     let clip_coef = if op.source != SOURCE_NONE && op.max_norm > 0.0 {
         reference::clip_coef(total_norm, op.max_norm)
     } else {
         1.0
     };
-    let skipped = nonfinite && op.policy != POLICY_PROPAGATE;
+    // Optax's skip_large_updates: `!(norm < bound)`, so a NaN norm skips too.
+    let too_large = op.skip_above > 0.0 && !(total_norm < op.skip_above);
+    let skipped = (blocking && op.policy != POLICY_PROPAGATE) || too_large;
     let step = prev
         .step
         .saturating_add(u32::from(op.count_step != 0 && !skipped));
@@ -80,14 +122,28 @@ pub(crate) fn finalize(
         nonfinite: u32::from(nonfinite),
         skipped: u32::from(skipped),
         step,
+        zero_nans: u32::from(zeroes_nans(op)),
     }
 }
 
-/// The gradients an update applies: `reference::effective_grad` of each, from the state.
+/// `g`, or 0 for a NaN under the ZeroNans policy (the twin of `zero_nans_if`).
+pub(crate) fn zero_nan(g: f32, state: &DeviceStepState) -> f32 {
+    if state.zero_nans != 0 && g.is_nan() {
+        0.0
+    } else {
+        g
+    }
+}
+
+/// The gradients an update applies: `reference::effective_grad` of each (a NaN read as 0
+/// under ZeroNans), from the state.
 pub(crate) fn effective_grads(grads: &[f32], state: &DeviceStepState) -> Vec<f32> {
     let clip_value = (state.clip_value > 0.0).then_some(state.clip_value);
     grads
         .iter()
-        .map(|&g| reference::effective_grad(g, state.inv_grad_scale, state.clip_coef, clip_value))
+        .map(|&g| {
+            let g = zero_nan(g, state);
+            reference::effective_grad(g, state.inv_grad_scale, state.clip_coef, clip_value)
+        })
         .collect()
 }

@@ -1,7 +1,10 @@
 //! The options users name: which norm, how to clip, and what to do with non-finite
 //! gradients. Each validates itself and knows its shader code.
 
-use crate::abi::{NORM_INF, NORM_L1, NORM_L2, NORM_P, POLICY_ERROR, POLICY_PROPAGATE, POLICY_SKIP};
+use crate::abi::{
+    NORM_INF, NORM_L1, NORM_L2, NORM_P, POLICY_ERROR, POLICY_PROPAGATE, POLICY_SKIP,
+    POLICY_ZERO_NANS,
+};
 use crate::error::{Error, Result};
 
 /// Which vector norm to compute, as `torch.linalg.vector_norm`'s `ord`.
@@ -131,6 +134,11 @@ pub enum Nonfinite {
     /// Skip as `Skip`, and return [`Error::NonFiniteGradients`] when the report is read
     /// (PyTorch's `error_if_nonfinite=True`).
     Error,
+    /// NaN gradients count as 0 — in the norm, the clip and the update, and a standalone
+    /// clip writes them as 0 (Optax's `zero_nans`) — while ±Inf skips the step as `Skip`
+    /// does (Optax would let an infinity through). The report's `nonfinite` still says
+    /// whether any NaN or Inf was seen.
+    ZeroNans,
 }
 
 impl Nonfinite {
@@ -140,6 +148,7 @@ impl Nonfinite {
             Nonfinite::Skip => POLICY_SKIP,
             Nonfinite::Propagate => POLICY_PROPAGATE,
             Nonfinite::Error => POLICY_ERROR,
+            Nonfinite::ZeroNans => POLICY_ZERO_NANS,
         }
     }
 }

@@ -529,6 +529,9 @@ impl ParamSet {
         if state.skipped == 0 {
             for (t, info) in self.layout.tensors.iter().enumerate() {
                 let g = &mut grads[info.offset as usize..(info.offset + info.numel) as usize];
+                if matches!(apply, Apply::Scale | Apply::ScalePerTensor) {
+                    g.iter_mut().for_each(|x| *x = host::zero_nan(*x, &state));
+                }
                 match apply {
                     Apply::Nothing => {}
                     Apply::Scale => {

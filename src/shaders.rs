@@ -186,7 +186,14 @@ impl Kernel {
         PipelineKey {
             kernel: self,
             norm_kind: kind,
+            zero_nans: false,
         }
+    }
+
+    /// Whether the kernel also has variants that count NaN elements as 0 (`override
+    /// ZERO_NANS` in `shaders/norm_partials.wgsl`): the only one that reads gradients.
+    pub(crate) fn zero_nans_specialized(self) -> bool {
+        self == Kernel::NormPartials
     }
 }
 
@@ -236,11 +243,61 @@ impl Kernel {
     }
 }
 
-/// One compiled pipeline: a kernel and, for norm-specialized kernels, its `NORM_KIND`.
+/// One compiled pipeline: a kernel and, for norm-specialized kernels, its `NORM_KIND`
+/// (and for the partials, whether NaN elements count as 0: `ZERO_NANS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PipelineKey {
     pub kernel: Kernel,
     pub norm_kind: u32,
+    pub zero_nans: bool,
+}
+
+impl PipelineKey {
+    /// The same pipeline with NaN elements counted as 0 when `zero` (only the partials
+    /// kernel has such variants; the key of any other kernel is returned as it is).
+    pub(crate) fn zeroing_nans(self, zero: bool) -> PipelineKey {
+        PipelineKey {
+            zero_nans: zero && self.kernel.zero_nans_specialized(),
+            ..self
+        }
+    }
+
+    /// The pipeline constants of this variant.
+    pub(crate) fn constants(self) -> Vec<(&'static str, f64)> {
+        let mut out = vec![("NORM_KIND", f64::from(self.norm_kind))];
+        if self.kernel.zero_nans_specialized() {
+            out.push(("ZERO_NANS", f64::from(u8::from(self.zero_nans))));
+        }
+        out
+    }
+
+    /// Every variant of `kernel`, in the order [`PipelineKey::variant`] indexes.
+    pub(crate) fn variants(kernel: Kernel) -> Vec<PipelineKey> {
+        if !kernel.norm_specialized() {
+            return vec![kernel.into()];
+        }
+        let zeros: &[bool] = if kernel.zero_nans_specialized() {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        zeros
+            .iter()
+            .flat_map(|&z| {
+                NORM_KINDS
+                    .iter()
+                    .map(move |&k| kernel.for_norm(k).zeroing_nans(z))
+            })
+            .collect()
+    }
+
+    /// This key's position in [`PipelineKey::variants`] of its kernel.
+    pub(crate) fn variant(self) -> usize {
+        if !self.kernel.norm_specialized() {
+            return 0;
+        }
+        self.norm_kind as usize + NORM_KINDS.len() * usize::from(self.zero_nans)
+    }
 }
 
 impl From<Kernel> for PipelineKey {

@@ -185,6 +185,7 @@ const CLIPPED: StepOptions = StepOptions {
     },
     grad_scale: 1.0,
     nonfinite: Nonfinite::Skip,
+    skip_above: None,
 };
 
 /// Three clipped AdamW steps on `set`, new gradients each step; the parameters after.

@@ -7,7 +7,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::abi::{
-    DeviceStepState, NormOp, Partial, POLICY_PROPAGATE, SOURCE_COMPUTED, SOURCE_NONE,
+    DeviceStepState, NormOp, Partial, POLICY_PROPAGATE, POLICY_ZERO_NANS, SOURCE_COMPUTED,
+    SOURCE_NONE,
 };
 use crate::context::Gpu;
 use crate::gpu::whole;
@@ -133,7 +134,10 @@ impl NormWorkspace {
         op: &NormOp,
     ) {
         if op.source == SOURCE_COMPUTED {
-            let key = Kernel::NormPartials.for_norm(op.kind);
+            let zero_nans = op.policy == POLICY_ZERO_NANS;
+            let key = Kernel::NormPartials
+                .for_norm(op.kind)
+                .zeroing_nans(zero_nans);
             let plan = |s: usize, _: &SlabDevice| (key, layout.partial_groups(s));
             self.partial_groups
                 .encode(pass, gpu, slabs, plan, |_, slab| {

@@ -199,7 +199,9 @@ impl<R: Rule> Engine<R> {
     /// clip or the non-finite check needs it.
     fn step_op(&self, options: &StepOptions) -> NormOp {
         let norm_clip = options.clip.norm_clip();
-        let needs_norm = norm_clip.is_some() || options.nonfinite != Nonfinite::Propagate;
+        let needs_norm = norm_clip.is_some()
+            || options.nonfinite != Nonfinite::Propagate
+            || options.skip_above.is_some();
         let (max_norm, norm) = norm_clip.unwrap_or((0.0, Norm::L2));
         let (kind, p) = norm.code();
         NormOp {
@@ -216,6 +218,7 @@ impl<R: Rule> Engine<R> {
             policy: options.nonfinite.code(),
             count_step: 1,
             num_groups: self.groups.len() as u32,
+            skip_above: options.skip_above.unwrap_or(0.0),
             ..base_op(&self.layout)
         }
     }

@@ -41,6 +41,11 @@ pub struct StepOptions {
     pub grad_scale: f32,
     /// What to do with NaN/Inf gradients. Default [`Nonfinite::Skip`].
     pub nonfinite: Nonfinite,
+    /// Skip the step on the device, leaving parameters, states and the step count
+    /// bit-identical, unless the step's global norm (of `g / grad_scale`, in the norm
+    /// clip's kind, else L2) is below this bound; a NaN norm skips too. Optax's
+    /// `skip_large_updates` with `max_squared_norm = bound²`. Default `None`.
+    pub skip_above: Option<f32>,
 }
 
 impl Default for StepOptions {
@@ -49,6 +54,7 @@ impl Default for StepOptions {
             clip: Clip::None,
             grad_scale: 1.0,
             nonfinite: Nonfinite::Skip,
+            skip_above: None,
         }
     }
 }
@@ -62,7 +68,12 @@ impl StepOptions {
         if !(ok && (1.0 / self.grad_scale).is_finite()) {
             return Err(Error::InvalidGradScale(self.grad_scale));
         }
-        Ok(())
+        match self.skip_above {
+            Some(bound) if !(bound.is_finite() && bound > 0.0) => {
+                Err(Error::InvalidSkipBound(bound))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

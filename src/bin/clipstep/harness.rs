@@ -340,11 +340,34 @@ pub fn run_steps<C: Build>(
     let mut opt = config.build(&set)?;
     let mut report = None;
     for step in 0..steps {
-        set.upload_grads(&sample_data(n, 10 + step, 1.0))?;
+        set.upload_grads(&step_grads(n, step, options))?;
         report = Some(opt.step(&mut set, options)?);
     }
     let params = set.download_params()?;
     Ok((set, params, report.expect("at least one step")))
+}
+
+/// The gradients of step `step` of [`run_steps`]: fixed data, with every 97th element NaN
+/// (from a per-step start) when `options` zero NaNs.
+pub fn step_grads(n: usize, step: u64, options: &StepOptions) -> Vec<f32> {
+    let mut g = sample_data(n, 10 + step, 1.0);
+    if options.nonfinite == Nonfinite::ZeroNans {
+        for k in (step as usize % 97..n).step_by(97) {
+            g[k] = f32::NAN;
+        }
+    }
+    g
+}
+
+/// A `skip_above` bound that [`run_steps`] over `n` elements with `options` crosses: between
+/// the smallest and the middle of its first three steps' norms (of `g / grad_scale`), so one
+/// step is taken and two are skipped.
+pub fn crossed_bound(n: usize, options: &StepOptions) -> f32 {
+    let mut norms: Vec<f32> = (0..3)
+        .map(|s| reference::global_norm(&[&step_grads(n, s, options)], 2.0) / options.grad_scale)
+        .collect();
+    norms.sort_by(f32::total_cmp);
+    0.5 * (norms[0] + norms[1])
 }
 
 /// The options of the verified steps: clip by global L2 norm at 1, loss scale 2.
@@ -433,6 +456,19 @@ pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
         nonfinite: Nonfinite::Propagate,
         ..Default::default()
     };
+    let zero_nans = StepOptions {
+        nonfinite: Nonfinite::ZeroNans,
+        ..clipped
+    };
+    let label = "AdamW, ZeroNans (NaN every 97th)";
+    out.push(rule(ctx, case, label, &AdamWConfig::default(), &zero_nans)?);
+    let n = case.sizes.iter().sum();
+    let skip = StepOptions {
+        skip_above: Some(crossed_bound(n, &clipped)),
+        ..clipped
+    };
+    let label = "AdamW, skip_above (2 of 3 skipped)";
+    out.push(rule(ctx, case, label, &AdamWConfig::default(), &skip)?);
     let mut plain = rule(ctx, case, "SGD (value clip, no norm)", &sgd, &no_norm)?;
     let (_, _, report) = run_steps(ctx, case, &sgd, 1, &no_norm)?;
     plain.pass &= !report.has_norm() && report.tensor_norms_blocking()?.is_empty();
