@@ -6,7 +6,8 @@ Writes fixtures/optax.json: twelve steps of optax.lion in three configurations, 
 float32, with the parameters and the momentum (`mu`, clipstep's `exp_avg`) after every
 step; and twelve steps of optax.sgd behind optax.zero_nans (gradients with NaNs) and
 behind MultiSteps(should_skip_update_fn=skip_large_updates) (gradients whose norm crosses
-the bound), with the parameters after every step. The unit tests in src/reference/golden.rs hold the reference to these numbers, so CI
+the bound), with the parameters after every step; and optax.clip_by_block_rms over tensors
+whose RMS lies on both sides of the threshold. The unit tests in src/reference/golden.rs hold the reference to these numbers, so CI
 needs no JAX.
 
     python3 -m pip install "jax[cpu]" optax numpy && python3 scripts/make_optax_fixtures.py
@@ -98,6 +99,17 @@ def policy_cases(rng):
     ]
 
 
+def block_rms_case(rng):
+    threshold = 0.5
+    sizes = [7, 12, 5, 64, 1, 300]
+    scales = [0.1, 2.0, 0.49, 5.0, 0.7, 1.0]
+    grads = [(rng.standard_normal(n) * s).astype(np.float32) for n, s in zip(sizes, scales)]
+    clip = optax.clip_by_block_rms(threshold)
+    clipped, _ = clip.update([jnp.asarray(g) for g in grads], clip.init(None))
+    return {"threshold": threshold, "grads": [flat(g) for g in grads],
+            "clipped": [flat(c) for c in clipped]}
+
+
 def main():
     rng = np.random.default_rng(20261125)
     out = {
@@ -106,6 +118,7 @@ def main():
         "jax": jax.__version__,
         "optimizers": [lion_case(rng, kw) for kw in LION],
         "policies": policy_cases(rng),
+        "clip_by_block_rms": block_rms_case(rng),
     }
     path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "optax.json")
     with open(path, "w") as f:

@@ -29,7 +29,7 @@ struct NormOp {
     count_step: u32,
     num_groups: u32,
     skip_above: f32,
-    _pad2: u32,
+    per_tensor: u32,
 }
 
 // Per slab: its length in elements, and its chunk table: num_big whole-workgroup chunks,

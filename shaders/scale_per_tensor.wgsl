@@ -1,5 +1,7 @@
-// Clip each tensor by its own norm, in place:
-//   g_i ← g_i · min(1, max_norm / (‖g_t‖ + CLIP_EPS))   for i in tensor t   (NaN if ‖g_t‖ is NaN)
+// Clip each tensor by its own norm, in place, g_i ← g_i · coef_t for i in tensor t, with
+//   PER_TENSOR_NORM:      coef_t = min(1, max_norm / (‖g_t‖ + CLIP_EPS))     (PyTorch, per tensor)
+//   PER_TENSOR_BLOCK_RMS: coef_t = 1 / max(1, (‖g_t‖₂ / sqrt(n_t)) / max_norm)   (Optax clip_by_block_rms)
+// (NaN if ‖g_t‖ is NaN).
 // ‖g_t‖ comes from tensor_norms, written by the finalize pass of the same recording.
 // A NaN g_i becomes 0 under the ZeroNans policy.
 // Workgroup w scales chunk row w of this slab (a chunk lies in one tensor); a skipped step
@@ -11,6 +13,7 @@
 // @binding(3) state        StepState (skipped)
 // @binding(4) op           NormOp (max_norm)
 // @binding(5) slab         Slab (len, num_chunks)
+// @binding(6) sqrt_numel   sqrt(n_t) per tensor
 
 @group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
@@ -18,6 +21,16 @@
 @group(0) @binding(3) var<storage, read> state: StepState;
 @group(0) @binding(4) var<uniform> op: NormOp;
 @group(0) @binding(5) var<uniform> slab: Slab;
+@group(0) @binding(6) var<storage, read> sqrt_numel: array<f32>;
+
+// The factor of tensor t, once per workgroup (a uniform choice outside the loop).
+fn coef_of(t: u32) -> f32 {
+    let norm = tensor_norms[t];
+    if op.per_tensor == PER_TENSOR_BLOCK_RMS && !is_nan(norm) {
+        return 1.0 / max(1.0, norm / sqrt_numel[t] / op.max_norm);
+    }
+    return clip_coef(norm, op.max_norm);
+}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
@@ -30,8 +43,7 @@ fn main(
         return;
     }
     let chunk = chunks[row];
-    let norm = tensor_norms[chunk.tensor];
-    let coef = clip_coef(norm, op.max_norm);
+    let coef = coef_of(chunk.tensor);
     let end = chunk.start + chunk.len;
     for (var e = chunk.start + lid * 4u; e < end; e += WORKGROUP_SIZE * 4u) {
         let g = grads[e / 4u];

@@ -80,6 +80,10 @@ codes! {
     POLICY_ERROR = 2;
     /// `NormOp::policy`: NaN gradients count as 0 (norm, clip, update); ±Inf skips.
     POLICY_ZERO_NANS = 3;
+    /// `NormOp::per_tensor`: `min(1, max_norm / (‖g_t‖ + eps))`, PyTorch's per-tensor clip.
+    PER_TENSOR_NORM = 0;
+    /// `NormOp::per_tensor`: `1 / max(1, rms(g_t) / max_norm)`, Optax's `clip_by_block_rms`.
+    PER_TENSOR_BLOCK_RMS = 1;
     /// A block-table entry (see `shaders/update.wgsl`): its group is not clipped.
     BLOCK_UNCLIPPED = 0x8000_0000;
     /// A block table's first entry: every block of the slab has this entry.
@@ -161,8 +165,8 @@ shared_struct! {
         /// > 0: skip the step unless the total norm is below this bound (Optax's
         /// `skip_large_updates`); 0: no bound.
         skip_above: f32,
-        /// Uniforms are read in 16-byte rows.
-        _pad2: u32,
+        /// `PER_TENSOR_*`: the per-tensor scale's factor.
+        per_tensor: u32,
     }
 }
 

@@ -169,6 +169,9 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// A block-RMS clip threshold must be finite and > 0.
+    #[error("clip_by_block_rms threshold must be finite and > 0; got {0}")]
+    InvalidBlockRms(f32),
     /// `StepOptions::skip_above` must be finite and > 0.
     #[error("skip_above must be a finite bound > 0 on the global norm; got {0} (None: never skip for size)")]
     InvalidSkipBound(f32),

@@ -109,7 +109,8 @@ pub(crate) fn finalize(
         1.0
     };
     // Optax's skip_large_updates: `!(norm < bound)`, so a NaN norm skips too.
-    let too_large = op.skip_above > 0.0 && !(total_norm < op.skip_above);
+    let below = total_norm.partial_cmp(&op.skip_above) == Some(std::cmp::Ordering::Less);
+    let too_large = op.skip_above > 0.0 && !below;
     let skipped = (blocking && op.policy != POLICY_PROPAGATE) || too_large;
     let step = prev
         .step

@@ -153,6 +153,15 @@ impl Nonfinite {
     }
 }
 
+/// A block-RMS `threshold` must be finite and > 0.
+pub(crate) fn check_block_rms(threshold: f32) -> Result<()> {
+    if threshold.is_finite() && threshold > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidBlockRms(threshold))
+    }
+}
+
 /// `max_norm` must be finite and > 0.
 pub(crate) fn check_max_norm(max_norm: f32) -> Result<()> {
     if max_norm.is_finite() && max_norm > 0.0 {

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN};
+use crate::abi::{DeviceStepState, NormOp, PER_TENSOR_BLOCK_RMS, SOURCE_COMPUTED, SOURCE_GIVEN};
 use crate::arena::{
     check_transfer, read_all, read_tensor, slab_capacity, validate_externals, write_all,
     write_tensor, Arena, ArenaOptions, Binding, ExternalTensor, TensorView,
@@ -23,7 +23,7 @@ use crate::kernels::clip::ClipKernels;
 use crate::kernels::norm::{base_op, NormWorkspace};
 use crate::layout::{packed_len, Layout, TensorInfo, TensorSpec};
 use crate::memory;
-use crate::options::{check_clip_value, check_max_norm, Nonfinite, Norm};
+use crate::options::{check_block_rms, check_clip_value, check_max_norm, Nonfinite, Norm};
 use crate::pool::group_pools;
 use crate::reference;
 use crate::report::Report;
@@ -69,7 +69,8 @@ enum Apply {
     Nothing,
     /// `g ← g · clip_coef`.
     Scale,
-    /// `g_t ← g_t · clip_coef(‖g_t‖)`.
+    /// `g_t ← g_t · coef_t` per `NormOp::per_tensor` (PyTorch's per-tensor clip, or
+    /// Optax's block RMS).
     ScalePerTensor,
     /// `g ← clamp(g, −c, c)`; no norm, no finalize.
     Clamp,
@@ -146,7 +147,7 @@ impl ParamSet {
                 .collect();
             let fold = FoldTables::new(gpu, &layout);
             let workspace = NormWorkspace::new(gpu, &layout, &fold, &[]);
-            let clips = ClipKernels::new(&layout, &workspace);
+            let clips = ClipKernels::new(&layout, &workspace, &fold);
             Ok(SetDevice {
                 gpu: gpu.clone(),
                 recent: slabs.iter().map(|slab| vec![slab.clone()]).collect(),
@@ -425,6 +426,27 @@ impl ParamSet {
         self.run(Some(encoder), op, nonfinite, Apply::ScalePerTensor)
     }
 
+    /// Optax's `clip_by_block_rms(threshold)`, submitted: each tensor t scaled by
+    /// `1 / max(1, rms(g_t) / threshold)` with `rms(g_t) = ‖g_t‖₂ / sqrt(numel_t)`, from
+    /// one L2 norm pass. The report's `tensor_norms` are the L2 norms before clipping, its
+    /// `total_norm` the global one. Under `Skip`/`Error`, any non-finite gradient leaves
+    /// every gradient untouched; `ZeroNans` clips the gradients with their NaNs as 0.
+    pub fn clip_by_block_rms(&mut self, threshold: f32, nonfinite: Nonfinite) -> Result<Report> {
+        let op = self.block_rms_op(threshold, nonfinite)?;
+        self.run(None, op, nonfinite, Apply::ScalePerTensor)
+    }
+
+    /// Records [`ParamSet::clip_by_block_rms`] into `encoder`.
+    pub fn encode_clip_by_block_rms(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        threshold: f32,
+        nonfinite: Nonfinite,
+    ) -> Result<Report> {
+        let op = self.block_rms_op(threshold, nonfinite)?;
+        self.run(Some(encoder), op, nonfinite, Apply::ScalePerTensor)
+    }
+
     /// PyTorch `clip_grad_value_(grads, clip_value)`, submitted:
     /// `g ← clamp(g, -clip_value, clip_value)` in place (NaN stays NaN).
     pub fn clip_grad_value(&mut self, clip_value: f32) -> Result<()> {
@@ -462,6 +484,14 @@ impl ParamSet {
             max_norm,
             policy: nonfinite.code(),
             ..self.norm_op(norm)?
+        })
+    }
+
+    fn block_rms_op(&self, threshold: f32, nonfinite: Nonfinite) -> Result<NormOp> {
+        check_block_rms(threshold)?;
+        Ok(NormOp {
+            per_tensor: PER_TENSOR_BLOCK_RMS,
+            ..self.clip_norm_op(threshold, Norm::L2, nonfinite)?
         })
     }
 
@@ -536,6 +566,10 @@ impl ParamSet {
                     Apply::Nothing => {}
                     Apply::Scale => {
                         reference::clip_grads_with_norm(&mut [g], op.max_norm, state.total_norm)
+                    }
+                    Apply::ScalePerTensor if op.per_tensor == PER_TENSOR_BLOCK_RMS => {
+                        let coef = reference::block_rms_coef(per_tensor[t], g.len(), op.max_norm);
+                        g.iter_mut().for_each(|x| *x *= coef);
                     }
                     Apply::ScalePerTensor => {
                         reference::clip_grads_with_norm(&mut [g], op.max_norm, per_tensor[t])

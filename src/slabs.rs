@@ -102,11 +102,12 @@ impl SlabDevice {
     }
 }
 
-/// The per-tensor fold's tables: per tensor its chunk range, and the tensors folded by a
-/// workgroup of their own.
+/// The per-tensor tables: per tensor its chunk range, the tensors folded by a workgroup of
+/// their own, and per tensor `sqrt(numel)` (the block-RMS clip's divisor).
 pub(crate) struct FoldTables {
     pub ranges: wgpu::Buffer,
     pub big_tensors: wgpu::Buffer,
+    pub sqrt_numel: wgpu::Buffer,
 }
 
 impl FoldTables {
@@ -119,8 +120,18 @@ impl FoldTables {
         FoldTables {
             ranges: upload("tensor chunk ranges", bytemuck::cast_slice(&layout.ranges)),
             big_tensors: upload("big tensors", bytemuck::cast_slice(&layout.big_tensors)),
+            sqrt_numel: upload("sqrt numel", bytemuck::cast_slice(&sqrt_numels(layout))),
         }
     }
+}
+
+/// Per tensor, `sqrt(numel)` in f32, as `reference::block_rms_coef` computes it.
+pub(crate) fn sqrt_numels(layout: &Layout) -> Vec<f32> {
+    layout
+        .tensors
+        .iter()
+        .map(|t| (t.numel as f32).sqrt())
+        .collect()
 }
 
 /// The slabs of a set as the kernels see them now: shared by the set's operations and

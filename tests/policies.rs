@@ -5,7 +5,7 @@
 
 mod common;
 
-use clipstep::consts::tolerance::{PYTORCH_STEP_ABS, UPDATE_ULPS};
+use clipstep::consts::tolerance::{CLIPPED_REL, NORM_REL, PYTORCH_STEP_ABS, UPDATE_ULPS};
 use clipstep::*;
 use common::*;
 use serde_json::Value;
@@ -295,4 +295,50 @@ fn a_bad_bound_is_a_typed_error() {
         assert!(matches!(err, Error::InvalidSkipBound(_)), "{err}");
     }
     assert_eq!(opt.step_count().unwrap(), 0);
+}
+
+/// `ParamSet::clip_by_block_rms` against Optax's `clip_by_block_rms` and the reference, on
+/// the device and the CPU backend; a bad threshold is a typed error.
+#[test]
+fn clip_by_block_rms_matches_optax() {
+    let text = include_str!("../fixtures/optax.json");
+    let f: Value = serde_json::from_str(text).unwrap();
+    let case = &f["clip_by_block_rms"];
+    let grads: Vec<Vec<f32>> = case["grads"].as_array().unwrap().iter().map(f32s).collect();
+    let want: Vec<f32> = case["clipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(f32s)
+        .collect();
+    let threshold = case["threshold"].as_f64().unwrap() as f32;
+    let sizes: Vec<usize> = grads.iter().map(Vec::len).collect();
+    let mut reference = grads.clone();
+    let mut views: Vec<&mut [f32]> = reference.iter_mut().map(Vec::as_mut_slice).collect();
+    let norms = reference::clip_by_block_rms(&mut views, threshold);
+    let reference: Vec<f32> = reference.concat();
+    for ctx in [ctx(), Context::cpu()] {
+        let mut set = ctx.param_set(&specs(&sizes)).unwrap();
+        set.upload_grads(&grads.concat()).unwrap();
+        let report = set.clip_by_block_rms(threshold, Nonfinite::Skip).unwrap();
+        let what = format!("clip_by_block_rms on {}", ctx.describe());
+        let got = set.download_grads().unwrap();
+        let ulps = UPDATE_ULPS;
+        assert_close_elementwise(&got, &want, ulps, 0.0, &format!("{what} vs Optax"));
+        let floor = f64::MIN_POSITIVE;
+        let vs_reference = format!("{what} vs reference");
+        assert_close(&got, &reference, CLIPPED_REL, floor, &vs_reference);
+        let tensor_norms = report.tensor_norms_blocking().unwrap();
+        assert_close(
+            &tensor_norms,
+            &norms,
+            NORM_REL,
+            floor,
+            &format!("{what}: norms"),
+        );
+        for bad in [0.0, -1.0, f32::NAN] {
+            let err = set.clip_by_block_rms(bad, Nonfinite::Skip).err().unwrap();
+            assert!(matches!(err, Error::InvalidBlockRms(_)), "{err}");
+        }
+    }
 }

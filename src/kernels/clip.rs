@@ -10,25 +10,27 @@ use crate::kernels::cache::BindCache;
 use crate::kernels::norm::NormWorkspace;
 use crate::layout::Layout;
 use crate::shaders::Kernel;
-use crate::slabs::SlabDevice;
+use crate::slabs::{FoldTables, SlabDevice};
 
 /// The three clip kernels' bind groups, per slab, and the workspace buffers they bind.
 pub(crate) struct ClipKernels {
     state: wgpu::Buffer,
     tensor_norms: wgpu::Buffer,
     op: wgpu::Buffer,
+    sqrt_numel: wgpu::Buffer,
     scale: BindCache,
     scale_per_tensor: BindCache,
     clamp: BindCache,
 }
 
 impl ClipKernels {
-    pub(crate) fn new(layout: &Layout, ws: &NormWorkspace) -> ClipKernels {
+    pub(crate) fn new(layout: &Layout, ws: &NormWorkspace, fold: &FoldTables) -> ClipKernels {
         let slabs = layout.slabs.len();
         ClipKernels {
             state: ws.state.clone(),
             tensor_norms: ws.tensor_norms.clone(),
             op: ws.op.clone(),
+            sqrt_numel: fold.sqrt_numel.clone(),
             scale: BindCache::new(slabs),
             scale_per_tensor: BindCache::new(slabs),
             clamp: BindCache::new(slabs),
@@ -87,8 +89,8 @@ impl ClipKernels {
         });
     }
 
-    /// Records `g_t ← g_t · min(1, max_norm / (‖g_t‖ + eps))` for every tensor t: one
-    /// workgroup per chunk row.
+    /// Records `g_t ← g_t · coef_t` for every tensor t, the factor per `NormOp::per_tensor`
+    /// (PyTorch's per-tensor clip, or Optax's block RMS): one workgroup per chunk row.
     pub(crate) fn encode_scale_per_tensor(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
@@ -107,6 +109,7 @@ impl ClipKernels {
                     whole(&self.state),
                     whole(&self.op),
                     whole(&slab.uniform),
+                    whole(&self.sqrt_numel),
                 ];
                 gpu.bind_group(kernel, &resources)
             });

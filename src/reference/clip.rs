@@ -72,3 +72,27 @@ pub fn clip_grad_norm_per_tensor(
     }
     norms
 }
+
+/// Optax's `clip_by_block_rms(threshold)` factor for a tensor of `numel` elements and L2
+/// norm `norm`: `1 / max(1, (norm / sqrt(numel)) / threshold)`, multiplied into every
+/// element (Optax divides by the denominator: the two differ by at most an ulp); NaN for a
+/// NaN norm. The twin of `scale_per_tensor.wgsl` under `PER_TENSOR_BLOCK_RMS`.
+pub fn block_rms_coef(norm: f32, numel: usize, threshold: f32) -> f32 {
+    if norm.is_nan() {
+        return norm;
+    }
+    let rms = norm / (numel as f32).sqrt();
+    1.0 / (rms / threshold).max(1.0)
+}
+
+/// Clip by block RMS (Optax's `clip_by_block_rms`): each tensor scaled in place by
+/// [`block_rms_coef`] of its own L2 norm; returns the norms before clipping.
+pub fn clip_by_block_rms(tensors: &mut [&mut [f32]], threshold: f32) -> Vec<f32> {
+    let views: Vec<&[f32]> = tensors.iter().map(|t| &**t).collect();
+    let norms = per_tensor_norms(&views, 2.0);
+    for (t, &n) in tensors.iter_mut().zip(&norms) {
+        let coef = block_rms_coef(n, t.len(), threshold);
+        t.iter_mut().for_each(|x| *x *= coef);
+    }
+    norms
+}

@@ -310,9 +310,31 @@ fn optimizer_steps_match_pytorch() {
     optimizer_steps_match(&fixtures());
 }
 
+fn optax_fixtures() -> Value {
+    let text = include_str!("../../fixtures/optax.json");
+    serde_json::from_str(text).expect("fixtures/optax.json parses")
+}
+
 /// Lion against Optax (`fixtures/optax.json`, `scripts/make_optax_fixtures.py`), step by step.
 #[test]
 fn optimizer_steps_match_optax() {
-    let text = include_str!("../../fixtures/optax.json");
-    optimizer_steps_match(&serde_json::from_str(text).expect("fixtures/optax.json parses"));
+    optimizer_steps_match(&optax_fixtures());
+}
+
+/// `clip_by_block_rms` against Optax's: within an ulp (Optax divides by the denominator,
+/// the reference multiplies by its reciprocal), tensors under the threshold untouched.
+#[test]
+fn clip_by_block_rms_matches_optax() {
+    let case = &optax_fixtures()["clip_by_block_rms"];
+    let mut grads = tensors(&case["grads"]);
+    let mut views: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+    clip_by_block_rms(&mut views, num(case, "threshold") as f32);
+    for (got, want) in grads.iter().zip(tensors(&case["clipped"])) {
+        assert_ulps(got, &want, "clip_by_block_rms");
+    }
+    let untouched = tensors(&case["grads"])[0].clone();
+    assert_eq!(
+        grads[0], untouched,
+        "a tensor under the threshold is unchanged"
+    );
 }

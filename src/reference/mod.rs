@@ -10,7 +10,7 @@
 //! | `norm_partials` + `norm_tensors`        | [`power_sum`], [`PowerSum::combine`]    |
 //! | `norm_finalize`                         | [`root`], [`clip_coef`], [`bias_correction`] |
 //! | `scale` (clip by norm)                  | [`clip_grads_with_norm`]               |
-//! | `scale_per_tensor`                      | [`clip_grad_norm_per_tensor`]          |
+//! | `scale_per_tensor`                      | [`clip_grad_norm_per_tensor`], [`clip_by_block_rms`] |
 //! | `clamp` (clip by value)                 | [`clip_grad_value`]                    |
 //! | `effective_grad` (`common.wgsl`)        | [`effective_grad`]                     |
 //! | `signed_decayed` (`common.wgsl`)        | [`signed_decayed`]                     |
@@ -27,8 +27,8 @@ mod optim;
 
 pub use adagrad::{adagrad, adagrad_clr};
 pub use clip::{
-    clamp_keep_nan, clip_coef, clip_grad_norm, clip_grad_norm_per_tensor, clip_grad_value,
-    clip_grads_with_norm, effective_grad,
+    block_rms_coef, clamp_keep_nan, clip_by_block_rms, clip_coef, clip_grad_norm,
+    clip_grad_norm_per_tensor, clip_grad_value, clip_grads_with_norm, effective_grad,
 };
 pub use lion::{lion, sign_keep_nan};
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};

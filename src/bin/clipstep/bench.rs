@@ -521,6 +521,10 @@ impl Bench<'_> {
             set.encode_clip_grad_norm(enc, 1e9, Norm::L2, Nonfinite::Propagate)
                 .map(|_| ())
         })?;
+        self.measure("clip_by_block_rms", shape, 12, &mut |enc| {
+            set.encode_clip_by_block_rms(enc, 1e-3, Nonfinite::Propagate)
+                .map(|_| ())
+        })?;
         self.measure("clip_grad_value", shape, 8, &mut |enc| {
             set.encode_clip_grad_value(enc, 1e9)
         })?;
@@ -540,6 +544,12 @@ impl Bench<'_> {
         let mut opt = AdamW::new(&set, AdamWConfig::default())?;
         let t_fused = self.step("AdamW + clip (fused)", &mut set, &mut opt, 32, fused)?;
         let fraction = self.out.last().map_or(0.0, |m| m.fraction_of_copy);
+        let zero_nans = StepOptions {
+            nonfinite: Nonfinite::ZeroNans,
+            ..fused
+        };
+        let label = "AdamW + clip (fused), NaNs as 0";
+        self.step(label, &mut set, &mut opt, 32, zero_nans)?;
         // Unfused: norm pass, scale pass, then an AdamW pass that reads the clipped gradient.
         let mut opt = AdamW::new(&set, AdamWConfig::default())?;
         let plain = StepOptions {

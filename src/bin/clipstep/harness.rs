@@ -239,6 +239,9 @@ pub fn norms_and_clips(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check
     reference::clip_grads_with_norm(&mut split_mut(&mut want, &case.sizes), 0.25, total);
     set.clip_grads_with_norm(0.25, total, Nonfinite::Propagate)?;
     out.push(clipped(&set, &want, "clip_grads_with_norm(0.25, ‖g‖)")?);
+    reference::clip_by_block_rms(&mut split_mut(&mut want, &case.sizes), 1e-4);
+    set.clip_by_block_rms(1e-4, Nonfinite::Propagate)?;
+    out.push(clipped(&set, &want, "clip_by_block_rms(1e-4)")?);
     reference::clip_grad_norm_per_tensor(&mut split_mut(&mut want, &case.sizes), 0.01, 1.0);
     set.clip_grad_norm_per_tensor(0.01, Norm::L1, Nonfinite::Propagate)?;
     out.push(clipped(&set, &want, "clip_grad_norm_per_tensor(0.01, L1)")?);
