@@ -6,8 +6,9 @@ Writes fixtures/optax.json: twelve steps of optax.lion in three configurations, 
 float32, with the parameters and the momentum (`mu`, clipstep's `exp_avg`) after every
 step; and twelve steps of optax.sgd behind optax.zero_nans (gradients with NaNs) and
 behind MultiSteps(should_skip_update_fn=skip_large_updates) (gradients whose norm crosses
-the bound), with the parameters after every step; and optax.clip_by_block_rms over tensors
-whose RMS lies on both sides of the threshold. The unit tests in src/reference/golden.rs hold the reference to these numbers, so CI
+the bound), with the parameters after every step; optax.clip_by_block_rms over tensors
+whose RMS lies on both sides of the threshold; and twelve steps of optax.lars and
+optax.lamb over three tensors (each its own trust ratio), with parameters and states. The unit tests in src/reference/golden.rs hold the reference to these numbers, so CI
 needs no JAX.
 
     python3 -m pip install "jax[cpu]" optax numpy && python3 scripts/make_optax_fixtures.py
@@ -110,6 +111,38 @@ def block_rms_case(rng):
             "clipped": [flat(c) for c in clipped]}
 
 
+TRUST = [
+    ("LARS", optax.lars, dict(learning_rate=0.1)),
+    ("LARS", optax.lars, dict(learning_rate=0.5, weight_decay=1e-3, trust_coefficient=0.02,
+                              eps=1e-6, nesterov=True)),
+    ("LAMB", optax.lamb, dict(learning_rate=1e-2)),
+    ("LAMB", optax.lamb, dict(learning_rate=1e-2, b1=0.8, b2=0.99, eps_root=1e-8,
+                              weight_decay=0.01)),
+]
+
+
+def trust_case(rng, name, make, kwargs):
+    shapes = [17, 8, 23]
+    params = [jnp.asarray(rng.standard_normal(n), dtype=jnp.float32) for n in shapes]
+    opt = make(**kwargs)
+    state = opt.init(params)
+    case = {"optimizer": name, "kwargs": kwargs, "shapes": shapes,
+            "params": [flat(p) for p in params], "steps": []}
+    for step in range(STEPS):
+        grads = [(rng.standard_normal(n) * 10 ** (i - 1)).astype(np.float32)
+                 for i, n in enumerate(shapes)]
+        updates, state = opt.update([jnp.asarray(g) for g in grads], state, params)
+        params = optax.apply_updates(params, updates)
+        if name == "LARS":
+            states = {"momentum_buffer": [flat(t) for t in state[-1].trace]}
+        else:
+            states = {"exp_avg": [flat(t) for t in state[0].mu],
+                      "exp_avg_sq": [flat(t) for t in state[0].nu]}
+        case["steps"].append({"grads": [flat(g) for g in grads],
+                              "params": [flat(p) for p in params], "state": states})
+    return case
+
+
 def main():
     rng = np.random.default_rng(20261125)
     out = {
@@ -119,6 +152,7 @@ def main():
         "optimizers": [lion_case(rng, kw) for kw in LION],
         "policies": policy_cases(rng),
         "clip_by_block_rms": block_rms_case(rng),
+        "trust": [trust_case(rng, *t) for t in TRUST],
     }
     path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "optax.json")
     with open(path, "w") as f:

@@ -69,6 +69,10 @@ pub mod tolerance {
     pub const PYTORCH_STEP_ABS: f32 = 1e-6;
     /// Multi-step trajectories: parameters within this relative difference of the reference...
     pub const TRAJECTORY_REL: f32 = 1e-5;
+    /// ...or this, for a trust-ratio rule (LARS, LAMB): each of its updates is scaled by a
+    /// ratio of two norms, carrying their relative error (2·`NORM_REL`) into every element
+    /// every step, where other rules' updates carry a few ulp.
+    pub const TRUST_TRAJECTORY_REL: f32 = 5e-5;
     /// ...relative to `max(|p|, TRAJECTORY_FLOOR)`: parameters near zero compare absolutely.
     pub const TRAJECTORY_FLOOR: f64 = 1e-2;
     /// A training loss computed from GPU-trained parameters against the same loop on the

@@ -314,8 +314,9 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 }
 
 /// The compiled pipelines, built once per device: per [`Kernel`] one pipeline, or one per
-/// norm kind for [`Kernel::norm_specialized`] kernels, all of a kernel's pipelines sharing
-/// one bind group layout (so one bind group serves every norm kind).
+/// variant ([`PipelineKey::variants`]: norm kind, NaNs as 0) for [`Kernel::norm_specialized`]
+/// kernels, all of a kernel's pipelines sharing one explicit bind group layout reflected
+/// from its source (so one bind group serves every variant).
 pub(crate) struct Pipelines {
     /// Per kernel: its pipelines, indexed by `NORM_KIND` when specialized.
     pipelines: Vec<Vec<wgpu::ComputePipeline>>,
@@ -343,11 +344,9 @@ impl Pipelines {
                         cache: None,
                     })
                 };
-                if !kernel.norm_specialized() {
-                    return vec![build(None, &[])];
-                }
-                // A derived layout belongs to its one pipeline: the variants share an
-                // explicit one, reflected from the source.
+                // Every kernel binds exactly what its source declares (a layout derived by
+                // wgpu would drop declared bindings a variant leaves unused), and a kernel's
+                // variants share the one layout, so one bind group serves them all.
                 let bind_group_layout =
                     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                         label: Some(kernel.name()),

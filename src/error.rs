@@ -169,6 +169,9 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// A combination clipstep does not run yet.
+    #[error("not supported yet: {0}")]
+    NotSupported(String),
     /// A block-RMS clip threshold must be finite and > 0.
     #[error("clip_by_block_rms threshold must be finite and > 0; got {0}")]
     InvalidBlockRms(f32),

@@ -352,6 +352,24 @@ impl Layout {
             .collect()
     }
 
+    /// Per slab, the tensor of each 64-element block of its virtual space (every tensor
+    /// starts on a block; padding blocks repeat the tensor before them).
+    pub(crate) fn block_tensors(&self) -> Vec<Vec<u32>> {
+        let mut tables: Vec<Vec<u32>> = self
+            .slabs
+            .iter()
+            .map(|s| vec![0; s.len.div_ceil(TENSOR_ALIGN_ELEMS).max(1) as usize])
+            .collect();
+        for t in 0..self.tensors.len() {
+            for p in self.pieces(t) {
+                let first = p.slab_offset / TENSOR_ALIGN_ELEMS;
+                let end = (p.slab_offset + p.len).div_ceil(TENSOR_ALIGN_ELEMS);
+                tables[p.slab][first as usize..end as usize].fill(t as u32);
+            }
+        }
+        tables
+    }
+
     pub(crate) fn index(&self, name: &str) -> Result<usize> {
         self.by_name
             .get(name)

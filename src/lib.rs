@@ -55,8 +55,9 @@ pub use context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU
 pub use error::{Error, Result};
 pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
 pub use optim::{
-    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Lion, LionConfig, Optimizer,
-    ParamGroup, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions,
+    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Lamb, LambConfig, Lars,
+    LarsConfig, Lion, LionConfig, Optimizer, ParamGroup, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+    StepOptions,
 };
 pub use options::{Clip, Nonfinite, Norm};
 pub use param_set::ParamSet;

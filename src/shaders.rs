@@ -23,6 +23,12 @@ pub(crate) enum Snippet {
     LocateDirect,
     /// `shaders/locate_pooled.wgsl`: elementwise addressing of a pool, through its place table.
     LocatePooled,
+    /// `shaders/lars_rule.wgsl`: LARS's group table and trust parameters.
+    LarsRule,
+    /// `shaders/lamb_rule.wgsl`: LAMB's group table and trust parameters.
+    LambRule,
+    /// `shaders/trust_partials.wgsl`: the trust pass's entry point (per-chunk Σp², Σu²).
+    TrustPartials,
 }
 
 impl Snippet {
@@ -35,6 +41,9 @@ impl Snippet {
             Snippet::UpdateShared => include_str!("../shaders/update_shared.wgsl"),
             Snippet::LocateDirect => include_str!("../shaders/locate_direct.wgsl"),
             Snippet::LocatePooled => include_str!("../shaders/locate_pooled.wgsl"),
+            Snippet::LarsRule => include_str!("../shaders/lars_rule.wgsl"),
+            Snippet::LambRule => include_str!("../shaders/lamb_rule.wgsl"),
+            Snippet::TrustPartials => include_str!("../shaders/trust_partials.wgsl"),
         }
     }
 }
@@ -99,6 +108,18 @@ kernels! {
     Adagrad = "adagrad" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// Lion update.
     Lion = "lion" [Update, UpdateSplit, Elementwise, LocateDirect];
+    /// LARS update, after its trust pass and fold (`src/kernels/trust.rs`).
+    Lars = "lars" [LarsRule, Update, UpdateSplit, Elementwise, LocateDirect];
+    /// LARS trust pass: per-chunk Σp², Σu².
+    LarsTrust = "lars_trust" [LarsRule, Update, UpdateSplit, TrustPartials];
+    /// LARS per-tensor trust ratios.
+    LarsFold = "trust_fold" [LarsRule];
+    /// LAMB update, after its trust pass (which updates the moments) and fold.
+    Lamb = "lamb" [LambRule, Update, UpdateSplit, Elementwise, LocateDirect];
+    /// LAMB trust pass: the moments, and per-chunk Σp², Σu².
+    LambTrust = "lamb_trust" [LambRule, Update, UpdateSplit, TrustPartials];
+    /// LAMB per-tensor trust ratios.
+    LambFold = "trust_fold" [LambRule];
     /// `Scale` over a pool of a caller's tensors (`src/pool.rs`).
     ScalePooled = "scale" [Elementwise, LocatePooled];
     /// `Clamp` over a pool.
@@ -264,6 +285,9 @@ impl PipelineKey {
 
     /// The pipeline constants of this variant.
     pub(crate) fn constants(self) -> Vec<(&'static str, f64)> {
+        if !self.kernel.norm_specialized() {
+            return Vec::new();
+        }
         let mut out = vec![("NORM_KIND", f64::from(self.norm_kind))];
         if self.kernel.zero_nans_specialized() {
             out.push(("ZERO_NANS", f64::from(u8::from(self.zero_nans))));

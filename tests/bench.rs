@@ -20,11 +20,11 @@ fn bench_measures_every_operation_and_ratio() {
     };
     let mut progress_lines = 0;
     let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
-    assert_eq!(report.measurements.len(), 2 * 17, "17 operations per size");
+    assert_eq!(report.measurements.len(), 2 * 19, "19 operations per size");
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 3);
     assert!(report.skipped.is_empty());
-    assert_eq!(progress_lines, 2 * 17 + 3);
+    assert_eq!(progress_lines, 2 * 19 + 3);
     for m in &report.measurements {
         assert!(
             m.median_ms > 0.0 && m.gb_per_s > 0.0 && m.fraction_of_copy > 0.0,

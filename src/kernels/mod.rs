@@ -8,16 +8,20 @@
 //! | [`clip`]    | `scale`, `scale_per_tensor`, `clamp`                  |
 //! | [`update`]  | the bind-group recipe shared by the update kernels    |
 //! | [`cache`]   | bind groups cached per slab by what they bind         |
-//! | [`sgd`], [`adam`], [`rmsprop`], [`adagrad`], [`lion`] | each rule's uniform  |
+//! | [`trust`]   | `trust_partials`, `trust_fold` (LARS, LAMB)           |
+//! | [`sgd`], [`adam`], [`rmsprop`], [`adagrad`], [`lion`], [`lars`], [`lamb`] | each rule's uniform |
 
 pub(crate) mod adagrad;
 pub(crate) mod adam;
 pub(crate) mod cache;
 pub(crate) mod clip;
+pub(crate) mod lamb;
+pub(crate) mod lars;
 pub(crate) mod lion;
 pub(crate) mod norm;
 pub(crate) mod rmsprop;
 pub(crate) mod sgd;
+pub(crate) mod trust;
 pub(crate) mod update;
 
 #[cfg(test)]
@@ -25,6 +29,7 @@ mod tests {
     use crate::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
     use crate::kernels::{adagrad::AdagradUniform, lion::LionUniform};
     use crate::kernels::{adam::AdamUniform, rmsprop::RmsPropUniform, sgd::SgdUniform};
+    use crate::kernels::{lamb::LambUniform, lars::LarsUniform};
     use crate::shaders::{struct_layout, Kernel};
 
     /// Where Rust twin `T` and its WGSL struct in `source` differ: field names, order,
@@ -63,6 +68,8 @@ mod tests {
             mismatch::<RmsPropUniform>(&Kernel::RmsProp.source()),
             mismatch::<AdagradUniform>(&Kernel::Adagrad.source()),
             mismatch::<LionUniform>(&Kernel::Lion.source()),
+            mismatch::<LarsUniform>(&Kernel::Lars.source()),
+            mismatch::<LambUniform>(&Kernel::Lamb.source()),
         ];
         let found: Vec<String> = checks.into_iter().flatten().collect();
         assert!(found.is_empty(), "{found:#?}");

@@ -11,6 +11,7 @@ use crate::arena::{Arena, Binding};
 use crate::context::Gpu;
 use crate::gpu::{elementwise_groups, whole};
 use crate::kernels::cache::BindCache;
+use crate::kernels::trust::{Trust, TrustSetup};
 use crate::layout::Layout;
 use crate::shaders::Kernel;
 use crate::slabs::SlabDevice;
@@ -28,6 +29,8 @@ pub(crate) struct UpdateKernel {
     step_state: wgpu::Buffer,
     group_bias: wgpu::Buffer,
     groups: BindCache,
+    /// LARS and LAMB: the trust pass and its per-slab bind groups.
+    trust: Option<(Trust, BindCache)>,
 }
 
 /// What an update kernel binds besides each slab's own bindings and tables.
@@ -43,11 +46,14 @@ pub(crate) struct UpdateBindings<'a> {
     pub blocks: &'a [Vec<u32>],
     /// Per group, Adam's bias corrections (bound at 9 by the kernels that declare it).
     pub group_bias: &'a wgpu::Buffer,
+    /// The trust pass of a trust-ratio rule (LARS, LAMB).
+    pub trust: Option<TrustSetup<'a>>,
 }
 
 impl UpdateKernel {
     pub(crate) fn new(
         gpu: &Gpu,
+        layout: &Layout,
         kernel: Kernel,
         table_bytes: &[u8],
         row_bytes: usize,
@@ -73,9 +79,14 @@ impl UpdateKernel {
                 _ => Err(gpu.storage("unused state", 16)),
             })
             .collect();
+        let trust = b.trust.as_ref().map(|setup| {
+            let trust = Trust::new(gpu, layout, setup, &table);
+            (trust, BindCache::new(blocks.len()))
+        });
         UpdateKernel {
             kernel,
             table,
+            trust,
             groups: BindCache::new(blocks.len()),
             blocks,
             states,
@@ -89,9 +100,21 @@ impl UpdateKernel {
         (&self.table, 0, bytes)
     }
 
-    /// Slab `s`'s bind group for the slab as it is now.
-    fn bind_group(&self, gpu: &Gpu, s: usize, slab: &SlabDevice) -> wgpu::BindGroup {
-        let kernel = slab.kernel(self.kernel);
+    /// Slab `s`'s bind group of `kernel` (the update, or a trust pass) for the slab as it
+    /// is now: the update bindings, and whatever of the trust pass the kernel declares.
+    fn bind_group(
+        &self,
+        gpu: &Gpu,
+        kernel: Kernel,
+        s: usize,
+        slab: &SlabDevice,
+    ) -> wgpu::BindGroup {
+        let declares = |b: u32| {
+            kernel
+                .bind_group_layout_entries()
+                .iter()
+                .any(|e| e.binding == b)
+        };
         let mut entries = vec![(0, slab.params.resource())];
         if !slab.shared {
             entries.push((1, slab.grads.resource()));
@@ -109,17 +132,25 @@ impl UpdateKernel {
             (7, whole(&slab.uniform)),
             (8, whole(&self.blocks[s])),
         ]);
-        if kernel
-            .bind_group_layout_entries()
-            .iter()
-            .any(|e| e.binding == 9)
-        {
+        if declares(9) {
             entries.push((9, whole(&self.group_bias)));
         }
+        if let Some((trust, _)) = &self.trust {
+            if declares(11) {
+                entries.push((11, whole(&trust.ratios)));
+                entries.push((12, whole(&trust.block_tensor[s])));
+            }
+            if declares(13) {
+                entries.push((13, whole(&slab.chunks)));
+                entries.push((14, whole(&trust.partials)));
+            }
+        }
+        // A trust pass declares only the states it reads (LARS's reads none).
+        entries.retain(|(binding, _)| declares(*binding));
         gpu.bind_group_at(kernel, &slab.with_places(kernel, entries))
     }
 
-    /// Records the update over every slab.
+    /// Records the update over every slab (after the trust pass and fold of a trust rule).
     pub(crate) fn encode(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
@@ -127,12 +158,21 @@ impl UpdateKernel {
         layout: &Layout,
         slabs: &[Arc<SlabDevice>],
     ) {
+        if let Some((trust, cache)) = &self.trust {
+            let kernel = trust.partials_kernel;
+            let plan = |s: usize, _: &SlabDevice| (kernel.into(), layout.chunks[s].len() as u32);
+            cache.encode(pass, gpu, slabs, plan, |s, slab| {
+                self.bind_group(gpu, kernel, s, slab)
+            });
+            let folds = Trust::fold_groups(layout);
+            gpu.dispatch(pass, trust.fold_kernel, &trust.fold_group, folds);
+        }
         let plan = |s: usize, slab: &SlabDevice| {
             let size = elementwise_groups(layout.slabs[s].len);
             (slab.kernel(self.kernel).into(), size)
         };
         self.groups.encode(pass, gpu, slabs, plan, |s, slab| {
-            self.bind_group(gpu, s, slab)
+            self.bind_group(gpu, slab.kernel(self.kernel), s, slab)
         });
     }
 }

@@ -18,6 +18,7 @@ use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::kernels::norm::{base_op, NormWorkspace};
+use crate::kernels::trust::TrustSetup;
 use crate::kernels::update::{UpdateBindings, UpdateKernel};
 use crate::layout::Layout;
 use crate::memory;
@@ -37,6 +38,8 @@ pub(crate) trait Rule:
     const TORCH_STEP: bool = true;
     /// The update kernel.
     const KERNEL: Kernel;
+    /// A trust-ratio rule's `(trust pass, fold)` kernels, run before the update (LARS, LAMB).
+    const TRUST: Option<(Kernel, Kernel)> = None;
     /// State bindings the kernel declares.
     const STATE_SLOTS: usize;
     /// PyTorch's constructor checks.
@@ -104,6 +107,13 @@ impl<R: Rule> Engine<R> {
                 )));
             }
         }
+        if R::TRUST.is_some() && layout.slabs.iter().any(|s| s.pool.is_some()) {
+            return Err(Error::NotSupported(format!(
+                "{} over external tensors (its trust pass reads clipstep's own slabs only); \
+                 give this optimizer a set without ArenaOptions::external",
+                R::NAME
+            )));
+        }
         let in_norm = groups::norm_mask(&group_of, &groups);
         let blocks = groups::block_tables(&layout, &group_of, &groups);
         let slots = config.state_names().iter().flatten().count() as u64;
@@ -126,8 +136,15 @@ impl<R: Rule> Engine<R> {
                 let workspace = NormWorkspace::new(gpu, &layout, &set.fold, &log_betas);
                 gpu.queue
                     .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
+                let trust = R::TRUST.map(|kernels| TrustSetup {
+                    kernels,
+                    ranges: &set.fold.ranges,
+                    op: &workspace.op,
+                    tensor_group: &group_of,
+                });
                 let update = UpdateKernel::new(
                     gpu,
+                    &layout,
                     R::KERNEL,
                     &group_table(&groups),
                     groups[0].config.uniform().len(),
@@ -137,6 +154,7 @@ impl<R: Rule> Engine<R> {
                         step_state: &workspace.state,
                         blocks: &blocks,
                         group_bias: &workspace.group_bias,
+                        trust,
                     },
                 );
                 let device = EngineDevice {

@@ -1,7 +1,7 @@
 //! Fused optimizer steps: norm → clip coefficient → update, recorded as one compute pass
 //! with no host readback. The gradient is read once for the norm and once for the update.
 //!
-//! [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`] and [`Lion`] share the [`Optimizer`] trait and one
+//! [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`], [`Lion`], [`Lars`] and [`Lamb`] share the [`Optimizer`] trait and one
 //! engine. Hyperparameters and step options reach the device as small in-stream writes,
 //! so changing the learning rate never rebuilds a pipeline or bind group, and the step
 //! count lives on the device so skipped steps do not advance it. Hyperparameters are f64,
@@ -11,6 +11,8 @@ mod adagrad;
 mod adam;
 mod engine;
 mod groups;
+mod lamb;
+mod lars;
 mod lion;
 mod rmsprop;
 mod sgd;
@@ -20,6 +22,8 @@ use std::path::Path;
 pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
 pub use groups::ParamGroup;
+pub use lamb::{Lamb, LambConfig};
+pub use lars::{Lars, LarsConfig};
 pub use lion::{Lion, LionConfig};
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};

@@ -338,3 +338,71 @@ fn clip_by_block_rms_matches_optax() {
         "a tensor under the threshold is unchanged"
     );
 }
+
+/// LARS and LAMB against Optax over three tensors, step by step from Optax's parameters and
+/// states before each step: every tensor its own trust ratio.
+#[test]
+fn trust_ratio_steps_match_optax() {
+    let f = optax_fixtures();
+    for case in f["trust"].as_array().unwrap() {
+        let name = case["optimizer"].as_str().unwrap();
+        let kw = &case["kwargs"];
+        let get = |k: &str, default: f64| kw.get(k).and_then(Value::as_f64).unwrap_or(default);
+        let mut params = tensors(&case["params"]);
+        let keys: Vec<&str> = match name {
+            "LARS" => vec!["momentum_buffer"],
+            _ => vec!["exp_avg", "exp_avg_sq"],
+        };
+        let mut states: Vec<Vec<Vec<f32>>> = keys
+            .iter()
+            .map(|_| params.iter().map(|p| vec![0.0; p.len()]).collect())
+            .collect();
+        for (k, step) in case["steps"].as_array().unwrap().iter().enumerate() {
+            let grads = tensors(&step["grads"]);
+            for t in 0..params.len() {
+                let (p, g) = (&mut params[t], &grads[t]);
+                if name == "LARS" {
+                    lars(
+                        p,
+                        g,
+                        &mut states[0][t],
+                        get("learning_rate", 0.1),
+                        get("weight_decay", 0.0),
+                        get("trust_coefficient", 0.001),
+                        get("eps", 0.0),
+                        true,
+                        get("momentum", 0.9),
+                        kw.get("nesterov").and_then(Value::as_bool).unwrap_or(false),
+                    );
+                } else {
+                    let (m, v) = states.split_at_mut(1);
+                    lamb(
+                        p,
+                        g,
+                        &mut m[0][t],
+                        &mut v[0][t],
+                        k as u32 + 1,
+                        get("learning_rate", 1e-3),
+                        (get("b1", 0.9), get("b2", 0.999)),
+                        get("eps", 1e-6),
+                        get("eps_root", 0.0),
+                        get("weight_decay", 0.0),
+                    );
+                }
+            }
+            let what = format!("{name} {kw} step {}", k + 1);
+            let want = tensors(&step["params"]);
+            for (got, want) in params.iter().zip(&want) {
+                assert_ulps(got, want, &format!("{what}: params"));
+            }
+            for (key, state) in keys.iter().zip(&mut states) {
+                let want = tensors(&step["state"][*key]);
+                for (got, want) in state.iter().zip(&want) {
+                    assert_ulps(got, want, &format!("{what}: {key}"));
+                }
+                *state = want;
+            }
+            params = want;
+        }
+    }
+}

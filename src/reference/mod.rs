@@ -16,6 +16,7 @@
 //! | `signed_decayed` (`common.wgsl`)        | [`signed_decayed`]                     |
 //! | `sgd`, `adam`, `rmsprop`                | [`sgd`], [`adam`], [`rmsprop`]         |
 //! | `adagrad`, `lion`                       | [`adagrad`], [`lion`]                  |
+//! | `lars*`, `lamb*`, `trust_fold`          | [`lars`], [`lamb`], [`trust_ratio`]    |
 
 mod adagrad;
 mod clip;
@@ -24,6 +25,7 @@ mod golden;
 mod lion;
 mod norm;
 mod optim;
+mod trust;
 
 pub use adagrad::{adagrad, adagrad_clr};
 pub use clip::{
@@ -33,6 +35,7 @@ pub use clip::{
 pub use lion::{lion, sign_keep_nan};
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};
 pub use optim::{adam, bias_correction, rmsprop, sgd, signed_decayed, torch_lerp};
+pub use trust::{lamb, lars, trust_ratio};
 
 /// Units in the last place between two finite f32s of any signs: the distance the update
 /// tolerance (`consts::tolerance::UPDATE_ULPS`) is stated in.

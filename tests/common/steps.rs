@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use clipstep::consts::tolerance::{TRAJECTORY_FLOOR, TRAJECTORY_REL, UPDATE_ABS, UPDATE_ULPS};
+use clipstep::consts::tolerance::{
+    TRAJECTORY_FLOOR, TRAJECTORY_REL, TRUST_TRAJECTORY_REL, UPDATE_ABS, UPDATE_ULPS,
+};
 use clipstep::*;
 
 use super::*;
@@ -41,6 +43,49 @@ pub trait ReferenceStep: harness::Build {
         grads: &[f32],
         states: &mut BTreeMap<String, Vec<f32>>,
     );
+
+    /// The same over a set of tensors of `sizes`, concatenated: one call over the whole
+    /// arrays, unless the rule works per tensor (a trust ratio).
+    fn reference_step_over(
+        &self,
+        step: u32,
+        params: &mut [f32],
+        grads: &[f32],
+        states: &mut BTreeMap<String, Vec<f32>>,
+        _sizes: &[usize],
+    ) {
+        self.reference_step(step, params, grads, states);
+    }
+
+    /// How far a 100-step trajectory may drift from the CPU backend's.
+    fn trajectory_rel(&self) -> f32 {
+        TRAJECTORY_REL
+    }
+}
+
+/// [`ReferenceStep::reference_step_over`] tensor by tensor: each tensor its own call, over
+/// its slices of the parameters, gradients and states.
+fn per_tensor<C: ReferenceStep>(
+    config: &C,
+    step: u32,
+    params: &mut [f32],
+    grads: &[f32],
+    states: &mut BTreeMap<String, Vec<f32>>,
+    sizes: &[usize],
+) {
+    let mut at = 0;
+    for &n in sizes {
+        let mut part: BTreeMap<String, Vec<f32>> = states
+            .iter()
+            .map(|(k, v)| (k.clone(), v[at..at + n].to_vec()))
+            .collect();
+        config.reference_step(step, &mut params[at..at + n], &grads[at..at + n], &mut part);
+        for (k, v) in part {
+            let whole = states.entry(k).or_insert_with(|| vec![0.0; grads.len()]);
+            whole[at..at + n].copy_from_slice(&v);
+        }
+        at += n;
+    }
 }
 
 /// Takes state `name` out of `states` (empty when the config keeps none).
@@ -233,7 +278,7 @@ pub fn steps_match<C: ReferenceStep>(
             .iter()
             .map(|&g| reference::effective_grad(g, inv, state.clip_coef, clip_value))
             .collect();
-        config.reference_step(state.step, &mut p, &effective, &mut s);
+        config.reference_step_over(state.step, &mut p, &effective, &mut s, sizes);
         let (gp, gs) = downloads(&opt, &set);
         assert_close_elementwise(&gp, &p, UPDATE_ULPS, UPDATE_ABS, &format!("{what}: params"));
         for (name, got) in &gs {
@@ -310,7 +355,7 @@ pub fn trajectory<C: ReferenceStep>(config: C, sizes: &[usize], slab: Option<u64
     assert_close(
         &runs[0],
         &runs[1],
-        f64::from(TRAJECTORY_REL),
+        f64::from(config.trajectory_rel()),
         TRAJECTORY_FLOOR,
         &what,
     );
@@ -352,5 +397,91 @@ impl ReferenceStep for LionConfig {
         let mut m = take(s, "exp_avg");
         reference::lion(p, g, &mut m, self.lr, self.betas, self.weight_decay);
         s.insert("exp_avg".into(), m);
+    }
+}
+
+impl ReferenceStep for LarsConfig {
+    fn reference_step(
+        &self,
+        _step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+    ) {
+        let mut b = take(s, "momentum_buffer");
+        b.resize(p.len(), 0.0);
+        let c = self;
+        reference::lars(
+            p,
+            g,
+            &mut b,
+            c.lr,
+            c.weight_decay,
+            c.trust_coefficient,
+            c.eps,
+            c.trust,
+            c.momentum,
+            c.nesterov,
+        );
+        s.insert("momentum_buffer".into(), b);
+    }
+
+    fn reference_step_over(
+        &self,
+        step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+        sizes: &[usize],
+    ) {
+        per_tensor(self, step, p, g, s, sizes);
+    }
+
+    fn trajectory_rel(&self) -> f32 {
+        TRUST_TRAJECTORY_REL
+    }
+}
+
+impl ReferenceStep for LambConfig {
+    fn reference_step(
+        &self,
+        step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+    ) {
+        let (mut m, mut v) = (take(s, "exp_avg"), take(s, "exp_avg_sq"));
+        m.resize(p.len(), 0.0);
+        v.resize(p.len(), 0.0);
+        let c = self;
+        reference::lamb(
+            p,
+            g,
+            &mut m,
+            &mut v,
+            step,
+            c.lr,
+            c.betas,
+            c.eps,
+            c.eps_root,
+            c.weight_decay,
+        );
+        s.insert("exp_avg".into(), m);
+        s.insert("exp_avg_sq".into(), v);
+    }
+
+    fn reference_step_over(
+        &self,
+        step: u32,
+        p: &mut [f32],
+        g: &[f32],
+        s: &mut BTreeMap<String, Vec<f32>>,
+        sizes: &[usize],
+    ) {
+        per_tensor(self, step, p, g, s, sizes);
+    }
+
+    fn trajectory_rel(&self) -> f32 {
+        TRUST_TRAJECTORY_REL
     }
 }

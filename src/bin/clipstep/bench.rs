@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use clipstep::{
     Adagrad, AdagradConfig, AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Error,
-    ExternalTensor, Lion, LionConfig, Nonfinite, Norm, Optimizer, ParamGroup, ParamSet, Result,
-    RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
+    ExternalTensor, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, Nonfinite, Norm,
+    Optimizer, ParamGroup, ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions,
+    TensorSpec,
 };
 
 /// What to measure.
@@ -541,6 +542,25 @@ impl Bench<'_> {
         self.step("Adagrad + clip (fused)", &mut set, &mut opt, 20, fused)?;
         let mut opt = Lion::new(&set, LionConfig::default())?;
         self.step("Lion + clip (fused)", &mut set, &mut opt, 20, fused)?;
+        // LARS: the trust pass reads p and g, the update reads p, g, b and writes p, b (28
+        // + 4 for the norm); LAMB: the trust pass reads p, g, m, v and writes m, v, the
+        // update reads p, m, v and writes p (40 + 4).
+        let mut opt = Lars::new(&set, LarsConfig::default())?;
+        self.step(
+            "LARS + clip (trust pass + update)",
+            &mut set,
+            &mut opt,
+            32,
+            fused,
+        )?;
+        let mut opt = Lamb::new(&set, LambConfig::default())?;
+        self.step(
+            "LAMB + clip (trust pass + update)",
+            &mut set,
+            &mut opt,
+            44,
+            fused,
+        )?;
         let mut opt = AdamW::new(&set, AdamWConfig::default())?;
         let t_fused = self.step("AdamW + clip (fused)", &mut set, &mut opt, 32, fused)?;
         let fraction = self.out.last().map_or(0.0, |m| m.fraction_of_copy);

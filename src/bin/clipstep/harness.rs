@@ -8,8 +8,8 @@ use clipstep::consts::tolerance::{
 };
 use clipstep::{
     reference, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, ArenaOptions, Clip,
-    Context, Lion, LionConfig, Nonfinite, Norm, Optimizer, ParamGroup, ParamSet, RmsProp,
-    RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
+    Context, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, Nonfinite, Norm, Optimizer,
+    ParamGroup, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
 };
 
 /// One line of the verification table.
@@ -276,7 +276,9 @@ build!(
     AdamWConfig => AdamW,
     RmsPropConfig => RmsProp,
     AdagradConfig => Adagrad,
-    LionConfig => Lion
+    LionConfig => Lion,
+    LarsConfig => Lars,
+    LambConfig => Lamb
 );
 
 /// AdamW in three parameter groups over a set's tensors (tensor i in group i % 3): group 0
@@ -432,6 +434,16 @@ pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
         weight_decay: 0.1,
         ..Default::default()
     };
+    let lars = LarsConfig {
+        weight_decay: 1e-3,
+        trust_coefficient: 0.02,
+        nesterov: true,
+        ..Default::default()
+    };
+    let lamb = LambConfig {
+        weight_decay: 0.01,
+        ..Default::default()
+    };
     let mut out = vec![
         rule(ctx, case, "SGD (clip 1, scale 2)", &sgd, &clipped)?,
         rule(ctx, case, "Adam (clip 1, scale 2)", &adam, &clipped)?,
@@ -445,6 +457,8 @@ pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
         rule(ctx, case, "RMSprop (clip 1, scale 2)", &rmsprop, &clipped)?,
         rule(ctx, case, "Adagrad (clip 1, scale 2)", &adagrad, &clipped)?,
         rule(ctx, case, "Lion (clip 1, scale 2)", &lion, &clipped)?,
+        rule(ctx, case, "LARS (clip 1, scale 2)", &lars, &clipped)?,
+        rule(ctx, case, "LAMB (clip 1, scale 2)", &lamb, &clipped)?,
         rule(
             ctx,
             case,

@@ -1,0 +1,29 @@
+// LAMB (You et al. 2019; optax.lamb = scale_by_adam, add_decayed_weights,
+// scale_by_trust_ratio, scale_by_learning_rate), VEC4_PER_INVOCATION vec4s per invocation,
+// after lamb_trust.wgsl updated the moments; skipped when the step state says so:
+//   u ← m̂ / (sqrt(v̂ + eps_root) + eps) + wd·p;  u ← u·ratio_t;  p ← p + u·(−lr)
+// ratio_t = ‖p_t‖ / ‖u_t‖, 1 when either norm is 0 (trust_fold.wgsl). The twin of
+// reference::lamb.
+//
+// @binding(2) exp_avg  @binding(3) exp_avg_sq  @binding(9) group_bias  @binding(11) ratios
+// @binding(12) block_tensor  (lamb_rule.wgsl, update.wgsl, locate_direct.wgsl)
+
+@group(0) @binding(2) var<storage, read_write> exp_avg: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
+@group(0) @binding(11) var<storage, read> ratios: array<f32>;
+@group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
+
+fn apply(i: u32, at: At) {
+    let live = at.live;
+    let block = block_of(i);
+    let group = group_of(block);
+    let p0 = params[at.p];
+    let bias = group_bias[group];
+    let u = groups[group];
+    let mhat = exp_avg[i] / bias.x;
+    let vhat = exp_avg_sq[i] / bias.y;
+    var d = mhat / (sqrt(vhat + u.eps_root) + u.eps) + u.weight_decay * p0;
+    d = d * ratios[block_tensor[i / BLOCK_VEC4S]];
+    params[at.p] = select(p0, p0 + d * u.neg_lr, live);
+}

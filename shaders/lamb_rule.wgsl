@@ -1,0 +1,22 @@
+// LAMB's group table (optax.lamb; see lamb.wgsl), shared by its trust, fold and apply
+// kernels.
+//
+// @binding(6) groups: one Lamb per parameter group
+
+struct Lamb {
+    neg_lr: f32,
+    beta1: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    eps: f32,
+    eps_root: f32,
+    weight_decay: f32,
+}
+
+@group(0) @binding(6) var<uniform> groups: array<Lamb, MAX_GROUPS>;
+
+// Optax's lamb scales every update by its trust ratio, with coefficient 1 and eps 0.
+fn trust_params(group: u32) -> vec3<f32> {
+    return vec3<f32>(1.0, 0.0, 1.0);
+}

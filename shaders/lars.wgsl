@@ -1,0 +1,34 @@
+// LARS (You et al. 2017; optax.lars = add_decayed_weights, masked scale_by_trust_ratio,
+// scale_by_learning_rate, trace), VEC4_PER_INVOCATION vec4s per invocation, skipped when
+// the step state says so; the order of operations is Optax's:
+//   u ← g + wd·p;  u ← u·ratio_t if the group is trust-scaled;  u ← u·(−lr)
+//   b ← u + μ·b;   p ← p + (u + μ·b if nesterov, else b)
+// ratio_t = trust_coefficient·‖p_t‖ / (‖u_t‖ + eps), 1 when either norm is 0 (trust_fold.wgsl).
+// The twin of reference::lars.
+//
+// @binding(2) momentum_buffer (Optax's trace)  @binding(11) ratios  @binding(12) block_tensor
+// (lars_rule.wgsl, update.wgsl, locate_direct.wgsl)
+
+@group(0) @binding(2) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
+@group(0) @binding(11) var<storage, read> ratios: array<f32>;
+@group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
+
+fn apply(i: u32, at: At) {
+    let live = at.live;
+    let block = block_of(i);
+    let u = groups[group_of(block)];
+    let p0 = params[at.p];
+    var d = rule_grad(at.g, block) + u.weight_decay * p0;
+    if u.trust != 0u {
+        d = d * ratios[block_tensor[i / BLOCK_VEC4S]];
+    }
+    d = d * u.neg_lr;
+    let b0 = momentum_buffer[i];
+    let b = d + u.momentum * b0;
+    momentum_buffer[i] = select(b0, b, live);
+    var step = b;
+    if u.nesterov != 0u {
+        step = d + u.momentum * b;
+    }
+    params[at.p] = select(p0, p0 + step, live);
+}

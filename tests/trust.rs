@@ -1,0 +1,164 @@
+//! LARS and LAMB (Optax's rules) on the device against the CPU reference: every clip and
+//! loss scale, several slabs, 2,000 tensors (each its own trust ratio), 100-step
+//! trajectories, groups excluding tensors from the trust ratio, typed errors.
+
+mod common;
+
+use clipstep::*;
+use common::harness::{three_groups, Build};
+use common::steps::*;
+use common::*;
+
+fn lars_configs() -> Vec<LarsConfig> {
+    let d = LarsConfig::default();
+    vec![
+        d,
+        LarsConfig {
+            lr: 0.5,
+            weight_decay: 1e-3,
+            trust_coefficient: 0.02,
+            eps: 1e-6,
+            nesterov: true,
+            ..d
+        },
+        LarsConfig {
+            trust: false,
+            momentum: 0.0,
+            ..d
+        },
+    ]
+}
+
+fn lamb_configs() -> Vec<LambConfig> {
+    let d = LambConfig::default();
+    vec![
+        d,
+        LambConfig {
+            lr: 1e-2,
+            betas: (0.8, 0.99),
+            weight_decay: 0.01,
+            eps_root: 1e-8,
+            ..d
+        },
+    ]
+}
+
+#[test]
+fn lars_steps_match_reference() {
+    matrix(lars_configs());
+}
+
+#[test]
+fn lamb_steps_match_reference() {
+    matrix(lamb_configs());
+}
+
+#[test]
+fn hundred_step_trajectories_match_reference() {
+    let tiny: Vec<usize> = (0..2000).map(|i| 1 + i % 5).collect();
+    for (sizes, slab) in [(vec![40_000, 3, 12_345], Some(16 * 1024)), (tiny, None)] {
+        trajectory(lars_configs()[1], &sizes, slab);
+        trajectory(lamb_configs()[1], &sizes, slab);
+    }
+}
+
+/// A group out of the trust ratio (LARS's trust_ratio_mask) steps as plain momentum SGD
+/// on the learning rate, while the others are scaled, on the device and the CPU backend.
+#[test]
+fn groups_choose_the_trust_ratio() {
+    let sizes = [300, 7, 64];
+    for ctx in [ctx(), Context::cpu()] {
+        let (mut set, grads) = set_with_grads(&ctx, &sizes, None, 1);
+        set.upload_params(&data(371, 2, 1.0)).unwrap();
+        let params = set.download_params().unwrap();
+        let groups = three_groups(&set, |g| LarsConfig {
+            trust: g != 1,
+            momentum: 0.0,
+            ..Default::default()
+        });
+        let mut opt = Lars::with_groups(&set, groups).unwrap();
+        opt.step(&mut set, &StepOptions::default()).unwrap();
+        let got = set.download_params().unwrap();
+        // Tensor 1 (group 1, 7 elements): p − lr·g exactly.
+        for i in 300..307 {
+            assert_eq!(got[i], params[i] + grads[i] * -0.1f32, "{}", ctx.describe());
+        }
+        // Tensor 0 moved by a trust-scaled step: ‖Δ‖ = lr·0.001·‖p‖.
+        let moved: f64 = (0..300)
+            .map(|i| f64::from(got[i] - params[i]).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let p_norm: f64 = params[..300]
+            .iter()
+            .map(|&x| f64::from(x).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let want = 0.1 * 0.001 * p_norm;
+        assert!((moved - want).abs() < 1e-3 * want, "{moved} vs {want}");
+    }
+}
+
+/// Trust-ratio rules read clipstep's own slabs only: over external tensors they are a
+/// typed error, not a wrong step.
+#[test]
+fn external_tensors_are_a_typed_error() {
+    let ctx = ctx();
+    let buffer = user_storage(&ctx, 4096);
+    let set = set_with_external(&ctx, 100, (&buffer, 0), (&buffer, 1024));
+    let err = Lamb::new(&set, LambConfig::default()).err().unwrap();
+    assert!(matches!(err, Error::NotSupported(_)), "{err}");
+    assert!(LarsConfig::default().build(&set).is_err());
+}
+
+#[test]
+fn invalid_hyperparameters_are_typed_errors() {
+    let (set, _) = set_with_grads(&ctx(), &[10], None, 1);
+    let d = LarsConfig::default();
+    for c in [
+        LarsConfig { lr: -1.0, ..d },
+        LarsConfig {
+            trust_coefficient: -1.0,
+            ..d
+        },
+        LarsConfig {
+            momentum: f64::NAN,
+            ..d
+        },
+    ] {
+        let err = Lars::new(&set, c).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidHyperparameter {
+                    optimizer: "LARS",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let d = LambConfig::default();
+    for c in [
+        LambConfig { eps: -1.0, ..d },
+        LambConfig {
+            betas: (1.0, 0.9),
+            ..d
+        },
+        LambConfig {
+            weight_decay: -0.5,
+            ..d
+        },
+    ] {
+        let err = Lamb::new(&set, c).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidHyperparameter {
+                    optimizer: "LAMB",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
