@@ -125,6 +125,22 @@ fn round_trips_are_bit_exact_for_every_optimizer() {
         LionConfig::default(),
         |o: &Lion| *o.config(),
     );
+    round_trip_is_exact(
+        LarsConfig {
+            nesterov: true,
+            ..Default::default()
+        },
+        LarsConfig::default(),
+        |o: &Lars| *o.config(),
+    );
+    round_trip_is_exact(
+        LambConfig {
+            weight_decay: 0.1,
+            ..Default::default()
+        },
+        LambConfig::default(),
+        |o: &Lamb| *o.config(),
+    );
 }
 
 #[test]

@@ -162,3 +162,29 @@ fn invalid_hyperparameters_are_typed_errors() {
         );
     }
 }
+
+/// A step skipped for a NaN changes no bit: LAMB's trust pass, which writes the moments,
+/// is skipped with the update.
+#[test]
+fn a_skipped_step_leaves_the_moments_alone() {
+    for ctx in [ctx(), Context::cpu()] {
+        let (mut set, grads) = set_with_grads(&ctx, &[500, 3], Some(1024), 1);
+        set.upload_params(&data(503, 2, 1.0)).unwrap();
+        let mut opt = Lamb::new(&set, LambConfig::default()).unwrap();
+        opt.step(&mut set, &StepOptions::default()).unwrap();
+        let before = (
+            set.download_params().unwrap(),
+            opt.state("exp_avg").unwrap(),
+            opt.state("exp_avg_sq").unwrap(),
+        );
+        let mut poisoned = grads.clone();
+        poisoned[501] = f32::NAN;
+        set.upload_grads(&poisoned).unwrap();
+        let state = opt.step(&mut set, &StepOptions::default()).unwrap();
+        assert!(state.read_blocking().unwrap().skipped);
+        assert_bits_eq(&set.download_params().unwrap(), &before.0, "params");
+        assert_bits_eq(&opt.state("exp_avg").unwrap(), &before.1, "exp_avg");
+        assert_bits_eq(&opt.state("exp_avg_sq").unwrap(), &before.2, "exp_avg_sq");
+        assert_eq!(opt.step_count().unwrap(), 1);
+    }
+}
