@@ -5,7 +5,9 @@ Writes fixtures/pytorch.json: norms, clip_grad_norm_ / clip_grads_with_norm_ /
 clip_grad_value_, a few steps of SGD, Adam, AdamW and RMSprop and twelve of Adagrad
 (single-tensor loops, foreach=False, on CPU in float32) with the optimizer states after
 every step, and AdamW
-with three parameter groups, one left out of the global norm. The unit
+with three parameter groups, one left out of the global norm, and adaptive gradient
+clipping with PyTorch's units (rows of `[out, in, ...]`: timm's `adaptive_clip_grad`,
+written out here so the script needs torch only). The unit
 tests in src/reference/golden.rs hold the reference to these numbers, so CI needs no torch.
 
     python3 -m pip install torch && python3 scripts/make_fixtures.py
@@ -158,6 +160,30 @@ def groups_case():
     return case
 
 
+def agc_case():
+    """timm.utils.agc.adaptive_clip_grad (clip_factor 0.05, eps 1e-3), on tensors of rank 1
+    to 4, with gradients of mixed magnitudes so some rows are clipped and some are not."""
+    torch.manual_seed(5)
+    shapes = [[5], [4, 6], [3, 2, 2, 2], [6, 1]]
+    params = [torch.randn(*s).float() for s in shapes]
+    grads = [(torch.randn(*s) * torch.tensor([0.001, 0.01, 1.0])[torch.randint(0, 3, s)]).float()
+             for s in shapes]
+
+    def unitwise_norm(x):
+        if x.ndim <= 1:
+            return x.norm(2.0)
+        return x.norm(2.0, dim=tuple(range(1, x.ndim)), keepdim=True)
+
+    clipped = []
+    for p, g in zip(params, grads):
+        max_norm = unitwise_norm(p).clamp_(min=1e-3).mul_(0.05)
+        grad_norm = unitwise_norm(g)
+        clipped_grad = g * (max_norm / grad_norm.clamp(min=1e-6))
+        clipped.append(torch.where(grad_norm < max_norm, g, clipped_grad))
+    return {"clipping": 0.05, "eps": 1e-3, "shapes": shapes, "params": [flat(p) for p in params],
+            "grads": [flat(g) for g in grads], "clipped": [flat(c) for c in clipped]}
+
+
 def main():
     grads = gradients()
     out = {
@@ -169,6 +195,7 @@ def main():
         "clip_grad_value": value_case(grads),
         "optimizers": [optimizer_case(*o) for o in OPTIMIZERS],
         "groups": groups_case(),
+        "adaptive_clip_grad": agc_case(),
     }
     path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "pytorch.json")
     with open(path, "w") as f:

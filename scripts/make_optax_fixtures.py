@@ -8,7 +8,9 @@ step; and twelve steps of optax.sgd behind optax.zero_nans (gradients with NaNs)
 behind MultiSteps(should_skip_update_fn=skip_large_updates) (gradients whose norm crosses
 the bound), with the parameters after every step; optax.clip_by_block_rms over tensors
 whose RMS lies on both sides of the threshold; and twelve steps of optax.lars and
-optax.lamb over three tensors (each its own trust ratio), with parameters and states. The unit tests in src/reference/golden.rs hold the reference to these numbers, so CI
+optax.lamb over three tensors (each its own trust ratio), with parameters and states; and
+optax.adaptive_grad_clip over tensors of rank 0 to 4 (Optax's units: columns of `[in, out]`,
+the last axis of `HWIO`). The unit tests in src/reference/golden.rs hold the reference to these numbers, so CI
 needs no JAX.
 
     python3 -m pip install "jax[cpu]" optax numpy && python3 scripts/make_optax_fixtures.py
@@ -143,6 +145,20 @@ def trust_case(rng, name, make, kwargs):
     return case
 
 
+def agc_case(rng):
+    shapes = [[], [5], [1, 7], [4, 6], [2, 3, 4], [2, 2, 3, 5]]
+    params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    # Gradients of mixed magnitudes, so that some units are clipped and some are not.
+    grads = [(rng.standard_normal(s) * rng.choice([0.001, 0.01, 1.0], size=s)).astype(np.float32)
+             for s in shapes]
+    clip = optax.adaptive_grad_clip(0.05, eps=1e-3)
+    clipped, _ = clip.update([jnp.asarray(g) for g in grads], clip.init(None),
+                             [jnp.asarray(p) for p in params])
+    return {"clipping": 0.05, "eps": 1e-3, "shapes": shapes,
+            "params": [flat(p) for p in params], "grads": [flat(g) for g in grads],
+            "clipped": [flat(c) for c in clipped]}
+
+
 def main():
     rng = np.random.default_rng(20261125)
     out = {
@@ -153,6 +169,7 @@ def main():
         "policies": policy_cases(rng),
         "clip_by_block_rms": block_rms_case(rng),
         "trust": [trust_case(rng, *t) for t in TRUST],
+        "adaptive_grad_clip": agc_case(rng),
     }
     path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "optax.json")
     with open(path, "w") as f:

@@ -169,6 +169,16 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// A tensor's shape is outside what an operation defines.
+    #[error("tensor {tensor:?} of shape {shape:?}: {why}")]
+    InvalidShape {
+        /// Tensor name.
+        tensor: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// What the operation accepts.
+        why: &'static str,
+    },
     /// A combination clipstep does not run yet.
     #[error("not supported yet: {0}")]
     NotSupported(String),

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod abi;
+mod adaptive_clip;
 mod arena;
 mod checkpoint;
 pub mod consts;
@@ -61,4 +62,5 @@ pub use optim::{
 };
 pub use options::{Clip, Nonfinite, Norm};
 pub use param_set::ParamSet;
+pub use reference::Units;
 pub use report::{Report, StepState};

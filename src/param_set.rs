@@ -19,6 +19,7 @@ use crate::arena::{
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
 use crate::host;
+use crate::kernels::agc::AgcKernel;
 use crate::kernels::clip::ClipKernels;
 use crate::kernels::norm::{base_op, NormWorkspace};
 use crate::layout::{packed_len, Layout, TensorInfo, TensorSpec};
@@ -58,6 +59,8 @@ pub(crate) struct SetDevice {
     pub externals: Vec<ExternalTensor>,
     /// The index of the first external tensor in the set.
     pub first_external: usize,
+    /// Adaptive clipping's unit tables, per convention (`Units` as index), built on first use.
+    pub agc: [Option<AgcKernel>; 2],
     workspace: NormWorkspace,
     clips: ClipKernels,
 }
@@ -155,6 +158,7 @@ impl ParamSet {
                 fold,
                 externals: options.external.clone(),
                 first_external,
+                agc: [None, None],
                 workspace,
                 clips,
             })

@@ -98,6 +98,8 @@ kernels! {
     ScalePerTensor = "scale_per_tensor" [];
     /// `g ← clamp(g, −c, c)`.
     Clamp = "clamp" [Elementwise, LocateDirect];
+    /// Adaptive gradient clipping, one invocation per unit (`src/kernels/agc.rs`).
+    Agc = "agc" [];
     /// SGD update (`src/kernels/update.rs`).
     Sgd = "sgd" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// Adam / AdamW update.

@@ -12,7 +12,7 @@ use bench::{run, BenchConfig};
 #[test]
 fn bench_measures_every_operation_and_ratio() {
     let config = BenchConfig {
-        sizes: vec![4096, 10_000],
+        sizes: vec![4096, 10_240],
         many_tensors: 10,
         pooled_tensors: 7,
         warmup: 0,
@@ -20,11 +20,11 @@ fn bench_measures_every_operation_and_ratio() {
     };
     let mut progress_lines = 0;
     let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
-    assert_eq!(report.measurements.len(), 2 * 19, "19 operations per size");
+    assert_eq!(report.measurements.len(), 2 * 20, "20 operations per size");
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 3);
     assert!(report.skipped.is_empty());
-    assert_eq!(progress_lines, 2 * 19 + 3);
+    assert_eq!(progress_lines, 2 * 20 + 3);
     for m in &report.measurements {
         assert!(
             m.median_ms > 0.0 && m.gb_per_s > 0.0 && m.fraction_of_copy > 0.0,

@@ -57,10 +57,10 @@ impl BindCache {
         plan: impl Fn(usize, &SlabDevice) -> (PipelineKey, u32),
         build: impl Fn(usize, &SlabDevice) -> wgpu::BindGroup,
     ) {
-        let dispatches = slabs.iter().enumerate().map(|(s, slab)| {
-            let group = self.get(s, slab, || build(s, slab));
+        // A slab with nothing to dispatch needs no bind group.
+        let dispatches = slabs.iter().enumerate().filter_map(|(s, slab)| {
             let (key, groups) = plan(s, slab);
-            (key, group, groups)
+            (groups > 0).then(|| (key, self.get(s, slab, || build(s, slab)), groups))
         });
         gpu.dispatch_each(pass, dispatches);
     }

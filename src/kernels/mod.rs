@@ -9,10 +9,12 @@
 //! | [`update`]  | the bind-group recipe shared by the update kernels    |
 //! | [`cache`]   | bind groups cached per slab by what they bind         |
 //! | [`trust`]   | `trust_partials`, `trust_fold` (LARS, LAMB)           |
+//! | [`agc`]     | `agc` (adaptive gradient clipping)                    |
 //! | [`sgd`], [`adam`], [`rmsprop`], [`adagrad`], [`lion`], [`lars`], [`lamb`] | each rule's uniform |
 
 pub(crate) mod adagrad;
 pub(crate) mod adam;
+pub(crate) mod agc;
 pub(crate) mod cache;
 pub(crate) mod clip;
 pub(crate) mod lamb;
@@ -29,7 +31,7 @@ mod tests {
     use crate::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
     use crate::kernels::{adagrad::AdagradUniform, lion::LionUniform};
     use crate::kernels::{adam::AdamUniform, rmsprop::RmsPropUniform, sgd::SgdUniform};
-    use crate::kernels::{lamb::LambUniform, lars::LarsUniform};
+    use crate::kernels::{agc::AgcOp, agc::UnitRow, lamb::LambUniform, lars::LarsUniform};
     use crate::shaders::{struct_layout, Kernel};
 
     /// Where Rust twin `T` and its WGSL struct in `source` differ: field names, order,
@@ -70,6 +72,8 @@ mod tests {
             mismatch::<LionUniform>(&Kernel::Lion.source()),
             mismatch::<LarsUniform>(&Kernel::Lars.source()),
             mismatch::<LambUniform>(&Kernel::Lamb.source()),
+            mismatch::<UnitRow>(&Kernel::Agc.source()),
+            mismatch::<AgcOp>(&Kernel::Agc.source()),
         ];
         let found: Vec<String> = checks.into_iter().flatten().collect();
         assert!(found.is_empty(), "{found:#?}");

@@ -406,3 +406,46 @@ fn trust_ratio_steps_match_optax() {
         }
     }
 }
+
+/// Adaptive clipping of each tensor of `case` under `units`, against the case's `clipped`.
+fn adaptive_clip_matches(case: &Value, units: Units, what: &str) {
+    let shapes: Vec<Vec<usize>> = case["shapes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect()
+        })
+        .collect();
+    let (params, mut grads) = (tensors(&case["params"]), tensors(&case["grads"]));
+    let want = tensors(&case["clipped"]);
+    let (clipping, eps) = (num(case, "clipping") as f32, num(case, "eps") as f32);
+    let mut changed = 0;
+    for t in 0..shapes.len() {
+        let before = grads[t].clone();
+        adaptive_clip(&params[t], &mut grads[t], &shapes[t], clipping, eps, units).unwrap();
+        assert_ulps(
+            &grads[t],
+            &want[t],
+            &format!("{what}: tensor of shape {:?}", shapes[t]),
+        );
+        changed += usize::from(before != grads[t]);
+    }
+    assert!(changed > 0, "{what}: the fixture clips nothing");
+}
+
+/// Adaptive clipping with PyTorch's units (timm's `adaptive_clip_grad`) and with Optax's
+/// (`adaptive_grad_clip`), each against its own anchor.
+#[test]
+fn adaptive_clip_matches_timm_and_optax() {
+    adaptive_clip_matches(&fixtures()["adaptive_clip_grad"], Units::Leading, "timm");
+    adaptive_clip_matches(
+        &optax_fixtures()["adaptive_grad_clip"],
+        Units::Trailing,
+        "Optax",
+    );
+}

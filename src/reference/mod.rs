@@ -12,6 +12,7 @@
 //! | `scale` (clip by norm)                  | [`clip_grads_with_norm`]               |
 //! | `scale_per_tensor`                      | [`clip_grad_norm_per_tensor`], [`clip_by_block_rms`] |
 //! | `clamp` (clip by value)                 | [`clip_grad_value`]                    |
+//! | `agc` (adaptive clip)                   | [`adaptive_clip`], [`units_of`]        |
 //! | `effective_grad` (`common.wgsl`)        | [`effective_grad`]                     |
 //! | `signed_decayed` (`common.wgsl`)        | [`signed_decayed`]                     |
 //! | `sgd`, `adam`, `rmsprop`                | [`sgd`], [`adam`], [`rmsprop`]         |
@@ -19,6 +20,7 @@
 //! | `lars*`, `lamb*`, `trust_fold`          | [`lars`], [`lamb`], [`trust_ratio`]    |
 
 mod adagrad;
+mod agc;
 mod clip;
 #[cfg(test)]
 mod golden;
@@ -28,6 +30,7 @@ mod optim;
 mod trust;
 
 pub use adagrad::{adagrad, adagrad_clr};
+pub use agc::{adaptive_clip, units_of, Unit, Units};
 pub use clip::{
     block_rms_coef, clamp_keep_nan, clip_by_block_rms, clip_coef, clip_grad_norm,
     clip_grad_norm_per_tensor, clip_grad_value, clip_grads_with_norm, effective_grad,

@@ -11,7 +11,7 @@ use clipstep::{
     Adagrad, AdagradConfig, AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Error,
     ExternalTensor, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, Nonfinite, Norm,
     Optimizer, ParamGroup, ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions,
-    TensorSpec,
+    TensorSpec, Units,
 };
 
 /// What to measure.
@@ -526,6 +526,20 @@ impl Bench<'_> {
             set.encode_clip_by_block_rms(enc, 1e-3, Nonfinite::Propagate)
                 .map(|_| ())
         })?;
+        // Adaptive clipping of a [n / 1024, 1024] weight: one unit per row; it reads p and g,
+        // then reads and writes g (16 bytes).
+        let rows = n / 1024;
+        let mut weight = ctx.param_set(&[TensorSpec::new("w", [rows as usize, 1024])])?;
+        let half: Vec<f32> = vec![0.5; (rows * 1024) as usize];
+        weight.upload_params(&half)?;
+        weight.upload_grads(&half)?;
+        self.measure(
+            "clip_adaptive (rows of 1024)",
+            (rows * 1024, 1),
+            16,
+            &mut |enc| weight.encode_clip_adaptive(enc, 0.01, 1e-3, Units::Leading),
+        )?;
+        drop(weight);
         self.measure("clip_grad_value", shape, 8, &mut |enc| {
             set.encode_clip_grad_value(enc, 1e9)
         })?;

@@ -9,7 +9,7 @@ use clipstep::consts::tolerance::{
 use clipstep::{
     reference, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, ArenaOptions, Clip,
     Context, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, Nonfinite, Norm, Optimizer,
-    ParamGroup, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec,
+    ParamGroup, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec, Units,
 };
 
 /// One line of the verification table.
@@ -242,6 +242,21 @@ pub fn norms_and_clips(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check
     reference::clip_by_block_rms(&mut split_mut(&mut want, &case.sizes), 1e-4);
     set.clip_by_block_rms(1e-4, Nonfinite::Propagate)?;
     out.push(clipped(&set, &want, "clip_by_block_rms(1e-4)")?);
+    // Adaptive clipping against the parameters (zero here: every unit's bound is
+    // clipping · eps); each 1-D tensor is one unit. Sets with a tensor spanning slabs do not
+    // run it (a typed error that changes nothing).
+    match set.clip_adaptive(0.05, 1e-3, Units::Leading) {
+        Err(clipstep::Error::NotSupported(_)) => {}
+        result => {
+            result?;
+            let zeros = vec![0.0; want.len()];
+            for (t, g) in split_mut(&mut want, &case.sizes).into_iter().enumerate() {
+                let p = &zeros[..g.len()];
+                reference::adaptive_clip(p, g, &[case.sizes[t]], 0.05, 1e-3, Units::Leading);
+            }
+            out.push(clipped(&set, &want, "clip_adaptive(0.05, 1e-3)")?);
+        }
+    }
     reference::clip_grad_norm_per_tensor(&mut split_mut(&mut want, &case.sizes), 0.01, 1.0);
     set.clip_grad_norm_per_tensor(0.01, Norm::L1, Nonfinite::Propagate)?;
     out.push(clipped(&set, &want, "clip_grad_norm_per_tensor(0.01, L1)")?);

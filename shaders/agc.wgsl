@@ -1,0 +1,76 @@
+// Adaptive gradient clipping (Brock et al. 2021; optax.adaptive_grad_clip, timm's
+// adaptive_clip_grad), one workgroup per unit of the slab's unit table; a unit is the
+// elements start + k·stride, k < count, of one tensor (a row, a column, or the tensor):
+//   ‖g_u‖ = sqrt(Σ g²),  max_u = clipping · max(sqrt(Σ p²), eps)
+//   g ← g                                  if ‖g_u‖ < max_u
+//   g ← g · (max_u / max(‖g_u‖, 1e-6))     otherwise (NaN for a NaN norm)
+// Invocation lid sums elements k ≡ lid (mod WORKGROUP_SIZE), then a fixed tree: the same
+// bits every run (and no invocation loops more than count / WORKGROUP_SIZE times). The
+// twin of reference::adaptive_clip (which sums in f64).
+//
+// @binding(0) params this slab's parameters (read)
+// @binding(1) grads  this slab's gradients (read and written)
+// @binding(2) units  this slab's unit table
+// @binding(3) agc    AgcOp (clipping, eps)
+
+struct Unit {
+    start: u32,
+    stride: u32,
+    count: u32,
+    _pad: u32,
+}
+
+struct AgcOp {
+    clipping: f32,
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> params: array<f32>;
+@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(2) var<storage, read> units: array<Unit>;
+@group(0) @binding(3) var<uniform> agc: AgcOp;
+
+// (Σ g², Σ p²) per invocation, then folded.
+var<workgroup> sums: array<vec2<f32>, WORKGROUP_SIZE>;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let id = group_index(wid, nwg);
+    // Uniform per workgroup: every invocation returns, or none does.
+    if id >= arrayLength(&units) {
+        return;
+    }
+    let unit = units[id];
+    var acc = vec2<f32>(0.0);
+    for (var k = lid; k < unit.count; k += WORKGROUP_SIZE) {
+        let e = unit.start + k * unit.stride;
+        let g = grads[e];
+        let p = params[e];
+        acc += vec2<f32>(g * g, p * p);
+    }
+    sums[lid] = acc;
+    for (var half = WORKGROUP_SIZE / 2u; half > 0u; half /= 2u) {
+        workgroupBarrier();
+        if lid < half {
+            sums[lid] += sums[lid + half];
+        }
+    }
+    workgroupBarrier();
+    let total = sums[0];
+    let g_norm = sqrt(total.x);
+    let max_norm = agc.clipping * max(sqrt(total.y), agc.eps);
+    if g_norm < max_norm {
+        return;
+    }
+    let factor = select(max_norm / max(g_norm, 1e-6), g_norm, is_nan(g_norm));
+    for (var k = lid; k < unit.count; k += WORKGROUP_SIZE) {
+        let e = unit.start + k * unit.stride;
+        grads[e] = grads[e] * factor;
+    }
+}

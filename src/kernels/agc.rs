@@ -1,0 +1,135 @@
+//! Adaptive gradient clipping (`shaders/agc.wgsl`): per slab a table of units (one
+//! workgroup each), built on first use for each convention; one dispatch per slab.
+
+use std::sync::Arc;
+
+use crate::abi::shared_struct;
+use crate::context::Gpu;
+use crate::error::{Error, Result};
+use crate::gpu::whole;
+use crate::kernels::cache::BindCache;
+use crate::layout::Layout;
+use crate::reference::{units_of, Units};
+use crate::shaders::Kernel;
+use crate::slabs::SlabDevice;
+
+shared_struct! {
+    /// `struct Unit` of `shaders/agc.wgsl`: elements `start + k·stride`, `k < count`,
+    /// relative to the slab.
+    UnitRow = "Unit" {
+        /// First element in the slab.
+        start: u32,
+        /// Distance between the unit's elements.
+        stride: u32,
+        /// Elements.
+        count: u32,
+        /// Padding.
+        _pad: u32,
+    }
+}
+
+shared_struct! {
+    /// `struct AgcOp` of `shaders/agc.wgsl`.
+    AgcOp = "AgcOp" {
+        /// `max = clipping · max(‖p_u‖, eps)`.
+        clipping: f32,
+        /// The floor of a unit's parameter norm.
+        eps: f32,
+        /// Uniforms are read in 16-byte rows.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+    }
+}
+
+/// The unit tables of one convention and their bind groups.
+pub(crate) struct AgcKernel {
+    op: wgpu::Buffer,
+    /// Per slab its unit table, `None` when the slab has no unit.
+    units: Vec<Option<wgpu::Buffer>>,
+    groups: BindCache,
+}
+
+impl AgcKernel {
+    /// The unit tables of `layout` under `units`: [`Error::NotSupported`] for a tensor of a
+    /// caller's pool or spanning slabs, [`Error::InvalidShape`] for a rank the convention
+    /// does not define.
+    pub(crate) fn new(gpu: &Gpu, layout: &Layout, units: Units) -> Result<AgcKernel> {
+        let mut tables: Vec<Vec<UnitRow>> = vec![Vec::new(); layout.slabs.len()];
+        for (t, tensor) in layout.tensors.iter().enumerate() {
+            let pieces = layout.pieces(t);
+            let Some(piece) = pieces.first() else {
+                continue;
+            };
+            if pieces.len() > 1 || layout.slabs[piece.slab].pool.is_some() {
+                return Err(Error::NotSupported(format!(
+                    "adaptive clipping of tensor {:?}: it {}; AGC runs on tensors inside one \
+                     of clipstep's own slabs",
+                    tensor.name,
+                    if pieces.len() > 1 {
+                        "spans slabs"
+                    } else {
+                        "lives in a caller's buffer"
+                    }
+                )));
+            }
+            let rows = units_of(&tensor.shape, units).ok_or_else(|| Error::InvalidShape {
+                tensor: tensor.name.clone(),
+                shape: tensor.shape.clone(),
+                why: "Optax's unit convention defines ranks up to 5",
+            })?;
+            let base = piece.slab_offset as usize;
+            tables[piece.slab].extend(rows.iter().map(|u| UnitRow {
+                start: (base + u.start) as u32,
+                stride: u.stride as u32,
+                count: u.count as u32,
+                _pad: 0,
+            }));
+        }
+        let units = tables
+            .iter()
+            .map(|rows| {
+                (!rows.is_empty()).then(|| {
+                    let b = gpu.storage("agc units", (rows.len() * 16) as u64);
+                    gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(rows));
+                    b
+                })
+            })
+            .collect();
+        use wgpu::BufferUsages as U;
+        let op = gpu.buffer("agc op", 16, U::UNIFORM | U::COPY_DST);
+        Ok(AgcKernel {
+            op,
+            units,
+            groups: BindCache::new(layout.slabs.len()),
+        })
+    }
+
+    /// The in-stream write of this call's options.
+    pub(crate) fn op_write<'a>(&'a self, op: &'a AgcOp) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
+        (&self.op, 0, bytemuck::bytes_of(op))
+    }
+
+    /// Records the clip over every slab with units: one workgroup per unit.
+    pub(crate) fn encode(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        gpu: &Gpu,
+        slabs: &[Arc<SlabDevice>],
+    ) {
+        let workgroups = |s: usize| self.units[s].as_ref().map_or(0, |b| (b.size() / 16) as u32);
+        let plan = |s: usize, _: &SlabDevice| (Kernel::Agc.into(), workgroups(s));
+        self.groups.encode(pass, gpu, slabs, plan, |s, slab| {
+            let units = self.units[s].as_ref().expect("dispatched slabs have units");
+            gpu.bind_group(
+                Kernel::Agc,
+                &[
+                    slab.params.resource(),
+                    slab.grads.resource(),
+                    whole(units),
+                    whole(&self.op),
+                ],
+            )
+        });
+    }
+}
