@@ -4,7 +4,7 @@
 //   ‖g_u‖ = sqrt(Σ g²),  max_u = clipping · max(sqrt(Σ p²), eps)
 //   g ← g                                  if ‖g_u‖ < max_u
 //   g ← g · (max_u / max(‖g_u‖, 1e-6))     otherwise (NaN for a NaN norm)
-// Invocation lid sums elements k ≡ lid (mod WORKGROUP_SIZE), then a fixed tree: the same
+// Invocation lid sums elements k ≡ lid (mod WORKGROUP_SIZE), then a fixed tree (reduce_vec2.wgsl): the same
 // bits every run (and no invocation loops more than count / WORKGROUP_SIZE times). The
 // twin of reference::adaptive_clip (which sums in f64).
 //
@@ -32,9 +32,6 @@ struct AgcOp {
 @group(0) @binding(2) var<storage, read> units: array<Unit>;
 @group(0) @binding(3) var<uniform> agc: AgcOp;
 
-// (Σ g², Σ p²) per invocation, then folded.
-var<workgroup> sums: array<vec2<f32>, WORKGROUP_SIZE>;
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -54,15 +51,7 @@ fn main(
         let p = params[e];
         acc += vec2<f32>(g * g, p * p);
     }
-    sums[lid] = acc;
-    for (var half = WORKGROUP_SIZE / 2u; half > 0u; half /= 2u) {
-        workgroupBarrier();
-        if lid < half {
-            sums[lid] += sums[lid + half];
-        }
-    }
-    workgroupBarrier();
-    let total = sums[0];
+    let total = tree_sum2(lid, acc);
     let g_norm = sqrt(total.x);
     let max_norm = agc.clipping * max(sqrt(total.y), agc.eps);
     if g_norm < max_norm {

@@ -1,6 +1,7 @@
 // The trust pass's entry point (appended after a rule's trust body, which defines
 // trust_terms(i, live) -> (Σp², Σu²) of vec4 i): workgroup w reduces chunk row w of the
-// slab's chunk table, its invocations striding over the chunk's vec4s, then a fixed tree;
+// slab's chunk table, its invocations striding over the chunk's vec4s, then a fixed tree
+// (reduce_vec2.wgsl);
 // trust_partials[chunk.partial] = (Σp², Σu²). Skipped (no state written) when the step is.
 //
 // @binding(13) chunks          this slab's chunk table
@@ -8,8 +9,6 @@
 
 @group(0) @binding(13) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(14) var<storage, read_write> trust_partials: array<vec2<f32>>;
-
-var<workgroup> trust_sums: array<vec2<f32>, WORKGROUP_SIZE>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
@@ -28,14 +27,8 @@ fn main(
     for (var e = chunk.start + lid * 4u; e < end; e += WORKGROUP_SIZE * 4u) {
         acc += trust_terms(e / 4u, lanes_before(e, end));
     }
-    trust_sums[lid] = acc;
-    for (var half = WORKGROUP_SIZE / 2u; half > 0u; half /= 2u) {
-        workgroupBarrier();
-        if lid < half {
-            trust_sums[lid] += trust_sums[lid + half];
-        }
-    }
+    let total = tree_sum2(lid, acc);
     if lid == 0u {
-        trust_partials[chunk.partial] = trust_sums[0];
+        trust_partials[chunk.partial] = total;
     }
 }

@@ -29,6 +29,8 @@ pub(crate) enum Snippet {
     LambRule,
     /// `shaders/trust_partials.wgsl`: the trust pass's entry point (per-chunk Σp², Σu²).
     TrustPartials,
+    /// `shaders/reduce_vec2.wgsl`: the workgroup tree over pairs of sums.
+    ReduceVec2,
 }
 
 impl Snippet {
@@ -44,6 +46,7 @@ impl Snippet {
             Snippet::LarsRule => include_str!("../shaders/lars_rule.wgsl"),
             Snippet::LambRule => include_str!("../shaders/lamb_rule.wgsl"),
             Snippet::TrustPartials => include_str!("../shaders/trust_partials.wgsl"),
+            Snippet::ReduceVec2 => include_str!("../shaders/reduce_vec2.wgsl"),
         }
     }
 }
@@ -99,7 +102,7 @@ kernels! {
     /// `g ← clamp(g, −c, c)`.
     Clamp = "clamp" [Elementwise, LocateDirect];
     /// Adaptive gradient clipping, one invocation per unit (`src/kernels/agc.rs`).
-    Agc = "agc" [];
+    Agc = "agc" [ReduceVec2];
     /// SGD update (`src/kernels/update.rs`).
     Sgd = "sgd" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// Adam / AdamW update.
@@ -113,13 +116,13 @@ kernels! {
     /// LARS update, after its trust pass and fold (`src/kernels/trust.rs`).
     Lars = "lars" [LarsRule, Update, UpdateSplit, Elementwise, LocateDirect];
     /// LARS trust pass: per-chunk Σp², Σu².
-    LarsTrust = "lars_trust" [LarsRule, Update, UpdateSplit, TrustPartials];
+    LarsTrust = "lars_trust" [LarsRule, Update, UpdateSplit, TrustPartials, ReduceVec2];
     /// LARS per-tensor trust ratios.
     LarsFold = "trust_fold" [LarsRule];
     /// LAMB update, after its trust pass (which updates the moments) and fold.
     Lamb = "lamb" [LambRule, Update, UpdateSplit, Elementwise, LocateDirect];
     /// LAMB trust pass: the moments, and per-chunk Σp², Σu².
-    LambTrust = "lamb_trust" [LambRule, Update, UpdateSplit, TrustPartials];
+    LambTrust = "lamb_trust" [LambRule, Update, UpdateSplit, TrustPartials, ReduceVec2];
     /// LAMB per-tensor trust ratios.
     LambFold = "trust_fold" [LambRule];
     /// `Scale` over a pool of a caller's tensors (`src/pool.rs`).
