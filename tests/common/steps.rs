@@ -44,22 +44,33 @@ pub trait ReferenceStep: harness::Build {
         states: &mut BTreeMap<String, Vec<f32>>,
     );
 
+    /// Whether the rule works tensor by tensor (a trust ratio: LARS, LAMB).
+    const PER_TENSOR: bool = false;
+
     /// The same over a set of tensors of `sizes`, concatenated: one call over the whole
-    /// arrays, unless the rule works per tensor (a trust ratio).
+    /// arrays, or one per tensor for a [`ReferenceStep::PER_TENSOR`] rule.
     fn reference_step_over(
         &self,
         step: u32,
         params: &mut [f32],
         grads: &[f32],
         states: &mut BTreeMap<String, Vec<f32>>,
-        _sizes: &[usize],
+        sizes: &[usize],
     ) {
-        self.reference_step(step, params, grads, states);
+        if Self::PER_TENSOR {
+            per_tensor(self, step, params, grads, states, sizes);
+        } else {
+            self.reference_step(step, params, grads, states);
+        }
     }
 
     /// How far a 100-step trajectory may drift from the CPU backend's.
     fn trajectory_rel(&self) -> f32 {
-        TRAJECTORY_REL
+        if Self::PER_TENSOR {
+            TRUST_TRAJECTORY_REL
+        } else {
+            TRAJECTORY_REL
+        }
     }
 }
 
@@ -401,6 +412,8 @@ impl ReferenceStep for LionConfig {
 }
 
 impl ReferenceStep for LarsConfig {
+    const PER_TENSOR: bool = true;
+
     fn reference_step(
         &self,
         _step: u32,
@@ -425,24 +438,11 @@ impl ReferenceStep for LarsConfig {
         );
         s.insert("momentum_buffer".into(), b);
     }
-
-    fn reference_step_over(
-        &self,
-        step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-        sizes: &[usize],
-    ) {
-        per_tensor(self, step, p, g, s, sizes);
-    }
-
-    fn trajectory_rel(&self) -> f32 {
-        TRUST_TRAJECTORY_REL
-    }
 }
 
 impl ReferenceStep for LambConfig {
+    const PER_TENSOR: bool = true;
+
     fn reference_step(
         &self,
         step: u32,
@@ -468,20 +468,5 @@ impl ReferenceStep for LambConfig {
         );
         s.insert("exp_avg".into(), m);
         s.insert("exp_avg_sq".into(), v);
-    }
-
-    fn reference_step_over(
-        &self,
-        step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-        sizes: &[usize],
-    ) {
-        per_tensor(self, step, p, g, s, sizes);
-    }
-
-    fn trajectory_rel(&self) -> f32 {
-        TRUST_TRAJECTORY_REL
     }
 }
