@@ -8,10 +8,11 @@
 // bits every run (and no invocation loops more than count / WORKGROUP_SIZE times). The
 // twin of reference::adaptive_clip (which sums in f64).
 //
-// @binding(0) params this slab's parameters (read)
-// @binding(1) grads  this slab's gradients (read and written)
-// @binding(2) units  this slab's unit table
+// @binding(2) units  this slab's unit table (elements of the slab's virtual space)
 // @binding(3) agc    AgcOp (clipping, eps)
+// params and grads, and how element e is found in them: agc_direct.wgsl (a slab of
+// clipstep's own), agc_pooled.wgsl (a caller's pool), agc_shared.wgsl (a pool whose params
+// and grads share one buffer).
 
 struct Unit {
     start: u32,
@@ -27,8 +28,6 @@ struct AgcOp {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> params: array<f32>;
-@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(2) var<storage, read> units: array<Unit>;
 @group(0) @binding(3) var<uniform> agc: AgcOp;
 
@@ -47,8 +46,8 @@ fn main(
     var acc = vec2<f32>(0.0);
     for (var k = lid; k < unit.count; k += WORKGROUP_SIZE) {
         let e = unit.start + k * unit.stride;
-        let g = grads[e];
-        let p = params[e];
+        let g = load_grad(e);
+        let p = load_param(e);
         acc += vec2<f32>(g * g, p * p);
     }
     let total = tree_sum2(lid, acc);
@@ -60,6 +59,6 @@ fn main(
     let factor = select(max_norm / max(g_norm, 1e-6), g_norm, is_nan(g_norm));
     for (var k = lid; k < unit.count; k += WORKGROUP_SIZE) {
         let e = unit.start + k * unit.stride;
-        grads[e] = grads[e] * factor;
+        store_grad(e, load_grad(e) * factor);
     }
 }

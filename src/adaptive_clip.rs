@@ -16,9 +16,9 @@ impl ParamSet {
     /// `max_u = clipping · max(‖p_u‖, eps)`.
     ///
     /// One workgroup per unit: each invocation sums a strided share in f32, then a fixed
-    /// tree; the same bits every run, within the clip tolerance of the f64 reference. Runs on tensors in clipstep's own slabs ([`Error::NotSupported`] for a
-    /// caller's pool or a tensor spanning slabs); `clipping` must be finite and > 0, `eps`
-    /// finite and ≥ 0.
+    /// tree; the same bits every run, within the clip tolerance of the f64 reference.
+    /// Runs on clipstep's slabs and on a caller's pools alike ([`Error::NotSupported`] for a
+    /// tensor spanning slabs); `clipping` must be finite and > 0, `eps` finite and ≥ 0.
     pub fn clip_adaptive(&mut self, clipping: f32, eps: f32, units: Units) -> Result<()> {
         self.run_adaptive(None, clipping, eps, units)
     }

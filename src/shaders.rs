@@ -31,6 +31,12 @@ pub(crate) enum Snippet {
     TrustPartials,
     /// `shaders/reduce_vec2.wgsl`: the workgroup tree over pairs of sums.
     ReduceVec2,
+    /// `shaders/agc_direct.wgsl`: adaptive clipping's elements on a slab of clipstep's own.
+    AgcDirect,
+    /// `shaders/agc_pooled.wgsl`: adaptive clipping's elements on a caller's pool.
+    AgcPooled,
+    /// `shaders/agc_shared.wgsl`: the same, params and grads in one buffer.
+    AgcShared,
 }
 
 impl Snippet {
@@ -47,6 +53,9 @@ impl Snippet {
             Snippet::LambRule => include_str!("../shaders/lamb_rule.wgsl"),
             Snippet::TrustPartials => include_str!("../shaders/trust_partials.wgsl"),
             Snippet::ReduceVec2 => include_str!("../shaders/reduce_vec2.wgsl"),
+            Snippet::AgcDirect => include_str!("../shaders/agc_direct.wgsl"),
+            Snippet::AgcPooled => include_str!("../shaders/agc_pooled.wgsl"),
+            Snippet::AgcShared => include_str!("../shaders/agc_shared.wgsl"),
         }
     }
 }
@@ -102,7 +111,7 @@ kernels! {
     /// `g ← clamp(g, −c, c)`.
     Clamp = "clamp" [Elementwise, LocateDirect];
     /// Adaptive gradient clipping, one invocation per unit (`src/kernels/agc.rs`).
-    Agc = "agc" [ReduceVec2];
+    Agc = "agc" [ReduceVec2, AgcDirect];
     /// SGD update (`src/kernels/update.rs`).
     Sgd = "sgd" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// Adam / AdamW update.
@@ -139,6 +148,10 @@ kernels! {
     AdagradPooled = "adagrad" [Update, UpdateSplit, Elementwise, LocatePooled];
     /// Lion over a pool.
     LionPooled = "lion" [Update, UpdateSplit, Elementwise, LocatePooled];
+    /// Adaptive clipping over a caller's pool.
+    AgcPooled = "agc" [ReduceVec2, AgcPooled];
+    /// Adaptive clipping over a pool whose params and grads share one buffer.
+    AgcShared = "agc" [ReduceVec2, AgcShared];
     /// SGD over a pool whose params and grads share one buffer (bound once).
     SgdShared = "sgd" [Update, UpdateShared, Elementwise, LocatePooled];
     /// Adam / AdamW, params and grads in one buffer.
@@ -159,6 +172,8 @@ impl Kernel {
         use Kernel::*;
         match (self, pooled, shared) {
             (Scale, true, _) => ScalePooled,
+            (Agc, true, false) => AgcPooled,
+            (Agc, true, true) => AgcShared,
             (Clamp, true, _) => ClampPooled,
             (Sgd, true, false) => SgdPooled,
             (Adam, true, false) => AdamPooled,
@@ -176,7 +191,12 @@ impl Kernel {
 
     /// Whether the kernel addresses a pool through its place table (binding 10).
     pub(crate) fn pooled(self) -> bool {
-        self.snippets().contains(&Snippet::LocatePooled)
+        self.snippets().iter().any(|s| {
+            matches!(
+                s,
+                Snippet::LocatePooled | Snippet::AgcPooled | Snippet::AgcShared
+            )
+        })
     }
 
     /// The kernel's full WGSL source.

@@ -500,3 +500,32 @@ fn each_pair_of_buffers_is_one_slab() {
     .unwrap();
     assert_eq!(set.num_slabs(), 3);
 }
+
+/// Adaptive clipping over pooled tensors (rows, columns, vectors; params and grads apart,
+/// and in one buffer) equals the same tensors in own slabs, bit for bit, under both unit
+/// conventions, and touches no byte between them.
+#[test]
+fn adaptive_clipping_of_a_pool_equals_own_slabs() {
+    let ctx = ctx();
+    let shapes: [&[usize]; 4] = [&[7], &[3, 17], &[2, 2, 3, 5], &[65, 2]];
+    let specs: Vec<TensorSpec> = (0..40)
+        .map(|i| TensorSpec::new(format!("a{i}"), shapes[i % shapes.len()]))
+        .collect();
+    for units in [Units::Leading, Units::Trailing] {
+        for pool in [
+            Pool::split(&ctx, specs.clone()),
+            Pool::shared(&ctx, specs.clone()),
+        ] {
+            let mut results = Vec::new();
+            for mut set in [pooled_set(&ctx, &[], &pool), own_set(&ctx, &[], &pool)] {
+                let n = numel(&set);
+                set.upload_params(&data(n, 1, 1.0)).unwrap();
+                set.upload_grads(&data(n, 2, 0.3)).unwrap();
+                set.clip_adaptive(0.05, 1e-3, units).unwrap();
+                results.push(set.download_grads().unwrap());
+            }
+            assert_bits_eq(&results[0], &results[1], &format!("{units:?}"));
+            pool.assert_gaps_untouched(&ctx);
+        }
+    }
+}

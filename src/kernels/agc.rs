@@ -51,9 +51,9 @@ pub(crate) struct AgcKernel {
 }
 
 impl AgcKernel {
-    /// The unit tables of `layout` under `units`: [`Error::NotSupported`] for a tensor of a
-    /// caller's pool or spanning slabs, [`Error::InvalidShape`] for a rank the convention
-    /// does not define.
+    /// The unit tables of `layout` under `units` (in each slab's virtual space; a pool's
+    /// kernels translate through its place table): [`Error::NotSupported`] for a tensor
+    /// spanning slabs, [`Error::InvalidShape`] for a rank the convention does not define.
     pub(crate) fn new(gpu: &Gpu, layout: &Layout, units: Units) -> Result<AgcKernel> {
         let mut tables: Vec<Vec<UnitRow>> = vec![Vec::new(); layout.slabs.len()];
         for (t, tensor) in layout.tensors.iter().enumerate() {
@@ -61,16 +61,11 @@ impl AgcKernel {
             let Some(piece) = pieces.first() else {
                 continue;
             };
-            if pieces.len() > 1 || layout.slabs[piece.slab].pool.is_some() {
+            if pieces.len() > 1 {
                 return Err(Error::NotSupported(format!(
-                    "adaptive clipping of tensor {:?}: it {}; AGC runs on tensors inside one \
-                     of clipstep's own slabs",
-                    tensor.name,
-                    if pieces.len() > 1 {
-                        "spans slabs"
-                    } else {
-                        "lives in a caller's buffer"
-                    }
+                    "adaptive clipping of tensor {:?}: it spans slabs; AGC runs on tensors \
+                     inside one slab (raise ArenaOptions::max_slab_bytes)",
+                    tensor.name
                 )));
             }
             let rows = units_of(&tensor.shape, units).ok_or_else(|| Error::InvalidShape {
@@ -118,18 +113,20 @@ impl AgcKernel {
         slabs: &[Arc<SlabDevice>],
     ) {
         let workgroups = |s: usize| self.units[s].as_ref().map_or(0, |b| (b.size() / 16) as u32);
-        let plan = |s: usize, _: &SlabDevice| (Kernel::Agc.into(), workgroups(s));
+        let plan = |s: usize, slab: &SlabDevice| (slab.kernel(Kernel::Agc).into(), workgroups(s));
         self.groups.encode(pass, gpu, slabs, plan, |s, slab| {
+            let kernel = slab.kernel(Kernel::Agc);
             let units = self.units[s].as_ref().expect("dispatched slabs have units");
-            gpu.bind_group(
-                Kernel::Agc,
-                &[
-                    slab.params.resource(),
-                    slab.grads.resource(),
-                    whole(units),
-                    whole(&self.op),
-                ],
-            )
+            let mut entries = vec![
+                (1, slab.grads.resource()),
+                (2, whole(units)),
+                (3, whole(&self.op)),
+            ];
+            // A pool whose params and grads share a buffer binds it once (at 1).
+            if !slab.shared {
+                entries.push((0, slab.params.resource()));
+            }
+            gpu.bind_group_at(kernel, &slab.with_places(kernel, entries))
         });
     }
 }
