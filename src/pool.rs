@@ -32,21 +32,68 @@ struct Window {
 }
 
 impl Window {
-    fn of(ranges: impl IntoIterator<Item = (u64, u64)>) -> Window {
-        ranges.into_iter().fold(
-            Window {
-                start: u64::MAX,
-                end: 0,
-            },
-            |w, (start, end)| Window {
-                start: w.start.min(start),
-                end: w.end.max(end),
-            },
-        )
+    const EMPTY: Window = Window {
+        start: u64::MAX,
+        end: 0,
+    };
+
+    /// The window grown to cover the range `r` of `numel` elements (whole vec4s).
+    fn cover(self, r: &BufferRange, numel: u64) -> Window {
+        Window {
+            start: self.start.min(r.offset),
+            end: self.end.max(r.offset + range_bytes(numel)),
+        }
     }
 
     fn len(self) -> u64 {
         self.end.saturating_sub(self.start)
+    }
+}
+
+/// The params and grads windows of a pool, grown tensor by tensor: one window (the union)
+/// for both when params and grads share a buffer.
+#[derive(Clone, Copy, Debug)]
+struct PoolWindows {
+    params: Window,
+    grads: Window,
+    shared: bool,
+}
+
+impl PoolWindows {
+    fn new(shared: bool) -> PoolWindows {
+        PoolWindows {
+            params: Window::EMPTY,
+            grads: Window::EMPTY,
+            shared,
+        }
+    }
+
+    /// The windows grown to cover one more tensor of `numel` elements.
+    fn cover(self, params: &BufferRange, grads: &BufferRange, numel: u64) -> PoolWindows {
+        let (p, g) = (self.params.cover(params, numel), self.grads.cover(grads, numel));
+        let (params, grads) = match self.shared {
+            true => (p.cover(grads, numel), g.cover(params, numel)),
+            false => (p, g),
+        };
+        PoolWindows {
+            params,
+            grads,
+            ..self
+        }
+    }
+
+    /// The windows of `members`, the j-th at `params[j]` and `grads[j]` with `numels[j]`
+    /// elements.
+    fn of(params: &[&BufferRange], grads: &[&BufferRange], numels: &[u64]) -> PoolWindows {
+        let shared = params.first().map(|r| &r.buffer) == grads.first().map(|r| &r.buffer);
+        (0..numels.len()).fold(PoolWindows::new(shared), |w, j| {
+            w.cover(params[j], grads[j], numels[j])
+        })
+    }
+
+    /// Whether each window fits in one binding of `max_binding` bytes.
+    fn fit(self, max_binding: u64) -> bool {
+        self.params.len() <= max_binding && self.grads.len() <= max_binding
     }
 }
 
@@ -66,65 +113,27 @@ pub(crate) fn group_pools(
             .cmp(&key(b))
             .then(externals[a].params.offset.cmp(&externals[b].params.offset))
     });
+    // The pools so far, and the windows of the last one.
     let mut pools: Vec<Vec<usize>> = Vec::new();
+    let mut windows = PoolWindows::new(false);
     for k in order {
-        let fits = pools.last().is_some_and(|pool| {
-            let same = key(pool[0]) == key(k);
-            let mut members = pool.clone();
-            members.push(k);
-            same && windows_fit(externals, numels, &members, max_binding)
-        });
+        let e = &externals[k];
+        let grown = windows.cover(&e.params, &e.grads, numels[k]);
         match pools.last_mut() {
-            Some(pool) if fits => pool.push(k),
-            _ => pools.push(vec![k]),
+            Some(pool) if key(pool[0]) == key(k) && grown.fit(max_binding) => {
+                pool.push(k);
+                windows = grown;
+            }
+            _ => {
+                pools.push(vec![k]);
+                let shared = e.params.buffer == e.grads.buffer;
+                windows = PoolWindows::new(shared).cover(&e.params, &e.grads, numels[k]);
+            }
         }
     }
     // Pools in the order of their first tensor, so a set's slabs follow the caller's order.
     pools.sort_by_key(|pool| *pool.iter().min().unwrap_or(&0));
     pools
-}
-
-/// Whether the params and grads windows of `members` (one window when they share a
-/// buffer) fit in one binding.
-fn windows_fit(
-    externals: &[ExternalTensor],
-    numels: &[u64],
-    members: &[usize],
-    max_binding: u64,
-) -> bool {
-    let (params, grads) = windows(
-        members.iter().map(|&k| &externals[k].params),
-        members.iter().map(|&k| &externals[k].grads),
-        members.iter().map(|&k| numels[k]),
-    );
-    params.len() <= max_binding && grads.len() <= max_binding
-}
-
-/// The params and grads windows of a pool's ranges; one window (the union) for both when
-/// params and grads share a buffer.
-fn windows<'a>(
-    params: impl Iterator<Item = &'a BufferRange> + Clone,
-    grads: impl Iterator<Item = &'a BufferRange> + Clone,
-    numels: impl Iterator<Item = u64> + Clone,
-) -> (Window, Window) {
-    let spans = |ranges: &[&BufferRange], numels: &[u64]| -> Vec<(u64, u64)> {
-        ranges
-            .iter()
-            .zip(numels)
-            .map(|(r, &n)| (r.offset, r.offset + range_bytes(n)))
-            .collect()
-    };
-    let params: Vec<&BufferRange> = params.collect();
-    let grads: Vec<&BufferRange> = grads.collect();
-    let numels: Vec<u64> = numels.collect();
-    let (p, g) = (spans(&params, &numels), spans(&grads, &numels));
-    let shared = params.first().map(|r| &r.buffer) == grads.first().map(|r| &r.buffer);
-    if shared {
-        let union = Window::of(p.into_iter().chain(g));
-        (union, union)
-    } else {
-        (Window::of(p), Window::of(g))
-    }
 }
 
 /// A pool's bindings and tables, computed on the host from where its tensors are.
@@ -152,12 +161,8 @@ pub(crate) fn placement(
     let slab = &layout.slabs[s];
     let members = slab.pool.as_deref().unwrap_or(&[]);
     let numels: Vec<u64> = members.iter().map(|&t| layout.tensors[t].numel).collect();
-    let (pw, gw) = windows(
-        params.iter().copied(),
-        grads.iter().copied(),
-        numels.iter().copied(),
-    );
-    let shared = params[0].buffer == grads[0].buffer;
+    let windows = PoolWindows::of(params, grads, &numels);
+    let (pw, gw, shared) = (windows.params, windows.grads, windows.shared);
     let binding = |r: &BufferRange, w: Window, ranges: &[&BufferRange]| Binding {
         buffer: r.buffer.clone(),
         offset: w.start,
@@ -226,14 +231,10 @@ pub(crate) fn check_pools_whole(
                 first.name
             )));
         }
-        let ks: Vec<usize> = members.iter().map(|&t| t - first_external).collect();
+        let params: Vec<&BufferRange> = members.iter().map(|&t| &ext(t).params).collect();
+        let grads: Vec<&BufferRange> = members.iter().map(|&t| &ext(t).grads).collect();
         let numels: Vec<u64> = members.iter().map(|&t| layout.tensors[t].numel).collect();
-        let all: Vec<u64> = {
-            let mut v = vec![0; externals.len()];
-            ks.iter().zip(&numels).for_each(|(&k, &n)| v[k] = n);
-            v
-        };
-        if !windows_fit(externals, &all, &ks, max_binding) {
+        if !PoolWindows::of(&params, &grads, &numels).fit(max_binding) {
             return Err(Error::SplitPool(format!(
                 "the gradients of the pool of {:?} would span more than one binding \
                  ({max_binding} bytes); keep a pool's gradients within that span",
