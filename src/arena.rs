@@ -84,16 +84,21 @@ impl Binding {
         }
     }
 
-    /// The caller's ranges this binding covers, as `(tensor, byte offset, bytes)`: one per
-    /// tensor of a pool (never the gaps between them), the whole binding otherwise.
+    /// The ranges of slab `s` this binding holds data in, as `(first element in the slab's
+    /// virtual space, byte offset in the buffer, bytes)`: one per tensor of a pool (never
+    /// the caller's gaps between them), the whole binding otherwise.
     pub(crate) fn ranges(&self, layout: &Layout, s: usize) -> Vec<(usize, u64, u64)> {
-        match (&self.places, &layout.slabs[s].pool) {
+        let slab = &layout.slabs[s];
+        match (&self.places, &slab.pool) {
             (Some(offsets), Some(members)) => members
                 .iter()
                 .zip(offsets.iter())
-                .map(|(&t, &at)| (t, at, layout.tensors[t].numel * 4))
+                .map(|(&t, &at)| {
+                    let tensor = &layout.tensors[t];
+                    ((tensor.offset - slab.base) as usize, at, tensor.numel * 4)
+                })
                 .collect(),
-            _ => vec![(usize::MAX, self.offset, self.data_size)],
+            _ => vec![(0, self.offset, self.data_size)],
         }
     }
 
@@ -403,12 +408,7 @@ pub(crate) fn image_writes<'a>(
 ) -> Vec<(&'a wgpu::Buffer, u64, &'a [u8])> {
     let mut writes = Vec::with_capacity(bindings.len());
     for (s, (b, image)) in bindings.iter().zip(images).enumerate() {
-        for (t, at, bytes) in b.ranges(layout, s) {
-            let from = if t == usize::MAX {
-                0
-            } else {
-                (layout.tensors[t].offset - layout.slabs[s].base) as usize
-            };
+        for (from, at, bytes) in b.ranges(layout, s) {
             let part = &image[from..from + (bytes / 4) as usize];
             writes.push((&b.buffer, at, bytemuck::cast_slice(part)));
         }
@@ -508,13 +508,8 @@ fn read_slabs(
         .map(|(s, rs)| {
             let slab = &layout.slabs[s];
             let mut image = vec![0.0; slab.len as usize];
-            for &(t, _, bytes) in rs {
+            for &(to, _, bytes) in rs {
                 let n = (bytes / 4) as usize;
-                let to = if t == usize::MAX {
-                    0
-                } else {
-                    (layout.tensors[t].offset - slab.base) as usize
-                };
                 image[to..to + n].copy_from_slice(&all[at..at + n]);
                 at += n;
             }
