@@ -109,16 +109,10 @@ impl UpdateKernel {
         s: usize,
         slab: &SlabDevice,
     ) -> wgpu::BindGroup {
-        let declares = |b: u32| {
-            kernel
-                .bind_group_layout_entries()
-                .iter()
-                .any(|e| e.binding == b)
-        };
-        let mut entries = vec![(0, slab.params.resource())];
-        if !slab.shared {
-            entries.push((1, slab.grads.resource()));
-        }
+        // Every binding an update or trust kernel may declare; each kernel keeps those its
+        // source declares (a *Shared variant has no grads binding, a trust pass reads fewer
+        // states, only Adam-like rules read the bias corrections).
+        let mut entries = vec![(0, slab.params.resource()), (1, slab.grads.resource())];
         for (k, state) in self.states.iter().enumerate() {
             let resource = match state {
                 Ok(bindings) => bindings[s].resource(),
@@ -131,22 +125,18 @@ impl UpdateKernel {
             (6, whole(&self.table)),
             (7, whole(&slab.uniform)),
             (8, whole(&self.blocks[s])),
+            (9, whole(&self.group_bias)),
         ]);
-        if declares(9) {
-            entries.push((9, whole(&self.group_bias)));
-        }
         if let Some((trust, _)) = &self.trust {
-            if declares(11) {
-                entries.push((11, whole(&trust.ratios)));
-                entries.push((12, whole(&trust.block_tensor[s])));
-            }
-            if declares(13) {
-                entries.push((13, whole(&slab.chunks)));
-                entries.push((14, whole(&trust.partials)));
-            }
+            entries.extend([
+                (11, whole(&trust.ratios)),
+                (12, whole(&trust.block_tensor[s])),
+                (13, whole(&slab.chunks)),
+                (14, whole(&trust.partials)),
+            ]);
         }
-        // A trust pass declares only the states it reads (LARS's reads none).
-        entries.retain(|(binding, _)| declares(*binding));
+        let declared = kernel.bind_group_layout_entries();
+        entries.retain(|(binding, _)| declared.iter().any(|e| e.binding == *binding));
         gpu.bind_group_at(kernel, &slab.with_places(kernel, entries))
     }
 
