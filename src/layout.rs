@@ -352,22 +352,29 @@ impl Layout {
             .collect()
     }
 
-    /// Per slab, the tensor of each 64-element block of its virtual space (every tensor
-    /// starts on a block; padding blocks repeat the tensor before them).
-    pub(crate) fn block_tensors(&self) -> Vec<Vec<u32>> {
+    /// Per slab, one entry per 64-element block of its virtual space: `value(t)` for the
+    /// blocks of tensor `t` (every tensor starts on a block, so a block is one tensor's),
+    /// `empty` for blocks no tensor touches.
+    pub(crate) fn per_block(&self, empty: u32, value: impl Fn(usize) -> u32) -> Vec<Vec<u32>> {
         let mut tables: Vec<Vec<u32>> = self
             .slabs
             .iter()
-            .map(|s| vec![0; s.len.div_ceil(TENSOR_ALIGN_ELEMS).max(1) as usize])
+            .map(|s| vec![empty; s.len.div_ceil(TENSOR_ALIGN_ELEMS).max(1) as usize])
             .collect();
         for t in 0..self.tensors.len() {
+            let entry = value(t);
             for p in self.pieces(t) {
                 let first = p.slab_offset / TENSOR_ALIGN_ELEMS;
                 let end = (p.slab_offset + p.len).div_ceil(TENSOR_ALIGN_ELEMS);
-                tables[p.slab][first as usize..end as usize].fill(t as u32);
+                tables[p.slab][first as usize..end as usize].fill(entry);
             }
         }
         tables
+    }
+
+    /// Per slab, the tensor of each 64-element block (0 for a block of no tensor).
+    pub(crate) fn block_tensors(&self) -> Vec<Vec<u32>> {
+        self.per_block(0, |t| t as u32)
     }
 
     pub(crate) fn index(&self, name: &str) -> Result<usize> {

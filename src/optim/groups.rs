@@ -10,7 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::consts::TENSOR_ALIGN_ELEMS;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 
@@ -112,23 +111,14 @@ pub(crate) fn block_tables<C>(
     groups: &[ParamGroup<C>],
 ) -> Vec<Vec<u32>> {
     const UNSET: u32 = u32::MAX;
-    let mut tables: Vec<Vec<u32>> = layout
-        .slabs
-        .iter()
-        .map(|s| vec![UNSET; s.len.div_ceil(TENSOR_ALIGN_ELEMS).max(1) as usize])
-        .collect();
-    for (t, &g) in group_of.iter().enumerate() {
-        let entry = g | if groups[g as usize].clipped {
+    let mut tables = layout.per_block(UNSET, |t| {
+        let g = group_of[t];
+        g | if groups[g as usize].clipped {
             0
         } else {
             crate::abi::BLOCK_UNCLIPPED
-        };
-        for p in layout.pieces(t) {
-            let first = p.slab_offset / TENSOR_ALIGN_ELEMS;
-            let end = (p.slab_offset + p.len).div_ceil(TENSOR_ALIGN_ELEMS);
-            tables[p.slab][first as usize..end as usize].fill(entry);
         }
-    }
+    });
     for table in &mut tables {
         let mut last = table.iter().copied().find(|&e| e != UNSET).unwrap_or(0);
         for e in table.iter_mut() {
