@@ -264,7 +264,7 @@ fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<u64> {
 
 /// Checks one range of an external tensor of `numel` elements: STORAGE usage, an offset
 /// on the device's storage alignment, whole vec4s within the buffer.
-pub(crate) fn validate_range(
+fn validate_range(
     gpu: &Gpu,
     tensor: &str,
     role: &'static str,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::arena::{validate_externals, validate_range, Arena, BufferRange};
+use crate::arena::{validate_externals, Arena, BufferRange};
 use crate::error::{Error, Result};
 use crate::param_set::ParamSet;
 use crate::pool::check_pools_whole;
@@ -41,12 +41,12 @@ impl ParamSet {
             if !info.external {
                 return Err(Error::NotExternal(name.to_string()));
             }
-            validate_range(&gpu, name, "grads", &range, info.numel)?;
             externals[t - device.first_external].grads = range;
             if let Some(piece) = layout.pieces(t).first() {
                 touched[piece.slab] = true;
             }
         }
+        // Every range as ParamSet::new checks it, the moved ones included.
         validate_externals(&gpu, &externals)?;
         let max_binding = gpu.limits.max_storage_buffer_binding_size;
         check_pools_whole(&layout, &externals, device.first_external, max_binding)?;
