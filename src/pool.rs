@@ -70,7 +70,10 @@ impl PoolWindows {
 
     /// The windows grown to cover one more tensor of `numel` elements.
     fn cover(self, params: &BufferRange, grads: &BufferRange, numel: u64) -> PoolWindows {
-        let (p, g) = (self.params.cover(params, numel), self.grads.cover(grads, numel));
+        let (p, g) = (
+            self.params.cover(params, numel),
+            self.grads.cover(grads, numel),
+        );
         let (params, grads) = match self.shared {
             true => (p.cover(grads, numel), g.cover(params, numel)),
             false => (p, g),
