@@ -6,7 +6,9 @@ Times, per device (CPU, and CUDA where present) and size:
   - clip_grad_norm_ alone (foreach), 12 bytes per element;
   - clip_grad_norm_ + AdamW(fused=True).step(), and the foreach AdamW, 40 bytes per element
     (PyTorch's norm reads g, the clip reads and writes g, AdamW moves 28 bytes);
-  - the fused pair again over 2,000 tensors of the same total size.
+  - the fused pair again over 2,000 tensors of the same total size;
+  - clip_grad_norm_ + SGD with momentum (fused, foreach) and RMSprop (fused where this
+    PyTorch has it, foreach), 24 bytes per element.
 GB/s counts the bytes clipstep's fused step must move (32 per element) for the AdamW rows,
 so both tools are compared on the same work: time is what differs.
 
@@ -15,6 +17,7 @@ so both tools are compared on the same work: time is what differs.
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -84,6 +87,10 @@ def bench_device(device, sizes, many, warmup, repeats):
         copy_gbps = 8 * n / t_copy / 1e9
         del src, dst
         params = tensors(n, 1, device)
+        if hasattr(torch.nn.utils, "get_total_norm"):
+            measure("get_total_norm (foreach)", n, 1, 4,
+                    lambda: torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True),
+                    copy_gbps)
         measure("clip_grad_norm_ (foreach)", n, 1, 12,
                 lambda: torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True), copy_gbps)
         times = {}
@@ -93,7 +100,7 @@ def bench_device(device, sizes, many, warmup, repeats):
                 try:
                     opt = torch.optim.AdamW(ps, lr=1e-3, **{kind: True})
                 except (RuntimeError, TypeError) as e:
-                    print(f"# AdamW({kind}=True) unavailable on {device}: {e}", flush=True)
+                    print(f"# AdamW({kind}=True) unavailable on {device}: {e}", file=sys.stderr, flush=True)
                     continue
 
                 def step(ps=ps, opt=opt):
@@ -101,6 +108,23 @@ def bench_device(device, sizes, many, warmup, repeats):
                     opt.step()
                 label = f"clip_grad_norm_ + AdamW({kind})" + (f", {count} tensors" if count > 1 else "")
                 times[(kind, count)] = measure(label, n, count, 32, step, copy_gbps)
+        # SGD with momentum and RMSprop as clipstep's bench runs them (24 bytes per element:
+        # read p, g, state; write p, state), the global-norm clip in front of each.
+        for name, make in (
+            ("SGD momentum", lambda ps, kind: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, **{kind: True})),
+            ("RMSprop", lambda ps, kind: torch.optim.RMSprop(ps, lr=1e-3, **{kind: True})),
+        ):
+            for kind in ("fused", "foreach"):
+                try:
+                    opt = make(params, kind)
+                except (RuntimeError, TypeError, ValueError) as e:
+                    print(f"# {name}({kind}=True) unavailable on {device}: {e}", file=sys.stderr, flush=True)
+                    continue
+
+                def step(ps=params, opt=opt):
+                    torch.nn.utils.clip_grad_norm_(ps, 1.0, foreach=True)
+                    opt.step()
+                measure(f"clip_grad_norm_ + {name}({kind})", n, 1, 24, step, copy_gbps)
         if ("fused", 1) in times:
             ratios.append({
                 "elements": n,

@@ -34,8 +34,8 @@ fn apply(i: u32, at: At) {
     let p0 = params[at.p];
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     let s0 = state_sum[i];
-    let s = s0 + g * g;
+    let s = s0 + exact(g * g);
     state_sum[i] = select(s0, s, live);
-    let clr = u.lr / (1.0 + f32(state.step - 1u) * u.lr_decay);
-    params[at.p] = select(p0, p0 + (-clr) * g / (sqrt(s) + u.eps), live);
+    let clr = div_rn1(u.lr, 1.0 + exact1(f32(state.step - 1u) * u.lr_decay));
+    params[at.p] = select(p0, p0 + div_rn((-clr) * g, sqrt_rn(s) + u.eps), live);
 }

@@ -6,8 +6,8 @@
 //   m ← lerp(m, g, 1 − β1);  v ← v·β2 + (1 − β2)·g·g
 //   v̂ ← max(v̂, v) with amsgrad, else v
 //   p ← p + (−lr / bc1)·m / (sqrt(v̂) / sqrt(bc2) + eps)     bc_k = 1 − β_k^step (the finalize's group_bias)
-// 1 − β, 1 − lr·wd are computed in f64 on the host. No fma: WGSL leaves fusing to the
-// driver, and the reference must see the same roundings. The twin of reference::adam.
+// 1 − β, 1 − lr·wd are computed in f64 on the host. No fma: each product feeding a
+// sum is rounded on its own (`exact`, update.wgsl), as in the reference. The twin of reference::adam.
 //
 // @binding(2) exp_avg  @binding(3) exp_avg_sq  @binding(4) max_exp_avg_sq
 // @binding(6) groups: one Adam per parameter group  @binding(9) group_bias: (bc1, bc2) per group
@@ -49,12 +49,12 @@ fn apply(i: u32, at: At) {
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, l2);
     var p = p0;
     if decoupled && u.weight_decay != 0.0 {
-        p = p * u.decay_factor;
+        p = exact(p * u.decay_factor);
     }
     let m0 = exp_avg[i];
     let v0 = exp_avg_sq[i];
     let m = torch_lerp(m0, g, u.one_minus_beta1);
-    let v = v0 * u.beta2 + u.one_minus_beta2 * g * g;
+    let v = exact(v0 * u.beta2) + exact(u.one_minus_beta2 * g * g);
     exp_avg[i] = select(m0, m, live);
     exp_avg_sq[i] = select(v0, v, live);
     var vhat = v;
@@ -63,7 +63,7 @@ fn apply(i: u32, at: At) {
         vhat = max(vmax0, v);
         max_exp_avg_sq[i] = select(vmax0, vhat, live);
     }
-    let neg_step_size = -(u.lr / bias.x);
-    let denom = sqrt(vhat) / sqrt(bias.y) + u.eps;
-    params[at.p] = select(p0, p + neg_step_size * m / denom, live);
+    let neg_step_size = -div_rn1(u.lr, bias.x);
+    let denom = div_rn(sqrt_rn(vhat), vec4<f32>(sqrt_rn1(bias.y))) + u.eps;
+    params[at.p] = select(p0, p + div_rn(neg_step_size * m, denom), live);
 }

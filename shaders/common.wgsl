@@ -12,6 +12,7 @@ struct StepState {
     skipped: u32,
     step: u32,
     zero_nans: u32,
+    exact_zero: u32,
 }
 
 // The options of one norm / finalize / clip recording (see src/abi.rs for each field).
@@ -124,25 +125,6 @@ fn effective_grad(g: vec4<f32>, st: StepState) -> vec4<f32> {
         return clamp_keep_nan(x, st.clip_value);
     }
     return x;
-}
-
-// The gradient a rule applies to parameter p: −g if maximize, then g + wd·p (PyTorch's L2
-// penalty; wd = 0: none). The twin of reference::signed_decayed.
-fn signed_decayed(g: vec4<f32>, p: vec4<f32>, maximize: u32, weight_decay: f32) -> vec4<f32> {
-    var x = select(g, -g, maximize != 0u);
-    if weight_decay != 0.0 {
-        x = x + weight_decay * p;
-    }
-    return x;
-}
-
-// torch.lerp(start, end, w): start + w·(end − start) for |w| < 0.5, else
-// end − (end − start)·(1 − w), each formula accurate at its end.
-fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {
-    if w < 0.5 {
-        return start + w * (end - start);
-    }
-    return end - (end - start) * (1.0 - w);
 }
 
 // 1 − β^t as −expm1(t · ln β). 1 − pow(β, t) would cancel catastrophically

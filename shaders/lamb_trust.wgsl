@@ -17,8 +17,8 @@ fn trust_terms(i: u32, live: vec4<bool>) -> vec2<f32> {
     let g = rule_grad(i, block);
     let m0 = exp_avg[i];
     let v0 = exp_avg_sq[i];
-    let m = select(m0, u.one_minus_beta1 * g + u.beta1 * m0, live);
-    let v = select(v0, u.one_minus_beta2 * (g * g) + u.beta2 * v0, live);
+    let m = select(m0, exact(u.one_minus_beta1 * g) + exact(u.beta1 * m0), live);
+    let v = select(v0, exact(u.one_minus_beta2 * (g * g)) + exact(u.beta2 * v0), live);
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
     let p = select(vec4<f32>(0.0), params[i], live);
@@ -30,7 +30,7 @@ fn trust_terms(i: u32, live: vec4<bool>) -> vec2<f32> {
 fn lamb_direction(m: vec4<f32>, v: vec4<f32>, p: vec4<f32>, group: u32) -> vec4<f32> {
     let u = groups[group];
     let bias = group_bias[group];
-    let mhat = m / bias.x;
-    let vhat = v / bias.y;
-    return mhat / (sqrt(vhat + u.eps_root) + u.eps) + u.weight_decay * p;
+    let mhat = div_rn(m, vec4<f32>(bias.x));
+    let vhat = div_rn(v, vec4<f32>(bias.y));
+    return div_rn(mhat, sqrt_rn(vhat + u.eps_root) + u.eps) + exact(u.weight_decay * p);
 }

@@ -18,17 +18,17 @@ fn apply(i: u32, at: At) {
     let block = block_of(i);
     let u = groups[group_of(block)];
     let p0 = params[at.p];
-    var d = rule_grad(at.g, block) + u.weight_decay * p0;
+    var d = rule_grad(at.g, block) + exact(u.weight_decay * p0);
     if u.trust != 0u {
         d = d * ratios[block_tensor[i / BLOCK_VEC4S]];
     }
-    d = d * u.neg_lr;
+    d = exact(d * u.neg_lr);
     let b0 = momentum_buffer[i];
-    let b = d + u.momentum * b0;
+    let b = d + exact(u.momentum * b0);
     momentum_buffer[i] = select(b0, b, live);
     var step = b;
     if u.nesterov != 0u {
-        step = d + u.momentum * b;
+        step = d + exact(u.momentum * b);
     }
     params[at.p] = select(p0, p0 + step, live);
 }

@@ -5,6 +5,6 @@
 fn trust_terms(i: u32, live: vec4<bool>) -> vec2<f32> {
     let block = block_of(i);
     let p = select(vec4<f32>(0.0), params[i], live);
-    let u = select(vec4<f32>(0.0), rule_grad(i, block) + groups[group_of(block)].weight_decay * p, live);
+    let u = select(vec4<f32>(0.0), rule_grad(i, block) + exact(groups[group_of(block)].weight_decay * p), live);
     return vec2<f32>(dot(p, p), dot(u, u));
 }

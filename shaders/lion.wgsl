@@ -40,7 +40,7 @@ fn apply(i: u32, at: At) {
     let p0 = params[at.p];
     let g = rule_grad(at.g, block);
     let m0 = exp_avg[i];
-    let update = sign_keep_nan(u.one_minus_beta1 * g + u.beta1 * m0) + u.weight_decay * p0;
-    params[at.p] = select(p0, p0 + u.neg_lr * update, live);
-    exp_avg[i] = select(m0, u.one_minus_beta2 * g + u.beta2 * m0, live);
+    let update = sign_keep_nan(exact(u.one_minus_beta1 * g) + exact(u.beta1 * m0)) + exact(u.weight_decay * p0);
+    params[at.p] = select(p0, p0 + exact(u.neg_lr * update), live);
+    exp_avg[i] = select(m0, exact(u.one_minus_beta2 * g) + exact(u.beta2 * m0), live);
 }

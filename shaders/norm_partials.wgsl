@@ -24,8 +24,10 @@ override ZERO_NANS: bool = false;
 
 // Σ over lanes of |g|^p terms (max for L∞) of chunk elements start + 4·(lane + k·width),
 // accumulated per vec4 lane and folded once at the end. Non-finite values are tracked as
-// the largest |g| bit pattern: > 0x7f800000 is a NaN, == 0x7f800000 an infinity.
-fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
+// the largest |g| bit pattern: > 0x7f800000 is a NaN, == 0x7f800000 an infinity. Every
+// element is checked and masked: the path for NaN zeroing, the p-norm, and a lane whose
+// fast sum (reduce_lane) came out non-finite.
+fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     var acc = vec4<f32>(0.0);
     var bits = vec4<u32>(0u);
     // NORM_KIND is a pipeline constant: each pipeline holds one of these loops, and no
@@ -68,6 +70,70 @@ fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     return Partial(combine(combine(acc.x, acc.y), combine(acc.z, acc.w)), flags);
 }
 
+// g², |g| or the bits of |g| (L∞: for non-negative floats, the bit order is the value order,
+// and a NaN's bits are above +Inf's).
+fn term(g: vec4<f32>) -> vec4<f32> {
+    switch NORM_KIND {
+        case NORM_L2: {
+            return g * g;
+        }
+        case NORM_INF: {
+            return bitcast<vec4<f32>>(bitcast<vec4<u32>>(g) & vec4<u32>(0x7fffffffu));
+        }
+        default: {
+            return abs(g);
+        }
+    }
+}
+
+fn fold(acc: vec4<f32>, g: vec4<f32>) -> vec4<f32> {
+    if NORM_KIND == NORM_INF {
+        return bitcast<vec4<f32>>(max(bitcast<vec4<u32>>(acc), bitcast<vec4<u32>>(term(g))));
+    }
+    return acc + term(g);
+}
+
+// The same sum for L2, L1 and L∞ without NaN zeroing, at the cost of a load and one or two
+// ops per vec4: no masks (the tensor's whole vec4s first, its last partial vec4 masked once),
+// no bit tracking (a finite sum of finite terms means no NaN or Inf was read; a non-finite
+// one is rare, and the lane re-reads its elements with reduce_lane_checked to tell a NaN
+// or an Inf from an overflow), and two loads in flight per iteration. The order is fixed:
+// two running sums per lane, added at the end.
+fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
+    if ZERO_NANS || NORM_KIND == NORM_P {
+        return reduce_lane_checked(start, end, lane, width);
+    }
+    let whole = start + (end - start) / 4u * 4u;
+    let stride = width * 4u;
+    var a = vec4<f32>(0.0);
+    var b = vec4<f32>(0.0);
+    var e = start + lane * 4u;
+    for (; e + stride < whole; e += 2u * stride) {
+        a = fold(a, grads[e / 4u]);
+        b = fold(b, grads[(e + stride) / 4u]);
+    }
+    if e < whole {
+        a = fold(a, grads[e / 4u]);
+        e += stride;
+    }
+    if e == whole && whole < end {
+        a = fold(a, select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+    }
+    var sum: f32;
+    if NORM_KIND == NORM_INF {
+        let m = max(bitcast<vec4<u32>>(a), bitcast<vec4<u32>>(b));
+        let top = max(max(m.x, m.y), max(m.z, m.w));
+        let flags = select(select(0u, FLAG_INF, top == 0x7f800000u), FLAG_NAN, top > 0x7f800000u);
+        return Partial(bitcast<f32>(top), flags);
+    }
+    let t = a + b;
+    sum = (t.x + t.y) + (t.z + t.w);
+    if !is_finite(sum) {
+        return reduce_lane_checked(start, end, lane, width);
+    }
+    return Partial(sum, 0u);
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -94,11 +160,20 @@ fn main(
     let has_row = row < class_end && (width != WORKGROUP_SIZE || lid == lane);
     var part = Partial(0.0, 0u);
     if has_row {
-        // Lanes past the chunk's end belong to padding or the next tensor: masked to 0.
+        // Each run of SMALL_LANES lanes (a SIMD batch on CPU drivers, a quarter of a warp)
+        // reads its own contiguous segment of the chunk, striding by SMALL_LANES vec4s: every
+        // load instruction still uses whole 128-byte lines on a GPU, and on lavapipe, where
+        // a batch runs its whole loop before the next batch starts, each batch streams 2 KiB
+        // instead of re-reading the whole 64 KiB chunk at a stride. Lanes past the chunk's
+        // end belong to padding or the next tensor: masked to 0.
         let chunk = chunks[row];
-        part = reduce_lane(chunk.start, chunk.start + chunk.len, lane, width);
+        let end = chunk.start + chunk.len;
+        let batches = width / SMALL_LANES;
+        let seg = (chunk.len + batches * 4u - 1u) / (batches * 4u) * 4u;
+        let seg_start = min(end, chunk.start + (lane / SMALL_LANES) * seg);
+        part = reduce_lane(seg_start, min(end, seg_start + seg), lane % SMALL_LANES, SMALL_LANES);
     }
-    let total = tree_reduce(lid, part, width);
+    let total = reduce_to_first(lid, part, width);
     if has_row && lane == 0u {
         partials[chunks[row].partial] = total;
     }

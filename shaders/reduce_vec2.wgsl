@@ -1,16 +1,27 @@
-// A fixed binary tree over the workgroup for pairs of sums (appended after the kernels that
+// A fixed two-level fold over the workgroup for pairs of sums (appended after the kernels that
 // call it: the trust pass, adaptive clipping): every invocation gets the workgroup's total,
 // the same bits every run. Called by every invocation of the workgroup (it has barriers).
 
 var<workgroup> pair_sums: array<vec2<f32>, WORKGROUP_SIZE>;
 
 fn tree_sum2(lid: u32, x: vec2<f32>) -> vec2<f32> {
+    // Two serial levels of 16 (see tree_reduce in reduce.wgsl): three barriers.
     pair_sums[lid] = x;
-    for (var half = WORKGROUP_SIZE / 2u; half > 0u; half /= 2u) {
-        workgroupBarrier();
-        if lid < half {
-            pair_sums[lid] += pair_sums[lid + half];
+    workgroupBarrier();
+    if lid % 16u == 0u {
+        var v = pair_sums[lid];
+        for (var k = 1u; k < 16u; k++) {
+            v += pair_sums[lid + k];
         }
+        pair_sums[lid] = v;
+    }
+    workgroupBarrier();
+    if lid == 0u {
+        var v = pair_sums[0];
+        for (var k = 16u; k < WORKGROUP_SIZE; k += 16u) {
+            v += pair_sums[k];
+        }
+        pair_sums[0] = v;
     }
     workgroupBarrier();
     return pair_sums[0];

@@ -4,8 +4,8 @@
 //   s ← s·α + (1 − α)·g·g
 //   centered: a ← lerp(a, g, 1 − α); avg ← sqrt(s + (−a)·a) + eps    else avg ← sqrt(s) + eps
 //   momentum μ > 0: b ← b·μ + g / avg; p ← p + (−lr)·b               else p ← p + (−lr)·g / avg
-// 1 − α is computed in f64 on the host. No fma: WGSL leaves fusing to the driver, and the
-// reference must see the same roundings. The twin of reference::rmsprop.
+// 1 − α is computed in f64 on the host. No fma: each product feeding a sum is
+// rounded on its own (`exact`, update.wgsl), as in the reference. The twin of reference::rmsprop.
 //
 // @binding(2) square_avg  @binding(3) grad_avg  @binding(4) momentum_buffer
 // @binding(6) groups: one RmsProp per parameter group
@@ -37,23 +37,23 @@ fn apply(i: u32, at: At) {
     let p0 = params[at.p];
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     let s0 = square_avg[i];
-    let s = s0 * u.alpha + u.one_minus_alpha * g * g;
+    let s = exact(s0 * u.alpha) + exact(u.one_minus_alpha * g * g);
     square_avg[i] = select(s0, s, live);
     var avg: vec4<f32>;
     if u.centered != 0u {
         let a0 = grad_avg[i];
         let a = torch_lerp(a0, g, u.one_minus_alpha);
         grad_avg[i] = select(a0, a, live);
-        avg = sqrt(s + (-a) * a) + u.eps;
+        avg = sqrt_rn(s + exact((-a) * a)) + u.eps;
     } else {
-        avg = sqrt(s) + u.eps;
+        avg = sqrt_rn(s) + u.eps;
     }
     if u.momentum > 0.0 {
         let b0 = momentum_buffer[i];
-        let b = b0 * u.momentum + g / avg;
+        let b = exact(b0 * u.momentum) + div_rn(g, avg);
         momentum_buffer[i] = select(b0, b, live);
-        params[at.p] = select(p0, p0 + u.neg_lr * b, live);
+        params[at.p] = select(p0, p0 + exact(u.neg_lr * b), live);
     } else {
-        params[at.p] = select(p0, p0 + u.neg_lr * g / avg, live);
+        params[at.p] = select(p0, p0 + div_rn(u.neg_lr * g, avg), live);
     }
 }

@@ -4,7 +4,8 @@
 //   with momentum μ:  b ← g on the first step, else b·μ + (1 − dampening)·g
 //                     g ← g + μ·b (nesterov) or b
 //   p ← p + (−lr)·g
-// No fma: WGSL leaves fusing to the driver, and the reference must see the same roundings.
+// No fma: each product feeding a sum is rounded on its own (`exact`, update.wgsl), as in
+// the reference.
 // The twin of reference::sgd.
 //
 // @binding(2) momentum_buffer  @binding(6) groups: one Sgd per parameter group
@@ -38,14 +39,14 @@ fn apply(i: u32, at: At) {
         let b0 = momentum_buffer[i];
         var b = g;
         if state.step != 1u {
-            b = b0 * u.momentum + u.one_minus_dampening * g;
+            b = exact(b0 * u.momentum) + exact(u.one_minus_dampening * g);
         }
         momentum_buffer[i] = select(b0, b, live);
         if u.nesterov != 0u {
-            g = g + u.momentum * b;
+            g = g + exact(u.momentum * b);
         } else {
             g = b;
         }
     }
-    params[at.p] = select(p0, p0 + u.neg_lr * g, live);
+    params[at.p] = select(p0, p0 + exact(u.neg_lr * g), live);
 }

@@ -64,7 +64,8 @@ pub mod tolerance {
     /// One reference step against PyTorch's (golden fixtures, values of order 1), besides
     /// `UPDATE_ULPS`: ATen's vectorized CPU kernels fuse multiply-adds (`add(x, alpha=a)`,
     /// `lerp`, `addcmul`) and its `sqrt` is not always correctly rounded; clipstep fuses
-    /// nothing (WGSL leaves fusing to the driver), so where a momentum sum nearly cancels
+    /// nothing (its shaders round each product on its own, `exact` in
+    /// `shaders/update.wgsl`), so where a momentum sum nearly cancels
     /// the two differ by up to ~2.3e-7 absolute (61 ulp of a 0.04 result).
     pub const PYTORCH_STEP_ABS: f32 = 1e-6;
     /// Multi-step trajectories: parameters within this relative difference of the reference...

@@ -193,7 +193,8 @@ impl Context {
         let limits = device.limits();
         check_limits(&limits)?;
         let scope = ErrorScope::push(&device);
-        let pipelines = Pipelines::new(&device);
+        let fused_fma = crate::probe::fma_is_fused(&device, &queue);
+        let pipelines = Pipelines::new(&device, fused_fma);
         scope.pop()?;
         Ok(Context {
             gpu: Some(Arc::new(Gpu {
@@ -323,7 +324,7 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    fn new(device: &wgpu::Device) -> Self {
+    fn new(device: &wgpu::Device, fused_fma: bool) -> Self {
         let pipelines = Kernel::ALL
             .iter()
             .map(|&kernel| {
@@ -359,7 +360,7 @@ impl Pipelines {
                 });
                 PipelineKey::variants(kernel)
                     .into_iter()
-                    .map(|key| build(Some(&layout), &key.constants()))
+                    .map(|key| build(Some(&layout), &key.constants(fused_fma)))
                     .collect()
             })
             .collect();
@@ -495,6 +496,14 @@ impl Gpu {
         let scope = ErrorScope::push(&self.device);
         let out = call();
         let reported = scope.pop();
+        if let Err(oom @ Error::OutOfMemory(_)) = reported {
+            // What the call did allocate is dropped here, and wgpu frees it at its next
+            // maintenance: wait for that, so the memory is back when the caller sees the
+            // error (else the next allocation, even a small one, can fail too).
+            drop(out);
+            let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+            return Err(oom);
+        }
         let out = out?;
         reported?;
         Ok(out)

@@ -124,6 +124,7 @@ pub(crate) fn finalize(
         skipped: u32::from(skipped),
         step,
         zero_nans: u32::from(zeroes_nans(op)),
+        exact_zero: 0,
     }
 }
 

@@ -323,6 +323,33 @@ impl Layout {
         big + mid.div_ceil(per_group(1)) + small.div_ceil(per_group(0))
     }
 
+    /// The chunks workgroup `w` of the partials pass over a slab with `counts` chunks per
+    /// class reduces, and the invocations it gives each: the twin of `main` in
+    /// `shaders/norm_partials.wgsl`. Each class's chunks are dealt to its own run of
+    /// workgroups, `WORKGROUP_SIZE / lanes` consecutive chunks apiece, and each range is cut
+    /// at its class's end, so no chunk has two writers (tested over every count near a
+    /// class boundary). Empty for the grid's surplus workgroups.
+    #[cfg(test)]
+    pub(crate) fn partials_rows(counts: [u32; 3], w: u32) -> (u32, std::ops::Range<u32>) {
+        let [big, mid, small] = counts;
+        let per_mid = WORKGROUP_SIZE / CHUNK_CLASSES[1].1;
+        let per_small = WORKGROUP_SIZE / CHUNK_CLASSES[0].1;
+        let mid_groups = mid.div_ceil(per_mid);
+        if w < big {
+            return (WORKGROUP_SIZE, w..w + 1);
+        }
+        if w - big < mid_groups {
+            let first = big + (w - big) * per_mid;
+            return (CHUNK_CLASSES[1].1, first..(first + per_mid).min(big + mid));
+        }
+        let end = big + mid + small;
+        let first = big + mid + (w - big - mid_groups) * per_small;
+        (
+            CHUNK_CLASSES[0].1,
+            first.min(end)..(first + per_small).min(end),
+        )
+    }
+
     /// Workgroups of the per-tensor fold.
     pub(crate) fn fold_groups(&self) -> u32 {
         self.big_tensors.len() as u32 + (self.tensors.len() as u32).div_ceil(WORKGROUP_SIZE)
@@ -410,6 +437,55 @@ mod tests {
             .enumerate()
             .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
             .collect()
+    }
+
+    #[test]
+    fn every_chunk_has_exactly_one_partials_workgroup() {
+        // Chunk counts on and next to every class boundary: 0, 1, a workgroup's worth of
+        // mid (8) and small (32) chunks, and one either side of it and of its double.
+        let near = |per: u32| {
+            vec![
+                0,
+                1,
+                per - 1,
+                per,
+                per + 1,
+                2 * per - 1,
+                2 * per,
+                2 * per + 1,
+            ]
+        };
+        let (per_mid, per_small) = (8, 32);
+        assert_eq!(WORKGROUP_SIZE / CHUNK_CLASSES[1].1, per_mid);
+        assert_eq!(WORKGROUP_SIZE / CHUNK_CLASSES[0].1, per_small);
+        for big in [0, 1, 2, 5] {
+            for &mid in &near(per_mid) {
+                for &small in &near(per_small) {
+                    let counts = [big, mid, small];
+                    let total = big + mid + small;
+                    let groups = big + mid.div_ceil(per_mid) + small.div_ceil(per_small);
+                    let mut writers = vec![0u32; total as usize];
+                    // The grid is rounded up (2D past the limit): surplus workgroups too.
+                    for w in 0..groups + 40 {
+                        let (lanes, rows) = Layout::partials_rows(counts, w);
+                        assert!(w < groups || rows.is_empty(), "{counts:?}: surplus {w}");
+                        for row in rows {
+                            let class = if row < big {
+                                0
+                            } else if row < big + mid {
+                                1
+                            } else {
+                                2
+                            };
+                            let want = [WORKGROUP_SIZE, 32, 8][class];
+                            assert_eq!(lanes, want, "{counts:?}: chunk {row} of class {class}");
+                            writers[row as usize] += 1;
+                        }
+                    }
+                    assert!(writers.iter().all(|&n| n == 1), "{counts:?}: {writers:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod optim;
 mod options;
 mod param_set;
 mod pool;
+mod probe;
 mod rebind;
 pub mod reference;
 mod report;

@@ -308,8 +308,14 @@ impl PipelineKey {
         }
     }
 
-    /// The pipeline constants of this variant.
-    pub(crate) fn constants(self) -> Vec<(&'static str, f64)> {
+    /// The pipeline constants of this variant on a device whose `fma` is (`fused_fma`) or
+    /// is not a fused multiply-add: the update kernels declare `override FUSED_FMA`, which
+    /// turns on their correction of divisions and square roots (`div_rn` in
+    /// `shaders/update.wgsl`, exact only with a fused remainder).
+    pub(crate) fn constants(self, fused_fma: bool) -> Vec<(&'static str, f64)> {
+        if self.kernel.snippets().contains(&Snippet::Update) {
+            return vec![("FUSED_FMA", f64::from(u8::from(fused_fma)))];
+        }
         if !self.kernel.norm_specialized() {
             return Vec::new();
         }

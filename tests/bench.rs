@@ -17,20 +17,44 @@ fn bench_measures_every_operation_and_ratio() {
         pooled_tensors: 7,
         warmup: 0,
         repeats: 1,
+        only: None,
     };
     let mut progress_lines = 0;
     let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
-    assert_eq!(report.measurements.len(), 2 * 20, "20 operations per size");
+    // Per size: the shader copy, the buffer copy, the faster of the two again as the
+    // roofline, and 19 operations.
+    assert_eq!(report.measurements.len(), 2 * 22, "22 rows per size");
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 3);
     assert!(report.skipped.is_empty());
-    assert_eq!(progress_lines, 2 * 20 + 3);
+    assert_eq!(progress_lines, 2 * 21 + 3);
     for m in &report.measurements {
         assert!(
             m.median_ms > 0.0 && m.gb_per_s > 0.0 && m.fraction_of_copy > 0.0,
             "{m:?}"
         );
         assert!(m.min_ms <= m.median_ms && m.median_ms <= m.max_ms, "{m:?}");
+        let [lo, hi] = m.fraction_range;
+        assert!(
+            lo <= m.fraction_of_copy && m.fraction_of_copy <= hi,
+            "{m:?}"
+        );
+    }
+    let roofline = |n: u64| {
+        let row = |op: &str| {
+            report
+                .measurements
+                .iter()
+                .find(|m| m.op == op && m.elements == n)
+                .unwrap()
+                .median_ms
+        };
+        let fastest = row("copy (shader)").min(row("copy (copy_buffer_to_buffer)"));
+        (row("copy (roofline)"), fastest)
+    };
+    for n in [4096, 10_240] {
+        let (roofline, fastest) = roofline(n);
+        assert_eq!(roofline, fastest, "the roofline is the faster copy");
     }
     let json = serde_json::to_string(&report).unwrap();
     assert!(json.contains("\"fused_speedup_over_unfused\""));
@@ -40,4 +64,29 @@ fn bench_measures_every_operation_and_ratio() {
         .all(|r| r.three_groups_over_one_group_time > 0.0
             && r.pooled_over_own_slabs_time > 0.0
             && r.pooled_split_over_own_slabs_time > 0.0));
+}
+
+#[test]
+fn only_measures_the_named_operations_beside_the_roofline() {
+    let config = BenchConfig {
+        sizes: vec![4096],
+        many_tensors: 10,
+        pooled_tensors: 7,
+        warmup: 0,
+        repeats: 3,
+        only: Some("global_norm".into()),
+    };
+    let report = run(&common::ctx(), &config, &mut |_| {}).unwrap();
+    let ops: Vec<&str> = report.measurements.iter().map(|m| m.op.as_str()).collect();
+    assert_eq!(
+        ops,
+        [
+            "copy (shader)",
+            "copy (copy_buffer_to_buffer)",
+            "copy (roofline)",
+            "global_norm (L2)"
+        ]
+    );
+    // The fused step was left out: its ratios are unknown, not made up.
+    assert!(report.ratios[0].fused_adamw_fraction_of_copy.is_nan());
 }

@@ -162,6 +162,29 @@ fn every_chunk_size_class_matches_reference() {
 }
 
 #[test]
+fn chunk_counts_at_every_class_boundary_match_reference() {
+    // Each partial has one writer by construction (layout's `partials_rows` twin is tested
+    // over these counts); here the shader itself, on a 1D and a 7-wide 2D grid: whole
+    // chunks of 16,384 (own workgroup), mid chunks of 3,000 (8 to a workgroup) and small
+    // ones of 100 (32 to a workgroup), interleaved, in counts on and next to a workgroup's
+    // worth of each class.
+    for big in [0, 1] {
+        for mid in [7, 8, 9, 16, 17] {
+            for small in [31, 32, 33, 65] {
+                let mut sizes = Vec::new();
+                for i in 0..big.max(mid).max(small) {
+                    sizes.extend((i < big).then_some(16_384));
+                    sizes.extend((i < mid).then_some(3000));
+                    sizes.extend((i < small).then_some(100));
+                }
+                check(&ctx(), &sizes, None);
+                check(&ctx_small_grid(), &sizes, None);
+            }
+        }
+    }
+}
+
+#[test]
 fn grid_shape_does_not_change_the_bits() {
     // Each chunk is reduced by exactly one fixed group of invocations, whatever the grid's
     // 2D shape: a 1D and a 7-wide grid give identical bits for every per-tensor norm.

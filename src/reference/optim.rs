@@ -4,8 +4,8 @@
 //! hyperparameters are Python floats (f64) there and here, and scalar constants such as
 //! `1 − β` are computed in f64 and rounded once. ATen's vectorized CPU kernels fuse some
 //! multiply-adds (`add(x, alpha=a)`, `lerp`, `addcmul`); this code and the shaders do not,
-//! because WGSL leaves fusing to the driver and the GPU must be comparable to the reference
-//! to a few ulp (the golden fixtures measure what that costs: see `golden.rs`).
+//! and the shaders round every product that feeds a sum on its own (a driver may fuse
+//! otherwise: NVIDIA's Vulkan compiler does), so the GPU matches this code to a few ulp (the golden fixtures measure what that costs: see `golden.rs`).
 //! `grads` are the gradients the step applies (already clipped and unscaled).
 
 /// `torch.lerp(start, end, w)`: `start + w·(end − start)` for `|w| < 0.5`, else

@@ -1,7 +1,11 @@
 //! `clipstep bench`: each operation's achieved bandwidth (bytes the step must move ÷ time)
 //! as a fraction of the same device's copy bandwidth, measured in the same run over the
 //! same slabs. The step is memory-bound, so this is the number that matters. Public API
-//! only: the copy roofline is this harness's own kernel over the set's tensor views.
+//! only. Two copies move the same bytes: a compute shader (what a kernel can reach on this
+//! device) and the API's buffer copy (the driver's own: `vkCmdCopyBuffer`, a memcpy on
+//! lavapipe); the roofline is the faster. Both are timed just before every run of every
+//! operation, and each run's bandwidth is divided by theirs, so a noisy machine's drifts
+//! cancel; the median of those ratios is reported with their range.
 
 use std::time::Instant;
 
@@ -27,6 +31,8 @@ pub struct BenchConfig {
     pub warmup: u32,
     /// Timed runs; the median is reported.
     pub repeats: u32,
+    /// Measure only the operations whose name contains this (the copy roofline always runs).
+    pub only: Option<String>,
 }
 
 impl Default for BenchConfig {
@@ -37,6 +43,7 @@ impl Default for BenchConfig {
             pooled_tensors: 1000,
             warmup: 2,
             repeats: 7,
+            only: None,
         }
     }
 }
@@ -60,8 +67,13 @@ pub struct Measurement {
     pub max_ms: f64,
     /// `bytes / median` in GB/s (10^9 bytes).
     pub gb_per_s: f64,
-    /// `gb_per_s` over the copy kernel's at the same size.
+    /// Median over the runs of (this run's bandwidth / the faster copy's, timed just before
+    /// it): the roofline is re-measured before every run, so drifts of a noisy machine cancel.
     pub fraction_of_copy: f64,
+    /// The smallest and largest of those per-run fractions: the spread.
+    pub fraction_range: [f64; 2],
+    /// The same median against the shader copy alone.
+    pub fraction_of_shader_copy: f64,
 }
 
 /// Host time to record one step (no submit).
@@ -82,8 +94,10 @@ pub struct EncodeCost {
 pub struct Ratios {
     /// Elements.
     pub elements: u64,
-    /// Fused clip + AdamW bandwidth over copy bandwidth.
+    /// Fused clip + AdamW bandwidth over copy bandwidth (the faster copy).
     pub fused_adamw_fraction_of_copy: f64,
+    /// The same over the shader copy's bandwidth.
+    pub fused_adamw_fraction_of_shader_copy: f64,
     /// Unfused (norm, scale, update passes) time over fused time.
     pub fused_speedup_over_unfused: f64,
     /// Time of the fused AdamW step over 2,000 tensors over one tensor of the same total.
@@ -249,23 +263,6 @@ impl Timer {
             None => Ok(wall),
         }
     }
-
-    /// Median, min and max seconds over `repeats` runs after `warmup`.
-    fn stats(
-        &self,
-        warmup: u32,
-        repeats: u32,
-        record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
-    ) -> Result<(f64, f64, f64)> {
-        for _ in 0..warmup {
-            self.time(record)?;
-        }
-        let mut times = (0..repeats.max(1))
-            .map(|_| self.time(record))
-            .collect::<Result<Vec<f64>>>()?;
-        times.sort_by(f64::total_cmp);
-        Ok((times[times.len() / 2], times[0], times[times.len() - 1]))
-    }
 }
 
 /// The copy roofline: `dst ← src`, 8 bytes per element, with the same grid shape as the
@@ -292,6 +289,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 struct Copy {
     pipeline: wgpu::ComputePipeline,
     groups: Vec<(wgpu::BindGroup, u32, u32)>,
+    /// Per piece, the same bytes for the API's buffer copy.
+    pieces: Vec<Piece>,
+}
+
+/// One piece of the copied tensor: where its bytes are read and written.
+struct Piece {
+    src: wgpu::Buffer,
+    src_offset: u64,
+    dst: wgpu::Buffer,
+    dst_offset: u64,
+    bytes: u64,
 }
 
 impl Copy {
@@ -348,7 +356,30 @@ impl Copy {
                 (group, x, n.div_ceil(x))
             })
             .collect();
-        Ok(Copy { pipeline, groups })
+        let pieces = src
+            .iter()
+            .zip(&dst)
+            .map(|(s, d)| Piece {
+                src: s.buffer.clone(),
+                src_offset: s.offset,
+                dst: d.buffer.clone(),
+                dst_offset: d.offset,
+                bytes: s.len * 4,
+            })
+            .collect();
+        Ok(Copy {
+            pipeline,
+            groups,
+            pieces,
+        })
+    }
+
+    /// The same bytes through the API's buffer copy (`vkCmdCopyBuffer` on Vulkan): the
+    /// driver's own copy, often faster than a shader's on a real GPU.
+    fn encode_transfer(&self, encoder: &mut wgpu::CommandEncoder) {
+        for p in &self.pieces {
+            encoder.copy_buffer_to_buffer(&p.src, p.src_offset, &p.dst, p.dst_offset, p.bytes);
+        }
     }
 
     fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
@@ -453,12 +484,16 @@ struct Bench<'a> {
     timer: Timer,
     config: &'a BenchConfig,
     out: Vec<Measurement>,
-    copy_gbps: f64,
+    /// The shader copy and the API's buffer copy at the current size, both timed before
+    /// every run of every operation.
+    roofline: Option<Copy>,
     progress: &'a mut dyn FnMut(&str),
 }
 
 impl Bench<'_> {
-    /// Times `record`; `shape` is (elements, tensors) of the set it works on.
+    /// Times `record`, each run just after a run of the roofline copy; `shape` is
+    /// (elements, tensors) of the set it works on. NaN, and no row, when `--only` leaves
+    /// the operation out.
     fn measure(
         &mut self,
         op: &str,
@@ -466,29 +501,92 @@ impl Bench<'_> {
         bytes_per_elem: u64,
         record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<f64> {
+        if let Some(only) = &self.config.only {
+            if !op.contains(only.as_str()) && !op.starts_with("copy") {
+                return Ok(f64::NAN);
+            }
+        }
         let (elements, tensors) = shape;
         (self.progress)(&format!("{op} ({elements} elements, {tensors} tensors)"));
-        let (median, min, max) =
-            self.timer
-                .stats(self.config.warmup, self.config.repeats, record)?;
+        for _ in 0..self.config.warmup {
+            self.timer.time(record)?;
+        }
         let bytes = bytes_per_elem * elements;
-        let gb_per_s = bytes as f64 / median / 1e9;
+        let (mut times, mut fractions, mut shader_fractions) = (vec![], vec![], vec![]);
+        for _ in 0..self.config.repeats.max(1) {
+            if let Some(copy) = &self.roofline {
+                let t_shader = self.timer.time(&mut |enc| {
+                    copy.encode(enc);
+                    Ok(())
+                })?;
+                let t_transfer = self.timer.time(&mut |enc| {
+                    copy.encode_transfer(enc);
+                    Ok(())
+                })?;
+                let t = self.timer.time(record)?;
+                let fraction = |t_copy: f64| (bytes as f64 / t) / ((8 * elements) as f64 / t_copy);
+                fractions.push(fraction(t_shader.min(t_transfer)));
+                shader_fractions.push(fraction(t_shader));
+                times.push(t);
+            } else {
+                times.push(self.timer.time(record)?);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(1.0)
+        };
+        let t = median(&mut times);
+        let fraction = median(&mut fractions);
+        let shader_fraction = median(&mut shader_fractions);
+        let gb_per_s = bytes as f64 / t / 1e9;
         self.out.push(Measurement {
             op: op.to_string(),
             elements,
             tensors,
             bytes,
-            median_ms: median * 1e3,
-            min_ms: min * 1e3,
-            max_ms: max * 1e3,
+            median_ms: t * 1e3,
+            min_ms: times[0] * 1e3,
+            max_ms: times[times.len() - 1] * 1e3,
             gb_per_s,
-            fraction_of_copy: if self.copy_gbps > 0.0 {
-                gb_per_s / self.copy_gbps
-            } else {
-                1.0
+            fraction_of_copy: fraction,
+            fraction_range: match fractions.len() {
+                0 => [1.0, 1.0],
+                k => [fractions[0], fractions[k - 1]],
             },
+            fraction_of_shader_copy: shader_fraction,
         });
-        Ok(median)
+        Ok(t)
+    }
+
+    /// The copy roofline at this size: the shader copy and the buffer copy each measured,
+    /// the faster kept (and reported again as "copy (roofline)").
+    fn roofline(&mut self, ctx: &Context, set: &ParamSet) -> Result<()> {
+        let shape = (set.numel(), 1);
+        let copy = Copy::new(ctx, set)?;
+        self.roofline = None;
+        let shader = self.measure("copy (shader)", shape, 8, &mut |enc| {
+            copy.encode(enc);
+            Ok(())
+        })?;
+        let transfer = self.measure("copy (copy_buffer_to_buffer)", shape, 8, &mut |enc| {
+            copy.encode_transfer(enc);
+            Ok(())
+        })?;
+        let fastest = if transfer < shader { 1 } else { 2 };
+        // Each copy as a fraction of the faster (medians: these two are not interleaved).
+        let best = transfer.min(shader);
+        let k = self.out.len();
+        for m in &mut self.out[k - 2..] {
+            m.fraction_of_copy = best / (m.median_ms * 1e-3);
+            m.fraction_range = [m.fraction_of_copy; 2];
+            m.fraction_of_shader_copy = shader / (m.median_ms * 1e-3);
+        }
+        let mut row = self.out[self.out.len() - fastest].clone();
+        row.op = "copy (roofline)".into();
+        self.out.push(row);
+        self.roofline = Some(copy);
+        Ok(())
     }
 
     fn step(
@@ -507,14 +605,8 @@ impl Bench<'_> {
     /// Every measurement at `n` elements; the bar's ratios at that size.
     fn size(&mut self, ctx: &Context, n: u64, fused: StepOptions) -> Result<Ratios> {
         let mut set = set_of(ctx, n, 1)?;
-        let copy = Copy::new(ctx, &set)?;
-        self.copy_gbps = 0.0;
+        self.roofline(ctx, &set)?;
         let shape = (n, 1);
-        let copy = self.measure("copy (roofline)", shape, 8, &mut |enc| {
-            copy.encode(enc);
-            Ok(())
-        })?;
-        self.copy_gbps = (8 * n) as f64 / copy / 1e9;
         self.measure("global_norm (L2)", shape, 4, &mut |enc| {
             set.encode_global_norm(enc, Norm::L2).map(|_| ())
         })?;
@@ -577,7 +669,10 @@ impl Bench<'_> {
         )?;
         let mut opt = AdamW::new(&set, AdamWConfig::default())?;
         let t_fused = self.step("AdamW + clip (fused)", &mut set, &mut opt, 32, fused)?;
-        let fraction = self.out.last().map_or(0.0, |m| m.fraction_of_copy);
+        let (fraction, shader_fraction) = match (t_fused.is_nan(), self.out.last()) {
+            (false, Some(m)) => (m.fraction_of_copy, m.fraction_of_shader_copy),
+            _ => (f64::NAN, f64::NAN),
+        };
         let zero_nans = StepOptions {
             nonfinite: Nonfinite::ZeroNans,
             ..fused
@@ -627,6 +722,7 @@ impl Bench<'_> {
         Ok(Ratios {
             elements: n,
             fused_adamw_fraction_of_copy: fraction,
+            fused_adamw_fraction_of_shader_copy: shader_fraction,
             fused_speedup_over_unfused: t_unfused / t_fused,
             many_over_one_tensor_time: t_many / t_fused,
             three_groups_over_one_group_time: t_groups / t_many,
@@ -673,7 +769,7 @@ pub fn run(
         timer,
         config,
         out: Vec::new(),
-        copy_gbps: 0.0,
+        roofline: None,
         progress,
     };
     let mut ratios = Vec::new();

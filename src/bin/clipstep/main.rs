@@ -78,6 +78,10 @@ struct BenchArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
+    /// Measure only the operations whose name contains this, e.g. "global_norm" (the copy
+    /// roofline always runs).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -221,6 +225,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         pooled_tensors: args.pooled_tensors.max(1),
         warmup: args.warmup,
         repeats: args.repeats.max(1),
+        only: args.only.clone(),
     };
     eprintln!("benchmarking on {}", ctx.describe());
     let mut progress = |what: &str| eprint!("\r\x1b[2K  measuring {what}");
@@ -241,9 +246,12 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         "{:<46} {:>10} {:>7} {:>10} {:>10} {:>10} {:>9} {:>8}",
         "operation", "elements", "tensors", "median ms", "min ms", "max ms", "GB/s", "of copy"
     );
+    println!("{:>115} {:>8}", "(range)", "of shader copy");
+    // "of copy": the median of each run's bandwidth over the copy run just before it; the
+    // range beside it is the smallest and largest of those ratios.
     for m in &report.measurements {
         println!(
-            "{:<46} {:>10} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>9.1} {:>7.0}%",
+            "{:<46} {:>10} {:>7} {:>10.3} {:>10.3} {:>10.3} {:>9.1} {:>7.0}% {:>4.0}-{:<4.0} {:>7.0}%",
             m.op,
             m.elements,
             m.tensors,
@@ -251,14 +259,18 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
             m.min_ms,
             m.max_ms,
             m.gb_per_s,
-            m.fraction_of_copy * 100.0
+            m.fraction_of_copy * 100.0,
+            m.fraction_range[0] * 100.0,
+            m.fraction_range[1] * 100.0,
+            m.fraction_of_shader_copy * 100.0
         );
     }
     println!();
     println!(
-        "{:>10} {:>19} {:>21} {:>15} {:>16} {:>15} {:>15}",
+        "{:>10} {:>19} {:>21} {:>21} {:>15} {:>16} {:>15} {:>15}",
         "elements",
         "fused AdamW / copy",
+        "... / shader copy",
         "unfused / fused time",
         "many / 1 tensor",
         "3 groups / 1",
@@ -267,9 +279,10 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     );
     for r in &report.ratios {
         println!(
-            "{:>10} {:>19.2} {:>21.2} {:>15.2} {:>16.2} {:>15.2} {:>15.2}",
+            "{:>10} {:>19.2} {:>21.2} {:>21.2} {:>15.2} {:>16.2} {:>15.2} {:>15.2}",
             r.elements,
             r.fused_adamw_fraction_of_copy,
+            r.fused_adamw_fraction_of_shader_copy,
             r.fused_speedup_over_unfused,
             r.many_over_one_tensor_time,
             r.three_groups_over_one_group_time,
