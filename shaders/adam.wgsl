@@ -54,7 +54,7 @@ fn apply(i: u32, at: At) {
     let m0 = exp_avg[i];
     let v0 = exp_avg_sq[i];
     let m = torch_lerp(m0, g, u.one_minus_beta1);
-    let v = exact(v0 * u.beta2) + exact(u.one_minus_beta2 * g * g);
+    let v = exact(v0 * u.beta2) + exact(exact(u.one_minus_beta2 * g) * g);
     exp_avg[i] = select(m0, m, live);
     exp_avg_sq[i] = select(v0, v, live);
     var vhat = v;

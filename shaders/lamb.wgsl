@@ -24,6 +24,6 @@ fn apply(i: u32, at: At) {
     let mhat = div_rn(exp_avg[i], vec4<f32>(bias.x));
     let vhat = div_rn(exp_avg_sq[i], vec4<f32>(bias.y));
     var d = div_rn(mhat, sqrt_rn(vhat + u.eps_root) + u.eps) + exact(u.weight_decay * p0);
-    d = d * ratios[block_tensor[i / BLOCK_VEC4S]];
+    d = exact(d * ratios[block_tensor[i / BLOCK_VEC4S]]);
     params[at.p] = select(p0, p0 + exact(d * u.neg_lr), live);
 }

@@ -18,7 +18,7 @@ fn trust_terms(i: u32, live: vec4<bool>) -> vec2<f32> {
     let m0 = exp_avg[i];
     let v0 = exp_avg_sq[i];
     let m = select(m0, exact(u.one_minus_beta1 * g) + exact(u.beta1 * m0), live);
-    let v = select(v0, exact(u.one_minus_beta2 * (g * g)) + exact(u.beta2 * v0), live);
+    let v = select(v0, exact(u.one_minus_beta2 * exact(g * g)) + exact(u.beta2 * v0), live);
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
     let p = select(vec4<f32>(0.0), params[i], live);

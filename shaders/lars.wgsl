@@ -20,7 +20,7 @@ fn apply(i: u32, at: At) {
     let p0 = params[at.p];
     var d = rule_grad(at.g, block) + exact(u.weight_decay * p0);
     if u.trust != 0u {
-        d = d * ratios[block_tensor[i / BLOCK_VEC4S]];
+        d = exact(d * ratios[block_tensor[i / BLOCK_VEC4S]]);
     }
     d = exact(d * u.neg_lr);
     let b0 = momentum_buffer[i];

@@ -37,7 +37,7 @@ fn apply(i: u32, at: At) {
     let p0 = params[at.p];
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     let s0 = square_avg[i];
-    let s = exact(s0 * u.alpha) + exact(u.one_minus_alpha * g * g);
+    let s = exact(s0 * u.alpha) + exact(exact(u.one_minus_alpha * g) * g);
     square_avg[i] = select(s0, s, live);
     var avg: vec4<f32>;
     if u.centered != 0u {

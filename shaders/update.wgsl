@@ -40,18 +40,20 @@ fn group_of(block: u32) -> u32 {
 fn rule_grad(g: u32, block: u32) -> vec4<f32> {
     let clipped = (block & BLOCK_UNCLIPPED) == 0u;
     let raw = zero_nans_if(load_grad(g), state.zero_nans != 0u);
-    let x = exact(raw * state.inv_grad_scale * select(1.0, state.clip_coef, clipped));
+    let x = exact(exact(raw * state.inv_grad_scale) * select(1.0, state.clip_coef, clipped));
     if state.clip_value > 0.0 {
         return select(x, clamp_keep_nan(x, state.clip_value), clipped);
     }
     return x;
 }
 
-// The product x, rounded to f32 on its own before the sum it feeds. WGSL lets a driver
-// contract a·b + c into one fma (NVIDIA's Vulkan compiler does, lavapipe does not), which
-// the f32 reference does not; xor-ing the bits with state.exact_zero (always 0, but read at
-// run time) keeps the product's own rounding, so every device computes the reference
-// formula to the bit. Costs one integer op per product in a memory-bound kernel.
+// The product x, rounded to f32 on its own before the sum or product it feeds. A driver
+// may contract a·b + c into one fma and reorder a·b·c (NVIDIA's Vulkan compiler does both:
+// SGD's momentum 7 ulp and RMSprop's square average off in a third of its elements on an
+// H100; lavapipe does neither), which the f32 reference does not; xor-ing the bits with
+// state.exact_zero (always 0, but read at run time) keeps the product's own rounding, so
+// every device computes the reference formula to the bit. Every sum of products and every
+// product of three factors in an update kernel goes through it. One integer op each.
 fn exact(x: vec4<f32>) -> vec4<f32> {
     return bitcast<vec4<f32>>(bitcast<vec4<u32>>(x) ^ vec4<u32>(state.exact_zero));
 }
@@ -77,46 +79,4 @@ fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {
         return start + exact(w * (end - start));
     }
     return end - exact((end - start) * (1.0 - w));
-}
-
-fn finite4(x: vec4<f32>) -> vec4<bool> {
-    return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
-}
-
-// Whether this device's fma rounds once (measured when the Context is made: src/probe.rs).
-override FUSED_FMA: bool = false;
-
-// a / b as the reference rounds it. WGSL allows 2.5 ulp for a division and sqrt is
-// "inherited from 1 / inverseSqrt" (NVIDIA's Vulkan compiler uses that room); where a
-// momentum sum then cancels, a few ulp of one term became 43 ulp of the result on an H100.
-// One correction from the exact remainder r = a − q·b (a fused fma rounds once: r is
-// exact), q + r / b, lands on the correctly rounded quotient. Where fma is not fused
-// (lavapipe, whose divisions are correctly rounded already) the remainder would not be
-// exact: the plain quotient is kept. Zero, infinite and NaN remainders (b = 0, ±Inf, NaN
-// operands) keep it too.
-fn div_rn(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
-    let q = a / b;
-    if !FUSED_FMA {
-        return q;
-    }
-    let r = fma(-q, b, a);
-    return select(q, q + r / b, finite4(r) & (r != vec4<f32>(0.0)));
-}
-
-// sqrt(x) as the reference rounds it: s + (x − s²) / 2s, the remainder by fma (see div_rn).
-fn sqrt_rn(x: vec4<f32>) -> vec4<f32> {
-    let s = sqrt(x);
-    if !FUSED_FMA {
-        return s;
-    }
-    let r = fma(-s, s, x);
-    return select(s, s + r / (2.0 * s), finite4(r) & (r != vec4<f32>(0.0)));
-}
-
-fn div_rn1(a: f32, b: f32) -> f32 {
-    return div_rn(vec4<f32>(a), vec4<f32>(b)).x;
-}
-
-fn sqrt_rn1(x: f32) -> f32 {
-    return sqrt_rn(vec4<f32>(x)).x;
 }

@@ -53,6 +53,8 @@ pub(crate) struct Gpu {
     pub(crate) pipelines: Pipelines,
     /// Workgroups per grid dimension: the device limit, or a smaller cap from the options.
     pub(crate) grid_limit: u32,
+    /// Whether WGSL's `fma` rounds once on this device (`src/probe.rs`).
+    fused_fma: bool,
     /// Device loss, surfaced as [`Error::Device`] by every call from then on.
     lost: Arc<Mutex<Option<String>>>,
 }
@@ -205,6 +207,7 @@ impl Context {
                 limits,
                 pipelines,
                 lost,
+                fused_fma,
             })),
         })
     }
@@ -217,6 +220,14 @@ impl Context {
     /// The adapter's info, `None` on the CPU reference.
     pub fn adapter_info(&self) -> Option<&wgpu::AdapterInfo> {
         self.gpu.as_ref().map(|g| &g.info)
+    }
+
+    /// Whether the device's `fma` is a fused multiply-add (one rounding), probed when the
+    /// Context was made; `None` on the CPU reference. Where it is, the update kernels round
+    /// their divisions and square roots as the reference does (see `shaders/update.wgsl`);
+    /// where it is not, the plain WGSL operations are kept (correctly rounded on lavapipe).
+    pub fn fused_fma(&self) -> Option<bool> {
+        self.gpu.as_ref().map(|g| g.fused_fma)
     }
 
     /// The device's limits, `None` on the CPU reference.
@@ -458,16 +469,23 @@ impl ErrorScope {
         ErrorScope { guards }
     }
 
-    /// The first error the call caused, as a clipstep error: a validation error is
+    /// The error the call caused (an allocation failure before anything it caused, else
+    /// the first), as a clipstep error: a validation error is
     /// [`Error::Rejected`], an allocation failure [`Error::OutOfMemory`] (the Context stays
     /// usable after either), an internal error [`Error::Device`].
     pub(crate) fn pop(mut self) -> Result<()> {
         let mut first = None;
+        let mut oom = None;
         while let Some(guard) = self.guards.pop() {
-            let error = pollster::block_on(guard.pop());
-            first = first.or(error);
+            match pollster::block_on(guard.pop()) {
+                Some(e @ wgpu::Error::OutOfMemory { .. }) => oom = Some(e),
+                error => first = first.or(error),
+            }
         }
-        match first {
+        // An allocation that failed makes later uses of its buffer invalid: the validation
+        // errors those raise (a write to it, seen on an H100) are its consequence, and the
+        // out-of-memory error is the one that says what to fix.
+        match oom.or(first) {
             None => Ok(()),
             Some(wgpu::Error::Validation { description, .. }) => {
                 Err(Error::Rejected(description.trim().to_string()))

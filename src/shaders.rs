@@ -13,7 +13,8 @@ pub(crate) enum Snippet {
     Elementwise,
     /// `shaders/reduce.wgsl`: the fixed workgroup tree `tree_reduce`.
     Reduce,
-    /// `shaders/update.wgsl`: the bindings and skip rule shared by the update kernels.
+    /// `shaders/update.wgsl`: the bindings and skip rule shared by the update kernels, and
+    /// `shaders/rounding.wgsl`: their correctly rounded divisions and square roots.
     Update,
     /// `shaders/update_split.wgsl`: the gradients in a binding of their own.
     UpdateSplit,
@@ -44,7 +45,11 @@ impl Snippet {
         match self {
             Snippet::Elementwise => include_str!("../shaders/elementwise.wgsl"),
             Snippet::Reduce => include_str!("../shaders/reduce.wgsl"),
-            Snippet::Update => include_str!("../shaders/update.wgsl"),
+            Snippet::Update => concat!(
+                include_str!("../shaders/update.wgsl"),
+                "\n",
+                include_str!("../shaders/rounding.wgsl")
+            ),
             Snippet::UpdateSplit => include_str!("../shaders/update_split.wgsl"),
             Snippet::UpdateShared => include_str!("../shaders/update_shared.wgsl"),
             Snippet::LocateDirect => include_str!("../shaders/locate_direct.wgsl"),

@@ -604,3 +604,53 @@ fn a_step_without_a_norm_reports_no_tensor_norms_on_every_backend() {
         assert_eq!((state.clip_coef, state.step), (1.0, 2));
     }
 }
+
+/// Which RMSprop operation a device rounds differently (a measurement, run with
+/// --ignored --nocapture): two steps on the GPU, each compared bit for bit with the f32
+/// formula applied on the host to the GPU's own previous states.
+#[test]
+#[ignore]
+fn rmsprop_operations_bit_for_bit() {
+    let ctx = ctx();
+    let n = 1 << 16;
+    let (mut set, grads) = set_with_grads(&ctx, &[n], None, 5);
+    let p0 = data(n, 6, 1.0);
+    set.upload_params(&p0).unwrap();
+    let config = RmsPropConfig {
+        momentum: 0.9,
+        ..Default::default()
+    };
+    let mut opt = RmsProp::new(&set, config).unwrap();
+    let (a, mu, eps, neg_lr) = (0.99f32, 0.9f32, 1e-8f32, -0.01f32);
+    let one_minus_a = (1.0 - 0.99f64) as f32;
+    let (mut s0, mut b0, mut p) = (vec![0.0f32; n], vec![0.0f32; n], p0);
+    for step in 0..2 {
+        opt.step(&mut set, &StepOptions::default()).unwrap();
+        let (s, b) = (
+            opt.state("square_avg").unwrap(),
+            opt.state("momentum_buffer").unwrap(),
+        );
+        let got_p = set.download_params().unwrap();
+        let (mut ds, mut dsqrt, mut dq, mut db, mut dp) = (0, 0, 0, 0, 0);
+        for i in 0..n {
+            let g = grads[i];
+            let want_s = s0[i] * a + one_minus_a * g * g;
+            ds += usize::from(want_s.to_bits() != s[i].to_bits());
+            // From the GPU's s on: each later op given the GPU's own inputs.
+            let avg = s[i].sqrt() + eps;
+            let q = g / avg;
+            let want_b = b0[i] * mu + q;
+            db += usize::from(want_b.to_bits() != b[i].to_bits());
+            dq += usize::from((b[i] - b0[i] * mu).to_bits() != q.to_bits());
+            dsqrt += usize::from(step == 0 && (b[i] / 1.0).to_bits() != q.to_bits());
+            let want_p = p[i] + neg_lr * b[i];
+            dp += usize::from(want_p.to_bits() != got_p[i].to_bits());
+        }
+        eprintln!(
+            "{}: step {step} of {n}: square_avg off {ds}, momentum off {db} (its quotient \
+             term off {dq}, step-0 b = g/avg off {dsqrt}), params off {dp}",
+            ctx.describe()
+        );
+        (s0, b0, p) = (s, b, got_p);
+    }
+}

@@ -165,7 +165,12 @@ fn devices(args: &DeviceArgs) -> Result<ExitCode, String> {
 
 fn verify(args: &DeviceArgs) -> Result<ExitCode, String> {
     let ctx = args.context()?;
-    println!("verifying on {}", ctx.describe());
+    println!(
+        "verifying on {} (fma fused: {})",
+        ctx.describe(),
+        ctx.fused_fma()
+            .map_or("n/a", |f| if f { "yes" } else { "no" })
+    );
     let checks = harness::verify(&ctx).map_err(|e| e.to_string())?;
     println!(
         "{:<38} {:<24} {:>10} {:>7} {:>6} {:>10} {:>10} {:>9}  result",
