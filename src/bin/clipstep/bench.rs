@@ -89,7 +89,9 @@ pub struct EncodeCost {
     pub min_us: f64,
 }
 
-/// The ratios the performance bar is stated in, per size.
+/// The ratios the performance bar is stated in, per size. Time ratios divide each
+/// operation's time in units of the shader copy timed just before it, so a machine that speeds up
+/// or slows down between the two operations (a GPU's clocks, a noisy VM) changes neither.
 #[derive(Clone, Debug, Serialize)]
 pub struct Ratios {
     /// Elements.
@@ -491,9 +493,12 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// Times `record`, each run just after a run of the roofline copy; `shape` is
-    /// (elements, tensors) of the set it works on. NaN, and no row, when `--only` leaves
-    /// the operation out.
+    /// Times `record`, each run just after a run of each copy; `shape` is (elements,
+    /// tensors) of the set it works on. Returns the operation's time in units of the shader
+    /// copy timed just before it (the median over the runs: what the ratios between operations
+    /// are taken from, so that a drift of the machine between two operations cancels), or
+    /// seconds for the copies themselves. NaN, and no row, when `--only` leaves the
+    /// operation out.
     fn measure(
         &mut self,
         op: &str,
@@ -539,6 +544,12 @@ impl Bench<'_> {
         let t = median(&mut times);
         let fraction = median(&mut fractions);
         let shader_fraction = median(&mut shader_fractions);
+        // In units of the shader copy: on a CPU driver the buffer copy is a memcpy whose
+        // time swings with the cache far more than any kernel's does.
+        let in_copy_units = match shader_fractions.is_empty() {
+            true => t,
+            false => bytes_per_elem as f64 / (8.0 * shader_fraction),
+        };
         let gb_per_s = bytes as f64 / t / 1e9;
         self.out.push(Measurement {
             op: op.to_string(),
@@ -556,7 +567,7 @@ impl Bench<'_> {
             },
             fraction_of_shader_copy: shader_fraction,
         });
-        Ok(t)
+        Ok(in_copy_units)
     }
 
     /// The copy roofline at this size: the shader copy and the buffer copy each measured,
@@ -620,14 +631,18 @@ impl Bench<'_> {
         })?;
         // Adaptive clipping of a [n / 1024, 1024] weight: one unit per row; it reads p and g,
         // then reads and writes g (16 bytes).
-        let rows = n / 1024;
-        let mut weight = ctx.param_set(&[TensorSpec::new("w", [rows as usize, 1024])])?;
-        let half: Vec<f32> = vec![0.5; (rows * 1024) as usize];
+        // Weights of at most 4,096 rows (16 MiB), so none spans two slabs (AGC's limit).
+        let rows = (n / 1024) as usize;
+        let specs: Vec<TensorSpec> = (0..rows.div_ceil(4096))
+            .map(|k| TensorSpec::new(format!("w{k}"), [(rows - k * 4096).min(4096), 1024]))
+            .collect();
+        let mut weight = ctx.param_set(&specs)?;
+        let half: Vec<f32> = vec![0.5; rows * 1024];
         weight.upload_params(&half)?;
         weight.upload_grads(&half)?;
         self.measure(
             "clip_adaptive (rows of 1024)",
-            (rows * 1024, 1),
+            ((rows * 1024) as u64, specs.len()),
             16,
             &mut |enc| weight.encode_clip_adaptive(enc, 0.01, 1e-3, Units::Leading),
         )?;
