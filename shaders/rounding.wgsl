@@ -1,5 +1,5 @@
 // Divisions and square roots rounded as the f32 reference rounds them (appended after
-// update.wgsl to every update kernel; src/probe.rs tests them on random operands).
+// update.wgsl to every update kernel; tests/rounding.rs holds them to IEEE on random operands).
 // FUSED_FMA (pipeline constant) whether fma rounds once on this device.
 
 fn finite4(x: vec4<f32>) -> vec4<bool> {
