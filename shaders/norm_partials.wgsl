@@ -70,6 +70,9 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     return Partial(combine(combine(acc.x, acc.y), combine(acc.z, acc.w)), flags);
 }
 
+// Elements of a whole chunk each run of SMALL_LANES invocations reads (see main).
+const FULL_SEGMENT: u32 = CHUNK_ELEMS / (WORKGROUP_SIZE / SMALL_LANES);
+
 // g², |g| or the bits of |g| (L∞: for non-negative floats, the bit order is the value order,
 // and a NaN's bits are above +Inf's).
 fn term(g: vec4<f32>) -> vec4<f32> {
@@ -108,6 +111,15 @@ fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     var a = vec4<f32>(0.0);
     var b = vec4<f32>(0.0);
     var e = start + lane * 4u;
+    // A whole chunk's segment (the common case): a loop of fixed count, which the driver
+    // can unroll (the same loads in the same order as the general loop below).
+    if end - start == FULL_SEGMENT && width == SMALL_LANES {
+        for (var k = 0u; k < FULL_SEGMENT / (8u * SMALL_LANES); k++) {
+            a = fold(a, grads[e / 4u]);
+            b = fold(b, grads[(e + stride) / 4u]);
+            e += 2u * stride;
+        }
+    }
     for (; e + stride < whole; e += 2u * stride) {
         a = fold(a, grads[e / 4u]);
         b = fold(b, grads[(e + stride) / 4u]);

@@ -10,8 +10,8 @@
 
 use crate::consts::MAX_GROUPS;
 use crate::consts::{
-    CHUNK_CLASSES, CLIP_EPS, SERIAL_FOLD_CHUNKS, TENSOR_ALIGN_ELEMS, VEC4_PER_INVOCATION,
-    VEC_WIDTH, WORKGROUP_SIZE,
+    CHUNK_CLASSES, CHUNK_ELEMS, CLIP_EPS, SERIAL_FOLD_CHUNKS, TENSOR_ALIGN_ELEMS,
+    VEC4_PER_INVOCATION, VEC_WIDTH, WORKGROUP_SIZE,
 };
 
 /// A Rust struct with a WGSL twin of the same fields, offsets and size (checked by the
@@ -244,6 +244,7 @@ pub(crate) fn prelude() -> String {
          const SERIAL_FOLD_CHUNKS: u32 = {SERIAL_FOLD_CHUNKS}u;\n\
          const BLOCK_VEC4S: u32 = {block_vec4s}u;\n\
          const MAX_GROUPS: u32 = {MAX_GROUPS}u;\n\
+         const CHUNK_ELEMS: u32 = {CHUNK_ELEMS}u;\n\
          const CLIP_EPS: f32 = {CLIP_EPS:e};\n"
     );
     for (name, value) in CODES {
