@@ -4,7 +4,7 @@
 // workgroups each reduce several mid chunks (MID_LANES invocations apiece), then several
 // small ones (SMALL_LANES apiece), so thousands of small tensors cost a few workgroups.
 // Chunks never cross a tensor, so the per-tensor fold reuses these partials.
-// Fixed chunk→invocation map, fixed per-invocation order, fixed tree: identical bits every run.
+// Fixed chunk→invocation map, fixed per-invocation order, fixed fold: identical bits every run.
 //
 // @binding(0) grads    this slab's gradients, vec4-packed
 // @binding(1) chunks   this slab's chunk table, large chunks first
@@ -21,6 +21,11 @@
 @group(0) @binding(4) var<uniform> slab: Slab;
 
 override ZERO_NANS: bool = false;
+
+// FLAG_NAN or FLAG_INF for the largest |g| bit pattern a lane read, else 0.
+fn flags_of(top: u32) -> u32 {
+    return select(select(0u, FLAG_INF, top == 0x7f800000u), FLAG_NAN, top > 0x7f800000u);
+}
 
 // Σ over lanes of |g|^p terms (max for L∞) of chunk elements start + 4·(lane + k·width),
 // accumulated per vec4 lane and folded once at the end. Non-finite values are tracked as
@@ -66,8 +71,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
         }
     }
     let top = max(max(bits.x, bits.y), max(bits.z, bits.w));
-    let flags = select(select(0u, FLAG_INF, top == 0x7f800000u), FLAG_NAN, top > 0x7f800000u);
-    return Partial(combine(combine(acc.x, acc.y), combine(acc.z, acc.w)), flags);
+    return Partial(combine(combine(acc.x, acc.y), combine(acc.z, acc.w)), flags_of(top));
 }
 
 // Elements of a whole chunk each run of SMALL_LANES invocations reads (see main).
@@ -131,15 +135,13 @@ fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     if e == whole && whole < end {
         a = fold(a, select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
     }
-    var sum: f32;
     if NORM_KIND == NORM_INF {
         let m = max(bitcast<vec4<u32>>(a), bitcast<vec4<u32>>(b));
         let top = max(max(m.x, m.y), max(m.z, m.w));
-        let flags = select(select(0u, FLAG_INF, top == 0x7f800000u), FLAG_NAN, top > 0x7f800000u);
-        return Partial(bitcast<f32>(top), flags);
+        return Partial(bitcast<f32>(top), flags_of(top));
     }
     let t = a + b;
-    sum = (t.x + t.y) + (t.z + t.w);
+    let sum = (t.x + t.y) + (t.z + t.w);
     if !is_finite(sum) {
         return reduce_lane_checked(start, end, lane, width);
     }

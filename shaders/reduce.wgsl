@@ -7,7 +7,7 @@ override NORM_KIND: u32;
 var<workgroup> sums: array<f32, WORKGROUP_SIZE>;
 var<workgroup> flags: array<u32, WORKGROUP_SIZE>;
 
-// Values each serial step of tree_reduce folds.
+// Values each serial step of reduce_to_first folds.
 const FAN_IN: u32 = 16u;
 
 // + for sums, max for L∞.

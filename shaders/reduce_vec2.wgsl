@@ -5,7 +5,8 @@
 var<workgroup> pair_sums: array<vec2<f32>, WORKGROUP_SIZE>;
 
 fn tree_sum2(lid: u32, x: vec2<f32>) -> vec2<f32> {
-    // Two serial levels of 16 (see tree_reduce in reduce.wgsl): three barriers.
+    // Two serial levels of 16 (see reduce_to_first in reduce.wgsl), then the broadcast:
+    // three barriers.
     pair_sums[lid] = x;
     workgroupBarrier();
     if lid % 16u == 0u {

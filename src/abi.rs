@@ -117,9 +117,10 @@ shared_struct! {
         step: u32,
         /// 1: the clip and update kernels read NaN gradients as 0 (`POLICY_ZERO_NANS`).
         zero_nans: u32,
-        /// Always 0, and unknown to the shader compiler: the update kernels xor it into each
-        /// product that feeds a sum (`exact` in `shaders/update.wgsl`), so no driver can
-        /// contract `a·b + c` into an fma and every device rounds as the f32 reference does.
+        /// Always 0, and unknown to the shader compiler: where fma is fused, the update
+        /// kernels xor it into each product that feeds a sum or a third factor (`exact` in
+        /// `shaders/update.wgsl`), so the driver can neither contract `a·b + c` into an fma
+        /// nor reorder the product, and rounds as the f32 reference does.
         exact_zero: u32,
     }
 }

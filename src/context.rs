@@ -223,9 +223,10 @@ impl Context {
     }
 
     /// Whether the device's `fma` is a fused multiply-add (one rounding), probed when the
-    /// Context was made; `None` on the CPU reference. Where it is, the update kernels round
-    /// their divisions and square roots as the reference does (see `shaders/update.wgsl`);
-    /// where it is not, the plain WGSL operations are kept (correctly rounded on lavapipe).
+    /// Context was made; `None` on the CPU reference. Where it is, the update kernels keep
+    /// each product whole and round their divisions and square roots as the reference does
+    /// (`shaders/update.wgsl`, `shaders/rounding.wgsl`); where it is not, the plain WGSL
+    /// operations are kept (rounded as the reference on lavapipe).
     pub fn fused_fma(&self) -> Option<bool> {
         self.gpu.as_ref().map(|g| g.fused_fma)
     }

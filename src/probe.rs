@@ -3,9 +3,10 @@
 //!
 //! WGSL's `fma(a, b, c)` may be a fused multiply-add (one rounding: NVIDIA's Vulkan driver)
 //! or a multiply then an add (two: lavapipe lowers it so). The update kernels correct their
-//! divisions and square roots with an fma remainder (`div_rn` in `shaders/update.wgsl`),
-//! which is exact only when fused: the probe decides whether they do
-//! (`override FUSED_FMA`).
+//! divisions and square roots with an fma remainder (`div_rn` in `shaders/rounding.wgsl`),
+//! which is exact only when fused, and keep products whole (`exact` in
+//! `shaders/update.wgsl`), which only a fusing driver needs: the probe decides whether they
+//! do (`override FUSED_FMA`).
 
 /// `io[3] ← fma(io[0], io[1], io[2])`, the inputs read from memory so no compiler folds it.
 const PROBE_WGSL: &str = "
@@ -72,6 +73,7 @@ pub(crate) fn fma_is_fused(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
     let Ok(bytes) = readback.slice(..).get_mapped_range() else {
         return false;
     };
-    let out: &[f32] = bytemuck::cast_slice(&bytes);
-    out[3] == f32::powi(2.0, -24)
+    // Little-endian bytes, not a cast: a mapped range has no alignment guarantee.
+    let out = f32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+    out == f32::powi(2.0, -24)
 }

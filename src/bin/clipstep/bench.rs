@@ -541,6 +541,7 @@ impl Bench<'_> {
             v.sort_by(f64::total_cmp);
             v.get(v.len() / 2).copied().unwrap_or(1.0)
         };
+        // `median` sorts: the ranges below are the first and last entries.
         let t = median(&mut times);
         let fraction = median(&mut fractions);
         let shader_fraction = median(&mut shader_fractions);
