@@ -76,6 +76,9 @@ pub enum Error {
     /// A total norm given to `clip_grads_with_norm` must not be negative.
     #[error("total_norm must be >= 0 (NaN or +Inf count as non-finite gradients); got {0}")]
     InvalidTotalNorm(f32),
+    /// Words that are not a [`crate::ShardPartial`], or partials that cannot be combined.
+    #[error("invalid shard partial: {0}")]
+    InvalidShardPartial(String),
     /// The gradient scale must be finite and > 0, with a finite reciprocal.
     #[error("grad_scale must be a finite number > 0 whose reciprocal is finite (at least 2^-126); got {0}")]
     InvalidGradScale(f32),

@@ -3,8 +3,8 @@
 //! same [`NormOp`] the device would.
 
 use crate::abi::{
-    DeviceStepState, NormOp, NORM_INF, NORM_L1, NORM_L2, POLICY_PROPAGATE, POLICY_ZERO_NANS,
-    SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE,
+    DeviceStepState, NormOp, FLAG_INF, FLAG_NAN, NORM_INF, NORM_L1, NORM_L2, POLICY_PROPAGATE,
+    POLICY_ZERO_NANS, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE,
 };
 use crate::layout::Layout;
 use crate::reference::{self, PowerSum};
@@ -76,6 +76,25 @@ pub(crate) fn norm(
         total = total.combine(sum, p);
     }
     (total, per_tensor)
+}
+
+/// Each tensor's power sum `Σ|g|^p` (max for L∞) under `op`, rounded to f32 as the
+/// device's per-tensor fold holds it, with its `FLAG_*` bits (the sharded norm's phase 1).
+pub(crate) fn tensor_sums(layout: &Layout, grads: &[f32], op: &NormOp) -> Vec<(f32, u32)> {
+    let p = norm_type(op);
+    layout
+        .tensors
+        .iter()
+        .map(|t| {
+            let sum = power_sum(
+                &grads[t.offset as usize..(t.offset + t.numel) as usize],
+                p,
+                op,
+            );
+            let flags = u32::from(sum.has_nan) * FLAG_NAN | u32::from(sum.has_inf) * FLAG_INF;
+            (sum.value as f32, flags)
+        })
+        .collect()
 }
 
 /// The next step state from the previous one, `op`, and the power sum when the norm was

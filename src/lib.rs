@@ -49,6 +49,7 @@ mod rebind;
 pub mod reference;
 mod report;
 mod shaders;
+pub mod shard;
 mod slabs;
 
 pub use arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
@@ -65,3 +66,4 @@ pub use options::{Clip, Nonfinite, Norm};
 pub use param_set::ParamSet;
 pub use reference::Units;
 pub use report::{Report, StepState};
+pub use shard::{combine, ShardPartial, PARTIAL_WORDS};

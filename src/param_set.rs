@@ -28,6 +28,7 @@ use crate::options::{check_block_rms, check_clip_value, check_max_norm, Nonfinit
 use crate::pool::group_pools;
 use crate::reference;
 use crate::report::Report;
+use crate::shard::ShardPartial;
 use crate::slabs::{FoldTables, SlabDevice, Slabs};
 
 /// A parameter set: the parameter arena, the matching gradient arena, and the chunk
@@ -323,6 +324,59 @@ impl ParamSet {
     pub fn global_norm(&mut self, norm: Norm) -> Result<Report> {
         let op = self.norm_op(norm)?;
         self.run(None, op, Nonfinite::Propagate, Apply::Nothing)
+    }
+
+    /// Phase 1 of a sharded global norm (see [`crate::shard`]): this set's share
+    /// `S = Σ_t Σ_i |g_{t,i}|^p` (`max` for L∞) over every tensor of the set, exact, with
+    /// its NaN/±Inf flags, from one norm pass and one readback (a host sync). Under
+    /// `Nonfinite::ZeroNans` NaN elements count as 0 (and are still flagged). Combine the
+    /// ranks' partials with [`crate::shard::combine`] and apply the total with
+    /// [`ParamSet::clip_grads_with_norm`] or [`crate::StepOptions::total_norm`]; for
+    /// tensors replicated on every rank use [`crate::Optimizer::norm_partial`] with a
+    /// [replicated](crate::ParamGroup::replicated) group.
+    pub fn norm_partial(&mut self, norm: Norm, nonfinite: Nonfinite) -> Result<ShardPartial> {
+        let counted = vec![true; self.layout.tensors.len()];
+        self.norm_partial_counting(norm, nonfinite, &counted)
+    }
+
+    /// [`ParamSet::norm_partial`] counting only the tensors `t` with `counted[t]` in the
+    /// sum (every tensor's flags count).
+    pub(crate) fn norm_partial_counting(
+        &mut self,
+        norm: Norm,
+        nonfinite: Nonfinite,
+        counted: &[bool],
+    ) -> Result<ShardPartial> {
+        let op = NormOp {
+            policy: nonfinite.code(),
+            ..self.norm_op(norm)?
+        };
+        let sums = if self.device.is_some() {
+            self.run(None, op, Nonfinite::Propagate, Apply::Nothing)?;
+            {
+                let device = self.device.as_ref().expect("checked above");
+                let bytes = self.layout.tensors.len() as u64 * 8;
+                let raw = device
+                    .gpu
+                    .read_blocking(&[(&device.workspace.tensor_sums, 0, bytes)])?;
+                let words: Vec<u32> = raw
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                words
+                    .chunks_exact(2)
+                    .map(|w| (f32::from_bits(w[0]), w[1]))
+                    .collect()
+            }
+        } else {
+            let Arena::Cpu(grads) = &self.grads else {
+                unreachable!("a set without a device holds host arenas")
+            };
+            host::tensor_sums(&self.layout, grads, &op)
+        };
+        Ok(ShardPartial::from_tensor_sums(
+            norm, nonfinite, &sums, counted,
+        ))
     }
 
     /// Records [`ParamSet::global_norm`] into `encoder`.

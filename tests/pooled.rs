@@ -186,6 +186,7 @@ const CLIPPED: StepOptions = StepOptions {
     grad_scale: 1.0,
     nonfinite: Nonfinite::Skip,
     skip_above: None,
+    total_norm: None,
 };
 
 /// Three clipped AdamW steps on `set`, new gradients each step; the parameters after.

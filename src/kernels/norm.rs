@@ -38,6 +38,8 @@ pub(crate) struct NormWorkspace {
     pub state: wgpu::Buffer,
     /// One f32 per tensor, written by the finalize.
     pub tensor_norms: wgpu::Buffer,
+    /// One `Partial` per tensor (`Σ|g|^p` and flags), written by the per-tensor fold.
+    pub tensor_sums: wgpu::Buffer,
     /// Per tensor, 1 when it counts in the total norm (all 1 unless an optimizer's
     /// parameter groups exclude some).
     pub in_norm: wgpu::Buffer,
@@ -106,6 +108,7 @@ impl NormWorkspace {
         NormWorkspace {
             state,
             tensor_norms,
+            tensor_sums,
             in_norm,
             group_bias,
             op,

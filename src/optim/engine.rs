@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::groups::{self, ParamGroup};
 use super::StepOptions;
-use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_NONE};
+use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE};
 use crate::arena::{image_writes, read_all, slab_images, state_arena, write_all, Arena};
 use crate::checkpoint::{bad, Checkpoint, LoadOptions, MissingTensors, UnexpectedTensors};
 use crate::context::{Context, Gpu};
@@ -26,6 +26,7 @@ use crate::options::{Nonfinite, Norm};
 use crate::param_set::{gpu_bindings, ParamSet};
 use crate::report::Report;
 use crate::shaders::Kernel;
+use crate::shard::ShardPartial;
 
 /// An update rule: implemented by each optimizer's config.
 pub(crate) trait Rule:
@@ -220,14 +221,16 @@ impl<R: Rule> Engine<R> {
         let needs_norm = norm_clip.is_some()
             || options.nonfinite != Nonfinite::Propagate
             || options.skip_above.is_some();
+        let source = match options.total_norm {
+            Some(_) => SOURCE_GIVEN,
+            None if needs_norm => SOURCE_COMPUTED,
+            None => SOURCE_NONE,
+        };
         let (max_norm, norm) = norm_clip.unwrap_or((0.0, Norm::L2));
         let (kind, p) = norm.code();
         NormOp {
-            source: if needs_norm {
-                SOURCE_COMPUTED
-            } else {
-                SOURCE_NONE
-            },
+            source,
+            given_norm: options.total_norm.unwrap_or(0.0),
             kind,
             p,
             max_norm,
@@ -337,6 +340,20 @@ impl<R: Rule> Engine<R> {
         }
         self.host_state = state;
         Report::host(state, per_tensor, options.nonfinite, op.source)
+    }
+
+    /// Phase 1 of a sharded norm on rank `rank`: the set's partial over the tensors this
+    /// optimizer's groups count there.
+    pub(crate) fn norm_partial(
+        &self,
+        params: &mut ParamSet,
+        norm: Norm,
+        nonfinite: Nonfinite,
+        rank: usize,
+    ) -> Result<ShardPartial> {
+        self.check_set(params)?;
+        let counted = groups::shard_mask(&self.group_of, &self.groups, rank);
+        params.norm_partial_counting(norm, nonfinite, &counted)
     }
 
     pub(crate) fn state(&self, name: &str) -> Result<Vec<f32>> {

@@ -32,6 +32,11 @@ pub struct ParamGroup<C> {
     /// Whether the step's clip (by norm or value) applies to the group (default true);
     /// `false` leaves its gradients only unscaled by `grad_scale`.
     pub clipped: bool,
+    /// Whether the group's tensors are replicated on every rank of a sharded model (default
+    /// false): [`crate::Optimizer::norm_partial`] counts them on rank 0 only, so the
+    /// combined norm counts them once (Megatron's shared parameters).
+    #[serde(default)]
+    pub replicated: bool,
 }
 
 impl<C> ParamGroup<C> {
@@ -42,12 +47,19 @@ impl<C> ParamGroup<C> {
             config,
             in_norm: true,
             clipped: true,
+            replicated: false,
         }
     }
 
     /// The same group, excluded from the global norm.
     pub fn excluded_from_norm(mut self) -> Self {
         self.in_norm = false;
+        self
+    }
+
+    /// The same group, replicated on every rank: counted in a sharded norm on rank 0 only.
+    pub fn replicated(mut self) -> Self {
+        self.replicated = true;
         self
     }
 
@@ -132,6 +144,18 @@ pub(crate) fn block_tables<C>(
         }
     }
     tables
+}
+
+/// Per tensor, whether rank `rank` counts it in a sharded norm: its group is in the norm,
+/// and not replicated unless `rank` is 0.
+pub(crate) fn shard_mask<C>(group_of: &[u32], groups: &[ParamGroup<C>], rank: usize) -> Vec<bool> {
+    group_of
+        .iter()
+        .map(|&g| {
+            let group = &groups[g as usize];
+            group.in_norm && (!group.replicated || rank == 0)
+        })
+        .collect()
 }
 
 /// Per tensor, 1 when its group counts in the global norm.

@@ -31,9 +31,10 @@ pub use sgd::{Sgd, SgdConfig};
 use crate::checkpoint::LoadOptions;
 use crate::error::{Error, Result};
 use crate::options::Clip;
-use crate::options::Nonfinite;
+use crate::options::{Nonfinite, Norm};
 use crate::param_set::ParamSet;
 use crate::report::Report;
+use crate::shard::ShardPartial;
 
 /// Options of one step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,6 +51,13 @@ pub struct StepOptions {
     /// clip's kind, else L2) is below this bound; a NaN norm skips too. Optax's
     /// `skip_large_updates` with `max_squared_norm = bound²`. Default `None`.
     pub skip_above: Option<f32>,
+    /// A total norm computed elsewhere: the step takes it as the norm of the gradients as
+    /// stored (before `/ grad_scale`) and runs no norm pass, as PyTorch's
+    /// `clip_grads_with_norm_`. Phase 2 of a sharded norm ([`crate::shard`]): every rank
+    /// passes the [`crate::shard::combine`]d total. NaN or +Inf counts as non-finite
+    /// gradients under `nonfinite` (the step is skipped on every rank under `Skip`); the
+    /// report then has no per-tensor norms. Default `None`.
+    pub total_norm: Option<f32>,
 }
 
 impl Default for StepOptions {
@@ -59,6 +67,7 @@ impl Default for StepOptions {
             grad_scale: 1.0,
             nonfinite: Nonfinite::Skip,
             skip_above: None,
+            total_norm: None,
         }
     }
 }
@@ -71,6 +80,9 @@ impl StepOptions {
         let ok = self.grad_scale.is_finite() && self.grad_scale > 0.0;
         if !(ok && (1.0 / self.grad_scale).is_finite()) {
             return Err(Error::InvalidGradScale(self.grad_scale));
+        }
+        if let Some(norm) = self.total_norm.filter(|&n| n < 0.0) {
+            return Err(Error::InvalidTotalNorm(norm));
         }
         match self.skip_above {
             Some(bound) if !(bound.is_finite() && bound > 0.0) => {
@@ -98,6 +110,17 @@ pub trait Optimizer {
         params: &mut ParamSet,
         options: &StepOptions,
     ) -> Result<Report>;
+    /// Phase 1 of a sharded global norm ([`crate::shard`]) on rank `rank`: the exact power
+    /// sum of the tensors this optimizer counts in the norm (groups with `in_norm`; a
+    /// [replicated](ParamGroup::replicated) group on rank 0 only), with the NaN/±Inf flags
+    /// of every tensor, in `norm` under `nonfinite`. One norm pass and one readback.
+    fn norm_partial(
+        &self,
+        params: &mut ParamSet,
+        norm: Norm,
+        nonfinite: Nonfinite,
+        rank: usize,
+    ) -> Result<ShardPartial>;
     /// The learning rate of the next step (of the first parameter group).
     fn learning_rate(&self) -> f64;
     /// Sets the learning rate of the next step in every parameter group (for schedulers):
@@ -211,6 +234,15 @@ macro_rules! optimizer {
                 options: &crate::optim::StepOptions,
             ) -> crate::error::Result<crate::report::Report> {
                 self.0.encode_step(encoder, params, options)
+            }
+            fn norm_partial(
+                &self,
+                params: &mut crate::param_set::ParamSet,
+                norm: crate::options::Norm,
+                nonfinite: crate::options::Nonfinite,
+                rank: usize,
+            ) -> crate::error::Result<crate::shard::ShardPartial> {
+                self.0.norm_partial(params, norm, nonfinite, rank)
             }
             fn learning_rate(&self) -> f64 {
                 self.0.groups[0].config.lr
