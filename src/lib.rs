@@ -40,6 +40,8 @@ mod host;
 mod kernels;
 mod layout;
 mod memory;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod optim;
 mod options;
 mod param_set;
