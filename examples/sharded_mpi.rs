@@ -24,6 +24,7 @@
 //! every rank must skip that step. Exits non-zero on any mismatch.
 
 use std::error::Error;
+use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use clipstep::mpi::{all_gather_total_norm, average_grads};
@@ -159,10 +160,7 @@ impl Shard {
         };
         let (rep, own): (Vec<&Quadratic>, Vec<&Quadratic>) =
             tensors.iter().partition(|t| t.name == REPLICATED);
-        let mut groups = vec![ParamGroup::new(
-            own.iter().map(|t| t.name.clone()),
-            config.clone(),
-        )];
+        let mut groups = vec![ParamGroup::new(own.iter().map(|t| t.name.clone()), config)];
         if !rep.is_empty() {
             groups.push(ParamGroup::new([REPLICATED], config).replicated());
         }
@@ -236,36 +234,50 @@ fn main() -> Result<(), Box<dyn Error>> {
     let last = ranks - 1;
     let mut mismatches = 0;
     let mut skipped_steps = 0;
+    // Seconds in phase 1 (norm pass + readback), the combine (all-gather), phase 2 (step to
+    // its report read back), summed over steps.
+    let mut timing = [0.0f64; 3];
     for step in 0..args.steps {
         let poison = args.nan_at == Some(step) && rank == last;
-        let options = match args.mode {
+        let (loss, options) = match args.mode {
             Mode::Shard => {
                 let loss = shard.upload_grads(step, &[0], poison, rank == 0)?;
                 // Phase 1: this rank's exact partial; combine: one all-gather.
+                let start = Instant::now();
                 let partial =
                     shard
                         .opt
                         .norm_partial(&mut shard.set, Norm::L2, Nonfinite::Skip, rank)?;
+                let gathered = Instant::now();
                 let total = all_gather_total_norm(&world, &partial)?;
-                log_loss(&world, rank, step, &args, loss, total);
-                StepOptions {
-                    clip,
-                    total_norm: Some(total),
-                    ..Default::default()
-                }
+                timing[0] += (gathered - start).as_secs_f64();
+                timing[1] += gathered.elapsed().as_secs_f64();
+                (
+                    loss,
+                    StepOptions {
+                        clip,
+                        total_norm: Some(total),
+                        ..Default::default()
+                    },
+                )
             }
             Mode::Data => {
                 let loss = shard.upload_grads(step, &[rank as u64], poison, true)?;
                 average_grads(&world, &mut shard.set)?;
-                log_loss(&world, rank, step, &args, loss / ranks as f64, f32::NAN);
-                StepOptions {
-                    clip,
-                    ..Default::default()
-                }
+                (
+                    loss / ranks as f64,
+                    StepOptions {
+                        clip,
+                        ..Default::default()
+                    },
+                )
             }
         };
         // Phase 2 (or the one-pass step in data mode).
+        let start = Instant::now();
         let state = shard.opt.step(&mut shard.set, &options)?.read_blocking()?;
+        timing[2] += start.elapsed().as_secs_f64();
+        log_loss(&world, rank, step, &args, loss, state.total_norm);
         skipped_steps += u64::from(state.skipped);
         if args.check {
             let mine = [
@@ -296,6 +308,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             "steps skipped: {skipped_steps}, step count: {}; mismatches per rank: {all:?}",
             shard.opt.step_count()?
         );
+        let ms = |s: f64| 1e3 * s / args.steps.max(1) as f64;
+        println!(
+            "rank 0, ms per step: phase 1 (norm pass + readback) {:.3}, all-gather {:.3}, phase 2 (step, report read) {:.3}",
+            ms(timing[0]),
+            ms(timing[1]),
+            ms(timing[2])
+        );
     }
     if all.iter().any(|&m| m != 0) {
         return Err("ranks disagree (see above)".into());
@@ -304,7 +323,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 }
 
 /// Rank 0 prints the global loss (the sum of the ranks' losses, the replicated tensor's
-/// once) every `log_every` steps.
+/// once) and the step's global norm every `log_every` steps.
 fn log_loss<C: CommunicatorCollectives>(
     world: &C,
     rank: usize,
@@ -313,7 +332,7 @@ fn log_loss<C: CommunicatorCollectives>(
     loss: f64,
     norm: f32,
 ) {
-    if step % args.log_every != 0 && step + 1 != args.steps {
+    if !step.is_multiple_of(args.log_every.max(1)) && step + 1 != args.steps {
         return;
     }
     let mut all = vec![0f64; world.size() as usize];

@@ -91,7 +91,8 @@ pub(crate) fn tensor_sums(layout: &Layout, grads: &[f32], op: &NormOp) -> Vec<(f
                 p,
                 op,
             );
-            let flags = u32::from(sum.has_nan) * FLAG_NAN | u32::from(sum.has_inf) * FLAG_INF;
+            let nan = if sum.has_nan { FLAG_NAN } else { 0 };
+            let flags = nan | if sum.has_inf { FLAG_INF } else { 0 };
             (sum.value as f32, flags)
         })
         .collect()

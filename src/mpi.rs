@@ -3,7 +3,7 @@
 //! no MPI. See [`crate::shard`] for the two phases these sit between.
 //!
 //! Cost per step: [`all_gather_total_norm`] is one `MPI_Allgather` of
-//! [`PARTIAL_WORDS`](crate::PARTIAL_WORDS) u64 (104 bytes) per rank, after phase 1's one
+//! [`PARTIAL_WORDS`] u64 (104 bytes) per rank, after phase 1's one
 //! readback; [`average_grads`] moves every gradient through the host and is the
 //! deterministic reference for data parallelism, not a fast all-reduce.
 
@@ -19,7 +19,7 @@ const GATHER_ELEMS: usize = 1 << 20;
 
 /// The total norm over every rank of `comm` (collective: every rank calls it with its
 /// phase-1 partial): an all-gather of the encoded partials, then
-/// [`combine`](crate::shard::combine). Every rank gets the same bits, and the same bits as
+/// [`combine`]. Every rank gets the same bits, and the same bits as
 /// one process holding every tensor, whatever order MPI delivers in (the sum is exact).
 pub fn all_gather_total_norm<C: CommunicatorCollectives>(
     comm: &C,
@@ -39,7 +39,7 @@ pub fn all_gather_total_norm<C: CommunicatorCollectives>(
 /// Data parallelism: every rank's gradients become the mean over the ranks,
 /// `g ← (Σ_r g_r) · (1 / ranks)`, summed in rank order in f32 so every rank holds the same
 /// bits (collective; every rank's set must have the same tensors in the same order). A
-/// host round trip of every gradient, gathered [`GATHER_ELEMS`] at a time.
+/// host round trip of every gradient, gathered 2^20 elements at a time.
 pub fn average_grads<C: CommunicatorCollectives>(comm: &C, params: &mut ParamSet) -> Result<()> {
     let ranks = comm.size() as usize;
     let mut grads = params.download_grads()?;

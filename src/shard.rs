@@ -142,10 +142,15 @@ impl ShardPartial {
     /// local). Little-endian machines and big-endian ones exchange the same values.
     pub fn to_words(&self) -> [u64; PARTIAL_WORDS] {
         let (kind, p) = self.norm.code();
-        let flags = u64::from(self.has_nan) * HAS_NAN
-            | u64::from(self.has_inf) * HAS_INF
-            | u64::from(self.overflow) * OVERFLOW
-            | u64::from(self.zero_nans) * ZERO_NANS;
+        let flags = [
+            (self.has_nan, HAS_NAN),
+            (self.has_inf, HAS_INF),
+            (self.overflow, OVERFLOW),
+            (self.zero_nans, ZERO_NANS),
+        ]
+        .iter()
+        .filter(|(set, _)| *set)
+        .fold(0, |acc, (_, bit)| acc | bit);
         let mut words = [0u64; PARTIAL_WORDS];
         words[0] = MAGIC;
         words[1] = u64::from(kind) << 32 | u64::from(p.to_bits());
@@ -185,7 +190,11 @@ impl ShardPartial {
         let max = f32::from_bits(words[3] as u32);
         let mut limbs = [0u64; LIMBS];
         limbs.copy_from_slice(&words[4..]);
-        if flags > 15 || words[3] >> 32 != 0 || !(max >= 0.0) || limbs.iter().any(|&l| l >> 32 != 0)
+        if flags > 15
+            || words[3] >> 32 != 0
+            || max.is_nan()
+            || max < 0.0
+            || limbs.iter().any(|&l| l >> 32 != 0)
         {
             return Err(bad("a field is out of range"));
         }

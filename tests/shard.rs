@@ -66,7 +66,7 @@ fn rank(
         ..Default::default()
     };
     let (rep, own): (Vec<&str>, Vec<&str>) = names.iter().partition(|n| replicated.contains(n));
-    let mut groups = vec![ParamGroup::new(own, config.clone())];
+    let mut groups = vec![ParamGroup::new(own, config)];
     if !rep.is_empty() {
         groups.push(ParamGroup::new(rep, config).replicated());
     }
@@ -240,7 +240,7 @@ fn sharded_steps_match_one_process() {
                 &one,
                 &want,
                 f64::from(TRAJECTORY_REL),
-                f64::from(TRAJECTORY_FLOOR),
+                TRAJECTORY_FLOOR,
                 name,
             );
         }
@@ -329,7 +329,10 @@ fn zero_nans_partial_counts_nans_as_zero() {
     let mut b = rank(&ctx, &["w2"], &[], None);
     b.set.upload_grad("w2", &g).unwrap();
     let q = b.set.norm_partial(Norm::L2, Nonfinite::ZeroNans).unwrap();
-    assert_eq!(combine(&[p]).unwrap(), combine(&[q.clone()]).unwrap());
+    assert_eq!(
+        combine(&[p]).unwrap(),
+        combine(std::slice::from_ref(&q)).unwrap()
+    );
     // Mixing policies across ranks is an error, not a silent NaN.
     let r = b.set.norm_partial(Norm::L2, Nonfinite::Skip).unwrap();
     assert!(matches!(
