@@ -1,0 +1,206 @@
+//! A burn MLP trained with clipstep's clipped AdamW beside burn's own AdamW (with burn's
+//! per-tensor norm clip), same initialisation, same synthetic data, on one shared wgpu
+//! device. Writes `burn_loss.png` to `--out` (default `out/`) and prints the optimizer
+//! step time of both (device work included: burn's queue is synchronised around each).
+//!
+//!     cargo run --release -p clipstep-burn --example burn_mlp
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use burn::module::{Module, Param};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig as BurnAdamWConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::Parser;
+use clipstep::{AdamWConfig, Clip, Norm, StepOptions};
+use clipstep_burn::{shared_device, BurnOptimizer};
+use plotters::prelude::*;
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Where the loss curve goes.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Training steps.
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    /// Hidden units per layer.
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    /// Global L2 norm bound (clipstep) / per-tensor norm bound (burn).
+    #[arg(long, default_value_t = 1.0)]
+    max_norm: f32,
+}
+
+/// Three layers with tanh: `d → h → h → 1`.
+#[derive(Module, Debug)]
+struct Mlp {
+    w1: Param<Tensor<2>>,
+    b1: Param<Tensor<1>>,
+    w2: Param<Tensor<2>>,
+    b2: Param<Tensor<1>>,
+    w3: Param<Tensor<2>>,
+    b3: Param<Tensor<1>>,
+}
+
+/// Deterministic values in [-scale, scale) (splitmix64).
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+            z ^= z >> 31;
+            z = z.wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 29;
+            scale * ((z >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+        })
+        .collect()
+}
+
+fn tensor<const D: usize>(device: &Device, shape: [usize; D], seed: u64, scale: f32) -> Tensor<D> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(values(n, seed, scale), shape), device)
+}
+
+impl Mlp {
+    fn new(device: &Device, d: usize, h: usize) -> Mlp {
+        let (sd, sh) = (1.0 / (d as f32).sqrt(), 1.0 / (h as f32).sqrt());
+        Mlp {
+            w1: Param::from_tensor(tensor(device, [d, h], 1, sd)),
+            b1: Param::from_tensor(tensor(device, [h], 2, sd)),
+            w2: Param::from_tensor(tensor(device, [h, h], 3, sh)),
+            b2: Param::from_tensor(tensor(device, [h], 4, sh)),
+            w3: Param::from_tensor(tensor(device, [h, 1], 5, sh)),
+            b3: Param::from_tensor(tensor(device, [1], 6, sh)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let h = (x.matmul(self.w1.val()) + self.b1.val().unsqueeze()).tanh();
+        let h = (h.matmul(self.w2.val()) + self.b2.val().unsqueeze()).tanh();
+        h.matmul(self.w3.val()) + self.b3.val().unsqueeze()
+    }
+}
+
+/// The loss and gradients of the mean squared error.
+fn loss_and_grads(model: &Mlp, x: &Tensor<2>, y: &Tensor<2>) -> (Tensor<1>, GradientsParams) {
+    let loss = (model.forward(x.clone()) - y.clone()).powi_scalar(2).mean();
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    (loss, grads)
+}
+
+/// One run's losses and the time of its optimizer steps (device work included).
+struct Run {
+    losses: Vec<f32>,
+    step_time: Duration,
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.out)?;
+    let (ctx, device) = shared_device()?;
+    println!("burn and clipstep on {}", ctx.describe());
+    let (n, d) = (512, 16);
+    let x = tensor(&device, [n, d], 11, 1.0);
+    // A smooth target with one steep direction, so early gradients are large.
+    let y = (x.clone().sum_dim(1) * 0.5).sin() + x.clone().slice([0..n, 0..1]) * 4.0;
+    let lr = 3e-3;
+    let sync = || device.sync().expect("device sync");
+
+    // clipstep: global-norm clip + fused AdamW.
+    let options = StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: args.max_norm,
+            norm: Norm::L2,
+        },
+        ..Default::default()
+    };
+    let config = AdamWConfig {
+        lr,
+        ..Default::default()
+    };
+    let mut ours = BurnOptimizer::adamw(&ctx, config).with_options(options);
+    let mut model = Mlp::new(&device, d, args.hidden);
+    let mut clipstep_run = Run {
+        losses: Vec::new(),
+        step_time: Duration::ZERO,
+    };
+    for _ in 0..args.steps {
+        let (loss, grads) = loss_and_grads(&model, &x, &y);
+        clipstep_run.losses.push(loss.into_data().try_to_vec::<f32>()?[0]);
+        sync();
+        let start = Instant::now();
+        model = ours.step(lr, model, grads)?;
+        sync();
+        clipstep_run.step_time += start.elapsed();
+    }
+
+    // burn: its AdamW with its per-tensor norm clip (burn has no global-norm clip).
+    let mut theirs = BurnAdamWConfig::new()
+        .with_weight_decay(1e-2)
+        .with_epsilon(1e-8)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(args.max_norm)))
+        .init();
+    let mut model = Mlp::new(&device, d, args.hidden);
+    let mut burn_run = Run {
+        losses: Vec::new(),
+        step_time: Duration::ZERO,
+    };
+    for _ in 0..args.steps {
+        let (loss, grads) = loss_and_grads(&model, &x, &y);
+        burn_run.losses.push(loss.into_data().try_to_vec::<f32>()?[0]);
+        sync();
+        let start = Instant::now();
+        model = theirs.step(lr, model, grads);
+        sync();
+        burn_run.step_time += start.elapsed();
+    }
+
+    let per_step = |r: &Run| r.step_time.as_secs_f64() * 1e3 / args.steps as f64;
+    let params = d * args.hidden + 2 * args.hidden + args.hidden * args.hidden + args.hidden + 1;
+    println!("{params} parameters in 6 tensors, {} steps", args.steps);
+    println!(
+        "final loss: clipstep (global-norm clip) {:.5}, burn (per-tensor clip) {:.5}",
+        clipstep_run.losses.last().unwrap_or(&f32::NAN),
+        burn_run.losses.last().unwrap_or(&f32::NAN)
+    );
+    println!(
+        "optimizer step, device work included: clipstep {:.3} ms, burn {:.3} ms ({:.2}x)",
+        per_step(&clipstep_run),
+        per_step(&burn_run),
+        per_step(&burn_run) / per_step(&clipstep_run)
+    );
+    let path = args.out.join("burn_loss.png");
+    plot(&path, &clipstep_run.losses, &burn_run.losses)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn plot(path: &std::path::Path, ours: &[f32], theirs: &[f32]) -> Result<(), Box<dyn Error>> {
+    let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max = ours.iter().chain(theirs).fold(1e-6f32, |m, &l| m.max(l));
+    let min = ours.iter().chain(theirs).fold(max, |m, &l| m.min(l)).max(1e-6);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("burn MLP: training loss", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0..ours.len().max(1), (min..max).log_scale())?;
+    chart.configure_mesh().x_desc("step").y_desc("MSE loss").draw()?;
+    let series = [
+        ("clipstep AdamW, global-norm clip", ours, BLUE),
+        ("burn AdamW, per-tensor norm clip", theirs, RED),
+    ];
+    for (label, losses, color) in series {
+        chart
+            .draw_series(LineSeries::new(losses.iter().enumerate().map(|(i, &l)| (i, l)), color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}

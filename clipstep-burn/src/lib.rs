@@ -1,0 +1,44 @@
+//! clipstep inside burn: global-norm clipping and clipstep's fused optimizer steps for a
+//! burn model on burn's wgpu backend (burn 0.22, wgpu 30), in place of burn's
+//! `ModuleOptimizer`.
+//!
+//! ```rust,ignore
+//! let (ctx, device) = clipstep_burn::shared_device()?;        // one wgpu device for both
+//! let mut model = MyModel::new(&device);
+//! let mut optim = BurnOptimizer::adamw(&ctx, AdamWConfig::default())
+//!     .with_options(StepOptions { clip: Clip::GlobalNorm { max_norm: 1.0, norm: Norm::L2 }, ..Default::default() });
+//! for batch in data {
+//!     let loss = model.forward(batch);
+//!     let grads = GradientsParams::from_grads(loss.backward(), &model);
+//!     model = optim.step(lr, model, grads)?;                 // was: burn_optim.step(lr, model, grads)
+//! }
+//! ```
+//!
+//! How a step runs:
+//! - [`shared_device`] creates burn's wgpu device through cubecl's `init_setup` and builds the
+//!   clipstep [`Context`](clipstep::Context) on the same `wgpu::Device` and queue, so burn's
+//!   commands and clipstep's are ordered on one queue.
+//! - Each parameter tensor resolves to its wgpu buffer and byte offset inside burn's memory
+//!   pool (`client.get_resource`, which also flushes burn's queued work for that buffer); the
+//!   parameters are clipstep [external tensors](clipstep::ExternalTensor) updated **in
+//!   place** in burn's buffers. A parameter whose handle is shared (a clone of the module
+//!   is alive) is first copied to a fresh tensor, so the clone keeps its values.
+//! - Gradients, which burn puts somewhere new every backward pass, are copied on the device
+//!   (`copy_buffer_to_buffer`, recorded in the step's command buffer) into one gradient buffer
+//!   owned by the optimizer at fixed offsets: no host copy, no rebinding, 8 bytes per
+//!   element of extra traffic.
+//! - The step is clipstep's: norm → clip → fused update, O(pages) dispatches, one submit,
+//!   no readback unless the report is read.
+//!
+//! When the parameters move (the first step, a loaded record, a new model), the clipstep
+//! parameter set is rebuilt and the optimizer state carried over through a clipstep
+//! checkpoint.
+
+mod device;
+mod error;
+mod optimizer;
+mod resolve;
+
+pub use device::shared_device;
+pub use error::{Error, Result};
+pub use optimizer::BurnOptimizer;

@@ -1,0 +1,229 @@
+//! clipstep-burn against burn's own AdamW (unclipped trajectory), against clipstep's CPU
+//! reference (clipped, on the same gradients), on a model spread over several pool pages,
+//! and with a shared module (a clone keeps its values).
+
+use burn::module::{Module, Param};
+use burn::optim::{AdamWConfig as BurnAdamWConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use clipstep::consts::tolerance::{TRAJECTORY_FLOOR, TRAJECTORY_REL};
+use clipstep::{AdamW, AdamWConfig, ArenaOptions, Clip, Context, Norm, Optimizer, ParamSet, StepOptions, TensorSpec};
+use clipstep_burn::{shared_device, BurnOptimizer};
+use std::sync::OnceLock;
+
+/// A two-layer perceptron, `tanh(x·w1 + b1)·w2 + b2`.
+#[derive(Module, Debug)]
+struct Mlp {
+    w1: Param<Tensor<2>>,
+    b1: Param<Tensor<1>>,
+    w2: Param<Tensor<2>>,
+    b2: Param<Tensor<1>>,
+}
+
+/// Deterministic values in [-scale, scale).
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+            z ^= z >> 31;
+            z = z.wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 29;
+            scale * ((z >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+        })
+        .collect()
+}
+
+fn tensor<const D: usize>(device: &Device, shape: [usize; D], seed: u64, scale: f32) -> Tensor<D> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(values(n, seed, scale), shape), device)
+}
+
+impl Mlp {
+    fn new(device: &Device, d: usize, h: usize, o: usize) -> Mlp {
+        let s1 = 1.0 / (d as f32).sqrt();
+        let s2 = 1.0 / (h as f32).sqrt();
+        Mlp {
+            w1: Param::from_tensor(tensor(device, [d, h], 1, s1)),
+            b1: Param::from_tensor(tensor(device, [h], 2, s1)),
+            w2: Param::from_tensor(tensor(device, [h, o], 3, s2)),
+            b2: Param::from_tensor(tensor(device, [o], 4, s2)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let h = (x.matmul(self.w1.val()) + self.b1.val().unsqueeze()).tanh();
+        h.matmul(self.w2.val()) + self.b2.val().unsqueeze()
+    }
+
+    fn params(&self) -> Vec<(&'static str, Vec<f32>)> {
+        let host = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        let host1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+        vec![
+            ("w1", host(self.w1.val())),
+            ("b1", host1(self.b1.val())),
+            ("w2", host(self.w2.val())),
+            ("b2", host1(self.b2.val())),
+        ]
+    }
+}
+
+/// The shared device, once per test binary (cubecl registers it globally).
+fn device() -> (Context, Device) {
+    static SHARED: OnceLock<(Context, Device)> = OnceLock::new();
+    SHARED
+        .get_or_init(|| shared_device().expect("a wgpu adapter: install mesa-vulkan-drivers"))
+        .clone()
+}
+
+/// Loss and gradients of the mean squared error on a fixed batch.
+fn grads_of(model: &Mlp, x: &Tensor<2>, y: &Tensor<2>) -> (f32, GradientsParams) {
+    let out = model.forward(x.clone());
+    let loss = (out - y.clone()).powi_scalar(2).mean();
+    let value = loss.clone().into_data().try_to_vec::<f32>().unwrap()[0];
+    (value, GradientsParams::from_grads(loss.backward(), model))
+}
+
+fn batch(device: &Device, n: usize, d: usize, o: usize) -> (Tensor<2>, Tensor<2>) {
+    let x = tensor(device, [n, d], 11, 1.0);
+    let y = x.clone().sum_dim(1).sin().repeat_dim(1, o);
+    (x, y)
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+        let tol = TRAJECTORY_REL * b.abs().max(TRAJECTORY_FLOOR as f32);
+        assert!((a - b).abs() <= tol, "{what}[{i}]: {a} vs {b} (tolerance {tol:e})");
+    }
+}
+
+const LR: f64 = 1e-2;
+const WD: f64 = 1e-2;
+
+/// 50 unclipped steps: clipstep's AdamW through the adapter follows burn's own AdamW.
+#[test]
+fn follows_burn_adamw_without_clipping() {
+    let (ctx, device) = device();
+    let (x, y) = batch(&device, 64, 8, 2);
+    let mut ours = Mlp::new(&device, 8, 32, 2);
+    let mut theirs = Mlp::new(&device, 8, 32, 2);
+    let config = AdamWConfig {
+        lr: LR,
+        weight_decay: WD,
+        eps: 1e-8,
+        ..Default::default()
+    };
+    let mut clip_opt = BurnOptimizer::adamw(&ctx, config);
+    let mut burn_opt = BurnAdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(WD as f32)
+        .init();
+    let mut losses = (0.0, 0.0);
+    for _ in 0..50 {
+        let (loss, grads) = grads_of(&ours, &x, &y);
+        ours = clip_opt.step(LR, ours, grads).unwrap();
+        let (burn_loss, grads) = grads_of(&theirs, &x, &y);
+        theirs = burn_opt.step(LR, theirs, grads);
+        losses = (loss, burn_loss);
+    }
+    for ((name, a), (_, b)) in ours.params().iter().zip(theirs.params()) {
+        assert_close(a, &b, name);
+    }
+    assert!((losses.0 - losses.1).abs() <= 1e-4 * losses.1.abs().max(1e-3), "{losses:?}");
+    let state = clip_opt.report().unwrap().read_blocking().unwrap();
+    assert_eq!(state.step, 50);
+}
+
+/// Clipped steps (the clip active): each step's result equals clipstep's CPU reference
+/// given the same gradients and parameters.
+#[test]
+fn clipped_steps_match_the_cpu_reference() {
+    let (ctx, device) = device();
+    let (x, y) = batch(&device, 64, 8, 2);
+    let mut model = Mlp::new(&device, 8, 32, 2);
+    let config = AdamWConfig {
+        lr: LR,
+        weight_decay: WD,
+        ..Default::default()
+    };
+    let options = StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 0.05,
+            norm: Norm::L2,
+        },
+        ..Default::default()
+    };
+    let mut opt = BurnOptimizer::adamw(&ctx, config).with_options(options);
+    let cpu = Context::cpu();
+    let shapes: [(&str, Vec<usize>); 4] = [("w1", vec![8, 32]), ("b1", vec![32]), ("w2", vec![32, 2]), ("b2", vec![2])];
+    let specs: Vec<TensorSpec> = shapes.iter().map(|(n, s)| TensorSpec::new(*n, s.clone())).collect();
+    let mut reference = ParamSet::new(&cpu, &specs, ArenaOptions::default()).unwrap();
+    let mut reference_opt = AdamW::new(&reference, config).unwrap();
+    for (name, p) in model.params() {
+        reference.upload_param(name, &p).unwrap();
+    }
+    for step in 0..20 {
+        let (_, grads) = grads_of(&model, &x, &y);
+        let host_grads = [
+            grads.get::<2>(model.w1.id).unwrap().into_data().try_to_vec::<f32>().unwrap(),
+            grads.get::<1>(model.b1.id).unwrap().into_data().try_to_vec::<f32>().unwrap(),
+            grads.get::<2>(model.w2.id).unwrap().into_data().try_to_vec::<f32>().unwrap(),
+            grads.get::<1>(model.b2.id).unwrap().into_data().try_to_vec::<f32>().unwrap(),
+        ];
+        for ((name, _), g) in shapes.iter().zip(&host_grads) {
+            reference.upload_grad(name, g).unwrap();
+        }
+        let want = reference_opt.step(&mut reference, &options).unwrap().read_blocking().unwrap();
+        model = opt.step(LR, model, grads).unwrap();
+        let got = opt.report().unwrap().read_blocking().unwrap();
+        assert!(got.clip_coef < 1.0, "step {step}: the clip must be active");
+        assert!((got.total_norm - want.total_norm).abs() <= 1e-5 * want.total_norm);
+        for (name, p) in model.params() {
+            let r = reference.download_param(name).unwrap();
+            assert_close(&p, &r, &format!("step {step} {name}"));
+            // Stay on one trajectory: the reference continues from the GPU's parameters.
+            reference.upload_param(name, &p).unwrap();
+        }
+    }
+}
+
+/// Large layers land on several of burn's pool buffers: one clipstep pool each, the step
+/// still equal to the reference; a clone of the module taken before the step keeps its
+/// values (shared parameters are not updated in place).
+#[test]
+fn many_pool_pages_and_shared_modules() {
+    let (ctx, device) = device();
+    let (d, h, o) = (512, 1536, 512);
+    let (x, y) = batch(&device, 8, d, o);
+    let model = Mlp::new(&device, d, h, o);
+    let config = AdamWConfig {
+        lr: LR,
+        ..Default::default()
+    };
+    let mut opt = BurnOptimizer::adamw(&ctx, config);
+    let (_, grads) = grads_of(&model, &x, &y);
+    let model = opt.step(LR, model, grads).unwrap();
+    assert!(opt.parameter_buffers() >= 2, "{} buffers", opt.parameter_buffers());
+    let before = model.params();
+    let kept = model.clone();
+    let (_, grads) = grads_of(&model, &x, &y);
+    let w1_grad = grads.get::<2>(model.w1.id).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let model = opt.step(LR, model, grads).unwrap();
+    for ((name, a), (_, b)) in kept.params().iter().zip(&before) {
+        assert_eq!(a, b, "{name}: the clone must keep its values");
+    }
+    let after = model.params();
+    assert_ne!(after[0].1, before[0].1, "the stepped module must change");
+    // The second AdamW step of w1, on the host: p·(1 − lr·wd) − lr·m̂/(sqrt(v̂) + eps).
+    let (b1, b2) = (0.9f64, 0.999f64);
+    let first_grad_sign = opt.clipstep_optimizer().unwrap().state("exp_avg").unwrap();
+    assert_eq!(first_grad_sign.len() as u64, after.iter().map(|p| p.1.len() as u64).sum::<u64>());
+    let m = &first_grad_sign[..w1_grad.len()];
+    let v = &opt.clipstep_optimizer().unwrap().state("exp_avg_sq").unwrap()[..w1_grad.len()];
+    for i in (0..w1_grad.len()).step_by(4099) {
+        let mhat = f64::from(m[i]) / (1.0 - b1.powi(2));
+        let vhat = f64::from(v[i]) / (1.0 - b2.powi(2));
+        let want = f64::from(before[0].1[i]) * (1.0 - LR * 1e-2) - LR * mhat / (vhat.sqrt() + 1e-8);
+        let got = f64::from(after[0].1[i]);
+        assert!((got - want).abs() <= 1e-5 * want.abs().max(1e-3), "w1[{i}]: {got} vs {want}");
+    }
+}
