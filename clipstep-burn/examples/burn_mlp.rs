@@ -16,7 +16,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use clap::Parser;
 use clipstep::{AdamWConfig, Clip, Norm, StepOptions};
 use clipstep_burn::{shared_device, BurnOptimizer};
-use plotters::prelude::*;
+
+#[path = "../../examples/support/mod.rs"]
+mod support;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -179,28 +181,27 @@ fn main() -> Result<(), Box<dyn Error>> {
 }
 
 fn plot(path: &std::path::Path, ours: &[f32], theirs: &[f32]) -> Result<(), Box<dyn Error>> {
-    let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let max = ours.iter().chain(theirs).fold(1e-6f32, |m, &l| m.max(l));
-    let min = ours.iter().chain(theirs).fold(max, |m, &l| m.min(l)).max(1e-6);
-    let mut chart = ChartBuilder::on(&root)
-        .caption("burn MLP: training loss", ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0..ours.len().max(1), (min..max).log_scale())?;
-    chart.configure_mesh().x_desc("step").y_desc("MSE loss").draw()?;
+    let points = |losses: &[f32]| -> Vec<(f64, f64)> {
+        losses.iter().enumerate().map(|(i, &l)| (i as f64, f64::from(l))).collect()
+    };
+    let chart = support::Chart {
+        title: "burn MLP: training loss",
+        x_label: "step",
+        y_label: "MSE loss",
+        log_y: true,
+        threshold: None,
+    };
     let series = [
-        ("clipstep AdamW, global-norm clip", ours, BLUE),
-        ("burn AdamW, per-tensor norm clip", theirs, RED),
+        support::Series {
+            label: "clipstep AdamW, global-norm clip".into(),
+            color: support::shade(1, 0),
+            points: points(ours),
+        },
+        support::Series {
+            label: "burn AdamW, per-tensor norm clip".into(),
+            color: support::shade(0, 1),
+            points: points(theirs),
+        },
     ];
-    for (label, losses, color) in series {
-        chart
-            .draw_series(LineSeries::new(losses.iter().enumerate().map(|(i, &l)| (i, l)), color.stroke_width(2)))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-    root.present()?;
-    Ok(())
+    support::line_chart(path, &chart, &series)
 }

