@@ -9,13 +9,18 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use burn::module::{Module, Param};
 use burn::grad_clipping::GradientClippingConfig;
+use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig as BurnAdamWConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use clap::Parser;
 use clipstep::{AdamWConfig, Clip, Norm, StepOptions};
 use clipstep_burn::{shared_device, BurnOptimizer};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::tensor;
 
 #[path = "../../examples/support/mod.rs"]
 mod support;
@@ -48,24 +53,6 @@ struct Mlp {
     b3: Param<Tensor<1>>,
 }
 
-/// Deterministic values in [-scale, scale) (splitmix64).
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    (0..n as u64)
-        .map(|i| {
-            let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i.wrapping_mul(0xbf58_476d_1ce4_e5b9));
-            z ^= z >> 31;
-            z = z.wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 29;
-            scale * ((z >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-        })
-        .collect()
-}
-
-fn tensor<const D: usize>(device: &Device, shape: [usize; D], seed: u64, scale: f32) -> Tensor<D> {
-    let n = shape.iter().product();
-    Tensor::from_data(TensorData::new(values(n, seed, scale), shape), device)
-}
-
 impl Mlp {
     fn new(device: &Device, d: usize, h: usize) -> Mlp {
         let (sd, sh) = (1.0 / (d as f32).sqrt(), 1.0 / (h as f32).sqrt());
@@ -93,10 +80,40 @@ fn loss_and_grads(model: &Mlp, x: &Tensor<2>, y: &Tensor<2>) -> (Tensor<1>, Grad
     (loss, grads)
 }
 
-/// One run's losses and the time of its optimizer steps (device work included).
+/// Trains a fresh model for `args.steps` full-batch steps with `step`, timing each step
+/// between two device synchronisations (burn's and clipstep's work share one queue).
+fn train(
+    device: &Device,
+    args: &Args,
+    x: &Tensor<2>,
+    y: &Tensor<2>,
+    mut step: impl FnMut(Mlp, GradientsParams) -> Result<Mlp, Box<dyn Error>>,
+) -> Result<Run, Box<dyn Error>> {
+    let mut model = Mlp::new(device, x.dims()[1], args.hidden);
+    let mut run = Run {
+        losses: Vec::new(),
+        step_time: Duration::ZERO,
+        host_time: Duration::ZERO,
+    };
+    for _ in 0..args.steps {
+        let (loss, grads) = loss_and_grads(&model, x, y);
+        run.losses.push(loss.into_data().try_to_vec::<f32>()?[0]);
+        device.sync()?;
+        let start = Instant::now();
+        model = step(model, grads)?;
+        run.host_time += start.elapsed();
+        device.sync()?;
+        run.step_time += start.elapsed();
+    }
+    Ok(run)
+}
+
+/// One run's losses and the time of its optimizer steps: on the host (the call), and with
+/// the device work (until the queue is idle).
 struct Run {
     losses: Vec<f32>,
     step_time: Duration,
+    host_time: Duration,
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -109,7 +126,6 @@ fn main() -> Result<(), Box<dyn Error>> {
     // A smooth target with one steep direction, so early gradients are large.
     let y = (x.clone().sum_dim(1) * 0.5).sin() + x.clone().slice([0..n, 0..1]) * 4.0;
     let lr = 3e-3;
-    let sync = || device.sync().expect("device sync");
 
     // clipstep: global-norm clip + fused AdamW.
     let options = StepOptions {
@@ -124,20 +140,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         ..Default::default()
     };
     let mut ours = BurnOptimizer::adamw(&ctx, config).with_options(options);
-    let mut model = Mlp::new(&device, d, args.hidden);
-    let mut clipstep_run = Run {
-        losses: Vec::new(),
-        step_time: Duration::ZERO,
-    };
-    for _ in 0..args.steps {
-        let (loss, grads) = loss_and_grads(&model, &x, &y);
-        clipstep_run.losses.push(loss.into_data().try_to_vec::<f32>()?[0]);
-        sync();
-        let start = Instant::now();
-        model = ours.step(lr, model, grads)?;
-        sync();
-        clipstep_run.step_time += start.elapsed();
-    }
+    let clipstep_run = train(&device, &args, &x, &y, |model, grads| {
+        Ok(ours.step(lr, model, grads)?)
+    })?;
 
     // burn: its AdamW with its per-tensor norm clip (burn has no global-norm clip).
     let mut theirs = BurnAdamWConfig::new()
@@ -145,22 +150,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         .with_epsilon(1e-8)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(args.max_norm)))
         .init();
-    let mut model = Mlp::new(&device, d, args.hidden);
-    let mut burn_run = Run {
-        losses: Vec::new(),
-        step_time: Duration::ZERO,
-    };
-    for _ in 0..args.steps {
-        let (loss, grads) = loss_and_grads(&model, &x, &y);
-        burn_run.losses.push(loss.into_data().try_to_vec::<f32>()?[0]);
-        sync();
-        let start = Instant::now();
-        model = theirs.step(lr, model, grads);
-        sync();
-        burn_run.step_time += start.elapsed();
-    }
+    let burn_run = train(&device, &args, &x, &y, |model, grads| {
+        Ok(theirs.step(lr, model, grads))
+    })?;
 
     let per_step = |r: &Run| r.step_time.as_secs_f64() * 1e3 / args.steps as f64;
+    let host = |r: &Run| r.host_time.as_secs_f64() * 1e3 / args.steps as f64;
     let params = d * args.hidden + 2 * args.hidden + args.hidden * args.hidden + args.hidden + 1;
     println!("{params} parameters in 6 tensors, {} steps", args.steps);
     println!(
@@ -174,6 +169,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         per_step(&burn_run),
         per_step(&burn_run) / per_step(&clipstep_run)
     );
+    println!(
+        "optimizer step, host time of the call: clipstep {:.3} ms, burn {:.3} ms",
+        host(&clipstep_run),
+        host(&burn_run)
+    );
     let path = args.out.join("burn_loss.png");
     plot(&path, &clipstep_run.losses, &burn_run.losses)?;
     println!("wrote {}", path.display());
@@ -182,7 +182,11 @@ fn main() -> Result<(), Box<dyn Error>> {
 
 fn plot(path: &std::path::Path, ours: &[f32], theirs: &[f32]) -> Result<(), Box<dyn Error>> {
     let points = |losses: &[f32]| -> Vec<(f64, f64)> {
-        losses.iter().enumerate().map(|(i, &l)| (i as f64, f64::from(l))).collect()
+        losses
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as f64, f64::from(l)))
+            .collect()
     };
     let chart = support::Chart {
         title: "burn MLP: training loss",

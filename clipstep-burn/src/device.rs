@@ -1,6 +1,6 @@
 //! One wgpu device for burn and clipstep.
 
-use burn::backend::wgpu::{init_setup, graphics::AutoGraphicsApi, RuntimeOptions, WgpuDevice};
+use burn::backend::wgpu::{graphics::AutoGraphicsApi, init_setup, RuntimeOptions, WgpuDevice};
 use burn::tensor::Device;
 
 use crate::error::Result;

@@ -1,5 +1,6 @@
 //! [`BurnOptimizer`]: a burn module's step through a clipstep optimizer.
 
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -55,6 +56,8 @@ struct Visited {
     shape: Vec<usize>,
     params: BufferRange,
     grad: BufferRange,
+    /// The learning rate burn's schedule gives this parameter.
+    lr: f64,
     _grad_tensor: Box<dyn std::any::Any>,
 }
 
@@ -127,14 +130,23 @@ impl BurnOptimizer {
     }
 
     /// One step: `params ← update(params, clip(grads / grad_scale))` for every parameter of
-    /// `module` with a gradient in `grads`, at learning rate `lr`; returns the module, its
+    /// `module` with a gradient in `grads`, at learning rate `lr` (a number, or a burn
+    /// scheduler's `ModuleLearningRate`: one rate for every parameter, else
+    /// [`Error::Unsupported`]); returns the module, its
     /// parameters updated in place (or in fresh tensors where they were shared). Recorded
     /// after burn's queued work in one command buffer on the shared queue; nothing is read
     /// back. On error the module is returned unchanged inside no value: the parameters are
     /// untouched (nothing was submitted).
-    pub fn step<M: Module>(&mut self, lr: f64, module: M, mut grads: GradientsParams) -> Result<M> {
+    pub fn step<M: Module>(
+        &mut self,
+        lr: impl Into<ModuleLearningRate>,
+        module: M,
+        mut grads: GradientsParams,
+    ) -> Result<M> {
+        let lr = lr.into();
         let mut visitor = Collect {
             grads: &mut grads,
+            lr: &lr,
             path: Vec::new(),
             visited: Vec::new(),
             error: None,
@@ -144,6 +156,19 @@ impl BurnOptimizer {
             return Err(error);
         }
         let visited = visitor.visited;
+        if visited.is_empty() {
+            return Ok(module); // no parameter has a gradient: nothing to step
+        }
+        let lr = visited[0].lr;
+        if let Some(other) = visited.iter().find(|v| v.lr != lr) {
+            return Err(Error::Unsupported {
+                name: other.name.clone(),
+                reason: format!(
+                    "its learning rate {} differs from {lr} (a per-group schedule); build groups with BurnOptimizer::new and set their rates with set_group_learning_rate",
+                    other.lr
+                ),
+            });
+        }
         self.ensure_built(&visited)?;
         let built = self.built.as_mut().expect("built above");
         built.opt.set_learning_rate(lr)?;
@@ -249,7 +274,9 @@ impl BurnOptimizer {
                 grad_offset: at,
             });
             // Whole vec4s (what clipstep binds), then the next offset on the alignment.
-            at += (16 * numel(&v.shape).div_ceil(4)).max(16).next_multiple_of(align);
+            at += (16 * numel(&v.shape).div_ceil(4))
+                .max(16)
+                .next_multiple_of(align);
         }
         let grads = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("clipstep-burn gradients"),
@@ -306,6 +333,7 @@ fn numel(shape: &[usize]) -> u64 {
 /// shared parameter by a fresh copy first.
 struct Collect<'a> {
     grads: &'a mut GradientsParams,
+    lr: &'a ModuleLearningRate,
     path: Vec<String>,
     visited: Vec<Visited>,
     error: Option<Error>,
@@ -345,6 +373,7 @@ impl ModuleMapper for Collect<'_> {
             .and_then(|params| Ok((params, buffer_of(&name, &grad)?)));
         match resolved {
             Ok((params, grad_range)) => self.visited.push(Visited {
+                lr: self.lr.lr_from_param(id, Some(&self.path.join("."))),
                 name,
                 shape: tensor.shape().dims::<D>().to_vec(),
                 params,

@@ -2,13 +2,21 @@
 //! reference (clipped, on the same gradients), on a model spread over several pool pages,
 //! and with a shared module (a clone keeps its values).
 
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig as BurnAdamWConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use clipstep::consts::tolerance::{TRAJECTORY_FLOOR, TRAJECTORY_REL};
-use clipstep::{AdamW, AdamWConfig, ArenaOptions, Clip, Context, Norm, Optimizer, ParamSet, StepOptions, TensorSpec};
+use clipstep::{
+    AdamW, AdamWConfig, ArenaOptions, Clip, Context, Norm, Optimizer, ParamSet, StepOptions,
+    TensorSpec,
+};
 use clipstep_burn::{shared_device, BurnOptimizer};
 use std::sync::OnceLock;
+
+mod common;
+
+use common::tensor;
 
 /// A two-layer perceptron, `tanh(x·w1 + b1)·w2 + b2`.
 #[derive(Module, Debug)]
@@ -17,24 +25,6 @@ struct Mlp {
     b1: Param<Tensor<1>>,
     w2: Param<Tensor<2>>,
     b2: Param<Tensor<1>>,
-}
-
-/// Deterministic values in [-scale, scale).
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    (0..n as u64)
-        .map(|i| {
-            let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i.wrapping_mul(0xbf58_476d_1ce4_e5b9));
-            z ^= z >> 31;
-            z = z.wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 29;
-            scale * ((z >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
-        })
-        .collect()
-}
-
-fn tensor<const D: usize>(device: &Device, shape: [usize; D], seed: u64, scale: f32) -> Tensor<D> {
-    let n = shape.iter().product();
-    Tensor::from_data(TensorData::new(values(n, seed, scale), shape), device)
 }
 
 impl Mlp {
@@ -92,14 +82,18 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
         let tol = TRAJECTORY_REL * b.abs().max(TRAJECTORY_FLOOR as f32);
-        assert!((a - b).abs() <= tol, "{what}[{i}]: {a} vs {b} (tolerance {tol:e})");
+        assert!(
+            (a - b).abs() <= tol,
+            "{what}[{i}]: {a} vs {b} (tolerance {tol:e})"
+        );
     }
 }
 
 const LR: f64 = 1e-2;
 const WD: f64 = 1e-2;
 
-/// 50 unclipped steps: clipstep's AdamW through the adapter follows burn's own AdamW:
+/// 50 unclipped steps under burn's cosine learning-rate schedule: clipstep's AdamW through
+/// the adapter follows burn's own AdamW:
 /// per tensor, the largest difference is below 1e-4 of the largest distance travelled.
 #[test]
 fn follows_burn_adamw_without_clipping() {
@@ -118,24 +112,43 @@ fn follows_burn_adamw_without_clipping() {
         .with_epsilon(1e-8)
         .with_weight_decay(WD as f32)
         .init();
+    // burn's cosine schedule drives both: clipstep takes it as its in-stream learning rate.
+    let mut schedule = CosineAnnealingLrSchedulerConfig::new(LR, 50)
+        .init()
+        .unwrap();
     let mut losses = (0.0, 0.0);
     for _ in 0..50 {
+        let lr = schedule.step();
         let (loss, grads) = grads_of(&ours, &x, &y);
-        ours = clip_opt.step(LR, ours, grads).unwrap();
+        ours = clip_opt.step(lr.clone(), ours, grads).unwrap();
         let (burn_loss, grads) = grads_of(&theirs, &x, &y);
-        theirs = burn_opt.step(LR, theirs, grads);
+        theirs = burn_opt.step(lr, theirs, grads);
         losses = (loss, burn_loss);
     }
     let init = Mlp::new(&device, 8, 32, 2).params();
     for (((name, a), (_, b)), (_, p0)) in ours.params().iter().zip(theirs.params()).zip(init) {
-        let dev = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        let moved = b.iter().zip(&p0).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let dev = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        let moved = b
+            .iter()
+            .zip(&p0)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
         // f32 rounding differences (burn divides by both bias corrections, PyTorch's rule
         // folds them into the step size) grow over 50 steps through the gradients; they stay
         // far below the distance the parameters travelled (measured: 4e-6 of it).
-        assert!(dev <= 1e-4 * moved, "{name}: deviates {dev:e} from burn, moved {moved:e}");
+        assert!(
+            dev <= 1e-4 * moved,
+            "{name}: deviates {dev:e} from burn, moved {moved:e}"
+        );
     }
-    assert!((losses.0 - losses.1).abs() <= 1e-4 * losses.1.abs().max(1e-3), "{losses:?}");
+    assert!(
+        (losses.0 - losses.1).abs() <= 1e-4 * losses.1.abs().max(1e-3),
+        "{losses:?}"
+    );
     let state = clip_opt.report().unwrap().read_blocking().unwrap();
     assert_eq!(state.step, 50);
 }
@@ -161,8 +174,16 @@ fn clipped_steps_match_the_cpu_reference() {
     };
     let mut opt = BurnOptimizer::adamw(&ctx, config).with_options(options);
     let cpu = Context::cpu();
-    let shapes: [(&str, Vec<usize>); 4] = [("w1", vec![8, 32]), ("b1", vec![32]), ("w2", vec![32, 2]), ("b2", vec![2])];
-    let specs: Vec<TensorSpec> = shapes.iter().map(|(n, s)| TensorSpec::new(*n, s.clone())).collect();
+    let shapes: [(&str, Vec<usize>); 4] = [
+        ("w1", vec![8, 32]),
+        ("b1", vec![32]),
+        ("w2", vec![32, 2]),
+        ("b2", vec![2]),
+    ];
+    let specs: Vec<TensorSpec> = shapes
+        .iter()
+        .map(|(n, s)| TensorSpec::new(*n, s.clone()))
+        .collect();
     let mut reference = ParamSet::new(&cpu, &specs, ArenaOptions::default()).unwrap();
     let mut reference_opt = AdamW::new(&reference, config).unwrap();
     for (name, p) in model.params() {
@@ -171,15 +192,39 @@ fn clipped_steps_match_the_cpu_reference() {
     for step in 0..20 {
         let (_, grads) = grads_of(&model, &x, &y);
         let host_grads = [
-            grads.get::<2>(model.w1.id).unwrap().into_data().try_to_vec::<f32>().unwrap(),
-            grads.get::<1>(model.b1.id).unwrap().into_data().try_to_vec::<f32>().unwrap(),
-            grads.get::<2>(model.w2.id).unwrap().into_data().try_to_vec::<f32>().unwrap(),
-            grads.get::<1>(model.b2.id).unwrap().into_data().try_to_vec::<f32>().unwrap(),
+            grads
+                .get::<2>(model.w1.id)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+            grads
+                .get::<1>(model.b1.id)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+            grads
+                .get::<2>(model.w2.id)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+            grads
+                .get::<1>(model.b2.id)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
         ];
         for ((name, _), g) in shapes.iter().zip(&host_grads) {
             reference.upload_grad(name, g).unwrap();
         }
-        let want = reference_opt.step(&mut reference, &options).unwrap().read_blocking().unwrap();
+        let want = reference_opt
+            .step(&mut reference, &options)
+            .unwrap()
+            .read_blocking()
+            .unwrap();
         model = opt.step(LR, model, grads).unwrap();
         let got = opt.report().unwrap().read_blocking().unwrap();
         assert!(got.clip_coef < 1.0, "step {step}: the clip must be active");
@@ -209,11 +254,20 @@ fn many_pool_pages_and_shared_modules() {
     let mut opt = BurnOptimizer::adamw(&ctx, config);
     let (_, grads) = grads_of(&model, &x, &y);
     let model = opt.step(LR, model, grads).unwrap();
-    assert!(opt.parameter_buffers() >= 2, "{} buffers", opt.parameter_buffers());
+    assert!(
+        opt.parameter_buffers() >= 2,
+        "{} buffers",
+        opt.parameter_buffers()
+    );
     let before = model.params();
     let kept = model.clone();
     let (_, grads) = grads_of(&model, &x, &y);
-    let w1_grad = grads.get::<2>(model.w1.id).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let w1_grad = grads
+        .get::<2>(model.w1.id)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let model = opt.step(LR, model, grads).unwrap();
     for ((name, a), (_, b)) in kept.params().iter().zip(&before) {
         assert_eq!(a, b, "{name}: the clone must keep its values");
@@ -223,14 +277,24 @@ fn many_pool_pages_and_shared_modules() {
     // The second AdamW step of w1, on the host: p·(1 − lr·wd) − lr·m̂/(sqrt(v̂) + eps).
     let (b1, b2) = (0.9f64, 0.999f64);
     let first_grad_sign = opt.clipstep_optimizer().unwrap().state("exp_avg").unwrap();
-    assert_eq!(first_grad_sign.len() as u64, after.iter().map(|p| p.1.len() as u64).sum::<u64>());
+    assert_eq!(
+        first_grad_sign.len() as u64,
+        after.iter().map(|p| p.1.len() as u64).sum::<u64>()
+    );
     let m = &first_grad_sign[..w1_grad.len()];
-    let v = &opt.clipstep_optimizer().unwrap().state("exp_avg_sq").unwrap()[..w1_grad.len()];
+    let v = &opt
+        .clipstep_optimizer()
+        .unwrap()
+        .state("exp_avg_sq")
+        .unwrap()[..w1_grad.len()];
     for i in (0..w1_grad.len()).step_by(4099) {
         let mhat = f64::from(m[i]) / (1.0 - b1.powi(2));
         let vhat = f64::from(v[i]) / (1.0 - b2.powi(2));
         let want = f64::from(before[0].1[i]) * (1.0 - LR * 1e-2) - LR * mhat / (vhat.sqrt() + 1e-8);
         let got = f64::from(after[0].1[i]);
-        assert!((got - want).abs() <= 1e-5 * want.abs().max(1e-3), "w1[{i}]: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs().max(1e-3),
+            "w1[{i}]: {got} vs {want}"
+        );
     }
 }
