@@ -140,8 +140,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         ..Default::default()
     };
     let mut ours = BurnOptimizer::adamw(&ctx, config).with_options(options);
+    let mut in_place = 0;
     let clipstep_run = train(&device, &args, &x, &y, |model, grads| {
-        Ok(ours.step(lr, model, grads)?)
+        let model = ours.step(lr, model, grads)?;
+        in_place += usize::from(ours.gradients_in_place());
+        Ok(model)
     })?;
 
     // burn: its AdamW with its per-tensor norm clip (burn has no global-norm clip).
@@ -173,6 +176,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         "optimizer step, host time of the call: clipstep {:.3} ms, burn {:.3} ms",
         host(&clipstep_run),
         host(&burn_run)
+    );
+    println!(
+        "clipstep read burn's gradients in place in {in_place} of {} steps (else copied on the device); parameters in {} of burn's buffers",
+        args.steps,
+        ours.parameter_buffers()
     );
     let path = args.out.join("burn_loss.png");
     plot(&path, &clipstep_run.losses, &burn_run.losses)?;

@@ -23,10 +23,11 @@
 //!   parameters are clipstep [external tensors](clipstep::ExternalTensor) updated **in
 //!   place** in burn's buffers. A parameter whose handle is shared (a clone of the module
 //!   is alive) is first copied to a fresh tensor, so the clone keeps its values.
-//! - Gradients, which burn puts somewhere new every backward pass, are copied on the device
-//!   (`copy_buffer_to_buffer`, recorded in the step's command buffer) into one gradient buffer
-//!   owned by the optimizer at fixed offsets: no host copy, no rebinding, 8 bytes per
-//!   element of extra traffic.
+//! - Gradients, which burn puts somewhere new every backward pass, are read where they are
+//!   (clipstep's `rebind_grads`, no copy) when each clipstep pool's gradients sit in one of
+//!   burn's buffers on the storage alignment; otherwise they are copied on the device
+//!   (`copy_buffer_to_buffer`, in the step's command buffer) into one gradient buffer owned by
+//!   the optimizer: never a host copy ([`BurnOptimizer::gradients_in_place`] says which).
 //! - The step is clipstep's: norm → clip → fused update, O(pages) dispatches, one submit,
 //!   no readback unless the report is read.
 //!

@@ -29,6 +29,8 @@ pub struct BurnOptimizer {
     built: Option<Built>,
     pending_state: Option<Vec<u8>>,
     report: Option<Report>,
+    gradients_in_place: bool,
+    always_copy: bool,
 }
 
 /// The clipstep side, built for one placement of the parameters.
@@ -86,6 +88,8 @@ impl BurnOptimizer {
             built: None,
             pending_state: None,
             report: None,
+            gradients_in_place: false,
+            always_copy: false,
         }
     }
 
@@ -121,6 +125,13 @@ impl BurnOptimizer {
     /// The same optimizer with these step options (clipping, non-finite policy, loss scale).
     pub fn with_options(mut self, options: StepOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The same optimizer, copying burn's gradients into its own gradient buffer every step
+    /// even when it could read them in place (the fallback path; bit-identical results).
+    pub fn with_gradient_copies(mut self, always: bool) -> Self {
+        self.always_copy = always;
         self
     }
 
@@ -176,18 +187,37 @@ impl BurnOptimizer {
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("clipstep-burn step"),
         });
-        for (v, placed) in visited.iter().zip(&built.placement) {
-            let bytes = 4 * numel(&v.shape);
-            if bytes > 0 {
-                encoder.copy_buffer_to_buffer(
-                    &v.grad.buffer,
-                    v.grad.offset,
-                    &built.grads,
-                    placed.grad_offset,
-                    bytes,
-                );
+        // burn's gradients are read where they are when clipstep can bind them there (each
+        // pool's gradients in one buffer, on the storage alignment); else they are copied on
+        // the device into the optimizer's gradient buffer.
+        let in_place = !self.always_copy
+            && built
+                .set
+                .rebind_grads(visited.iter().map(|v| (v.name.as_str(), v.grad.clone())))
+                .is_ok();
+        if !in_place {
+            let home = &built.grads;
+            built.set.rebind_grads(built.placement.iter().map(|p| {
+                let range = BufferRange {
+                    buffer: home.clone(),
+                    offset: p.grad_offset,
+                };
+                (p.name.as_str(), range)
+            }))?;
+            for (v, placed) in visited.iter().zip(&built.placement) {
+                let bytes = 4 * numel(&v.shape);
+                if bytes > 0 {
+                    encoder.copy_buffer_to_buffer(
+                        &v.grad.buffer,
+                        v.grad.offset,
+                        home,
+                        placed.grad_offset,
+                        bytes,
+                    );
+                }
             }
         }
+        self.gradients_in_place = in_place;
         let report = built
             .opt
             .encode_step(&mut encoder, &mut built.set, &self.options)?;
@@ -195,6 +225,13 @@ impl BurnOptimizer {
         self.report = Some(report);
         drop(visited);
         Ok(module)
+    }
+
+    /// Whether the last step read burn's gradients where burn put them (true), or copied
+    /// them into the optimizer's gradient buffer first (false: some pool's gradients were
+    /// spread over several of burn's buffers, or off the storage alignment).
+    pub fn gradients_in_place(&self) -> bool {
+        self.gradients_in_place
     }
 
     /// The last step's report (norm, clip coefficient, skipped, step count; a host sync

@@ -227,6 +227,10 @@ fn clipped_steps_match_the_cpu_reference() {
             .unwrap();
         model = opt.step(LR, model, grads).unwrap();
         let got = opt.report().unwrap().read_blocking().unwrap();
+        eprintln!(
+            "step {step}: gradients in place: {}",
+            opt.gradients_in_place()
+        );
         assert!(got.clip_coef < 1.0, "step {step}: the clip must be active");
         assert!((got.total_norm - want.total_norm).abs() <= 1e-5 * want.total_norm);
         for (name, p) in model.params() {
@@ -296,5 +300,44 @@ fn many_pool_pages_and_shared_modules() {
             (got - want).abs() <= 1e-5 * want.abs().max(1e-3),
             "w1[{i}]: {got} vs {want}"
         );
+    }
+}
+
+/// Both ways of reading burn's gradients (in place, or copied into the optimizer's buffer
+/// first) give the same bits.
+#[test]
+fn gradients_in_place_or_copied_give_the_same_bits() {
+    let (ctx, device) = device();
+    let (x, y) = batch(&device, 64, 8, 2);
+    let config = AdamWConfig {
+        lr: LR,
+        ..Default::default()
+    };
+    let options = StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 0.05,
+            norm: Norm::L2,
+        },
+        ..Default::default()
+    };
+    let mut runs = Vec::new();
+    for copies in [false, true] {
+        let mut model = Mlp::new(&device, 8, 32, 2);
+        let mut opt = BurnOptimizer::adamw(&ctx, config)
+            .with_options(options)
+            .with_gradient_copies(copies);
+        let mut in_place = 0;
+        for _ in 0..5 {
+            let (_, grads) = grads_of(&model, &x, &y);
+            model = opt.step(LR, model, grads).unwrap();
+            in_place += usize::from(opt.gradients_in_place());
+        }
+        eprintln!("copies forced: {copies}; read in place in {in_place} of 5 steps");
+        assert!(!copies || in_place == 0);
+        runs.push(model.params());
+    }
+    for ((name, a), (_, b)) in runs[0].iter().zip(&runs[1]) {
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{name}: in place and copied differ");
     }
 }
