@@ -5,8 +5,8 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use clipstep::{
-    ArenaOptions, BufferRange, Context, ExternalTensor, LoadOptions, MissingTensors, Optimizer,
-    ParamSet, Report, StepOptions, UnexpectedTensors,
+    ArenaOptions, BufferRange, Context, ExternalTensor, LoadOptions, MissingTensors, Norm,
+    Optimizer, ParamSet, Report, StepOptions, UnexpectedTensors,
 };
 
 use crate::error::{Error, Result};
@@ -31,6 +31,7 @@ pub struct BurnOptimizer {
     report: Option<Report>,
     gradients_in_place: bool,
     always_copy: bool,
+    per_tensor_clip: Option<(f32, Norm)>,
 }
 
 /// The clipstep side, built for one placement of the parameters.
@@ -90,6 +91,7 @@ impl BurnOptimizer {
             report: None,
             gradients_in_place: false,
             always_copy: false,
+            per_tensor_clip: None,
         }
     }
 
@@ -125,6 +127,16 @@ impl BurnOptimizer {
     /// The same optimizer with these step options (clipping, non-finite policy, loss scale).
     pub fn with_options(mut self, options: StepOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The same optimizer, first clipping each tensor's gradient by its own norm,
+    /// `g_t ← g_t · min(1, max_norm / (‖g_t‖ + 1e-6))` (burn's `GradientClippingConfig::Norm`,
+    /// PyTorch's `clip_grad_norm_` per tensor), in the step's command buffer, before the
+    /// step's own clip (if any). It sees the gradients as stored, before `/ grad_scale`.
+    /// `None` turns it off.
+    pub fn with_per_tensor_clip(mut self, clip: Option<(f32, Norm)>) -> Self {
+        self.per_tensor_clip = clip;
         self
     }
 
@@ -218,6 +230,14 @@ impl BurnOptimizer {
             }
         }
         self.gradients_in_place = in_place;
+        if let Some((max_norm, norm)) = self.per_tensor_clip {
+            built.set.encode_clip_grad_norm_per_tensor(
+                &mut encoder,
+                max_norm,
+                norm,
+                self.options.nonfinite,
+            )?;
+        }
         let report = built
             .opt
             .encode_step(&mut encoder, &mut built.set, &self.options)?;

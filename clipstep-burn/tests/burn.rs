@@ -2,6 +2,7 @@
 //! reference (clipped, on the same gradients), on a model spread over several pool pages,
 //! and with a shared module (a clone keeps its values).
 
+use burn::grad_clipping::GradientClippingConfig;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig as BurnAdamWConfig, GradientsParams};
@@ -339,5 +340,53 @@ fn gradients_in_place_or_copied_give_the_same_bits() {
     for ((name, a), (_, b)) in runs[0].iter().zip(&runs[1]) {
         let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same, "{name}: in place and copied differ");
+    }
+}
+
+/// Per-tensor clipping (the clip active on every tensor): 30 steps follow burn's AdamW with
+/// its per-tensor norm clip (`GradientClippingConfig::Norm`; burn's eps is the least normal
+/// f32, clipstep's 1e-6, as PyTorch).
+#[test]
+fn per_tensor_clip_follows_burns() {
+    let (ctx, device) = device();
+    let (x, y) = batch(&device, 64, 8, 2);
+    let mut ours = Mlp::new(&device, 8, 32, 2);
+    let mut theirs = Mlp::new(&device, 8, 32, 2);
+    let config = AdamWConfig {
+        lr: LR,
+        weight_decay: WD,
+        eps: 1e-8,
+        ..Default::default()
+    };
+    let max_norm = 0.02;
+    let mut clip_opt =
+        BurnOptimizer::adamw(&ctx, config).with_per_tensor_clip(Some((max_norm, Norm::L2)));
+    let mut burn_opt = BurnAdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(WD as f32)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(max_norm)))
+        .init();
+    let init = ours.params();
+    for _ in 0..30 {
+        let (_, grads) = grads_of(&ours, &x, &y);
+        ours = clip_opt.step(LR, ours, grads).unwrap();
+        let (_, grads) = grads_of(&theirs, &x, &y);
+        theirs = burn_opt.step(LR, theirs, grads);
+    }
+    for (((name, a), (_, b)), (_, p0)) in ours.params().iter().zip(theirs.params()).zip(init) {
+        let dev = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        let moved = b
+            .iter()
+            .zip(&p0)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            dev <= 1e-4 * moved,
+            "{name}: deviates {dev:e} from burn, moved {moved:e}"
+        );
     }
 }
