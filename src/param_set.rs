@@ -11,7 +11,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::abi::{DeviceStepState, NormOp, PER_TENSOR_BLOCK_RMS, SOURCE_COMPUTED, SOURCE_GIVEN};
+use crate::abi::{
+    DeviceStepState, NormOp, Partial, PER_TENSOR_BLOCK_RMS, SOURCE_COMPUTED, SOURCE_GIVEN,
+};
 use crate::arena::{
     check_transfer, read_all, read_tensor, slab_capacity, validate_externals, write_all,
     write_tensor, Arena, ArenaOptions, Binding, ExternalTensor, TensorView,
@@ -353,21 +355,15 @@ impl ParamSet {
         };
         let sums = if self.device.is_some() {
             self.run(None, op, Nonfinite::Propagate, Apply::Nothing)?;
-            {
-                let device = self.device.as_ref().expect("checked above");
-                let bytes = self.layout.tensors.len() as u64 * 8;
-                let raw = device
-                    .gpu
-                    .read_blocking(&[(&device.workspace.tensor_sums, 0, bytes)])?;
-                let words: Vec<u32> = raw
-                    .chunks_exact(4)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                words
-                    .chunks_exact(2)
-                    .map(|w| (f32::from_bits(w[0]), w[1]))
-                    .collect()
-            }
+            let device = self.device.as_ref().expect("checked above");
+            let bytes = (self.layout.tensors.len() * std::mem::size_of::<Partial>()) as u64;
+            let raw = device
+                .gpu
+                .read_blocking(&[(&device.workspace.tensor_sums, 0, bytes)])?;
+            bytemuck::pod_collect_to_vec::<u8, Partial>(&raw)
+                .iter()
+                .map(|p| (p.value, p.flags))
+                .collect()
         } else {
             let Arena::Cpu(grads) = &self.grads else {
                 unreachable!("a set without a device holds host arenas")
