@@ -158,8 +158,8 @@ impl BurnOptimizer {
     /// [`Error::Unsupported`]); returns the module, its
     /// parameters updated in place (or in fresh tensors where they were shared). Recorded
     /// after burn's queued work in one command buffer on the shared queue; nothing is read
-    /// back. On error the module is returned unchanged inside no value: the parameters are
-    /// untouched (nothing was submitted).
+    /// back. On error nothing was submitted and no parameter changed, but `module`, taken by
+    /// value as burn's optimizers take it, is dropped with the error.
     pub fn step<M: Module>(
         &mut self,
         lr: impl Into<ModuleLearningRate>,
@@ -243,6 +243,8 @@ impl BurnOptimizer {
             .encode_step(&mut encoder, &mut built.set, &self.options)?;
         queue.submit([encoder.finish()]);
         self.report = Some(report);
+        // burn's gradient tensors (in `visited`) lived until the step that reads them was
+        // submitted; their memory may be reused from here on, by work queued after it.
         drop(visited);
         Ok(module)
     }

@@ -121,6 +121,29 @@ fn assert_follows(ours: &Mlp, theirs: &Mlp, init: &Mlp) {
 const LR: f64 = 1e-2;
 const WD: f64 = 1e-2;
 
+/// The same AdamW in both libraries: learning rate `LR` (given at each step), weight
+/// decay `WD`, eps 1e-8, betas (0.9, 0.999).
+fn same_adamw() -> (AdamWConfig, BurnAdamWConfig) {
+    let ours = AdamWConfig {
+        lr: LR,
+        weight_decay: WD,
+        eps: 1e-8,
+        ..Default::default()
+    };
+    let theirs = BurnAdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(WD as f32);
+    (ours, theirs)
+}
+
+/// Two runs' parameters are the same bits, tensor by tensor.
+fn assert_same_bits(a: &[(&str, Vec<f32>)], b: &[(&str, Vec<f32>)], what: &str) {
+    for ((name, x), (_, y)) in a.iter().zip(b) {
+        let same = x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "{name}: {what}");
+    }
+}
+
 /// 50 unclipped steps under burn's cosine learning-rate schedule: clipstep's AdamW through
 /// the adapter follows burn's own AdamW:
 /// per tensor, the largest difference is below 1e-4 of the largest distance travelled.
@@ -130,17 +153,9 @@ fn follows_burn_adamw_without_clipping() {
     let (x, y) = batch(&device, 64, 8, 2);
     let mut ours = Mlp::new(&device, 8, 32, 2);
     let mut theirs = Mlp::new(&device, 8, 32, 2);
-    let config = AdamWConfig {
-        lr: LR,
-        weight_decay: WD,
-        eps: 1e-8,
-        ..Default::default()
-    };
+    let (config, burn_config) = same_adamw();
     let mut clip_opt = BurnOptimizer::adamw(&ctx, config);
-    let mut burn_opt = BurnAdamWConfig::new()
-        .with_epsilon(1e-8)
-        .with_weight_decay(WD as f32)
-        .init();
+    let mut burn_opt = burn_config.init();
     // burn's cosine schedule drives both: clipstep takes it as its in-stream learning rate.
     let mut schedule = CosineAnnealingLrSchedulerConfig::new(LR, 50)
         .init()
@@ -321,10 +336,7 @@ fn gradients_in_place_or_copied_give_the_same_bits() {
         assert!(!copies || in_place == 0);
         runs.push(model.params());
     }
-    for ((name, a), (_, b)) in runs[0].iter().zip(&runs[1]) {
-        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "{name}: in place and copied differ");
-    }
+    assert_same_bits(&runs[0], &runs[1], "in place and copied differ");
 }
 
 /// Per-tensor clipping (the clip active on every tensor): 30 steps follow burn's AdamW with
@@ -336,18 +348,11 @@ fn per_tensor_clip_follows_burns() {
     let (x, y) = batch(&device, 64, 8, 2);
     let mut ours = Mlp::new(&device, 8, 32, 2);
     let mut theirs = Mlp::new(&device, 8, 32, 2);
-    let config = AdamWConfig {
-        lr: LR,
-        weight_decay: WD,
-        eps: 1e-8,
-        ..Default::default()
-    };
+    let (config, burn_config) = same_adamw();
     let max_norm = 0.02;
     let mut clip_opt =
         BurnOptimizer::adamw(&ctx, config).with_per_tensor_clip(Some((max_norm, Norm::L2)));
-    let mut burn_opt = BurnAdamWConfig::new()
-        .with_epsilon(1e-8)
-        .with_weight_decay(WD as f32)
+    let mut burn_opt = burn_config
         .with_grad_clipping(Some(GradientClippingConfig::Norm(max_norm)))
         .init();
     let init = Mlp::new(&device, 8, 32, 2);
@@ -390,8 +395,9 @@ fn saved_state_continues_the_run() {
         second.clipstep_optimizer().unwrap().step_count().unwrap(),
         6
     );
-    for ((name, a), (_, b)) in resumed.params().iter().zip(whole.params()) {
-        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "{name}: the resumed run differs");
-    }
+    assert_same_bits(
+        &resumed.params(),
+        &whole.params(),
+        "the resumed run differs",
+    );
 }
