@@ -31,11 +31,11 @@ fn apply(i: u32, at: At) {
     let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
-    let p0 = params[at.p];
+    let p0 = load_param(at.p);
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     let s0 = state_sum[i];
     let s = s0 + exact(g * g);
     state_sum[i] = select(s0, s, live);
     let clr = div_rn1(u.lr, 1.0 + exact1(f32(state.step - 1u) * u.lr_decay));
-    params[at.p] = select(p0, p0 + div_rn((-clr) * g, sqrt_rn(s) + u.eps), live);
+    store_param(at.p, select(p0, p0 + div_rn((-clr) * g, sqrt_rn(s) + u.eps), live));
 }

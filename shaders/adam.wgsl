@@ -42,7 +42,7 @@ fn apply(i: u32, at: At) {
     let group = group_of(block);
     let u = groups[group];
     let bias = group_bias[group];
-    let p0 = params[at.p];
+    let p0 = load_param(at.p);
     // AdamW decays the parameter; Adam adds an L2 penalty to the gradient.
     let decoupled = u.decoupled_weight_decay != 0u;
     let l2 = select(u.weight_decay, 0.0, decoupled);
@@ -65,5 +65,5 @@ fn apply(i: u32, at: At) {
     }
     let neg_step_size = -div_rn1(u.lr, bias.x);
     let denom = div_rn(sqrt_rn(vhat), vec4<f32>(sqrt_rn1(bias.y))) + u.eps;
-    params[at.p] = select(p0, p + div_rn(neg_step_size * m, denom), live);
+    store_param(at.p, select(p0, p + div_rn(neg_step_size * m, denom), live));
 }

@@ -13,6 +13,11 @@ struct StepState {
     step: u32,
     zero_nans: u32,
     exact_zero: u32,
+    loss_scale: f32,
+    growth_tracker: u32,
+    hysteresis_left: u32,
+    stochastic: u32,
+    round_seed: u32,
 }
 
 // The options of one norm / finalize / clip recording (see src/abi.rs for each field).
@@ -31,16 +36,28 @@ struct NormOp {
     num_groups: u32,
     skip_above: f32,
     per_tensor: u32,
+    scaler: u32,
+    growth_factor: f32,
+    backoff_factor: f32,
+    growth_interval: u32,
+    hysteresis: u32,
+    stochastic: u32,
+    round_seed: u32,
 }
 
 // Per slab: its length in elements, and its chunk table: num_big whole-workgroup chunks,
-// then num_mid chunks of MID_LANES invocations, then small ones of SMALL_LANES. A pooled
+// then num_mid chunks of MID_LANES invocations, then small ones of SMALL_LANES; base is its
+// first element in the set's virtual space (mod 2^32: stochastic rounding's element index). A pooled
 // slab (a caller's buffer holding many tensors) finds its blocks through a Place table.
 struct Slab {
     len: u32,
     num_big: u32,
     num_mid: u32,
     num_chunks: u32,
+    base: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Where one 64-element block of a pooled slab lives: its first vec4 among the params and

@@ -37,10 +37,10 @@ fn apply(i: u32, at: At) {
     let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
-    let p0 = params[at.p];
+    let p0 = load_param(at.p);
     let g = rule_grad(at.g, block);
     let m0 = exp_avg[i];
     let update = sign_keep_nan(exact(u.one_minus_beta1 * g) + exact(u.beta1 * m0)) + exact(u.weight_decay * p0);
-    params[at.p] = select(p0, p0 + exact(u.neg_lr * update), live);
+    store_param(at.p, select(p0, p0 + exact(u.neg_lr * update), live));
     exp_avg[i] = select(m0, exact(u.one_minus_beta2 * g) + exact(u.beta2 * m0), live);
 }

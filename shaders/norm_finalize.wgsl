@@ -11,7 +11,14 @@
 //                     or skip_above > 0 and !(total_norm < skip_above)  (a NaN total too)
 //   step           += 1 unless skipped (only when count_step; saturates at 2^32 − 1)
 //   group_bias[g]   = 1 − β^step = −expm1(step · ln β) per group and beta (1 where ln β = 0)
-//   inv_grad_scale, clip_value, zero_nans: from op for the clip and update kernels
+//   inv_grad_scale, clip_value, zero_nans, stochastic, round_seed: from op for the clip and
+//                     update kernels; under a loss scaler inv_grad_scale = 1 / state.loss_scale
+//   loss scaler (op.scaler): found_inf = nonfinite;
+//     found_inf:  growth_tracker = 0;  hysteresis_left = max(hysteresis_left − 1, 0);
+//                 loss_scale ·= backoff_factor when hysteresis_left = 0
+//     else:       growth_tracker += 1; at growth_interval: growth_tracker = 0,
+//                 hysteresis_left = hysteresis, loss_scale ·= growth_factor if that is finite
+//     (torch._amp_update_scale_ with hysteresis 1; Megatron's hysteresis tracker)
 // The twin of the host finalize in src/host.rs.
 //
 // @binding(0) tensor_sums  one Partial per tensor
@@ -30,6 +37,15 @@
 @group(0) @binding(5) var<storage, read> group_log_betas: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> group_bias: array<vec2<f32>>;
 
+// The factor the norms and the update unscale by: 1 / the state's loss scale under a
+// scaler (exact for a power of two), else the op's 1 / grad_scale.
+fn inv_scale() -> f32 {
+    if op.scaler != 0u {
+        return 1.0 / state.loss_scale;
+    }
+    return op.inv_grad_scale;
+}
+
 fn root(s: f32, bad: u32) -> f32 {
     if (bad & FLAG_NAN) != 0u {
         return f32_nan(bad);
@@ -43,7 +59,7 @@ fn root(s: f32, bad: u32) -> f32 {
     } else if NORM_KIND == NORM_P && s > 0.0 {
         r = pow(s, 1.0 / op.p);
     }
-    return r * op.inv_grad_scale;
+    return r * inv_scale();
 }
 
 // 1 − β^t from ln β; ln β = 0 (β = 1, which validation forbids) marks a group without
@@ -58,6 +74,30 @@ fn bias_correction(log_beta: f32, t: u32) -> f32 {
 // The flags a norm is taken with: under ZERO_NANS a NaN counted as 0, not as NaN.
 fn counted(flags: u32) -> u32 {
     return select(flags, flags & ~FLAG_NAN, op.policy == POLICY_ZERO_NANS);
+}
+
+// The dynamic loss scale after a step whose gradients were (found_inf) or were not
+// finite: the twin of reference::loss_scale::update.
+fn update_scale(st: ptr<function, StepState>) {
+    if (*st).nonfinite != 0u {
+        (*st).growth_tracker = 0u;
+        (*st).hysteresis_left = select(0u, (*st).hysteresis_left - 1u, (*st).hysteresis_left > 0u);
+        if (*st).hysteresis_left == 0u {
+            (*st).loss_scale = (*st).loss_scale * op.backoff_factor;
+        }
+        return;
+    }
+    let successful = (*st).growth_tracker + 1u;
+    if successful >= op.growth_interval {
+        let grown = (*st).loss_scale * op.growth_factor;
+        if is_finite(grown) {
+            (*st).loss_scale = grown;
+        }
+        (*st).growth_tracker = 0u;
+        (*st).hysteresis_left = op.hysteresis;
+    } else {
+        (*st).growth_tracker = successful;
+    }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -88,7 +128,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         st.nonfinite = select(0u, 1u, all.flags != 0u || !is_finite(total));
         blocking = counted(all.flags) != 0u || !is_finite(total);
     } else if op.source == SOURCE_GIVEN {
-        total = op.given_norm * op.inv_grad_scale;
+        total = op.given_norm * inv_scale();
         st.nonfinite = select(0u, 1u, !is_finite(total));
         blocking = st.nonfinite != 0u;
     }
@@ -97,13 +137,18 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if op.source != SOURCE_NONE && op.max_norm > 0.0 {
         st.clip_coef = clip_coef(total, op.max_norm);
     }
-    st.inv_grad_scale = op.inv_grad_scale;
+    st.inv_grad_scale = inv_scale();
+    st.stochastic = op.stochastic;
+    st.round_seed = op.round_seed;
     st.clip_value = op.clip_value;
     st.zero_nans = select(0u, 1u, op.policy == POLICY_ZERO_NANS);
     let too_large = op.skip_above > 0.0 && !(total < op.skip_above);
     st.skipped = select(0u, 1u, (blocking && op.policy != POLICY_PROPAGATE) || too_large);
     if op.count_step != 0u && st.skipped == 0u && st.step != 0xffffffffu {
         st.step += 1u;
+    }
+    if op.scaler != 0u {
+        update_scale(&st);
     }
     for (var g = 0u; g < op.num_groups; g++) {
         group_bias[g] = vec2<f32>(

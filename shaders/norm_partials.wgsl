@@ -6,7 +6,7 @@
 // Chunks never cross a tensor, so the per-tensor fold reuses these partials.
 // Fixed chunk→invocation map, fixed per-invocation order, fixed fold: identical bits every run.
 //
-// @binding(0) grads    this slab's gradients, vec4-packed
+// @binding(0) grads    this slab's gradients (grads_f32.wgsl, or grads_half.wgsl for a 16-bit slab)
 // @binding(1) chunks   this slab's chunk table, large chunks first
 // @binding(2) partials one Partial per chunk of the whole set (written)
 // @binding(3) op       NormOp (p)
@@ -14,7 +14,6 @@
 // ZERO_NANS (pipeline constant) NaN elements add 0 (Optax's zero_nans) but still set FLAG_NAN
 // @binding(4) slab     Slab (num_big, num_mid, num_chunks)
 
-@group(0) @binding(0) var<storage, read> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(2) var<storage, read_write> partials: array<Partial>;
 @group(0) @binding(3) var<uniform> op: NormOp;
@@ -40,7 +39,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     switch NORM_KIND {
         case NORM_L2: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let raw = select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end));
+                let raw = select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end));
                 bits = max(bits, bitcast<vec4<u32>>(raw) & vec4<u32>(0x7fffffffu));
                 let g = zero_nans_if(raw, ZERO_NANS);
                 acc += g * g;
@@ -48,7 +47,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
         }
         case NORM_INF: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let raw = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+                let raw = abs(select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end)));
                 bits = max(bits, bitcast<vec4<u32>>(raw));
                 let a = zero_nans_if(raw, ZERO_NANS);
                 acc = max(acc, a);
@@ -56,7 +55,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
         }
         case NORM_P: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let raw = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+                let raw = abs(select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end)));
                 bits = max(bits, bitcast<vec4<u32>>(raw));
                 let a = zero_nans_if(raw, ZERO_NANS);
                 acc += select(pow(a, vec4<f32>(op.p)), vec4<f32>(0.0), a == vec4<f32>(0.0));
@@ -64,7 +63,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
         }
         default: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let raw = abs(select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+                let raw = abs(select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end)));
                 bits = max(bits, bitcast<vec4<u32>>(raw));
                 acc += zero_nans_if(raw, ZERO_NANS);
             }
@@ -119,21 +118,21 @@ fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     // can unroll (the same loads in the same order as the general loop below).
     if end - start == FULL_SEGMENT && width == SMALL_LANES {
         for (var k = 0u; k < FULL_SEGMENT / (8u * SMALL_LANES); k++) {
-            a = fold(a, grads[e / 4u]);
-            b = fold(b, grads[(e + stride) / 4u]);
+            a = fold(a, grad4(e / 4u));
+            b = fold(b, grad4((e + stride) / 4u));
             e += 2u * stride;
         }
     }
     for (; e + stride < whole; e += 2u * stride) {
-        a = fold(a, grads[e / 4u]);
-        b = fold(b, grads[(e + stride) / 4u]);
+        a = fold(a, grad4(e / 4u));
+        b = fold(b, grad4((e + stride) / 4u));
     }
     if e < whole {
-        a = fold(a, grads[e / 4u]);
+        a = fold(a, grad4(e / 4u));
         e += stride;
     }
     if e == whole && whole < end {
-        a = fold(a, select(vec4<f32>(0.0), grads[e / 4u], lanes_before(e, end)));
+        a = fold(a, select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end)));
     }
     if NORM_KIND == NORM_INF {
         let m = max(bitcast<vec4<u32>>(a), bitcast<vec4<u32>>(b));

@@ -34,7 +34,7 @@ fn apply(i: u32, at: At) {
     let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
-    let p0 = params[at.p];
+    let p0 = load_param(at.p);
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     let s0 = square_avg[i];
     let s = exact(s0 * u.alpha) + exact(exact(u.one_minus_alpha * g) * g);
@@ -52,8 +52,8 @@ fn apply(i: u32, at: At) {
         let b0 = momentum_buffer[i];
         let b = exact(b0 * u.momentum) + div_rn(g, avg);
         momentum_buffer[i] = select(b0, b, live);
-        params[at.p] = select(p0, p0 + exact(u.neg_lr * b), live);
+        store_param(at.p, select(p0, p0 + exact(u.neg_lr * b), live));
     } else {
-        params[at.p] = select(p0, p0 + div_rn(u.neg_lr * g, avg), live);
+        store_param(at.p, select(p0, p0 + div_rn(u.neg_lr * g, avg), live));
     }
 }

@@ -33,7 +33,7 @@ fn apply(i: u32, at: At) {
     let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
-    let p0 = params[at.p];
+    let p0 = load_param(at.p);
     var g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     if u.has_momentum_buffer != 0u {
         let b0 = momentum_buffer[i];
@@ -48,5 +48,5 @@ fn apply(i: u32, at: At) {
             g = b;
         }
     }
-    params[at.p] = select(p0, p0 + exact(u.neg_lr * g), live);
+    store_param(at.p, select(p0, p0 + exact(u.neg_lr * g), live));
 }

@@ -1,13 +1,15 @@
 // Bindings, skip rule and parameter groups of every update kernel (appended after the
 // rule's body, which declares its states at bindings 2-4 and its group table `groups` at 6;
-// see src/kernels/update.rs). The gradients come from update_split.wgsl (their own binding)
-// or update_shared.wgsl (inside the params binding, for a caller's buffer holding both).
+// see src/kernels/update.rs). The params and gradients, and `load_param`, `store_param`,
+// `load_grad`, come from update_split.wgsl (f32, each in its own binding),
+// update_shared.wgsl (f32, a caller's buffer holding both), update_half_master.wgsl (16-bit
+// gradients, f32 master weights and their 16-bit copy) or update_half_inplace.wgsl (16-bit
+// gradients and parameters).
 //
 // Tensors start on 64-element blocks (BLOCK_VEC4S vec4s), so every block of a slab belongs
 // to one tensor and one parameter group: blocks[b] = group | BLOCK_UNCLIPPED when the
 // group is not clipped (| BLOCK_SLAB_UNIFORM on blocks[0] when every block is alike). A vec4 finds its hyperparameters as groups[group_of(block_of(i))].
 
-@group(0) @binding(0) var<storage, read_write> params: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> state: StepState;
 @group(0) @binding(7) var<uniform> slab: Slab;
 @group(0) @binding(8) var<storage, read> blocks: array<u32>;

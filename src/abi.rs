@@ -122,6 +122,19 @@ shared_struct! {
         /// `shaders/update.wgsl`), so the driver can neither contract `a·b + c` into an fma
         /// nor reorder the product, and rounds as the f32 reference does.
         exact_zero: u32,
+        /// The dynamic loss scale: what the next backward pass multiplies the loss by
+        /// (the finalize of a step under a [`crate::LossScaler`] unscales by it, then
+        /// grows or backs it off). 1 when no scaler was set.
+        loss_scale: f32,
+        /// Steps without overflow since the scale last changed (PyTorch's `_growth_tracker`).
+        growth_tracker: u32,
+        /// Overflows still tolerated before the scale backs off (Megatron's hysteresis
+        /// tracker).
+        hysteresis_left: u32,
+        /// 1: the update rounds bf16 parameters stochastically (copied from the op).
+        stochastic: u32,
+        /// The seed of stochastic rounding (copied from the op).
+        round_seed: u32,
     }
 }
 
@@ -132,6 +145,7 @@ impl DeviceStepState {
             total_norm: f32::NAN,
             clip_coef: 1.0,
             inv_grad_scale: 1.0,
+            loss_scale: 1.0,
             ..Default::default()
         }
     }
@@ -172,6 +186,21 @@ shared_struct! {
         skip_above: f32,
         /// `PER_TENSOR_*`: the per-tensor scale's factor.
         per_tensor: u32,
+        /// 1: a dynamic loss scaler runs in the finalize: the gradients are unscaled by the
+        /// state's `loss_scale` (not `inv_grad_scale`), and the scale is updated.
+        scaler: u32,
+        /// The scaler's growth factor.
+        growth_factor: f32,
+        /// The scaler's backoff factor.
+        backoff_factor: f32,
+        /// Steps without overflow before the scale grows.
+        growth_interval: u32,
+        /// Overflows tolerated before the scale backs off (1: every overflow, PyTorch).
+        hysteresis: u32,
+        /// 1: round bf16 parameters stochastically.
+        stochastic: u32,
+        /// The seed of stochastic rounding.
+        round_seed: u32,
     }
 }
 
@@ -187,6 +216,15 @@ shared_struct! {
         num_mid: u32,
         /// All chunks of the slab.
         num_chunks: u32,
+        /// The slab's first element in the set's virtual space, mod 2^32 (stochastic
+        /// rounding's element index).
+        base: u32,
+        /// Padding.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
     }
 }
 

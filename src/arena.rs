@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::consts::{MIN_SLAB_BYTES, TENSOR_ALIGN_ELEMS};
+use crate::dtype::Dtype;
 use crate::context::{Context, Gpu};
 use crate::error::{Error, Result};
 use crate::gpu::f32s;
@@ -46,6 +47,26 @@ pub struct ArenaOptions {
     pub max_slab_bytes: Option<u64>,
     /// Tensors in the caller's buffers.
     pub external: Vec<ExternalTensor>,
+    /// The element type of the set's gradients and of the parameters the model reads.
+    /// Default f32. A 16-bit set is of clipstep's own tensors only (no `external`).
+    pub dtype: Dtype,
+    /// For a 16-bit set: keep f32 master weights beside the 16-bit parameters. The
+    /// optimizer then updates the master and writes its rounding into the 16-bit copy;
+    /// without, it updates the 16-bit parameters in place (widen, update in f32, round).
+    /// Ignored for f32. [`ArenaOptions::mixed`] sets it.
+    pub master_weights: bool,
+}
+
+impl ArenaOptions {
+    /// A set of `dtype` gradients and parameters with f32 master weights (the usual
+    /// mixed-precision configuration).
+    pub fn mixed(dtype: Dtype) -> ArenaOptions {
+        ArenaOptions {
+            dtype,
+            master_weights: true,
+            ..ArenaOptions::default()
+        }
+    }
 }
 
 /// One contiguous piece of a tensor in a device buffer, for a caller's own kernels.
@@ -136,8 +157,8 @@ pub(crate) fn slab_capacity(limits: Option<&wgpu::Limits>, forced: Option<u64>) 
 }
 
 /// A buffer of clipstep's own for one slab, bound whole.
-pub(crate) fn own_binding(gpu: &Gpu, label: &str, slab: &SlabInfo) -> Binding {
-    let data_size = slab.len * 4;
+pub(crate) fn own_binding(gpu: &Gpu, label: &str, slab: &SlabInfo, dtype: Dtype) -> Binding {
+    let data_size = slab.len * dtype.size();
     let size = data_size.next_multiple_of(16);
     Binding {
         buffer: gpu.storage(label, size),
@@ -155,7 +176,7 @@ pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str) -> Arena 
             layout
                 .slabs
                 .iter()
-                .map(|slab| own_binding(gpu, label, slab))
+                .map(|slab| own_binding(gpu, label, slab, Dtype::F32))
                 .collect(),
         ),
         None => Arena::Cpu(vec![0.0; layout.internal_len as usize]),

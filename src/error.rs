@@ -185,6 +185,20 @@ pub enum Error {
     /// A combination clipstep does not run yet.
     #[error("not supported yet: {0}")]
     NotSupported(String),
+    /// A loss scaler's settings (or a scale set by hand) are out of range, or the step's
+    /// options conflict with a scaler.
+    #[error("invalid loss scaler: {0}")]
+    InvalidLossScaler(String),
+    /// The operation needs another element type than the set's (see [`crate::Dtype`]).
+    #[error("{what} needs a set of {needs} elements; this set holds {set:?}")]
+    WrongDtype {
+        /// The operation.
+        what: &'static str,
+        /// What it needs.
+        needs: &'static str,
+        /// The set's element type.
+        set: crate::Dtype,
+    },
     /// A block-RMS clip threshold must be finite and > 0.
     #[error("clip_by_block_rms threshold must be finite and > 0; got {0}")]
     InvalidBlockRms(f32),

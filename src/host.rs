@@ -7,7 +7,7 @@ use crate::abi::{
     POLICY_ZERO_NANS, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE,
 };
 use crate::layout::Layout;
-use crate::reference::{self, PowerSum};
+use crate::reference::{self, PowerSum, ScaleState};
 
 /// PyTorch's `norm_type` of `op.kind`: 1, 2, ∞ or `op.p`.
 fn norm_type(op: &NormOp) -> f32 {
@@ -105,11 +105,17 @@ pub(crate) fn finalize(
     op: &NormOp,
     sum: Option<PowerSum>,
 ) -> DeviceStepState {
+    // The unscaling factor: 1 / the loss scale under a scaler (`inv_scale` in the shader).
+    let inv_scale = if op.scaler != 0 {
+        1.0 / prev.loss_scale
+    } else {
+        op.inv_grad_scale
+    };
     // `blocking`: what skips the step under a skipping policy (under ZeroNans, ±Inf only).
     let (total_norm, nonfinite, blocking) = match (op.source, sum) {
         (SOURCE_COMPUTED, Some(sum)) => {
             let kept = counted(sum, op);
-            let total = reference::root(kept, norm_type(op)) as f32 * op.inv_grad_scale;
+            let total = reference::root(kept, norm_type(op)) as f32 * inv_scale;
             let overflow = !total.is_finite();
             (
                 total,
@@ -118,7 +124,7 @@ pub(crate) fn finalize(
             )
         }
         (SOURCE_GIVEN, _) => {
-            let total = op.given_norm * op.inv_grad_scale;
+            let total = op.given_norm * inv_scale;
             (total, !total.is_finite(), !total.is_finite())
         }
         _ => (f32::NAN, false, false),
@@ -135,16 +141,36 @@ pub(crate) fn finalize(
     let step = prev
         .step
         .saturating_add(u32::from(op.count_step != 0 && !skipped));
+    let mut scale = ScaleState {
+        scale: prev.loss_scale,
+        growth_tracker: prev.growth_tracker,
+        hysteresis_left: prev.hysteresis_left,
+    };
+    if op.scaler != 0 {
+        scale = reference::update_scale(
+            scale,
+            nonfinite,
+            op.growth_factor,
+            op.backoff_factor,
+            op.growth_interval,
+            op.hysteresis,
+        );
+    }
     DeviceStepState {
         total_norm,
         clip_coef,
-        inv_grad_scale: op.inv_grad_scale,
+        inv_grad_scale: inv_scale,
         clip_value: op.clip_value,
         nonfinite: u32::from(nonfinite),
         skipped: u32::from(skipped),
         step,
         zero_nans: u32::from(zeroes_nans(op)),
         exact_zero: 0,
+        loss_scale: scale.scale,
+        growth_tracker: scale.growth_tracker,
+        hysteresis_left: scale.hysteresis_left,
+        stochastic: op.stochastic,
+        round_seed: op.round_seed,
     }
 }
 

@@ -34,11 +34,14 @@ mod arena;
 mod checkpoint;
 pub mod consts;
 mod context;
+mod dtype;
 mod error;
 mod gpu;
+mod half_io;
 mod host;
 mod kernels;
 mod layout;
+mod loss_scale;
 mod memory;
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -57,7 +60,9 @@ mod slabs;
 pub use arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
 pub use checkpoint::{LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_VERSION};
 pub use context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
+pub use dtype::{Dtype, Rounding};
 pub use error::{Error, Result};
+pub use loss_scale::LossScaler;
 pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
 pub use optim::{
     Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Lamb, LambConfig, Lars,

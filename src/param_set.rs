@@ -19,7 +19,9 @@ use crate::arena::{
     write_tensor, Arena, ArenaOptions, Binding, ExternalTensor, TensorView,
 };
 use crate::context::{Context, Gpu};
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
+use crate::half_io;
 use crate::host;
 use crate::kernels::agc::AgcKernel;
 use crate::kernels::clip::ClipKernels;
@@ -44,6 +46,11 @@ pub struct ParamSet {
     pub(crate) layout: Arc<Layout>,
     pub(crate) params: Arena,
     pub(crate) grads: Arena,
+    /// The element type of the grads (and of the model's parameters).
+    pub(crate) dtype: Dtype,
+    /// A 16-bit set with f32 master weights: per slab, the 16-bit model copy (`params`
+    /// then holds the f32 master weights).
+    pub(crate) model: Option<Vec<Binding>>,
     /// The device half; `None` on the CPU backend.
     pub(crate) device: Option<SetDevice>,
 }
@@ -99,6 +106,18 @@ impl ParamSet {
         if gpu.is_none() && !options.external.is_empty() {
             return Err(Error::NeedsGpu("an external tensor"));
         }
+        if options.dtype.is_16_bit() {
+            if gpu.is_none() {
+                return Err(Error::NeedsGpu("a 16-bit parameter set"));
+            }
+            if !options.external.is_empty() {
+                return Err(Error::NotSupported(
+                    "external tensors in a 16-bit set: give the set clipstep's own tensors \
+                     (grad_views / param_views expose their buffers)"
+                        .into(),
+                ));
+            }
+        }
         let capacity = slab_capacity(gpu.map(|g| &g.limits), options.max_slab_bytes)?;
         let external_specs: Vec<TensorSpec> = options
             .external
@@ -131,6 +150,8 @@ impl ParamSet {
                 layout,
                 params: Arena::Cpu(vec![0.0; len]),
                 grads: Arena::Cpu(vec![0.0; len]),
+                dtype: Dtype::F32,
+                model: None,
                 device: None,
             });
         };
@@ -147,7 +168,13 @@ impl ParamSet {
                             let grads: Vec<_> = members.iter().map(|&t| &ext(t).grads).collect();
                             SlabDevice::pooled(gpu, &layout, s, &params, &grads)
                         }
-                        None => SlabDevice::own(gpu, &layout, s),
+                        None => SlabDevice::own(
+                            gpu,
+                            &layout,
+                            s,
+                            options.dtype,
+                            options.master_weights,
+                        ),
                     })
                 })
                 .collect();
@@ -172,6 +199,12 @@ impl ParamSet {
             layout,
             params: Arena::Gpu(device.slabs.iter().map(|s| s.params.clone()).collect()),
             grads: Arena::Gpu(device.slabs.iter().map(|s| s.grads.clone()).collect()),
+            dtype: options.dtype,
+            model: device
+                .slabs
+                .iter()
+                .map(|s| s.model.clone())
+                .collect::<Option<Vec<_>>>(),
             device: Some(device),
         })
     }
@@ -199,88 +232,206 @@ impl ParamSet {
 
     // --- host data ------------------------------------------------------------------
 
-    /// Writes every parameter: `data` is all tensors concatenated in order.
+    /// Writes every parameter: `data` is all tensors concatenated in order. In a 16-bit
+    /// set, the parameters become `data` rounded to nearest even (and with master weights,
+    /// the master becomes `data` itself).
     pub fn upload_params(&mut self, data: &[f32]) -> Result<()> {
-        write_all(
-            self.ctx.gpu(),
-            &self.layout,
-            &mut self.params,
-            data,
-            "params",
-        )
+        self.write_params(None, data)
     }
 
-    /// Writes every gradient: `data` is all tensors concatenated in order.
+    /// Writes every gradient: `data` is all tensors concatenated in order (in a 16-bit
+    /// set, rounded to nearest even).
     pub fn upload_grads(&mut self, data: &[f32]) -> Result<()> {
-        write_all(self.ctx.gpu(), &self.layout, &mut self.grads, data, "grads")
+        self.write_grads(None, data)
     }
 
-    /// Writes one tensor's parameters.
+    /// Writes one tensor's parameters (see [`ParamSet::upload_params`]).
     pub fn upload_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
         let t = self.layout.index(name)?;
-        write_tensor(
-            self.ctx.gpu(),
-            &self.layout,
-            &mut self.params,
-            t,
-            data,
-            "params",
-        )
+        self.write_params(Some(t), data)
     }
 
-    /// Writes one tensor's gradient.
+    /// Writes one tensor's gradient (see [`ParamSet::upload_grads`]).
     pub fn upload_grad(&mut self, name: &str, data: &[f32]) -> Result<()> {
         let t = self.layout.index(name)?;
-        write_tensor(
-            self.ctx.gpu(),
-            &self.layout,
-            &mut self.grads,
-            t,
-            data,
-            "grads",
-        )
+        self.write_grads(Some(t), data)
     }
 
-    /// Reads every parameter back (all tensors concatenated in order). Syncs with the device.
+    /// Reads every parameter back (all tensors concatenated in order): the f32
+    /// parameters, or a 16-bit set's master weights, or without master weights its 16-bit
+    /// parameters widened. Syncs with the device.
     pub fn download_params(&self) -> Result<Vec<f32>> {
-        read_all(self.ctx.gpu(), &self.layout, &self.params, "params")
+        self.read_params(None)
     }
 
-    /// Reads every gradient back (all tensors concatenated in order). Syncs with the device.
+    /// Reads every gradient back (all tensors concatenated in order; a 16-bit set's
+    /// widened exactly). Syncs with the device.
     pub fn download_grads(&self) -> Result<Vec<f32>> {
-        read_all(self.ctx.gpu(), &self.layout, &self.grads, "grads")
+        self.read_grads(None)
     }
 
-    /// Reads one tensor's parameters back.
+    /// Reads one tensor's parameters back (see [`ParamSet::download_params`]).
     pub fn download_param(&self, name: &str) -> Result<Vec<f32>> {
         let t = self.layout.index(name)?;
-        read_tensor(self.ctx.gpu(), &self.layout, &self.params, t, "params")
+        self.read_params(Some(t))
     }
 
     /// Reads one tensor's gradient back.
     pub fn download_grad(&self, name: &str) -> Result<Vec<f32>> {
         let t = self.layout.index(name)?;
-        read_tensor(self.ctx.gpu(), &self.layout, &self.grads, t, "grads")
+        self.read_grads(Some(t))
+    }
+
+    /// The set's element type ([`ArenaOptions::dtype`]).
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// Whether a 16-bit set keeps f32 master weights ([`ArenaOptions::master_weights`]).
+    pub fn has_master_weights(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// Writes every gradient of a 16-bit set as its bit patterns (f16 or bf16, as the
+    /// set's dtype), all tensors concatenated in order.
+    pub fn upload_grads_bits(&mut self, bits: &[u16]) -> Result<()> {
+        let bindings = self.half_bindings("upload_grads_bits", &self.grads)?;
+        let gpu = self.gpu_of("upload_grads_bits")?;
+        half_io::write_bits(gpu, &self.layout, bindings, None, bits, "grads")
+    }
+
+    /// Reads every gradient of a 16-bit set as its bit patterns. Syncs.
+    pub fn download_grads_bits(&self) -> Result<Vec<u16>> {
+        let bindings = self.half_bindings("download_grads_bits", &self.grads)?;
+        let gpu = self.gpu_of("download_grads_bits")?;
+        half_io::read_bits(gpu, &self.layout, bindings, None)
+    }
+
+    /// Reads the 16-bit parameters the model reads (the rounded copy of the master
+    /// weights, or the parameters themselves) as bit patterns. Syncs.
+    pub fn download_params_bits(&self) -> Result<Vec<u16>> {
+        let bindings = self.model_bindings("download_params_bits")?;
+        let gpu = self.gpu_of("download_params_bits")?;
+        half_io::read_bits(gpu, &self.layout, bindings, None)
+    }
+
+    fn gpu_of(&self, what: &'static str) -> Result<&Gpu> {
+        self.ctx.gpu().map(|g| &**g).ok_or(Error::NeedsGpu(what))
+    }
+
+    /// `arena`'s bindings, when the set is 16-bit.
+    fn half_bindings<'a>(&self, what: &'static str, arena: &'a Arena) -> Result<&'a [Binding]> {
+        match arena {
+            Arena::Gpu(bindings) if self.dtype.is_16_bit() => Ok(bindings),
+            _ => Err(Error::WrongDtype {
+                what,
+                needs: "16-bit (f16 or bf16)",
+                set: self.dtype,
+            }),
+        }
+    }
+
+    /// The 16-bit parameters the model reads: the master's copy, or the params.
+    fn model_bindings(&self, what: &'static str) -> Result<&[Binding]> {
+        match &self.model {
+            Some(model) => Ok(model),
+            None => self.half_bindings(what, &self.params),
+        }
+    }
+
+    fn write_params(&mut self, t: Option<usize>, data: &[f32]) -> Result<()> {
+        if !self.dtype.is_16_bit() {
+            return self.write_f32(t, data, true);
+        }
+        let bits: Vec<u16> = data.iter().map(|&x| self.dtype.round(x)).collect();
+        let gpu = self.gpu_of("upload_params")?;
+        half_io::write_bits(gpu, &self.layout, self.model_bindings("upload_params")?, t, &bits, "params")?;
+        if self.model.is_some() {
+            self.write_f32(t, data, true)?;
+        }
+        Ok(())
+    }
+
+    fn write_grads(&mut self, t: Option<usize>, data: &[f32]) -> Result<()> {
+        if !self.dtype.is_16_bit() {
+            return self.write_f32(t, data, false);
+        }
+        let bits: Vec<u16> = data.iter().map(|&x| self.dtype.round(x)).collect();
+        let gpu = self.gpu_of("upload_grads")?;
+        let bindings = self.half_bindings("upload_grads", &self.grads)?;
+        half_io::write_bits(gpu, &self.layout, bindings, t, &bits, "grads")
+    }
+
+    /// An f32 arena's upload: params (or master weights) or grads, one tensor or all.
+    fn write_f32(&mut self, t: Option<usize>, data: &[f32], params: bool) -> Result<()> {
+        let (arena, role) = if params {
+            (&mut self.params, "params")
+        } else {
+            (&mut self.grads, "grads")
+        };
+        match t {
+            Some(t) => write_tensor(self.ctx.gpu(), &self.layout, arena, t, data, role),
+            None => write_all(self.ctx.gpu(), &self.layout, arena, data, role),
+        }
+    }
+
+    fn read_f32(&self, t: Option<usize>, arena: &Arena, role: &'static str) -> Result<Vec<f32>> {
+        match t {
+            Some(t) => read_tensor(self.ctx.gpu(), &self.layout, arena, t, role),
+            None => read_all(self.ctx.gpu(), &self.layout, arena, role),
+        }
+    }
+
+    fn read_params(&self, t: Option<usize>) -> Result<Vec<f32>> {
+        if !self.dtype.is_16_bit() || self.model.is_some() {
+            return self.read_f32(t, &self.params, "params");
+        }
+        let gpu = self.gpu_of("download_params")?;
+        let bits = half_io::read_bits(gpu, &self.layout, self.model_bindings("download_params")?, t)?;
+        Ok(bits.iter().map(|&h| self.dtype.widen(h)).collect())
+    }
+
+    fn read_grads(&self, t: Option<usize>) -> Result<Vec<f32>> {
+        if !self.dtype.is_16_bit() {
+            return self.read_f32(t, &self.grads, "grads");
+        }
+        let gpu = self.gpu_of("download_grads")?;
+        let bindings = self.half_bindings("download_grads", &self.grads)?;
+        let bits = half_io::read_bits(gpu, &self.layout, bindings, t)?;
+        Ok(bits.iter().map(|&h| self.dtype.widen(h)).collect())
     }
 
     // --- device views -----------------------------------------------------------------
 
     /// The device pieces of a tensor's gradient (usually one; more when it spans slabs),
-    /// so a caller's backward kernels can write gradients in place.
+    /// so a caller's backward kernels can write gradients in place. In a 16-bit set the
+    /// pieces hold packed 16-bit elements (byte offsets, two elements per word).
     pub fn grad_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
-        self.views(&self.grads, name)
+        self.views(&self.grads, name, self.dtype)
     }
 
-    /// The device pieces of a tensor's parameters.
+    /// The device pieces of a tensor's parameters: in a 16-bit set, the 16-bit
+    /// parameters the model reads (with master weights, their rounded copy).
     pub fn param_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
-        self.views(&self.params, name)
+        match &self.model {
+            Some(model) => self.half_views(model, name),
+            None => self.views(&self.params, name, self.dtype),
+        }
     }
 
-    fn views<'a>(&'a self, arena: &'a Arena, name: &str) -> Result<Vec<TensorView<'a>>> {
-        let t = self.layout.index(name)?;
+    fn views<'a>(
+        &'a self,
+        arena: &'a Arena,
+        name: &str,
+        dtype: Dtype,
+    ) -> Result<Vec<TensorView<'a>>> {
         let Arena::Gpu(bindings) = arena else {
             return Err(Error::NeedsGpu("a device view of a tensor"));
         };
+        if dtype.is_16_bit() {
+            return self.half_views(bindings, name);
+        }
+        let t = self.layout.index(name)?;
         Ok(self
             .layout
             .pieces(t)
@@ -288,6 +439,23 @@ impl ParamSet {
             .map(|p| TensorView {
                 buffer: &bindings[p.slab].buffer,
                 offset: bindings[p.slab].piece_offset(&self.layout, t, &p),
+                len: p.len,
+                tensor_offset: p.tensor_offset,
+            })
+            .collect())
+    }
+
+    /// Views of a 16-bit tensor in `bindings` (clipstep's own slabs: byte offset = 2 ·
+    /// element offset).
+    fn half_views<'a>(&'a self, bindings: &'a [Binding], name: &str) -> Result<Vec<TensorView<'a>>> {
+        let t = self.layout.index(name)?;
+        Ok(self
+            .layout
+            .pieces(t)
+            .into_iter()
+            .map(|p| TensorView {
+                buffer: &bindings[p.slab].buffer,
+                offset: p.slab_offset * 2,
                 len: p.len,
                 tensor_offset: p.tensor_offset,
             })
@@ -584,6 +752,14 @@ impl ParamSet {
         policy: Nonfinite,
         apply: Apply,
     ) -> Result<Report> {
+        if self.dtype.is_16_bit() && apply != Apply::Nothing {
+            return Err(Error::WrongDtype {
+                what: "a standalone clip (clip_grad_norm, clip_grads_with_norm, clip_grad_value, \
+                       per-tensor clips)",
+                needs: "f32 (a 16-bit set clips inside the optimizer step: StepOptions::clip)",
+                set: self.dtype,
+            });
+        }
         match (encoder, &self.device) {
             (Some(encoder), Some(device)) => device
                 .gpu

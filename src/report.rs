@@ -25,6 +25,9 @@ pub struct StepState {
     pub skipped: bool,
     /// Optimizer steps taken, skipped steps excluded (0 for standalone operations).
     pub step: u32,
+    /// The loss scale after the step (under a [`crate::LossScaler`]: grown or backed off
+    /// by this step; else 1): the scale of the next backward pass.
+    pub loss_scale: f32,
 }
 
 impl From<DeviceStepState> for StepState {
@@ -35,6 +38,7 @@ impl From<DeviceStepState> for StepState {
             nonfinite: r.nonfinite != 0,
             skipped: r.skipped != 0,
             step: r.step,
+            loss_scale: r.loss_scale,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! every constant and code.
 
 use crate::abi::prelude;
+use crate::dtype::Dtype;
 
 /// A WGSL file appended after a kernel body that uses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,22 @@ pub(crate) enum Snippet {
     AgcPooled,
     /// `shaders/agc_shared.wgsl`: the same, params and grads in one buffer.
     AgcShared,
+    /// `shaders/half.wgsl`: 16-bit conversions and stochastic rounding's generator.
+    Half,
+    /// `shaders/bf16.wgsl`: bf16 as a variant's 16-bit type (`widen4`, `narrow4_*`).
+    Bf16,
+    /// `shaders/f16.wgsl`: f16 as a variant's 16-bit type.
+    F16,
+    /// `shaders/grads_f32.wgsl`: the norm partials' f32 gradients.
+    GradsF32,
+    /// `shaders/grads_half.wgsl`: the norm partials' 16-bit gradients.
+    GradsHalf,
+    /// `shaders/update_half_master.wgsl` + `round_param.wgsl`: 16-bit gradients, f32
+    /// master weights and their 16-bit model copy.
+    UpdateHalfMaster,
+    /// `shaders/update_half_inplace.wgsl` + `round_param.wgsl`: 16-bit gradients and
+    /// parameters, updated in place.
+    UpdateHalfInPlace,
 }
 
 impl Snippet {
@@ -61,6 +78,21 @@ impl Snippet {
             Snippet::AgcDirect => include_str!("../shaders/agc_direct.wgsl"),
             Snippet::AgcPooled => include_str!("../shaders/agc_pooled.wgsl"),
             Snippet::AgcShared => include_str!("../shaders/agc_shared.wgsl"),
+            Snippet::Half => include_str!("../shaders/half.wgsl"),
+            Snippet::Bf16 => include_str!("../shaders/bf16.wgsl"),
+            Snippet::F16 => include_str!("../shaders/f16.wgsl"),
+            Snippet::GradsF32 => include_str!("../shaders/grads_f32.wgsl"),
+            Snippet::GradsHalf => include_str!("../shaders/grads_half.wgsl"),
+            Snippet::UpdateHalfMaster => concat!(
+                include_str!("../shaders/update_half_master.wgsl"),
+                "\n",
+                include_str!("../shaders/round_param.wgsl")
+            ),
+            Snippet::UpdateHalfInPlace => concat!(
+                include_str!("../shaders/update_half_inplace.wgsl"),
+                "\n",
+                include_str!("../shaders/round_param.wgsl")
+            ),
         }
     }
 }
@@ -104,7 +136,11 @@ macro_rules! kernels {
 
 kernels! {
     /// Per-chunk partial power sums (`src/kernels/norm.rs`).
-    NormPartials = "norm_partials" [Reduce];
+    NormPartials = "norm_partials" [Reduce, GradsF32];
+    /// The partials over a bf16 slab.
+    NormPartialsBf16 = "norm_partials" [Reduce, GradsHalf, Bf16, Half];
+    /// The partials over an f16 slab.
+    NormPartialsF16 = "norm_partials" [Reduce, GradsHalf, F16, Half];
     /// Per-tensor fold of the partials.
     NormTensors = "norm_tensors" [Reduce];
     /// Total norm, per-tensor norms and the step state.
@@ -167,6 +203,46 @@ kernels! {
     AdagradShared = "adagrad" [Update, UpdateShared, Elementwise, LocatePooled];
     /// Lion, params and grads in one buffer.
     LionShared = "lion" [Update, UpdateShared, Elementwise, LocatePooled];
+    /// SGD on a bf16 slab with f32 master weights.
+    SgdBf16 = "sgd" [Update, UpdateHalfMaster, Bf16, Half, Elementwise, LocateDirect];
+    /// SGD on a bf16 slab updated in place.
+    SgdBf16InPlace = "sgd" [Update, UpdateHalfInPlace, Bf16, Half, Elementwise, LocateDirect];
+    /// SGD on a f16 slab with f32 master weights.
+    SgdF16 = "sgd" [Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
+    /// SGD on a f16 slab updated in place.
+    SgdF16InPlace = "sgd" [Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
+    /// Adam / AdamW on a bf16 slab with f32 master weights.
+    AdamBf16 = "adam" [Update, UpdateHalfMaster, Bf16, Half, Elementwise, LocateDirect];
+    /// Adam / AdamW on a bf16 slab updated in place.
+    AdamBf16InPlace = "adam" [Update, UpdateHalfInPlace, Bf16, Half, Elementwise, LocateDirect];
+    /// Adam / AdamW on a f16 slab with f32 master weights.
+    AdamF16 = "adam" [Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
+    /// Adam / AdamW on a f16 slab updated in place.
+    AdamF16InPlace = "adam" [Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
+    /// RMSprop on a bf16 slab with f32 master weights.
+    RmsPropBf16 = "rmsprop" [Update, UpdateHalfMaster, Bf16, Half, Elementwise, LocateDirect];
+    /// RMSprop on a bf16 slab updated in place.
+    RmsPropBf16InPlace = "rmsprop" [Update, UpdateHalfInPlace, Bf16, Half, Elementwise, LocateDirect];
+    /// RMSprop on a f16 slab with f32 master weights.
+    RmsPropF16 = "rmsprop" [Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
+    /// RMSprop on a f16 slab updated in place.
+    RmsPropF16InPlace = "rmsprop" [Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
+    /// Adagrad on a bf16 slab with f32 master weights.
+    AdagradBf16 = "adagrad" [Update, UpdateHalfMaster, Bf16, Half, Elementwise, LocateDirect];
+    /// Adagrad on a bf16 slab updated in place.
+    AdagradBf16InPlace = "adagrad" [Update, UpdateHalfInPlace, Bf16, Half, Elementwise, LocateDirect];
+    /// Adagrad on a f16 slab with f32 master weights.
+    AdagradF16 = "adagrad" [Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
+    /// Adagrad on a f16 slab updated in place.
+    AdagradF16InPlace = "adagrad" [Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
+    /// Lion on a bf16 slab with f32 master weights.
+    LionBf16 = "lion" [Update, UpdateHalfMaster, Bf16, Half, Elementwise, LocateDirect];
+    /// Lion on a bf16 slab updated in place.
+    LionBf16InPlace = "lion" [Update, UpdateHalfInPlace, Bf16, Half, Elementwise, LocateDirect];
+    /// Lion on a f16 slab with f32 master weights.
+    LionF16 = "lion" [Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
+    /// Lion on a f16 slab updated in place.
+    LionF16InPlace = "lion" [Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
 }
 
 impl Kernel {
@@ -192,6 +268,38 @@ impl Kernel {
             (Lion, true, true) => LionShared,
             (kernel, _, _) => kernel,
         }
+    }
+
+    /// The variant of `self` for a slab of 16-bit `dtype` elements, with f32 master weights
+    /// (`master`) or updated in place: the norm partials and the elementwise update rules
+    /// have one; `None` for the rest (the caller reports it as not supported).
+    pub(crate) fn for_dtype(self, dtype: Dtype, master: bool) -> Option<Kernel> {
+        use Kernel::*;
+        let bf16 = dtype == Dtype::Bf16;
+        let pick = |b: Kernel, bi: Kernel, f: Kernel, fi: Kernel| match (bf16, master) {
+            (true, true) => b,
+            (true, false) => bi,
+            (false, true) => f,
+            (false, false) => fi,
+        };
+        if !dtype.is_16_bit() {
+            return Some(self);
+        }
+        Some(match self {
+            NormPartials => {
+                if bf16 {
+                    NormPartialsBf16
+                } else {
+                    NormPartialsF16
+                }
+            }
+            Sgd => pick(SgdBf16, SgdBf16InPlace, SgdF16, SgdF16InPlace),
+            Adam => pick(AdamBf16, AdamBf16InPlace, AdamF16, AdamF16InPlace),
+            RmsProp => pick(RmsPropBf16, RmsPropBf16InPlace, RmsPropF16, RmsPropF16InPlace),
+            Adagrad => pick(AdagradBf16, AdagradBf16InPlace, AdagradF16, AdagradF16InPlace),
+            Lion => pick(LionBf16, LionBf16InPlace, LionF16, LionF16InPlace),
+            _ => return None,
+        })
     }
 
     /// Whether the kernel addresses a pool through its place table (binding 10).
@@ -244,7 +352,10 @@ impl Kernel {
     /// Whether the kernel also has variants that count NaN elements as 0 (`override
     /// ZERO_NANS` in `shaders/norm_partials.wgsl`): the only one that reads gradients.
     pub(crate) fn zero_nans_specialized(self) -> bool {
-        self == Kernel::NormPartials
+        matches!(
+            self,
+            Kernel::NormPartials | Kernel::NormPartialsBf16 | Kernel::NormPartialsF16
+        )
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::abi::{Chunk, Place, Slab};
 use crate::arena::{own_binding, Binding, BufferRange};
 use crate::context::Gpu;
+use crate::dtype::Dtype;
 use crate::layout::Layout;
 use crate::pool::placement;
 use crate::shaders::Kernel;
@@ -25,6 +26,12 @@ pub(crate) struct SlabDevice {
     pub pooled: bool,
     /// Params and grads in one caller buffer: the update kernel binds it once.
     pub shared: bool,
+    /// The element type of the grads binding (and of `model`, or of the params binding
+    /// without master weights).
+    pub dtype: Dtype,
+    /// A 16-bit slab's f32 master weights are the params binding, and `model` their
+    /// 16-bit copy (else the params binding holds the 16-bit parameters).
+    pub model: Option<Binding>,
     /// The chunk table of the norm kernels (starts relative to the grads binding).
     pub chunks: wgpu::Buffer,
     /// A pool's place table (a one-row placeholder for a slab of clipstep's own).
@@ -34,13 +41,22 @@ pub(crate) struct SlabDevice {
 }
 
 impl SlabDevice {
-    /// Slab `s` of clipstep's own: a params and a grads buffer of its length.
-    pub(crate) fn own(gpu: &Gpu, layout: &Layout, s: usize) -> SlabDevice {
+    /// Slab `s` of clipstep's own: a params and a grads buffer of its length, of `dtype`
+    /// elements; a 16-bit slab with `master` weights has f32 params and a 16-bit model copy.
+    pub(crate) fn own(
+        gpu: &Gpu,
+        layout: &Layout,
+        s: usize,
+        dtype: Dtype,
+        master: bool,
+    ) -> SlabDevice {
         let slab = &layout.slabs[s];
-        let params = own_binding(gpu, "params", slab);
-        let grads = own_binding(gpu, "grads", slab);
+        let half = dtype.is_16_bit();
+        let param_type = if half && master { Dtype::F32 } else { dtype };
+        let params = own_binding(gpu, "params", slab, param_type);
+        let grads = own_binding(gpu, "grads", slab, dtype);
         let places = [Place::default()];
-        Self::build(
+        let mut device = Self::build(
             gpu,
             layout,
             s,
@@ -49,7 +65,10 @@ impl SlabDevice {
             false,
             &layout.chunks[s],
             &places,
-        )
+        );
+        device.dtype = dtype;
+        device.model = (half && master).then(|| own_binding(gpu, "model params", slab, dtype));
+        device
     }
 
     /// Pooled slab `s`, its j-th tensor at `params[j]` and `grads[j]`.
@@ -88,6 +107,8 @@ impl SlabDevice {
             num_big,
             num_mid,
             num_chunks: chunks.len() as u32,
+            base: layout.slabs[s].base as u32,
+            ..Slab::default()
         };
         SlabDevice {
             id: NEXT_SLAB_ID.fetch_add(1, Ordering::Relaxed),
@@ -95,6 +116,8 @@ impl SlabDevice {
             params,
             grads,
             shared,
+            dtype: Dtype::F32,
+            model: None,
             chunks: table("chunk table", bytemuck::cast_slice(chunks)),
             places: table("place table", bytemuck::cast_slice(places)),
             uniform: gpu.uniform("slab", bytemuck::bytes_of(&uniform)),
@@ -141,7 +164,16 @@ pub(crate) type Slabs = Vec<Arc<SlabDevice>>;
 impl SlabDevice {
     /// This slab's variant of elementwise kernel `kernel` ([`Kernel::for_slab`]).
     pub(crate) fn kernel(&self, kernel: Kernel) -> Kernel {
-        kernel.for_slab(self.pooled, self.shared)
+        let kernel = kernel.for_slab(self.pooled, self.shared);
+        // Operations check `dtype_kernel` before they record anything.
+        kernel
+            .for_dtype(self.dtype, self.model.is_some())
+            .unwrap_or(kernel)
+    }
+
+    /// Whether kernel `kernel` has a variant for this slab's element type.
+    pub(crate) fn runs(&self, kernel: Kernel) -> bool {
+        kernel.for_dtype(self.dtype, self.model.is_some()).is_some()
     }
 
     /// `entries` plus, for a pooled kernel, the place table at binding 10.

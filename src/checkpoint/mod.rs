@@ -36,6 +36,9 @@ pub(crate) struct Checkpoint {
     pub groups: Option<String>,
     /// Steps taken.
     pub step: u32,
+    /// The dynamic loss scaler, its settings and state, as JSON (`None`: no scaler, or a
+    /// file written before scalers).
+    pub scaler: Option<String>,
     /// Whether `<tensor>.step` entries are written (PyTorch's state holds a step for this
     /// optimizer).
     pub torch_step: bool,
@@ -237,6 +240,8 @@ mod tests {
                         optimizer,
                         config,
                         groups: None,
+                    scaler: None,
+                        scaler: None,
                         step,
                         torch_step,
                         tensors,
@@ -265,6 +270,7 @@ mod tests {
                     optimizer: "Adam".into(),
                     config,
                     groups: None,
+                    scaler: None,
                     step,
                     torch_step: true,
                     tensors: vec![("a".into(), vec![3]), ("b".into(), vec![2, 2])],

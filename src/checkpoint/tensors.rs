@@ -53,6 +53,9 @@ pub(super) fn encode(c: &Checkpoint) -> Result<Vec<u8>> {
     if let Some(groups) = &c.groups {
         metadata["groups"] = serde_json::Value::String(groups.clone());
     }
+    if let Some(scaler) = &c.scaler {
+        metadata["scaler"] = serde_json::Value::String(scaler.clone());
+    }
     write_safetensors(metadata, entries)
 }
 
@@ -178,6 +181,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
         optimizer: field("optimizer")?.clone(),
         config: field("config")?.clone(),
         groups: meta.get("groups").cloned(),
+        scaler: meta.get("scaler").cloned(),
         step,
         torch_step,
         tensors,

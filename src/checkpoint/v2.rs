@@ -104,6 +104,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
         optimizer,
         config,
         groups: None,
+        scaler: None,
         step,
         tensors,
         states,

@@ -138,10 +138,13 @@ impl NormWorkspace {
     ) {
         if op.source == SOURCE_COMPUTED {
             let zero_nans = op.policy == POLICY_ZERO_NANS;
-            let key = Kernel::NormPartials
-                .for_norm(op.kind)
-                .zeroing_nans(zero_nans);
-            let plan = |s: usize, _: &SlabDevice| (key, layout.partial_groups(s));
+            // Per slab its variant: f32, bf16 or f16 gradients.
+            let key = |slab: &SlabDevice| {
+                slab.kernel(Kernel::NormPartials)
+                    .for_norm(op.kind)
+                    .zeroing_nans(zero_nans)
+            };
+            let plan = |s: usize, slab: &SlabDevice| (key(slab), layout.partial_groups(s));
             self.partial_groups
                 .encode(pass, gpu, slabs, plan, |_, slab| {
                     let resources = [
@@ -151,7 +154,7 @@ impl NormWorkspace {
                         whole(&self.op),
                         whole(&slab.uniform),
                     ];
-                    gpu.bind_group(Kernel::NormPartials, &resources)
+                    gpu.bind_group(slab.kernel(Kernel::NormPartials), &resources)
                 });
             gpu.dispatch(
                 pass,

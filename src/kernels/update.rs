@@ -3,7 +3,8 @@
 //! (absent in the `*Shared` variants, which read them inside the params binding), the
 //! rule's states at 2, 3, 4, the step state at 5, the rule's group table (one row per
 //! parameter group) at 6, the slab at 7, the slab's block→group table at 8, Adam's
-//! per-group bias corrections at 9, and in a pool the slab's place table at 10.
+//! per-group bias corrections at 9, in a pool the slab's place table at 10, and on a 16-bit
+//! slab with master weights the 16-bit model copy at 15.
 
 use std::sync::Arc;
 
@@ -127,6 +128,10 @@ impl UpdateKernel {
             (8, whole(&self.blocks[s])),
             (9, whole(&self.group_bias)),
         ]);
+        // A 16-bit slab with master weights: the 16-bit model copy the update writes.
+        if let Some(model) = &slab.model {
+            entries.push((15, model.resource()));
+        }
         if let Some((trust, _)) = &self.trust {
             entries.extend([
                 (11, whole(&trust.ratios)),

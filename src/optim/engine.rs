@@ -21,6 +21,8 @@ use crate::kernels::norm::{base_op, NormWorkspace};
 use crate::kernels::trust::TrustSetup;
 use crate::kernels::update::{UpdateBindings, UpdateKernel};
 use crate::layout::Layout;
+use crate::loss_scale::{check_scale, LossScaler};
+use crate::dtype::{Dtype, Rounding};
 use crate::memory;
 use crate::options::{Nonfinite, Norm};
 use crate::param_set::{gpu_bindings, ParamSet};
@@ -90,6 +92,19 @@ pub(crate) struct Engine<R: Rule> {
     device: Option<EngineDevice>,
     /// The CPU backend's step state (the device keeps its own in the workspace).
     host_state: DeviceStepState,
+    /// The dynamic loss scaler's settings (its state is in the step state).
+    pub scaler: Option<LossScaler>,
+    /// The set's element type.
+    dtype: Dtype,
+}
+
+/// A checkpoint's loss scaler: its settings and where its state stood.
+#[derive(Serialize, serde::Deserialize)]
+struct SavedScaler {
+    config: LossScaler,
+    scale: f32,
+    growth_tracker: u32,
+    hysteresis_left: u32,
 }
 
 impl<R: Rule> Engine<R> {
@@ -114,6 +129,17 @@ impl<R: Rule> Engine<R> {
                  give this optimizer a set without ArenaOptions::external",
                 R::NAME
             )));
+        }
+        if params.dtype.is_16_bit() {
+            let runs = params.device_slabs().iter().all(|slab| slab.runs(R::KERNEL));
+            if R::TRUST.is_some() || !runs {
+                return Err(Error::NotSupported(format!(
+                    "{} over a {:?} set (16-bit sets run SGD, Adam, AdamW, RMSprop, Adagrad \
+                     and Lion)",
+                    R::NAME,
+                    params.dtype
+                )));
+            }
         }
         let in_norm = groups::norm_mask(&group_of, &groups);
         let blocks = groups::block_tables(&layout, &group_of, &groups);
@@ -177,6 +203,8 @@ impl<R: Rule> Engine<R> {
             states,
             device,
             host_state: DeviceStepState::initial(),
+            scaler: None,
+            dtype: params.dtype,
         };
         // States that do not start at zero (Adagrad's accumulator) get their groups' values.
         for slot in 0..3 {
@@ -226,9 +254,27 @@ impl<R: Rule> Engine<R> {
             None if needs_norm => SOURCE_COMPUTED,
             None => SOURCE_NONE,
         };
+        // A scaler needs the norm pass's found-inf.
+        let source = if self.scaler.is_some() && source == SOURCE_NONE {
+            SOURCE_COMPUTED
+        } else {
+            source
+        };
+        let scaler = self.scaler.unwrap_or_default();
+        let (stochastic, round_seed) = match options.rounding {
+            Rounding::NearestEven => (0, 0),
+            Rounding::Stochastic { seed } => (1, seed),
+        };
         let (max_norm, norm) = norm_clip.unwrap_or((0.0, Norm::L2));
         let (kind, p) = norm.code();
         NormOp {
+            scaler: u32::from(self.scaler.is_some()),
+            growth_factor: scaler.growth_factor,
+            backoff_factor: scaler.backoff_factor,
+            growth_interval: scaler.growth_interval,
+            hysteresis: scaler.hysteresis,
+            stochastic,
+            round_seed,
             source,
             given_norm: options.total_norm.unwrap_or(0.0),
             kind,
@@ -244,9 +290,29 @@ impl<R: Rule> Engine<R> {
         }
     }
 
+    /// The step options' own checks, and those against this optimizer's scaler and set.
+    fn validate(&self, options: &StepOptions) -> Result<()> {
+        options.validate()?;
+        if self.scaler.is_some()
+            && (options.nonfinite != Nonfinite::Skip || options.grad_scale != 1.0)
+        {
+            return Err(Error::InvalidLossScaler(format!(
+                "a step under a loss scaler skips on overflow and unscales by the scaler's \
+                 own scale: give it nonfinite = Skip and grad_scale = 1 (got {:?}, {})",
+                options.nonfinite, options.grad_scale
+            )));
+        }
+        if matches!(options.rounding, Rounding::Stochastic { .. }) && self.dtype == Dtype::F16 {
+            return Err(Error::NotSupported(
+                "stochastic rounding of f16 parameters (bf16 only); use NearestEven".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn step(&mut self, params: &mut ParamSet, options: &StepOptions) -> Result<Report> {
         let Some(device) = &self.device else {
-            options.validate()?;
+            self.validate(options)?;
             self.check_set(params)?;
             return Ok(self.host_step(params, options));
         };
@@ -275,7 +341,7 @@ impl<R: Rule> Engine<R> {
         params: &ParamSet,
         options: &StepOptions,
     ) -> Result<Report> {
-        options.validate()?;
+        self.validate(options)?;
         self.check_set(params)?;
         let op = self.step_op(options);
         let device = self.device.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
@@ -356,6 +422,53 @@ impl<R: Rule> Engine<R> {
         params.norm_partial_counting(norm, nonfinite, &counted)
     }
 
+    /// Turns the loss scaler on or off (see [`crate::Optimizer::set_loss_scaler`]).
+    pub(crate) fn set_loss_scaler(&mut self, scaler: Option<LossScaler>) -> Result<()> {
+        if let Some(s) = &scaler {
+            s.validate()?;
+        }
+        let init = scaler.map_or(1.0, |s| s.init_scale);
+        let hysteresis = scaler.map_or(0, |s| s.hysteresis);
+        self.write_scale_state(init, 0, hysteresis)?;
+        self.scaler = scaler;
+        Ok(())
+    }
+
+    /// Sets the current scale, trackers kept.
+    pub(crate) fn set_loss_scale(&mut self, scale: f32) -> Result<()> {
+        if self.scaler.is_none() {
+            return Err(Error::InvalidLossScaler(
+                "no loss scaler is set: set_loss_scaler(Some(..)) first".into(),
+            ));
+        }
+        check_scale(scale)?;
+        let st = self.read_state()?;
+        self.write_scale_state(scale, st.growth_tracker, st.hysteresis_left)
+    }
+
+    pub(crate) fn loss_scale(&self) -> Result<f32> {
+        Ok(self.read_state()?.loss_scale)
+    }
+
+    pub(crate) fn loss_scale_binding(&self) -> Option<(&wgpu::Buffer, u64)> {
+        let offset = std::mem::offset_of!(DeviceStepState, loss_scale) as u64;
+        self.device.as_ref().map(|d| (&d.workspace.state, offset))
+    }
+
+    /// Writes the scaler's three words of the step state (queued before the next step).
+    fn write_scale_state(&mut self, scale: f32, growth: u32, hysteresis: u32) -> Result<()> {
+        self.host_state.loss_scale = scale;
+        self.host_state.growth_tracker = growth;
+        self.host_state.hysteresis_left = hysteresis;
+        if let Some(d) = &self.device {
+            let words = [scale.to_bits(), growth, hysteresis];
+            let offset = std::mem::offset_of!(DeviceStepState, loss_scale) as u64;
+            d.gpu
+                .upload(&[(&d.workspace.state, offset, bytemuck::cast_slice(&words))])?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn state(&self, name: &str) -> Result<Vec<f32>> {
         let names = self.groups[0].config.state_names();
         let unknown = || Error::UnknownState {
@@ -412,12 +525,26 @@ impl<R: Rule> Engine<R> {
                 Ok((name.to_string(), parts))
             })
             .collect::<Result<Vec<_>>>()?;
+        let step_state = self.read_state()?;
+        let scaler = match self.scaler {
+            Some(config) => Some(
+                serde_json::to_string(&SavedScaler {
+                    config,
+                    scale: step_state.loss_scale,
+                    growth_tracker: step_state.growth_tracker,
+                    hysteresis_left: step_state.hysteresis_left,
+                })
+                .map_err(|e| bad(e.to_string()))?,
+            ),
+            None => None,
+        };
         let checkpoint = Checkpoint {
             optimizer: R::NAME.to_string(),
+            scaler,
             config: serde_json::to_string(&self.groups[0].config)
                 .map_err(|e| bad(e.to_string()))?,
             groups: Some(serde_json::to_string(&self.groups).map_err(|e| bad(e.to_string()))?),
-            step: self.read_state()?.step,
+            step: step_state.step,
             torch_step: R::TORCH_STEP,
             tensors: self
                 .layout
@@ -461,8 +588,21 @@ impl<R: Rule> Engine<R> {
             )));
         }
         let values = self.match_by_name(&c, options)?;
+        let scaler: Option<SavedScaler> = match &c.scaler {
+            Some(json) => {
+                let saved: SavedScaler = serde_json::from_str(json)
+                    .map_err(|e| bad(format!("the loss scaler does not parse: {e}")))?;
+                saved.config.validate()?;
+                check_scale(saved.scale)?;
+                Some(saved)
+            }
+            None => None,
+        };
         let state = DeviceStepState {
             step: c.step,
+            loss_scale: scaler.as_ref().map_or(1.0, |s| s.scale),
+            growth_tracker: scaler.as_ref().map_or(0, |s| s.growth_tracker),
+            hysteresis_left: scaler.as_ref().map_or(0, |s| s.hysteresis_left),
             ..DeviceStepState::initial()
         };
         // Everything is checked: now write, in one submission on a GPU (all or nothing).
@@ -491,6 +631,7 @@ impl<R: Rule> Engine<R> {
         for (group, config) in self.groups.iter_mut().zip(configs) {
             group.config = config;
         }
+        self.scaler = scaler.map(|s| s.config);
         Ok(())
     }
 

@@ -29,6 +29,8 @@ pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::checkpoint::LoadOptions;
+use crate::dtype::Rounding;
+use crate::loss_scale::LossScaler;
 use crate::error::{Error, Result};
 use crate::options::Clip;
 use crate::options::{Nonfinite, Norm};
@@ -58,6 +60,10 @@ pub struct StepOptions {
     /// gradients under `nonfinite` (the step is skipped on every rank under `Skip`); the
     /// report then has no per-tensor norms. Default `None`.
     pub total_norm: Option<f32>,
+    /// How the step writes 16-bit parameters (a bf16 or f16 set's model copy, or its
+    /// parameters without master weights): to nearest even (default) or, for bf16,
+    /// stochastically. No effect on f32 parameters.
+    pub rounding: Rounding,
 }
 
 impl Default for StepOptions {
@@ -68,6 +74,7 @@ impl Default for StepOptions {
             nonfinite: Nonfinite::Skip,
             skip_above: None,
             total_norm: None,
+            rounding: Rounding::NearestEven,
         }
     }
 }
@@ -139,6 +146,25 @@ pub trait Optimizer {
     fn state(&self, name: &str) -> Result<Vec<f32>>;
     /// Steps taken, skipped steps excluded. A host sync on a GPU.
     fn step_count(&self) -> Result<u32>;
+    /// Turns the dynamic loss scale on (`Some`: the scale starts at `init_scale`, the
+    /// trackers at zero) or off (`None`: steps unscale by `StepOptions::grad_scale` again).
+    /// Takes effect from the next recorded step; see [`LossScaler`] for the rule. A step
+    /// under a scaler needs `nonfinite = Skip` and `grad_scale = 1`
+    /// ([`crate::Error::InvalidLossScaler`] otherwise).
+    fn set_loss_scaler(&mut self, scaler: Option<LossScaler>) -> Result<()>;
+    /// The loss scaler's settings, if one is set.
+    fn loss_scaler(&self) -> Option<LossScaler>;
+    /// Sets the current loss scale by hand (`GradScaler.update(new_scale)`); the trackers
+    /// are left as they are. Needs a scaler.
+    fn set_loss_scale(&mut self, scale: f32) -> Result<()>;
+    /// The current loss scale (1 without a scaler). A host sync on a GPU: a training loop
+    /// reads it on the device instead, from [`Optimizer::loss_scale_binding`] (it is also
+    /// in every step's report).
+    fn loss_scale(&self) -> Result<f32>;
+    /// Where the current loss scale lives on the device: a buffer and the byte offset of
+    /// one f32, updated by each step's finalize, for a caller's kernel that multiplies the
+    /// loss by it (no host round trip). `None` on the CPU backend.
+    fn loss_scale_binding(&self) -> Option<(&wgpu::Buffer, u64)>;
     /// Config, step count and states as checkpoint bytes (a host sync); bit-exact.
     fn save(&self) -> Result<Vec<u8>>;
     /// Restores [`Optimizer::save`]'s bytes, matching tensors by name (any order); every
@@ -276,6 +302,24 @@ macro_rules! optimizer {
             }
             fn step_count(&self) -> crate::error::Result<u32> {
                 self.0.step_count()
+            }
+            fn set_loss_scaler(
+                &mut self,
+                scaler: Option<crate::loss_scale::LossScaler>,
+            ) -> crate::error::Result<()> {
+                self.0.set_loss_scaler(scaler)
+            }
+            fn loss_scaler(&self) -> Option<crate::loss_scale::LossScaler> {
+                self.0.scaler
+            }
+            fn set_loss_scale(&mut self, scale: f32) -> crate::error::Result<()> {
+                self.0.set_loss_scale(scale)
+            }
+            fn loss_scale(&self) -> crate::error::Result<f32> {
+                self.0.loss_scale()
+            }
+            fn loss_scale_binding(&self) -> Option<(&wgpu::Buffer, u64)> {
+                self.0.loss_scale_binding()
             }
             fn save(&self) -> crate::error::Result<Vec<u8>> {
                 self.0.save()

@@ -18,6 +18,8 @@
 //! | `sgd`, `adam`, `rmsprop`                | [`sgd`], [`adam`], [`rmsprop`]         |
 //! | `adagrad`, `lion`                       | [`adagrad`], [`lion`]                  |
 //! | `lars*`, `lamb*`, `trust_fold`          | [`lars`], [`lamb`], [`trust_ratio`]    |
+//! | `half.wgsl`, `bf16.wgsl`, `f16.wgsl`    | [`f32_to_bf16`], [`f32_to_f16`], [`f32_to_bf16_stochastic`], [`rounding_bits`] |
+//! | the loss scaler in `norm_finalize`      | [`update_scale`]                       |
 
 mod adagrad;
 mod agc;
@@ -27,6 +29,7 @@ mod golden;
 mod lion;
 mod norm;
 mod optim;
+mod precision;
 mod trust;
 
 pub use adagrad::{adagrad, adagrad_clr};
@@ -38,6 +41,10 @@ pub use clip::{
 pub use lion::{lion, sign_keep_nan};
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};
 pub use optim::{adam, bias_correction, rmsprop, sgd, signed_decayed, torch_lerp};
+pub use precision::{
+    bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_bf16_stochastic, f32_to_f16, pcg_hash,
+    rounding_bits, update_scale, ScaleState,
+};
 pub use trust::{lamb, lars, trust_ratio};
 
 /// Units in the last place between two finite f32s of any signs: the distance the update

@@ -1,0 +1,169 @@
+//! Mixed precision on the device against the CPU reference: f16 and bf16 gradients and
+//! parameters (packed two to a word), f32 master weights or in-place 16-bit updates,
+//! stochastic rounding, the norm and its NaN/Inf flags found in 16-bit patterns, and the
+//! dynamic loss scale kept on the device.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use clipstep::reference::{
+    self, bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_bf16_stochastic, f32_to_f16,
+    rounding_bits, ScaleState,
+};
+use clipstep::{
+    AdagradConfig, AdamConfig, AdamWConfig, ArenaOptions, Clip, Dtype, Error, LarsConfig,
+    LionConfig, LossScaler, Nonfinite, Norm, Optimizer, ParamSet, RmsPropConfig, Rounding,
+    SgdConfig, StepOptions, TensorSpec,
+};
+use common::harness::Build;
+use common::steps::{downloads, ReferenceStep};
+use common::{assert_bits_eq, assert_close_elementwise, assert_rel, ctx, data};
+
+const DTYPES: [Dtype; 2] = [Dtype::Bf16, Dtype::F16];
+
+fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
+        .collect()
+}
+
+/// A 16-bit set of `sizes`, slabs capped at `slab_bytes`.
+fn half_set(dtype: Dtype, master: bool, sizes: &[usize], slab_bytes: Option<u64>) -> ParamSet {
+    let options = ArenaOptions {
+        dtype,
+        master_weights: master,
+        max_slab_bytes: slab_bytes,
+        ..Default::default()
+    };
+    ParamSet::new(&ctx(), &specs(sizes), options).unwrap()
+}
+
+fn round(dtype: Dtype, x: f32) -> u16 {
+    match dtype {
+        Dtype::Bf16 => f32_to_bf16(x),
+        _ => f32_to_f16(x),
+    }
+}
+
+fn widen(dtype: Dtype, h: u16) -> f32 {
+    match dtype {
+        Dtype::Bf16 => bf16_to_f32(h),
+        _ => f16_to_f32(h),
+    }
+}
+
+/// Each element's index in the set's virtual space: tensors in order, each starting on a
+/// multiple of 64 (stochastic rounding's element index).
+fn virtual_index(sizes: &[usize]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    for &n in sizes {
+        out.extend((at..at + n).map(|e| e as u32));
+        at = (at + n).next_multiple_of(64);
+    }
+    out
+}
+
+/// Awkward sizes: one element, odd lengths (a tensor's last word half padding), a prime,
+/// not a multiple of the workgroup, an empty tensor.
+const SIZES: [usize; 7] = [1, 3, 255, 257, 0, 7919, 64];
+
+#[test]
+fn transfers_round_to_nearest_even_and_widen_exactly() {
+    for dtype in DTYPES {
+        for master in [true, false] {
+            let mut set = half_set(dtype, master, &SIZES, None);
+            assert_eq!(set.dtype(), dtype);
+            assert_eq!(set.has_master_weights(), master);
+            let n: usize = SIZES.iter().sum();
+            let mut values = data(n, 3, 70_000.0);
+            values[0] = f32::NAN;
+            values[1] = 1.0 + 2f32.powi(-8); // a bf16 tie: to even
+            set.upload_grads(&values).unwrap();
+            set.upload_params(&values).unwrap();
+            let want: Vec<u16> = values.iter().map(|&x| round(dtype, x)).collect();
+            assert_eq!(set.download_grads_bits().unwrap(), want, "{dtype:?} grads");
+            assert_eq!(set.download_params_bits().unwrap(), want, "{dtype:?} params");
+            let widened: Vec<f32> = want.iter().map(|&h| widen(dtype, h)).collect();
+            assert_bits_eq(&set.download_grads().unwrap(), &widened, "grads widened");
+            let params = set.download_params().unwrap();
+            assert_bits_eq(&params, if master { &values } else { &widened }, "params");
+            // One tensor of odd length, by name: its neighbours keep their bits.
+            let before = set.download_grads_bits().unwrap();
+            set.upload_grad("t2", &vec![0.5; 255]).unwrap();
+            let after = set.download_grads_bits().unwrap();
+            let (lo, hi) = (4, 4 + 255);
+            assert_eq!(before[..lo], after[..lo]);
+            assert_eq!(before[hi..], after[hi..]);
+            assert!(after[lo..hi].iter().all(|&h| h == round(dtype, 0.5)));
+            let bits = set.download_grads_bits().unwrap();
+            set.upload_grads_bits(&bits).unwrap();
+            assert_eq!(set.download_grads_bits().unwrap(), bits);
+        }
+    }
+}
+
+#[test]
+fn norms_over_16_bit_gradients_match_the_reference() {
+    for dtype in DTYPES {
+        for slab in [None, Some(16 * 1024)] {
+            let sizes = [1, 255, 257, 7919, 40_000, 3];
+            let mut set = half_set(dtype, true, &sizes, slab);
+            let n: usize = sizes.iter().sum();
+            set.upload_grads(&data(n, 5, 4.0)).unwrap();
+            let widened = set.download_grads().unwrap();
+            let mut tensors = Vec::new();
+            let mut at = 0;
+            for &k in &sizes {
+                tensors.push(&widened[at..at + k]);
+                at += k;
+            }
+            for norm in [Norm::L1, Norm::L2, Norm::Inf, Norm::P(3.0)] {
+                let state = set.global_norm(norm).unwrap().read_blocking().unwrap();
+                let want = reference::global_norm(&tensors, norm.order());
+                assert_rel(state.total_norm, want, 1e-5, &format!("{dtype:?} {norm:?}"));
+                assert!(!state.nonfinite);
+            }
+        }
+    }
+}
+
+#[test]
+fn nan_and_inf_are_found_in_16_bit_patterns() {
+    // (dtype, pattern, is NaN): quiet and signalling NaNs, ±Inf, and f16's overflow of an
+    // f32 upload (70000 → +Inf).
+    let cases = [
+        (Dtype::Bf16, 0x7fc0u16, true),
+        (Dtype::Bf16, 0xff81, true),
+        (Dtype::Bf16, 0x7f80, false),
+        (Dtype::Bf16, 0xff80, false),
+        (Dtype::F16, 0x7e00, true),
+        (Dtype::F16, 0xfc01, true),
+        (Dtype::F16, 0x7c00, false),
+        (Dtype::F16, 0xfc00, false),
+    ];
+    let sizes = [5, 257, 3];
+    for (dtype, pattern, nan) in cases {
+        let mut set = half_set(dtype, true, &sizes, None);
+        let mut bits = vec![round(dtype, 0.25); 265];
+        bits[5 + 100] = pattern;
+        set.upload_grads_bits(&bits).unwrap();
+        let state = set.global_norm(Norm::L2).unwrap().read_blocking().unwrap();
+        assert!(state.nonfinite, "{dtype:?} {pattern:#x}");
+        assert_eq!(state.total_norm.is_nan(), nan, "{dtype:?} {pattern:#x}");
+        // A skipped step leaves the master and the 16-bit copy bit-identical.
+        let mut opt = clipstep::AdamW::new(&set, AdamWConfig::default()).unwrap();
+        let (p0, m0) = (set.download_params().unwrap(), set.download_params_bits().unwrap());
+        let report = opt.step(&mut set, &StepOptions::default()).unwrap();
+        assert!(report.read_blocking().unwrap().skipped);
+        assert_bits_eq(&set.download_params().unwrap(), &p0, "master after a skip");
+        assert_eq!(set.download_params_bits().unwrap(), m0);
+    }
+    let mut set = half_set(Dtype::F16, true, &[4], None);
+    set.upload_grads(&[1.0, 70_000.0, -65_520.0, 65_504.0]).unwrap();
+    assert_eq!(set.download_grads_bits().unwrap(), [0x3c00, 0x7c00, 0xfc00, 0x7bff]);
+    assert!(set.global_norm(Norm::L2).unwrap().read_blocking().unwrap().nonfinite);
+}
