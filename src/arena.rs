@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::consts::{MIN_SLAB_BYTES, TENSOR_ALIGN_ELEMS};
-use crate::dtype::Dtype;
 use crate::context::{Context, Gpu};
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::gpu::f32s;
 use crate::layout::{Layout, Piece, SlabInfo, TensorSpec};

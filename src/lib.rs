@@ -62,8 +62,8 @@ pub use checkpoint::{LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_
 pub use context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
 pub use dtype::{Dtype, Rounding};
 pub use error::{Error, Result};
-pub use loss_scale::LossScaler;
 pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
+pub use loss_scale::LossScaler;
 pub use optim::{
     Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Lamb, LambConfig, Lars,
     LarsConfig, Lion, LionConfig, Optimizer, ParamGroup, RmsProp, RmsPropConfig, Sgd, SgdConfig,

@@ -168,13 +168,9 @@ impl ParamSet {
                             let grads: Vec<_> = members.iter().map(|&t| &ext(t).grads).collect();
                             SlabDevice::pooled(gpu, &layout, s, &params, &grads)
                         }
-                        None => SlabDevice::own(
-                            gpu,
-                            &layout,
-                            s,
-                            options.dtype,
-                            options.master_weights,
-                        ),
+                        None => {
+                            SlabDevice::own(gpu, &layout, s, options.dtype, options.master_weights)
+                        }
                     })
                 })
                 .collect();
@@ -345,7 +341,14 @@ impl ParamSet {
         }
         let bits: Vec<u16> = data.iter().map(|&x| self.dtype.round(x)).collect();
         let gpu = self.gpu_of("upload_params")?;
-        half_io::write_bits(gpu, &self.layout, self.model_bindings("upload_params")?, t, &bits, "params")?;
+        half_io::write_bits(
+            gpu,
+            &self.layout,
+            self.model_bindings("upload_params")?,
+            t,
+            &bits,
+            "params",
+        )?;
         if self.model.is_some() {
             self.write_f32(t, data, true)?;
         }
@@ -387,7 +390,12 @@ impl ParamSet {
             return self.read_f32(t, &self.params, "params");
         }
         let gpu = self.gpu_of("download_params")?;
-        let bits = half_io::read_bits(gpu, &self.layout, self.model_bindings("download_params")?, t)?;
+        let bits = half_io::read_bits(
+            gpu,
+            &self.layout,
+            self.model_bindings("download_params")?,
+            t,
+        )?;
         Ok(bits.iter().map(|&h| self.dtype.widen(h)).collect())
     }
 
@@ -447,7 +455,11 @@ impl ParamSet {
 
     /// Views of a 16-bit tensor in `bindings` (clipstep's own slabs: byte offset = 2 ·
     /// element offset).
-    fn half_views<'a>(&'a self, bindings: &'a [Binding], name: &str) -> Result<Vec<TensorView<'a>>> {
+    fn half_views<'a>(
+        &'a self,
+        bindings: &'a [Binding],
+        name: &str,
+    ) -> Result<Vec<TensorView<'a>>> {
         let t = self.layout.index(name)?;
         Ok(self
             .layout

@@ -295,8 +295,18 @@ impl Kernel {
             }
             Sgd => pick(SgdBf16, SgdBf16InPlace, SgdF16, SgdF16InPlace),
             Adam => pick(AdamBf16, AdamBf16InPlace, AdamF16, AdamF16InPlace),
-            RmsProp => pick(RmsPropBf16, RmsPropBf16InPlace, RmsPropF16, RmsPropF16InPlace),
-            Adagrad => pick(AdagradBf16, AdagradBf16InPlace, AdagradF16, AdagradF16InPlace),
+            RmsProp => pick(
+                RmsPropBf16,
+                RmsPropBf16InPlace,
+                RmsPropF16,
+                RmsPropF16InPlace,
+            ),
+            Adagrad => pick(
+                AdagradBf16,
+                AdagradBf16InPlace,
+                AdagradF16,
+                AdagradF16InPlace,
+            ),
             Lion => pick(LionBf16, LionBf16InPlace, LionF16, LionF16InPlace),
             _ => return None,
         })

@@ -8,8 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use clipstep::reference::{
-    self, bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_bf16_stochastic, f32_to_f16,
-    rounding_bits, ScaleState,
+    self, bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_bf16_stochastic, f32_to_f16, rounding_bits,
+    ScaleState,
 };
 use clipstep::{
     AdagradConfig, AdamConfig, AdamWConfig, ArenaOptions, Clip, Dtype, Error, LarsConfig,
@@ -86,7 +86,11 @@ fn transfers_round_to_nearest_even_and_widen_exactly() {
             set.upload_params(&values).unwrap();
             let want: Vec<u16> = values.iter().map(|&x| round(dtype, x)).collect();
             assert_eq!(set.download_grads_bits().unwrap(), want, "{dtype:?} grads");
-            assert_eq!(set.download_params_bits().unwrap(), want, "{dtype:?} params");
+            assert_eq!(
+                set.download_params_bits().unwrap(),
+                want,
+                "{dtype:?} params"
+            );
             let widened: Vec<f32> = want.iter().map(|&h| widen(dtype, h)).collect();
             assert_bits_eq(&set.download_grads().unwrap(), &widened, "grads widened");
             let params = set.download_params().unwrap();
@@ -156,14 +160,216 @@ fn nan_and_inf_are_found_in_16_bit_patterns() {
         assert_eq!(state.total_norm.is_nan(), nan, "{dtype:?} {pattern:#x}");
         // A skipped step leaves the master and the 16-bit copy bit-identical.
         let mut opt = clipstep::AdamW::new(&set, AdamWConfig::default()).unwrap();
-        let (p0, m0) = (set.download_params().unwrap(), set.download_params_bits().unwrap());
+        let (p0, m0) = (
+            set.download_params().unwrap(),
+            set.download_params_bits().unwrap(),
+        );
         let report = opt.step(&mut set, &StepOptions::default()).unwrap();
         assert!(report.read_blocking().unwrap().skipped);
         assert_bits_eq(&set.download_params().unwrap(), &p0, "master after a skip");
         assert_eq!(set.download_params_bits().unwrap(), m0);
     }
     let mut set = half_set(Dtype::F16, true, &[4], None);
-    set.upload_grads(&[1.0, 70_000.0, -65_520.0, 65_504.0]).unwrap();
-    assert_eq!(set.download_grads_bits().unwrap(), [0x3c00, 0x7c00, 0xfc00, 0x7bff]);
-    assert!(set.global_norm(Norm::L2).unwrap().read_blocking().unwrap().nonfinite);
+    set.upload_grads(&[1.0, 70_000.0, -65_520.0, 65_504.0])
+        .unwrap();
+    assert_eq!(
+        set.download_grads_bits().unwrap(),
+        [0x3c00, 0x7c00, 0xfc00, 0x7bff]
+    );
+    assert!(
+        set.global_norm(Norm::L2)
+            .unwrap()
+            .read_blocking()
+            .unwrap()
+            .nonfinite
+    );
+}
+
+/// Three steps of `config` on a 16-bit set; before each, the reference takes the device's
+/// params (the master, or the 16-bit params widened) and states, and is fed the device's
+/// clip coefficient and the widened 16-bit gradients. With master weights the master must
+/// be within the update tolerance and the 16-bit copy exactly the master rounded (to
+/// nearest even, or stochastically with the element's random bits); without, the 16-bit
+/// params must be the reference's update rounded, but for at most one element in a
+/// thousand that lands on the neighbouring 16-bit value.
+fn half_steps_match<C: ReferenceStep>(
+    config: C,
+    dtype: Dtype,
+    master: bool,
+    options: StepOptions,
+    sizes: &[usize],
+    slab: Option<u64>,
+) {
+    let mut set = half_set(dtype, master, sizes, slab);
+    let n: usize = sizes.iter().sum();
+    set.upload_params(&data(n, 2, 1.0)).unwrap();
+    let mut opt = config.build(&set).unwrap();
+    let index = virtual_index(sizes);
+    for step in 0..3u64 {
+        set.upload_grads(&data(n, 10 + step, 1.0 + step as f32))
+            .unwrap();
+        let grads = set.download_grads().unwrap();
+        let (mut p, mut s) = downloads(&opt, &set);
+        let state = opt
+            .step(&mut set, &options)
+            .unwrap()
+            .read_blocking()
+            .unwrap();
+        let what = format!("{config:?} {dtype:?} master {master} {options:?} step {step}");
+        assert_eq!(state.step, step as u32 + 1, "{what}");
+        let effective: Vec<f32> = grads
+            .iter()
+            .map(|&g| reference::effective_grad(g, 1.0, state.clip_coef, options.clip.value_clip()))
+            .collect();
+        config.reference_step_over(state.step, &mut p, &effective, &mut s, sizes);
+        let (got, got_states) = downloads(&opt, &set);
+        let rounded = |x: f32, e: u32| match options.rounding {
+            Rounding::Stochastic { seed } => {
+                f32_to_bf16_stochastic(x, rounding_bits(seed, state.step, e))
+            }
+            Rounding::NearestEven => round(dtype, x),
+        };
+        let bits = set.download_params_bits().unwrap();
+        if master {
+            assert_close_elementwise(&got, &p, 4, 1e-7, &format!("{what}: master"));
+            let want: Vec<u16> = got
+                .iter()
+                .zip(&index)
+                .map(|(&x, &e)| rounded(x, e))
+                .collect();
+            assert_eq!(bits, want, "{what}: the 16-bit copy is the master rounded");
+        } else {
+            let want: Vec<u16> = p.iter().zip(&index).map(|(&x, &e)| rounded(x, e)).collect();
+            // The reference's f32 update is within a few f32 ulps of the device's (its
+            // bias corrections are f64), so a rounding boundary may fall between them: an
+            // element may then round to the neighbouring 16-bit value, and only rarely.
+            let bad: Vec<_> = (0..n).filter(|&i| bits[i] != want[i]).collect();
+            let adjacent = bad.iter().all(|&i| bits[i].abs_diff(want[i]) == 1);
+            assert!(
+                adjacent && bad.len() * 1000 <= n.max(1000),
+                "{what}: 16-bit params differ at {} elements, first {:?}",
+                bad.len(),
+                bad.iter()
+                    .take(4)
+                    .map(|&i| (i, bits[i], want[i], p[i]))
+                    .collect::<Vec<_>>()
+            );
+        }
+        for (name, values) in &got_states {
+            assert_close_elementwise(values, &s[name], 4, 1e-7, &format!("{what}: {name}"));
+        }
+    }
+}
+
+fn clipped() -> StepOptions {
+    StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 1.0,
+            norm: Norm::L2,
+        },
+        ..Default::default()
+    }
+}
+
+fn every_rule(
+    dtype: Dtype,
+    master: bool,
+    options: StepOptions,
+    sizes: &[usize],
+    slab: Option<u64>,
+) {
+    let sgd = SgdConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    half_steps_match(sgd, dtype, master, options, sizes, slab);
+    half_steps_match(AdamConfig::default(), dtype, master, options, sizes, slab);
+    let adamw = AdamWConfig {
+        lr: 0.01,
+        ..Default::default()
+    };
+    half_steps_match(adamw, dtype, master, options, sizes, slab);
+    let rmsprop = RmsPropConfig {
+        lr: 0.01,
+        momentum: 0.5,
+        centered: true,
+        ..Default::default()
+    };
+    half_steps_match(rmsprop, dtype, master, options, sizes, slab);
+    half_steps_match(
+        AdagradConfig::default(),
+        dtype,
+        master,
+        options,
+        sizes,
+        slab,
+    );
+    half_steps_match(LionConfig::default(), dtype, master, options, sizes, slab);
+}
+
+#[test]
+fn every_rule_with_master_weights_matches_the_reference() {
+    for dtype in DTYPES {
+        every_rule(dtype, true, clipped(), &SIZES, None);
+    }
+}
+
+#[test]
+fn every_rule_updating_16_bit_params_in_place_matches_the_reference() {
+    for dtype in DTYPES {
+        every_rule(dtype, false, clipped(), &SIZES, None);
+    }
+}
+
+#[test]
+fn many_slabs_and_a_value_clip() {
+    let sizes = [40_000, 3, 12_345, 1];
+    let options = StepOptions {
+        clip: Clip::NormThenValue {
+            max_norm: 1.0,
+            norm: Norm::L2,
+            clip_value: 0.01,
+        },
+        ..Default::default()
+    };
+    for dtype in DTYPES {
+        for master in [true, false] {
+            half_steps_match(
+                AdamWConfig::default(),
+                dtype,
+                master,
+                options,
+                &sizes,
+                Some(16 * 1024),
+            );
+        }
+    }
+}
+
+#[test]
+fn stochastic_rounding_is_the_reference_generator_and_deterministic() {
+    let options = StepOptions {
+        rounding: Rounding::Stochastic { seed: 1234 },
+        ..clipped()
+    };
+    for master in [true, false] {
+        half_steps_match(
+            AdamWConfig::default(),
+            Dtype::Bf16,
+            master,
+            options,
+            &SIZES,
+            None,
+        );
+        half_steps_match(
+            AdamWConfig::default(),
+            Dtype::Bf16,
+            master,
+            options,
+            &[40_000, 5],
+            Some(16 * 1024),
+        );
+    }
 }

@@ -240,7 +240,6 @@ mod tests {
                         optimizer,
                         config,
                         groups: None,
-                    scaler: None,
                         scaler: None,
                         step,
                         torch_step,

@@ -15,6 +15,7 @@ use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_
 use crate::arena::{image_writes, read_all, slab_images, state_arena, write_all, Arena};
 use crate::checkpoint::{bad, Checkpoint, LoadOptions, MissingTensors, UnexpectedTensors};
 use crate::context::{Context, Gpu};
+use crate::dtype::{Dtype, Rounding};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::kernels::norm::{base_op, NormWorkspace};
@@ -22,7 +23,6 @@ use crate::kernels::trust::TrustSetup;
 use crate::kernels::update::{UpdateBindings, UpdateKernel};
 use crate::layout::Layout;
 use crate::loss_scale::{check_scale, LossScaler};
-use crate::dtype::{Dtype, Rounding};
 use crate::memory;
 use crate::options::{Nonfinite, Norm};
 use crate::param_set::{gpu_bindings, ParamSet};
@@ -131,7 +131,10 @@ impl<R: Rule> Engine<R> {
             )));
         }
         if params.dtype.is_16_bit() {
-            let runs = params.device_slabs().iter().all(|slab| slab.runs(R::KERNEL));
+            let runs = params
+                .device_slabs()
+                .iter()
+                .all(|slab| slab.runs(R::KERNEL));
             if R::TRUST.is_some() || !runs {
                 return Err(Error::NotSupported(format!(
                     "{} over a {:?} set (16-bit sets run SGD, Adam, AdamW, RMSprop, Adagrad \

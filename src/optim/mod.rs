@@ -30,8 +30,8 @@ pub use sgd::{Sgd, SgdConfig};
 
 use crate::checkpoint::LoadOptions;
 use crate::dtype::Rounding;
-use crate::loss_scale::LossScaler;
 use crate::error::{Error, Result};
+use crate::loss_scale::LossScaler;
 use crate::options::Clip;
 use crate::options::{Nonfinite, Norm};
 use crate::param_set::ParamSet;

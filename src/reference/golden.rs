@@ -449,3 +449,70 @@ fn adaptive_clip_matches_timm_and_optax() {
         "Optax",
     );
 }
+
+fn precision_fixtures() -> Value {
+    let text = include_str!("../../fixtures/precision.json");
+    serde_json::from_str(text).expect("fixtures/precision.json parses")
+}
+
+/// f32 → bf16 and f32 → f16 are PyTorch's to the bit on every non-NaN pattern of the
+/// fixture (ties, subnormals, overflow edges, every exponent); a NaN stays a NaN (PyTorch's
+/// own NaN bits depend on its code path: 0xffff from its vectorized bf16 conversion,
+/// 0x7fc0 from the scalar one).
+#[test]
+fn conversions_match_pytorch() {
+    let fixtures = precision_fixtures();
+    let cases = fixtures["conversions"].as_array().expect("conversions");
+    assert!(cases.len() > 600);
+    for case in cases {
+        let bits = case["f32"].as_u64().expect("f32 bits") as u32;
+        let x = f32::from_bits(bits);
+        let (bf16, f16) = (
+            case["bf16"].as_u64().unwrap() as u16,
+            case["f16"].as_u64().unwrap() as u16,
+        );
+        if x.is_nan() {
+            assert!(bf16_to_f32(f32_to_bf16(x)).is_nan() && bf16_to_f32(bf16).is_nan());
+            assert!(f16_to_f32(f32_to_f16(x)).is_nan() && f16_to_f32(f16).is_nan());
+            continue;
+        }
+        assert_eq!(f32_to_bf16(x), bf16, "bf16 of {bits:#010x}");
+        assert_eq!(f32_to_f16(x), f16, "f16 of {bits:#010x}");
+    }
+}
+
+/// The loss scale's state sequence is `torch._amp_update_scale_`'s, bit for bit, over
+/// scripted overflow patterns (growth, back-off, back-off into the subnormals, growth
+/// stopped short of +Inf, factors other than 2).
+#[test]
+fn loss_scale_sequences_match_pytorch() {
+    let fixtures = precision_fixtures();
+    for case in fixtures["scalers"].as_array().expect("scalers") {
+        let mut state = ScaleState {
+            scale: num(case, "init_scale") as f32,
+            growth_tracker: 0,
+            hysteresis_left: 1,
+        };
+        let found = case["found_inf"].as_array().expect("found_inf");
+        let after = case["after"].as_array().expect("after");
+        for (k, (inf, want)) in found.iter().zip(after).enumerate() {
+            state = update_scale(
+                state,
+                inf.as_bool().expect("a flag"),
+                num(case, "growth_factor") as f32,
+                num(case, "backoff_factor") as f32,
+                num(case, "growth_interval") as u32,
+                1,
+            );
+            assert_eq!(
+                state.scale.to_bits(),
+                (num(want, "scale") as f32).to_bits(),
+                "update {k}"
+            );
+            assert_eq!(
+                u64::from(state.growth_tracker),
+                want["growth_tracker"].as_u64().unwrap()
+            );
+        }
+    }
+}
