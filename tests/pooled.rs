@@ -187,6 +187,7 @@ const CLIPPED: StepOptions = StepOptions {
     nonfinite: Nonfinite::Skip,
     skip_above: None,
     total_norm: None,
+    rounding: clipstep::Rounding::NearestEven,
 };
 
 /// Three clipped AdamW steps on `set`, new gradients each step; the parameters after.
