@@ -9,7 +9,8 @@
 // 1 − β, 1 − lr·wd are computed in f64 on the host. No fma: each product feeding a
 // sum is rounded on its own (`exact`, update.wgsl), as in the reference. The twin of reference::adam.
 //
-// @binding(2) exp_avg  @binding(3) exp_avg_sq  @binding(4) max_exp_avg_sq
+// @binding(2) exp_avg  @binding(3) exp_avg_sq  @binding(4) max_exp_avg_sq: f32
+// (adam_states_f32.wgsl) or bf16 (adam_states_bf16.wgsl), through load_state / store_state
 // @binding(6) groups: one Adam per parameter group  @binding(9) group_bias: (bc1, bc2) per group
 // @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
@@ -29,9 +30,6 @@ struct Adam {
     _pad: vec2<u32>,
 }
 
-@group(0) @binding(2) var<storage, read_write> exp_avg: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> max_exp_avg_sq: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> groups: array<Adam, MAX_GROUPS>;
 @group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
 
@@ -51,17 +49,17 @@ fn apply(i: u32, at: At) {
     if decoupled && u.weight_decay != 0.0 {
         p = exact(p * u.decay_factor);
     }
-    let m0 = exp_avg[i];
-    let v0 = exp_avg_sq[i];
+    let m0 = load_state(0u, i);
+    let v0 = load_state(1u, i);
     let m = torch_lerp(m0, g, u.one_minus_beta1);
     let v = exact(v0 * u.beta2) + exact(exact(u.one_minus_beta2 * g) * g);
-    exp_avg[i] = select(m0, m, live);
-    exp_avg_sq[i] = select(v0, v, live);
+    store_state(0u, i, select(m0, m, live));
+    store_state(1u, i, select(v0, v, live));
     var vhat = v;
     if u.amsgrad != 0u {
-        let vmax0 = max_exp_avg_sq[i];
+        let vmax0 = load_state(2u, i);
         vhat = max(vmax0, v);
-        max_exp_avg_sq[i] = select(vmax0, vhat, live);
+        store_state(2u, i, select(vmax0, vhat, live));
     }
     let neg_step_size = -div_rn1(u.lr, bias.x);
     let denom = div_rn(sqrt_rn(vhat), vec4<f32>(sqrt_rn1(bias.y))) + u.eps;

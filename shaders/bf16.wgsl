@@ -1,12 +1,7 @@
 // bf16 as the 16-bit type of a kernel variant: four elements in a vec2<u32>.
 
 fn widen4(w: vec2<u32>) -> vec4<f32> {
-    return vec4<f32>(
-        bf16_widen(w.x & 0xffffu),
-        bf16_widen(w.x >> 16u),
-        bf16_widen(w.y & 0xffffu),
-        bf16_widen(w.y >> 16u),
-    );
+    return bf16_widen4(w);
 }
 
 fn narrow4_nearest(x: vec4<f32>) -> vec2<u32> {
@@ -17,8 +12,5 @@ fn narrow4_nearest(x: vec4<f32>) -> vec2<u32> {
 }
 
 fn narrow4_stochastic(x: vec4<f32>, r: vec4<u32>) -> vec2<u32> {
-    return vec2<u32>(
-        bf16_stochastic(x.x, r.x) | (bf16_stochastic(x.y, r.y) << 16u),
-        bf16_stochastic(x.z, r.z) | (bf16_stochastic(x.w, r.w) << 16u),
-    );
+    return bf16_stochastic4(x, r);
 }

@@ -92,3 +92,20 @@ fn pcg_hash(x: u32) -> u32 {
 fn rounding_bits(seed: u32, step: u32, e: u32) -> u32 {
     return pcg_hash(e ^ pcg_hash(seed ^ pcg_hash(step)));
 }
+
+// Four bf16 in a vec2<u32>, widened; and four f32 rounded stochastically into one.
+fn bf16_widen4(w: vec2<u32>) -> vec4<f32> {
+    return vec4<f32>(
+        bf16_widen(w.x & 0xffffu),
+        bf16_widen(w.x >> 16u),
+        bf16_widen(w.y & 0xffffu),
+        bf16_widen(w.y >> 16u),
+    );
+}
+
+fn bf16_stochastic4(x: vec4<f32>, r: vec4<u32>) -> vec2<u32> {
+    return vec2<u32>(
+        bf16_stochastic(x.x, r.x) | (bf16_stochastic(x.y, r.y) << 16u),
+        bf16_stochastic(x.z, r.z) | (bf16_stochastic(x.w, r.w) << 16u),
+    );
+}

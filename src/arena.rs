@@ -170,13 +170,13 @@ pub(crate) fn own_binding(gpu: &Gpu, label: &str, slab: &SlabInfo, dtype: Dtype)
 }
 
 /// An arena of the same slab layout for optimizer state, all internal buffers.
-pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str) -> Arena {
+pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str, dtype: Dtype) -> Arena {
     match ctx.gpu() {
         Some(gpu) => Arena::Gpu(
             layout
                 .slabs
                 .iter()
-                .map(|slab| own_binding(gpu, label, slab, Dtype::F32))
+                .map(|slab| own_binding(gpu, label, slab, dtype))
                 .collect(),
         ),
         None => Arena::Cpu(vec![0.0; layout.internal_len as usize]),

@@ -92,3 +92,15 @@ pub(crate) fn read_bits(
     }
     Ok(out)
 }
+
+/// A slab image of f32 values rounded to bf16 (nearest even), as the bytes of its packed
+/// words.
+pub(crate) fn rounded_bytes(values: &[f32]) -> Vec<u8> {
+    let bits: Vec<u16> = values
+        .iter()
+        .map(|&x| crate::reference::f32_to_bf16(x))
+        .collect();
+    let mut bytes: Vec<u8> = bytemuck::cast_slice(&bits).to_vec();
+    bytes.resize(bytes.len().next_multiple_of(4), 0);
+    bytes
+}

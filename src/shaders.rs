@@ -55,6 +55,10 @@ pub(crate) enum Snippet {
     /// `shaders/update_half_inplace.wgsl` + `round_param.wgsl`: 16-bit gradients and
     /// parameters, updated in place.
     UpdateHalfInPlace,
+    /// `shaders/adam_states_f32.wgsl`: Adam's states in f32.
+    AdamStatesF32,
+    /// `shaders/adam_states_bf16.wgsl`: Adam's states in bf16, stochastically rounded.
+    AdamStatesBf16,
 }
 
 impl Snippet {
@@ -88,6 +92,8 @@ impl Snippet {
                 "\n",
                 include_str!("../shaders/round_param.wgsl")
             ),
+            Snippet::AdamStatesF32 => include_str!("../shaders/adam_states_f32.wgsl"),
+            Snippet::AdamStatesBf16 => include_str!("../shaders/adam_states_bf16.wgsl"),
             Snippet::UpdateHalfInPlace => concat!(
                 include_str!("../shaders/update_half_inplace.wgsl"),
                 "\n",
@@ -156,7 +162,7 @@ kernels! {
     /// SGD update (`src/kernels/update.rs`).
     Sgd = "sgd" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// Adam / AdamW update.
-    Adam = "adam" [Update, UpdateSplit, Elementwise, LocateDirect];
+    Adam = "adam" [AdamStatesF32, Update, UpdateSplit, Elementwise, LocateDirect];
     /// RMSprop update.
     RmsProp = "rmsprop" [Update, UpdateSplit, Elementwise, LocateDirect];
     /// Adagrad update.
@@ -182,7 +188,7 @@ kernels! {
     /// SGD over a pool, params and grads in two buffers.
     SgdPooled = "sgd" [Update, UpdateSplit, Elementwise, LocatePooled];
     /// Adam / AdamW over a pool.
-    AdamPooled = "adam" [Update, UpdateSplit, Elementwise, LocatePooled];
+    AdamPooled = "adam" [AdamStatesF32, Update, UpdateSplit, Elementwise, LocatePooled];
     /// RMSprop over a pool.
     RmsPropPooled = "rmsprop" [Update, UpdateSplit, Elementwise, LocatePooled];
     /// Adagrad over a pool.
@@ -196,7 +202,7 @@ kernels! {
     /// SGD over a pool whose params and grads share one buffer (bound once).
     SgdShared = "sgd" [Update, UpdateShared, Elementwise, LocatePooled];
     /// Adam / AdamW, params and grads in one buffer.
-    AdamShared = "adam" [Update, UpdateShared, Elementwise, LocatePooled];
+    AdamShared = "adam" [AdamStatesF32, Update, UpdateShared, Elementwise, LocatePooled];
     /// RMSprop, params and grads in one buffer.
     RmsPropShared = "rmsprop" [Update, UpdateShared, Elementwise, LocatePooled];
     /// Adagrad, params and grads in one buffer.
@@ -212,13 +218,13 @@ kernels! {
     /// SGD on a f16 slab updated in place.
     SgdF16InPlace = "sgd" [Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
     /// Adam / AdamW on a bf16 slab with f32 master weights.
-    AdamBf16 = "adam" [Update, UpdateHalfMaster, Bf16, Half, Elementwise, LocateDirect];
+    AdamBf16 = "adam" [AdamStatesF32, Update, UpdateHalfMaster, Bf16, Half, Elementwise, LocateDirect];
     /// Adam / AdamW on a bf16 slab updated in place.
-    AdamBf16InPlace = "adam" [Update, UpdateHalfInPlace, Bf16, Half, Elementwise, LocateDirect];
+    AdamBf16InPlace = "adam" [AdamStatesF32, Update, UpdateHalfInPlace, Bf16, Half, Elementwise, LocateDirect];
     /// Adam / AdamW on a f16 slab with f32 master weights.
-    AdamF16 = "adam" [Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
+    AdamF16 = "adam" [AdamStatesF32, Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
     /// Adam / AdamW on a f16 slab updated in place.
-    AdamF16InPlace = "adam" [Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
+    AdamF16InPlace = "adam" [AdamStatesF32, Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
     /// RMSprop on a bf16 slab with f32 master weights.
     RmsPropBf16 = "rmsprop" [Update, UpdateHalfMaster, Bf16, Half, Elementwise, LocateDirect];
     /// RMSprop on a bf16 slab updated in place.
@@ -243,6 +249,20 @@ kernels! {
     LionF16 = "lion" [Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
     /// Lion on a f16 slab updated in place.
     LionF16InPlace = "lion" [Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
+    /// Adam / AdamW with bf16 states, on an f32 slab.
+    AdamStatesBf16 = "adam" [AdamStatesBf16, Half, Update, UpdateSplit, Elementwise, LocateDirect];
+    /// Adam / AdamW with bf16 states, on an f32 pool.
+    AdamPooledStatesBf16 = "adam" [AdamStatesBf16, Half, Update, UpdateSplit, Elementwise, LocatePooled];
+    /// Adam / AdamW with bf16 states, params and grads in one buffer.
+    AdamSharedStatesBf16 = "adam" [AdamStatesBf16, Half, Update, UpdateShared, Elementwise, LocatePooled];
+    /// Adam / AdamW with bf16 states on a bf16 slab with master weights.
+    AdamBf16StatesBf16 = "adam" [AdamStatesBf16, Update, UpdateHalfMaster, Bf16, Half, Elementwise, LocateDirect];
+    /// Adam / AdamW with bf16 states on a bf16 slab updated in place.
+    AdamBf16InPlaceStatesBf16 = "adam" [AdamStatesBf16, Update, UpdateHalfInPlace, Bf16, Half, Elementwise, LocateDirect];
+    /// Adam / AdamW with bf16 states on an f16 slab with master weights.
+    AdamF16StatesBf16 = "adam" [AdamStatesBf16, Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
+    /// Adam / AdamW with bf16 states on an f16 slab updated in place.
+    AdamF16InPlaceStatesBf16 = "adam" [AdamStatesBf16, Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
 }
 
 impl Kernel {
@@ -308,6 +328,22 @@ impl Kernel {
                 AdagradF16InPlace,
             ),
             Lion => pick(LionBf16, LionBf16InPlace, LionF16, LionF16InPlace),
+            _ => return None,
+        })
+    }
+
+    /// The variant of Adam kernel `self` (any slab variant) that keeps its states in bf16;
+    /// `None` for other kernels.
+    pub(crate) fn with_bf16_states(self) -> Option<Kernel> {
+        use Kernel::*;
+        Some(match self {
+            Adam => AdamStatesBf16,
+            AdamPooled => AdamPooledStatesBf16,
+            AdamShared => AdamSharedStatesBf16,
+            AdamBf16 => AdamBf16StatesBf16,
+            AdamBf16InPlace => AdamBf16InPlaceStatesBf16,
+            AdamF16 => AdamF16StatesBf16,
+            AdamF16InPlace => AdamF16InPlaceStatesBf16,
             _ => return None,
         })
     }

@@ -373,3 +373,89 @@ fn stochastic_rounding_is_the_reference_generator_and_deterministic() {
         );
     }
 }
+
+/// Adam's states kept in bf16: three steps against the reference fed the device's states
+/// (widened); each state is then the reference's new value rounded stochastically with its
+/// own stream (`rounding_bits(seed ^ 0x9e3779b9·(k+1), step, e)`), but for rare elements on
+/// the neighbouring bf16 value (the reference's f32 state may sit an ulp away).
+fn bf16_states_match(dtype: Dtype, master: bool, amsgrad: bool, seed: Option<u32>) {
+    let sizes = SIZES;
+    let mut set = if dtype == Dtype::F32 {
+        let specs = specs(&sizes);
+        ParamSet::new(&ctx(), &specs, ArenaOptions::default()).unwrap()
+    } else {
+        half_set(dtype, master, &sizes, None)
+    };
+    let n: usize = sizes.iter().sum();
+    set.upload_params(&data(n, 2, 1.0)).unwrap();
+    let config = AdamWConfig {
+        lr: 0.01,
+        amsgrad,
+        ..Default::default()
+    };
+    let names = set.tensors().iter().map(|t| t.name.clone());
+    let groups = vec![clipstep::ParamGroup::new(names, config)];
+    let mut opt = clipstep::AdamW::with_state_dtype(&set, groups, Dtype::Bf16).unwrap();
+    let options = StepOptions {
+        rounding: seed.map_or(Rounding::NearestEven, |seed| Rounding::Stochastic { seed }),
+        ..clipped()
+    };
+    let index = virtual_index(&sizes);
+    for step in 0..3u64 {
+        set.upload_grads(&data(n, 10 + step, 1.0 + step as f32))
+            .unwrap();
+        let grads = set.download_grads().unwrap();
+        let (mut p, mut s) = downloads(&opt, &set);
+        let state = opt
+            .step(&mut set, &options)
+            .unwrap()
+            .read_blocking()
+            .unwrap();
+        let what = format!("bf16 states, {dtype:?} master {master} amsgrad {amsgrad} step {step}");
+        let effective: Vec<f32> = grads
+            .iter()
+            .map(|&g| reference::effective_grad(g, 1.0, state.clip_coef, None))
+            .collect();
+        config.reference_step_over(state.step, &mut p, &effective, &mut s, &sizes);
+        let (got, got_states) = downloads(&opt, &set);
+        if master || dtype == Dtype::F32 {
+            assert_close_elementwise(&got, &p, 4, 1e-7, &format!("{what}: params"));
+        }
+        let slots = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
+        for (name, values) in &got_states {
+            let k = slots.iter().position(|s| s == name).unwrap() as u32;
+            let stream = seed.unwrap_or(0) ^ 0x9e37_79b9u32.wrapping_mul(k + 1);
+            let mut bad = 0;
+            for i in 0..n {
+                let want =
+                    f32_to_bf16_stochastic(s[name][i], rounding_bits(stream, state.step, index[i]));
+                let got = f32_to_bf16(values[i]);
+                assert!(
+                    got.abs_diff(want) <= 1,
+                    "{what}: {name}[{i}] {got:#x} vs {want:#x}"
+                );
+                bad += usize::from(got != want);
+            }
+            assert!(bad * 1000 <= n, "{what}: {name} differs at {bad} elements");
+        }
+    }
+    // Half the state memory: a checkpoint round trip keeps every state bit.
+    let saved = opt.save().unwrap();
+    let names = set.tensors().iter().map(|t| t.name.clone());
+    let groups = vec![clipstep::ParamGroup::new(names, config)];
+    let mut other = clipstep::AdamW::with_state_dtype(&set, groups, Dtype::Bf16).unwrap();
+    other.load(&saved).unwrap();
+    for name in other.state_names() {
+        assert_bits_eq(&other.state(name).unwrap(), &opt.state(name).unwrap(), name);
+    }
+}
+
+#[test]
+fn adam_states_in_bf16_are_rounded_stochastically() {
+    bf16_states_match(Dtype::F32, false, false, None);
+    bf16_states_match(Dtype::F32, false, true, Some(99));
+    bf16_states_match(Dtype::Bf16, true, false, Some(7));
+    bf16_states_match(Dtype::Bf16, false, true, None);
+    bf16_states_match(Dtype::F16, true, false, None);
+    bf16_states_match(Dtype::F16, false, false, None);
+}

@@ -20,6 +20,8 @@ use crate::slabs::SlabDevice;
 /// An update kernel bound to one parameter set and one optimizer's states.
 pub(crate) struct UpdateKernel {
     kernel: Kernel,
+    /// The rule's states are bf16 (Adam's `*StatesBf16` variants).
+    bf16_states: bool,
     /// The rule's group table, written in stream before each step.
     table: wgpu::Buffer,
     /// Per slab, its block→group table (fixed: a tensor never changes group).
@@ -49,6 +51,8 @@ pub(crate) struct UpdateBindings<'a> {
     pub group_bias: &'a wgpu::Buffer,
     /// The trust pass of a trust-ratio rule (LARS, LAMB).
     pub trust: Option<TrustSetup<'a>>,
+    /// The states are bf16 (checked by the engine: Adam only).
+    pub bf16_states: bool,
 }
 
 impl UpdateKernel {
@@ -86,6 +90,7 @@ impl UpdateKernel {
         });
         UpdateKernel {
             kernel,
+            bf16_states: b.bf16_states,
             table,
             trust,
             groups: BindCache::new(blocks.len()),
@@ -93,6 +98,15 @@ impl UpdateKernel {
             states,
             step_state: b.step_state.clone(),
             group_bias: b.group_bias.clone(),
+        }
+    }
+
+    /// The update's variant for `slab`: its element types, and bf16 states if so.
+    fn kernel_for(&self, slab: &SlabDevice) -> Kernel {
+        let kernel = slab.kernel(self.kernel);
+        match self.bf16_states {
+            true => kernel.with_bf16_states().unwrap_or(kernel),
+            false => kernel,
         }
     }
 
@@ -164,10 +178,10 @@ impl UpdateKernel {
         }
         let plan = |s: usize, slab: &SlabDevice| {
             let size = elementwise_groups(layout.slabs[s].len);
-            (slab.kernel(self.kernel).into(), size)
+            (self.kernel_for(slab).into(), size)
         };
         self.groups.encode(pass, gpu, slabs, plan, |s, slab| {
-            self.bind_group(gpu, slab.kernel(self.kernel), s, slab)
+            self.bind_group(gpu, self.kernel_for(slab), s, slab)
         });
     }
 }

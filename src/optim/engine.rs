@@ -17,6 +17,7 @@ use crate::checkpoint::{bad, Checkpoint, LoadOptions, MissingTensors, Unexpected
 use crate::context::{Context, Gpu};
 use crate::dtype::{Dtype, Rounding};
 use crate::error::{Error, Result};
+use crate::half_io;
 use crate::host;
 use crate::kernels::norm::{base_op, NormWorkspace};
 use crate::kernels::trust::TrustSetup;
@@ -96,6 +97,8 @@ pub(crate) struct Engine<R: Rule> {
     pub scaler: Option<LossScaler>,
     /// The set's element type.
     dtype: Dtype,
+    /// The element type of the rule's states.
+    state_dtype: Dtype,
 }
 
 /// A checkpoint's loss scaler: its settings and where its state stood.
@@ -108,7 +111,27 @@ struct SavedScaler {
 }
 
 impl<R: Rule> Engine<R> {
-    pub(crate) fn new(params: &ParamSet, groups: Vec<ParamGroup<R>>) -> Result<Self> {
+    /// An engine over `params` with `groups`, keeping its states in `state_dtype` (f32, or
+    /// bf16 for the Adam family).
+    pub(crate) fn new(
+        params: &ParamSet,
+        groups: Vec<ParamGroup<R>>,
+        state_dtype: Dtype,
+    ) -> Result<Self> {
+        match state_dtype {
+            Dtype::F32 => {}
+            Dtype::Bf16 if R::KERNEL.with_bf16_states().is_some() => {
+                if params.ctx.gpu().is_none() {
+                    return Err(Error::NeedsGpu("bf16 optimizer states"));
+                }
+            }
+            _ => {
+                return Err(Error::NotSupported(format!(
+                    "{} with {state_dtype:?} states (bf16 states are Adam's and AdamW's)",
+                    R::NAME
+                )))
+            }
+        }
         let layout = params.layout.clone();
         let group_of = groups::assign(&layout, &groups)?;
         let config = &groups[0].config;
@@ -153,7 +176,7 @@ impl<R: Rule> Engine<R> {
         let new_states = || {
             config
                 .state_names()
-                .map(|name| name.map(|n| state_arena(&params.ctx, &layout, n)))
+                .map(|name| name.map(|n| state_arena(&params.ctx, &layout, n, state_dtype)))
         };
         let (states, device) = match &params.device {
             // Every allocation in the call's error scope: too little memory is a typed
@@ -185,6 +208,7 @@ impl<R: Rule> Engine<R> {
                         blocks: &blocks,
                         group_bias: &workspace.group_bias,
                         trust,
+                        bf16_states: state_dtype == Dtype::Bf16,
                     },
                 );
                 let device = EngineDevice {
@@ -208,6 +232,7 @@ impl<R: Rule> Engine<R> {
             host_state: DeviceStepState::initial(),
             scaler: None,
             dtype: params.dtype,
+            state_dtype,
         };
         // States that do not start at zero (Adagrad's accumulator) get their groups' values.
         for slot in 0..3 {
@@ -484,7 +509,18 @@ impl<R: Rule> Engine<R> {
             .ok_or_else(unknown)?;
         // Named states are allocated with the optimizer, and `load` keeps the same names.
         let arena = self.states[k].as_ref().ok_or_else(unknown)?;
-        read_all(self.ctx.gpu(), &self.layout, arena, "state")
+        self.read_state_arena(arena)
+    }
+
+    /// A state's values, all tensors concatenated (bf16 states widened exactly).
+    fn read_state_arena(&self, arena: &Arena) -> Result<Vec<f32>> {
+        match (self.state_dtype, arena, self.ctx.gpu()) {
+            (Dtype::Bf16, Arena::Gpu(bindings), Some(gpu)) => {
+                let bits = half_io::read_bits(gpu, &self.layout, bindings, None)?;
+                Ok(bits.iter().map(|&h| Dtype::Bf16.widen(h)).collect())
+            }
+            _ => read_all(self.ctx.gpu(), &self.layout, arena, "state"),
+        }
     }
 
     pub(crate) fn step_count(&self) -> Result<u32> {
@@ -516,7 +552,7 @@ impl<R: Rule> Engine<R> {
             .zip(&self.states)
             .filter_map(|(name, arena)| Some((name.as_ref()?, arena.as_ref()?)))
             .map(|(name, arena)| {
-                let all = read_all(self.ctx.gpu(), &self.layout, arena, "state")?;
+                let all = self.read_state_arena(arena)?;
                 let mut at = 0;
                 let parts = numels
                     .iter()
@@ -616,9 +652,28 @@ impl<R: Rule> Engine<R> {
                     .zip(&values)
                     .map(|(arena, v)| (arena, slab_images(&self.layout, v)))
                     .collect();
+                // bf16 states: each slab image rounded to bf16 (exact for values saved from
+                // bf16 states), as bytes.
+                let bf16_images: Vec<Vec<Vec<u8>>> = match self.state_dtype {
+                    Dtype::Bf16 => images
+                        .iter()
+                        .map(|(_, slabs)| slabs.iter().map(|v| half_io::rounded_bytes(v)).collect())
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let mut writes = vec![(&d.workspace.state, 0, bytemuck::bytes_of(&state))];
-                for (arena, images) in &images {
-                    writes.extend(image_writes(&self.layout, gpu_bindings(arena), images));
+                for (k, (arena, images)) in images.iter().enumerate() {
+                    match bf16_images.get(k) {
+                        Some(slabs) => writes.extend(
+                            gpu_bindings(arena)
+                                .iter()
+                                .zip(slabs)
+                                .map(|(b, bytes)| (&b.buffer, b.offset, bytes.as_slice())),
+                        ),
+                        None => {
+                            writes.extend(image_writes(&self.layout, gpu_bindings(arena), images))
+                        }
+                    }
                 }
                 d.gpu.upload(&writes)?;
                 // The step state was replaced: earlier reports no longer describe it.

@@ -231,7 +231,21 @@ macro_rules! optimizer {
                 params: &crate::param_set::ParamSet,
                 groups: Vec<crate::optim::ParamGroup<$config>>,
             ) -> crate::error::Result<Self> {
-                crate::optim::engine::Engine::new(params, groups).map($name)
+                Self::with_state_dtype(params, groups, crate::dtype::Dtype::F32)
+            }
+
+            /// [`Self::with_groups`] keeping the optimizer's states in `state_dtype`: f32, or
+            /// for Adam and AdamW bf16 (half the state memory; each write rounded
+            /// stochastically, the random bits of state k of element e at step t being
+            /// `reference::rounding_bits(seed ^ 0x9e3779b9·(k+1), t, e)` with the step's
+            /// rounding seed, 0 under nearest-even rounding). Other rules and f16 states are
+            /// [`crate::Error::NotSupported`]; bf16 states need a GPU.
+            pub fn with_state_dtype(
+                params: &crate::param_set::ParamSet,
+                groups: Vec<crate::optim::ParamGroup<$config>>,
+                state_dtype: crate::dtype::Dtype,
+            ) -> crate::error::Result<Self> {
+                crate::optim::engine::Engine::new(params, groups, state_dtype).map($name)
             }
 
             /// The hyperparameters of the first parameter group.
