@@ -1,8 +1,8 @@
 // Adam's states in bf16 (half the memory), four to a vec2<u32>, widened exactly and
 // written back with stochastic rounding (round to nearest would let a small update vanish
 // step after step): state k of element e at step t rounds with
-//   rounding_bits(round_seed ^ STATE_SALT·(k + 1), t, e)      e = slab.base + 4i + lane
-// The twin of dtype::state_rounding_bits. A lane the update leaves alone is written back
+//   rounding_bits4(round_seed ^ STATE_SALT·(k + 1), t, e)      e = slab.base + 4i + lane
+// (reference::rounding_bits; tests/mixed.rs holds the two to the same bits). A lane the update leaves alone is written back
 // with its own bits (its value is exact in bf16).
 
 @group(0) @binding(2) var<storage, read_write> exp_avg: array<vec2<u32>>;
@@ -27,14 +27,7 @@ fn load_state(slot: u32, i: u32) -> vec4<f32> {
 
 fn store_state(slot: u32, i: u32, x: vec4<f32>) {
     let seed = state.round_seed ^ (STATE_SALT * (slot + 1u));
-    let e = slab.base + i * 4u;
-    let r = vec4<u32>(
-        rounding_bits(seed, state.step, e),
-        rounding_bits(seed, state.step, e + 1u),
-        rounding_bits(seed, state.step, e + 2u),
-        rounding_bits(seed, state.step, e + 3u),
-    );
-    let w = bf16_stochastic4(x, r);
+    let w = bf16_stochastic4(x, rounding_bits4(seed, state.step, slab.base + i * 4u));
     switch slot {
         case 0u: {
             exp_avg[i] = w;

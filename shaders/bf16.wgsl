@@ -5,10 +5,7 @@ fn widen4(w: vec2<u32>) -> vec4<f32> {
 }
 
 fn narrow4_nearest(x: vec4<f32>) -> vec2<u32> {
-    return vec2<u32>(
-        bf16_nearest(x.x) | (bf16_nearest(x.y) << 16u),
-        bf16_nearest(x.z) | (bf16_nearest(x.w) << 16u),
-    );
+    return bf16_nearest4(x);
 }
 
 fn narrow4_stochastic(x: vec4<f32>, r: vec4<u32>) -> vec2<u32> {

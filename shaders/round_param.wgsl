@@ -7,12 +7,5 @@ fn round_param(p: u32, x: vec4<f32>) -> vec2<u32> {
     if state.stochastic == 0u {
         return narrow4_nearest(x);
     }
-    let e = slab.base + p * 4u;
-    let r = vec4<u32>(
-        rounding_bits(state.round_seed, state.step, e),
-        rounding_bits(state.round_seed, state.step, e + 1u),
-        rounding_bits(state.round_seed, state.step, e + 2u),
-        rounding_bits(state.round_seed, state.step, e + 3u),
-    );
-    return narrow4_stochastic(x, r);
+    return narrow4_stochastic(x, rounding_bits4(state.round_seed, state.step, slab.base + p * 4u));
 }

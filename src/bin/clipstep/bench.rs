@@ -12,8 +12,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use clipstep::{
-    Adagrad, AdagradConfig, AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Error,
-    ExternalTensor, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, Nonfinite, Norm,
+    Adagrad, AdagradConfig, AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Dtype,
+    Error, ExternalTensor, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, Nonfinite, Norm,
     Optimizer, ParamGroup, ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions,
     TensorSpec, Units,
 };
@@ -102,6 +102,9 @@ pub struct Ratios {
     pub fused_adamw_fraction_of_shader_copy: f64,
     /// Unfused (norm, scale, update passes) time over fused time.
     pub fused_speedup_over_unfused: f64,
+    /// Time of the fused clipped AdamW step with bf16 gradients and parameters and f32
+    /// master weights over the f32 step's (same elements: the time per element ratio).
+    pub bf16_adamw_over_f32_time: f64,
     /// Time of the fused AdamW step over 2,000 tensors over one tensor of the same total.
     pub many_over_one_tensor_time: f64,
     /// Time of the same 2,000-tensor step in 3 parameter groups (own lr and weight decay,
@@ -395,6 +398,16 @@ impl Copy {
 }
 
 fn set_of(ctx: &Context, elements: u64, tensors: usize) -> Result<ParamSet> {
+    typed_set_of(ctx, elements, tensors, ArenaOptions::default())
+}
+
+/// [`set_of`] with `options` (a 16-bit set, with or without master weights).
+fn typed_set_of(
+    ctx: &Context,
+    elements: u64,
+    tensors: usize,
+    options: ArenaOptions,
+) -> Result<ParamSet> {
     let per = elements / tensors as u64;
     let specs: Vec<TensorSpec> = (0..tensors)
         .map(|i| {
@@ -406,7 +419,7 @@ fn set_of(ctx: &Context, elements: u64, tensors: usize) -> Result<ParamSet> {
             TensorSpec::new(format!("t{i}"), [n as usize])
         })
         .collect();
-    let mut set = ParamSet::new(ctx, &specs, ArenaOptions::default())?;
+    let mut set = ParamSet::new(ctx, &specs, options)?;
     let n = elements as usize;
     let ramp: Vec<f32> = (0..n).map(|i| ((i % 1024) as f32 - 512.0) * 1e-3).collect();
     set.upload_params(&ramp)?;
@@ -614,6 +627,70 @@ impl Bench<'_> {
             opt.encode_step(enc, set, &options).map(|_| ())
         })
     }
+    /// The mixed-precision rows at `n` elements: fused clipped AdamW on 16-bit sets (bytes
+    /// per element: the 16-bit gradient read by the norm and the update, 2 + 2; f32 master
+    /// read and written, 8; f32 moments read and written, 16, or bf16, 8; the 16-bit copy
+    /// written, 2; in place, the 16-bit parameters read and written, 4, and no master).
+    /// Returns the bf16 + f32 master row's time in copy units.
+    fn mixed_precision(&mut self, ctx: &Context, n: u64, fused: StepOptions) -> Result<f64> {
+        let adamw = |set: &ParamSet, states: Dtype| {
+            let names = set.tensors().iter().map(|t| t.name.clone());
+            let groups = vec![ParamGroup::new(names, AdamWConfig::default())];
+            AdamW::with_state_dtype(set, groups, states)
+        };
+        let rows = [
+            (
+                Dtype::Bf16,
+                true,
+                Dtype::F32,
+                30,
+                "bf16 grads + params, f32 master",
+            ),
+            (
+                Dtype::Bf16,
+                true,
+                Dtype::Bf16,
+                22,
+                "bf16 grads + params, f32 master, bf16 moments",
+            ),
+            (
+                Dtype::Bf16,
+                false,
+                Dtype::F32,
+                24,
+                "bf16 grads + params in place",
+            ),
+            (
+                Dtype::F16,
+                true,
+                Dtype::F32,
+                30,
+                "f16 grads + params, f32 master",
+            ),
+        ];
+        let mut first = f64::NAN;
+        for (dtype, master, states, bytes, what) in rows {
+            let options = ArenaOptions {
+                dtype,
+                master_weights: master,
+                ..Default::default()
+            };
+            let mut set = typed_set_of(ctx, n, 1, options)?;
+            let mut opt = adamw(&set, states)?;
+            let t = self.step(
+                &format!("AdamW + clip (fused), {what}"),
+                &mut set,
+                &mut opt,
+                bytes,
+                fused,
+            )?;
+            if first.is_nan() {
+                first = t;
+            }
+        }
+        Ok(first)
+    }
+
     /// Every measurement at `n` elements; the bar's ratios at that size.
     fn size(&mut self, ctx: &Context, n: u64, fused: StepOptions) -> Result<Ratios> {
         let mut set = set_of(ctx, n, 1)?;
@@ -689,6 +766,7 @@ impl Bench<'_> {
             (false, Some(m)) => (m.fraction_of_copy, m.fraction_of_shader_copy),
             _ => (f64::NAN, f64::NAN),
         };
+        let t_bf16 = self.mixed_precision(ctx, n, fused)?;
         let zero_nans = StepOptions {
             nonfinite: Nonfinite::ZeroNans,
             ..fused
@@ -740,6 +818,7 @@ impl Bench<'_> {
             fused_adamw_fraction_of_copy: fraction,
             fused_adamw_fraction_of_shader_copy: shader_fraction,
             fused_speedup_over_unfused: t_unfused / t_fused,
+            bf16_adamw_over_f32_time: t_bf16 / t_fused,
             many_over_one_tensor_time: t_many / t_fused,
             three_groups_over_one_group_time: t_groups / t_many,
             pooled_over_own_slabs_time: times[0] / t_own,

@@ -272,7 +272,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     }
     println!();
     println!(
-        "{:>10} {:>19} {:>21} {:>21} {:>15} {:>16} {:>15} {:>15}",
+        "{:>10} {:>19} {:>21} {:>21} {:>15} {:>16} {:>15} {:>15} {:>15}",
         "elements",
         "fused AdamW / copy",
         "... / shader copy",
@@ -280,11 +280,12 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         "many / 1 tensor",
         "3 groups / 1",
         "pooled / own",
-        "pooled split / own"
+        "pooled split / own",
+        "bf16 / f32 time"
     );
     for r in &report.ratios {
         println!(
-            "{:>10} {:>19.2} {:>21.2} {:>21.2} {:>15.2} {:>16.2} {:>15.2} {:>15.2}",
+            "{:>10} {:>19.2} {:>21.2} {:>21.2} {:>15.2} {:>16.2} {:>15.2} {:>15.2} {:>15.2}",
             r.elements,
             r.fused_adamw_fraction_of_copy,
             r.fused_adamw_fraction_of_shader_copy,
@@ -292,7 +293,8 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
             r.many_over_one_tensor_time,
             r.three_groups_over_one_group_time,
             r.pooled_over_own_slabs_time,
-            r.pooled_split_over_own_slabs_time
+            r.pooled_split_over_own_slabs_time,
+            r.bf16_adamw_over_f32_time
         );
     }
     for note in &report.skipped {
