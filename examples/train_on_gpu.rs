@@ -33,10 +33,10 @@ pub struct Args {
     pub log_every: usize,
 }
 
-const N: usize = 256; // samples
-const D: usize = 4; // inputs
-const H: usize = 16; // hidden units
-const PARAMS: usize = H * D + H + H + 1;
+pub const N: usize = 256; // samples
+pub const D: usize = 4; // inputs
+pub const H: usize = 16; // hidden units
+pub const PARAMS: usize = H * D + H + H + 1;
 
 /// Forward: one invocation per sample. Backward: one invocation per parameter, summing
 /// over the batch in order (deterministic, no atomics). Both index the parameter and
@@ -112,7 +112,7 @@ fn backward(@builtin(global_invocation_id) id: vec3<u32>) {
 "#;
 
 /// The model's tensors.
-fn specs() -> Vec<TensorSpec> {
+pub fn specs() -> Vec<TensorSpec> {
     vec![
         TensorSpec::new("w1", [H, D]),
         TensorSpec::new("b1", [H]),
@@ -122,7 +122,7 @@ fn specs() -> Vec<TensorSpec> {
 }
 
 /// Inputs in [−1, 1), targets t = sin(2·x0) + 0.5·x1·x2 − 0.3·x3, initial parameters.
-fn data() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn data() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let x = support::harness::sample_data(N * D, 3, 1.0);
     let t = (0..N)
         .map(|n| {
@@ -134,7 +134,7 @@ fn data() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     (x, t, init)
 }
 
-fn options() -> StepOptions {
+pub fn options() -> StepOptions {
     StepOptions {
         clip: Clip::GlobalNorm {
             max_norm: 1.0,
@@ -144,7 +144,7 @@ fn options() -> StepOptions {
     }
 }
 
-fn config() -> AdamWConfig {
+pub fn config() -> AdamWConfig {
     AdamWConfig {
         lr: 0.02,
         weight_decay: 1e-4,

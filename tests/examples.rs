@@ -26,6 +26,9 @@ mod checkpoint_interop;
 #[allow(dead_code)]
 #[path = "../examples/linear_regression.rs"]
 mod linear_regression;
+#[allow(dead_code)]
+#[path = "../examples/train_mixed.rs"]
+mod train_mixed;
 
 use std::path::{Path, PathBuf};
 
@@ -81,6 +84,45 @@ fn training_on_the_gpu_agrees_with_the_cpu_loop() {
     assert!(
         gpu.last().unwrap().1 < 0.5 * gpu[0].1,
         "the loss should fall"
+    );
+}
+
+/// bf16 and f16 runs with f32 master weights and a fast-growing dynamic scale follow the
+/// f32 run; the f16 scale overflows (skipped steps) and backs off, the bf16 one does not.
+#[test]
+fn mixed_precision_training_follows_the_f32_run() {
+    let args = train_mixed::Args {
+        out: out("mixed"),
+        steps: 80,
+        log_every: 10,
+        growth_interval: 4,
+    };
+    let (f32_curve, bf16, f16) = train_mixed::run(&args).unwrap();
+    assert_eq!(
+        bf16.skipped, 0,
+        "bf16 reaches 3e38: no overflow at these scales"
+    );
+    assert!(
+        f16.skipped > 0,
+        "f16 overflows at 65504 once the scale has grown"
+    );
+    let (f16_scale, bf16_scale) = (f16.curve.last().unwrap().2, bf16.curve.last().unwrap().2);
+    assert!(
+        f16_scale < bf16_scale,
+        "the f16 scale backed off: {f16_scale} vs {bf16_scale}"
+    );
+    // f16 lags by the steps it skipped.
+    for (run, tol) in [(&bf16, 0.1), (&f16, 0.3)] {
+        for (&(s, want, _), &(_, got, _)) in f32_curve.iter().zip(&run.curve) {
+            assert!(
+                (got - want).abs() <= tol * want,
+                "step {s}: {got} vs f32 {want}"
+            );
+        }
+    }
+    assert!(
+        bf16.curve.last().unwrap().1 < 0.5 * bf16.curve[0].1,
+        "the loss falls"
     );
 }
 

@@ -1,0 +1,422 @@
+//! Mixed-precision training on the GPU: the two-layer MLP of `train_on_gpu` with its
+//! parameters and gradients in bf16 (or f16), f32 master weights and moments, and the
+//! dynamic loss scale kept on the device. The forward pass reads the 16-bit parameters
+//! clipstep writes; the backward pass computes f32 gradients of the *scaled* loss (it
+//! reads the current scale from the optimizer's device state, `loss_scale_binding`) and
+//! writes them into clipstep's 16-bit gradient buffer; the clipped AdamW step unscales,
+//! skips an overflowing step, and grows or backs off the scale, all in one command encoder
+//! per step. The host reads the loss (and the scale) only every `--log-every` steps.
+//!
+//! Writes `train_mixed_loss.png` (the 16-bit runs' loss beside the f32 run's) and
+//! `train_mixed_scale.png` (the loss scale) to `--out` (default `out/`).
+//!
+//!     cargo run --release --example train_mixed
+
+mod support;
+
+#[allow(dead_code)]
+#[path = "train_on_gpu.rs"]
+mod f32_run;
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use clap::Parser;
+use clipstep::{AdamW, ArenaOptions, Context, Dtype, LossScaler, Optimizer, ParamSet, StepOptions};
+use f32_run::{D, H, N, PARAMS};
+
+/// Command-line options.
+#[derive(Parser, Debug, Clone)]
+pub struct Args {
+    /// Where the charts go.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Training steps.
+    #[arg(long, default_value_t = 400)]
+    pub steps: usize,
+    /// Read the loss back every this many steps.
+    #[arg(long, default_value_t = 20)]
+    pub log_every: usize,
+    /// The loss scaler's growth interval (PyTorch's default is 2000; short here so the
+    /// scale visibly grows and, in f16, overflows and backs off).
+    #[arg(long, default_value_t = 25)]
+    pub growth_interval: u32,
+}
+
+/// The 16-bit forward pass, the f32 backward pass into a scratch buffer, and the pass
+/// that scales, rounds (to nearest even) and packs the gradients into clipstep's 16-bit
+/// buffer, one invocation per word (two elements: no two invocations write one word).
+const SHADER: &str = r#"
+struct Dims { n: u32, d: u32, h: u32, w1: u32, b1: u32, w2: u32, b2: u32, words: u32, scale_at: u32, f16: u32, _p0: u32, _p1: u32 }
+
+@group(0) @binding(0) var<storage, read> params: array<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> t: array<f32>;
+@group(0) @binding(3) var<storage, read_write> hidden: array<f32>;
+@group(0) @binding(4) var<storage, read_write> resid: array<f32>;
+@group(0) @binding(5) var<uniform> dims: Dims;
+@group(0) @binding(6) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(7) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(8) var<storage, read_write> grads: array<u32>;
+@group(0) @binding(9) var<storage, read> step_state: array<f32>;
+
+// Element k of the 16-bit parameter slab, widened (exact).
+fn param(k: u32) -> f32 {
+    let w = params[k / 2u];
+    let h = select(w & 0xffffu, w >> 16u, k % 2u == 1u);
+    if dims.f16 != 0u {
+        return unpack2x16float(h).x;
+    }
+    return bitcast<f32>(h << 16u);
+}
+
+// f32 → 16 bits, round to nearest even (finite inputs; an overflow becomes ±Inf).
+fn round16(x: f32) -> u32 {
+    if dims.f16 != 0u {
+        let a = abs(x);
+        if a >= 65520.0 {
+            return select(0x7c00u, 0xfc00u, x < 0.0);
+        }
+        return pack2x16float(vec2<f32>(x, 0.0)) & 0xffffu;
+    }
+    let b = bitcast<u32>(x);
+    return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
+}
+
+@compute @workgroup_size(64)
+fn forward(@builtin(global_invocation_id) id: vec3<u32>) {
+    let n = id.x;
+    if n >= dims.n { return; }
+    var y = param(dims.b2);
+    for (var j = 0u; j < dims.h; j++) {
+        var a = param(dims.b1 + j);
+        for (var i = 0u; i < dims.d; i++) {
+            a += param(dims.w1 + j * dims.d + i) * x[n * dims.d + i];
+        }
+        let hj = tanh(a);
+        hidden[n * dims.h + j] = hj;
+        y += param(dims.w2 + j) * hj;
+    }
+    resid[n] = y - t[n];
+}
+
+// ∂L/∂θ_k of L = (1/N) Σ resid², in slab order (scratch[slab element]).
+@compute @workgroup_size(64)
+fn backward(@builtin(global_invocation_id) id: vec3<u32>) {
+    let k = id.x;
+    let hd = dims.h * dims.d;
+    if k >= hd + 2u * dims.h + 1u { return; }
+    var g = 0.0;
+    if k < hd {
+        let j = k / dims.d;
+        let i = k % dims.d;
+        for (var n = 0u; n < dims.n; n++) {
+            let hj = hidden[n * dims.h + j];
+            g += resid[n] * param(dims.w2 + j) * (1.0 - hj * hj) * x[n * dims.d + i];
+        }
+        scratch[dims.w1 + k] = 2.0 * g / f32(dims.n);
+    } else if k < hd + dims.h {
+        let j = k - hd;
+        for (var n = 0u; n < dims.n; n++) {
+            let hj = hidden[n * dims.h + j];
+            g += resid[n] * param(dims.w2 + j) * (1.0 - hj * hj);
+        }
+        scratch[dims.b1 + j] = 2.0 * g / f32(dims.n);
+    } else if k < hd + 2u * dims.h {
+        let j = k - hd - dims.h;
+        for (var n = 0u; n < dims.n; n++) {
+            g += resid[n] * hidden[n * dims.h + j];
+        }
+        scratch[dims.w2 + j] = 2.0 * g / f32(dims.n);
+    } else {
+        var l = 0.0;
+        for (var n = 0u; n < dims.n; n++) {
+            g += resid[n];
+            l += resid[n] * resid[n];
+        }
+        scratch[dims.b2] = 2.0 * g / f32(dims.n);
+        loss[0] = l / f32(dims.n);
+    }
+}
+
+// The gradients of the scaled loss, scale · ∂L/∂θ, rounded into two 16-bit halves of a
+// word (the padding between tensors is 0 in scratch, and stays 0).
+@compute @workgroup_size(64)
+fn pack(@builtin(global_invocation_id) id: vec3<u32>) {
+    let w = id.x;
+    if w >= dims.words { return; }
+    let scale = step_state[dims.scale_at];
+    let lo = round16(scratch[2u * w] * scale);
+    let hi = round16(scratch[2u * w + 1u] * scale);
+    grads[w] = lo | (hi << 16u);
+}
+"#;
+
+/// (step, loss, loss scale) of one run's logged steps.
+pub type Curve = Vec<(usize, f32, f32)>;
+
+/// One 16-bit run: its logged steps, and how many steps the scaler skipped (overflow).
+pub struct Run {
+    pub curve: Curve,
+    pub skipped: usize,
+}
+
+fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}
+
+/// The 16-bit run: `dtype` parameters and gradients, f32 master weights, a dynamic scale.
+pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Error>> {
+    use wgpu::util::DeviceExt;
+    use wgpu::BufferUsages as U;
+    let (device, queue) = ctx
+        .device_queue()
+        .ok_or("this example needs a GPU adapter")?;
+    let (x, t, init) = f32_run::data();
+    let mut set = ParamSet::new(ctx, &f32_run::specs(), ArenaOptions::mixed(dtype))?;
+    set.upload_params(&init)?;
+    let mut opt = AdamW::new(&set, f32_run::config())?;
+    opt.set_loss_scaler(Some(LossScaler {
+        growth_interval: args.growth_interval,
+        ..Default::default()
+    }))?;
+    let options: StepOptions = f32_run::options();
+
+    let at = |name: &str| -> clipstep::Result<u32> {
+        let views = set.param_views(name)?;
+        assert_eq!(views.len(), 1, "a small model fits one slab");
+        Ok((views[0].offset / 2) as u32)
+    };
+    let params_buf = set.param_views("w1")?[0].buffer.clone();
+    let grads_buf = set.grad_views("w1")?[0].buffer.clone();
+    let (state_buf, scale_offset) = opt.loss_scale_binding().ok_or("a GPU optimizer")?;
+    let state_buf = state_buf.clone();
+    let words = (grads_buf.size() / 4) as u32;
+    let dims = [
+        N as u32,
+        D as u32,
+        H as u32,
+        at("w1")?,
+        at("b1")?,
+        at("w2")?,
+        at("b2")?,
+        words,
+        (scale_offset / 4) as u32,
+        u32::from(dtype == Dtype::F16),
+        0,
+        0,
+    ];
+    let storage = |label: &str, contents: &[f32]| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(contents),
+            usage: U::STORAGE | U::COPY_SRC,
+        })
+    };
+    let (x_buf, t_buf) = (storage("x", &x), storage("t", &t));
+    let hidden = storage("hidden", &vec![0.0; N * H]);
+    let resid = storage("resid", &vec![0.0; N]);
+    let loss = storage("loss", &[0.0]);
+    let scratch = storage("f32 gradients", &vec![0.0; 2 * words as usize]);
+    let readback = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("loss readback"),
+        size: 4,
+        usage: U::MAP_READ | U::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let dims_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("dims"),
+        contents: bytemuck::cast_slice(&dims),
+        usage: U::UNIFORM,
+    });
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("mixed mlp"),
+        source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+    });
+    let pipeline = |entry: &str| {
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+    };
+    let (forward, backward, pack) = (pipeline("forward"), pipeline("backward"), pipeline("pack"));
+    let group = |p: &wgpu::ComputePipeline, entries: &[wgpu::BindGroupEntry<'_>]| {
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &p.get_bind_group_layout(0),
+            entries,
+        })
+    };
+    let forward_group = group(
+        &forward,
+        &[
+            entry(0, &params_buf),
+            entry(1, &x_buf),
+            entry(2, &t_buf),
+            entry(3, &hidden),
+            entry(4, &resid),
+            entry(5, &dims_buf),
+        ],
+    );
+    let backward_group = group(
+        &backward,
+        &[
+            entry(0, &params_buf),
+            entry(1, &x_buf),
+            entry(3, &hidden),
+            entry(4, &resid),
+            entry(5, &dims_buf),
+            entry(6, &scratch),
+            entry(7, &loss),
+        ],
+    );
+    let pack_group = group(
+        &pack,
+        &[
+            entry(5, &dims_buf),
+            entry(6, &scratch),
+            entry(8, &grads_buf),
+            entry(9, &state_buf),
+        ],
+    );
+
+    let mut curve = Vec::new();
+    for step in 0..args.steps {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&forward);
+            pass.set_bind_group(0, &forward_group, &[]);
+            pass.dispatch_workgroups(N.div_ceil(64) as u32, 1, 1);
+            pass.set_pipeline(&backward);
+            pass.set_bind_group(0, &backward_group, &[]);
+            pass.dispatch_workgroups(PARAMS.div_ceil(64) as u32, 1, 1);
+            pass.set_pipeline(&pack);
+            pass.set_bind_group(0, &pack_group, &[]);
+            pass.dispatch_workgroups(words.div_ceil(64), 1, 1);
+        }
+        let report = opt.encode_step(&mut encoder, &mut set, &options)?;
+        let log = step % args.log_every == 0 || step + 1 == args.steps;
+        if log {
+            encoder.copy_buffer_to_buffer(&loss, 0, &readback, 0, 4);
+        }
+        queue.submit([encoder.finish()]);
+        if log {
+            let (tx, rx) = std::sync::mpsc::channel();
+            readback.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = tx.send(r);
+            });
+            device.poll(wgpu::PollType::wait_indefinitely())?;
+            rx.recv()??;
+            let value = bytemuck::pod_read_unaligned::<f32>(&readback.get_mapped_range(..)?[..4]);
+            readback.unmap();
+            let state = report.read_blocking()?;
+            curve.push((step, value, state.loss_scale));
+        }
+    }
+    let skipped = args.steps - opt.step_count()? as usize;
+    Ok(Run { curve, skipped })
+}
+
+/// The f32 run of `train_on_gpu`, bf16 and f16 runs: (f32, bf16, f16).
+pub fn run(args: &Args) -> Result<(Curve, Run, Run), Box<dyn Error>> {
+    let ctx = Context::new()?;
+    let f32_args = f32_run::Args {
+        out: args.out.clone(),
+        steps: args.steps,
+        log_every: args.log_every,
+    };
+    let f32_curve = f32_run::train_gpu(&ctx, &f32_args)?
+        .into_iter()
+        .map(|(s, l)| (s, l, 1.0))
+        .collect();
+    Ok((
+        f32_curve,
+        train(&ctx, Dtype::Bf16, args)?,
+        train(&ctx, Dtype::F16, args)?,
+    ))
+}
+
+#[allow(dead_code)]
+fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
+    println!("adapter: {}", Context::new()?.describe());
+    let (f32_curve, bf16_run, f16_run) = run(&args)?;
+    println!(
+        "{:>6} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "step", "loss f32", "loss bf16", "scale bf16", "loss f16", "scale f16"
+    );
+    let (bf16, f16) = (&bf16_run.curve, &f16_run.curve);
+    for ((&(s, a, _), &(_, b, sb)), &(_, c, sc)) in f32_curve.iter().zip(bf16).zip(f16) {
+        println!("{s:>6} {a:>12.6} {b:>12.6} {sb:>12.0} {c:>12.6} {sc:>12.0}");
+    }
+    println!(
+        "steps skipped on overflow: bf16 {}, f16 {}",
+        bf16_run.skipped, f16_run.skipped
+    );
+    let series =
+        |label: &str, curve: &Curve, pick: fn(&(usize, f32, f32)) -> f32, color| support::Series {
+            label: label.into(),
+            color,
+            points: curve
+                .iter()
+                .map(|p| (p.0 as f64, f64::from(pick(p))))
+                .collect(),
+        };
+    let loss = |p: &(usize, f32, f32)| p.1;
+    let scale = |p: &(usize, f32, f32)| p.2;
+    let dir = support::out_dir(&args.out)?;
+    let chart = support::Chart {
+        title: "Two-layer MLP: 16-bit parameters and gradients, f32 master weights",
+        x_label: "step",
+        y_label: "MSE loss (log scale)",
+        log_y: true,
+        threshold: None,
+    };
+    let path = dir.join("train_mixed_loss.png");
+    support::line_chart(
+        &path,
+        &chart,
+        &[
+            series("f32", &f32_curve, loss, support::shade(0, 2)),
+            series(
+                "bf16 + f32 master, dynamic scale",
+                bf16,
+                loss,
+                support::shade(1, 0),
+            ),
+            series(
+                "f16 + f32 master, dynamic scale",
+                f16,
+                loss,
+                support::shade(2, 1),
+            ),
+        ],
+    )?;
+    println!("wrote {}", path.display());
+    let chart = support::Chart {
+        title: "Dynamic loss scale, kept on the device",
+        x_label: "step",
+        y_label: "loss scale (log scale)",
+        log_y: true,
+        threshold: None,
+    };
+    let path = dir.join("train_mixed_scale.png");
+    support::line_chart(
+        &path,
+        &chart,
+        &[
+            series("bf16", bf16, scale, support::shade(1, 0)),
+            series("f16", f16, scale, support::shade(2, 1)),
+        ],
+    )?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
