@@ -11,6 +11,8 @@
 //! `train_mixed_scale.png` (the loss scale) to `--out` (default `out/`).
 //!
 //!     cargo run --release --example train_mixed
+// The f32 run is `train_on_gpu`'s, included as a module: it declares `support` too.
+#![allow(clippy::duplicate_mod)]
 
 mod support;
 

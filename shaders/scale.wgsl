@@ -4,12 +4,11 @@
 //                                    a NaN g_i becomes 0 under the ZeroNans policy)
 // A skipped state (non-finite under Skip/Error) leaves g untouched.
 //
-// @binding(0) grads  this slab, vec4-packed (read and written)
+// @binding(0) grads  this slab (grads_rw_f32.wgsl, or grads_rw_half.wgsl for 16 bits)
 // @binding(1) state  StepState
 // @binding(2) slab   Slab (len, pooled)
 // @binding(10) places Place per block, in a pool (locate_pooled.wgsl)
 
-@group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> state: StepState;
 @group(0) @binding(2) var<uniform> slab: Slab;
 
@@ -18,7 +17,7 @@ fn enabled() -> bool {
 }
 
 fn apply(i: u32, at: At) {
-    let g = grads[at.g];
+    let g = load_g(at.g);
     let x = zero_nans_if(g, state.zero_nans != 0u);
-    grads[at.g] = select(g, x * state.clip_coef, at.live);
+    store_g(at.g, select(g, x * state.clip_coef, at.live));
 }

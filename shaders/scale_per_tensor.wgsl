@@ -7,7 +7,7 @@
 // Workgroup w scales chunk row w of this slab (a chunk lies in one tensor); a skipped step
 // state (non-finite under Skip/Error) leaves every gradient untouched.
 //
-// @binding(0) grads        this slab, vec4-packed (read and written)
+// @binding(0) grads        this slab (grads_rw_f32.wgsl, or grads_rw_half.wgsl for 16 bits)
 // @binding(1) chunks       this slab's chunk table
 // @binding(2) tensor_norms one f32 per tensor
 // @binding(3) state        StepState (skipped)
@@ -15,7 +15,6 @@
 // @binding(5) slab         Slab (len, num_chunks)
 // @binding(6) sqrt_numel   sqrt(n_t) per tensor
 
-@group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(2) var<storage, read> tensor_norms: array<f32>;
 @group(0) @binding(3) var<storage, read> state: StepState;
@@ -46,8 +45,8 @@ fn main(
     let coef = coef_of(chunk.tensor);
     let end = chunk.start + chunk.len;
     for (var e = chunk.start + lid * 4u; e < end; e += WORKGROUP_SIZE * 4u) {
-        let g = grads[e / 4u];
+        let g = load_g(e / 4u);
         let x = zero_nans_if(g, state.zero_nans != 0u);
-        grads[e / 4u] = select(g, x * coef, lanes_before(e, end));
+        store_g(e / 4u, select(g, x * coef, lanes_before(e, end)));
     }
 }

@@ -764,14 +764,6 @@ impl ParamSet {
         policy: Nonfinite,
         apply: Apply,
     ) -> Result<Report> {
-        if self.dtype.is_16_bit() && apply != Apply::Nothing {
-            return Err(Error::WrongDtype {
-                what: "a standalone clip (clip_grad_norm, clip_grads_with_norm, clip_grad_value, \
-                       per-tensor clips)",
-                needs: "f32 (a 16-bit set clips inside the optimizer step: StepOptions::clip)",
-                set: self.dtype,
-            });
-        }
         match (encoder, &self.device) {
             (Some(encoder), Some(device)) => device
                 .gpu

@@ -57,6 +57,10 @@ pub(crate) enum Snippet {
     UpdateHalfInPlace,
     /// `shaders/adam_states_f32.wgsl`: Adam's states in f32.
     AdamStatesF32,
+    /// `shaders/grads_rw_f32.wgsl`: a clip kernel's f32 gradients, in place.
+    GradsRwF32,
+    /// `shaders/grads_rw_half.wgsl`: a clip kernel's 16-bit gradients, in place.
+    GradsRwHalf,
     /// `shaders/adam_states_bf16.wgsl`: Adam's states in bf16, stochastically rounded.
     AdamStatesBf16,
 }
@@ -93,6 +97,8 @@ impl Snippet {
                 include_str!("../shaders/round_param.wgsl")
             ),
             Snippet::AdamStatesF32 => include_str!("../shaders/adam_states_f32.wgsl"),
+            Snippet::GradsRwF32 => include_str!("../shaders/grads_rw_f32.wgsl"),
+            Snippet::GradsRwHalf => include_str!("../shaders/grads_rw_half.wgsl"),
             Snippet::AdamStatesBf16 => include_str!("../shaders/adam_states_bf16.wgsl"),
             Snippet::UpdateHalfInPlace => concat!(
                 include_str!("../shaders/update_half_inplace.wgsl"),
@@ -152,11 +158,11 @@ kernels! {
     /// Total norm, per-tensor norms and the step state.
     NormFinalize = "norm_finalize" [Reduce];
     /// `g ← g · clip_coef` (`src/kernels/clip.rs`).
-    Scale = "scale" [Elementwise, LocateDirect];
+    Scale = "scale" [GradsRwF32, Elementwise, LocateDirect];
     /// `g_t ← g_t · clip_coef(‖g_t‖)`.
-    ScalePerTensor = "scale_per_tensor" [];
+    ScalePerTensor = "scale_per_tensor" [GradsRwF32];
     /// `g ← clamp(g, −c, c)`.
-    Clamp = "clamp" [Elementwise, LocateDirect];
+    Clamp = "clamp" [GradsRwF32, Elementwise, LocateDirect];
     /// Adaptive gradient clipping, one invocation per unit (`src/kernels/agc.rs`).
     Agc = "agc" [ReduceVec2, AgcDirect];
     /// SGD update (`src/kernels/update.rs`).
@@ -182,9 +188,9 @@ kernels! {
     /// LAMB per-tensor trust ratios.
     LambFold = "trust_fold" [LambRule];
     /// `Scale` over a pool of a caller's tensors (`src/pool.rs`).
-    ScalePooled = "scale" [Elementwise, LocatePooled];
+    ScalePooled = "scale" [GradsRwF32, Elementwise, LocatePooled];
     /// `Clamp` over a pool.
-    ClampPooled = "clamp" [Elementwise, LocatePooled];
+    ClampPooled = "clamp" [GradsRwF32, Elementwise, LocatePooled];
     /// SGD over a pool, params and grads in two buffers.
     SgdPooled = "sgd" [Update, UpdateSplit, Elementwise, LocatePooled];
     /// Adam / AdamW over a pool.
@@ -263,6 +269,18 @@ kernels! {
     AdamF16StatesBf16 = "adam" [AdamStatesBf16, Update, UpdateHalfMaster, F16, Half, Elementwise, LocateDirect];
     /// Adam / AdamW with bf16 states on an f16 slab updated in place.
     AdamF16InPlaceStatesBf16 = "adam" [AdamStatesBf16, Update, UpdateHalfInPlace, F16, Half, Elementwise, LocateDirect];
+    /// `Scale` on a bf16 slab.
+    ScaleBf16 = "scale" [GradsRwHalf, Bf16, Half, Elementwise, LocateDirect];
+    /// `Scale` on an f16 slab.
+    ScaleF16 = "scale" [GradsRwHalf, F16, Half, Elementwise, LocateDirect];
+    /// `Clamp` on a bf16 slab.
+    ClampBf16 = "clamp" [GradsRwHalf, Bf16, Half, Elementwise, LocateDirect];
+    /// `Clamp` on an f16 slab.
+    ClampF16 = "clamp" [GradsRwHalf, F16, Half, Elementwise, LocateDirect];
+    /// `ScalePerTensor` on a bf16 slab.
+    ScalePerTensorBf16 = "scale_per_tensor" [GradsRwHalf, Bf16, Half];
+    /// `ScalePerTensor` on an f16 slab.
+    ScalePerTensorF16 = "scale_per_tensor" [GradsRwHalf, F16, Half];
 }
 
 impl Kernel {
@@ -328,6 +346,14 @@ impl Kernel {
                 AdagradF16InPlace,
             ),
             Lion => pick(LionBf16, LionBf16InPlace, LionF16, LionF16InPlace),
+            Scale => pick(ScaleBf16, ScaleBf16, ScaleF16, ScaleF16),
+            Clamp => pick(ClampBf16, ClampBf16, ClampF16, ClampF16),
+            ScalePerTensor => pick(
+                ScalePerTensorBf16,
+                ScalePerTensorBf16,
+                ScalePerTensorF16,
+                ScalePerTensorF16,
+            ),
             _ => return None,
         })
     }

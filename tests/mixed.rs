@@ -5,18 +5,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use clipstep::reference::{
     self, bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_bf16_stochastic, f32_to_f16, rounding_bits,
-    ScaleState,
 };
 use clipstep::{
     AdagradConfig, AdamConfig, AdamWConfig, ArenaOptions, Clip, Dtype, Error, LarsConfig,
-    LionConfig, LossScaler, Nonfinite, Norm, Optimizer, ParamSet, RmsPropConfig, Rounding,
-    SgdConfig, StepOptions, TensorSpec,
+    LionConfig, Nonfinite, Norm, Optimizer, ParamSet, RmsPropConfig, Rounding, SgdConfig,
+    StepOptions, TensorSpec,
 };
-use common::harness::Build;
 use common::steps::{downloads, ReferenceStep};
 use common::{assert_bits_eq, assert_close_elementwise, assert_rel, ctx, data};
 
@@ -349,7 +345,7 @@ fn many_slabs_and_a_value_clip() {
 }
 
 #[test]
-fn stochastic_rounding_is_the_reference_generator_and_deterministic() {
+fn stochastic_rounding_uses_the_reference_generator() {
     let options = StepOptions {
         rounding: Rounding::Stochastic { seed: 1234 },
         ..clipped()
@@ -458,4 +454,181 @@ fn adam_states_in_bf16_are_rounded_stochastically() {
     bf16_states_match(Dtype::Bf16, false, true, None);
     bf16_states_match(Dtype::F16, true, false, None);
     bf16_states_match(Dtype::F16, false, false, None);
+}
+
+/// The standalone clips on 16-bit gradients: the reference's clip of the widened values,
+/// rounded to nearest even, element for element.
+#[test]
+fn standalone_clips_round_their_results_to_16_bits() {
+    let sizes = [1, 255, 257, 7919, 3];
+    let n: usize = sizes.iter().sum();
+    let split = |v: &[f32]| -> Vec<Vec<f32>> {
+        let mut at = 0;
+        sizes
+            .iter()
+            .map(|&k| {
+                at += k;
+                v[at - k..at].to_vec()
+            })
+            .collect()
+    };
+    for dtype in DTYPES {
+        let what = format!("{dtype:?}");
+        // clip_grad_norm: g · coef with the device's coefficient.
+        let mut set = half_set(dtype, true, &sizes, None);
+        set.upload_grads(&data(n, 8, 3.0)).unwrap();
+        let g = set.download_grads().unwrap();
+        let state = set
+            .clip_grad_norm(1.0, Norm::L2, Nonfinite::Skip)
+            .unwrap()
+            .read_blocking()
+            .unwrap();
+        assert!(state.clip_coef < 1.0);
+        let want: Vec<u16> = g
+            .iter()
+            .map(|&x| round(dtype, x * state.clip_coef))
+            .collect();
+        assert_eq!(
+            set.download_grads_bits().unwrap(),
+            want,
+            "{what}: clip_grad_norm"
+        );
+        // clip_grad_value: clamp, exact in 16 bits when the bound is.
+        set.upload_grads(&data(n, 9, 3.0)).unwrap();
+        let g = set.download_grads().unwrap();
+        set.clip_grad_value(0.5).unwrap();
+        let want: Vec<u16> = g
+            .iter()
+            .map(|&x| round(dtype, x.clamp(-0.5, 0.5)))
+            .collect();
+        assert_eq!(
+            set.download_grads_bits().unwrap(),
+            want,
+            "{what}: clip_grad_value"
+        );
+        // Per tensor: each tensor by its own norm (tensor norms from the same pass).
+        set.upload_grads(&data(n, 10, 3.0)).unwrap();
+        let g = set.download_grads().unwrap();
+        let report = set
+            .clip_grad_norm_per_tensor(1.0, Norm::L2, Nonfinite::Skip)
+            .unwrap();
+        let norms = report.tensor_norms_blocking().unwrap();
+        let mut want = Vec::new();
+        for (t, values) in split(&g).iter().enumerate() {
+            let coef = reference::clip_coef(norms[t], 1.0);
+            want.extend(values.iter().map(|&x| round(dtype, x * coef)));
+        }
+        assert_eq!(
+            set.download_grads_bits().unwrap(),
+            want,
+            "{what}: per tensor"
+        );
+        // Adaptive clipping reads f32 parameters: a typed error that changes nothing.
+        let before = set.download_grads_bits().unwrap();
+        let err = set
+            .clip_adaptive(0.01, 1e-3, clipstep::Units::Leading)
+            .unwrap_err();
+        assert!(matches!(err, Error::WrongDtype { .. }), "{err}");
+        assert_eq!(set.download_grads_bits().unwrap(), before);
+    }
+}
+
+/// What a 16-bit set or bf16 states do not run is a typed error that changes nothing.
+#[test]
+fn unsupported_combinations_are_typed_errors() {
+    let mut set = half_set(Dtype::F16, true, &[5, 3], None);
+    set.upload_params(&[1.0; 8]).unwrap();
+    // LARS's trust pass reads f32 parameters.
+    let err = clipstep::Lars::new(&set, LarsConfig::default())
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::NotSupported(_)), "{err}");
+    // bf16 states are Adam's; f16 states nobody's.
+    let names = || {
+        set.tensors()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect::<Vec<_>>()
+    };
+    let groups = vec![clipstep::ParamGroup::new(names(), SgdConfig::default())];
+    let err = clipstep::Sgd::with_state_dtype(&set, groups, Dtype::Bf16)
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::NotSupported(_)), "{err}");
+    let groups = vec![clipstep::ParamGroup::new(names(), AdamConfig::default())];
+    let err = clipstep::Adam::with_state_dtype(&set, groups, Dtype::F16)
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::NotSupported(_)), "{err}");
+    // Stochastic rounding of f16 parameters.
+    let mut opt = clipstep::AdamW::new(&set, AdamWConfig::default()).unwrap();
+    let options = StepOptions {
+        rounding: Rounding::Stochastic { seed: 1 },
+        ..Default::default()
+    };
+    let err = opt.step(&mut set, &options).unwrap_err();
+    assert!(matches!(err, Error::NotSupported(_)), "{err}");
+    assert_eq!(set.download_params().unwrap(), vec![1.0; 8]);
+    assert_eq!(opt.step_count().unwrap(), 0);
+    // 16-bit transfers on an f32 set, and a 16-bit set on the CPU backend.
+    let mut f32_set = ctx().param_set(&specs(&[4])).unwrap();
+    let err = f32_set.upload_grads_bits(&[0; 4]).unwrap_err();
+    assert!(matches!(err, Error::WrongDtype { .. }), "{err}");
+    assert!(matches!(
+        f32_set.download_params_bits(),
+        Err(Error::WrongDtype { .. })
+    ));
+    let cpu = clipstep::Context::cpu();
+    let options = ArenaOptions::mixed(Dtype::Bf16);
+    let err = ParamSet::new(&cpu, &specs(&[4]), options).err().unwrap();
+    assert!(matches!(err, Error::NeedsGpu(_)), "{err}");
+    // A wrong length is a typed error.
+    let err = set.upload_grads_bits(&[0; 7]).unwrap_err();
+    assert!(matches!(err, Error::LengthMismatch { .. }), "{err}");
+}
+
+/// Updates smaller than half a bf16 ulp vanish under round-to-nearest but survive, on
+/// average, under stochastic rounding; the same seed gives the same bits, another seed
+/// other bits.
+#[test]
+fn stochastic_rounding_keeps_updates_below_an_ulp() {
+    let n = 20_000;
+    // p = 1 (bf16 ulp 2^-7), SGD step lr · g = 2^-10: an eighth of an ulp.
+    let run = |rounding: Rounding| {
+        let mut set = half_set(Dtype::Bf16, false, &[n], None);
+        set.upload_params(&vec![1.0; n]).unwrap();
+        set.upload_grads(&vec![-1.0; n]).unwrap();
+        let config = SgdConfig {
+            lr: 2f64.powi(-10),
+            ..Default::default()
+        };
+        let mut opt = clipstep::Sgd::new(&set, config).unwrap();
+        let options = StepOptions {
+            rounding,
+            ..Default::default()
+        };
+        for _ in 0..8 {
+            opt.step(&mut set, &options).unwrap();
+        }
+        set.download_params_bits().unwrap()
+    };
+    let nearest = run(Rounding::NearestEven);
+    assert!(
+        nearest.iter().all(|&h| h == f32_to_bf16(1.0)),
+        "lost under nearest"
+    );
+    let a = run(Rounding::Stochastic { seed: 5 });
+    let mean = a.iter().map(|&h| f64::from(bf16_to_f32(h))).sum::<f64>() / n as f64;
+    // Eight steps of 2^-10: the expectation is 1 + 2^-7.
+    assert!((mean - (1.0 + 2f64.powi(-7))).abs() < 2e-4, "mean {mean}");
+    assert_eq!(
+        run(Rounding::Stochastic { seed: 5 }),
+        a,
+        "the same seed, the same bits"
+    );
+    assert_ne!(
+        run(Rounding::Stochastic { seed: 6 }),
+        a,
+        "another seed, other bits"
+    );
 }

@@ -99,7 +99,9 @@ impl ClipKernels {
         slabs: &[Arc<SlabDevice>],
     ) {
         let kernel = Kernel::ScalePerTensor;
-        let plan = |s: usize, _: &SlabDevice| (kernel.into(), layout.chunks[s].len() as u32);
+        let plan = |s: usize, slab: &SlabDevice| {
+            (slab.kernel(kernel).into(), layout.chunks[s].len() as u32)
+        };
         self.scale_per_tensor
             .encode(pass, gpu, slabs, plan, |_, slab| {
                 let resources = [
@@ -111,7 +113,7 @@ impl ClipKernels {
                     whole(&slab.uniform),
                     whole(&self.sqrt_numel),
                 ];
-                gpu.bind_group(kernel, &resources)
+                gpu.bind_group(slab.kernel(kernel), &resources)
             });
     }
 }
