@@ -22,12 +22,12 @@ fn bench_measures_every_operation_and_ratio() {
     let mut progress_lines = 0;
     let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
     // Per size: the shader copy, the buffer copy, the faster of the two again as the
-    // roofline, and 19 operations.
-    assert_eq!(report.measurements.len(), 2 * 22, "22 rows per size");
+    // roofline, and 23 operations (4 of them mixed precision).
+    assert_eq!(report.measurements.len(), 2 * 26, "26 rows per size");
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 3);
     assert!(report.skipped.is_empty());
-    assert_eq!(progress_lines, 2 * 21 + 3);
+    assert_eq!(progress_lines, 2 * 25 + 3);
     for m in &report.measurements {
         assert!(
             m.median_ms > 0.0 && m.gb_per_s > 0.0 && m.fraction_of_copy > 0.0,
@@ -58,10 +58,16 @@ fn bench_measures_every_operation_and_ratio() {
     }
     let json = serde_json::to_string(&report).unwrap();
     assert!(json.contains("\"fused_speedup_over_unfused\""));
+    assert!(json.contains("\"bf16_adamw_over_f32_time\""));
+    assert!(report
+        .measurements
+        .iter()
+        .any(|m| m.op == "AdamW + clip (fused), bf16 grads + params, f32 master, bf16 moments"));
     assert!(report
         .ratios
         .iter()
         .all(|r| r.three_groups_over_one_group_time > 0.0
+            && r.bf16_adamw_over_f32_time > 0.0
             && r.pooled_over_own_slabs_time > 0.0
             && r.pooled_split_over_own_slabs_time > 0.0));
 }
