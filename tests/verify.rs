@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::harness::{cases, norms_and_clips, optimizers};
+use common::harness::{cases, mixed, norms_and_clips, optimizers};
 use common::*;
 
 #[test]
@@ -17,6 +17,13 @@ fn every_norm_and_clip_of_the_case_table_matches_the_reference() {
 fn every_optimizer_of_the_case_table_matches_the_reference() {
     for case in cases() {
         assert_checks(&optimizers(&ctx(), &case).unwrap());
+    }
+}
+
+#[test]
+fn mixed_precision_on_the_case_table_matches_the_reference() {
+    for case in cases() {
+        assert_checks(&mixed(&ctx(), &case).unwrap());
     }
 }
 

@@ -8,8 +8,9 @@ use clipstep::consts::tolerance::{
 };
 use clipstep::{
     reference, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, ArenaOptions, Clip,
-    Context, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, Nonfinite, Norm, Optimizer,
-    ParamGroup, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions, TensorSpec, Units,
+    Context, Dtype, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, LossScaler, Nonfinite,
+    Norm, Optimizer, ParamGroup, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions,
+    TensorSpec, Units,
 };
 
 /// One line of the verification table.
@@ -525,12 +526,106 @@ pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
     Ok(out)
 }
 
+/// Mixed precision on `ctx` for `case`: three clipped AdamW steps on a bf16 and an f16
+/// set with f32 master weights against the CPU backend's f32 steps on the same (16-bit)
+/// gradients; the 16-bit copy exactly the master rounded to nearest even; and the loss
+/// scale kept on the device through a scripted overflow, against the reference rule.
+pub fn mixed(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
+    let n: usize = case.sizes.iter().sum();
+    let options = |dtype| ArenaOptions {
+        dtype,
+        master_weights: true,
+        max_slab_bytes: case.max_slab_bytes,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    for (dtype, name) in [(Dtype::Bf16, "bf16"), (Dtype::F16, "f16")] {
+        let mut set = ParamSet::new(ctx, &specs(&case.sizes), options(dtype))?;
+        let mut host = ParamSet::new(&Context::cpu(), &specs(&case.sizes), options(Dtype::F32))?;
+        let init = sample_data(n, 2, 1.0);
+        set.upload_params(&init)?;
+        host.upload_params(&init)?;
+        let config = AdamWConfig::default();
+        let (mut opt, mut host_opt) = (AdamW::new(&set, config)?, AdamW::new(&host, config)?);
+        for step in 0..3 {
+            set.upload_grads(&sample_data(n, 10 + step, 1.0))?;
+            host.upload_grads(&set.download_grads()?)?;
+            opt.step(&mut set, &clipped_step())?;
+            host_opt.step(&mut host, &clipped_step())?;
+        }
+        let master = set.download_params()?;
+        let op = format!("AdamW x3, {name} + f32 master (clip 1, scale 2)");
+        let tol = f64::from(TRAJECTORY_REL);
+        out.push(check(
+            op,
+            case,
+            &set,
+            &master,
+            &host.download_params()?,
+            tol,
+            TRAJECTORY_FLOOR,
+        ));
+        let widen = |h: u16| match dtype {
+            Dtype::Bf16 => reference::bf16_to_f32(h),
+            _ => reference::f16_to_f32(h),
+        };
+        let round = |x: f32| match dtype {
+            Dtype::Bf16 => reference::f32_to_bf16(x),
+            _ => reference::f32_to_f16(x),
+        };
+        let copy: Vec<f32> = set.download_params_bits()?.into_iter().map(widen).collect();
+        let want: Vec<f32> = master.iter().map(|&x| widen(round(x))).collect();
+        let op = format!("{name} copy = master rounded (exact)");
+        out.push(check(op, case, &set, &copy, &want, 0.0, f64::MIN_POSITIVE));
+    }
+    // f16 under a loss scaler (interval 2): an Inf at steps 2 and 3 skips them and backs
+    // the scale off twice; each step's reported scale against the reference rule.
+    let mut set = ParamSet::new(ctx, &specs(&case.sizes), options(Dtype::F16))?;
+    set.upload_params(&sample_data(n, 2, 1.0))?;
+    let mut opt = AdamW::new(&set, AdamWConfig::default())?;
+    let scaler = LossScaler {
+        init_scale: 1024.0,
+        growth_interval: 2,
+        ..Default::default()
+    };
+    opt.set_loss_scaler(Some(scaler))?;
+    let mut want = reference::ScaleState {
+        scale: 1024.0,
+        growth_tracker: 0,
+        hysteresis_left: 1,
+    };
+    let (mut got_scales, mut want_scales) = (Vec::new(), Vec::new());
+    for step in 0..6u64 {
+        let overflow = step == 2 || step == 3;
+        let mut grads = sample_data(n, 20 + step, 1.0);
+        if overflow {
+            grads[n / 2] = f32::INFINITY;
+        }
+        set.upload_grads(&grads)?;
+        let state = opt
+            .step(&mut set, &StepOptions::default())?
+            .read_blocking()?;
+        want = reference::update_scale(want, overflow, 2.0, 0.5, 2, 1);
+        let skip = if state.skipped == overflow {
+            0.0
+        } else {
+            f32::NAN
+        };
+        got_scales.push(state.loss_scale + skip);
+        want_scales.push(want.scale);
+    }
+    let op = "f16 loss scale, overflow at steps 2, 3 (exact)".to_string();
+    out.push(check(op, case, &set, &got_scales, &want_scales, 0.0, 1.0));
+    Ok(out)
+}
+
 /// Every check of `clipstep verify` on `ctx`.
 pub fn verify(ctx: &Context) -> clipstep::Result<Vec<Check>> {
     let mut out = Vec::new();
     for case in cases() {
         out.extend(norms_and_clips(ctx, &case)?);
         out.extend(optimizers(ctx, &case)?);
+        out.extend(mixed(ctx, &case)?);
     }
     Ok(out)
 }
