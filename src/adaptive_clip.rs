@@ -18,7 +18,7 @@ impl ParamSet {
     /// One workgroup per unit: each invocation sums a strided share in f32, then a fixed
     /// tree; the same bits every run, within the clip tolerance of the f64 reference.
     /// Runs on clipstep's slabs and on a caller's pools alike ([`Error::NotSupported`] for a
-    /// tensor spanning slabs) of f32 ([`Error::WrongDtype`] for a 16-bit set); `clipping`
+    /// tensor spanning slabs) of f32 tensors ([`Error::WrongDtype`] when a tensor is 16-bit); `clipping`
     /// must be finite and > 0, `eps` finite and ≥ 0.
     pub fn clip_adaptive(&mut self, clipping: f32, eps: f32, units: Units) -> Result<()> {
         self.run_adaptive(None, clipping, eps, units)
@@ -56,11 +56,11 @@ impl ParamSet {
         if !(eps.is_finite() && eps >= 0.0) {
             return bad("eps", eps, "must be finite and >= 0");
         }
-        if self.dtype.is_16_bit() {
+        if let Some(t) = self.tensors().iter().find(|t| t.dtype.is_16_bit()) {
             return Err(Error::WrongDtype {
                 what: "clip_adaptive",
-                needs: "f32 (its units read the parameters as f32)",
-                set: self.dtype,
+                needs: "f32 tensors (its units read the parameters as f32)",
+                set: t.dtype,
             });
         }
         let layout = self.layout.clone();

@@ -17,23 +17,38 @@ use crate::abi::Chunk;
 use crate::consts::{
     CHUNK_CLASSES, CHUNK_ELEMS, SERIAL_FOLD_CHUNKS, TENSOR_ALIGN_ELEMS, WORKGROUP_SIZE,
 };
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 
-/// A tensor to allocate: a name, unique in its set, and a shape (`numel = Π shape`).
+/// A tensor to allocate: a name, unique in its set, a shape (`numel = Π shape`), and
+/// optionally its element type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {
     /// Unique name.
     pub name: String,
     /// Shape; the empty shape is a scalar.
     pub shape: Vec<usize>,
+    /// The element type of its gradient and of the parameters the model reads; `None`:
+    /// the set's [`crate::ArenaOptions::dtype`].
+    pub dtype: Option<Dtype>,
 }
 
 impl TensorSpec {
-    /// `TensorSpec::new("w1", [4096, 1024])`.
+    /// `TensorSpec::new("w1", [4096, 1024])`, of the set's element type.
     pub fn new(name: impl Into<String>, shape: impl Into<Vec<usize>>) -> Self {
         TensorSpec {
             name: name.into(),
             shape: shape.into(),
+            dtype: None,
+        }
+    }
+
+    /// The same tensor with its own element type:
+    /// `TensorSpec::new("ln.weight", [1024]).with_dtype(Dtype::F32)` in a bf16 set.
+    pub fn with_dtype(self, dtype: Dtype) -> Self {
+        TensorSpec {
+            dtype: Some(dtype),
+            ..self
         }
     }
 
@@ -105,6 +120,8 @@ pub struct TensorInfo {
     pub(crate) offset: u64,
     /// Whether the tensor lives in a caller's buffer.
     pub external: bool,
+    /// The element type of its gradient and of the parameters the model reads.
+    pub dtype: Dtype,
 }
 
 /// One slab: a range of the virtual space backed by one buffer binding.
@@ -116,6 +133,9 @@ pub(crate) struct SlabInfo {
     pub len: u64,
     /// For a pool of external tensors, its tensors (indices into the set) in virtual order.
     pub pool: Option<Vec<usize>>,
+    /// The element type of every tensor in the slab (one type per slab: a kernel's variant
+    /// is chosen per slab).
+    pub dtype: Dtype,
 }
 
 impl Chunk {
@@ -166,12 +186,27 @@ impl Layout {
     /// Places `internal` tensors in slabs of `slab_capacity` elements (a multiple of
     /// [`TENSOR_ALIGN_ELEMS`]), then the tensors of `external` pool by pool, one slab per
     /// pool (`pools` lists indices into `external`; each non-empty external tensor is in one
-    /// pool, empty ones in none: they need no binding).
+    /// pool, empty ones in none: they need no binding). Every tensor is f32.
+    #[cfg(test)]
     pub(crate) fn new(
         internal: &[TensorSpec],
         external: &[TensorSpec],
         pools: &[Vec<usize>],
         slab_capacity: u64,
+    ) -> Result<Layout> {
+        Self::with_dtype(internal, external, pools, slab_capacity, Dtype::F32)
+    }
+
+    /// [`Layout::new`] with element types: each internal tensor of its spec's dtype, else
+    /// `default`. The tensors of each type are packed together, f32 first, then bf16, then
+    /// f16 (each in the given order), and each type's run is cut into its own slabs, so a
+    /// slab holds one type. External tensors are f32.
+    pub(crate) fn with_dtype(
+        internal: &[TensorSpec],
+        external: &[TensorSpec],
+        pools: &[Vec<usize>],
+        slab_capacity: u64,
+        default: Dtype,
     ) -> Result<Layout> {
         debug_assert!(slab_capacity > 0 && slab_capacity.is_multiple_of(TENSOR_ALIGN_ELEMS));
         if internal.is_empty() && external.is_empty() {
@@ -181,21 +216,34 @@ impl Layout {
         let internal_len = packed_len(internal, 0)?;
         packed_len(external, internal_len)?;
         let mut by_name = HashMap::new();
-        let mut tensors = Vec::with_capacity(internal.len() + external.len());
-        let mut cursor = 0u64;
-        for spec in internal {
-            let numel = spec.numel();
-            tensors.push(info(spec, cursor, false));
-            cursor = (cursor + numel).next_multiple_of(TENSOR_ALIGN_ELEMS);
-        }
-        debug_assert_eq!(cursor, internal_len);
-        let mut slabs: Vec<SlabInfo> = (0..internal_len.div_ceil(slab_capacity))
-            .map(|s| SlabInfo {
-                base: s * slab_capacity,
-                len: slab_capacity.min(internal_len - s * slab_capacity),
-                pool: None,
+        let mut tensors: Vec<TensorInfo> = internal
+            .iter()
+            .map(|spec| TensorInfo {
+                dtype: spec.dtype.unwrap_or(default),
+                ..info(spec, 0, false)
             })
             .collect();
+        let mut cursor = 0u64;
+        let mut slabs: Vec<SlabInfo> = Vec::new();
+        for dtype in [Dtype::F32, Dtype::Bf16, Dtype::F16] {
+            let start = cursor;
+            for t in tensors.iter_mut().filter(|t| t.dtype == dtype) {
+                t.offset = cursor;
+                cursor = (cursor + t.numel).next_multiple_of(TENSOR_ALIGN_ELEMS);
+            }
+            let mut base = start;
+            while base < cursor {
+                let len = slab_capacity.min(cursor - base);
+                slabs.push(SlabInfo {
+                    base,
+                    len,
+                    pool: None,
+                    dtype,
+                });
+                base += len;
+            }
+        }
+        debug_assert_eq!(cursor, internal_len);
         let first_external = tensors.len();
         tensors.extend(external.iter().map(|spec| info(spec, 0, true)));
         let mut pool_pos = vec![0u32; tensors.len()];
@@ -213,6 +261,7 @@ impl Layout {
                 base,
                 len: cursor - base,
                 pool: Some(members),
+                dtype: Dtype::F32,
             });
         }
         // Empty external tensors sit at the end of the space, in no slab.
@@ -424,6 +473,7 @@ fn info(spec: &TensorSpec, offset: u64, external: bool) -> TensorInfo {
         numel: spec.numel(),
         offset,
         external,
+        dtype: Dtype::F32,
     }
 }
 
@@ -585,5 +635,51 @@ mod tests {
         // Chunks cover each external tensor exactly.
         let chunked: u64 = layout.chunks[1].iter().map(|c| u64::from(c.len)).sum();
         assert_eq!(chunked, 107);
+    }
+
+    /// Tensors of three element types, interleaved: each type packed in its own slabs (f32,
+    /// bf16, f16), in the given order within a type, every slab of one type, and every
+    /// tensor covered exactly once.
+    #[test]
+    fn each_element_type_gets_its_own_slabs() {
+        let dtypes = [Dtype::Bf16, Dtype::F32, Dtype::F16, Dtype::F32, Dtype::Bf16];
+        let specs: Vec<TensorSpec> = specs(&[100, 5000, 3, 1, 9000])
+            .into_iter()
+            .zip(dtypes)
+            .map(|(s, d)| s.with_dtype(d))
+            .collect();
+        let layout = Layout::with_dtype(&specs, &[], &[], 4096, Dtype::F32).unwrap();
+        let types: Vec<Dtype> = layout.tensors.iter().map(|t| t.dtype).collect();
+        assert_eq!(types, dtypes);
+        let offsets: Vec<u64> = layout.tensors.iter().map(|t| t.offset).collect();
+        // f32 first (5000 → 5056, 1 → 64), then bf16 (100 → 128, 9000), then f16.
+        assert_eq!(offsets, [5120, 0, 5120 + 128 + 9024, 5056, 5120 + 128]);
+        for t in 0..layout.tensors.len() {
+            let pieces = layout.pieces(t);
+            assert_eq!(
+                pieces.iter().map(|p| p.len).sum::<u64>(),
+                layout.tensors[t].numel
+            );
+            for p in pieces {
+                assert_eq!(layout.slabs[p.slab].dtype, dtypes[t], "tensor {t}");
+            }
+        }
+        let lens: Vec<(u64, u64, Dtype)> = layout
+            .slabs
+            .iter()
+            .map(|s| (s.base, s.len, s.dtype))
+            .collect();
+        assert_eq!(
+            lens,
+            [
+                (0, 4096, Dtype::F32),
+                (4096, 1024, Dtype::F32),
+                (5120, 4096, Dtype::Bf16),
+                (9216, 4096, Dtype::Bf16),
+                (13312, 960, Dtype::Bf16),
+                (14272, 64, Dtype::F16),
+            ]
+        );
+        assert_eq!(layout.internal_len, 14336);
     }
 }

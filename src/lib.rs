@@ -37,7 +37,6 @@ mod context;
 mod dtype;
 mod error;
 mod gpu;
-mod half_io;
 mod host;
 mod kernels;
 mod layout;
@@ -56,6 +55,7 @@ mod report;
 mod shaders;
 pub mod shard;
 mod slabs;
+mod typed_io;
 
 pub use arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
 pub use checkpoint::{LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_VERSION};

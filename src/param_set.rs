@@ -21,7 +21,6 @@ use crate::arena::{
 use crate::context::{Context, Gpu};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::half_io;
 use crate::host;
 use crate::kernels::agc::AgcKernel;
 use crate::kernels::clip::ClipKernels;
@@ -34,6 +33,7 @@ use crate::reference;
 use crate::report::Report;
 use crate::shard::ShardPartial;
 use crate::slabs::{FoldTables, SlabDevice, Slabs};
+use crate::typed_io::{self, Target};
 
 /// A parameter set: the parameter arena, the matching gradient arena, and the chunk
 /// tables that let every kernel run once per slab instead of once per tensor.
@@ -46,11 +46,9 @@ pub struct ParamSet {
     pub(crate) layout: Arc<Layout>,
     pub(crate) params: Arena,
     pub(crate) grads: Arena,
-    /// The element type of the grads (and of the model's parameters).
-    pub(crate) dtype: Dtype,
-    /// A 16-bit set with f32 master weights: per slab, the 16-bit model copy (`params`
-    /// then holds the f32 master weights).
-    pub(crate) model: Option<Vec<Binding>>,
+    /// Per slab: for a 16-bit slab with f32 master weights, the 16-bit copy the model
+    /// reads (`params` then holds the master weights); else `None`. Empty on the CPU.
+    pub(crate) model: Vec<Option<Binding>>,
     /// The device half; `None` on the CPU backend.
     pub(crate) device: Option<SetDevice>,
 }
@@ -106,17 +104,11 @@ impl ParamSet {
         if gpu.is_none() && !options.external.is_empty() {
             return Err(Error::NeedsGpu("an external tensor"));
         }
-        if options.dtype.is_16_bit() {
-            if gpu.is_none() {
-                return Err(Error::NeedsGpu("a 16-bit parameter set"));
-            }
-            if !options.external.is_empty() {
-                return Err(Error::NotSupported(
-                    "external tensors in a 16-bit set: give the set clipstep's own tensors \
-                     (grad_views / param_views expose their buffers)"
-                        .into(),
-                ));
-            }
+        let any_16_bit = specs
+            .iter()
+            .any(|spec| spec.dtype.unwrap_or(options.dtype).is_16_bit());
+        if gpu.is_none() && any_16_bit {
+            return Err(Error::NeedsGpu("a 16-bit tensor"));
         }
         let capacity = slab_capacity(gpu.map(|g| &g.limits), options.max_slab_bytes)?;
         let external_specs: Vec<TensorSpec> = options
@@ -140,7 +132,13 @@ impl ParamSet {
             }
             None => Vec::new(),
         };
-        let layout = Arc::new(Layout::new(specs, &external_specs, &pools, capacity)?);
+        let layout = Arc::new(Layout::with_dtype(
+            specs,
+            &external_specs,
+            &pools,
+            capacity,
+            options.dtype,
+        )?);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let Some(gpu) = gpu else {
             let len = layout.internal_len as usize;
@@ -150,8 +148,7 @@ impl ParamSet {
                 layout,
                 params: Arena::Cpu(vec![0.0; len]),
                 grads: Arena::Cpu(vec![0.0; len]),
-                dtype: Dtype::F32,
-                model: None,
+                model: Vec::new(),
                 device: None,
             });
         };
@@ -168,9 +165,7 @@ impl ParamSet {
                             let grads: Vec<_> = members.iter().map(|&t| &ext(t).grads).collect();
                             SlabDevice::pooled(gpu, &layout, s, &params, &grads)
                         }
-                        None => {
-                            SlabDevice::own(gpu, &layout, s, options.dtype, options.master_weights)
-                        }
+                        None => SlabDevice::own(gpu, &layout, s, options.master_weights),
                     })
                 })
                 .collect();
@@ -195,12 +190,7 @@ impl ParamSet {
             layout,
             params: Arena::Gpu(device.slabs.iter().map(|s| s.params.clone()).collect()),
             grads: Arena::Gpu(device.slabs.iter().map(|s| s.grads.clone()).collect()),
-            dtype: options.dtype,
-            model: device
-                .slabs
-                .iter()
-                .map(|s| s.model.clone())
-                .collect::<Option<Vec<_>>>(),
+            model: device.slabs.iter().map(|s| s.model.clone()).collect(),
             device: Some(device),
         })
     }
@@ -228,15 +218,15 @@ impl ParamSet {
 
     // --- host data ------------------------------------------------------------------
 
-    /// Writes every parameter: `data` is all tensors concatenated in order. In a 16-bit
-    /// set, the parameters become `data` rounded to nearest even (and with master weights,
-    /// the master becomes `data` itself).
+    /// Writes every parameter: `data` is all tensors concatenated in order. A 16-bit
+    /// tensor's parameters become `data` rounded to nearest even (and with master weights,
+    /// its master becomes `data` itself).
     pub fn upload_params(&mut self, data: &[f32]) -> Result<()> {
         self.write_params(None, data)
     }
 
-    /// Writes every gradient: `data` is all tensors concatenated in order (in a 16-bit
-    /// set, rounded to nearest even).
+    /// Writes every gradient: `data` is all tensors concatenated in order (a 16-bit
+    /// tensor's rounded to nearest even).
     pub fn upload_grads(&mut self, data: &[f32]) -> Result<()> {
         self.write_grads(None, data)
     }
@@ -253,14 +243,14 @@ impl ParamSet {
         self.write_grads(Some(t), data)
     }
 
-    /// Reads every parameter back (all tensors concatenated in order): the f32
-    /// parameters, or a 16-bit set's master weights, or without master weights its 16-bit
-    /// parameters widened. Syncs with the device.
+    /// Reads every parameter back (all tensors concatenated in order): f32 parameters, a
+    /// 16-bit tensor's master weights, or without master weights its 16-bit parameters
+    /// widened. Syncs with the device.
     pub fn download_params(&self) -> Result<Vec<f32>> {
         self.read_params(None)
     }
 
-    /// Reads every gradient back (all tensors concatenated in order; a 16-bit set's
+    /// Reads every gradient back (all tensors concatenated in order; 16-bit gradients
     /// widened exactly). Syncs with the device.
     pub fn download_grads(&self) -> Result<Vec<f32>> {
         self.read_grads(None)
@@ -278,168 +268,257 @@ impl ParamSet {
         self.read_grads(Some(t))
     }
 
-    /// The set's element type ([`ArenaOptions::dtype`]).
-    pub fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    /// Whether a 16-bit set keeps f32 master weights ([`ArenaOptions::master_weights`]).
+    /// Whether 16-bit tensors keep f32 master weights ([`ArenaOptions::master_weights`]).
     pub fn has_master_weights(&self) -> bool {
-        self.model.is_some()
+        self.model.iter().any(Option::is_some)
     }
 
-    /// Writes every gradient of a 16-bit set as its bit patterns (f16 or bf16, as the
-    /// set's dtype), all tensors concatenated in order.
+    /// Writes every gradient of a set whose tensors are all 16-bit as bit patterns (each
+    /// tensor's f16 or bf16), all tensors concatenated in order.
     pub fn upload_grads_bits(&mut self, bits: &[u16]) -> Result<()> {
-        let bindings = self.half_bindings("upload_grads_bits", &self.grads)?;
-        let gpu = self.gpu_of("upload_grads_bits")?;
-        half_io::write_bits(gpu, &self.layout, bindings, None, bits, "grads")
+        self.write_grad_bits(None, bits)
     }
 
-    /// Reads every gradient of a 16-bit set as its bit patterns. Syncs.
+    /// Writes one 16-bit tensor's gradient as bit patterns.
+    pub fn upload_grad_bits(&mut self, name: &str, bits: &[u16]) -> Result<()> {
+        let t = self.layout.index(name)?;
+        self.write_grad_bits(Some(t), bits)
+    }
+
+    /// Reads every gradient of a set whose tensors are all 16-bit as bit patterns. Syncs.
     pub fn download_grads_bits(&self) -> Result<Vec<u16>> {
-        let bindings = self.half_bindings("download_grads_bits", &self.grads)?;
-        let gpu = self.gpu_of("download_grads_bits")?;
-        half_io::read_bits(gpu, &self.layout, bindings, None)
+        self.read_bits(None, false)
+    }
+
+    /// Reads one 16-bit tensor's gradient as bit patterns. Syncs.
+    pub fn download_grad_bits(&self, name: &str) -> Result<Vec<u16>> {
+        self.read_bits(Some(self.layout.index(name)?), false)
     }
 
     /// Reads the 16-bit parameters the model reads (the rounded copy of the master
-    /// weights, or the parameters themselves) as bit patterns. Syncs.
+    /// weights, or the parameters themselves) of a set whose tensors are all 16-bit, as
+    /// bit patterns. Syncs.
     pub fn download_params_bits(&self) -> Result<Vec<u16>> {
-        let bindings = self.model_bindings("download_params_bits")?;
-        let gpu = self.gpu_of("download_params_bits")?;
-        half_io::read_bits(gpu, &self.layout, bindings, None)
+        self.read_bits(None, true)
+    }
+
+    /// Reads one 16-bit tensor's parameters as the model reads them, as bit patterns.
+    pub fn download_param_bits(&self, name: &str) -> Result<Vec<u16>> {
+        self.read_bits(Some(self.layout.index(name)?), true)
+    }
+
+    /// Whether some tensor is 16-bit (transfers then go through [`typed_io`]).
+    pub(crate) fn has_16_bit(&self) -> bool {
+        self.layout.slabs.iter().any(|s| s.dtype.is_16_bit())
     }
 
     fn gpu_of(&self, what: &'static str) -> Result<&Gpu> {
         self.ctx.gpu().map(|g| &**g).ok_or(Error::NeedsGpu(what))
     }
 
-    /// `arena`'s bindings, when the set is 16-bit.
-    fn half_bindings<'a>(&self, what: &'static str, arena: &'a Arena) -> Result<&'a [Binding]> {
-        match arena {
-            Arena::Gpu(bindings) if self.dtype.is_16_bit() => Ok(bindings),
-            _ => Err(Error::WrongDtype {
-                what,
-                needs: "16-bit (f16 or bf16)",
-                set: self.dtype,
-            }),
-        }
+    /// Per slab, `arena`'s binding with the element type the slab's tensors have.
+    fn typed<'a>(&'a self, arena: &'a Arena) -> Vec<Target<'a>> {
+        let bindings = gpu_bindings(arena);
+        self.layout
+            .slabs
+            .iter()
+            .zip(bindings)
+            .map(|(slab, b)| Some((b, slab.dtype)))
+            .collect()
     }
 
-    /// The 16-bit parameters the model reads: the master's copy, or the params.
-    fn model_bindings(&self, what: &'static str) -> Result<&[Binding]> {
-        match &self.model {
-            Some(model) => Ok(model),
-            None => self.half_bindings(what, &self.params),
+    /// Per slab, the parameters the model reads: f32 params, a 16-bit slab's copy of its
+    /// master weights, or its 16-bit params.
+    fn model_targets(&self) -> Vec<Target<'_>> {
+        self.typed(&self.params)
+            .into_iter()
+            .zip(&self.model)
+            .map(|(target, model)| match (target, model) {
+                (Some((_, dtype)), Some(m)) => Some((m, dtype)),
+                (target, _) => target,
+            })
+            .collect()
+    }
+
+    /// Per slab, the f32 parameters: f32 params or a 16-bit slab's master weights (`None`
+    /// for a 16-bit slab without).
+    fn f32_param_targets(&self) -> Vec<Target<'_>> {
+        self.typed(&self.params)
+            .into_iter()
+            .zip(&self.model)
+            .map(|(target, model)| match (target, model) {
+                (Some((b, Dtype::F32)), _) | (Some((b, _)), Some(_)) => Some((b, Dtype::F32)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// [`Error::WrongDtype`] unless every covered tensor is 16-bit.
+    fn check_16_bit(&self, tensor: Option<usize>, what: &'static str) -> Result<()> {
+        match typed_io::covered(&self.layout, tensor)
+            .into_iter()
+            .map(|t| &self.layout.tensors[t])
+            .find(|t| !t.dtype.is_16_bit())
+        {
+            Some(t) => Err(Error::WrongDtype {
+                what,
+                needs: "16-bit (f16 or bf16) tensors",
+                set: t.dtype,
+            }),
+            None => Ok(()),
         }
     }
 
     fn write_params(&mut self, t: Option<usize>, data: &[f32]) -> Result<()> {
-        if !self.dtype.is_16_bit() {
-            return self.write_f32(t, data, true);
+        if !self.has_16_bit() {
+            return match t {
+                Some(t) => write_tensor(
+                    self.ctx.gpu(),
+                    &self.layout,
+                    &mut self.params,
+                    t,
+                    data,
+                    "params",
+                ),
+                None => write_all(
+                    self.ctx.gpu(),
+                    &self.layout,
+                    &mut self.params,
+                    data,
+                    "params",
+                ),
+            };
         }
-        let bits: Vec<u16> = data.iter().map(|&x| self.dtype.round(x)).collect();
+        typed_io::check_len(&self.layout, t, data.len(), "params")?;
         let gpu = self.gpu_of("upload_params")?;
-        half_io::write_bits(
+        check_transfer(
             gpu,
             &self.layout,
-            self.model_bindings("upload_params")?,
-            t,
-            &bits,
+            gpu_bindings(&self.params),
+            0..self.layout.slabs.len(),
+            wgpu::BufferUsages::COPY_DST,
             "params",
         )?;
-        if self.model.is_some() {
-            self.write_f32(t, data, true)?;
-        }
-        Ok(())
+        let (model, master) = (self.model_targets(), self.f32_param_targets());
+        // The master weights of 16-bit slabs only: f32 slabs are their own model.
+        let master: Vec<Target<'_>> = master
+            .into_iter()
+            .zip(&self.model)
+            .map(|(target, m)| m.as_ref().and(target))
+            .collect();
+        let mut writes = typed_io::value_writes(&self.layout, &model, t, data);
+        writes.extend(typed_io::value_writes(&self.layout, &master, t, data));
+        typed_io::upload(gpu, &writes)
     }
 
     fn write_grads(&mut self, t: Option<usize>, data: &[f32]) -> Result<()> {
-        if !self.dtype.is_16_bit() {
-            return self.write_f32(t, data, false);
+        if !self.has_16_bit() {
+            return match t {
+                Some(t) => write_tensor(
+                    self.ctx.gpu(),
+                    &self.layout,
+                    &mut self.grads,
+                    t,
+                    data,
+                    "grads",
+                ),
+                None => write_all(self.ctx.gpu(), &self.layout, &mut self.grads, data, "grads"),
+            };
         }
-        let bits: Vec<u16> = data.iter().map(|&x| self.dtype.round(x)).collect();
+        typed_io::check_len(&self.layout, t, data.len(), "grads")?;
         let gpu = self.gpu_of("upload_grads")?;
-        let bindings = self.half_bindings("upload_grads", &self.grads)?;
-        half_io::write_bits(gpu, &self.layout, bindings, t, &bits, "grads")
+        check_transfer(
+            gpu,
+            &self.layout,
+            gpu_bindings(&self.grads),
+            0..self.layout.slabs.len(),
+            wgpu::BufferUsages::COPY_DST,
+            "grads",
+        )?;
+        let writes = typed_io::value_writes(&self.layout, &self.typed(&self.grads), t, data);
+        typed_io::upload(gpu, &writes)
     }
 
-    /// An f32 arena's upload: params (or master weights) or grads, one tensor or all.
-    fn write_f32(&mut self, t: Option<usize>, data: &[f32], params: bool) -> Result<()> {
-        let (arena, role) = if params {
-            (&mut self.params, "params")
+    fn write_grad_bits(&mut self, t: Option<usize>, bits: &[u16]) -> Result<()> {
+        self.check_16_bit(t, "upload_grads_bits")?;
+        typed_io::check_len(&self.layout, t, bits.len(), "grads")?;
+        let gpu = self.gpu_of("upload_grads_bits")?;
+        let writes = typed_io::bit_writes(&self.layout, &self.typed(&self.grads), t, bits);
+        typed_io::upload(gpu, &writes)
+    }
+
+    fn read_bits(&self, t: Option<usize>, params: bool) -> Result<Vec<u16>> {
+        let what = if params {
+            "download_params_bits"
         } else {
-            (&mut self.grads, "grads")
+            "download_grads_bits"
         };
-        match t {
-            Some(t) => write_tensor(self.ctx.gpu(), &self.layout, arena, t, data, role),
-            None => write_all(self.ctx.gpu(), &self.layout, arena, data, role),
-        }
-    }
-
-    fn read_f32(&self, t: Option<usize>, arena: &Arena, role: &'static str) -> Result<Vec<f32>> {
-        match t {
-            Some(t) => read_tensor(self.ctx.gpu(), &self.layout, arena, t, role),
-            None => read_all(self.ctx.gpu(), &self.layout, arena, role),
-        }
+        self.check_16_bit(t, what)?;
+        let gpu = self.gpu_of(what)?;
+        let targets = match params {
+            true => self.model_targets(),
+            false => self.typed(&self.grads),
+        };
+        typed_io::read_bits(gpu, &self.layout, &targets, t)
     }
 
     fn read_params(&self, t: Option<usize>) -> Result<Vec<f32>> {
-        if !self.dtype.is_16_bit() || self.model.is_some() {
-            return self.read_f32(t, &self.params, "params");
+        if !self.has_16_bit() {
+            return match t {
+                Some(t) => read_tensor(self.ctx.gpu(), &self.layout, &self.params, t, "params"),
+                None => read_all(self.ctx.gpu(), &self.layout, &self.params, "params"),
+            };
         }
         let gpu = self.gpu_of("download_params")?;
-        let bits = half_io::read_bits(
-            gpu,
-            &self.layout,
-            self.model_bindings("download_params")?,
-            t,
-        )?;
-        Ok(bits.iter().map(|&h| self.dtype.widen(h)).collect())
+        // The f32 parameters where a slab has them, else its 16-bit parameters.
+        let targets: Vec<Target<'_>> = self
+            .f32_param_targets()
+            .into_iter()
+            .zip(self.model_targets())
+            .map(|(f32s, model)| f32s.or(model))
+            .collect();
+        typed_io::read_values(gpu, &self.layout, &targets, t)
     }
 
     fn read_grads(&self, t: Option<usize>) -> Result<Vec<f32>> {
-        if !self.dtype.is_16_bit() {
-            return self.read_f32(t, &self.grads, "grads");
+        if !self.has_16_bit() {
+            return match t {
+                Some(t) => read_tensor(self.ctx.gpu(), &self.layout, &self.grads, t, "grads"),
+                None => read_all(self.ctx.gpu(), &self.layout, &self.grads, "grads"),
+            };
         }
         let gpu = self.gpu_of("download_grads")?;
-        let bindings = self.half_bindings("download_grads", &self.grads)?;
-        let bits = half_io::read_bits(gpu, &self.layout, bindings, t)?;
-        Ok(bits.iter().map(|&h| self.dtype.widen(h)).collect())
+        typed_io::read_values(gpu, &self.layout, &self.typed(&self.grads), t)
     }
 
     // --- device views -----------------------------------------------------------------
 
     /// The device pieces of a tensor's gradient (usually one; more when it spans slabs),
-    /// so a caller's backward kernels can write gradients in place. In a 16-bit set the
-    /// pieces hold packed 16-bit elements (byte offsets, two elements per word).
+    /// so a caller's backward kernels can write gradients in place. A 16-bit tensor's
+    /// pieces hold packed 16-bit elements (byte offsets; two elements per word).
     pub fn grad_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
-        self.views(&self.grads, name, self.dtype)
+        self.views(&self.grads, name)
     }
 
-    /// The device pieces of a tensor's parameters: in a 16-bit set, the 16-bit
-    /// parameters the model reads (with master weights, their rounded copy).
+    /// The device pieces of a tensor's parameters as the model reads them: a 16-bit
+    /// tensor's 16-bit parameters (with master weights, their rounded copy).
     pub fn param_views(&self, name: &str) -> Result<Vec<TensorView<'_>>> {
-        match &self.model {
-            Some(model) => self.half_views(model, name),
-            None => self.views(&self.params, name, self.dtype),
+        if !self.has_16_bit() {
+            return self.views(&self.params, name);
         }
+        let t = self.layout.index(name)?;
+        let targets = self.model_targets();
+        Ok(self.typed_views(t, &targets))
     }
 
-    fn views<'a>(
-        &'a self,
-        arena: &'a Arena,
-        name: &str,
-        dtype: Dtype,
-    ) -> Result<Vec<TensorView<'a>>> {
+    fn views<'a>(&'a self, arena: &'a Arena, name: &str) -> Result<Vec<TensorView<'a>>> {
+        let t = self.layout.index(name)?;
         let Arena::Gpu(bindings) = arena else {
             return Err(Error::NeedsGpu("a device view of a tensor"));
         };
-        if dtype.is_16_bit() {
-            return self.half_views(bindings, name);
+        if self.has_16_bit() {
+            return Ok(self.typed_views(t, &self.typed(arena)));
         }
-        let t = self.layout.index(name)?;
         Ok(self
             .layout
             .pieces(t)
@@ -453,25 +532,25 @@ impl ParamSet {
             .collect())
     }
 
-    /// Views of a 16-bit tensor in `bindings` (clipstep's own slabs: byte offset = 2 ·
-    /// element offset).
-    fn half_views<'a>(
-        &'a self,
-        bindings: &'a [Binding],
-        name: &str,
-    ) -> Result<Vec<TensorView<'a>>> {
-        let t = self.layout.index(name)?;
-        Ok(self
-            .layout
+    /// Views of tensor `t` in `targets` (byte offsets by each slab's element type).
+    fn typed_views<'a>(&self, t: usize, targets: &[Target<'a>]) -> Vec<TensorView<'a>> {
+        self.layout
             .pieces(t)
             .into_iter()
-            .map(|p| TensorView {
-                buffer: &bindings[p.slab].buffer,
-                offset: p.slab_offset * 2,
-                len: p.len,
-                tensor_offset: p.tensor_offset,
+            .filter_map(|p| {
+                let (b, dtype) = targets[p.slab]?;
+                let offset = match dtype {
+                    Dtype::F32 => b.piece_offset(&self.layout, t, &p),
+                    _ => b.offset + p.slab_offset * 2,
+                };
+                Some(TensorView {
+                    buffer: &b.buffer,
+                    offset,
+                    len: p.len,
+                    tensor_offset: p.tensor_offset,
+                })
             })
-            .collect())
+            .collect()
     }
 
     // --- standalone operations ----------------------------------------------------------

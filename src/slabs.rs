@@ -41,16 +41,12 @@ pub(crate) struct SlabDevice {
 }
 
 impl SlabDevice {
-    /// Slab `s` of clipstep's own: a params and a grads buffer of its length, of `dtype`
-    /// elements; a 16-bit slab with `master` weights has f32 params and a 16-bit model copy.
-    pub(crate) fn own(
-        gpu: &Gpu,
-        layout: &Layout,
-        s: usize,
-        dtype: Dtype,
-        master: bool,
-    ) -> SlabDevice {
+    /// Slab `s` of clipstep's own: a params and a grads buffer of its length, of its
+    /// element type; a 16-bit slab with `master` weights has f32 params and a 16-bit copy
+    /// the model reads.
+    pub(crate) fn own(gpu: &Gpu, layout: &Layout, s: usize, master: bool) -> SlabDevice {
         let slab = &layout.slabs[s];
+        let dtype = slab.dtype;
         let half = dtype.is_16_bit();
         let param_type = if half && master { Dtype::F32 } else { dtype };
         let params = own_binding(gpu, "params", slab, param_type);

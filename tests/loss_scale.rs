@@ -218,7 +218,7 @@ fn the_scale_lives_on_the_device_is_settable_and_saved() {
 
 /// A copy of `set` (same tensors, params and master weights).
 fn set_like(set: &ParamSet) -> ParamSet {
-    let mut other = self::set(set.dtype());
+    let mut other = self::set(set.tensors()[0].dtype);
     other
         .upload_params(&set.download_params().unwrap())
         .unwrap();

@@ -72,7 +72,7 @@ fn transfers_round_to_nearest_even_and_widen_exactly() {
     for dtype in DTYPES {
         for master in [true, false] {
             let mut set = half_set(dtype, master, &SIZES, None);
-            assert_eq!(set.dtype(), dtype);
+            assert!(set.tensors().iter().all(|t| t.dtype == dtype));
             assert_eq!(set.has_master_weights(), master);
             let n: usize = SIZES.iter().sum();
             let mut values = data(n, 3, 70_000.0);
@@ -631,4 +631,168 @@ fn stochastic_rounding_keeps_updates_below_an_ulp() {
         a,
         "another seed, other bits"
     );
+}
+
+/// A set whose tensors have their own element types (given interleaved; clipstep packs
+/// each type in its own slabs): f32 tensors exact, 16-bit tensors rounded, one global norm
+/// over all of them, one fused step, each slab in its own kernel variant.
+fn typed_set(dtypes: &[Dtype], sizes: &[usize], master: bool, slab: Option<u64>) -> ParamSet {
+    let specs: Vec<TensorSpec> = specs(sizes)
+        .into_iter()
+        .zip(dtypes)
+        .map(|(spec, &dtype)| spec.with_dtype(dtype))
+        .collect();
+    let options = ArenaOptions {
+        master_weights: master,
+        max_slab_bytes: slab,
+        ..Default::default()
+    };
+    ParamSet::new(&ctx(), &specs, options).unwrap()
+}
+
+const TYPED: [(Dtype, usize); 7] = [
+    (Dtype::Bf16, 257),
+    (Dtype::F32, 1),
+    (Dtype::F16, 3),
+    (Dtype::F32, 7919),
+    (Dtype::Bf16, 1),
+    (Dtype::F16, 40_000),
+    (Dtype::Bf16, 12_345),
+];
+
+#[test]
+fn tensors_of_three_types_in_one_set_step_as_the_reference() {
+    let dtypes: Vec<Dtype> = TYPED.iter().map(|t| t.0).collect();
+    let sizes: Vec<usize> = TYPED.iter().map(|t| t.1).collect();
+    let n: usize = sizes.iter().sum();
+    for (master, slab) in [(true, None), (false, None), (true, Some(16 * 1024))] {
+        let what = format!("master {master}, slab {slab:?}");
+        let mut set = typed_set(&dtypes, &sizes, master, slab);
+        let kinds: Vec<Dtype> = set.tensors().iter().map(|t| t.dtype).collect();
+        assert_eq!(kinds, dtypes, "tensors keep their order and types");
+        // Transfers: each tensor in its own type.
+        let init = data(n, 2, 1.0);
+        set.upload_params(&init).unwrap();
+        let mut at = 0;
+        let mut want_params = Vec::new();
+        for (&dtype, &k) in dtypes.iter().zip(&sizes) {
+            let part = &init[at..at + k];
+            let widened = |x: f32| {
+                if dtype.is_16_bit() {
+                    widen(dtype, round(dtype, x))
+                } else {
+                    x
+                }
+            };
+            want_params.extend(part.iter().map(|&x| if master { x } else { widened(x) }));
+            at += k;
+        }
+        assert_bits_eq(&set.download_params().unwrap(), &want_params, &what);
+        let bits = set.download_param_bits("t0").unwrap();
+        assert_eq!(
+            bits,
+            init[..257]
+                .iter()
+                .map(|&x| f32_to_bf16(x))
+                .collect::<Vec<_>>()
+        );
+        assert!(matches!(
+            set.download_param_bits("t1"),
+            Err(Error::WrongDtype { .. })
+        ));
+        assert!(matches!(
+            set.download_grads_bits(),
+            Err(Error::WrongDtype { .. })
+        ));
+        let config = AdamWConfig {
+            lr: 0.01,
+            ..Default::default()
+        };
+        let mut opt = clipstep::AdamW::new(&set, config).unwrap();
+        for step in 0..3u64 {
+            set.upload_grads(&data(n, 10 + step, 2.0)).unwrap();
+            let grads = set.download_grads().unwrap();
+            // One global norm over the three types.
+            let norm = set
+                .global_norm(Norm::L2)
+                .unwrap()
+                .read_blocking()
+                .unwrap()
+                .total_norm;
+            let parts = common::harness::split(&grads, &sizes);
+            assert_rel(norm, reference::global_norm(&parts, 2.0), 1e-5, &what);
+            let (mut p, mut s) = downloads(&opt, &set);
+            let state = opt
+                .step(&mut set, &clipped())
+                .unwrap()
+                .read_blocking()
+                .unwrap();
+            let effective: Vec<f32> = grads
+                .iter()
+                .map(|&g| reference::effective_grad(g, 1.0, state.clip_coef, None))
+                .collect();
+            config.reference_step_over(state.step, &mut p, &effective, &mut s, &sizes);
+            let (got, _) = downloads(&opt, &set);
+            let mut at = 0;
+            for (t, (&dtype, &k)) in dtypes.iter().zip(&sizes).enumerate() {
+                let (g, w) = (&got[at..at + k], &p[at..at + k]);
+                let what = format!("{what}, step {step}, tensor t{t} ({dtype:?})");
+                if dtype == Dtype::F32 || master {
+                    assert_close_elementwise(g, w, 4, 1e-7, &what);
+                }
+                if dtype.is_16_bit() {
+                    let bits = set.download_param_bits(&format!("t{t}")).unwrap();
+                    let from = if master { g } else { w };
+                    let off = bits
+                        .iter()
+                        .zip(from)
+                        .filter(|&(&b, &x)| b != round(dtype, x))
+                        .count();
+                    assert!(off * 1000 <= k.max(1000), "{what}: {off} of {k} off");
+                    if master {
+                        assert_eq!(off, 0, "{what}: the copy is the master rounded");
+                    }
+                }
+                at += k;
+            }
+        }
+    }
+}
+
+/// A caller's kernel writing a 16-bit tensor through its view: the byte offsets are the
+/// 16-bit buffer's (two elements per word), next to f32 tensors in their own slabs.
+#[test]
+fn views_of_16_bit_tensors_address_their_packed_elements() {
+    let dtypes = [Dtype::F32, Dtype::Bf16, Dtype::F16];
+    let sizes = [5, 67, 9];
+    let mut set = typed_set(&dtypes, &sizes, true, None);
+    let ctx = ctx();
+    let (_, queue) = ctx.device_queue().unwrap();
+    for (t, &dtype) in dtypes.iter().enumerate() {
+        let name = format!("t{t}");
+        let views = set.grad_views(&name).unwrap();
+        assert_eq!(views.len(), 1);
+        let values: Vec<f32> = (0..sizes[t]).map(|i| i as f32 * 0.25 - 1.0).collect();
+        let mut bytes: Vec<u8> = match dtype {
+            Dtype::F32 => bytemuck::cast_slice(&values).to_vec(),
+            _ => values
+                .iter()
+                .flat_map(|&x| round(dtype, x).to_le_bytes())
+                .collect(),
+        };
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        queue.write_buffer(views[0].buffer, views[0].offset, &bytes);
+        assert_bits_eq(&set.download_grad(&name).unwrap(), &values, &name);
+    }
+    // The model reads bf16/f16 parameters through param_views: the copy of the master.
+    set.upload_param("t1", &vec![0.1; 67]).unwrap();
+    let view = &set.param_views("t1").unwrap()[0];
+    assert_eq!(view.len, 67);
+    assert_eq!(
+        set.download_param_bits("t1").unwrap(),
+        vec![f32_to_bf16(0.1); 67]
+    );
+    assert_eq!(set.download_param("t1").unwrap(), vec![0.1; 67]);
+    set.upload_grad_bits("t2", &[0x3c00; 9]).unwrap();
+    assert_eq!(set.download_grad("t2").unwrap(), vec![1.0; 9]);
 }

@@ -17,7 +17,6 @@ use crate::checkpoint::{bad, Checkpoint, LoadOptions, MissingTensors, Unexpected
 use crate::context::{Context, Gpu};
 use crate::dtype::{Dtype, Rounding};
 use crate::error::{Error, Result};
-use crate::half_io;
 use crate::host;
 use crate::kernels::norm::{base_op, NormWorkspace};
 use crate::kernels::trust::TrustSetup;
@@ -30,6 +29,7 @@ use crate::param_set::{gpu_bindings, ParamSet};
 use crate::report::Report;
 use crate::shaders::Kernel;
 use crate::shard::ShardPartial;
+use crate::typed_io;
 
 /// An update rule: implemented by each optimizer's config.
 pub(crate) trait Rule:
@@ -95,8 +95,8 @@ pub(crate) struct Engine<R: Rule> {
     host_state: DeviceStepState,
     /// The dynamic loss scaler's settings (its state is in the step state).
     pub scaler: Option<LossScaler>,
-    /// The set's element type.
-    dtype: Dtype,
+    /// Whether the set has f16 tensors (which stochastic rounding does not apply to).
+    has_f16: bool,
     /// The element type of the rule's states.
     state_dtype: Dtype,
 }
@@ -153,17 +153,16 @@ impl<R: Rule> Engine<R> {
                 R::NAME
             )));
         }
-        if params.dtype.is_16_bit() {
+        if params.has_16_bit() {
             let runs = params
                 .device_slabs()
                 .iter()
                 .all(|slab| slab.runs(R::KERNEL));
             if R::TRUST.is_some() || !runs {
                 return Err(Error::NotSupported(format!(
-                    "{} over a {:?} set (16-bit sets run SGD, Adam, AdamW, RMSprop, Adagrad \
-                     and Lion)",
-                    R::NAME,
-                    params.dtype
+                    "{} over 16-bit tensors (they run SGD, Adam, AdamW, RMSprop, Adagrad and \
+                     Lion)",
+                    R::NAME
                 )));
             }
         }
@@ -231,7 +230,7 @@ impl<R: Rule> Engine<R> {
             device,
             host_state: DeviceStepState::initial(),
             scaler: None,
-            dtype: params.dtype,
+            has_f16: params.tensors().iter().any(|t| t.dtype == Dtype::F16),
             state_dtype,
         };
         // States that do not start at zero (Adagrad's accumulator) get their groups' values.
@@ -330,9 +329,11 @@ impl<R: Rule> Engine<R> {
                 options.nonfinite, options.grad_scale
             )));
         }
-        if matches!(options.rounding, Rounding::Stochastic { .. }) && self.dtype == Dtype::F16 {
+        if matches!(options.rounding, Rounding::Stochastic { .. }) && self.has_f16 {
             return Err(Error::NotSupported(
-                "stochastic rounding of f16 parameters (bf16 only); use NearestEven".into(),
+                "stochastic rounding of f16 parameters (bf16 only): this set has f16 tensors; \
+                 use NearestEven"
+                    .into(),
             ));
         }
         Ok(())
@@ -516,7 +517,7 @@ impl<R: Rule> Engine<R> {
     fn read_state_arena(&self, arena: &Arena) -> Result<Vec<f32>> {
         match (self.state_dtype, arena, self.ctx.gpu()) {
             (Dtype::Bf16, Arena::Gpu(bindings), Some(gpu)) => {
-                let bits = half_io::read_bits(gpu, &self.layout, bindings, None)?;
+                let bits = typed_io::read_bits(gpu, &self.layout, &bf16_targets(bindings), None)?;
                 Ok(bits.iter().map(|&h| Dtype::Bf16.widen(h)).collect())
             }
             _ => read_all(self.ctx.gpu(), &self.layout, arena, "state"),
@@ -657,7 +658,9 @@ impl<R: Rule> Engine<R> {
                 let bf16_images: Vec<Vec<Vec<u8>>> = match self.state_dtype {
                     Dtype::Bf16 => images
                         .iter()
-                        .map(|(_, slabs)| slabs.iter().map(|v| half_io::rounded_bytes(v)).collect())
+                        .map(|(_, slabs)| {
+                            slabs.iter().map(|v| typed_io::rounded_bytes(v)).collect()
+                        })
                         .collect(),
                     _ => Vec::new(),
                 };
@@ -810,6 +813,11 @@ impl<R: Rule> Engine<R> {
             })
             .collect())
     }
+}
+
+/// bf16 state `bindings` as transfer targets.
+fn bf16_targets(bindings: &[crate::arena::Binding]) -> Vec<typed_io::Target<'_>> {
+    bindings.iter().map(|b| Some((b, Dtype::Bf16))).collect()
 }
 
 /// Every group's rule struct, in group order: the update kernel's group table.
