@@ -654,14 +654,14 @@ mod tests {
         let offsets: Vec<u64> = layout.tensors.iter().map(|t| t.offset).collect();
         // f32 first (5000 → 5056, 1 → 64), then bf16 (100 → 128, 9000), then f16.
         assert_eq!(offsets, [5120, 0, 5120 + 128 + 9024, 5056, 5120 + 128]);
-        for t in 0..layout.tensors.len() {
+        for (t, &dtype) in dtypes.iter().enumerate() {
             let pieces = layout.pieces(t);
             assert_eq!(
                 pieces.iter().map(|p| p.len).sum::<u64>(),
                 layout.tensors[t].numel
             );
             for p in pieces {
-                assert_eq!(layout.slabs[p.slab].dtype, dtypes[t], "tensor {t}");
+                assert_eq!(layout.slabs[p.slab].dtype, dtype, "tensor {t}");
             }
         }
         let lens: Vec<(u64, u64, Dtype)> = layout
