@@ -80,15 +80,18 @@ fn pcg_hash(x: u32) -> u32 {
     return (w >> 22u) ^ w;
 }
 
-fn pcg_hash4(x: vec4<u32>) -> vec4<u32> {
-    let s = x * vec4<u32>(747796405u) + vec4<u32>(2891336453u);
-    let w = ((s >> ((s >> vec4<u32>(28u)) + vec4<u32>(4u))) ^ s) * vec4<u32>(277803737u);
-    return (w >> vec4<u32>(22u)) ^ w;
+fn pcg_hash2(x: vec2<u32>) -> vec2<u32> {
+    let s = x * vec2<u32>(747796405u) + vec2<u32>(2891336453u);
+    let w = ((s >> ((s >> vec2<u32>(28u)) + vec2<u32>(4u))) ^ s) * vec2<u32>(277803737u);
+    return (w >> vec2<u32>(22u)) ^ w;
 }
 
-// The random bits of stochastic rounding for elements e .. e + 3 of step `step` under
-// `seed`: pcg(e ^ pcg(seed ^ pcg(step))), the twin of reference::rounding_bits.
+// The random bits of stochastic rounding for elements e .. e + 3 (e a multiple of 4) of
+// step `step` under `seed`: element e takes 16 bits of pcg((e >> 1) ^ pcg(seed ^ pcg(step))),
+// the low half for an even e, the high half for an odd one (one hash per two elements);
+// the twin of reference::rounding_bits.
 fn rounding_bits4(seed: u32, step: u32, e: u32) -> vec4<u32> {
     let key = pcg_hash(seed ^ pcg_hash(step));
-    return pcg_hash4((vec4<u32>(e) + vec4<u32>(0u, 1u, 2u, 3u)) ^ vec4<u32>(key));
+    let h = pcg_hash2(vec2<u32>(e >> 1u, (e >> 1u) + 1u) ^ vec2<u32>(key));
+    return vec4<u32>(h.x, h.x >> 16u, h.y, h.y >> 16u);
 }

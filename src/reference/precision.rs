@@ -77,10 +77,12 @@ pub fn pcg_hash(x: u32) -> u32 {
 }
 
 /// The random bits with which stochastic rounding rounds element `e` (its index in the
-/// set's virtual space, mod 2^32) at optimizer step `step` under `seed`:
-/// `pcg(e ^ pcg(seed ^ pcg(step)))`.
+/// set's virtual space, mod 2^32) at optimizer step `step` under `seed` (only the low 16
+/// count): 16 bits of `pcg((e >> 1) ^ pcg(seed ^ pcg(step)))`, the low half for an even
+/// `e`, the high half for an odd one, so one hash serves two elements.
 pub fn rounding_bits(seed: u32, step: u32, e: u32) -> u32 {
-    pcg_hash(e ^ pcg_hash(seed ^ pcg_hash(step)))
+    let word = pcg_hash((e >> 1) ^ pcg_hash(seed ^ pcg_hash(step)));
+    (word >> (16 * (e & 1))) & 0xffff
 }
 
 /// A dynamic loss scale's state: PyTorch's `GradScaler` `_scale` and `_growth_tracker`,
