@@ -60,7 +60,7 @@ pub enum Rounding {
     #[default]
     NearestEven,
     /// bf16 only: round up in magnitude with probability (dropped bits) / 2^16, the random
-    /// bits of element `e` at step `t` being `pcg(e ^ pcg(seed ^ pcg(t)))`
+    /// bits of element `e` at step `t` being 16 bits of `pcg((e >> 1) ^ pcg(seed ^ pcg(t)))`
     /// ([`crate::reference::rounding_bits`]): unbiased, and the same bits for the same seed,
     /// step and layout on every device.
     Stochastic {
