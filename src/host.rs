@@ -6,6 +6,7 @@ use crate::abi::{
     DeviceStepState, NormOp, FLAG_INF, FLAG_NAN, NORM_INF, NORM_L1, NORM_L2, POLICY_PROPAGATE,
     POLICY_ZERO_NANS, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE,
 };
+use crate::dtype::Dtype;
 use crate::layout::Layout;
 use crate::reference::{self, PowerSum, ScaleState};
 
@@ -194,4 +195,21 @@ pub(crate) fn effective_grads(grads: &[f32], state: &DeviceStepState) -> Vec<f32
             reference::effective_grad(g, state.inv_grad_scale, state.clip_coef, clip_value)
         })
         .collect()
+}
+
+/// `values` (of 16-bit tensor elements `base`, `base + 1`, ... in the virtual space)
+/// rounded to `dtype` and widened again, in place: to nearest even, or with
+/// `stochastic = Some((seed, step))` stochastically with `reference::rounding_bits` (bf16):
+/// the twin of `round_param` (`shaders/round_param.wgsl`) and of bf16 states' writes.
+pub(crate) fn round16(values: &mut [f32], dtype: Dtype, stochastic: Option<(u32, u32)>, base: u64) {
+    for (i, v) in values.iter_mut().enumerate() {
+        let bits = match stochastic {
+            Some((seed, step)) if dtype == Dtype::Bf16 => {
+                let e = (base + i as u64) as u32;
+                reference::f32_to_bf16_stochastic(*v, reference::rounding_bits(seed, step, e))
+            }
+            _ => dtype.round(*v),
+        };
+        *v = dtype.widen(bits);
+    }
 }

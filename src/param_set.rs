@@ -49,6 +49,9 @@ pub struct ParamSet {
     /// Per slab: for a 16-bit slab with f32 master weights, the 16-bit copy the model
     /// reads (`params` then holds the master weights); else `None`. Empty on the CPU.
     pub(crate) model: Vec<Option<Binding>>,
+    /// The CPU backend's twin of `model`: the widened 16-bit copy of 16-bit tensors' master
+    /// weights, in the virtual space (empty without master weights or 16-bit tensors).
+    pub(crate) host_model: Vec<f32>,
     /// The device half; `None` on the CPU backend.
     pub(crate) device: Option<SetDevice>,
 }
@@ -104,12 +107,6 @@ impl ParamSet {
         if gpu.is_none() && !options.external.is_empty() {
             return Err(Error::NeedsGpu("an external tensor"));
         }
-        let any_16_bit = specs
-            .iter()
-            .any(|spec| spec.dtype.unwrap_or(options.dtype).is_16_bit());
-        if gpu.is_none() && any_16_bit {
-            return Err(Error::NeedsGpu("a 16-bit tensor"));
-        }
         let capacity = slab_capacity(gpu.map(|g| &g.limits), options.max_slab_bytes)?;
         let external_specs: Vec<TensorSpec> = options
             .external
@@ -142,6 +139,7 @@ impl ParamSet {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let Some(gpu) = gpu else {
             let len = layout.internal_len as usize;
+            let any_16_bit = layout.slabs.iter().any(|s| s.dtype.is_16_bit());
             return Ok(ParamSet {
                 id,
                 ctx: ctx.clone(),
@@ -149,6 +147,10 @@ impl ParamSet {
                 params: Arena::Cpu(vec![0.0; len]),
                 grads: Arena::Cpu(vec![0.0; len]),
                 model: Vec::new(),
+                host_model: match options.master_weights && any_16_bit {
+                    true => vec![0.0; len],
+                    false => Vec::new(),
+                },
                 device: None,
             });
         };
@@ -191,6 +193,7 @@ impl ParamSet {
             params: Arena::Gpu(device.slabs.iter().map(|s| s.params.clone()).collect()),
             grads: Arena::Gpu(device.slabs.iter().map(|s| s.grads.clone()).collect()),
             model: device.slabs.iter().map(|s| s.model.clone()).collect(),
+            host_model: Vec::new(),
             device: Some(device),
         })
     }
@@ -270,7 +273,7 @@ impl ParamSet {
 
     /// Whether 16-bit tensors keep f32 master weights ([`ArenaOptions::master_weights`]).
     pub fn has_master_weights(&self) -> bool {
-        self.model.iter().any(Option::is_some)
+        self.model.iter().any(Option::is_some) || !self.host_model.is_empty()
     }
 
     /// Writes every gradient of a set whose tensors are all 16-bit as bit patterns (each
@@ -390,6 +393,10 @@ impl ParamSet {
             };
         }
         typed_io::check_len(&self.layout, t, data.len(), "params")?;
+        if self.device.is_none() {
+            self.host_write(t, data, true);
+            return Ok(());
+        }
         let gpu = self.gpu_of("upload_params")?;
         check_transfer(
             gpu,
@@ -426,6 +433,10 @@ impl ParamSet {
             };
         }
         typed_io::check_len(&self.layout, t, data.len(), "grads")?;
+        if self.device.is_none() {
+            self.host_write(t, data, false);
+            return Ok(());
+        }
         let gpu = self.gpu_of("upload_grads")?;
         check_transfer(
             gpu,
@@ -442,6 +453,11 @@ impl ParamSet {
     fn write_grad_bits(&mut self, t: Option<usize>, bits: &[u16]) -> Result<()> {
         self.check_16_bit(t, "upload_grads_bits")?;
         typed_io::check_len(&self.layout, t, bits.len(), "grads")?;
+        if self.device.is_none() {
+            let values = self.widen_covered(t, bits);
+            self.host_write(t, &values, false);
+            return Ok(());
+        }
         let gpu = self.gpu_of("upload_grads_bits")?;
         let writes = typed_io::bit_writes(&self.layout, &self.typed(&self.grads), t, bits);
         typed_io::upload(gpu, &writes)
@@ -454,6 +470,9 @@ impl ParamSet {
             "download_grads_bits"
         };
         self.check_16_bit(t, what)?;
+        if self.device.is_none() {
+            return Ok(self.host_read_bits(t, params));
+        }
         let gpu = self.gpu_of(what)?;
         let targets = match params {
             true => self.model_targets(),
@@ -468,6 +487,9 @@ impl ParamSet {
                 Some(t) => read_tensor(self.ctx.gpu(), &self.layout, &self.params, t, "params"),
                 None => read_all(self.ctx.gpu(), &self.layout, &self.params, "params"),
             };
+        }
+        if self.device.is_none() {
+            return Ok(self.host_read(t, &self.params));
         }
         let gpu = self.gpu_of("download_params")?;
         // The f32 parameters where a slab has them, else its 16-bit parameters.
@@ -487,8 +509,90 @@ impl ParamSet {
                 None => read_all(self.ctx.gpu(), &self.layout, &self.grads, "grads"),
             };
         }
+        if self.device.is_none() {
+            return Ok(self.host_read(t, &self.grads));
+        }
         let gpu = self.gpu_of("download_grads")?;
         typed_io::read_values(gpu, &self.layout, &self.typed(&self.grads), t)
+    }
+
+    /// The CPU backend's twin of the typed uploads: f32 tensors as given; a 16-bit
+    /// tensor's gradient, or its parameters without master weights, as the widened 16-bit
+    /// rounding of `data` (the values the device would hold); with master weights its
+    /// master as given and its copy rounded.
+    fn host_write(&mut self, t: Option<usize>, data: &[f32], params: bool) {
+        let (Arena::Cpu(p), Arena::Cpu(g)) = (&mut self.params, &mut self.grads) else {
+            unreachable!("a set without a device holds host arenas")
+        };
+        let model = &mut self.host_model;
+        let mut at = 0usize;
+        for tt in typed_io::covered(&self.layout, t) {
+            let info = &self.layout.tensors[tt];
+            let range = info.offset as usize..(info.offset + info.numel) as usize;
+            let part = &data[at..at + info.numel as usize];
+            at += info.numel as usize;
+            let rounded = || part.iter().map(|&x| info.dtype.widen(info.dtype.round(x)));
+            match (params, info.dtype.is_16_bit(), model.is_empty()) {
+                (true, true, false) => {
+                    p[range.clone()].copy_from_slice(part);
+                    model[range]
+                        .iter_mut()
+                        .zip(rounded())
+                        .for_each(|(m, x)| *m = x);
+                }
+                (true, true, true) => p[range].iter_mut().zip(rounded()).for_each(|(v, x)| *v = x),
+                (false, true, _) => g[range].iter_mut().zip(rounded()).for_each(|(v, x)| *v = x),
+                (true, false, _) => p[range].copy_from_slice(part),
+                (false, false, _) => g[range].copy_from_slice(part),
+            }
+        }
+    }
+
+    /// The covered tensors of host arena `arena`, concatenated.
+    fn host_read(&self, t: Option<usize>, arena: &Arena) -> Vec<f32> {
+        let Arena::Cpu(v) = arena else {
+            unreachable!("a set without a device holds host arenas")
+        };
+        typed_io::covered(&self.layout, t)
+            .into_iter()
+            .flat_map(|tt| {
+                let info = &self.layout.tensors[tt];
+                v[info.offset as usize..(info.offset + info.numel) as usize]
+                    .iter()
+                    .copied()
+            })
+            .collect()
+    }
+
+    /// The CPU backend's 16-bit patterns: the host values (exact in 16 bits) rounded.
+    fn host_read_bits(&self, t: Option<usize>, params: bool) -> Vec<u16> {
+        let values = match (params, self.host_model.is_empty()) {
+            (false, _) => self.host_read(t, &self.grads),
+            (true, true) => self.host_read(t, &self.params),
+            (true, false) => self.host_read(t, &Arena::Cpu(self.host_model.clone())),
+        };
+        let dtypes = typed_io::covered(&self.layout, t)
+            .into_iter()
+            .flat_map(|tt| {
+                let info = &self.layout.tensors[tt];
+                std::iter::repeat_n(info.dtype, info.numel as usize)
+            });
+        values
+            .iter()
+            .zip(dtypes)
+            .map(|(&x, d)| d.round(x))
+            .collect()
+    }
+
+    /// 16-bit patterns of the covered tensors, widened by each tensor's type.
+    fn widen_covered(&self, t: Option<usize>, bits: &[u16]) -> Vec<f32> {
+        let dtypes = typed_io::covered(&self.layout, t)
+            .into_iter()
+            .flat_map(|tt| {
+                let info = &self.layout.tensors[tt];
+                std::iter::repeat_n(info.dtype, info.numel as usize)
+            });
+        bits.iter().zip(dtypes).map(|(&h, d)| d.widen(h)).collect()
     }
 
     // --- device views -----------------------------------------------------------------
@@ -888,6 +992,10 @@ impl ParamSet {
                         reference::clip_grads_with_norm(&mut [g], op.max_norm, per_tensor[t])
                     }
                     Apply::Clamp => reference::clip_grad_value(&mut [g], op.clip_value),
+                }
+                // A 16-bit gradient is written back rounded, as the device writes it.
+                if apply != Apply::Nothing && info.dtype.is_16_bit() {
+                    host::round16(g, info.dtype, None, info.offset);
                 }
             }
         }

@@ -167,11 +167,6 @@ impl SlabDevice {
             .unwrap_or(kernel)
     }
 
-    /// Whether kernel `kernel` has a variant for this slab's element type.
-    pub(crate) fn runs(&self, kernel: Kernel) -> bool {
-        kernel.for_dtype(self.dtype, self.model.is_some()).is_some()
-    }
-
     /// `entries` plus, for a pooled kernel, the place table at binding 10.
     pub(crate) fn with_places<'a>(
         &'a self,

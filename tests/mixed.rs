@@ -28,13 +28,24 @@ fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
 
 /// A 16-bit set of `sizes`, slabs capped at `slab_bytes`.
 fn half_set(dtype: Dtype, master: bool, sizes: &[usize], slab_bytes: Option<u64>) -> ParamSet {
+    half_set_on(&ctx(), dtype, master, sizes, slab_bytes)
+}
+
+/// [`half_set`] on `ctx` (the CPU backend too).
+fn half_set_on(
+    ctx: &clipstep::Context,
+    dtype: Dtype,
+    master: bool,
+    sizes: &[usize],
+    slab_bytes: Option<u64>,
+) -> ParamSet {
     let options = ArenaOptions {
         dtype,
         master_weights: master,
         max_slab_bytes: slab_bytes,
         ..Default::default()
     };
-    ParamSet::new(&ctx(), &specs(sizes), options).unwrap()
+    ParamSet::new(ctx, &specs(sizes), options).unwrap()
 }
 
 fn round(dtype: Dtype, x: f32) -> u16 {
@@ -196,7 +207,20 @@ fn half_steps_match<C: ReferenceStep>(
     sizes: &[usize],
     slab: Option<u64>,
 ) {
-    let mut set = half_set(dtype, master, sizes, slab);
+    half_steps_match_on(&ctx(), config, dtype, master, options, sizes, slab);
+}
+
+/// [`half_steps_match`] on `ctx`.
+fn half_steps_match_on<C: ReferenceStep>(
+    ctx: &clipstep::Context,
+    config: C,
+    dtype: Dtype,
+    master: bool,
+    options: StepOptions,
+    sizes: &[usize],
+    slab: Option<u64>,
+) {
+    let mut set = half_set_on(ctx, dtype, master, sizes, slab);
     let n: usize = sizes.iter().sum();
     set.upload_params(&data(n, 2, 1.0)).unwrap();
     let mut opt = config.build(&set).unwrap();
@@ -460,6 +484,11 @@ fn adam_states_in_bf16_are_rounded_stochastically() {
 /// rounded to nearest even, element for element.
 #[test]
 fn standalone_clips_round_their_results_to_16_bits() {
+    standalone_clips_on(&ctx());
+    standalone_clips_on(&clipstep::Context::cpu());
+}
+
+fn standalone_clips_on(ctx: &clipstep::Context) {
     let sizes = [1, 255, 257, 7919, 3];
     let n: usize = sizes.iter().sum();
     let split = |v: &[f32]| -> Vec<Vec<f32>> {
@@ -475,7 +504,7 @@ fn standalone_clips_round_their_results_to_16_bits() {
     for dtype in DTYPES {
         let what = format!("{dtype:?}");
         // clip_grad_norm: g · coef with the device's coefficient.
-        let mut set = half_set(dtype, true, &sizes, None);
+        let mut set = half_set_on(ctx, dtype, true, &sizes, None);
         set.upload_grads(&data(n, 8, 3.0)).unwrap();
         let g = set.download_grads().unwrap();
         let state = set
@@ -570,7 +599,7 @@ fn unsupported_combinations_are_typed_errors() {
     assert!(matches!(err, Error::NotSupported(_)), "{err}");
     assert_eq!(set.download_params().unwrap(), vec![1.0; 8]);
     assert_eq!(opt.step_count().unwrap(), 0);
-    // 16-bit transfers on an f32 set, and a 16-bit set on the CPU backend.
+    // 16-bit transfers on an f32 set, and 16-bit views on the CPU backend.
     let mut f32_set = ctx().param_set(&specs(&[4])).unwrap();
     let err = f32_set.upload_grads_bits(&[0; 4]).unwrap_err();
     assert!(matches!(err, Error::WrongDtype { .. }), "{err}");
@@ -580,8 +609,8 @@ fn unsupported_combinations_are_typed_errors() {
     ));
     let cpu = clipstep::Context::cpu();
     let options = ArenaOptions::mixed(Dtype::Bf16);
-    let err = ParamSet::new(&cpu, &specs(&[4]), options).err().unwrap();
-    assert!(matches!(err, Error::NeedsGpu(_)), "{err}");
+    let cpu_set = ParamSet::new(&cpu, &specs(&[4]), options).unwrap();
+    assert!(matches!(cpu_set.grad_views("t0"), Err(Error::NeedsGpu(_))));
     // A wrong length is a typed error.
     let err = set.upload_grads_bits(&[0; 7]).unwrap_err();
     assert!(matches!(err, Error::LengthMismatch { .. }), "{err}");
@@ -795,4 +824,104 @@ fn views_of_16_bit_tensors_address_their_packed_elements() {
     assert_eq!(set.download_param("t1").unwrap(), vec![0.1; 67]);
     set.upload_grad_bits("t2", &[0x3c00; 9]).unwrap();
     assert_eq!(set.download_grad("t2").unwrap(), vec![1.0; 9]);
+}
+
+/// The CPU backend (the fallback without an adapter) holds 16-bit tensors as the device
+/// does: the same rounding, master copies, in-place updates, stochastic rounding, bf16
+/// states and loss scale, against the same reference.
+#[test]
+fn the_cpu_backend_rounds_as_the_device_does() {
+    let cpu = clipstep::Context::cpu();
+    for dtype in DTYPES {
+        for master in [true, false] {
+            let options = clipped();
+            half_steps_match_on(
+                &cpu,
+                AdamWConfig::default(),
+                dtype,
+                master,
+                options,
+                &SIZES,
+                None,
+            );
+            let sgd = SgdConfig {
+                lr: 0.01,
+                momentum: 0.9,
+                ..Default::default()
+            };
+            half_steps_match_on(&cpu, sgd, dtype, master, options, &SIZES, None);
+        }
+    }
+    let stochastic = StepOptions {
+        rounding: Rounding::Stochastic { seed: 3 },
+        ..clipped()
+    };
+    for master in [true, false] {
+        let config = AdamWConfig::default();
+        half_steps_match_on(&cpu, config, Dtype::Bf16, master, stochastic, &SIZES, None);
+    }
+    // The same steps on the device and on the CPU backend: the same 16-bit bits but for
+    // rare neighbours, bf16 states and a loss scaler included.
+    let run = |ctx: &clipstep::Context| {
+        let dtypes: Vec<Dtype> = TYPED.iter().map(|t| t.0).collect();
+        let sizes: Vec<usize> = TYPED.iter().map(|t| t.1).collect();
+        let specs: Vec<TensorSpec> = specs(&sizes)
+            .into_iter()
+            .zip(&dtypes)
+            .map(|(s, &d)| s.with_dtype(d))
+            .collect();
+        let options = ArenaOptions {
+            master_weights: true,
+            ..Default::default()
+        };
+        let mut set = ParamSet::new(ctx, &specs, options).unwrap();
+        let n: usize = sizes.iter().sum();
+        set.upload_params(&data(n, 2, 1.0)).unwrap();
+        let names = set.tensors().iter().map(|t| t.name.clone());
+        let groups = vec![clipstep::ParamGroup::new(names, AdamWConfig::default())];
+        let mut opt = clipstep::AdamW::with_state_dtype(&set, groups, Dtype::Bf16).unwrap();
+        opt.set_loss_scaler(Some(clipstep::LossScaler {
+            init_scale: 256.0,
+            growth_interval: 2,
+            ..Default::default()
+        }))
+        .unwrap();
+        let mut scales = Vec::new();
+        for step in 0..5u64 {
+            let mut g = data(n, 30 + step, 256.0);
+            if step == 2 {
+                g[n - 1] = f32::INFINITY;
+            }
+            set.upload_grads(&g).unwrap();
+            let state = opt
+                .step(&mut set, &clipped())
+                .unwrap()
+                .read_blocking()
+                .unwrap();
+            scales.push((state.loss_scale, state.skipped, state.step));
+        }
+        let bits: Vec<Vec<u16>> = (0..TYPED.len())
+            .filter(|&t| TYPED[t].0.is_16_bit())
+            .map(|t| set.download_param_bits(&format!("t{t}")).unwrap())
+            .collect();
+        (
+            scales,
+            bits,
+            set.download_params().unwrap(),
+            opt.state("exp_avg").unwrap(),
+        )
+    };
+    let (gpu, host) = (run(&ctx()), run(&cpu));
+    assert_eq!(gpu.0, host.0, "the loss scale, skips and steps");
+    assert_close_elementwise(&gpu.2, &host.2, 4, 1e-7, "params");
+    for (a, b) in gpu.1.iter().zip(&host.1) {
+        let off = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.abs_diff(*y) <= 1),
+            "16-bit copies"
+        );
+        assert!(off * 1000 <= a.len().max(1000), "{off} of {} off", a.len());
+    }
+    let off = gpu.3.iter().zip(&host.3).filter(|(x, y)| x != y).count();
+    assert!(off * 1000 <= gpu.3.len(), "bf16 exp_avg: {off} off");
 }

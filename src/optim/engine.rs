@@ -120,11 +120,7 @@ impl<R: Rule> Engine<R> {
     ) -> Result<Self> {
         match state_dtype {
             Dtype::F32 => {}
-            Dtype::Bf16 if R::KERNEL.with_bf16_states().is_some() => {
-                if params.ctx.gpu().is_none() {
-                    return Err(Error::NeedsGpu("bf16 optimizer states"));
-                }
-            }
+            Dtype::Bf16 if R::KERNEL.with_bf16_states().is_some() => {}
             _ => {
                 return Err(Error::NotSupported(format!(
                     "{} with {state_dtype:?} states (bf16 states are Adam's and AdamW's)",
@@ -153,18 +149,16 @@ impl<R: Rule> Engine<R> {
                 R::NAME
             )));
         }
-        if params.has_16_bit() {
-            let runs = params
-                .device_slabs()
-                .iter()
-                .all(|slab| slab.runs(R::KERNEL));
-            if R::TRUST.is_some() || !runs {
-                return Err(Error::NotSupported(format!(
-                    "{} over 16-bit tensors (they run SGD, Adam, AdamW, RMSprop, Adagrad and \
-                     Lion)",
-                    R::NAME
-                )));
-            }
+        // Each 16-bit slab needs its variant of the rule (and no trust pass).
+        let runs = layout
+            .slabs
+            .iter()
+            .all(|slab| R::KERNEL.for_dtype(slab.dtype, true).is_some());
+        if params.has_16_bit() && (R::TRUST.is_some() || !runs) {
+            return Err(Error::NotSupported(format!(
+                "{} over 16-bit tensors (they run SGD, Adam, AdamW, RMSprop, Adagrad and Lion)",
+                R::NAME
+            )));
         }
         let in_norm = groups::norm_mask(&group_of, &groups);
         let blocks = groups::block_tables(&layout, &group_of, &groups);
@@ -405,6 +399,7 @@ impl<R: Rule> Engine<R> {
         let (Arena::Cpu(p), Arena::Cpu(g)) = (&mut params.params, &params.grads) else {
             unreachable!("CPU optimizers hold CPU sets")
         };
+        let model = &mut params.host_model;
         let (sum, per_tensor) = if op.source == SOURCE_COMPUTED {
             let (sum, per_tensor) = host::norm(&self.layout, g, &op, Some(&self.in_norm));
             (Some(sum), per_tensor)
@@ -431,6 +426,31 @@ impl<R: Rule> Engine<R> {
                 group
                     .config
                     .host_update(state.step, &mut p[range.clone()], &grads, states);
+                // What the device writes in 16 bits, rounded as it rounds it.
+                let stochastic = (state.stochastic != 0).then_some((state.round_seed, state.step));
+                if info.dtype.is_16_bit() {
+                    let base = info.offset;
+                    if model.is_empty() {
+                        host::round16(&mut p[range.clone()], info.dtype, stochastic, base);
+                    } else {
+                        model[range.clone()].copy_from_slice(&p[range.clone()]);
+                        host::round16(&mut model[range.clone()], info.dtype, stochastic, base);
+                    }
+                }
+                if self.state_dtype == Dtype::Bf16 {
+                    for (k, state_values) in self.states.iter_mut().enumerate() {
+                        if let Some(Arena::Cpu(v)) = state_values {
+                            let seed = state.round_seed ^ STATE_SALT.wrapping_mul(k as u32 + 1);
+                            let rounding = Some((seed, state.step));
+                            host::round16(
+                                &mut v[range.clone()],
+                                Dtype::Bf16,
+                                rounding,
+                                info.offset,
+                            );
+                        }
+                    }
+                }
             }
         }
         self.host_state = state;
@@ -685,6 +705,10 @@ impl<R: Rule> Engine<R> {
             None => {
                 for (arena, v) in self.states.iter_mut().flatten().zip(&values) {
                     write_all(None, &self.layout, arena, v, "state")?;
+                    // bf16 states hold bf16 values, as the device rounds them on load.
+                    if let (Dtype::Bf16, Arena::Cpu(v)) = (self.state_dtype, arena) {
+                        host::round16(v, Dtype::Bf16, None, 0);
+                    }
                 }
                 self.host_state = state;
             }
@@ -814,6 +838,10 @@ impl<R: Rule> Engine<R> {
             .collect())
     }
 }
+
+/// The salt of bf16 state k's random stream: its seed is `round_seed ^ STATE_SALT·(k + 1)`
+/// (`shaders/adam_states_bf16.wgsl`).
+const STATE_SALT: u32 = 0x9e37_79b9;
 
 /// bf16 state `bindings` as transfer targets.
 fn bf16_targets(bindings: &[crate::arena::Binding]) -> Vec<typed_io::Target<'_>> {
