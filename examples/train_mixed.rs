@@ -45,10 +45,12 @@ pub struct Args {
     pub growth_interval: u32,
 }
 
-/// The 16-bit forward pass, the f32 backward pass into a scratch buffer, and the pass
-/// that scales, rounds (to nearest even) and packs the gradients into clipstep's 16-bit
-/// buffer, one invocation per word (two elements: no two invocations write one word).
-const SHADER: &str = r#"
+/// The head of the 16-bit model's shader (`train_on_gpu`'s passes follow it): `param(k)`
+/// widens the 16-bit parameters, the backward pass writes f32 gradients into a scratch
+/// buffer (`grads`), and `pack` scales, rounds (to nearest even) and packs them into
+/// clipstep's 16-bit buffer (`grads16`), one invocation per word (two elements: no two
+/// invocations write one word).
+const HEAD: &str = r#"
 struct Dims { n: u32, d: u32, h: u32, w1: u32, b1: u32, w2: u32, b2: u32, words: u32, scale_at: u32, f16: u32, _p0: u32, _p1: u32 }
 
 @group(0) @binding(0) var<storage, read> params: array<u32>;
@@ -57,9 +59,9 @@ struct Dims { n: u32, d: u32, h: u32, w1: u32, b1: u32, w2: u32, b2: u32, words:
 @group(0) @binding(3) var<storage, read_write> hidden: array<f32>;
 @group(0) @binding(4) var<storage, read_write> resid: array<f32>;
 @group(0) @binding(5) var<uniform> dims: Dims;
-@group(0) @binding(6) var<storage, read_write> scratch: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(7) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(8) var<storage, read_write> grads: array<u32>;
+@group(0) @binding(8) var<storage, read_write> grads16: array<u32>;
 @group(0) @binding(9) var<storage, read> step_state: array<f32>;
 
 // Element k of the 16-bit parameter slab, widened (exact).
@@ -85,72 +87,17 @@ fn round16(x: f32) -> u32 {
     return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
 }
 
-@compute @workgroup_size(64)
-fn forward(@builtin(global_invocation_id) id: vec3<u32>) {
-    let n = id.x;
-    if n >= dims.n { return; }
-    var y = param(dims.b2);
-    for (var j = 0u; j < dims.h; j++) {
-        var a = param(dims.b1 + j);
-        for (var i = 0u; i < dims.d; i++) {
-            a += param(dims.w1 + j * dims.d + i) * x[n * dims.d + i];
-        }
-        let hj = tanh(a);
-        hidden[n * dims.h + j] = hj;
-        y += param(dims.w2 + j) * hj;
-    }
-    resid[n] = y - t[n];
-}
-
-// ∂L/∂θ_k of L = (1/N) Σ resid², in slab order (scratch[slab element]).
-@compute @workgroup_size(64)
-fn backward(@builtin(global_invocation_id) id: vec3<u32>) {
-    let k = id.x;
-    let hd = dims.h * dims.d;
-    if k >= hd + 2u * dims.h + 1u { return; }
-    var g = 0.0;
-    if k < hd {
-        let j = k / dims.d;
-        let i = k % dims.d;
-        for (var n = 0u; n < dims.n; n++) {
-            let hj = hidden[n * dims.h + j];
-            g += resid[n] * param(dims.w2 + j) * (1.0 - hj * hj) * x[n * dims.d + i];
-        }
-        scratch[dims.w1 + k] = 2.0 * g / f32(dims.n);
-    } else if k < hd + dims.h {
-        let j = k - hd;
-        for (var n = 0u; n < dims.n; n++) {
-            let hj = hidden[n * dims.h + j];
-            g += resid[n] * param(dims.w2 + j) * (1.0 - hj * hj);
-        }
-        scratch[dims.b1 + j] = 2.0 * g / f32(dims.n);
-    } else if k < hd + 2u * dims.h {
-        let j = k - hd - dims.h;
-        for (var n = 0u; n < dims.n; n++) {
-            g += resid[n] * hidden[n * dims.h + j];
-        }
-        scratch[dims.w2 + j] = 2.0 * g / f32(dims.n);
-    } else {
-        var l = 0.0;
-        for (var n = 0u; n < dims.n; n++) {
-            g += resid[n];
-            l += resid[n] * resid[n];
-        }
-        scratch[dims.b2] = 2.0 * g / f32(dims.n);
-        loss[0] = l / f32(dims.n);
-    }
-}
 
 // The gradients of the scaled loss, scale · ∂L/∂θ, rounded into two 16-bit halves of a
-// word (the padding between tensors is 0 in scratch, and stays 0).
+// word (the padding between tensors is 0 in the f32 gradients, and stays 0).
 @compute @workgroup_size(64)
 fn pack(@builtin(global_invocation_id) id: vec3<u32>) {
     let w = id.x;
     if w >= dims.words { return; }
     let scale = step_state[dims.scale_at];
-    let lo = round16(scratch[2u * w] * scale);
-    let hi = round16(scratch[2u * w + 1u] * scale);
-    grads[w] = lo | (hi << 16u);
+    let lo = round16(grads[2u * w] * scale);
+    let hi = round16(grads[2u * w + 1u] * scale);
+    grads16[w] = lo | (hi << 16u);
 }
 "#;
 
@@ -163,17 +110,9 @@ pub struct Run {
     pub skipped: usize,
 }
 
-fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.as_entire_binding(),
-    }
-}
-
 /// The 16-bit run: `dtype` parameters and gradients, f32 master weights, a dynamic scale.
 pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Error>> {
-    use wgpu::util::DeviceExt;
-    use wgpu::BufferUsages as U;
+    use support::gpu;
     let (device, queue) = ctx
         .device_queue()
         .ok_or("this example needs a GPU adapter")?;
@@ -211,118 +150,41 @@ pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Er
         0,
         0,
     ];
-    let storage = |label: &str, contents: &[f32]| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(contents),
-            usage: U::STORAGE | U::COPY_SRC,
-        })
-    };
-    let (x_buf, t_buf) = (storage("x", &x), storage("t", &t));
-    let hidden = storage("hidden", &vec![0.0; N * H]);
-    let resid = storage("resid", &vec![0.0; N]);
-    let loss = storage("loss", &[0.0]);
-    let scratch = storage("f32 gradients", &vec![0.0; 2 * words as usize]);
-    let readback = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("loss readback"),
-        size: 4,
-        usage: U::MAP_READ | U::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let dims_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("dims"),
-        contents: bytemuck::cast_slice(&dims),
-        usage: U::UNIFORM,
-    });
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("mixed mlp"),
-        source: wgpu::ShaderSource::Wgsl(SHADER.into()),
-    });
-    let pipeline = |entry: &str| {
-        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        })
-    };
-    let (forward, backward, pack) = (pipeline("forward"), pipeline("backward"), pipeline("pack"));
-    let group = |p: &wgpu::ComputePipeline, entries: &[wgpu::BindGroupEntry<'_>]| {
-        device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &p.get_bind_group_layout(0),
-            entries,
-        })
-    };
-    let forward_group = group(
-        &forward,
+    let mlp = f32_run::MlpBuffers::new(device, &x, &t, &dims);
+    let scratch = gpu::storage(device, "f32 gradients", &vec![0.0; 2 * words as usize]);
+    let shader = format!("{HEAD}{}", f32_run::PASSES);
+    let pipelines = gpu::pipelines(device, &shader, &["forward", "backward", "pack"]);
+    let forward = mlp.forward(device, &pipelines[0], &params_buf);
+    let backward = mlp.backward(device, &pipelines[1], &params_buf, &scratch);
+    let pack = gpu::bind_group(
+        device,
+        &pipelines[2],
         &[
-            entry(0, &params_buf),
-            entry(1, &x_buf),
-            entry(2, &t_buf),
-            entry(3, &hidden),
-            entry(4, &resid),
-            entry(5, &dims_buf),
+            (5, &mlp.dims),
+            (6, &scratch),
+            (8, &grads_buf),
+            (9, &state_buf),
         ],
     );
-    let backward_group = group(
-        &backward,
-        &[
-            entry(0, &params_buf),
-            entry(1, &x_buf),
-            entry(3, &hidden),
-            entry(4, &resid),
-            entry(5, &dims_buf),
-            entry(6, &scratch),
-            entry(7, &loss),
-        ],
-    );
-    let pack_group = group(
-        &pack,
-        &[
-            entry(5, &dims_buf),
-            entry(6, &scratch),
-            entry(8, &grads_buf),
-            entry(9, &state_buf),
-        ],
-    );
-
+    let dispatches = [
+        (&pipelines[0], &forward, N.div_ceil(64) as u32),
+        (&pipelines[1], &backward, PARAMS.div_ceil(64) as u32),
+        (&pipelines[2], &pack, words.div_ceil(64)),
+    ];
     let mut curve = Vec::new();
-    for step in 0..args.steps {
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&forward);
-            pass.set_bind_group(0, &forward_group, &[]);
-            pass.dispatch_workgroups(N.div_ceil(64) as u32, 1, 1);
-            pass.set_pipeline(&backward);
-            pass.set_bind_group(0, &backward_group, &[]);
-            pass.dispatch_workgroups(PARAMS.div_ceil(64) as u32, 1, 1);
-            pass.set_pipeline(&pack);
-            pass.set_bind_group(0, &pack_group, &[]);
-            pass.dispatch_workgroups(words.div_ceil(64), 1, 1);
-        }
-        let report = opt.encode_step(&mut encoder, &mut set, &options)?;
-        let log = step % args.log_every == 0 || step + 1 == args.steps;
-        if log {
-            encoder.copy_buffer_to_buffer(&loss, 0, &readback, 0, 4);
-        }
-        queue.submit([encoder.finish()]);
-        if log {
-            let (tx, rx) = std::sync::mpsc::channel();
-            readback.map_async(wgpu::MapMode::Read, .., move |r| {
-                let _ = tx.send(r);
-            });
-            device.poll(wgpu::PollType::wait_indefinitely())?;
-            rx.recv()??;
-            let value = bytemuck::pod_read_unaligned::<f32>(&readback.get_mapped_range(..)?[..4]);
-            readback.unmap();
-            let state = report.read_blocking()?;
-            curve.push((step, value, state.loss_scale));
-        }
-    }
+    gpu::train(
+        device,
+        queue,
+        &dispatches,
+        &mlp.loss,
+        args.steps,
+        args.log_every,
+        |encoder| Ok(opt.encode_step(encoder, &mut set, &options)?),
+        |step, value, report| {
+            curve.push((step, value, report.read_blocking()?.loss_scale));
+            Ok(())
+        },
+    )?;
     let skipped = args.steps - opt.step_count()? as usize;
     Ok(Run { curve, skipped })
 }

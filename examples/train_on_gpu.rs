@@ -38,10 +38,8 @@ pub const D: usize = 4; // inputs
 pub const H: usize = 16; // hidden units
 pub const PARAMS: usize = H * D + H + H + 1;
 
-/// Forward: one invocation per sample. Backward: one invocation per parameter, summing
-/// over the batch in order (deterministic, no atomics). Both index the parameter and
-/// gradient slabs with the element offsets clipstep gave each tensor.
-const SHADER: &str = r#"
+/// The head of the f32 model's shader: its `Dims`, its bindings, and `param(k)`.
+const HEAD: &str = r#"
 struct Dims { n: u32, d: u32, h: u32, w1: u32, b1: u32, w2: u32, b2: u32, _pad: u32 }
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
@@ -53,20 +51,32 @@ struct Dims { n: u32, d: u32, h: u32, w1: u32, b1: u32, w2: u32, b2: u32, _pad: 
 @group(0) @binding(6) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(7) var<storage, read_write> loss: array<f32>;
 
+// Element k of the parameter slab.
+fn param(k: u32) -> f32 {
+    return params[k];
+}
+"#;
+
+/// Forward: one invocation per sample. Backward: one invocation per parameter, summing
+/// over the batch in order (deterministic, no atomics), into the f32 `grads` binding. Both
+/// index the parameter and gradient slabs with the element offsets clipstep gave each
+/// tensor, the parameters through the head's `param(k)`; the head also declares `dims`,
+/// `x`, `t`, `hidden`, `resid`, `grads` and `loss` (`train_mixed` has its own head).
+pub const PASSES: &str = r#"
 // y_n = b2 + Σ_j w2_j · tanh(b1_j + Σ_i w1_ji · x_ni);   resid_n = y_n − t_n
 @compute @workgroup_size(64)
 fn forward(@builtin(global_invocation_id) id: vec3<u32>) {
     let n = id.x;
     if n >= dims.n { return; }
-    var y = params[dims.b2];
+    var y = param(dims.b2);
     for (var j = 0u; j < dims.h; j++) {
-        var a = params[dims.b1 + j];
+        var a = param(dims.b1 + j);
         for (var i = 0u; i < dims.d; i++) {
-            a += params[dims.w1 + j * dims.d + i] * x[n * dims.d + i];
+            a += param(dims.w1 + j * dims.d + i) * x[n * dims.d + i];
         }
         let hj = tanh(a);
         hidden[n * dims.h + j] = hj;
-        y += params[dims.w2 + j] * hj;
+        y += param(dims.w2 + j) * hj;
     }
     resid[n] = y - t[n];
 }
@@ -83,14 +93,14 @@ fn backward(@builtin(global_invocation_id) id: vec3<u32>) {
         let i = k % dims.d;
         for (var n = 0u; n < dims.n; n++) {
             let hj = hidden[n * dims.h + j];
-            g += resid[n] * params[dims.w2 + j] * (1.0 - hj * hj) * x[n * dims.d + i];
+            g += resid[n] * param(dims.w2 + j) * (1.0 - hj * hj) * x[n * dims.d + i];
         }
         grads[dims.w1 + k] = 2.0 * g / f32(dims.n);
     } else if k < hd + dims.h {
         let j = k - hd;
         for (var n = 0u; n < dims.n; n++) {
             let hj = hidden[n * dims.h + j];
-            g += resid[n] * params[dims.w2 + j] * (1.0 - hj * hj);
+            g += resid[n] * param(dims.w2 + j) * (1.0 - hj * hj);
         }
         grads[dims.b1 + j] = 2.0 * g / f32(dims.n);
     } else if k < hd + 2u * dims.h {
@@ -155,13 +165,6 @@ pub fn config() -> AdamWConfig {
 /// (step, loss) pairs of one run.
 pub type Curve = Vec<(usize, f32)>;
 
-fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.as_entire_binding(),
-    }
-}
-
 /// The element offset of each tensor in its slab, as the shader's `Dims`.
 fn dims(set: &ParamSet) -> clipstep::Result<[u32; 8]> {
     let at = |name: &str| -> clipstep::Result<u32> {
@@ -181,9 +184,72 @@ fn dims(set: &ParamSet) -> clipstep::Result<[u32; 8]> {
     ])
 }
 
+/// The MLP's device buffers besides its parameters and gradients: inputs, targets, the
+/// hidden activations and residuals the backward pass reads, the loss, the `Dims` uniform.
+pub struct MlpBuffers {
+    pub x: wgpu::Buffer,
+    pub t: wgpu::Buffer,
+    pub hidden: wgpu::Buffer,
+    pub resid: wgpu::Buffer,
+    pub loss: wgpu::Buffer,
+    pub dims: wgpu::Buffer,
+}
+
+impl MlpBuffers {
+    pub fn new(device: &wgpu::Device, x: &[f32], t: &[f32], dims: &[u32]) -> MlpBuffers {
+        use support::gpu::{storage, uniform};
+        MlpBuffers {
+            x: storage(device, "x", x),
+            t: storage(device, "t", t),
+            hidden: storage(device, "hidden", &vec![0.0; N * H]),
+            resid: storage(device, "resid", &vec![0.0; N]),
+            loss: storage(device, "loss", &[0.0]),
+            dims: uniform(device, "dims", dims),
+        }
+    }
+
+    /// The forward pass's bind group over `params`.
+    pub fn forward(
+        &self,
+        device: &wgpu::Device,
+        pipeline: &wgpu::ComputePipeline,
+        params: &wgpu::Buffer,
+    ) -> wgpu::BindGroup {
+        let buffers = [
+            (0, params),
+            (1, &self.x),
+            (2, &self.t),
+            (3, &self.hidden),
+            (4, &self.resid),
+            (5, &self.dims),
+        ];
+        support::gpu::bind_group(device, pipeline, &buffers)
+    }
+
+    /// The backward pass's bind group: it reads `params`, writes `grads` and the loss.
+    pub fn backward(
+        &self,
+        device: &wgpu::Device,
+        pipeline: &wgpu::ComputePipeline,
+        params: &wgpu::Buffer,
+        grads: &wgpu::Buffer,
+    ) -> wgpu::BindGroup {
+        let buffers = [
+            (0, params),
+            (1, &self.x),
+            (3, &self.hidden),
+            (4, &self.resid),
+            (5, &self.dims),
+            (6, grads),
+            (7, &self.loss),
+        ];
+        support::gpu::bind_group(device, pipeline, &buffers)
+    }
+}
+
 /// The training loop on the GPU: one command encoder per step, a host read every `log_every`.
 pub fn train_gpu(ctx: &Context, args: &Args) -> Result<Curve, Box<dyn Error>> {
-    use wgpu::util::DeviceExt;
+    use support::gpu;
     let (device, queue) = ctx
         .device_queue()
         .ok_or("this example needs a GPU adapter")?;
@@ -192,103 +258,32 @@ pub fn train_gpu(ctx: &Context, args: &Args) -> Result<Curve, Box<dyn Error>> {
     set.upload_params(&init)?;
     let mut opt = AdamW::new(&set, config())?;
 
-    use wgpu::BufferUsages as U;
-    let storage = |label: &str, contents: &[f32]| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(contents),
-            usage: U::STORAGE | U::COPY_SRC,
-        })
-    };
-    let (x_buf, t_buf) = (storage("x", &x), storage("t", &t));
-    let hidden = storage("hidden", &vec![0.0; N * H]);
-    let resid = storage("resid", &vec![0.0; N]);
-    let loss = storage("loss", &[0.0]);
-    let readback = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("loss readback"),
-        size: 4,
-        usage: U::MAP_READ | U::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let dims_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("dims"),
-        contents: bytemuck::cast_slice(&dims(&set)?),
-        usage: U::UNIFORM,
-    });
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("mlp"),
-        source: wgpu::ShaderSource::Wgsl(SHADER.into()),
-    });
-    let pipeline = |entry: &str| {
-        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        })
-    };
-    let (forward, backward) = (pipeline("forward"), pipeline("backward"));
+    let shader = format!("{HEAD}{PASSES}");
+    let pipelines = gpu::pipelines(device, &shader, &["forward", "backward"]);
     // The parameter and gradient slabs: clipstep's buffers, bound whole.
     let params_buf = set.param_views("w1")?[0].buffer.clone();
     let grads_buf = set.grad_views("w1")?[0].buffer.clone();
-    let forward_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("forward"),
-        layout: &forward.get_bind_group_layout(0),
-        entries: &[
-            entry(0, &params_buf),
-            entry(1, &x_buf),
-            entry(2, &t_buf),
-            entry(3, &hidden),
-            entry(4, &resid),
-            entry(5, &dims_buf),
-        ],
-    });
-    let backward_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("backward"),
-        layout: &backward.get_bind_group_layout(0),
-        entries: &[
-            entry(0, &params_buf),
-            entry(1, &x_buf),
-            entry(3, &hidden),
-            entry(4, &resid),
-            entry(5, &dims_buf),
-            entry(6, &grads_buf),
-            entry(7, &loss),
-        ],
-    });
-
+    let mlp = MlpBuffers::new(device, &x, &t, &dims(&set)?);
+    let forward = mlp.forward(device, &pipelines[0], &params_buf);
+    let backward = mlp.backward(device, &pipelines[1], &params_buf, &grads_buf);
+    let dispatches = [
+        (&pipelines[0], &forward, N.div_ceil(64) as u32),
+        (&pipelines[1], &backward, PARAMS.div_ceil(64) as u32),
+    ];
     let mut curve = Vec::new();
-    for step in 0..args.steps {
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&forward);
-            pass.set_bind_group(0, &forward_group, &[]);
-            pass.dispatch_workgroups(N.div_ceil(64) as u32, 1, 1);
-            pass.set_pipeline(&backward);
-            pass.set_bind_group(0, &backward_group, &[]);
-            pass.dispatch_workgroups(PARAMS.div_ceil(64) as u32, 1, 1);
-        }
-        opt.encode_step(&mut encoder, &mut set, &options())?;
-        let log = step % args.log_every == 0 || step + 1 == args.steps;
-        if log {
-            encoder.copy_buffer_to_buffer(&loss, 0, &readback, 0, 4);
-        }
-        queue.submit([encoder.finish()]);
-        if log {
-            let (tx, rx) = std::sync::mpsc::channel();
-            readback.map_async(wgpu::MapMode::Read, .., move |r| {
-                let _ = tx.send(r);
-            });
-            device.poll(wgpu::PollType::wait_indefinitely())?;
-            rx.recv()??;
-            let value = bytemuck::pod_read_unaligned::<f32>(&readback.get_mapped_range(..)?[..4]);
-            readback.unmap();
+    gpu::train(
+        device,
+        queue,
+        &dispatches,
+        &mlp.loss,
+        args.steps,
+        args.log_every,
+        |encoder| Ok(opt.encode_step(encoder, &mut set, &options())?),
+        |step, value, _| {
             curve.push((step, value));
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(curve)
 }
 
