@@ -18,27 +18,19 @@ mod support;
 
 #[allow(dead_code)]
 #[path = "train_on_gpu.rs"]
-mod f32_run;
+pub mod f32_run;
 
 use std::error::Error;
-use std::path::PathBuf;
 
 use clap::Parser;
 use clipstep::{AdamW, ArenaOptions, Context, Dtype, LossScaler, Optimizer, ParamSet, StepOptions};
 use f32_run::{D, H, N, PARAMS};
 
-/// Command-line options.
+/// Command-line options: `train_on_gpu`'s, and the scaler's growth interval.
 #[derive(Parser, Debug, Clone)]
 pub struct Args {
-    /// Where the charts go.
-    #[arg(long, default_value = "out")]
-    pub out: PathBuf,
-    /// Training steps.
-    #[arg(long, default_value_t = 400)]
-    pub steps: usize,
-    /// Read the loss back every this many steps.
-    #[arg(long, default_value_t = 20)]
-    pub log_every: usize,
+    #[command(flatten)]
+    pub run: f32_run::Args,
     /// The loss scaler's growth interval (PyTorch's default is 2000; short here so the
     /// scale visibly grows and, in f16, overflows and backs off).
     #[arg(long, default_value_t = 25)]
@@ -177,27 +169,22 @@ pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Er
         queue,
         &dispatches,
         &mlp.loss,
-        args.steps,
-        args.log_every,
+        args.run.steps,
+        args.run.log_every,
         |encoder| Ok(opt.encode_step(encoder, &mut set, &options)?),
         |step, value, report| {
             curve.push((step, value, report.read_blocking()?.loss_scale));
             Ok(())
         },
     )?;
-    let skipped = args.steps - opt.step_count()? as usize;
+    let skipped = args.run.steps - opt.step_count()? as usize;
     Ok(Run { curve, skipped })
 }
 
 /// The f32 run of `train_on_gpu`, bf16 and f16 runs: (f32, bf16, f16).
 pub fn run(args: &Args) -> Result<(Curve, Run, Run), Box<dyn Error>> {
     let ctx = Context::new()?;
-    let f32_args = f32_run::Args {
-        out: args.out.clone(),
-        steps: args.steps,
-        log_every: args.log_every,
-    };
-    let f32_curve = f32_run::train_gpu(&ctx, &f32_args)?
+    let f32_curve = f32_run::train_gpu(&ctx, &args.run)?
         .into_iter()
         .map(|(s, l)| (s, l, 1.0))
         .collect();
@@ -236,7 +223,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         };
     let loss = |p: &(usize, f32, f32)| p.1;
     let scale = |p: &(usize, f32, f32)| p.2;
-    let dir = support::out_dir(&args.out)?;
+    let dir = support::out_dir(&args.run.out)?;
     let chart = support::Chart {
         title: "Two-layer MLP: 16-bit parameters and gradients, f32 master weights",
         x_label: "step",

@@ -92,9 +92,11 @@ fn training_on_the_gpu_agrees_with_the_cpu_loop() {
 #[test]
 fn mixed_precision_training_follows_the_f32_run() {
     let args = train_mixed::Args {
-        out: out("mixed"),
-        steps: 80,
-        log_every: 10,
+        run: train_mixed::f32_run::Args {
+            out: out("mixed"),
+            steps: 80,
+            log_every: 10,
+        },
         growth_interval: 4,
     };
     let (f32_curve, bf16, f16) = train_mixed::run(&args).unwrap();

@@ -192,6 +192,36 @@ fn nan_and_inf_are_found_in_16_bit_patterns() {
     );
 }
 
+/// One step of `opt` on `set` with fresh gradients (seed 10 + step), and the reference's
+/// step from the device's params and states before it, fed the widened gradients and the
+/// device's clip coefficient: the step state, the reference's params and states.
+fn step_with_reference<C: ReferenceStep>(
+    opt: &mut C::Opt,
+    set: &mut ParamSet,
+    config: &C,
+    options: &StepOptions,
+    step: u64,
+    sizes: &[usize],
+) -> (
+    clipstep::StepState,
+    Vec<f32>,
+    std::collections::BTreeMap<String, Vec<f32>>,
+) {
+    let n: usize = sizes.iter().sum();
+    set.upload_grads(&data(n, 10 + step, 1.0 + step as f32))
+        .unwrap();
+    let grads = set.download_grads().unwrap();
+    let (mut p, mut s) = downloads(opt, set);
+    let state = opt.step(set, options).unwrap().read_blocking().unwrap();
+    let clip_value = options.clip.value_clip();
+    let effective: Vec<f32> = grads
+        .iter()
+        .map(|&g| reference::effective_grad(g, 1.0, state.clip_coef, clip_value))
+        .collect();
+    config.reference_step_over(state.step, &mut p, &effective, &mut s, sizes);
+    (state, p, s)
+}
+
 /// Three steps of `config` on a 16-bit set; before each, the reference takes the device's
 /// params (the master, or the 16-bit params widened) and states, and is fed the device's
 /// clip coefficient and the widened 16-bit gradients. With master weights the master must
@@ -226,22 +256,9 @@ fn half_steps_match_on<C: ReferenceStep>(
     let mut opt = config.build(&set).unwrap();
     let index = virtual_index(sizes);
     for step in 0..3u64 {
-        set.upload_grads(&data(n, 10 + step, 1.0 + step as f32))
-            .unwrap();
-        let grads = set.download_grads().unwrap();
-        let (mut p, mut s) = downloads(&opt, &set);
-        let state = opt
-            .step(&mut set, &options)
-            .unwrap()
-            .read_blocking()
-            .unwrap();
+        let (state, p, s) = step_with_reference(&mut opt, &mut set, &config, &options, step, sizes);
         let what = format!("{config:?} {dtype:?} master {master} {options:?} step {step}");
         assert_eq!(state.step, step as u32 + 1, "{what}");
-        let effective: Vec<f32> = grads
-            .iter()
-            .map(|&g| reference::effective_grad(g, 1.0, state.clip_coef, options.clip.value_clip()))
-            .collect();
-        config.reference_step_over(state.step, &mut p, &effective, &mut s, sizes);
         let (got, got_states) = downloads(&opt, &set);
         let rounded = |x: f32, e: u32| match options.rounding {
             Rounding::Stochastic { seed } => {
@@ -422,21 +439,9 @@ fn bf16_states_match(dtype: Dtype, master: bool, amsgrad: bool, seed: Option<u32
     };
     let index = virtual_index(&sizes);
     for step in 0..3u64 {
-        set.upload_grads(&data(n, 10 + step, 1.0 + step as f32))
-            .unwrap();
-        let grads = set.download_grads().unwrap();
-        let (mut p, mut s) = downloads(&opt, &set);
-        let state = opt
-            .step(&mut set, &options)
-            .unwrap()
-            .read_blocking()
-            .unwrap();
+        let (state, p, s) =
+            step_with_reference(&mut opt, &mut set, &config, &options, step, &sizes);
         let what = format!("bf16 states, {dtype:?} master {master} amsgrad {amsgrad} step {step}");
-        let effective: Vec<f32> = grads
-            .iter()
-            .map(|&g| reference::effective_grad(g, 1.0, state.clip_coef, None))
-            .collect();
-        config.reference_step_over(state.step, &mut p, &effective, &mut s, &sizes);
         let (got, got_states) = downloads(&opt, &set);
         if master || dtype == Dtype::F32 {
             assert_close_elementwise(&got, &p, 4, 1e-7, &format!("{what}: params"));
