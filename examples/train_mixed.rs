@@ -104,7 +104,7 @@ pub struct Run {
 
 /// The 16-bit run: `dtype` parameters and gradients, f32 master weights, a dynamic scale.
 pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Error>> {
-    use support::gpu;
+    use f32_run::gpu;
     let (device, queue) = ctx
         .device_queue()
         .ok_or("this example needs a GPU adapter")?;

@@ -11,6 +11,10 @@
 
 mod support;
 
+/// The wgpu plumbing of the training examples (`train_mixed` reaches it through this one).
+#[path = "support/gpu.rs"]
+pub mod gpu;
+
 use std::error::Error;
 use std::path::PathBuf;
 
@@ -197,7 +201,7 @@ pub struct MlpBuffers {
 
 impl MlpBuffers {
     pub fn new(device: &wgpu::Device, x: &[f32], t: &[f32], dims: &[u32]) -> MlpBuffers {
-        use support::gpu::{storage, uniform};
+        use gpu::{storage, uniform};
         MlpBuffers {
             x: storage(device, "x", x),
             t: storage(device, "t", t),
@@ -223,7 +227,7 @@ impl MlpBuffers {
             (4, &self.resid),
             (5, &self.dims),
         ];
-        support::gpu::bind_group(device, pipeline, &buffers)
+        gpu::bind_group(device, pipeline, &buffers)
     }
 
     /// The backward pass's bind group: it reads `params`, writes `grads` and the loss.
@@ -243,13 +247,12 @@ impl MlpBuffers {
             (6, grads),
             (7, &self.loss),
         ];
-        support::gpu::bind_group(device, pipeline, &buffers)
+        gpu::bind_group(device, pipeline, &buffers)
     }
 }
 
 /// The training loop on the GPU: one command encoder per step, a host read every `log_every`.
 pub fn train_gpu(ctx: &Context, args: &Args) -> Result<Curve, Box<dyn Error>> {
-    use support::gpu;
     let (device, queue) = ctx
         .device_queue()
         .ok_or("this example needs a GPU adapter")?;

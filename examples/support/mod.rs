@@ -1,12 +1,10 @@
-//! Shared by the examples: the output folder, the embedded font, line charts, wgpu
-//! plumbing for the training examples (`gpu`), and the CLI's harness (deterministic data,
-//! error measures), included by path.
+//! Shared by the examples: the output folder, the embedded font, line charts, and the
+//! CLI's harness (deterministic data, error measures), included by path. The training
+//! examples' wgpu plumbing is `support/gpu.rs`, a module of `train_on_gpu`.
 #![allow(dead_code)]
 
 #[path = "../../src/bin/clipstep/harness.rs"]
 pub mod harness;
-
-pub mod gpu;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
