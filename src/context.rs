@@ -329,58 +329,76 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 /// The compiled pipelines, built once per device: per [`Kernel`] one pipeline, or one per
 /// variant ([`PipelineKey::variants`]: norm kind, NaNs as 0) for [`Kernel::norm_specialized`]
 /// kernels, all of a kernel's pipelines sharing one explicit bind group layout reflected
-/// from its source (so one bind group serves every variant).
+/// from its source (so one bind group serves every variant). The f32 kernels are compiled
+/// with the Context; the 16-bit and bf16-state variants ([`Kernel::eager`] false) on their
+/// first use, so a Context that never sees a 16-bit tensor does not pay for them (they
+/// would more than double its creation time on lavapipe).
 pub(crate) struct Pipelines {
+    device: wgpu::Device,
+    fused_fma: bool,
     /// Per kernel: its pipelines, indexed by `NORM_KIND` when specialized.
-    pipelines: Vec<Vec<wgpu::ComputePipeline>>,
+    pipelines: Vec<std::sync::OnceLock<Vec<wgpu::ComputePipeline>>>,
 }
 
 impl Pipelines {
     fn new(device: &wgpu::Device, fused_fma: bool) -> Self {
-        let pipelines = Kernel::ALL
-            .iter()
-            .map(|&kernel| {
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let pipelines = Pipelines {
+            device: device.clone(),
+            fused_fma,
+            pipelines: Kernel::ALL
+                .iter()
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        };
+        for &kernel in Kernel::ALL.iter().filter(|k| k.eager()) {
+            pipelines.of(kernel);
+        }
+        pipelines
+    }
+
+    /// `kernel`'s pipelines, compiled now if they were not yet.
+    fn of(&self, kernel: Kernel) -> &[wgpu::ComputePipeline] {
+        self.pipelines[kernel.index()].get_or_init(|| self.build(kernel))
+    }
+
+    fn build(&self, kernel: Kernel) -> Vec<wgpu::ComputePipeline> {
+        let device = &self.device;
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name()),
+            source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+        });
+        // Every kernel binds exactly what its source declares (a layout derived by wgpu
+        // would drop declared bindings a variant leaves unused), and a kernel's variants
+        // share the one layout, so one bind group serves them all.
+        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.name()),
+            entries: kernel.bind_group_layout_entries(),
+        });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.name()),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        PipelineKey::variants(kernel)
+            .into_iter()
+            .map(|key| {
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(kernel.name()),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
-                });
-                let build = |layout: Option<&wgpu::PipelineLayout>, constants: &[(&str, f64)]| {
-                    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(kernel.name()),
-                        layout,
-                        module: &module,
-                        entry_point: Some("main"),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants,
-                            ..Default::default()
-                        },
-                        cache: None,
-                    })
-                };
-                // Every kernel binds exactly what its source declares (a layout derived by
-                // wgpu would drop declared bindings a variant leaves unused), and a kernel's
-                // variants share the one layout, so one bind group serves them all.
-                let bind_group_layout =
-                    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                        label: Some(kernel.name()),
-                        entries: kernel.bind_group_layout_entries(),
-                    });
-                let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(kernel.name()),
-                    bind_group_layouts: &[Some(&bind_group_layout)],
-                    immediate_size: 0,
-                });
-                PipelineKey::variants(kernel)
-                    .into_iter()
-                    .map(|key| build(Some(&layout), &key.constants(fused_fma)))
-                    .collect()
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &key.constants(self.fused_fma),
+                        ..Default::default()
+                    },
+                    cache: None,
+                })
             })
-            .collect();
-        Pipelines { pipelines }
+            .collect()
     }
 
     pub(crate) fn get(&self, key: PipelineKey) -> &wgpu::ComputePipeline {
-        &self.pipelines[key.kernel.index()][key.variant()]
+        &self.of(key.kernel)[key.variant()]
     }
 }
 

@@ -374,6 +374,12 @@ impl Kernel {
         })
     }
 
+    /// Whether the kernel's pipelines are compiled with the Context: every kernel but the
+    /// 16-bit and bf16-state variants (those built on `half.wgsl`), compiled on first use.
+    pub(crate) fn eager(self) -> bool {
+        !self.snippets().contains(&Snippet::Half)
+    }
+
     /// Whether the kernel addresses a pool through its place table (binding 10).
     pub(crate) fn pooled(self) -> bool {
         self.snippets().iter().any(|s| {
