@@ -225,50 +225,50 @@ impl ParamSet {
     /// tensor's parameters become `data` rounded to nearest even (and with master weights,
     /// its master becomes `data` itself).
     pub fn upload_params(&mut self, data: &[f32]) -> Result<()> {
-        self.write_params(None, data)
+        self.write_values(None, data, true)
     }
 
     /// Writes every gradient: `data` is all tensors concatenated in order (a 16-bit
     /// tensor's rounded to nearest even).
     pub fn upload_grads(&mut self, data: &[f32]) -> Result<()> {
-        self.write_grads(None, data)
+        self.write_values(None, data, false)
     }
 
     /// Writes one tensor's parameters (see [`ParamSet::upload_params`]).
     pub fn upload_param(&mut self, name: &str, data: &[f32]) -> Result<()> {
         let t = self.layout.index(name)?;
-        self.write_params(Some(t), data)
+        self.write_values(Some(t), data, true)
     }
 
     /// Writes one tensor's gradient (see [`ParamSet::upload_grads`]).
     pub fn upload_grad(&mut self, name: &str, data: &[f32]) -> Result<()> {
         let t = self.layout.index(name)?;
-        self.write_grads(Some(t), data)
+        self.write_values(Some(t), data, false)
     }
 
     /// Reads every parameter back (all tensors concatenated in order): f32 parameters, a
     /// 16-bit tensor's master weights, or without master weights its 16-bit parameters
     /// widened. Syncs with the device.
     pub fn download_params(&self) -> Result<Vec<f32>> {
-        self.read_params(None)
+        self.read_values(None, true)
     }
 
     /// Reads every gradient back (all tensors concatenated in order; 16-bit gradients
     /// widened exactly). Syncs with the device.
     pub fn download_grads(&self) -> Result<Vec<f32>> {
-        self.read_grads(None)
+        self.read_values(None, false)
     }
 
     /// Reads one tensor's parameters back (see [`ParamSet::download_params`]).
     pub fn download_param(&self, name: &str) -> Result<Vec<f32>> {
         let t = self.layout.index(name)?;
-        self.read_params(Some(t))
+        self.read_values(Some(t), true)
     }
 
     /// Reads one tensor's gradient back.
     pub fn download_grad(&self, name: &str) -> Result<Vec<f32>> {
         let t = self.layout.index(name)?;
-        self.read_grads(Some(t))
+        self.read_values(Some(t), false)
     }
 
     /// Whether 16-bit tensors keep f32 master weights ([`ArenaOptions::master_weights`]).
@@ -343,15 +343,15 @@ impl ParamSet {
             .collect()
     }
 
-    /// Per slab, the f32 parameters: f32 params or a 16-bit slab's master weights (`None`
-    /// for a 16-bit slab without).
-    fn f32_param_targets(&self) -> Vec<Target<'_>> {
+    /// Per slab, the params binding with what it holds: f32 (an f32 slab's parameters, a
+    /// 16-bit slab's master weights) or 16 bits (a 16-bit slab without master weights).
+    fn param_targets(&self) -> Vec<Target<'_>> {
         self.typed(&self.params)
             .into_iter()
             .zip(&self.model)
             .map(|(target, model)| match (target, model) {
-                (Some((b, Dtype::F32)), _) | (Some((b, _)), Some(_)) => Some((b, Dtype::F32)),
-                _ => None,
+                (Some((b, _)), Some(_)) => Some((b, Dtype::F32)),
+                (target, _) => target,
             })
             .collect()
     }
@@ -372,89 +372,92 @@ impl ParamSet {
         }
     }
 
-    fn write_params(&mut self, t: Option<usize>, data: &[f32]) -> Result<()> {
+    /// Writes `data` (the covered tensors concatenated) into the parameters (`params`) or
+    /// the gradients: f32 arenas as they always were; with 16-bit tensors, each tensor in
+    /// its own type (and with master weights, parameters into the master and the copy).
+    fn write_values(&mut self, t: Option<usize>, data: &[f32], params: bool) -> Result<()> {
+        let (role, what) = match params {
+            true => ("params", "upload_params"),
+            false => ("grads", "upload_grads"),
+        };
         if !self.has_16_bit() {
+            let arena = if params {
+                &mut self.params
+            } else {
+                &mut self.grads
+            };
             return match t {
-                Some(t) => write_tensor(
-                    self.ctx.gpu(),
-                    &self.layout,
-                    &mut self.params,
-                    t,
-                    data,
-                    "params",
-                ),
-                None => write_all(
-                    self.ctx.gpu(),
-                    &self.layout,
-                    &mut self.params,
-                    data,
-                    "params",
-                ),
+                Some(t) => write_tensor(self.ctx.gpu(), &self.layout, arena, t, data, role),
+                None => write_all(self.ctx.gpu(), &self.layout, arena, data, role),
             };
         }
-        typed_io::check_len(&self.layout, t, data.len(), "params")?;
+        typed_io::check_len(&self.layout, t, data.len(), role)?;
         if self.device.is_none() {
-            self.host_write(t, data, true);
+            self.host_write(t, data, params);
             return Ok(());
         }
-        let gpu = self.gpu_of("upload_params")?;
+        let gpu = self.gpu_of(what)?;
+        let arena = if params { &self.params } else { &self.grads };
+        let all = 0..self.layout.slabs.len();
+        let bindings = gpu_bindings(arena);
         check_transfer(
             gpu,
             &self.layout,
-            gpu_bindings(&self.params),
-            0..self.layout.slabs.len(),
+            bindings,
+            all,
             wgpu::BufferUsages::COPY_DST,
-            "params",
+            role,
         )?;
-        let (model, master) = (self.model_targets(), self.f32_param_targets());
-        // The master weights of 16-bit slabs only: f32 slabs are their own model.
-        let master: Vec<Target<'_>> = master
-            .into_iter()
-            .zip(&self.model)
-            .map(|(target, m)| m.as_ref().and(target))
-            .collect();
-        let mut writes = typed_io::value_writes(&self.layout, &model, t, data);
-        writes.extend(typed_io::value_writes(&self.layout, &master, t, data));
+        let writes = if params {
+            // The model's parameters, then the master weights of 16-bit slabs (an f32 slab
+            // is its own model).
+            let masters: Vec<Target<'_>> = self
+                .param_targets()
+                .into_iter()
+                .zip(&self.model)
+                .map(|(target, m)| m.as_ref().and(target))
+                .collect();
+            let mut writes = typed_io::value_writes(&self.layout, &self.model_targets(), t, data);
+            writes.extend(typed_io::value_writes(&self.layout, &masters, t, data));
+            writes
+        } else {
+            typed_io::value_writes(&self.layout, &self.typed(arena), t, data)
+        };
         typed_io::upload(gpu, &writes)
     }
 
-    fn write_grads(&mut self, t: Option<usize>, data: &[f32]) -> Result<()> {
+    /// The covered tensors' parameters (`params`: f32, master weights, or 16-bit widened)
+    /// or gradients, concatenated. Syncs.
+    fn read_values(&self, t: Option<usize>, params: bool) -> Result<Vec<f32>> {
+        let (role, what, arena) = match params {
+            true => ("params", "download_params", &self.params),
+            false => ("grads", "download_grads", &self.grads),
+        };
         if !self.has_16_bit() {
             return match t {
-                Some(t) => write_tensor(
-                    self.ctx.gpu(),
-                    &self.layout,
-                    &mut self.grads,
-                    t,
-                    data,
-                    "grads",
-                ),
-                None => write_all(self.ctx.gpu(), &self.layout, &mut self.grads, data, "grads"),
+                Some(t) => read_tensor(self.ctx.gpu(), &self.layout, arena, t, role),
+                None => read_all(self.ctx.gpu(), &self.layout, arena, role),
             };
         }
-        typed_io::check_len(&self.layout, t, data.len(), "grads")?;
         if self.device.is_none() {
-            self.host_write(t, data, false);
-            return Ok(());
+            return Ok(self.host_read(t, host_values(arena)));
         }
-        let gpu = self.gpu_of("upload_grads")?;
-        check_transfer(
-            gpu,
-            &self.layout,
-            gpu_bindings(&self.grads),
-            0..self.layout.slabs.len(),
-            wgpu::BufferUsages::COPY_DST,
-            "grads",
-        )?;
-        let writes = typed_io::value_writes(&self.layout, &self.typed(&self.grads), t, data);
-        typed_io::upload(gpu, &writes)
+        let targets = match params {
+            true => self.param_targets(),
+            false => self.typed(arena),
+        };
+        typed_io::read_values(self.gpu_of(what)?, &self.layout, &targets, t)
     }
 
     fn write_grad_bits(&mut self, t: Option<usize>, bits: &[u16]) -> Result<()> {
         self.check_16_bit(t, "upload_grads_bits")?;
         typed_io::check_len(&self.layout, t, bits.len(), "grads")?;
         if self.device.is_none() {
-            let values = self.widen_covered(t, bits);
+            let values: Vec<f32> = bits
+                .iter()
+                .zip(self.covered_dtypes(t))
+                .map(|(&h, d)| d.widen(h))
+                .collect();
             self.host_write(t, &values, false);
             return Ok(());
         }
@@ -471,7 +474,19 @@ impl ParamSet {
         };
         self.check_16_bit(t, what)?;
         if self.device.is_none() {
-            return Ok(self.host_read_bits(t, params));
+            // The host values of 16-bit tensors are exact in 16 bits: rounding recovers them.
+            let values = match (params, self.host_model.is_empty()) {
+                (false, _) => host_values(&self.grads),
+                (true, true) => host_values(&self.params),
+                (true, false) => &self.host_model,
+            };
+            let values = self.host_read(t, values);
+            let dtypes = self.covered_dtypes(t);
+            return Ok(values
+                .iter()
+                .zip(dtypes)
+                .map(|(&x, d)| d.round(x))
+                .collect());
         }
         let gpu = self.gpu_of(what)?;
         let targets = match params {
@@ -479,41 +494,6 @@ impl ParamSet {
             false => self.typed(&self.grads),
         };
         typed_io::read_bits(gpu, &self.layout, &targets, t)
-    }
-
-    fn read_params(&self, t: Option<usize>) -> Result<Vec<f32>> {
-        if !self.has_16_bit() {
-            return match t {
-                Some(t) => read_tensor(self.ctx.gpu(), &self.layout, &self.params, t, "params"),
-                None => read_all(self.ctx.gpu(), &self.layout, &self.params, "params"),
-            };
-        }
-        if self.device.is_none() {
-            return Ok(self.host_read(t, &self.params));
-        }
-        let gpu = self.gpu_of("download_params")?;
-        // The f32 parameters where a slab has them, else its 16-bit parameters.
-        let targets: Vec<Target<'_>> = self
-            .f32_param_targets()
-            .into_iter()
-            .zip(self.model_targets())
-            .map(|(f32s, model)| f32s.or(model))
-            .collect();
-        typed_io::read_values(gpu, &self.layout, &targets, t)
-    }
-
-    fn read_grads(&self, t: Option<usize>) -> Result<Vec<f32>> {
-        if !self.has_16_bit() {
-            return match t {
-                Some(t) => read_tensor(self.ctx.gpu(), &self.layout, &self.grads, t, "grads"),
-                None => read_all(self.ctx.gpu(), &self.layout, &self.grads, "grads"),
-            };
-        }
-        if self.device.is_none() {
-            return Ok(self.host_read(t, &self.grads));
-        }
-        let gpu = self.gpu_of("download_grads")?;
-        typed_io::read_values(gpu, &self.layout, &self.typed(&self.grads), t)
     }
 
     /// The CPU backend's twin of the typed uploads: f32 tensors as given; a 16-bit
@@ -531,68 +511,44 @@ impl ParamSet {
             let range = info.offset as usize..(info.offset + info.numel) as usize;
             let part = &data[at..at + info.numel as usize];
             at += info.numel as usize;
-            let rounded = || part.iter().map(|&x| info.dtype.widen(info.dtype.round(x)));
-            match (params, info.dtype.is_16_bit(), model.is_empty()) {
-                (true, true, false) => {
-                    p[range.clone()].copy_from_slice(part);
-                    model[range]
-                        .iter_mut()
-                        .zip(rounded())
-                        .for_each(|(m, x)| *m = x);
-                }
-                (true, true, true) => p[range].iter_mut().zip(rounded()).for_each(|(v, x)| *v = x),
-                (false, true, _) => g[range].iter_mut().zip(rounded()).for_each(|(v, x)| *v = x),
-                (true, false, _) => p[range].copy_from_slice(part),
-                (false, false, _) => g[range].copy_from_slice(part),
+            let half = info.dtype.is_16_bit();
+            if params && half && !model.is_empty() {
+                p[range.clone()].copy_from_slice(part);
+            }
+            // Where the values go, and whether they are the 16-bit rounding of `data`.
+            let target = match (params, half, model.is_empty()) {
+                (true, true, false) => &mut model[range],
+                (true, _, _) => &mut p[range],
+                (false, _, _) => &mut g[range],
+            };
+            target.copy_from_slice(part);
+            if half {
+                host::round16(target, info.dtype, None, info.offset);
             }
         }
     }
 
-    /// The covered tensors of host arena `arena`, concatenated.
-    fn host_read(&self, t: Option<usize>, arena: &Arena) -> Vec<f32> {
-        let Arena::Cpu(v) = arena else {
-            unreachable!("a set without a device holds host arenas")
-        };
+    /// The covered tensors of host arena `values` (in the virtual space), concatenated.
+    fn host_read(&self, t: Option<usize>, values: &[f32]) -> Vec<f32> {
         typed_io::covered(&self.layout, t)
             .into_iter()
             .flat_map(|tt| {
                 let info = &self.layout.tensors[tt];
-                v[info.offset as usize..(info.offset + info.numel) as usize]
+                values[info.offset as usize..(info.offset + info.numel) as usize]
                     .iter()
                     .copied()
             })
             .collect()
     }
 
-    /// The CPU backend's 16-bit patterns: the host values (exact in 16 bits) rounded.
-    fn host_read_bits(&self, t: Option<usize>, params: bool) -> Vec<u16> {
-        let values = match (params, self.host_model.is_empty()) {
-            (false, _) => self.host_read(t, &self.grads),
-            (true, true) => self.host_read(t, &self.params),
-            (true, false) => self.host_read(t, &Arena::Cpu(self.host_model.clone())),
-        };
-        let dtypes = typed_io::covered(&self.layout, t)
+    /// The element type of each element of the covered tensors, in order.
+    fn covered_dtypes(&self, t: Option<usize>) -> impl Iterator<Item = Dtype> + '_ {
+        typed_io::covered(&self.layout, t)
             .into_iter()
             .flat_map(|tt| {
                 let info = &self.layout.tensors[tt];
                 std::iter::repeat_n(info.dtype, info.numel as usize)
-            });
-        values
-            .iter()
-            .zip(dtypes)
-            .map(|(&x, d)| d.round(x))
-            .collect()
-    }
-
-    /// 16-bit patterns of the covered tensors, widened by each tensor's type.
-    fn widen_covered(&self, t: Option<usize>, bits: &[u16]) -> Vec<f32> {
-        let dtypes = typed_io::covered(&self.layout, t)
-            .into_iter()
-            .flat_map(|tt| {
-                let info = &self.layout.tensors[tt];
-                std::iter::repeat_n(info.dtype, info.numel as usize)
-            });
-        bits.iter().zip(dtypes).map(|(&h, d)| d.widen(h)).collect()
+            })
     }
 
     // --- device views -----------------------------------------------------------------
@@ -643,13 +599,9 @@ impl ParamSet {
             .into_iter()
             .filter_map(|p| {
                 let (b, dtype) = targets[p.slab]?;
-                let offset = match dtype {
-                    Dtype::F32 => b.piece_offset(&self.layout, t, &p),
-                    _ => b.offset + p.slab_offset * 2,
-                };
                 Some(TensorView {
                     buffer: &b.buffer,
-                    offset,
+                    offset: typed_io::offset(b, &self.layout, t, &p, dtype),
                     len: p.len,
                     tensor_offset: p.tensor_offset,
                 })
@@ -1077,6 +1029,14 @@ impl ParamSet {
 }
 
 /// The gradient bindings of a GPU set.
+/// A CPU set's host values.
+fn host_values(arena: &Arena) -> &[f32] {
+    match arena {
+        Arena::Cpu(values) => values,
+        Arena::Gpu(_) => unreachable!("a set without a device holds host arenas"),
+    }
+}
+
 pub(crate) fn gpu_bindings(arena: &Arena) -> &[Binding] {
     match arena {
         Arena::Gpu(bindings) => bindings,

@@ -45,7 +45,7 @@ pub(crate) fn check_len(
 }
 
 /// The byte offset of piece `p` of tensor `t` in `b`, which holds `dtype` elements.
-fn offset(b: &Binding, layout: &Layout, t: usize, p: &Piece, dtype: Dtype) -> u64 {
+pub(crate) fn offset(b: &Binding, layout: &Layout, t: usize, p: &Piece, dtype: Dtype) -> u64 {
     match dtype {
         Dtype::F32 => b.piece_offset(layout, t, p),
         _ => b.offset + p.slab_offset * 2,
@@ -63,12 +63,13 @@ fn bytes16(bits: &[u16]) -> Vec<u8> {
 pub(crate) type Write<'a> = (&'a wgpu::Buffer, u64, Vec<u8>);
 
 /// The writes that put `data` (the covered tensors concatenated, its length checked) into
-/// `targets`, each piece encoded as its target holds it: f32, or rounded to nearest even.
-pub(crate) fn value_writes<'a>(
+/// `targets`, each piece encoded for its target by `encode`.
+fn writes<'a, T>(
     layout: &Layout,
     targets: &[Target<'a>],
     tensor: Option<usize>,
-    data: &[f32],
+    data: &[T],
+    encode: impl Fn(&[T], Dtype) -> Vec<u8>,
 ) -> Vec<Write<'a>> {
     let mut out = Vec::new();
     let mut at = 0usize;
@@ -76,11 +77,11 @@ pub(crate) fn value_writes<'a>(
         for p in layout.pieces(t) {
             let part = &data[at + p.tensor_offset as usize..][..p.len as usize];
             if let Some((b, dtype)) = targets[p.slab] {
-                let bytes = match dtype {
-                    Dtype::F32 => bytemuck::cast_slice(part).to_vec(),
-                    _ => bytes16(&part.iter().map(|&x| dtype.round(x)).collect::<Vec<_>>()),
-                };
-                out.push((&b.buffer, offset(b, layout, t, &p, dtype), bytes));
+                out.push((
+                    &b.buffer,
+                    offset(b, layout, t, &p, dtype),
+                    encode(part, dtype),
+                ));
             }
         }
         at += layout.tensors[t].numel as usize;
@@ -88,26 +89,28 @@ pub(crate) fn value_writes<'a>(
     out
 }
 
-/// The writes that put 16-bit patterns `bits` (the covered tensors concatenated, its
-/// length checked) into 16-bit `targets`.
+/// The writes that put values `data` into `targets`, each piece as its target holds it:
+/// f32, or rounded to nearest even.
+pub(crate) fn value_writes<'a>(
+    layout: &Layout,
+    targets: &[Target<'a>],
+    tensor: Option<usize>,
+    data: &[f32],
+) -> Vec<Write<'a>> {
+    writes(layout, targets, tensor, data, |part, dtype| match dtype {
+        Dtype::F32 => bytemuck::cast_slice(part).to_vec(),
+        _ => bytes16(&part.iter().map(|&x| dtype.round(x)).collect::<Vec<_>>()),
+    })
+}
+
+/// The writes that put 16-bit patterns `bits` into 16-bit `targets`.
 pub(crate) fn bit_writes<'a>(
     layout: &Layout,
     targets: &[Target<'a>],
     tensor: Option<usize>,
     bits: &[u16],
 ) -> Vec<Write<'a>> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    for t in covered(layout, tensor) {
-        for p in layout.pieces(t) {
-            let part = &bits[at + p.tensor_offset as usize..][..p.len as usize];
-            if let Some((b, dtype)) = targets[p.slab] {
-                out.push((&b.buffer, offset(b, layout, t, &p, dtype), bytes16(part)));
-            }
-        }
-        at += layout.tensors[t].numel as usize;
-    }
-    out
+    writes(layout, targets, tensor, bits, |part, _| bytes16(part))
 }
 
 /// Submits `writes` at once (all or nothing).
