@@ -2,14 +2,13 @@
 // written back with stochastic rounding (round to nearest would let a small update vanish
 // step after step): state k of element e at step t rounds with
 //   rounding_bits4(round_seed ^ STATE_SALT·(k + 1), t, e)      e = slab.base + 4i + lane
-// (reference::rounding_bits; tests/mixed.rs holds the two to the same bits). A lane the update leaves alone is written back
+// (reference::rounding_bits; STATE_SALT from the prelude; tests/mixed.rs holds the two to
+// the same bits). A lane the update leaves alone is written back
 // with its own bits (its value is exact in bf16).
 
 @group(0) @binding(2) var<storage, read_write> exp_avg: array<vec2<u32>>;
 @group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<vec2<u32>>;
 @group(0) @binding(4) var<storage, read_write> max_exp_avg_sq: array<vec2<u32>>;
-
-const STATE_SALT: u32 = 0x9e3779b9u;
 
 fn load_state(slot: u32, i: u32) -> vec4<f32> {
     switch slot {

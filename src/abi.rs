@@ -94,6 +94,9 @@ codes! {
     FLAG_INF = 1;
     /// `Partial::flags`: some element was NaN.
     FLAG_NAN = 2;
+    /// The salt of bf16 optimizer state k's stochastic-rounding stream: its seed is
+    /// `round_seed ^ STATE_SALT·(k + 1)` (`shaders/adam_states_bf16.wgsl`, the CPU backend).
+    STATE_SALT = 0x9e37_79b9;
 }
 
 shared_struct! {

@@ -201,14 +201,3 @@ pub(crate) fn read_bits(
     }
     Ok(out)
 }
-
-/// A slab image of f32 values rounded to bf16 (nearest even), as the bytes of its packed
-/// words.
-pub(crate) fn rounded_bytes(values: &[f32]) -> Vec<u8> {
-    bytes16(
-        &values
-            .iter()
-            .map(|&x| Dtype::Bf16.round(x))
-            .collect::<Vec<_>>(),
-    )
-}

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::groups::{self, ParamGroup};
 use super::StepOptions;
-use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE};
+use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE, STATE_SALT};
 use crate::arena::{image_writes, read_all, slab_images, state_arena, write_all, Arena};
 use crate::checkpoint::{bad, Checkpoint, LoadOptions, MissingTensors, UnexpectedTensors};
 use crate::context::{Context, Gpu};
@@ -537,8 +537,7 @@ impl<R: Rule> Engine<R> {
     fn read_state_arena(&self, arena: &Arena) -> Result<Vec<f32>> {
         match (self.state_dtype, arena, self.ctx.gpu()) {
             (Dtype::Bf16, Arena::Gpu(bindings), Some(gpu)) => {
-                let bits = typed_io::read_bits(gpu, &self.layout, &bf16_targets(bindings), None)?;
-                Ok(bits.iter().map(|&h| Dtype::Bf16.widen(h)).collect())
+                typed_io::read_values(gpu, &self.layout, &bf16_targets(bindings), None)
             }
             _ => read_all(self.ctx.gpu(), &self.layout, arena, "state"),
         }
@@ -669,35 +668,39 @@ impl<R: Rule> Engine<R> {
         let arenas = self.states.iter().flatten();
         match &self.device {
             Some(d) => {
-                let images: Vec<(&Arena, Vec<Vec<f32>>)> = arenas
-                    .zip(&values)
-                    .map(|(arena, v)| (arena, slab_images(&self.layout, v)))
-                    .collect();
-                // bf16 states: each slab image rounded to bf16 (exact for values saved from
-                // bf16 states), as bytes.
-                let bf16_images: Vec<Vec<Vec<u8>>> = match self.state_dtype {
-                    Dtype::Bf16 => images
-                        .iter()
-                        .map(|(_, slabs)| {
-                            slabs.iter().map(|v| typed_io::rounded_bytes(v)).collect()
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let mut writes = vec![(&d.workspace.state, 0, bytemuck::bytes_of(&state))];
-                for (k, (arena, images)) in images.iter().enumerate() {
-                    match bf16_images.get(k) {
-                        Some(slabs) => writes.extend(
-                            gpu_bindings(arena)
+                // f32 states as slab images; bf16 states rounded to nearest even (exact for
+                // values saved from bf16 states), piece by piece.
+                let arenas: Vec<&Arena> = arenas.collect();
+                let (images, bf16_writes): (Vec<Vec<Vec<f32>>>, Vec<typed_io::Write<'_>>) =
+                    match self.state_dtype {
+                        Dtype::Bf16 => (
+                            Vec::new(),
+                            arenas
                                 .iter()
-                                .zip(slabs)
-                                .map(|(b, bytes)| (&b.buffer, b.offset, bytes.as_slice())),
+                                .zip(&values)
+                                .flat_map(|(arena, v)| {
+                                    let targets = bf16_targets(gpu_bindings(arena));
+                                    typed_io::value_writes(&self.layout, &targets, None, v)
+                                })
+                                .collect(),
                         ),
-                        None => {
-                            writes.extend(image_writes(&self.layout, gpu_bindings(arena), images))
-                        }
-                    }
+                        _ => (
+                            values
+                                .iter()
+                                .map(|v| slab_images(&self.layout, v))
+                                .collect(),
+                            Vec::new(),
+                        ),
+                    };
+                let mut writes = vec![(&d.workspace.state, 0, bytemuck::bytes_of(&state))];
+                for (arena, images) in arenas.iter().zip(&images) {
+                    writes.extend(image_writes(&self.layout, gpu_bindings(arena), images));
                 }
+                writes.extend(
+                    bf16_writes
+                        .iter()
+                        .map(|(b, at, bytes)| (*b, *at, bytes.as_slice())),
+                );
                 d.gpu.upload(&writes)?;
                 // The step state was replaced: earlier reports no longer describe it.
                 d.workspace.generation.fetch_add(1, Ordering::SeqCst);
@@ -838,10 +841,6 @@ impl<R: Rule> Engine<R> {
             .collect())
     }
 }
-
-/// The salt of bf16 state k's random stream: its seed is `round_seed ^ STATE_SALT·(k + 1)`
-/// (`shaders/adam_states_bf16.wgsl`).
-const STATE_SALT: u32 = 0x9e37_79b9;
 
 /// bf16 state `bindings` as transfer targets.
 fn bf16_targets(bindings: &[crate::arena::Binding]) -> Vec<typed_io::Target<'_>> {
