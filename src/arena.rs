@@ -47,19 +47,20 @@ pub struct ArenaOptions {
     pub max_slab_bytes: Option<u64>,
     /// Tensors in the caller's buffers.
     pub external: Vec<ExternalTensor>,
-    /// The element type of the set's gradients and of the parameters the model reads.
-    /// Default f32. A 16-bit set is of clipstep's own tensors only (no `external`).
+    /// The element type of the gradients and model parameters of every tensor whose spec
+    /// names none ([`crate::TensorSpec::with_dtype`]). Default f32. External tensors are
+    /// f32.
     pub dtype: Dtype,
-    /// For a 16-bit set: keep f32 master weights beside the 16-bit parameters. The
+    /// For 16-bit tensors: keep f32 master weights beside the 16-bit parameters. The
     /// optimizer then updates the master and writes its rounding into the 16-bit copy;
     /// without, it updates the 16-bit parameters in place (widen, update in f32, round).
-    /// Ignored for f32. [`ArenaOptions::mixed`] sets it.
+    /// No effect on f32 tensors. [`ArenaOptions::mixed`] sets it.
     pub master_weights: bool,
 }
 
 impl ArenaOptions {
-    /// A set of `dtype` gradients and parameters with f32 master weights (the usual
-    /// mixed-precision configuration).
+    /// Tensors of `dtype` (unless their spec names another) with f32 master weights (the
+    /// usual mixed-precision configuration).
     pub fn mixed(dtype: Dtype) -> ArenaOptions {
         ArenaOptions {
             dtype,

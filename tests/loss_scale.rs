@@ -8,18 +8,14 @@ mod common;
 use clipstep::reference::{self, update_scale, ScaleState};
 use clipstep::{
     AdamW, AdamWConfig, ArenaOptions, Dtype, Error, LossScaler, Nonfinite, Optimizer, ParamSet,
-    Sgd, SgdConfig, StepOptions, TensorSpec,
+    Sgd, SgdConfig, StepOptions,
 };
 use common::{assert_bits_eq, assert_close_elementwise, ctx, data};
 
 const SIZES: [usize; 4] = [1, 257, 4099, 3];
 
 fn set(dtype: Dtype) -> ParamSet {
-    let specs: Vec<TensorSpec> = SIZES
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
-        .collect();
+    let specs = common::harness::specs(&SIZES);
     let options = ArenaOptions {
         dtype,
         master_weights: dtype.is_16_bit(),

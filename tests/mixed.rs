@@ -13,18 +13,11 @@ use clipstep::{
     LionConfig, Nonfinite, Norm, Optimizer, ParamSet, RmsPropConfig, Rounding, SgdConfig,
     StepOptions, TensorSpec,
 };
+use common::harness::specs;
 use common::steps::{downloads, ReferenceStep};
-use common::{assert_bits_eq, assert_close_elementwise, assert_rel, ctx, data};
+use common::{assert_bits_eq, assert_close_elementwise, assert_rel, clipped, ctx, data};
 
 const DTYPES: [Dtype; 2] = [Dtype::Bf16, Dtype::F16];
-
-fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
-    sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
-        .collect()
-}
 
 /// A 16-bit set of `sizes`, slabs capped at `slab_bytes`.
 fn half_set(dtype: Dtype, master: bool, sizes: &[usize], slab_bytes: Option<u64>) -> ParamSet {
@@ -295,16 +288,6 @@ fn half_steps_match_on<C: ReferenceStep>(
         for (name, values) in &got_states {
             assert_close_elementwise(values, &s[name], 4, 1e-7, &format!("{what}: {name}"));
         }
-    }
-}
-
-fn clipped() -> StepOptions {
-    StepOptions {
-        clip: Clip::GlobalNorm {
-            max_norm: 1.0,
-            norm: Norm::L2,
-        },
-        ..Default::default()
     }
 }
 

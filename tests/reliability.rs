@@ -33,16 +33,6 @@ fn with_external(external: Vec<ExternalTensor>) -> ArenaOptions {
     }
 }
 
-fn clipped() -> StepOptions {
-    StepOptions {
-        clip: Clip::GlobalNorm {
-            max_norm: 1.0,
-            norm: Norm::L2,
-        },
-        ..Default::default()
-    }
-}
-
 #[test]
 fn buffers_of_another_context_or_destroyed_are_rejected() {
     let ctx = ctx();

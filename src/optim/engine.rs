@@ -95,8 +95,6 @@ pub(crate) struct Engine<R: Rule> {
     host_state: DeviceStepState,
     /// The dynamic loss scaler's settings (its state is in the step state).
     pub scaler: Option<LossScaler>,
-    /// Whether the set has f16 tensors (which stochastic rounding does not apply to).
-    has_f16: bool,
     /// The element type of the rule's states.
     state_dtype: Dtype,
 }
@@ -224,7 +222,6 @@ impl<R: Rule> Engine<R> {
             device,
             host_state: DeviceStepState::initial(),
             scaler: None,
-            has_f16: params.tensors().iter().any(|t| t.dtype == Dtype::F16),
             state_dtype,
         };
         // States that do not start at zero (Adagrad's accumulator) get their groups' values.
@@ -323,7 +320,8 @@ impl<R: Rule> Engine<R> {
                 options.nonfinite, options.grad_scale
             )));
         }
-        if matches!(options.rounding, Rounding::Stochastic { .. }) && self.has_f16 {
+        let has_f16 = self.layout.tensors.iter().any(|t| t.dtype == Dtype::F16);
+        if matches!(options.rounding, Rounding::Stochastic { .. }) && has_f16 {
             return Err(Error::NotSupported(
                 "stochastic rounding of f16 parameters (bf16 only): this set has f16 tensors; \
                  use NearestEven"

@@ -9,7 +9,7 @@ pub mod steps;
 
 use std::sync::OnceLock;
 
-use clipstep::{ArenaOptions, Context, ContextOptions, ParamSet};
+use clipstep::{ArenaOptions, Clip, Context, ContextOptions, Norm, ParamSet, StepOptions};
 
 /// The adapter the suite runs on. Tests exercise real shaders: with no adapter this
 /// fails unless `CLIPSTEP_ALLOW_CPU_TESTS=1` asks for the CPU fallback explicitly.
@@ -173,4 +173,15 @@ pub fn set_with_external(
         ..Default::default()
     };
     ParamSet::new(ctx, &specs(&[100]), options).unwrap()
+}
+
+/// A step clipped by global L2 norm to 1, other options default.
+pub fn clipped() -> StepOptions {
+    StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 1.0,
+            norm: Norm::L2,
+        },
+        ..Default::default()
+    }
 }
