@@ -18,8 +18,8 @@ impl ParamSet {
     /// One workgroup per unit: each invocation sums a strided share in f32, then a fixed
     /// tree; the same bits every run, within the clip tolerance of the f64 reference.
     /// Runs on clipstep's slabs and on a caller's pools alike ([`Error::NotSupported`] for a
-    /// tensor spanning slabs) of f32 tensors ([`Error::WrongDtype`] when a tensor is 16-bit); `clipping`
-    /// must be finite and > 0, `eps` finite and ≥ 0.
+    /// tensor spanning slabs) of f32 tensors ([`Error::WrongDtype`] when a tensor is
+    /// 16-bit); `clipping` must be finite and > 0, `eps` finite and ≥ 0.
     pub fn clip_adaptive(&mut self, clipping: f32, eps: f32, units: Units) -> Result<()> {
         self.run_adaptive(None, clipping, eps, units)
     }

@@ -37,6 +37,7 @@ impl Dtype {
 
     /// `x` rounded to this type (nearest even) as bits; for a 16-bit type only.
     pub(crate) fn round(self, x: f32) -> u16 {
+        debug_assert!(self.is_16_bit(), "only a 16-bit type rounds to 16 bits");
         match self {
             Dtype::Bf16 => f32_to_bf16(x),
             _ => f32_to_f16(x),
@@ -45,6 +46,10 @@ impl Dtype {
 
     /// 16-bit pattern `h` of this type, widened exactly.
     pub(crate) fn widen(self, h: u16) -> f32 {
+        debug_assert!(
+            self.is_16_bit(),
+            "only a 16-bit type widens 16-bit patterns"
+        );
         match self {
             Dtype::Bf16 => bf16_to_f32(h),
             _ => f16_to_f32(h),
