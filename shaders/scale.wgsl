@@ -9,7 +9,7 @@
 // @binding(2) slab   Slab (len, pooled)
 // @binding(10) places Place per block, in a pool (locate_pooled.wgsl)
 
-@group(0) @binding(1) var<storage, read> state: StepState;
+@group(0) @binding(1) var<uniform> state: StepState;
 @group(0) @binding(2) var<uniform> slab: Slab;
 
 fn enabled() -> bool {

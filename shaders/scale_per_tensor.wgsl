@@ -17,7 +17,7 @@
 
 @group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
 @group(0) @binding(2) var<storage, read> tensor_norms: array<f32>;
-@group(0) @binding(3) var<storage, read> state: StepState;
+@group(0) @binding(3) var<uniform> state: StepState;
 @group(0) @binding(4) var<uniform> op: NormOp;
 @group(0) @binding(5) var<uniform> slab: Slab;
 @group(0) @binding(6) var<storage, read> sqrt_numel: array<f32>;

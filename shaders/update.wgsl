@@ -10,7 +10,7 @@
 // to one tensor and one parameter group: blocks[b] = group | BLOCK_UNCLIPPED when the
 // group is not clipped (| BLOCK_SLAB_UNIFORM on blocks[0] when every block is alike). A vec4 finds its hyperparameters as groups[group_of(block_of(i))].
 
-@group(0) @binding(5) var<storage, read> state: StepState;
+@group(0) @binding(5) var<uniform> state: StepState;
 @group(0) @binding(7) var<uniform> slab: Slab;
 @group(0) @binding(8) var<storage, read> blocks: array<u32>;
 

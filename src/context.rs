@@ -9,6 +9,10 @@ use crate::shaders::{Kernel, PipelineKey};
 /// Set to `1` to turn "no GPU adapter" into [`Error::NoAdapter`] instead of the CPU fallback.
 pub const REQUIRE_GPU_ENV: &str = "CLIPSTEP_REQUIRE_GPU";
 
+/// Set to `0` to fold the norm partials in workgroup memory on every device, as
+/// [`ContextOptions::no_subgroups`] does for one Context.
+pub const SUBGROUPS_ENV: &str = "CLIPSTEP_SUBGROUPS";
+
 /// Where a [`Context`] runs its kernels.
 ///
 /// Create one per device: it compiles every compute pipeline once and is cheap to clone.
@@ -31,6 +35,10 @@ pub struct ContextOptions {
     /// Caps workgroups per grid dimension below the device's limit, so small data reaches
     /// the 2D-grid path that large tensors take (`None`: the device's limit).
     pub max_workgroups_per_dimension: Option<u32>,
+    /// Fold the norm partials in workgroup memory even where the device has subgroups of
+    /// one fixed size (`false`: use them there; [`Context::subgroup_size`]). Both folds are
+    /// deterministic; they add in different orders, so their last bits may differ.
+    pub no_subgroups: bool,
 }
 
 /// What `clipstep devices` prints for one adapter.
@@ -108,7 +116,9 @@ impl Context {
                 None => return Ok(Context::cpu_fallback()),
             },
         };
-        let mut ctx = Self::open(chosen).await?;
+        let subgroups = !options.no_subgroups
+            && std::env::var(SUBGROUPS_ENV).map_or(true, |v| v != "0" && v != "false");
+        let mut ctx = Self::open(chosen, subgroups).await?;
         if let (Some(cap), Some(gpu)) = (options.max_workgroups_per_dimension, ctx.gpu.as_mut()) {
             let gpu = Arc::get_mut(gpu).expect("a new context is not shared");
             gpu.grid_limit = gpu.grid_limit.min(cap.max(1));
@@ -132,9 +142,14 @@ impl Context {
         Context::cpu()
     }
 
-    async fn open(adapter: wgpu::Adapter) -> Result<Context> {
+    async fn open(adapter: wgpu::Adapter, subgroups: bool) -> Result<Context> {
         let info = adapter.get_info();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let wanted = if subgroups {
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP
+        } else {
+            wgpu::Features::TIMESTAMP_QUERY
+        };
+        let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("clipstep"),
@@ -181,6 +196,8 @@ impl Context {
     /// memory, too few storage buffers per stage) is [`Error::DeviceLimits`].
     ///
     /// External buffers and encoders passed to this Context must come from this device.
+    /// Where the device was created with [`wgpu::Features::SUBGROUP`] and its subgroups
+    /// have one fixed size, the norm partials fold with subgroup operations.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Context> {
         let info = device.adapter_info();
         Self::from_parts(device, queue, info, Arc::new(Mutex::new(None)))
@@ -196,7 +213,12 @@ impl Context {
         check_limits(&limits)?;
         let scope = ErrorScope::push(&device);
         let fused_fma = crate::probe::fma_is_fused(&device, &queue);
-        let pipelines = Pipelines::new(&device, fused_fma);
+        // A driver that rejects the subgroup probe only loses the subgroup fold.
+        let probe_scope = ErrorScope::push(&device);
+        let probed = crate::probe::fixed_subgroup_size(&device, &queue, &info);
+        let clean = probe_scope.pop().is_ok();
+        let subgroup_size = probed.filter(|_| clean);
+        let pipelines = Pipelines::new(&device, fused_fma, subgroup_size);
         scope.pop()?;
         Ok(Context {
             gpu: Some(Arc::new(Gpu {
@@ -229,6 +251,16 @@ impl Context {
     /// operations are kept (rounded as the reference on lavapipe).
     pub fn fused_fma(&self) -> Option<bool> {
         self.gpu.as_ref().map(|g| g.fused_fma)
+    }
+
+    /// The size of the device's subgroups where the norm partials fold with subgroup
+    /// operations: the device was given [`wgpu::Features::SUBGROUP`] (clipstep asks for
+    /// it unless [`ContextOptions::no_subgroups`]), its subgroups have one fixed size ≥ 8
+    /// and cover consecutive invocations (probed when the Context was made). `None`
+    /// elsewhere (GL, the CPU reference) and on devices whose subgroup size varies: there
+    /// the fold runs in workgroup memory.
+    pub fn subgroup_size(&self) -> Option<u32> {
+        self.gpu.as_ref().and_then(|g| g.pipelines.subgroup_size)
     }
 
     /// The device's limits, `None` on the CPU reference.
@@ -336,15 +368,18 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 pub(crate) struct Pipelines {
     device: wgpu::Device,
     fused_fma: bool,
+    /// The fixed subgroup size the norm partials fold with (`None`: workgroup memory).
+    subgroup_size: Option<u32>,
     /// Per kernel: its pipelines, indexed by `NORM_KIND` when specialized.
     pipelines: Vec<std::sync::OnceLock<Vec<wgpu::ComputePipeline>>>,
 }
 
 impl Pipelines {
-    fn new(device: &wgpu::Device, fused_fma: bool) -> Self {
+    fn new(device: &wgpu::Device, fused_fma: bool, subgroup_size: Option<u32>) -> Self {
         let pipelines = Pipelines {
             device: device.clone(),
             fused_fma,
+            subgroup_size,
             pipelines: Kernel::ALL
                 .iter()
                 .map(|_| std::sync::OnceLock::new())
@@ -365,7 +400,7 @@ impl Pipelines {
         let device = &self.device;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name()),
-            source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+            source: wgpu::ShaderSource::Wgsl(kernel.source_for(self.subgroup_size).into()),
         });
         // Every kernel binds exactly what its source declares (a layout derived by wgpu
         // would drop declared bindings a variant leaves unused), and a kernel's variants

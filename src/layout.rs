@@ -107,6 +107,25 @@ pub(crate) fn packed_len(specs: &[TensorSpec], start: u64) -> Result<u64> {
     })
 }
 
+/// Where a tensor of `numel` elements goes when the next free element is `cursor`, in a
+/// run of slabs of `capacity` elements from `start`: at `cursor`, unless the tensor would
+/// cross a slab boundary and the capacity is a multiple of [`CHUNK_ELEMS`]; then on the next
+/// multiple of CHUNK_ELEMS from `start` (up to CHUNK_ELEMS − 1 elements of padding), so
+/// every slab boundary it crosses falls on one of its own chunk boundaries. Its chunks are
+/// then the same wherever it sits (the runs of CHUNK_ELEMS from its first element), and so
+/// are their partial sums: a tensor's norm depends on its own gradients only, the
+/// property that lets ranks of a sharded model reproduce one process's total bit for bit
+/// (`crate::shard`).
+fn place(cursor: u64, numel: u64, start: u64, capacity: u64) -> u64 {
+    let at = cursor - start;
+    let crosses = at % capacity + numel > capacity;
+    if crosses && capacity.is_multiple_of(u64::from(CHUNK_ELEMS)) {
+        start + at.next_multiple_of(u64::from(CHUNK_ELEMS))
+    } else {
+        cursor
+    }
+}
+
 /// A tensor of a parameter set, as placed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {
@@ -213,8 +232,7 @@ impl Layout {
             return Err(Error::EmptyParamSet);
         }
         // Every size checked before anything is allocated; below, sums cannot overflow.
-        let internal_len = packed_len(internal, 0)?;
-        packed_len(external, internal_len)?;
+        packed_len(external, packed_len(internal, 0)?)?;
         let mut by_name = HashMap::new();
         let mut tensors: Vec<TensorInfo> = internal
             .iter()
@@ -228,8 +246,8 @@ impl Layout {
         for dtype in [Dtype::F32, Dtype::Bf16, Dtype::F16] {
             let start = cursor;
             for t in tensors.iter_mut().filter(|t| t.dtype == dtype) {
-                t.offset = cursor;
-                cursor = (cursor + t.numel).next_multiple_of(TENSOR_ALIGN_ELEMS);
+                t.offset = place(cursor, t.numel, start, slab_capacity);
+                cursor = (t.offset + t.numel).next_multiple_of(TENSOR_ALIGN_ELEMS);
             }
             let mut base = start;
             while base < cursor {
@@ -243,7 +261,16 @@ impl Layout {
                 base += len;
             }
         }
-        debug_assert_eq!(cursor, internal_len);
+        // Chunk-aligned tensors add padding past packed_len's count.
+        let internal_len = cursor;
+        if internal_len > MAX_SET_ELEMENTS {
+            return Err(Error::TooLarge {
+                what: "elements of the set (padding included)".into(),
+                size: internal_len,
+                limit: MAX_SET_ELEMENTS,
+            });
+        }
+        packed_len(external, internal_len)?;
         let first_external = tensors.len();
         tensors.extend(external.iter().map(|spec| info(spec, 0, true)));
         let mut pool_pos = vec![0u32; tensors.len()];
@@ -590,6 +617,33 @@ mod tests {
         assert_eq!(pieces[1].slab_offset, 0);
         assert_eq!(pieces[1].tensor_offset, 4096);
         assert_eq!(pieces[2].len, 10_000 - 8192);
+    }
+
+    #[test]
+    fn a_tensor_crossing_slabs_starts_on_a_chunk_boundary() {
+        let chunk = u64::from(CHUNK_ELEMS);
+        // Slabs of two chunks: the second tensor would cross the first boundary at its
+        // element 2·chunk − 1024; it moves to the next chunk boundary instead.
+        let layout =
+            Layout::new(&specs(&[1000, 3 * chunk as usize + 5]), &[], &[], 2 * chunk).unwrap();
+        assert_eq!(layout.tensors[1].offset, chunk);
+        for piece in layout.pieces(1) {
+            assert_eq!(piece.tensor_offset % chunk, 0, "{piece:?}");
+        }
+        let lens: Vec<u32> = layout
+            .chunks
+            .iter()
+            .flatten()
+            .filter(|c| c.tensor == 1)
+            .map(|c| c.len)
+            .collect();
+        assert_eq!(lens, vec![CHUNK_ELEMS, CHUNK_ELEMS, CHUNK_ELEMS, 5]);
+        // A tensor that fits, or slabs that are no multiple of a chunk: no padding.
+        let fits = Layout::new(&specs(&[1000, 5000]), &[], &[], 2 * chunk).unwrap();
+        assert_eq!(fits.tensors[1].offset, 1024);
+        let odd = Layout::new(&specs(&[1000, 10_000]), &[], &[], 4096).unwrap();
+        assert_eq!(odd.tensors[1].offset, 1024);
+        assert_eq!(odd.internal_len, 11_072);
     }
 
     #[test]

@@ -12,8 +12,13 @@ pub(crate) enum Snippet {
     /// `shaders/elementwise.wgsl`: the entry point of kernels that define `enabled()` and
     /// `apply(i)`.
     Elementwise,
-    /// `shaders/reduce.wgsl`: the fixed workgroup tree `tree_reduce`.
+    /// `shaders/reduce.wgsl`: the fixed workgroup tree `tree_reduce` and the two-level
+    /// fold `reduce_to_first_shared`.
     Reduce,
+    /// The device's `reduce_to_first`: `shaders/reduce_first_subgroup.wgsl` where the
+    /// Context found subgroups of one fixed size ([`Kernel::source_for`]), else
+    /// `shaders/reduce_first_shared.wgsl`.
+    ReduceFirst,
     /// `shaders/update.wgsl`: the bindings and skip rule shared by the update kernels, and
     /// `shaders/rounding.wgsl`: their correctly rounded divisions and square roots.
     Update,
@@ -70,6 +75,7 @@ impl Snippet {
         match self {
             Snippet::Elementwise => include_str!("../shaders/elementwise.wgsl"),
             Snippet::Reduce => include_str!("../shaders/reduce.wgsl"),
+            Snippet::ReduceFirst => include_str!("../shaders/reduce_first_shared.wgsl"),
             Snippet::Update => concat!(
                 include_str!("../shaders/update.wgsl"),
                 "\n",
@@ -148,11 +154,11 @@ macro_rules! kernels {
 
 kernels! {
     /// Per-chunk partial power sums (`src/kernels/norm.rs`).
-    NormPartials = "norm_partials" [Reduce, GradsF32];
+    NormPartials = "norm_partials" [Reduce, ReduceFirst, GradsF32];
     /// The partials over a bf16 slab.
-    NormPartialsBf16 = "norm_partials" [Reduce, GradsHalf, Bf16, Half];
+    NormPartialsBf16 = "norm_partials" [Reduce, ReduceFirst, GradsHalf, Bf16, Half];
     /// The partials over an f16 slab.
-    NormPartialsF16 = "norm_partials" [Reduce, GradsHalf, F16, Half];
+    NormPartialsF16 = "norm_partials" [Reduce, ReduceFirst, GradsHalf, F16, Half];
     /// Per-tensor fold of the partials.
     NormTensors = "norm_tensors" [Reduce];
     /// Total norm, per-tensor norms and the step state.
@@ -390,15 +396,29 @@ impl Kernel {
         })
     }
 
-    /// The kernel's full WGSL source.
+    /// The kernel's full WGSL source for a device without subgroups (the portable one: its
+    /// bindings are every variant's).
     pub(crate) fn source(self) -> String {
+        self.source_for(None)
+    }
+
+    /// The kernel's full WGSL source for a device with subgroups of `subgroup_size`
+    /// invocations (`None`: none, or of no fixed size): the norm partials then fold each
+    /// subgroup with subgroup operations (`shaders/reduce_first_subgroup.wgsl`).
+    pub(crate) fn source_for(self, subgroup_size: Option<u32>) -> String {
         let mut out = prelude();
         out.push_str(COMMON);
         out.push('\n');
         out.push_str(self.body());
-        for snippet in self.snippets() {
+        for &snippet in self.snippets() {
             out.push('\n');
-            out.push_str(snippet.source());
+            match (snippet, subgroup_size) {
+                (Snippet::ReduceFirst, Some(size)) => {
+                    out.push_str(&format!("const SUBGROUP_SIZE: u32 = {size}u;\n"));
+                    out.push_str(include_str!("../shaders/reduce_first_subgroup.wgsl"));
+                }
+                _ => out.push_str(snippet.source()),
+            }
         }
         out
     }

@@ -408,3 +408,42 @@ fn bad_sharded_input_is_a_typed_error() {
         Err(Error::ParamSetMismatch { .. })
     ));
 }
+
+/// A tensor's per-tensor power sum is the same bits wherever it sits: first or after a
+/// neighbour, in one slab or crossing slab boundaries at different offsets (a crossing
+/// tensor starts on a chunk boundary, so its chunks are its own), for every norm.
+#[test]
+fn a_tensors_sum_does_not_depend_on_where_it_sits() {
+    let ctx = ctx();
+    const CAPS: [Option<u64>; 3] = [None, Some(64 * 1024), Some(128 * 1024)];
+    for n in [70_001usize, 65_536, 16_385, 4465, 1000] {
+        let g = data(n, n as u64, 1.5);
+        for norm in [Norm::L1, Norm::L2, Norm::Inf, Norm::P(3.0)] {
+            let mut sums = Vec::new();
+            for (before, cap) in [0usize, 1000, 20_000]
+                .into_iter()
+                .flat_map(|b| CAPS.map(|c| (b, c)))
+            {
+                let mut specs = vec![TensorSpec::new("x", [n])];
+                if before > 0 {
+                    specs.insert(0, TensorSpec::new("before", [before]));
+                }
+                let options = ArenaOptions {
+                    max_slab_bytes: cap,
+                    ..Default::default()
+                };
+                let mut set = ParamSet::new(&ctx, &specs, options).unwrap();
+                if before > 0 {
+                    set.upload_grad("before", &data(before, 3, 1.5)).unwrap();
+                }
+                set.upload_grad("x", &g).unwrap();
+                let partial = set.norm_partial(norm, Nonfinite::Skip).unwrap();
+                sums.push((before, cap, partial.tensor_sums().last().unwrap().to_bits()));
+            }
+            assert!(
+                sums.iter().all(|s| s.2 == sums[0].2),
+                "{n} elements, {norm:?}: (before, slab cap, sum bits) {sums:?}"
+            );
+        }
+    }
+}

@@ -70,7 +70,14 @@ impl NormWorkspace {
         );
         let tensor_sums = gpu.storage("tensor sums", n * partial_bytes);
         let tensor_norms = gpu.storage("tensor norms", n * 4);
-        let state = gpu.storage("step state", std::mem::size_of::<DeviceStepState>() as u64);
+        let state = gpu.buffer(
+            "step state",
+            std::mem::size_of::<DeviceStepState>() as u64,
+            wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        );
         gpu.queue
             .write_buffer(&state, 0, bytemuck::bytes_of(&DeviceStepState::initial()));
         let op = gpu.uniform("norm op", bytemuck::bytes_of(&base_op(layout)));

@@ -166,10 +166,14 @@ fn devices(args: &DeviceArgs) -> Result<ExitCode, String> {
 fn verify(args: &DeviceArgs) -> Result<ExitCode, String> {
     let ctx = args.context()?;
     println!(
-        "verifying on {} (fma fused: {})",
+        "verifying on {} (fma fused: {}, norm fold: {})",
         ctx.describe(),
         ctx.fused_fma()
-            .map_or("n/a", |f| if f { "yes" } else { "no" })
+            .map_or("n/a", |f| if f { "yes" } else { "no" }),
+        ctx.subgroup_size()
+            .map_or("workgroup memory".to_string(), |s| {
+                format!("subgroups of {s}")
+            })
     );
     let checks = harness::verify(&ctx).map_err(|e| e.to_string())?;
     println!(
@@ -232,7 +236,14 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         repeats: args.repeats.max(1),
         only: args.only.clone(),
     };
-    eprintln!("benchmarking on {}", ctx.describe());
+    eprintln!(
+        "benchmarking on {} (norm fold: {})",
+        ctx.describe(),
+        ctx.subgroup_size()
+            .map_or("workgroup memory".to_string(), |s| format!(
+                "subgroups of {s}"
+            ))
+    );
     let mut progress = |what: &str| eprint!("\r\x1b[2K  measuring {what}");
     let report = bench::run(&ctx, &config, &mut progress).map_err(|e| e.to_string())?;
     eprintln!("\r\x1b[2K  done");
