@@ -200,3 +200,59 @@ fn grid_shape_does_not_change_the_bits() {
     };
     assert_bits_eq(&run(&ctx()), &run(&ctx_small_grid()), "per-tensor norms");
 }
+
+/// Where the device has subgroups of a fixed size (lavapipe: 8) the partials fold with
+/// them; the workgroup-memory fold stays for GL and variable-size devices. Both match the
+/// reference over every chunk class, each repeats bit for bit, and they agree to a few ulps
+/// (they add in different orders). On a device without subgroups both contexts take the
+/// same path.
+#[test]
+fn subgroup_and_workgroup_folds_both_match_reference() {
+    let sizes: Vec<usize> = (0..120)
+        .map(|i| [3, 3000, 20_000, 2048, 2049, 8192, 8193, 100][i % 8])
+        .collect();
+    let with = ctx();
+    let without = ctx_no_subgroups();
+    assert_eq!(without.subgroup_size(), None);
+    eprintln!("subgroup fold on this device: {:?}", with.subgroup_size());
+    for ctx in [&with, &without] {
+        check(ctx, &sizes, None);
+        check(ctx, &[16_384 * 3 + 5], Some(1 << 16));
+    }
+    for norm in NORMS {
+        let run = |ctx: &clipstep::Context| {
+            let (mut set, _) = set_with_grads(ctx, &sizes, None, 5);
+            let report = set.global_norm(norm).unwrap();
+            (
+                report.read_blocking().unwrap().total_norm,
+                report.tensor_norms_blocking().unwrap(),
+            )
+        };
+        let (a, ta) = run(&with);
+        let (b, tb) = run(&without);
+        assert_eq!(
+            run(&with).0.to_bits(),
+            a.to_bits(),
+            "{norm:?}: subgroup fold repeats"
+        );
+        assert_eq!(
+            run(&without).0.to_bits(),
+            b.to_bits(),
+            "{norm:?}: shared fold repeats"
+        );
+        assert_rel(
+            a,
+            b,
+            norm_tolerance(norm),
+            &format!("{norm:?}: the two folds"),
+        );
+        for (t, (x, y)) in ta.iter().zip(&tb).enumerate() {
+            assert_rel(
+                *x,
+                *y,
+                norm_tolerance(norm),
+                &format!("{norm:?}, tensor {t}"),
+            );
+        }
+    }
+}

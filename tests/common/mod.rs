@@ -43,6 +43,20 @@ pub fn ctx_small_grid() -> Context {
     .clone()
 }
 
+/// The suite's adapter with the norm partials folded in workgroup memory even where it has
+/// subgroups (`ContextOptions::no_subgroups`), so both folds run on one device.
+pub fn ctx_no_subgroups() -> Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        Context::with_options(&ContextOptions {
+            no_subgroups: true,
+            ..Default::default()
+        })
+        .expect("creating the context")
+    })
+    .clone()
+}
+
 /// Deterministic values in [-scale, scale).
 pub fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     harness::sample_data(n, seed, scale)
