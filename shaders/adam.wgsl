@@ -56,7 +56,7 @@ fn apply(i: u32, at: At) {
     store_state(0u, i, select(m0, m, live));
     store_state(1u, i, select(v0, v, live));
     var vhat = v;
-    if u.amsgrad != 0u {
+    if AMSGRAD && u.amsgrad != 0u {
         let vmax0 = load_state(2u, i);
         vhat = max(vmax0, v);
         store_state(2u, i, select(vmax0, vhat, live));

@@ -8,8 +8,9 @@
 // A run narrower than a subgroup keeps the workgroup-memory fold (reduce_to_first_shared).
 // The subgroup ops' order is the hardware's, fixed for a device whose subgroup size is
 // fixed: identical bits every run (not the same bits as the shared fold's order).
-// On lavapipe (8-wide subgroups) the fold costs one vector reduction per SIMD batch
-// instead of a loop of workgroup loads: the 16M-element norm 10.3 → ~9 ms.
+// On lavapipe (8-wide subgroups) the first level is one vector reduction per SIMD batch
+// instead of a loop of workgroup loads: 2-4% off the norm at 16M and 64M (10.0-10.3 against
+// 10.4-10.5 ms, 39.2-39.4 against 40.2-40.3 ms; its loads, not its fold, are what is left).
 
 var<workgroup> subgroup_totals: array<vec2<u32>, WORKGROUP_SIZE / SUBGROUP_SIZE>;
 

@@ -11,6 +11,13 @@
 // group is not clipped (| BLOCK_SLAB_UNIFORM on blocks[0] when every block is alike). A vec4 finds its hyperparameters as groups[group_of(block_of(i))].
 
 @group(0) @binding(5) var<uniform> state: StepState;
+
+// The step's shape (pipeline constants, src/shaders.rs PipelineKey): false compiles out a
+// path no group and no option of this step takes. VALUE_CLIP: the clamp by value.
+// AMSGRAD: Adam's max_exp_avg_sq. LERP_HIGH: torch_lerp's form for weights ≥ 0.5.
+override VALUE_CLIP: bool = true;
+override AMSGRAD: bool = true;
+override LERP_HIGH: bool = true;
 @group(0) @binding(7) var<uniform> slab: Slab;
 @group(0) @binding(8) var<storage, read> blocks: array<u32>;
 
@@ -38,12 +45,13 @@ fn group_of(block: u32) -> u32 {
 // The gradient vec4 g (of block-table entry `block`) its rule applies: NaN read as 0 under
 // the ZeroNans policy, then unscaled, norm- and value-clipped (effective_grad), or only
 // unscaled when its group is not clipped.
-// The clamp only runs under a value clip (a branch uniform over the step).
+// The clamp only runs under a value clip (a branch uniform over the step, compiled out of
+// steps without one: VALUE_CLIP).
 fn rule_grad(g: u32, block: u32) -> vec4<f32> {
     let clipped = (block & BLOCK_UNCLIPPED) == 0u;
     let raw = zero_nans_if(load_grad(g), state.zero_nans != 0u);
     let x = exact(exact(raw * state.inv_grad_scale) * select(1.0, state.clip_coef, clipped));
-    if state.clip_value > 0.0 {
+    if VALUE_CLIP && state.clip_value > 0.0 {
         return select(x, clamp_keep_nan(x, state.clip_value), clipped);
     }
     return x;
@@ -83,7 +91,7 @@ fn signed_decayed(g: vec4<f32>, p: vec4<f32>, maximize: u32, weight_decay: f32) 
 // torch.lerp(start, end, w): start + w·(end − start) for |w| < 0.5, else
 // end − (end − start)·(1 − w), each formula accurate at its end.
 fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {
-    if w < 0.5 {
+    if !LERP_HIGH || w < 0.5 {
         return start + exact(w * (end - start));
     }
     return end - exact((end - start) * (1.0 - w));

@@ -359,19 +359,23 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 }
 
 /// The compiled pipelines, built once per device: per [`Kernel`] one pipeline, or one per
-/// variant ([`PipelineKey::variants`]: norm kind, NaNs as 0) for [`Kernel::norm_specialized`]
-/// kernels, all of a kernel's pipelines sharing one explicit bind group layout reflected
-/// from its source (so one bind group serves every variant). The f32 kernels are compiled
-/// with the Context; the 16-bit and bf16-state variants ([`Kernel::eager`] false) on their
-/// first use, so a Context that never sees a 16-bit tensor does not pay for them (they
-/// would more than double its creation time on lavapipe).
+/// variant ([`PipelineKey::variants`]: norm kind and NaNs as 0 for
+/// [`Kernel::norm_specialized`] kernels, the step's shape for the update kernels), all of a
+/// kernel's pipelines sharing one module and one explicit bind group layout reflected from
+/// its source (so one bind group serves every variant). The f32 kernels are compiled with
+/// the Context (every norm variant, the plain shape of each update kernel); the 16-bit and
+/// bf16-state kernels ([`Kernel::eager`] false) and the other update shapes on their first
+/// use, so a Context does not pay for what it never runs (all of it would more than double
+/// its creation time on lavapipe).
 pub(crate) struct Pipelines {
     device: wgpu::Device,
     fused_fma: bool,
     /// The fixed subgroup size the norm partials fold with (`None`: workgroup memory).
     subgroup_size: Option<u32>,
-    /// Per kernel: its pipelines, indexed by `NORM_KIND` when specialized.
-    pipelines: Vec<std::sync::OnceLock<Vec<wgpu::ComputePipeline>>>,
+    /// Per kernel: its module and pipeline layout, built on first use.
+    modules: Vec<std::sync::OnceLock<(wgpu::ShaderModule, wgpu::PipelineLayout)>>,
+    /// Per kernel: each variant's pipeline, by [`PipelineKey::variant`], built on first use.
+    pipelines: Vec<Vec<std::sync::OnceLock<wgpu::ComputePipeline>>>,
 }
 
 impl Pipelines {
@@ -380,47 +384,63 @@ impl Pipelines {
             device: device.clone(),
             fused_fma,
             subgroup_size,
-            pipelines: Kernel::ALL
+            modules: Kernel::ALL
                 .iter()
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
+            pipelines: Kernel::ALL
+                .iter()
+                .map(|&k| {
+                    (0..PipelineKey::variant_count(k))
+                        .map(|_| std::sync::OnceLock::new())
+                        .collect()
+                })
+                .collect(),
         };
         for &kernel in Kernel::ALL.iter().filter(|k| k.eager()) {
-            pipelines.of(kernel);
+            for key in PipelineKey::variants(kernel) {
+                if key.shape == 0 || !kernel.shape_specialized() {
+                    pipelines.get(key);
+                }
+            }
         }
         pipelines
     }
 
-    /// `kernel`'s pipelines, compiled now if they were not yet.
-    fn of(&self, kernel: Kernel) -> &[wgpu::ComputePipeline] {
-        self.pipelines[kernel.index()].get_or_init(|| self.build(kernel))
+    /// `kernel`'s module and pipeline layout, built now if they were not yet.
+    fn module(&self, kernel: Kernel) -> &(wgpu::ShaderModule, wgpu::PipelineLayout) {
+        self.modules[kernel.index()].get_or_init(|| {
+            let device = &self.device;
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name()),
+                source: wgpu::ShaderSource::Wgsl(kernel.source_for(self.subgroup_size).into()),
+            });
+            // Every kernel binds exactly what its source declares (a layout derived by
+            // wgpu would drop declared bindings a variant leaves unused), and a kernel's
+            // variants share the one layout, so one bind group serves them all.
+            let bind_group_layout =
+                device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(kernel.name()),
+                    entries: kernel.bind_group_layout_entries(),
+                });
+            let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.name()),
+                bind_group_layouts: &[Some(&bind_group_layout)],
+                immediate_size: 0,
+            });
+            (module, layout)
+        })
     }
 
-    fn build(&self, kernel: Kernel) -> Vec<wgpu::ComputePipeline> {
-        let device = &self.device;
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(kernel.name()),
-            source: wgpu::ShaderSource::Wgsl(kernel.source_for(self.subgroup_size).into()),
-        });
-        // Every kernel binds exactly what its source declares (a layout derived by wgpu
-        // would drop declared bindings a variant leaves unused), and a kernel's variants
-        // share the one layout, so one bind group serves them all.
-        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(kernel.name()),
-            entries: kernel.bind_group_layout_entries(),
-        });
-        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(kernel.name()),
-            bind_group_layouts: &[Some(&bind_group_layout)],
-            immediate_size: 0,
-        });
-        PipelineKey::variants(kernel)
-            .into_iter()
-            .map(|key| {
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(kernel.name()),
-                    layout: Some(&layout),
-                    module: &module,
+    /// The pipeline of `key`, compiled now if it was not yet.
+    pub(crate) fn get(&self, key: PipelineKey) -> &wgpu::ComputePipeline {
+        self.pipelines[key.kernel.index()][key.variant()].get_or_init(|| {
+            let (module, layout) = self.module(key.kernel);
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(key.kernel.name()),
+                    layout: Some(layout),
+                    module,
                     entry_point: Some("main"),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &key.constants(self.fused_fma),
@@ -428,12 +448,7 @@ impl Pipelines {
                     },
                     cache: None,
                 })
-            })
-            .collect()
-    }
-
-    pub(crate) fn get(&self, key: PipelineKey) -> &wgpu::ComputePipeline {
-        &self.of(key.kernel)[key.variant()]
+        })
     }
 }
 

@@ -22,7 +22,8 @@
 //! Because the sum is exact, the total is a function of the multiset of per-tensor sums
 //! alone: the same bits on every rank, whatever the order the partials arrive in, the
 //! number of ranks, or how the tensors are spread over them. A tensor's sum `s_t` depends
-//! only on the tensor's own gradients (its chunking is its own), so a model sharded over
+//! only on the tensor's own gradients (its chunking is its own: a tensor that would cross a
+//! slab boundary starts on a chunk boundary, `layout::place`), so a model sharded over
 //! N ranks gets bit-for-bit the total of the same model on one rank through the same two
 //! phases. The one-pass step ([`Clip::GlobalNorm`](crate::Clip) without `total_norm`)
 //! folds the `s_t` in f32 instead: it agrees with the two-phase total to a few f32 ulps.

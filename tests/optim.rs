@@ -89,9 +89,11 @@ fn rmsprop_configs() -> Vec<RmsPropConfig> {
             weight_decay: 0.01,
             ..d
         },
+        // Centered with 1 − α ≥ 0.5: the gradient average takes lerp's second form.
         RmsPropConfig {
             maximize: true,
             alpha: 0.3,
+            centered: true,
             ..d
         },
     ]

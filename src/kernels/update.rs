@@ -159,17 +159,20 @@ impl UpdateKernel {
         gpu.bind_group_at(kernel, &slab.with_places(kernel, entries))
     }
 
-    /// Records the update over every slab (after the trust pass and fold of a trust rule).
+    /// Records the update over every slab (after the trust pass and fold of a trust rule),
+    /// with the paths of step shape `shape` compiled in (`PipelineKey::shaped`).
     pub(crate) fn encode(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         gpu: &Gpu,
         layout: &Layout,
         slabs: &[Arc<SlabDevice>],
+        shape: u32,
     ) {
         if let Some((trust, cache)) = &self.trust {
             let kernel = trust.partials_kernel;
-            let plan = |s: usize, _: &SlabDevice| (kernel.into(), layout.chunks[s].len() as u32);
+            let plan =
+                |s: usize, _: &SlabDevice| (kernel.shaped(shape), layout.chunks[s].len() as u32);
             cache.encode(pass, gpu, slabs, plan, |s, slab| {
                 self.bind_group(gpu, kernel, s, slab)
             });
@@ -178,7 +181,7 @@ impl UpdateKernel {
         }
         let plan = |s: usize, slab: &SlabDevice| {
             let size = elementwise_groups(layout.slabs[s].len);
-            (self.kernel_for(slab).into(), size)
+            (self.kernel_for(slab).shaped(shape), size)
         };
         self.groups.encode(pass, gpu, slabs, plan, |s, slab| {
             self.bind_group(gpu, self.kernel_for(slab), s, slab)

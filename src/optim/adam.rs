@@ -7,7 +7,7 @@ use super::{check, check_non_negative, optimizer};
 use crate::error::Result;
 use crate::kernels::adam::{AdamUniform, STATE_SLOTS};
 use crate::reference;
-use crate::shaders::Kernel;
+use crate::shaders::{Kernel, SHAPE_AMSGRAD, SHAPE_LERP_HIGH};
 
 /// Declares an Adam-family config struct (the fields PyTorch's Adam and AdamW share, with
 /// their own `weight_decay` default) and its [`Rule`]: one definition for both.
@@ -74,6 +74,12 @@ macro_rules! adam_config {
                     self.maximize,
                 );
                 bytemuck::bytes_of(&u).to_vec()
+            }
+            fn shape(&self) -> u32 {
+                // The weight the kernel's lerp compares, as the group table holds it.
+                let w = (1.0 - self.betas.0) as f32;
+                let lerp = if w < 0.5 { 0 } else { SHAPE_LERP_HIGH };
+                lerp | if self.amsgrad { SHAPE_AMSGRAD } else { 0 }
             }
             fn host_update(
                 &self,

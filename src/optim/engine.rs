@@ -27,7 +27,7 @@ use crate::memory;
 use crate::options::{Nonfinite, Norm};
 use crate::param_set::{gpu_bindings, ParamSet};
 use crate::report::Report;
-use crate::shaders::Kernel;
+use crate::shaders::{Kernel, SHAPE_VALUE_CLIP};
 use crate::shard::ShardPartial;
 use crate::typed_io;
 
@@ -61,6 +61,12 @@ pub(crate) trait Rule:
     }
     /// The rule's row of the update kernel's group table (its WGSL struct), as bytes.
     fn uniform(&self) -> Vec<u8>;
+    /// The option-dependent paths of the update kernel this group takes (`SHAPE_AMSGRAD`,
+    /// `SHAPE_LERP_HIGH` of `crate::shaders`); the step compiles in those of every group
+    /// (`PipelineKey::shaped`). 0: none (the rules whose kernels have neither).
+    fn shape(&self) -> u32 {
+        0
+    }
     /// The CPU backend's update of step `step` (1 on the first), through the reference.
     fn host_update(
         &self,
@@ -380,7 +386,10 @@ impl<R: Rule> Engine<R> {
             });
             let slabs = params.device_slabs();
             ws.encode(&mut pass, gpu, &self.layout, slabs, &op);
-            device.update.encode(&mut pass, gpu, &self.layout, slabs);
+            let shape = step_shape(&self.groups, options);
+            device
+                .update
+                .encode(&mut pass, gpu, &self.layout, slabs, shape);
         }
         Ok(Report::gpu(
             gpu,
@@ -848,4 +857,16 @@ fn bf16_targets(bindings: &[crate::arena::Binding]) -> Vec<typed_io::Target<'_>>
 /// Every group's rule struct, in group order: the update kernel's group table.
 fn group_table<R: Rule>(groups: &[ParamGroup<R>]) -> Vec<u8> {
     groups.iter().flat_map(|g| g.config.uniform()).collect()
+}
+
+/// The update's shape for a step with `options` over `groups`: the paths some group or
+/// option takes (a value clip, and each group's [`Rule::shape`]).
+fn step_shape<R: Rule>(groups: &[ParamGroup<R>], options: &StepOptions) -> u32 {
+    let value_clip = match options.clip.value_clip() {
+        Some(_) => SHAPE_VALUE_CLIP,
+        None => 0,
+    };
+    groups
+        .iter()
+        .fold(value_clip, |shape, g| shape | g.config.shape())
 }

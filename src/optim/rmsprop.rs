@@ -7,7 +7,7 @@ use super::{check_non_negative, optimizer};
 use crate::error::Result;
 use crate::kernels::rmsprop::{RmsPropUniform, STATE_SLOTS};
 use crate::reference;
-use crate::shaders::Kernel;
+use crate::shaders::{Kernel, SHAPE_LERP_HIGH};
 
 /// Config of [`RmsProp`] (`torch.optim.RMSprop`, Hinton's lecture 6e); `Default` is PyTorch's.
 ///
@@ -89,6 +89,17 @@ impl Rule for RmsPropConfig {
             self.maximize,
         );
         bytemuck::bytes_of(&u).to_vec()
+    }
+
+    fn shape(&self) -> u32 {
+        // The centered kernel lerps the gradient average by 1 − α, as the table holds it.
+        let w = (1.0 - self.alpha) as f32;
+        // A NaN weight takes the second form in the kernel too (`w < 0.5` is false).
+        if !self.centered || w < 0.5 {
+            0
+        } else {
+            SHAPE_LERP_HIGH
+        }
     }
 
     fn host_update(
