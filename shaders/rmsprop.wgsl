@@ -40,7 +40,7 @@ fn apply(i: u32, at: At) {
     let s = exact(s0 * u.alpha) + exact(exact(u.one_minus_alpha * g) * g);
     square_avg[i] = select(s0, s, live);
     var avg: vec4<f32>;
-    if u.centered != 0u {
+    if CENTERED && u.centered != 0u {
         let a0 = grad_avg[i];
         let a = torch_lerp(a0, g, u.one_minus_alpha);
         grad_avg[i] = select(a0, a, live);
@@ -48,7 +48,7 @@ fn apply(i: u32, at: At) {
     } else {
         avg = sqrt_rn(s) + u.eps;
     }
-    if u.momentum > 0.0 {
+    if MOMENTUM && u.momentum > 0.0 {
         let b0 = momentum_buffer[i];
         let b = exact(b0 * u.momentum) + div_rn(g, avg);
         momentum_buffer[i] = select(b0, b, live);

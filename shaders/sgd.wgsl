@@ -35,14 +35,14 @@ fn apply(i: u32, at: At) {
     let u = groups[group_of(block)];
     let p0 = load_param(at.p);
     var g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
-    if u.has_momentum_buffer != 0u {
+    if MOMENTUM && u.has_momentum_buffer != 0u {
         let b0 = momentum_buffer[i];
         var b = g;
         if state.step != 1u {
             b = exact(b0 * u.momentum) + exact(u.one_minus_dampening * g);
         }
         momentum_buffer[i] = select(b0, b, live);
-        if u.nesterov != 0u {
+        if NESTEROV && u.nesterov != 0u {
             g = g + exact(u.momentum * b);
         } else {
             g = b;

@@ -15,9 +15,14 @@
 // The step's shape (pipeline constants, src/shaders.rs PipelineKey): false compiles out a
 // path no group and no option of this step takes. VALUE_CLIP: the clamp by value.
 // AMSGRAD: Adam's max_exp_avg_sq. LERP_HIGH: torch_lerp's form for weights ≥ 0.5.
+// MOMENTUM: SGD's and RMSprop's momentum buffers. NESTEROV: SGD's Nesterov momentum.
+// CENTERED: RMSprop's gradient average.
 override VALUE_CLIP: bool = true;
 override AMSGRAD: bool = true;
 override LERP_HIGH: bool = true;
+override MOMENTUM: bool = true;
+override NESTEROV: bool = true;
+override CENTERED: bool = true;
 @group(0) @binding(7) var<uniform> slab: Slab;
 @group(0) @binding(8) var<storage, read> blocks: array<u32>;
 

@@ -527,8 +527,20 @@ pub(crate) const SHAPE_AMSGRAD: u32 = 2;
 /// A step-shape bit: some group's `torch.lerp` weight is ≥ 0.5 (or NaN), the form
 /// `end − (end − start)·(1 − w)` (`override LERP_HIGH`).
 pub(crate) const SHAPE_LERP_HIGH: u32 = 4;
+/// A step-shape bit: some group keeps a momentum buffer (SGD with momentum ≠ 0, RMSprop
+/// with momentum > 0: `override MOMENTUM`).
+pub(crate) const SHAPE_MOMENTUM: u32 = 8;
+/// A step-shape bit: some SGD group is Nesterov's (`override NESTEROV`).
+pub(crate) const SHAPE_NESTEROV: u32 = 16;
+/// A step-shape bit: some RMSprop group is centered (`override CENTERED`).
+pub(crate) const SHAPE_CENTERED: u32 = 32;
 /// Every shape bit: the variant that runs every path (always correct).
-pub(crate) const SHAPE_ALL: u32 = SHAPE_VALUE_CLIP | SHAPE_AMSGRAD | SHAPE_LERP_HIGH;
+pub(crate) const SHAPE_ALL: u32 = SHAPE_VALUE_CLIP
+    | SHAPE_AMSGRAD
+    | SHAPE_LERP_HIGH
+    | SHAPE_MOMENTUM
+    | SHAPE_NESTEROV
+    | SHAPE_CENTERED;
 
 /// One compiled pipeline: a kernel and, for norm-specialized kernels, its `NORM_KIND`
 /// (and for the partials, whether NaN elements count as 0: `ZERO_NANS`), for the update
@@ -568,6 +580,9 @@ impl PipelineKey {
                 ("VALUE_CLIP", bit(SHAPE_VALUE_CLIP)),
                 ("AMSGRAD", bit(SHAPE_AMSGRAD)),
                 ("LERP_HIGH", bit(SHAPE_LERP_HIGH)),
+                ("MOMENTUM", bit(SHAPE_MOMENTUM)),
+                ("NESTEROV", bit(SHAPE_NESTEROV)),
+                ("CENTERED", bit(SHAPE_CENTERED)),
             ];
         }
         if !self.kernel.norm_specialized() {

@@ -7,7 +7,7 @@ use super::{check, check_non_negative, optimizer};
 use crate::error::Result;
 use crate::kernels::sgd::{SgdUniform, STATE_SLOTS};
 use crate::reference;
-use crate::shaders::Kernel;
+use crate::shaders::{Kernel, SHAPE_MOMENTUM, SHAPE_NESTEROV};
 
 /// Config of [`Sgd`] (`torch.optim.SGD`); `Default` is PyTorch's.
 ///
@@ -107,6 +107,16 @@ impl Rule for SgdConfig {
             self.maximize,
         );
         bytemuck::bytes_of(&u).to_vec()
+    }
+
+    fn shape(&self) -> u32 {
+        // The kernel keeps a momentum buffer where the table says so: momentum ≠ 0.
+        let momentum = if self.momentum != 0.0 {
+            SHAPE_MOMENTUM
+        } else {
+            0
+        };
+        momentum | if self.nesterov { SHAPE_NESTEROV } else { 0 }
     }
 
     fn host_update(
