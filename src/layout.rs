@@ -3,7 +3,8 @@
 //!
 //! Tensors are packed in order, each starting on a multiple of
 //! [`TENSOR_ALIGN_ELEMS`]; slab `s` holds elements `[s·C, (s+1)·C)` of that space, so a
-//! tensor larger than a slab simply continues in the next one. External tensors (in a
+//! tensor larger than a slab simply continues in the next one (starting on a multiple of
+//! [`CHUNK_ELEMS`] when it crosses a slab boundary and C is one too: `place`). External tensors (in a
 //! caller's buffers) come after, one slab per *pool*: tensors whose params and grads lie in
 //! the same caller buffers, packed the same way in the virtual space (the optimizer states
 //! follow it), while their params and grads stay where the caller put them (see
