@@ -100,12 +100,17 @@ pub(crate) fn packed_len(specs: &[TensorSpec], start: u64) -> Result<u64> {
             .checked_add(spec.checked_len()?)
             .map(|e| e.next_multiple_of(TENSOR_ALIGN_ELEMS))
             .filter(|&e| e <= MAX_SET_ELEMENTS);
-        end.ok_or_else(|| Error::TooLarge {
-            what: "elements of the set (padding included)".into(),
-            size: cursor.saturating_add(spec.numel()),
-            limit: MAX_SET_ELEMENTS,
-        })
+        end.ok_or_else(|| set_too_large(cursor.saturating_add(spec.numel())))
     })
+}
+
+/// [`Error::TooLarge`] for a set of `size` elements, padding included.
+fn set_too_large(size: u64) -> Error {
+    Error::TooLarge {
+        what: "elements of the set (padding included)".into(),
+        size,
+        limit: MAX_SET_ELEMENTS,
+    }
 }
 
 /// Where a tensor of `numel` elements goes when the next free element is `cursor`, in a
@@ -232,8 +237,9 @@ impl Layout {
         if internal.is_empty() && external.is_empty() {
             return Err(Error::EmptyParamSet);
         }
-        // Every size checked before anything is allocated; below, sums cannot overflow.
-        packed_len(external, packed_len(internal, 0)?)?;
+        // Every size checked before anything is placed (the externals once the internal
+        // tensors' padding is known, below); below, sums cannot overflow.
+        packed_len(internal, 0)?;
         let mut by_name = HashMap::new();
         let mut tensors: Vec<TensorInfo> = internal
             .iter()
@@ -265,11 +271,7 @@ impl Layout {
         // Chunk-aligned tensors add padding past packed_len's count.
         let internal_len = cursor;
         if internal_len > MAX_SET_ELEMENTS {
-            return Err(Error::TooLarge {
-                what: "elements of the set (padding included)".into(),
-                size: internal_len,
-                limit: MAX_SET_ELEMENTS,
-            });
+            return Err(set_too_large(internal_len));
         }
         packed_len(external, internal_len)?;
         let first_external = tensors.len();

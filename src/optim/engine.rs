@@ -61,9 +61,10 @@ pub(crate) trait Rule:
     }
     /// The rule's row of the update kernel's group table (its WGSL struct), as bytes.
     fn uniform(&self) -> Vec<u8>;
-    /// The option-dependent paths of the update kernel this group takes (`SHAPE_AMSGRAD`,
-    /// `SHAPE_LERP_HIGH` of `crate::shaders`); the step compiles in those of every group
-    /// (`PipelineKey::shaped`). 0: none (the rules whose kernels have neither).
+    /// The option-dependent paths of the update kernel this group takes (the `SHAPE_*`
+    /// bits of `crate::shaders` but `SHAPE_VALUE_CLIP`, which comes from the step's
+    /// options); the step compiles in those of every group (`PipelineKey::shaped`).
+    /// 0: none (the rules whose kernels have no such path).
     fn shape(&self) -> u32 {
         0
     }

@@ -163,6 +163,14 @@ fn devices(args: &DeviceArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How `ctx` folds the norm partials, as `verify` and `bench` say it.
+fn norm_fold(ctx: &Context) -> String {
+    ctx.subgroup_size()
+        .map_or("workgroup memory".to_string(), |s| {
+            format!("subgroups of {s}")
+        })
+}
+
 fn verify(args: &DeviceArgs) -> Result<ExitCode, String> {
     let ctx = args.context()?;
     println!(
@@ -170,10 +178,7 @@ fn verify(args: &DeviceArgs) -> Result<ExitCode, String> {
         ctx.describe(),
         ctx.fused_fma()
             .map_or("n/a", |f| if f { "yes" } else { "no" }),
-        ctx.subgroup_size()
-            .map_or("workgroup memory".to_string(), |s| {
-                format!("subgroups of {s}")
-            })
+        norm_fold(&ctx)
     );
     let checks = harness::verify(&ctx).map_err(|e| e.to_string())?;
     println!(
@@ -239,10 +244,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     eprintln!(
         "benchmarking on {} (norm fold: {})",
         ctx.describe(),
-        ctx.subgroup_size()
-            .map_or("workgroup memory".to_string(), |s| format!(
-                "subgroups of {s}"
-            ))
+        norm_fold(&ctx)
     );
     let mut progress = |what: &str| eprint!("\r\x1b[2K  measuring {what}");
     let report = bench::run(&ctx, &config, &mut progress).map_err(|e| e.to_string())?;
