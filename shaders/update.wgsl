@@ -16,13 +16,15 @@
 // path no group and no option of this step takes. VALUE_CLIP: the clamp by value.
 // AMSGRAD: Adam's max_exp_avg_sq. LERP_HIGH: torch_lerp's form for weights ≥ 0.5.
 // MOMENTUM: SGD's and RMSprop's momentum buffers. NESTEROV: SGD's Nesterov momentum.
-// CENTERED: RMSprop's gradient average.
+// CENTERED: RMSprop's gradient average. GROUP_GATHER: the slab holds a group other than 0,
+// or several (false: all of group 0, whose rows are read at the constant index 0).
 override VALUE_CLIP: bool = true;
 override AMSGRAD: bool = true;
 override LERP_HIGH: bool = true;
 override MOMENTUM: bool = true;
 override NESTEROV: bool = true;
 override CENTERED: bool = true;
+override GROUP_GATHER: bool = true;
 @group(0) @binding(7) var<uniform> slab: Slab;
 @group(0) @binding(8) var<storage, read> blocks: array<u32>;
 
@@ -36,6 +38,9 @@ fn enabled() -> bool {
 // serves every vec4: one scalar load instead of a gather per vec4.
 fn block_of(i: u32) -> u32 {
     let head = blocks[0];
+    if !GROUP_GATHER {
+        return head;
+    }
     if (head & BLOCK_SLAB_UNIFORM) != 0u {
         return head;
     }
@@ -44,6 +49,9 @@ fn block_of(i: u32) -> u32 {
 
 // The parameter group of a block-table entry.
 fn group_of(block: u32) -> u32 {
+    if !GROUP_GATHER {
+        return 0u;
+    }
     return block & BLOCK_GROUP_MASK;
 }
 

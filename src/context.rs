@@ -411,10 +411,11 @@ impl Pipelines {
     fn module(&self, kernel: Kernel) -> &(wgpu::ShaderModule, wgpu::PipelineLayout) {
         self.modules[kernel.index()].get_or_init(|| {
             let device = &self.device;
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.name()),
-                source: wgpu::ShaderSource::Wgsl(kernel.source_for(self.subgroup_size).into()),
-            });
+            let module = crate::gpu::shader_module(
+                device,
+                kernel.name(),
+                &kernel.source_for(self.subgroup_size),
+            );
             // Every kernel binds exactly what its source declares (a layout derived by
             // wgpu would drop declared bindings a variant leaves unused), and a kernel's
             // variants share the one layout, so one bind group serves them all.

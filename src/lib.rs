@@ -62,6 +62,7 @@ pub use checkpoint::{LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_
 pub use context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
 pub use dtype::{Dtype, Rounding};
 pub use error::{Error, Result};
+pub use gpu::SHADER_RUNTIME_CHECKS;
 pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
 pub use loss_scale::LossScaler;
 pub use optim::{

@@ -287,6 +287,70 @@ fn groups_on_many_tensors_and_slabs_match_the_reference() {
     );
 }
 
+/// Slabs that each hold one group: the kernels read a slab all of group 0 at the constant
+/// group index 0 and gather every other slab's group per vec4 (`SHAPE_GROUP_GATHER`), so
+/// a slab all of group 1, and group 0 listed second, must still get their own rows.
+#[test]
+fn slabs_of_one_group_each_read_their_own_group() {
+    let ctx = ctx();
+    // One tensor per 16 KiB slab (4096 elements), then a slab that holds both groups.
+    let sizes = [4096, 4096, 4096, 1000, 2000];
+    let (mut set, grads) = set_with_grads(&ctx, &sizes, Some(16 << 10), 7);
+    assert_eq!(set.num_slabs(), 4);
+    let n: usize = sizes.iter().sum();
+    let params = data(n, 8, 1.0);
+    set.upload_params(&params).unwrap();
+    // Group 0: t1 and t3; group 1: t0, t2 and t4.
+    let group_of = |t: usize| usize::from(t % 2 == 0);
+    let (lrs, wds) = ([1e-2, 7e-2], [0.0, 0.3]);
+    let members = |g: usize| -> Vec<String> {
+        (0..sizes.len())
+            .filter(|&t| group_of(t) == g)
+            .map(|t| format!("t{t}"))
+            .collect()
+    };
+    let config = |g: usize| AdamWConfig {
+        lr: lrs[g],
+        weight_decay: wds[g],
+        ..Default::default()
+    };
+    let groups = vec![
+        ParamGroup::new(members(0), config(0)),
+        ParamGroup::new(members(1), config(1)),
+    ];
+    let mut opt = AdamW::with_groups(&set, groups).unwrap();
+    opt.step(&mut set, &StepOptions::default()).unwrap();
+
+    let mut want = params.clone();
+    let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+    let mut at = 0;
+    for (t, &len) in sizes.iter().enumerate() {
+        let g = group_of(t);
+        let r = at..at + len;
+        reference::adam(
+            &mut want[r.clone()],
+            &grads[r.clone()],
+            &mut m[r.clone()],
+            &mut v[r],
+            None,
+            1,
+            lrs[g],
+            (0.9, 0.999),
+            1e-8,
+            wds[g],
+            true,
+            false,
+            true,
+        );
+        at += len;
+    }
+    assert_trajectory(
+        &set.download_params().unwrap(),
+        &want,
+        "AdamW params, slabs of one group",
+    );
+}
+
 /// One group's learning rate changes in stream; the others keep theirs; the GPU and the
 /// CPU backend agree; checkpoints carry every group's hyperparameters.
 #[test]

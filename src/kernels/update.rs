@@ -14,7 +14,7 @@ use crate::gpu::{elementwise_groups, whole};
 use crate::kernels::cache::BindCache;
 use crate::kernels::trust::{Trust, TrustSetup};
 use crate::layout::Layout;
-use crate::shaders::Kernel;
+use crate::shaders::{Kernel, SHAPE_GROUP_GATHER};
 use crate::slabs::SlabDevice;
 
 /// An update kernel bound to one parameter set and one optimizer's states.
@@ -26,6 +26,8 @@ pub(crate) struct UpdateKernel {
     table: wgpu::Buffer,
     /// Per slab, its block→group table (fixed: a tensor never changes group).
     blocks: Vec<wgpu::Buffer>,
+    /// Per slab, `SHAPE_GROUP_GATHER` unless every block of the slab is in group 0.
+    gather: Vec<u32>,
     /// Per state slot, its per-slab bindings, or a one-vec4 placeholder when unused
     /// (writable bindings must not alias, so each slot has its own).
     states: Vec<Result<Vec<Binding>, wgpu::Buffer>>,
@@ -78,6 +80,7 @@ impl UpdateKernel {
                 buffer
             })
             .collect();
+        let gather = b.blocks.iter().map(|t| slab_gather(t)).collect();
         let states = (0..b.state_slots)
             .map(|k| match b.states.get(k) {
                 Some(Some(Arena::Gpu(bindings))) => Ok(bindings.clone()),
@@ -95,6 +98,7 @@ impl UpdateKernel {
             trust,
             groups: BindCache::new(blocks.len()),
             blocks,
+            gather,
             states,
             step_state: b.step_state.clone(),
             group_bias: b.group_bias.clone(),
@@ -171,8 +175,10 @@ impl UpdateKernel {
     ) {
         if let Some((trust, cache)) = &self.trust {
             let kernel = trust.partials_kernel;
-            let plan =
-                |s: usize, _: &SlabDevice| (kernel.shaped(shape), layout.chunks[s].len() as u32);
+            let plan = |s: usize, _: &SlabDevice| {
+                let key = kernel.shaped(shape | self.gather[s]);
+                (key, layout.chunks[s].len() as u32)
+            };
             cache.encode(pass, gpu, slabs, plan, |s, slab| {
                 self.bind_group(gpu, kernel, s, slab)
             });
@@ -181,10 +187,21 @@ impl UpdateKernel {
         }
         let plan = |s: usize, slab: &SlabDevice| {
             let size = elementwise_groups(layout.slabs[s].len);
-            (self.kernel_for(slab).shaped(shape), size)
+            (self.kernel_for(slab).shaped(shape | self.gather[s]), size)
         };
         self.groups.encode(pass, gpu, slabs, plan, |s, slab| {
             self.bind_group(gpu, self.kernel_for(slab), s, slab)
         });
+    }
+}
+
+/// `SHAPE_GROUP_GATHER` for a slab with block table `table` (`optim::groups::block_tables`),
+/// unless every block of it is in group 0: its first entry says the table is uniform, and
+/// holds group 0.
+fn slab_gather(table: &[u32]) -> u32 {
+    use crate::abi::{BLOCK_GROUP_MASK, BLOCK_SLAB_UNIFORM};
+    match table.first() {
+        Some(&head) if head & BLOCK_SLAB_UNIFORM != 0 && head & BLOCK_GROUP_MASK == 0 => 0,
+        _ => SHAPE_GROUP_GATHER,
     }
 }
