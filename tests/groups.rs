@@ -301,7 +301,7 @@ fn slabs_of_one_group_each_read_their_own_group() {
     let params = data(n, 8, 1.0);
     set.upload_params(&params).unwrap();
     // Group 0: t1 and t3; group 1: t0, t2 and t4.
-    let group_of = |t: usize| usize::from(t % 2 == 0);
+    let group_of = |t: usize| usize::from(t.is_multiple_of(2));
     let (lrs, wds) = ([1e-2, 7e-2], [0.0, 0.3]);
     let members = |g: usize| -> Vec<String> {
         (0..sizes.len())
