@@ -7,19 +7,26 @@
 // Fixed chunk→invocation map, fixed per-invocation order, fixed fold: identical bits every run.
 //
 // @binding(0) grads    this slab's gradients (grads_f32.wgsl, or grads_half.wgsl for a 16-bit slab)
-// @binding(1) chunks   this slab's chunk table, large chunks first
+// @binding(1) chunks   this slab's chunk table, large chunks first (Chunk's fields as a vec4)
 // @binding(2) partials one Partial per chunk of the whole set (written)
 // @binding(3) op       NormOp (p)
 // NORM_KIND (pipeline constant) the norm kind: one pipeline per kind
 // ZERO_NANS (pipeline constant) NaN elements add 0 (Optax's zero_nans) but still set FLAG_NAN
 // @binding(4) slab     Slab (num_big, num_mid, num_chunks)
 
-@group(0) @binding(1) var<storage, read> chunks: array<Chunk>;
+@group(0) @binding(1) var<storage, read> chunks: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read_write> partials: array<Partial>;
 @group(0) @binding(3) var<uniform> op: NormOp;
 @group(0) @binding(4) var<uniform> slab: Slab;
 
 override ZERO_NANS: bool = false;
+
+// Chunk `row` of the table, read as one vec4: on lavapipe every storage load is a loop over
+// a SIMD batch's lanes, one for the whole row instead of one per field.
+fn chunk_at(row: u32) -> Chunk {
+    let c = chunks[row];
+    return Chunk(c.x, c.y, c.z, c.w);
+}
 
 // FLAG_NAN or FLAG_INF for the largest |g| bit pattern a lane read, else 0.
 fn flags_of(top: u32) -> u32 {
@@ -172,6 +179,7 @@ fn main(
     let row = first + lid / width;
     let has_row = row < class_end && (width != WORKGROUP_SIZE || lid == lane);
     var part = Partial(0.0, 0u);
+    var chunk = Chunk(0u, 0u, 0u, 0u);
     if has_row {
         // Each run of SMALL_LANES lanes (a SIMD batch on CPU drivers, a quarter of a warp)
         // reads its own contiguous segment of the chunk, striding by SMALL_LANES vec4s: every
@@ -179,7 +187,7 @@ fn main(
         // a batch runs its whole loop before the next batch starts, each batch streams 2 KiB
         // instead of re-reading the whole 64 KiB chunk at a stride. Lanes past the chunk's
         // end belong to padding or the next tensor: masked to 0.
-        let chunk = chunks[row];
+        chunk = chunk_at(row);
         let end = chunk.start + chunk.len;
         let batches = width / SMALL_LANES;
         let seg = (chunk.len + batches * 4u - 1u) / (batches * 4u) * 4u;
@@ -188,6 +196,6 @@ fn main(
     }
     let total = reduce_to_first(lid, part, width);
     if has_row && lane == 0u {
-        partials[chunks[row].partial] = total;
+        partials[chunk.partial] = total;
     }
 }
