@@ -175,8 +175,11 @@ fn main(
         first = slab.num_big + slab.num_mid + (w - slab.num_big - mid_groups) * (WORKGROUP_SIZE / SMALL_LANES);
         class_end = slab.num_chunks;
     }
-    let lane = lid % width;
-    let row = first + lid / width;
+    // width and the runs' count are powers of two: masks and shifts, not divisions (a
+    // division by a value not known at compile time is 8 scalar divides per SIMD batch on
+    // lavapipe).
+    let lane = lid & (width - 1u);
+    let row = first + (lid >> countTrailingZeros(width));
     let has_row = row < class_end && (width != WORKGROUP_SIZE || lid == lane);
     var part = Partial(0.0, 0u);
     var chunk = Chunk(0u, 0u, 0u, 0u);
@@ -190,7 +193,7 @@ fn main(
         chunk = chunk_at(row);
         let end = chunk.start + chunk.len;
         let batches = width / SMALL_LANES;
-        let seg = (chunk.len + batches * 4u - 1u) / (batches * 4u) * 4u;
+        let seg = ((chunk.len + batches * 4u - 1u) >> countTrailingZeros(batches * 4u)) * 4u;
         let seg_start = min(end, chunk.start + (lane / SMALL_LANES) * seg);
         part = reduce_lane(seg_start, min(end, seg_start + seg), lane % SMALL_LANES, SMALL_LANES);
     }

@@ -34,7 +34,7 @@ var<workgroup> pairs: array<vec2<u32>, WORKGROUP_SIZE>;
 fn reduce_to_first_shared(lid: u32, part: Partial, width: u32) -> Partial {
     pairs[lid] = vec2<u32>(bitcast<u32>(part.value), part.flags);
     workgroupBarrier();
-    let lane = lid % width;
+    let lane = (lid & (width - 1u));
     let fan = min(FAN_IN, width);
     if lane < width / fan {
         let at = lid - lane + lane * fan;
@@ -71,12 +71,12 @@ fn tree_reduce(lid: u32, part: Partial, width: u32) -> Partial {
     flags[lid] = part.flags;
     workgroupBarrier();
     for (var s = width / 2u; s > 0u; s >>= 1u) {
-        if lid % width < s {
+        if (lid & (width - 1u)) < s {
             sums[lid] = combine(sums[lid], sums[lid + s]);
             flags[lid] |= flags[lid + s];
         }
         workgroupBarrier();
     }
-    let first = lid - lid % width;
+    let first = lid - (lid & (width - 1u));
     return Partial(sums[first], flags[first]);
 }
