@@ -21,7 +21,8 @@ fn combine(x: f32, y: f32) -> f32 {
 var<workgroup> pairs: array<vec2<u32>, WORKGROUP_SIZE>;
 
 // Folds the values of each aligned run of `width` invocations (a power of two, the same
-// for the whole workgroup) into the run's first lane; the others get a value of no use.
+// for the whole workgroup: masks and shifts, never a division by it, which lavapipe would
+// run as 8 scalar divides per SIMD batch) into the run's first lane; the others get a value of no use.
 // Every invocation of the workgroup must call it: it has barriers. Two serial levels of
 // FAN_IN instead of a binary tree: two barriers instead of 1 + log2(width), in a fixed
 // order: lane order within each run of FAN_IN, then the runs in order. The first level is
@@ -34,9 +35,9 @@ var<workgroup> pairs: array<vec2<u32>, WORKGROUP_SIZE>;
 fn reduce_to_first_shared(lid: u32, part: Partial, width: u32) -> Partial {
     pairs[lid] = vec2<u32>(bitcast<u32>(part.value), part.flags);
     workgroupBarrier();
-    let lane = (lid & (width - 1u));
+    let lane = lid & (width - 1u);
     let fan = min(FAN_IN, width);
-    if lane < width / fan {
+    if lane < (width >> countTrailingZeros(fan)) {
         let at = lid - lane + lane * fan;
         let first = pairs[at];
         var v = bitcast<f32>(first.x);

@@ -37,7 +37,7 @@ fn reduce_to_first(lid: u32, part: Partial, width: u32) -> Partial {
         subgroup_totals[lid / SUBGROUP_SIZE] = vec2<u32>(bitcast<u32>(value), flags);
     }
     workgroupBarrier();
-    let lane = (lid & (width - 1u));
+    let lane = lid & (width - 1u);
     // The run's subgroup totals, and how many of them each lane of its first subgroup folds
     // (at most WORKGROUP_SIZE / SUBGROUP_SIZE² ≤ 4).
     let count = width / SUBGROUP_SIZE;
