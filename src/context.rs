@@ -411,7 +411,7 @@ impl Pipelines {
     fn module(&self, kernel: Kernel) -> &(wgpu::ShaderModule, wgpu::PipelineLayout) {
         self.modules[kernel.index()].get_or_init(|| {
             let device = &self.device;
-            let module = crate::gpu::shader_module(
+            let module = crate::shaders::shader_module(
                 device,
                 kernel.name(),
                 &kernel.source_for(self.subgroup_size),

@@ -299,28 +299,3 @@ impl Gpu {
         }
     }
 }
-
-/// The runtime checks wgpu compiles into clipstep's shaders: all of wgpu's defaults (bounds
-/// checks on every buffer access among them) but `force_loop_bounding`, the counter naga
-/// adds to every loop so that a loop the driver may assume finite is made finite. Every
-/// loop in clipstep's shaders has a bounded trip count, and the counter costs: on lavapipe
-/// it is a 64-bit decrement and a masked exit per iteration of every SIMD batch (the norm
-/// at 16M elements 10.0–10.2 → 9.8–9.9 ms; SGD, RMSprop, Adagrad and AdamW steps 3–10%).
-pub const SHADER_RUNTIME_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
-    force_loop_bounding: false,
-    ..wgpu::ShaderRuntimeChecks::checked()
-};
-
-/// A shader module from `wgsl` compiled with [`SHADER_RUNTIME_CHECKS`]: every kernel, the
-/// device probes, and the benchmark's copy roofline (so the roofline pays what the kernels
-/// pay). Only for clipstep's own sources, whose loops all terminate.
-pub(crate) fn shader_module(device: &wgpu::Device, label: &str, wgsl: &str) -> wgpu::ShaderModule {
-    let desc = wgpu::ShaderModuleDescriptor {
-        label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(wgsl.into()),
-    };
-    // SAFETY: the only check left out is loop bounding, which `create_shader_module_trusted`
-    // requires be safe to drop: no loop in the given source runs forever. Every caller
-    // passes clipstep's own WGSL, whose loops all have bounded trip counts.
-    unsafe { device.create_shader_module_trusted(desc, SHADER_RUNTIME_CHECKS) }
-}

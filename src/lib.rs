@@ -62,7 +62,6 @@ pub use checkpoint::{LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_
 pub use context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
 pub use dtype::{Dtype, Rounding};
 pub use error::{Error, Result};
-pub use gpu::SHADER_RUNTIME_CHECKS;
 pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
 pub use loss_scale::LossScaler;
 pub use optim::{
@@ -74,4 +73,5 @@ pub use options::{Clip, Nonfinite, Norm};
 pub use param_set::ParamSet;
 pub use reference::Units;
 pub use report::{Report, StepState};
+pub use shaders::SHADER_RUNTIME_CHECKS;
 pub use shard::{combine, ShardPartial, PARTIAL_WORDS};
