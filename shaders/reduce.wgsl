@@ -22,7 +22,8 @@ var<workgroup> pairs: array<vec2<u32>, WORKGROUP_SIZE>;
 
 // Folds the values of each aligned run of `width` invocations (a power of two, the same
 // for the whole workgroup: masks and shifts, never a division by it, which lavapipe would
-// run as 8 scalar divides per SIMD batch) into the run's first lane; the others get a value of no use.
+// run as 8 scalar divides per SIMD batch) into the run's first lane; the others get a
+// value of no use.
 // Every invocation of the workgroup must call it: it has barriers. Two serial levels of
 // FAN_IN instead of a binary tree: two barriers instead of 1 + log2(width), in a fixed
 // order: lane order within each run of FAN_IN, then the runs in order. The first level is
