@@ -538,8 +538,8 @@ pub(crate) const SHAPE_CENTERED: u32 = 32;
 /// than group 0, or more than one group, so each vec4 reads its group from the slab's block
 /// table (`override GROUP_GATHER`). Without it (a slab all of group 0: every slab of a
 /// one-group optimizer) the kernel indexes the group table by the constant 0, one scalar
-/// load per hyperparameter instead of a gather per vec4 (lavapipe, AdamW at 16M: 75–81 ms
-/// with the gather, 67–71 without).
+/// load per hyperparameter instead of a gather per vec4 (lavapipe, AdamW at 16M: 78–81 ms
+/// with the gather, 67–70 without).
 pub(crate) const SHAPE_GROUP_GATHER: u32 = 64;
 /// Every shape bit: the variant that runs every path (always correct).
 pub(crate) const SHAPE_ALL: u32 = SHAPE_VALUE_CLIP
