@@ -398,10 +398,13 @@ impl Pipelines {
                 .collect(),
         };
         for &kernel in Kernel::ALL.iter().filter(|k| k.eager()) {
-            for key in PipelineKey::variants(kernel) {
-                if key.shape == 0 || !kernel.shape_specialized() {
-                    pipelines.get(key);
-                }
+            // An update kernel's plain shape only; the others on first use.
+            let eager = match kernel.shape_specialized() {
+                true => vec![kernel.shaped(0)],
+                false => PipelineKey::variants(kernel),
+            };
+            for key in eager {
+                pipelines.get(key);
             }
         }
         pipelines

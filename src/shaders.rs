@@ -527,6 +527,15 @@ pub(crate) const SHAPE_AMSGRAD: u32 = 2;
 /// A step-shape bit: some group's `torch.lerp` weight is ≥ 0.5 (or NaN), the form
 /// `end − (end − start)·(1 − w)` (`override LERP_HIGH`).
 pub(crate) const SHAPE_LERP_HIGH: u32 = 4;
+/// [`SHAPE_LERP_HIGH`] where `torch_lerp` (`shaders/update.wgsl`) with `weight`, the f32 of
+/// the group table, takes its second form: `weight < 0.5` is false (NaN included).
+pub(crate) fn lerp_shape(weight: f32) -> u32 {
+    if weight < 0.5 {
+        0
+    } else {
+        SHAPE_LERP_HIGH
+    }
+}
 /// A step-shape bit: some group keeps a momentum buffer (SGD with momentum ≠ 0, RMSprop
 /// with momentum > 0: `override MOMENTUM`).
 pub(crate) const SHAPE_MOMENTUM: u32 = 8;

@@ -7,7 +7,7 @@ use super::{check, check_non_negative, optimizer};
 use crate::error::Result;
 use crate::kernels::adam::{AdamUniform, STATE_SLOTS};
 use crate::reference;
-use crate::shaders::{Kernel, SHAPE_AMSGRAD, SHAPE_LERP_HIGH};
+use crate::shaders::{lerp_shape, Kernel, SHAPE_AMSGRAD};
 
 /// Declares an Adam-family config struct (the fields PyTorch's Adam and AdamW share, with
 /// their own `weight_decay` default) and its [`Rule`]: one definition for both.
@@ -77,8 +77,7 @@ macro_rules! adam_config {
             }
             fn shape(&self) -> u32 {
                 // The weight the kernel's lerp compares, as the group table holds it.
-                let w = (1.0 - self.betas.0) as f32;
-                let lerp = if w < 0.5 { 0 } else { SHAPE_LERP_HIGH };
+                let lerp = lerp_shape((1.0 - self.betas.0) as f32);
                 lerp | if self.amsgrad { SHAPE_AMSGRAD } else { 0 }
             }
             fn host_update(

@@ -7,7 +7,7 @@ use super::{check_non_negative, optimizer};
 use crate::error::Result;
 use crate::kernels::rmsprop::{RmsPropUniform, STATE_SLOTS};
 use crate::reference;
-use crate::shaders::{Kernel, SHAPE_CENTERED, SHAPE_LERP_HIGH, SHAPE_MOMENTUM};
+use crate::shaders::{lerp_shape, Kernel, SHAPE_CENTERED, SHAPE_MOMENTUM};
 
 /// Config of [`RmsProp`] (`torch.optim.RMSprop`, Hinton's lecture 6e); `Default` is PyTorch's.
 ///
@@ -93,21 +93,18 @@ impl Rule for RmsPropConfig {
 
     fn shape(&self) -> u32 {
         // The centered kernel lerps the gradient average by 1 − α, as the table holds it.
-        let w = (1.0 - self.alpha) as f32;
-        // A NaN weight takes the second form in the kernel too (`w < 0.5` is false).
-        let lerp = if !self.centered || w < 0.5 {
-            0
+        let centered = if self.centered {
+            SHAPE_CENTERED | lerp_shape((1.0 - self.alpha) as f32)
         } else {
-            SHAPE_LERP_HIGH
+            0
         };
-        let centered = if self.centered { SHAPE_CENTERED } else { 0 };
         // The kernel's momentum branch is taken where momentum > 0 (as f32, as the table).
         let momentum = if self.momentum as f32 > 0.0 {
             SHAPE_MOMENTUM
         } else {
             0
         };
-        lerp | centered | momentum
+        centered | momentum
     }
 
     fn host_update(
