@@ -54,7 +54,9 @@ impl Gpu {
         let src = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("clipstep options"),
             size: total,
-            usage: wgpu::BufferUsages::COPY_SRC,
+            // MAP_WRITE maps this buffer itself; without it wgpu maps a hidden staging
+            // buffer and records one more copy into this one when it is unmapped.
+            usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: true,
         });
         {
