@@ -2,7 +2,8 @@
 """Two or more `clipstep bench --json` runs side by side, as the markdown tables of
 BENCHMARKS.md: per operation and size, each run's median time and its fraction of copy
 (the median of per-run ratios to the copy timed just before, with their range), and the
-fraction of the shader copy; then the bar's ratios per run.
+fraction of the shader copy; then the bar's ratios per run (two operations timed
+alternately: median and range over the pairs).
 
     python3 scripts/bench_table.py run1.json run2.json
 """
@@ -39,16 +40,26 @@ def main():
             cells += f" {x['median_ms']:.3f} | {frac} | {x['fraction_of_shader_copy']:.2f} |"
         print(f"| {m['op']} | {size(m['elements'])} | {m['tensors']} |{cells}")
     print()
-    # The bar's ratios from the interleaved fractions (each time in units of the shader copy
-    # run just before it), so the machine's drift between two operations cancels.
-    print("| elements | " + " | ".join(
-        f"run {k + 1}: AdamW / copy · unfused / fused · many / 1 · 3 groups / 1 · pooled / own · split / own"
-        for k in range(len(runs))) + " |")
+    # The bar's ratios. Runs that time each pair of operations alternately carry them in
+    # "ratios" (median and range over the pairs); older runs have only rows, and their
+    # ratios come from the interleaved fractions (each time in units of the shader copy
+    # run just before it).
+    names = ("AdamW / copy", "unfused / fused", "many / 1", "3 groups / 1", "pooled / own", "split / own")
+    print("| elements | " + " | ".join(f"run {k + 1}: " + " · ".join(names) for k in range(len(runs))) + " |")
     print("|---:|" + "---|" * len(runs))
     sizes = sorted({m["elements"] for m in runs[0]["measurements"] if m["op"] == "AdamW + clip (fused)"})
+    paired_keys = ("fused_speedup_over_unfused", "many_over_one_tensor_time", "three_groups_over_one_group_time",
+                   "pooled_over_own_slabs_time", "pooled_split_over_own_slabs_time")
     for n in sizes:
         cells = []
-        for r in rows:
+        for run, r in zip(runs, rows):
+            fraction = next((x["fraction_of_copy"] for (o, e), x in r.items() if o == "AdamW + clip (fused)" and e == n), float("nan"))
+            ratio = next((x for x in run["ratios"] if x["elements"] == n), None)
+            if ratio is not None and isinstance(ratio.get("many_over_one_tensor_time"), dict):
+                values = [f"{fraction:.2f}"] + [
+                    f"{ratio[k]['median']:.2f} ({ratio[k]['min']:.2f}–{ratio[k]['max']:.2f})" for k in paired_keys]
+                cells.append(" · ".join(values))
+                continue
             def t(op, elements=n):
                 x = next((m for (o, e), m in r.items() if o == op and abs(e - elements) <= 1000), None)
                 return float("nan") if x is None else x["bytes"] / x["elements"] / (8 * x["fraction_of_shader_copy"])
@@ -61,7 +72,7 @@ def main():
             split = [o for (o, e) in r if "pooled buffers (params, 3 for grads)" in o]
             o_ = t(own[0]) if own else float("nan")
             cells.append(" · ".join(f"{v:.2f}" for v in (
-                next((x["fraction_of_copy"] for (o, e), x in r.items() if o == "AdamW + clip (fused)" and e == n), float("nan")),
+                fraction,
                 t("AdamW + clip (unfused: norm, scale, update)") / fused,
                 m / fused, g / m,
                 (t(pooled[0]) / o_) if pooled else float("nan"),

@@ -5,7 +5,9 @@
 //! device) and the API's buffer copy (the driver's own: `vkCmdCopyBuffer`, a memcpy on
 //! lavapipe); the roofline is the faster. Both are timed just before every run of every
 //! operation, and each run's bandwidth is divided by theirs, so a noisy machine's drifts
-//! cancel; the median of those ratios is reported with their range.
+//! cancel; the median of those ratios is reported with their range. The bar's ratios
+//! between two operations (2,000 tensors over one, unfused over fused, ...) time the two
+//! alternately instead, pair after pair.
 
 use std::time::Instant;
 
@@ -89,9 +91,10 @@ pub struct EncodeCost {
     pub min_us: f64,
 }
 
-/// The ratios the performance bar is stated in, per size. Time ratios divide each
-/// operation's time in units of the shader copy timed just before it, so a machine that speeds up
-/// or slows down between the two operations (a GPU's clocks, a noisy VM) changes neither.
+/// The ratios the performance bar is stated in, per size. The fused step's fractions of
+/// copy are medians over runs each divided by the copies timed just before it; every time
+/// ratio between two operations is [`Paired`]: the two timed alternately, so a machine that
+/// speeds up or slows down (a GPU's clocks, a noisy VM) changes neither.
 #[derive(Clone, Debug, Serialize)]
 pub struct Ratios {
     /// Elements.
@@ -101,20 +104,41 @@ pub struct Ratios {
     /// The same over the shader copy's bandwidth.
     pub fused_adamw_fraction_of_shader_copy: f64,
     /// Unfused (norm, scale, update passes) time over fused time.
-    pub fused_speedup_over_unfused: f64,
+    pub fused_speedup_over_unfused: Paired,
     /// Time of the fused clipped AdamW step with bf16 gradients and parameters and f32
     /// master weights over the f32 step's (same elements: the time per element ratio).
-    pub bf16_adamw_over_f32_time: f64,
+    pub bf16_adamw_over_f32_time: Paired,
     /// Time of the fused AdamW step over 2,000 tensors over one tensor of the same total.
-    pub many_over_one_tensor_time: f64,
+    pub many_over_one_tensor_time: Paired,
     /// Time of the same 2,000-tensor step in 3 parameter groups (own lr and weight decay,
     /// one group out of the norm) over one group.
-    pub three_groups_over_one_group_time: f64,
+    pub three_groups_over_one_group_time: Paired,
     /// Time of a fused AdamW step over 1,000 external tensors in 3 pooled caller buffers
     /// (each holding its tensors' params and grads) over the same tensors in own slabs.
-    pub pooled_over_own_slabs_time: f64,
+    pub pooled_over_own_slabs_time: Paired,
     /// The same with params in 3 pooled buffers and grads in 3 others.
-    pub pooled_split_over_own_slabs_time: f64,
+    pub pooled_split_over_own_slabs_time: Paired,
+}
+
+/// A time ratio `t_b / t_a` between two operations timed alternately, one pair of runs
+/// after another: the median over the pairs and the smallest and largest pair's ratio.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Paired {
+    /// Median over the pairs.
+    pub median: f64,
+    /// Smallest pair's ratio.
+    pub min: f64,
+    /// Largest pair's ratio.
+    pub max: f64,
+}
+
+impl Paired {
+    /// Not measured (`--only` left an operation out): unknown, not made up.
+    pub const UNKNOWN: Paired = Paired {
+        median: f64::NAN,
+        min: f64::NAN,
+        max: f64::NAN,
+    };
 }
 
 /// Everything `clipstep bench` measured.
@@ -635,8 +659,13 @@ impl Bench<'_> {
     /// per element: the 16-bit gradient read by the norm and the update, 2 + 2; f32 master
     /// read and written, 8; f32 moments read and written, 16, or bf16, 8; the 16-bit copy
     /// written, 2; in place, the 16-bit parameters read and written, 4, and no master).
-    /// Returns the bf16 + f32 master row's time in copy units.
-    fn mixed_precision(&mut self, ctx: &Context, n: u64, fused: StepOptions) -> Result<f64> {
+    /// Returns the first row's set (bf16 with f32 master weights), optimizer and label.
+    fn mixed_precision(
+        &mut self,
+        ctx: &Context,
+        n: u64,
+        fused: StepOptions,
+    ) -> Result<(ParamSet, AdamW, String)> {
         let adamw = |set: &ParamSet, states: Dtype| {
             let names = set.tensors().iter().map(|t| t.name.clone());
             let groups = vec![ParamGroup::new(names, AdamWConfig::default())];
@@ -672,7 +701,7 @@ impl Bench<'_> {
                 "f16 grads + params, f32 master",
             ),
         ];
-        let mut first = f64::NAN;
+        let mut first = None;
         for (dtype, master, states, bytes, what) in rows {
             let options = ArenaOptions {
                 dtype,
@@ -681,18 +710,13 @@ impl Bench<'_> {
             };
             let mut set = typed_set_of(ctx, n, 1, options)?;
             let mut opt = adamw(&set, states)?;
-            let t = self.step(
-                &format!("AdamW + clip (fused), {what}"),
-                &mut set,
-                &mut opt,
-                bytes,
-                fused,
-            )?;
-            if first.is_nan() {
-                first = t;
+            let label = format!("AdamW + clip (fused), {what}");
+            self.step(&label, &mut set, &mut opt, bytes, fused)?;
+            if first.is_none() {
+                first = Some((set, opt, label));
             }
         }
-        Ok(first)
+        Ok(first.expect("mixed_precision measures at least one row"))
     }
 
     /// Every measurement at `n` elements; the bar's ratios at that size.
@@ -764,69 +788,147 @@ impl Bench<'_> {
             44,
             fused,
         )?;
-        let mut opt = AdamW::new(&set, AdamWConfig::default())?;
-        let t_fused = self.step("AdamW + clip (fused)", &mut set, &mut opt, 32, fused)?;
+        let mut adamw = AdamW::new(&set, AdamWConfig::default())?;
+        let fused_label = "AdamW + clip (fused)";
+        let t_fused = self.step(fused_label, &mut set, &mut adamw, 32, fused)?;
         let (fraction, shader_fraction) = match (t_fused.is_nan(), self.out.last()) {
             (false, Some(m)) => (m.fraction_of_copy, m.fraction_of_shader_copy),
             _ => (f64::NAN, f64::NAN),
         };
-        let t_bf16 = self.mixed_precision(ctx, n, fused)?;
+        // Each bar ratio below times its two operations alternately (see `paired`); the
+        // second operation's row is measured from the same recording first.
+        let (mut bf16, mut bf16_opt, bf16_label) = self.mixed_precision(ctx, n, fused)?;
+        let bf16_over_f32 = self.paired([fused_label, &bf16_label], &mut |enc, k| {
+            match k {
+                0 => adamw.encode_step(enc, &mut set, &fused),
+                _ => bf16_opt.encode_step(enc, &mut bf16, &fused),
+            }
+            .map(|_| ())
+        })?;
+        drop(bf16_opt);
+        drop(bf16);
         let zero_nans = StepOptions {
             nonfinite: Nonfinite::ZeroNans,
             ..fused
         };
         let label = "AdamW + clip (fused), NaNs as 0";
-        self.step(label, &mut set, &mut opt, 32, zero_nans)?;
+        self.step(label, &mut set, &mut adamw, 32, zero_nans)?;
         // Unfused: norm pass, scale pass, then an AdamW pass that reads the clipped gradient.
-        let mut opt = AdamW::new(&set, AdamWConfig::default())?;
+        let mut unfused = AdamW::new(&set, AdamWConfig::default())?;
         let plain = StepOptions {
             nonfinite: Nonfinite::Propagate,
             ..Default::default()
         };
         let label = "AdamW + clip (unfused: norm, scale, update)";
-        let t_unfused = self.measure(label, shape, 40, &mut |enc| {
-            set.encode_clip_grad_norm(enc, 1.0, Norm::L2, Nonfinite::Propagate)?;
-            opt.encode_step(enc, &mut set, &plain).map(|_| ())
-        })?;
-        drop(opt);
+        let mut both = |enc: &mut wgpu::CommandEncoder, k: usize| match k {
+            0 => adamw.encode_step(enc, &mut set, &fused).map(|_| ()),
+            _ => {
+                set.encode_clip_grad_norm(enc, 1.0, Norm::L2, Nonfinite::Propagate)?;
+                unfused.encode_step(enc, &mut set, &plain).map(|_| ())
+            }
+        };
+        self.measure(label, shape, 40, &mut |enc| both(enc, 1))?;
+        let unfused_over_fused = self.paired([fused_label, label], &mut both)?;
+        drop(unfused);
+        let tensors = self.config.many_tensors;
+        let mut many = set_of(ctx, n, tensors)?;
+        let mut one_group = AdamW::new(&many, AdamWConfig::default())?;
+        let many_label = format!("AdamW + clip (fused), {tensors} tensors");
+        let mut both = |enc: &mut wgpu::CommandEncoder, k: usize| {
+            match k {
+                0 => adamw.encode_step(enc, &mut set, &fused),
+                _ => one_group.encode_step(enc, &mut many, &fused),
+            }
+            .map(|_| ())
+        };
+        self.measure(&many_label, (n, tensors), 32, &mut |enc| both(enc, 1))?;
+        let many_over_one = self.paired([fused_label, &many_label], &mut both)?;
+        drop(adamw);
         drop(set);
-        let mut many = set_of(ctx, n, self.config.many_tensors)?;
-        let label = format!("AdamW + clip (fused), {} tensors", self.config.many_tensors);
-        let mut opt = AdamW::new(&many, AdamWConfig::default())?;
-        let t_many = self.step(&label, &mut many, &mut opt, 32, fused)?;
-        drop(opt);
-        let label = format!(
-            "AdamW + clip (fused), {} tensors, 3 groups",
-            self.config.many_tensors
-        );
-        let mut opt = AdamW::with_groups(&many, three_groups(&many))?;
-        let t_groups = self.step(&label, &mut many, &mut opt, 32, fused)?;
-        drop(opt);
+        let label = format!("AdamW + clip (fused), {tensors} tensors, 3 groups");
+        let mut three = AdamW::with_groups(&many, three_groups(&many))?;
+        let mut both = |enc: &mut wgpu::CommandEncoder, k: usize| {
+            match k {
+                0 => one_group.encode_step(enc, &mut many, &fused),
+                _ => three.encode_step(enc, &mut many, &fused),
+            }
+            .map(|_| ())
+        };
+        self.measure(&label, (n, tensors), 32, &mut |enc| both(enc, 1))?;
+        let three_over_one_group = self.paired([&many_label, &label], &mut both)?;
+        drop(three);
+        drop(one_group);
         drop(many);
         let k = self.config.pooled_tensors;
         let mut own = set_of(ctx, n - n % k as u64, k)?;
-        let mut opt = AdamW::new(&own, AdamWConfig::default())?;
-        let label = format!("AdamW + clip (fused), {k} tensors in own slabs");
-        let t_own = self.step(&label, &mut own, &mut opt, 32, fused)?;
-        drop(opt);
-        drop(own);
-        let mut times = Vec::new();
+        let mut own_opt = AdamW::new(&own, AdamWConfig::default())?;
+        let own_label = format!("AdamW + clip (fused), {k} tensors in own slabs");
+        self.step(&own_label, &mut own, &mut own_opt, 32, fused)?;
+        let mut pooled_over_own = Vec::new();
         for (shared, what) in [(true, "params + grads"), (false, "params, 3 for grads")] {
             let mut pooled = pooled_set_of(ctx, n, k, 3, shared)?;
             let mut opt = AdamW::new(&pooled, AdamWConfig::default())?;
             let label = format!("AdamW + clip (fused), {k} tensors in 3 pooled buffers ({what})");
-            times.push(self.step(&label, &mut pooled, &mut opt, 32, fused)?);
+            let shape = (pooled.numel(), pooled.tensors().len());
+            let mut both = |enc: &mut wgpu::CommandEncoder, i: usize| {
+                match i {
+                    0 => own_opt.encode_step(enc, &mut own, &fused),
+                    _ => opt.encode_step(enc, &mut pooled, &fused),
+                }
+                .map(|_| ())
+            };
+            self.measure(&label, shape, 32, &mut |enc| both(enc, 1))?;
+            pooled_over_own.push(self.paired([&own_label, &label], &mut both)?);
         }
         Ok(Ratios {
             elements: n,
             fused_adamw_fraction_of_copy: fraction,
             fused_adamw_fraction_of_shader_copy: shader_fraction,
-            fused_speedup_over_unfused: t_unfused / t_fused,
-            bf16_adamw_over_f32_time: t_bf16 / t_fused,
-            many_over_one_tensor_time: t_many / t_fused,
-            three_groups_over_one_group_time: t_groups / t_many,
-            pooled_over_own_slabs_time: times[0] / t_own,
-            pooled_split_over_own_slabs_time: times[1] / t_own,
+            fused_speedup_over_unfused: unfused_over_fused,
+            bf16_adamw_over_f32_time: bf16_over_f32,
+            many_over_one_tensor_time: many_over_one,
+            three_groups_over_one_group_time: three_over_one_group,
+            pooled_over_own_slabs_time: pooled_over_own[0],
+            pooled_split_over_own_slabs_time: pooled_over_own[1],
+        })
+    }
+
+    /// Times `record(encoder, 0)` and `record(encoder, 1)` alternately (after the warm-ups,
+    /// `repeats` pairs, each pair in the other order from the last) and returns the
+    /// second's time over the first's: the median over the pairs, and their range. Two
+    /// operations timed side by side see the same machine, so a drift between them (a
+    /// GPU's clocks, a busy VM) cancels, which it does not between two rows timed minutes
+    /// apart. Unknown (NaN) when `--only` leaves either operation out.
+    fn paired(
+        &mut self,
+        ops: [&str; 2],
+        record: &mut dyn FnMut(&mut wgpu::CommandEncoder, usize) -> Result<()>,
+    ) -> Result<Paired> {
+        if let Some(only) = &self.config.only {
+            if ops.iter().any(|op| !op.contains(only.as_str())) {
+                return Ok(Paired::UNKNOWN);
+            }
+        }
+        (self.progress)(&format!("{} over {}, alternately", ops[1], ops[0]));
+        for _ in 0..self.config.warmup {
+            for k in 0..2 {
+                self.timer.time(&mut |enc| record(enc, k))?;
+            }
+        }
+        let mut ratios = Vec::new();
+        for i in 0..self.config.repeats.max(1) {
+            let mut t = [0.0; 2];
+            let first = (i % 2) as usize;
+            for k in [first, 1 - first] {
+                t[k] = self.timer.time(&mut |enc| record(enc, k))?;
+            }
+            ratios.push(t[1] / t[0]);
+        }
+        ratios.sort_by(f64::total_cmp);
+        Ok(Paired {
+            median: ratios[ratios.len() / 2],
+            min: ratios[0],
+            max: ratios[ratios.len() - 1],
         })
     }
 }

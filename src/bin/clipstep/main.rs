@@ -284,8 +284,10 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         );
     }
     println!();
+    // Time ratios between two operations timed alternately: median (range over pairs).
+    let paired = |p: &bench::Paired| format!("{:.2} ({:.2}-{:.2})", p.median, p.min, p.max);
     println!(
-        "{:>10} {:>19} {:>21} {:>21} {:>15} {:>16} {:>15} {:>15} {:>15}",
+        "{:>10} {:>19} {:>19} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
         "elements",
         "fused AdamW / copy",
         "... / shader copy",
@@ -298,16 +300,16 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     );
     for r in &report.ratios {
         println!(
-            "{:>10} {:>19.2} {:>21.2} {:>21.2} {:>15.2} {:>16.2} {:>15.2} {:>15.2} {:>15.2}",
+            "{:>10} {:>19.2} {:>19.2} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
             r.elements,
             r.fused_adamw_fraction_of_copy,
             r.fused_adamw_fraction_of_shader_copy,
-            r.fused_speedup_over_unfused,
-            r.many_over_one_tensor_time,
-            r.three_groups_over_one_group_time,
-            r.pooled_over_own_slabs_time,
-            r.pooled_split_over_own_slabs_time,
-            r.bf16_adamw_over_f32_time
+            paired(&r.fused_speedup_over_unfused),
+            paired(&r.many_over_one_tensor_time),
+            paired(&r.three_groups_over_one_group_time),
+            paired(&r.pooled_over_own_slabs_time),
+            paired(&r.pooled_split_over_own_slabs_time),
+            paired(&r.bf16_adamw_over_f32_time)
         );
     }
     for note in &report.skipped {
