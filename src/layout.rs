@@ -535,7 +535,7 @@ mod tests {
                 2 * per + 1,
             ]
         };
-        let (per_mid, per_small) = (8, 32);
+        let (per_mid, per_small) = (4, 32);
         assert_eq!(WORKGROUP_SIZE / CHUNK_CLASSES[1].1, per_mid);
         assert_eq!(WORKGROUP_SIZE / CHUNK_CLASSES[0].1, per_small);
         for big in [0, 1, 2, 5] {
@@ -557,7 +557,7 @@ mod tests {
                             } else {
                                 2
                             };
-                            let want = [WORKGROUP_SIZE, 32, 8][class];
+                            let want = [WORKGROUP_SIZE, 64, 8][class];
                             assert_eq!(lanes, want, "{counts:?}: chunk {row} of class {class}");
                             writers[row as usize] += 1;
                         }
@@ -566,6 +566,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_whole_chunks_take_a_workgroup_each() {
+        let class = |len: u32| {
+            Chunk {
+                len,
+                ..Chunk::default()
+            }
+            .class()
+        };
+        assert_eq!(class(CHUNK_ELEMS), 0);
+        assert_eq!(class(CHUNK_ELEMS - 1), 1);
+        assert_eq!(class(8193), 1);
+        assert_eq!(class(2049), 1);
+        assert_eq!(class(2048), 2);
+        assert_eq!(class(1), 2);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use clipstep::consts::tolerance::{TRAJECTORY_FLOOR, TRAJECTORY_REL};
+use clipstep::consts::tolerance::{CLIPPED_REL, TRAJECTORY_FLOOR, TRAJECTORY_REL};
 use clipstep::*;
 use common::*;
 
@@ -371,7 +371,10 @@ fn sharded_clip_matches_one_process_clip() {
         for &n in &r.names {
             let got = r.set.download_grad(n).unwrap();
             let want = whole.set.download_grad(n).unwrap();
-            assert_close_elementwise(&got, &want, 2, 0.0, n);
+            // The two totals are sums in different orders (the device's fold against the
+            // shards' combined partials), each within NORM_REL of the norm: the clipped
+            // gradients agree to the contract's CLIPPED_REL, not to a fixed ulp count.
+            assert_close(&got, &want, CLIPPED_REL, 0.0, n);
         }
     }
 }
