@@ -798,13 +798,10 @@ impl Bench<'_> {
         // Each bar ratio below times its two operations alternately (see `paired`); the
         // second operation's row is measured from the same recording first.
         let (mut bf16, mut bf16_opt, bf16_label) = self.mixed_precision(ctx, n, fused)?;
-        let bf16_over_f32 = self.paired([fused_label, &bf16_label], &mut |enc, k| {
-            match k {
-                0 => adamw.encode_step(enc, &mut set, &fused),
-                _ => bf16_opt.encode_step(enc, &mut bf16, &fused),
-            }
-            .map(|_| ())
-        })?;
+        let bf16_over_f32 = self.paired(
+            [fused_label, &bf16_label],
+            &mut either_step([(&mut adamw, &mut set), (&mut bf16_opt, &mut bf16)], fused),
+        )?;
         drop(bf16_opt);
         drop(bf16);
         let zero_nans = StepOptions {
@@ -834,15 +831,10 @@ impl Bench<'_> {
         let mut many = set_of(ctx, n, tensors)?;
         let mut one_group = AdamW::new(&many, AdamWConfig::default())?;
         let many_label = format!("AdamW + clip (fused), {tensors} tensors");
-        let mut both = |enc: &mut wgpu::CommandEncoder, k: usize| {
-            match k {
-                0 => adamw.encode_step(enc, &mut set, &fused),
-                _ => one_group.encode_step(enc, &mut many, &fused),
-            }
-            .map(|_| ())
-        };
+        let mut both = either_step([(&mut adamw, &mut set), (&mut one_group, &mut many)], fused);
         self.measure(&many_label, (n, tensors), 32, &mut |enc| both(enc, 1))?;
         let many_over_one = self.paired([fused_label, &many_label], &mut both)?;
+        drop(both);
         drop(adamw);
         drop(set);
         let label = format!("AdamW + clip (fused), {tensors} tensors, 3 groups");
@@ -870,15 +862,10 @@ impl Bench<'_> {
             let mut opt = AdamW::new(&pooled, AdamWConfig::default())?;
             let label = format!("AdamW + clip (fused), {k} tensors in 3 pooled buffers ({what})");
             let shape = (pooled.numel(), pooled.tensors().len());
-            let mut both = |enc: &mut wgpu::CommandEncoder, i: usize| {
-                match i {
-                    0 => own_opt.encode_step(enc, &mut own, &fused),
-                    _ => opt.encode_step(enc, &mut pooled, &fused),
-                }
-                .map(|_| ())
-            };
+            let mut both = either_step([(&mut own_opt, &mut own), (&mut opt, &mut pooled)], fused);
             self.measure(&label, shape, 32, &mut |enc| both(enc, 1))?;
             pooled_over_own.push(self.paired([&own_label, &label], &mut both)?);
+            drop(both);
         }
         Ok(Ratios {
             elements: n,
@@ -930,6 +917,18 @@ impl Bench<'_> {
             min: ratios[0],
             max: ratios[ratios.len() - 1],
         })
+    }
+}
+
+/// Records, for `k` = 0 or 1, one step of the `k`-th (optimizer, set) pair: two
+/// operations for [`Bench::paired`].
+fn either_step<'a>(
+    mut pairs: [(&'a mut dyn Optimizer, &'a mut ParamSet); 2],
+    options: StepOptions,
+) -> impl FnMut(&mut wgpu::CommandEncoder, usize) -> Result<()> + 'a {
+    move |encoder, k| {
+        let (opt, set) = &mut pairs[k.min(1)];
+        opt.encode_step(encoder, set, &options).map(|_| ())
     }
 }
 
