@@ -31,7 +31,8 @@ pub struct BenchConfig {
     pub pooled_tensors: usize,
     /// Untimed runs before measuring.
     pub warmup: u32,
-    /// Timed runs; the median is reported.
+    /// Timed runs at least (more for a short operation, see [`MIN_TIMED_SECONDS`]); the
+    /// median is reported.
     pub repeats: u32,
     /// Measure only the operations whose name contains this (the copy roofline always runs).
     pub only: Option<String>,
@@ -49,6 +50,15 @@ impl Default for BenchConfig {
         }
     }
 }
+
+/// A row's (or a pair's) timed runs go on past `repeats` until the operation's own runs add
+/// up to this much time, up to [`MAX_REPEAT_FACTOR`] × `repeats` runs: a 1 ms operation's
+/// median stands on ~28 runs instead of 7, so one noisy stretch of the machine moves it
+/// less (on lavapipe the 1M rows' ratios moved by 0.1 between two runs at 7).
+pub const MIN_TIMED_SECONDS: f64 = 0.25;
+
+/// The most timed runs of a row or pair, in units of `repeats`.
+pub const MAX_REPEAT_FACTOR: u32 = 4;
 
 /// One operation at one size.
 #[derive(Clone, Debug, Serialize)]
@@ -559,7 +569,8 @@ impl Bench<'_> {
         }
         let bytes = bytes_per_elem * elements;
         let (mut times, mut fractions, mut shader_fractions) = (vec![], vec![], vec![]);
-        for _ in 0..self.config.repeats.max(1) {
+        let mut timed = 0.0;
+        while self.more_runs(times.len(), timed) {
             if let Some(copy) = &self.roofline {
                 let t_shader = self.timer.time(&mut |enc| {
                     copy.encode(enc);
@@ -577,6 +588,7 @@ impl Bench<'_> {
             } else {
                 times.push(self.timer.time(record)?);
             }
+            timed += times[times.len() - 1];
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
@@ -880,8 +892,17 @@ impl Bench<'_> {
         })
     }
 
+    /// Whether a row or pair with `runs` timed runs taking `timed` seconds in all needs
+    /// another: `repeats` at least, then until [`MIN_TIMED_SECONDS`], at most
+    /// [`MAX_REPEAT_FACTOR`] × `repeats`.
+    fn more_runs(&self, runs: usize, timed: f64) -> bool {
+        let min = self.config.repeats.max(1) as usize;
+        runs < min || (timed < MIN_TIMED_SECONDS && runs < MAX_REPEAT_FACTOR as usize * min)
+    }
+
     /// Times `record(encoder, 0)` and `record(encoder, 1)` alternately (after the warm-ups,
-    /// `repeats` pairs, each pair in the other order from the last) and returns the
+    /// `repeats` pairs or more, as [`Bench::more_runs`] says, each pair in the other order
+    /// from the last) and returns the
     /// second's time over the first's: the median over the pairs, and their range. Two
     /// operations timed side by side see the same machine, so a drift between them (a
     /// GPU's clocks, a busy VM) cancels, which it does not between two rows timed minutes
@@ -902,14 +923,15 @@ impl Bench<'_> {
                 self.timer.time(&mut |enc| record(enc, k))?;
             }
         }
-        let mut ratios = Vec::new();
-        for i in 0..self.config.repeats.max(1) {
+        let (mut ratios, mut timed) = (Vec::new(), 0.0);
+        while self.more_runs(ratios.len(), timed) {
             let mut t = [0.0; 2];
-            let first = (i % 2) as usize;
+            let first = ratios.len() % 2;
             for k in [first, 1 - first] {
                 t[k] = self.timer.time(&mut |enc| record(enc, k))?;
             }
             ratios.push(t[1] / t[0]);
+            timed += t[0] + t[1];
         }
         ratios.sort_by(f64::total_cmp);
         Ok(Paired {

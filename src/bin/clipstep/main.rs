@@ -72,7 +72,8 @@ struct BenchArgs {
     /// Untimed runs before measuring.
     #[arg(long, default_value_t = 2)]
     warmup: u32,
-    /// Timed runs (the median is reported).
+    /// Timed runs at least (the median is reported); a short operation runs until 0.25 s
+    /// of its own time, up to 4× this.
     #[arg(long, default_value_t = 7)]
     repeats: u32,
     /// Print JSON instead of the table.
