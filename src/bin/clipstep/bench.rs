@@ -557,10 +557,8 @@ impl Bench<'_> {
         bytes_per_elem: u64,
         record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<f64> {
-        if let Some(only) = &self.config.only {
-            if !op.contains(only.as_str()) && !op.starts_with("copy") {
-                return Ok(f64::NAN);
-            }
+        if self.left_out(op) {
+            return Ok(f64::NAN);
         }
         let (elements, tensors) = shape;
         (self.progress)(&format!("{op} ({elements} elements, {tensors} tensors)"));
@@ -590,14 +588,10 @@ impl Bench<'_> {
             }
             timed += times[times.len() - 1];
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or(1.0)
-        };
-        // `median` sorts: the ranges below are the first and last entries.
-        let t = median(&mut times);
-        let fraction = median(&mut fractions);
-        let shader_fraction = median(&mut shader_fractions);
+        // `sorted_median` sorts: the ranges below are the first and last entries.
+        let t = sorted_median(&mut times);
+        let fraction = sorted_median(&mut fractions);
+        let shader_fraction = sorted_median(&mut shader_fractions);
         // In units of the shader copy: on a CPU driver the buffer copy is a memcpy whose
         // time swings with the cache far more than any kernel's does.
         let in_copy_units = match shader_fractions.is_empty() {
@@ -892,6 +886,14 @@ impl Bench<'_> {
         })
     }
 
+    /// Whether `--only` leaves operation `op` out (the copies always run).
+    fn left_out(&self, op: &str) -> bool {
+        self.config
+            .only
+            .as_ref()
+            .is_some_and(|only| !op.contains(only.as_str()) && !op.starts_with("copy"))
+    }
+
     /// Whether a row or pair with `runs` timed runs taking `timed` seconds in all needs
     /// another: `repeats` at least, then until [`MIN_TIMED_SECONDS`], at most
     /// [`MAX_REPEAT_FACTOR`] × `repeats`.
@@ -902,8 +904,8 @@ impl Bench<'_> {
 
     /// Times `record(encoder, 0)` and `record(encoder, 1)` alternately (after the warm-ups,
     /// `repeats` pairs or more, as [`Bench::more_runs`] says, each pair in the other order
-    /// from the last) and returns the
-    /// second's time over the first's: the median over the pairs, and their range. Two
+    /// from the last) and returns the second's time over the first's: the median over the
+    /// pairs, and their range. Two
     /// operations timed side by side see the same machine, so a drift between them (a
     /// GPU's clocks, a busy VM) cancels, which it does not between two rows timed minutes
     /// apart. Unknown (NaN) when `--only` leaves either operation out.
@@ -912,10 +914,8 @@ impl Bench<'_> {
         ops: [&str; 2],
         record: &mut dyn FnMut(&mut wgpu::CommandEncoder, usize) -> Result<()>,
     ) -> Result<Paired> {
-        if let Some(only) = &self.config.only {
-            if ops.iter().any(|op| !op.contains(only.as_str())) {
-                return Ok(Paired::UNKNOWN);
-            }
+        if ops.iter().any(|op| self.left_out(op)) {
+            return Ok(Paired::UNKNOWN);
         }
         (self.progress)(&format!("{} over {}, alternately", ops[1], ops[0]));
         for _ in 0..self.config.warmup {
@@ -933,13 +933,19 @@ impl Bench<'_> {
             ratios.push(t[1] / t[0]);
             timed += t[0] + t[1];
         }
-        ratios.sort_by(f64::total_cmp);
+        let median = sorted_median(&mut ratios);
         Ok(Paired {
-            median: ratios[ratios.len() / 2],
+            median,
             min: ratios[0],
             max: ratios[ratios.len() - 1],
         })
     }
+}
+
+/// Sorts `values` and returns their median (1 when there are none).
+fn sorted_median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(1.0)
 }
 
 /// Records, for `k` = 0 or 1, one step of the `k`-th (optimizer, set) pair: two
