@@ -14,6 +14,6 @@ fn enabled() -> bool {
 }
 
 fn apply(i: u32, at: At) {
-    let g = load_g(at.g);
-    store_g(at.g, select(g, clamp_keep_nan(g, op.clip_value), at.live));
+    let g = load_grad(at.g);
+    store_grad(at.g, select(g, clamp_keep_nan(g, op.clip_value), at.live));
 }

@@ -163,3 +163,14 @@ fn one_minus_power(log_beta: f32, t: u32) -> f32 {
     }
     return -(y * sum);
 }
+
+// Where vec4 i of a slab's virtual space is read and written (locate_direct.wgsl,
+// locate_pooled.wgsl): the elementwise kernels and the trust pass.
+struct At {
+    // The vec4 among the params (and the optimizer states: those are i itself).
+    p: u32,
+    // The vec4 among the grads.
+    g: u32,
+    // Its lanes that belong to a tensor; the others are written back unchanged.
+    live: vec4<bool>,
+}

@@ -27,13 +27,3 @@ fn main(
         }
     }
 }
-
-// Where vec4 i of the slab's virtual space is read and written.
-struct At {
-    // The vec4 among the params (and the optimizer states: those are i itself).
-    p: u32,
-    // The vec4 among the grads.
-    g: u32,
-    // Its lanes that belong to a tensor; the others are written back unchanged.
-    live: vec4<bool>,
-}

@@ -46,7 +46,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     switch NORM_KIND {
         case NORM_L2: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let raw = select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end));
+                let raw = select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end));
                 bits = max(bits, bitcast<vec4<u32>>(raw) & vec4<u32>(0x7fffffffu));
                 let g = zero_nans_if(raw, ZERO_NANS);
                 acc += g * g;
@@ -54,7 +54,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
         }
         case NORM_INF: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let raw = abs(select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end)));
+                let raw = abs(select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end)));
                 bits = max(bits, bitcast<vec4<u32>>(raw));
                 let a = zero_nans_if(raw, ZERO_NANS);
                 acc = max(acc, a);
@@ -62,7 +62,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
         }
         case NORM_P: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let raw = abs(select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end)));
+                let raw = abs(select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end)));
                 bits = max(bits, bitcast<vec4<u32>>(raw));
                 let a = zero_nans_if(raw, ZERO_NANS);
                 acc += select(pow(a, vec4<f32>(op.p)), vec4<f32>(0.0), a == vec4<f32>(0.0));
@@ -70,7 +70,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
         }
         default: {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
-                let raw = abs(select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end)));
+                let raw = abs(select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end)));
                 bits = max(bits, bitcast<vec4<u32>>(raw));
                 acc += zero_nans_if(raw, ZERO_NANS);
             }
@@ -125,21 +125,21 @@ fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     // can unroll (the same loads in the same order as the general loop below).
     if end - start == FULL_SEGMENT && width == SMALL_LANES {
         for (var k = 0u; k < FULL_SEGMENT / (8u * SMALL_LANES); k++) {
-            a = fold(a, grad4(e / 4u));
-            b = fold(b, grad4((e + stride) / 4u));
+            a = fold(a, load_grad(e / 4u));
+            b = fold(b, load_grad((e + stride) / 4u));
             e += 2u * stride;
         }
     }
     for (; e + stride < whole; e += 2u * stride) {
-        a = fold(a, grad4(e / 4u));
-        b = fold(b, grad4((e + stride) / 4u));
+        a = fold(a, load_grad(e / 4u));
+        b = fold(b, load_grad((e + stride) / 4u));
     }
     if e < whole {
-        a = fold(a, grad4(e / 4u));
+        a = fold(a, load_grad(e / 4u));
         e += stride;
     }
     if e == whole && whole < end {
-        a = fold(a, select(vec4<f32>(0.0), grad4(e / 4u), lanes_before(e, end)));
+        a = fold(a, select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end)));
     }
     if NORM_KIND == NORM_INF {
         let m = max(bitcast<vec4<u32>>(a), bitcast<vec4<u32>>(b));

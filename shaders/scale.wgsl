@@ -17,7 +17,7 @@ fn enabled() -> bool {
 }
 
 fn apply(i: u32, at: At) {
-    let g = load_g(at.g);
+    let g = load_grad(at.g);
     let x = zero_nans_if(g, state.zero_nans != 0u);
-    store_g(at.g, select(g, x * state.clip_coef, at.live));
+    store_grad(at.g, select(g, x * state.clip_coef, at.live));
 }

@@ -45,8 +45,8 @@ fn main(
     let coef = coef_of(chunk.tensor);
     let end = chunk.start + chunk.len;
     for (var e = chunk.start + lid * 4u; e < end; e += WORKGROUP_SIZE * 4u) {
-        let g = load_g(e / 4u);
+        let g = load_grad(e / 4u);
         let x = zero_nans_if(g, state.zero_nans != 0u);
-        store_g(e / 4u, select(g, x * coef, lanes_before(e, end)));
+        store_grad(e / 4u, select(g, x * coef, lanes_before(e, end)));
     }
 }

@@ -1,6 +1,7 @@
 // The trust pass's entry point (appended after a rule's trust body, which defines
-// trust_terms(i, live) -> (Σp², Σu²) of vec4 i): workgroup w reduces chunk row w of the
-// slab's chunk table, its invocations striding over the chunk's vec4s, then a fixed tree
+// trust_terms(i, at, live) -> (Σp², Σu²) of vec4 i, found at `at` by the addressing part):
+// workgroup w reduces chunk row w of the slab's chunk table (in the slab's virtual space,
+// also for a pool), its invocations striding over the chunk's vec4s, then a fixed tree
 // (reduce_vec2.wgsl);
 // trust_partials[chunk.partial] = (Σp², Σu²). Skipped (no state written) when the step is.
 //
@@ -25,7 +26,8 @@ fn main(
     let end = chunk.start + chunk.len;
     var acc = vec2<f32>(0.0);
     for (var e = chunk.start + lid * 4u; e < end; e += WORKGROUP_SIZE * 4u) {
-        acc += trust_terms(e / 4u, lanes_before(e, end));
+        let at = locate(e / 4u);
+        acc += trust_terms(e / 4u, at, lanes_before(e, end) & at.live);
     }
     let total = tree_sum2(lid, acc);
     if lid == 0u {

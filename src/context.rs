@@ -1,10 +1,11 @@
 //! Adapter and device selection, device limits, device faults, and the pipeline cache.
 
-use std::sync::{Arc, Mutex, Once};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Once, RwLock};
 
 use crate::consts::WORKGROUP_SIZE;
 use crate::error::{Error, Result};
-use crate::shaders::{Kernel, PipelineKey};
+use crate::shaders::{bind_group_layout_entries, KernelKey, PipelineKey};
 
 /// Set to `1` to turn "no GPU adapter" into [`Error::NoAdapter`] instead of the CPU fallback.
 pub const REQUIRE_GPU_ENV: &str = "CLIPSTEP_REQUIRE_GPU";
@@ -358,24 +359,30 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (kind, api)
 }
 
-/// The compiled pipelines, built once per device: per [`Kernel`] one pipeline, or one per
-/// variant ([`PipelineKey::variants`]: norm kind and NaNs as 0 for
-/// [`Kernel::norm_specialized`] kernels, the step's shape for the update kernels), all of a
-/// kernel's pipelines sharing one module and one explicit bind group layout reflected from
-/// its source (so one bind group serves every variant). The f32 kernels are compiled with
-/// the Context (every norm variant, the plain shape of each update kernel); the 16-bit and
-/// bf16-state kernels ([`Kernel::eager`] false) and the other update shapes on their first
-/// use, so a Context does not pay for what it never runs (all of it would more than double
-/// its creation time on lavapipe).
+/// The compiled pipelines, built once per device and cached by [`PipelineKey`]: per
+/// kernel ([`KernelKey`]: body, access, addressing, state storage) one module and one
+/// explicit bind group layout reflected from its source (so one bind group serves every
+/// variant of it), and per variant (norm kind and NaNs as 0 for the norm passes, the step's
+/// shape for the updates) one pipeline. The f32 kernels are compiled with the Context
+/// ([`KernelKey::eager`]: every norm variant, the plain shape of each update); the others
+/// on their first use, so a Context does not pay for what it never runs (all of it would
+/// more than double its creation time on lavapipe).
 pub(crate) struct Pipelines {
     device: wgpu::Device,
     fused_fma: bool,
     /// The fixed subgroup size the norm partials fold with (`None`: workgroup memory).
     subgroup_size: Option<u32>,
-    /// Per kernel: its module and pipeline layout, built on first use.
-    modules: Vec<std::sync::OnceLock<(wgpu::ShaderModule, wgpu::PipelineLayout)>>,
-    /// Per kernel: each variant's pipeline, by [`PipelineKey::variant`], built on first use.
-    pipelines: Vec<Vec<std::sync::OnceLock<wgpu::ComputePipeline>>>,
+    /// Per kernel: its module, bind group layout and pipeline layout.
+    modules: RwLock<HashMap<KernelKey, Arc<Module>>>,
+    /// Per variant: its pipeline.
+    pipelines: RwLock<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+/// One kernel's compiled module and the layouts every variant of it shares.
+struct Module {
+    module: wgpu::ShaderModule,
+    bind_group_layout: wgpu::BindGroupLayout,
+    layout: wgpu::PipelineLayout,
 }
 
 impl Pipelines {
@@ -384,20 +391,10 @@ impl Pipelines {
             device: device.clone(),
             fused_fma,
             subgroup_size,
-            modules: Kernel::ALL
-                .iter()
-                .map(|_| std::sync::OnceLock::new())
-                .collect(),
-            pipelines: Kernel::ALL
-                .iter()
-                .map(|&k| {
-                    (0..PipelineKey::variant_count(k))
-                        .map(|_| std::sync::OnceLock::new())
-                        .collect()
-                })
-                .collect(),
+            modules: RwLock::default(),
+            pipelines: RwLock::default(),
         };
-        for &kernel in Kernel::ALL.iter().filter(|k| k.eager()) {
+        for kernel in eager_kernels() {
             // An update kernel's plain shape only; the others on first use.
             let eager = match kernel.shape_specialized() {
                 true => vec![kernel.shaped(0)],
@@ -410,61 +407,86 @@ impl Pipelines {
         pipelines
     }
 
-    /// `kernel`'s module and pipeline layout, built now if they were not yet.
-    fn module(&self, kernel: Kernel) -> &(wgpu::ShaderModule, wgpu::PipelineLayout) {
-        self.modules[kernel.index()].get_or_init(|| {
-            let device = &self.device;
-            let module = crate::shaders::shader_module(
-                device,
-                kernel.name(),
-                &kernel.source_for(self.subgroup_size),
-            );
-            // Every kernel binds exactly what its source declares (a layout derived by
-            // wgpu would drop declared bindings a variant leaves unused), and a kernel's
-            // variants share the one layout, so one bind group serves them all.
-            let bind_group_layout =
-                device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(kernel.name()),
-                    entries: kernel.bind_group_layout_entries(),
-                });
-            let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(kernel.name()),
-                bind_group_layouts: &[Some(&bind_group_layout)],
-                immediate_size: 0,
-            });
-            (module, layout)
-        })
+    /// `kernel`'s module and layouts, built now if they were not yet.
+    fn module(&self, kernel: KernelKey) -> Arc<Module> {
+        if let Some(m) = read(&self.modules).get(&kernel) {
+            return m.clone();
+        }
+        let device = &self.device;
+        let name = kernel.name();
+        let module =
+            crate::shaders::shader_module(device, &name, &kernel.source_for(self.subgroup_size));
+        // Every kernel binds exactly what its source declares (a layout derived by wgpu
+        // would drop declared bindings a variant leaves unused), and a kernel's variants
+        // share the one layout, so one bind group serves them all.
+        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&name),
+            entries: bind_group_layout_entries(kernel),
+        });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&name),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        let built = Arc::new(Module {
+            module,
+            bind_group_layout,
+            layout,
+        });
+        let mut modules = self.modules.write().unwrap_or_else(|e| e.into_inner());
+        modules.entry(kernel).or_insert(built).clone()
+    }
+
+    /// The bind group layout every variant of `kernel` shares.
+    pub(crate) fn bind_group_layout(&self, kernel: KernelKey) -> wgpu::BindGroupLayout {
+        self.module(kernel).bind_group_layout.clone()
     }
 
     /// The pipeline of `key`, compiled now if it was not yet.
-    pub(crate) fn get(&self, key: PipelineKey) -> &wgpu::ComputePipeline {
-        self.pipelines[key.kernel.index()][key.variant()].get_or_init(|| {
-            let (module, layout) = self.module(key.kernel);
-            self.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(key.kernel.name()),
-                    layout: Some(layout),
-                    module,
-                    entry_point: Some("main"),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &key.constants(self.fused_fma),
-                        ..Default::default()
-                    },
-                    cache: None,
-                })
-        })
+    pub(crate) fn get(&self, key: PipelineKey) -> wgpu::ComputePipeline {
+        if let Some(p) = read(&self.pipelines).get(&key) {
+            return p.clone();
+        }
+        let module = self.module(key.kernel);
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&key.kernel.name()),
+                layout: Some(&module.layout),
+                module: &module.module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &key.constants(self.fused_fma),
+                    ..Default::default()
+                },
+                cache: None,
+            });
+        let mut pipelines = self.pipelines.write().unwrap_or_else(|e| e.into_inner());
+        pipelines.entry(key).or_insert(pipeline).clone()
     }
 }
 
-/// [`Error::DeviceLimits`] unless `limits` can run every kernel: a workgroup of
-/// 256 invocations, the reduction's workgroup memory, and the storage and
-/// uniform buffers the widest kernel binds.
+/// A read guard on `lock`, whatever a panicking writer left (the maps only grow).
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The kernels a Context compiles when it is made ([`KernelKey::eager`]).
+fn eager_kernels() -> impl Iterator<Item = KernelKey> {
+    KernelKey::all(crate::kernels::RULES)
+        .into_iter()
+        .filter(|k| k.eager())
+}
+
+/// [`Error::DeviceLimits`] unless `limits` can run every eager kernel: a workgroup of
+/// 256 invocations, the reduction's workgroup memory, and the storage and uniform buffers
+/// the widest of them binds. A kernel built later (a trust rule over a pool or a 16-bit
+/// set binds more) is checked when an optimizer asks for it ([`Gpu::check_binds`]).
 fn check_limits(limits: &wgpu::Limits) -> Result<()> {
     let widest = |ty: fn(&wgpu::BindingType) -> bool| {
-        Kernel::ALL
-            .iter()
+        eager_kernels()
             .map(|k| {
-                k.bind_group_layout_entries()
+                bind_group_layout_entries(k)
                     .iter()
                     .filter(|e| ty(&e.ty))
                     .count()

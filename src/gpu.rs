@@ -4,7 +4,7 @@
 use crate::consts::{VEC4_PER_INVOCATION, VEC_WIDTH, WORKGROUP_SIZE};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
-use crate::shaders::{Kernel, PipelineKey};
+use crate::shaders::{KernelKey, PipelineKey};
 
 impl Gpu {
     pub(crate) fn buffer(
@@ -214,10 +214,25 @@ pub(crate) fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
 }
 
 impl Gpu {
+    /// [`Error::DeviceLimits`] unless this device can bind every storage buffer `kernel`
+    /// declares (a kernel outside the Context's eager set, checked before it is built).
+    pub(crate) fn check_binds(&self, kernel: KernelKey) -> Result<()> {
+        let need = crate::shaders::storage_bindings(kernel);
+        let have = self.limits.max_storage_buffers_per_shader_stage;
+        match need <= have {
+            true => Ok(()),
+            false => Err(Error::DeviceLimits {
+                limit: "max_storage_buffers_per_shader_stage",
+                need: u64::from(need),
+                have: u64::from(have),
+            }),
+        }
+    }
+
     /// A bind group for `kernel` with `resources` at bindings 0, 1, 2, ...
     pub(crate) fn bind_group(
         &self,
-        kernel: Kernel,
+        kernel: impl Into<KernelKey>,
         resources: &[wgpu::BindingResource<'_>],
     ) -> wgpu::BindGroup {
         let numbered: Vec<_> = resources
@@ -231,10 +246,11 @@ impl Gpu {
     /// A bind group for `kernel` with each resource at its own binding number.
     pub(crate) fn bind_group_at(
         &self,
-        kernel: Kernel,
+        kernel: impl Into<KernelKey>,
         resources: &[(u32, wgpu::BindingResource<'_>)],
     ) -> wgpu::BindGroup {
-        let layout = self.pipelines.get(kernel.into()).get_bind_group_layout(0);
+        let kernel = kernel.into();
+        let layout = self.pipelines.bind_group_layout(kernel);
         let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
             .iter()
             .map(|(binding, r)| wgpu::BindGroupEntry {
@@ -243,7 +259,7 @@ impl Gpu {
             })
             .collect();
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.name()),
+            label: Some(&kernel.name()),
             layout: &layout,
             entries: &entries,
         })
@@ -273,7 +289,7 @@ impl Gpu {
                 continue;
             }
             if current != Some(key) {
-                pass.set_pipeline(self.pipelines.get(key));
+                pass.set_pipeline(&self.pipelines.get(key));
                 current = Some(key);
             }
             let (x, y) = self.grid(n);
@@ -290,7 +306,7 @@ impl Gpu {
         groups: &[wgpu::BindGroup],
         sizes: impl IntoIterator<Item = u32>,
     ) {
-        pass.set_pipeline(self.pipelines.get(kernel.into()));
+        pass.set_pipeline(&self.pipelines.get(kernel.into()));
         for (group, n) in groups.iter().zip(sizes) {
             if n == 0 {
                 continue;

@@ -12,7 +12,7 @@ use crate::context::Gpu;
 use crate::dtype::Dtype;
 use crate::layout::Layout;
 use crate::pool::placement;
-use crate::shaders::Kernel;
+use crate::shaders::{Access, Addressing, Body, KernelKey, StateStorage};
 
 static NEXT_SLAB_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -158,19 +158,29 @@ pub(crate) fn sqrt_numels(layout: &Layout) -> Vec<f32> {
 pub(crate) type Slabs = Vec<Arc<SlabDevice>>;
 
 impl SlabDevice {
-    /// This slab's variant of elementwise kernel `kernel` ([`Kernel::for_slab`]).
-    pub(crate) fn kernel(&self, kernel: Kernel) -> Kernel {
-        let kernel = kernel.for_slab(self.pooled, self.shared);
-        // Operations check `dtype_kernel` before they record anything.
-        kernel
-            .for_dtype(self.dtype, self.model.is_some())
-            .unwrap_or(kernel)
+    /// The kernel of `body` for this slab: its element access (f32, 16-bit with or without
+    /// master weights, params and grads in one buffer) and addressing (own or a pool), with
+    /// f32 states ([`KernelKey::with_states`] changes them).
+    pub(crate) fn kernel(&self, body: Body) -> KernelKey {
+        let access = match (self.dtype.is_16_bit(), self.shared) {
+            (true, _) => Access::Half {
+                dtype: self.dtype,
+                master: self.model.is_some(),
+            },
+            (false, true) => Access::Shared,
+            (false, false) => Access::F32,
+        };
+        let addressing = match self.pooled {
+            true => Addressing::Pooled,
+            false => Addressing::Own,
+        };
+        KernelKey::new(body, access, addressing, StateStorage::F32)
     }
 
     /// `entries` plus, for a pooled kernel, the place table at binding 10.
     pub(crate) fn with_places<'a>(
         &'a self,
-        kernel: Kernel,
+        kernel: KernelKey,
         mut entries: Vec<(u32, wgpu::BindingResource<'a>)>,
     ) -> Vec<(u32, wgpu::BindingResource<'a>)> {
         if kernel.pooled() {

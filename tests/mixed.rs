@@ -5,13 +5,14 @@
 
 mod common;
 
+use clipstep::consts::tolerance::{UPDATE_ABS, UPDATE_ULPS};
 use clipstep::reference::{
     self, bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_bf16_stochastic, f32_to_f16, rounding_bits,
 };
 use clipstep::{
-    AdagradConfig, AdamConfig, AdamWConfig, ArenaOptions, Clip, Dtype, Error, LarsConfig,
-    LionConfig, Nonfinite, Norm, Optimizer, ParamSet, RmsPropConfig, Rounding, SgdConfig,
-    StepOptions, TensorSpec,
+    AdagradConfig, AdamConfig, AdamWConfig, ArenaOptions, Clip, Dtype, Error, LambConfig,
+    LarsConfig, LionConfig, Nonfinite, Norm, Optimizer, ParamSet, RmsPropConfig, Rounding,
+    SgdConfig, StepOptions, TensorSpec,
 };
 use common::harness::specs;
 use common::steps::{downloads, ReferenceStep};
@@ -261,7 +262,13 @@ fn half_steps_match_on<C: ReferenceStep>(
         };
         let bits = set.download_params_bits().unwrap();
         if master {
-            assert_close_elementwise(&got, &p, 4, 1e-7, &format!("{what}: master"));
+            assert_close_elementwise(
+                &got,
+                &p,
+                UPDATE_ULPS,
+                UPDATE_ABS,
+                &format!("{what}: master"),
+            );
             let want: Vec<u16> = got
                 .iter()
                 .zip(&index)
@@ -286,7 +293,13 @@ fn half_steps_match_on<C: ReferenceStep>(
             );
         }
         for (name, values) in &got_states {
-            assert_close_elementwise(values, &s[name], 4, 1e-7, &format!("{what}: {name}"));
+            assert_close_elementwise(
+                values,
+                &s[name],
+                UPDATE_ULPS,
+                UPDATE_ABS,
+                &format!("{what}: {name}"),
+            );
         }
     }
 }
@@ -327,6 +340,22 @@ fn every_rule(
         slab,
     );
     half_steps_match(LionConfig::default(), dtype, master, options, sizes, slab);
+    // The trust rules: their trust pass reads the 16-bit gradients and the parameters (the
+    // master, or the 16-bit params widened) through the same access part as the update.
+    let lars = LarsConfig {
+        lr: 0.5,
+        weight_decay: 1e-3,
+        trust_coefficient: 0.02,
+        nesterov: true,
+        ..Default::default()
+    };
+    half_steps_match(lars, dtype, master, options, sizes, slab);
+    let lamb = LambConfig {
+        lr: 1e-2,
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    half_steps_match(lamb, dtype, master, options, sizes, slab);
 }
 
 #[test]
@@ -555,11 +584,6 @@ fn standalone_clips_on(ctx: &clipstep::Context) {
 fn unsupported_combinations_are_typed_errors() {
     let mut set = half_set(Dtype::F16, true, &[5, 3], None);
     set.upload_params(&[1.0; 8]).unwrap();
-    // LARS's trust pass reads f32 parameters.
-    let err = clipstep::Lars::new(&set, LarsConfig::default())
-        .err()
-        .unwrap();
-    assert!(matches!(err, Error::NotSupported(_)), "{err}");
     // bf16 states are Adam's; f16 states nobody's.
     let names = || {
         set.tensors()

@@ -373,6 +373,58 @@ fn params_and_grads_in_one_buffer_step_like_own_slabs() {
     }
 }
 
+/// LARS and LAMB over a pool (params and grads in two buffers, or in one) step exactly as
+/// over own slabs: their trust pass walks the pool's chunks in the virtual space and reads
+/// through the place table like the update, so every tensor's trust ratio is the same.
+#[test]
+fn trust_rules_over_a_pool_step_like_own_slabs() {
+    let ctx = ctx();
+    type Build = fn(&ParamSet) -> Box<dyn Optimizer>;
+    let rules: [(&str, Build); 2] = [
+        ("lars", |s| {
+            let config = LarsConfig {
+                lr: 0.5,
+                weight_decay: 1e-3,
+                trust_coefficient: 0.02,
+                nesterov: true,
+                ..Default::default()
+            };
+            Box::new(Lars::new(s, config).unwrap())
+        }),
+        ("lamb", |s| {
+            let config = LambConfig {
+                lr: 1e-2,
+                weight_decay: 0.01,
+                ..Default::default()
+            };
+            Box::new(Lamb::new(s, config).unwrap())
+        }),
+    ];
+    let own = specs(&[100, 7]);
+    for (what, build) in rules {
+        for pool in [
+            Pool::split(&ctx, pooled_specs(60)),
+            Pool::shared(&ctx, pooled_specs(40)),
+        ] {
+            let mut results = Vec::new();
+            for mut set in [pooled_set(&ctx, &own, &pool), own_set(&ctx, &own, &pool)] {
+                let n = numel(&set);
+                set.upload_params(&data(n, 6, 1.0)).unwrap();
+                let mut opt = build(&set);
+                for step in 0..3 {
+                    set.upload_grads(&data(n, 20 + step, 1.0)).unwrap();
+                    opt.step(&mut set, &CLIPPED).unwrap();
+                }
+                results.push(set.download_params().unwrap());
+                results.push(opt.state(opt.state_names()[0]).unwrap());
+            }
+            assert_bits_eq(&results[0], &results[2], &format!("{what}: params"));
+            assert_bits_eq(&results[1], &results[3], &format!("{what}: state"));
+            pool.assert_gaps_untouched(&ctx);
+        }
+    }
+}
+
 /// Gradients in a new buffer every step (three pools in rotation, each its own layout):
 /// the trajectory is that of own slabs fed the same gradients, and a rerun is bit-identical.
 #[test]

@@ -98,16 +98,49 @@ fn groups_choose_the_trust_ratio() {
     }
 }
 
-/// Trust-ratio rules read clipstep's own slabs only: over external tensors they are a
-/// typed error, not a wrong step.
+/// Trust-ratio rules over an external tensor whose params and grads share one caller
+/// buffer step bit for bit as over clipstep's own slabs: the trust pass reads through the
+/// same access and addressing parts as the update.
 #[test]
-fn external_tensors_are_a_typed_error() {
+fn external_tensors_step_like_own_slabs() {
     let ctx = ctx();
-    let buffer = user_storage(&ctx, 4096);
-    let set = set_with_external(&ctx, 100, (&buffer, 0), (&buffer, 1024));
-    let err = Lamb::new(&set, LambConfig::default()).err().unwrap();
-    assert!(matches!(err, Error::NotSupported(_)), "{err}");
-    assert!(LarsConfig::default().build(&set).is_err());
+    let options = StepOptions {
+        clip: Clip::GlobalNorm {
+            max_norm: 1.0,
+            norm: Norm::L2,
+        },
+        ..Default::default()
+    };
+    let lars = LarsConfig {
+        weight_decay: 1e-3,
+        nesterov: true,
+        ..Default::default()
+    };
+    let lamb = LambConfig {
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    type Build<'a> = &'a dyn Fn(&ParamSet) -> Box<dyn Optimizer>;
+    let runs: [(&str, Build<'_>); 2] = [
+        ("lars", &|s| Box::new(lars.build(s).unwrap())),
+        ("lamb", &|s| Box::new(lamb.build(s).unwrap())),
+    ];
+    for (what, build) in runs {
+        let buffer = user_storage(&ctx, 4096);
+        let external = set_with_external(&ctx, 100, (&buffer, 0), (&buffer, 1024));
+        let (own, _) = set_with_grads(&ctx, &[100, 100], None, 1);
+        let mut results = Vec::new();
+        for mut set in [external, own] {
+            set.upload_params(&data(200, 2, 1.0)).unwrap();
+            let mut opt = build(&set);
+            for step in 0..3 {
+                set.upload_grads(&data(200, 10 + step, 1.0)).unwrap();
+                opt.step(&mut set, &options).unwrap();
+            }
+            results.push(set.download_params().unwrap());
+        }
+        assert_bits_eq(&results[0], &results[1], what);
+    }
 }
 
 #[test]

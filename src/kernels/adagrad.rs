@@ -1,13 +1,21 @@
-//! The Adagrad update (`shaders/adagrad.wgsl`): its uniform. Bind groups and dispatch:
+//! The Adagrad update (`shaders/rules/adagrad.wgsl`): its uniform. Bind groups and dispatch:
 //! [`super::update`].
 
 use crate::abi::shared_struct;
+use crate::shaders::RuleShader;
 
-/// State bindings `shaders/adagrad.wgsl` declares: `state_sum`.
-pub(crate) const STATE_SLOTS: usize = 1;
+/// The Adagrad update body (`shaders/rules/adagrad.wgsl`, which declares its group table); states
+/// in slot order: `sum`.
+pub(crate) static SHADER: RuleShader = RuleShader {
+    name: "adagrad",
+    table: "",
+    apply: include_str!("../../shaders/rules/adagrad.wgsl"),
+    trust: None,
+    state_slots: 1,
+};
 
 shared_struct! {
-    /// `struct Adagrad` of `shaders/adagrad.wgsl`.
+    /// `struct Adagrad` of `shaders/rules/adagrad.wgsl`.
     AdagradUniform = "Adagrad" {
         /// Learning rate.
         lr: f32,

@@ -1,13 +1,21 @@
-//! The Adam / AdamW update (`shaders/adam.wgsl`): its uniform, with PyTorch's scalar
+//! The Adam / AdamW update (`shaders/rules/adam.wgsl`): its uniform, with PyTorch's scalar
 //! constants computed in f64 on the host. Bind groups and dispatch: [`super::update`].
 
 use crate::abi::shared_struct;
+use crate::shaders::RuleShader;
 
-/// State bindings `shaders/adam.wgsl` declares: `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`.
-pub(crate) const STATE_SLOTS: usize = 3;
+/// The Adam update body (`shaders/rules/adam.wgsl`, which declares its group table); states
+/// in slot order: `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`.
+pub(crate) static SHADER: RuleShader = RuleShader {
+    name: "adam",
+    table: "",
+    apply: include_str!("../../shaders/rules/adam.wgsl"),
+    trust: None,
+    state_slots: 3,
+};
 
 shared_struct! {
-    /// `struct Adam` of `shaders/adam.wgsl`.
+    /// `struct Adam` of `shaders/rules/adam.wgsl`.
     AdamUniform = "Adam" {
         /// Learning rate.
         lr: f32,

@@ -10,7 +10,7 @@ use crate::gpu::whole;
 use crate::kernels::cache::BindCache;
 use crate::layout::Layout;
 use crate::reference::{units_of, Units};
-use crate::shaders::Kernel;
+use crate::shaders::Body;
 use crate::slabs::SlabDevice;
 
 shared_struct! {
@@ -113,9 +113,9 @@ impl AgcKernel {
         slabs: &[Arc<SlabDevice>],
     ) {
         let workgroups = |s: usize| self.units[s].as_ref().map_or(0, |b| (b.size() / 16) as u32);
-        let plan = |s: usize, slab: &SlabDevice| (slab.kernel(Kernel::Agc).into(), workgroups(s));
+        let plan = |s: usize, slab: &SlabDevice| (slab.kernel(Body::Agc).into(), workgroups(s));
         self.groups.encode(pass, gpu, slabs, plan, |s, slab| {
-            let kernel = slab.kernel(Kernel::Agc);
+            let kernel = slab.kernel(Body::Agc);
             let units = self.units[s].as_ref().expect("dispatched slabs have units");
             let mut entries = vec![
                 (1, slab.grads.resource()),

@@ -9,7 +9,7 @@ use crate::gpu::{elementwise_groups, whole};
 use crate::kernels::cache::BindCache;
 use crate::kernels::norm::NormWorkspace;
 use crate::layout::Layout;
-use crate::shaders::Kernel;
+use crate::shaders::Body;
 use crate::slabs::{FoldTables, SlabDevice};
 
 /// The three clip kernels' bind groups, per slab, and the workspace buffers they bind.
@@ -46,7 +46,7 @@ impl ClipKernels {
         slabs: &[Arc<SlabDevice>],
     ) {
         let state = whole(&self.state);
-        self.encode_elementwise(pass, gpu, layout, slabs, Kernel::Scale, &self.scale, state);
+        self.encode_elementwise(pass, gpu, layout, slabs, Body::Scale, &self.scale, state);
     }
 
     /// Records `g ← clamp(g, -c, c)` over every slab.
@@ -58,7 +58,7 @@ impl ClipKernels {
         slabs: &[Arc<SlabDevice>],
     ) {
         let op = whole(&self.op);
-        self.encode_elementwise(pass, gpu, layout, slabs, Kernel::Clamp, &self.clamp, op);
+        self.encode_elementwise(pass, gpu, layout, slabs, Body::Clamp, &self.clamp, op);
     }
 
     /// Records elementwise `kernel` (scale or clamp: grads, `second`, slab) over every slab,
@@ -70,7 +70,7 @@ impl ClipKernels {
         gpu: &Gpu,
         layout: &Layout,
         slabs: &[Arc<SlabDevice>],
-        kernel: Kernel,
+        kernel: Body,
         cache: &BindCache,
         second: wgpu::BindingResource<'_>,
     ) {
@@ -98,7 +98,7 @@ impl ClipKernels {
         layout: &Layout,
         slabs: &[Arc<SlabDevice>],
     ) {
-        let kernel = Kernel::ScalePerTensor;
+        let kernel = Body::ScalePerTensor;
         let plan = |s: usize, slab: &SlabDevice| {
             (slab.kernel(kernel).into(), layout.chunks[s].len() as u32)
         };

@@ -1,14 +1,22 @@
-//! The LAMB update (`shaders/lamb_rule.wgsl`, `lamb_trust.wgsl`, `lamb.wgsl`): its uniform,
+//! The LAMB update (`shaders/rules/lamb_table.wgsl`, `lamb_trust.wgsl`, `lamb.wgsl`): its uniform,
 //! `1 − β` computed in f64 on the host. Bind groups and dispatch: [`super::update`] and
 //! [`super::trust`].
 
 use crate::abi::shared_struct;
+use crate::shaders::RuleShader;
 
-/// State bindings the LAMB kernels declare: `exp_avg`, `exp_avg_sq`.
-pub(crate) const STATE_SLOTS: usize = 2;
+/// The LAMB shaders: its group table, trust body and update body; states
+/// in slot order: `exp_avg`, `exp_avg_sq`.
+pub(crate) static SHADER: RuleShader = RuleShader {
+    name: "lamb",
+    table: include_str!("../../shaders/rules/lamb_table.wgsl"),
+    apply: include_str!("../../shaders/rules/lamb.wgsl"),
+    trust: Some(include_str!("../../shaders/rules/lamb_trust.wgsl")),
+    state_slots: 2,
+};
 
 shared_struct! {
-    /// `struct Lamb` of `shaders/lamb_rule.wgsl`.
+    /// `struct Lamb` of `shaders/rules/lamb_table.wgsl`.
     LambUniform = "Lamb" {
         /// `−lr`.
         neg_lr: f32,

@@ -1,13 +1,21 @@
-//! The LARS update (`shaders/lars_rule.wgsl`, `lars_trust.wgsl`, `lars.wgsl`): its uniform.
+//! The LARS update (`shaders/rules/lars_table.wgsl`, `lars_trust.wgsl`, `lars.wgsl`): its uniform.
 //! Bind groups and dispatch: [`super::update`] and [`super::trust`].
 
 use crate::abi::shared_struct;
+use crate::shaders::RuleShader;
 
-/// State bindings the LARS kernels declare: `momentum_buffer`.
-pub(crate) const STATE_SLOTS: usize = 1;
+/// The LARS shaders: its group table, trust body and update body; states
+/// in slot order: `momentum_buffer`.
+pub(crate) static SHADER: RuleShader = RuleShader {
+    name: "lars",
+    table: include_str!("../../shaders/rules/lars_table.wgsl"),
+    apply: include_str!("../../shaders/rules/lars.wgsl"),
+    trust: Some(include_str!("../../shaders/rules/lars_trust.wgsl")),
+    state_slots: 1,
+};
 
 shared_struct! {
-    /// `struct Lars` of `shaders/lars_rule.wgsl`.
+    /// `struct Lars` of `shaders/rules/lars_table.wgsl`.
     LarsUniform = "Lars" {
         /// `−lr`.
         neg_lr: f32,

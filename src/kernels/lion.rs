@@ -1,13 +1,21 @@
-//! The Lion update (`shaders/lion.wgsl`): its uniform, with Optax's scalar constants
+//! The Lion update (`shaders/rules/lion.wgsl`): its uniform, with Optax's scalar constants
 //! `1 − β` computed in f64 on the host. Bind groups and dispatch: [`super::update`].
 
 use crate::abi::shared_struct;
+use crate::shaders::RuleShader;
 
-/// State bindings `shaders/lion.wgsl` declares: `exp_avg`.
-pub(crate) const STATE_SLOTS: usize = 1;
+/// The Lion update body (`shaders/rules/lion.wgsl`, which declares its group table); states
+/// in slot order: `exp_avg`.
+pub(crate) static SHADER: RuleShader = RuleShader {
+    name: "lion",
+    table: "",
+    apply: include_str!("../../shaders/rules/lion.wgsl"),
+    trust: None,
+    state_slots: 1,
+};
 
 shared_struct! {
-    /// `struct Lion` of `shaders/lion.wgsl`.
+    /// `struct Lion` of `shaders/rules/lion.wgsl`.
     LionUniform = "Lion" {
         /// `−lr`.
         neg_lr: f32,

@@ -26,13 +26,33 @@ pub(crate) mod sgd;
 pub(crate) mod trust;
 pub(crate) mod update;
 
+use crate::shaders::RuleShader;
+
+/// Every update rule's shaders: what the naga validation test compiles and the Context
+/// builds eagerly.
+pub(crate) const RULES: &[&RuleShader] = &[
+    &sgd::SHADER,
+    &adam::SHADER,
+    &rmsprop::SHADER,
+    &adagrad::SHADER,
+    &lion::SHADER,
+    &lars::SHADER,
+    &lamb::SHADER,
+];
+
 #[cfg(test)]
 mod tests {
     use crate::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
+    use crate::kernels::{adagrad, adam, lamb, lars, lion, rmsprop, sgd};
     use crate::kernels::{adagrad::AdagradUniform, lion::LionUniform};
     use crate::kernels::{adam::AdamUniform, rmsprop::RmsPropUniform, sgd::SgdUniform};
     use crate::kernels::{agc::AgcOp, agc::UnitRow, lamb::LambUniform, lars::LarsUniform};
-    use crate::shaders::{struct_layout, Kernel};
+
+    /// The f32 source of `body`.
+    fn src(body: Body) -> String {
+        KernelKey::from(body).source()
+    }
+    use crate::shaders::{struct_layout, Body, KernelKey};
 
     /// Where Rust twin `T` and its WGSL struct in `source` differ: field names, order,
     /// offsets or size. `None` when they agree.
@@ -59,21 +79,21 @@ mod tests {
     #[test]
     fn shared_structs_have_the_same_layout_in_rust_and_wgsl() {
         let checks = [
-            mismatch::<DeviceStepState>(&Kernel::NormFinalize.source()),
-            mismatch::<NormOp>(&Kernel::NormFinalize.source()),
-            mismatch::<Slab>(&Kernel::NormPartials.source()),
-            mismatch::<Chunk>(&Kernel::NormPartials.source()),
-            mismatch::<Place>(&Kernel::Scale.source()),
-            mismatch::<Partial>(&Kernel::NormTensors.source()),
-            mismatch::<SgdUniform>(&Kernel::Sgd.source()),
-            mismatch::<AdamUniform>(&Kernel::Adam.source()),
-            mismatch::<RmsPropUniform>(&Kernel::RmsProp.source()),
-            mismatch::<AdagradUniform>(&Kernel::Adagrad.source()),
-            mismatch::<LionUniform>(&Kernel::Lion.source()),
-            mismatch::<LarsUniform>(&Kernel::Lars.source()),
-            mismatch::<LambUniform>(&Kernel::Lamb.source()),
-            mismatch::<UnitRow>(&Kernel::Agc.source()),
-            mismatch::<AgcOp>(&Kernel::Agc.source()),
+            mismatch::<DeviceStepState>(&src(Body::NormFinalize)),
+            mismatch::<NormOp>(&src(Body::NormFinalize)),
+            mismatch::<Slab>(&src(Body::NormPartials)),
+            mismatch::<Chunk>(&src(Body::NormPartials)),
+            mismatch::<Place>(&src(Body::Scale)),
+            mismatch::<Partial>(&src(Body::NormTensors)),
+            mismatch::<SgdUniform>(&src(Body::Update(&sgd::SHADER))),
+            mismatch::<AdamUniform>(&src(Body::Update(&adam::SHADER))),
+            mismatch::<RmsPropUniform>(&src(Body::Update(&rmsprop::SHADER))),
+            mismatch::<AdagradUniform>(&src(Body::Update(&adagrad::SHADER))),
+            mismatch::<LionUniform>(&src(Body::Update(&lion::SHADER))),
+            mismatch::<LarsUniform>(&src(Body::Update(&lars::SHADER))),
+            mismatch::<LambUniform>(&src(Body::Update(&lamb::SHADER))),
+            mismatch::<UnitRow>(&src(Body::Agc)),
+            mismatch::<AgcOp>(&src(Body::Agc)),
         ];
         let found: Vec<String> = checks.into_iter().flatten().collect();
         assert!(found.is_empty(), "{found:#?}");
@@ -83,7 +103,7 @@ mod tests {
     /// side is covered the same way: its offsets come from `offset_of!`).
     #[test]
     fn a_reordered_wgsl_field_is_caught() {
-        let source = Kernel::NormFinalize.source();
+        let source = src(Body::NormFinalize);
         let swapped = source.replacen(
             "    total_norm: f32,\n    clip_coef: f32,",
             "    clip_coef: f32,\n    total_norm: f32,",

@@ -14,7 +14,7 @@ use crate::context::Gpu;
 use crate::gpu::whole;
 use crate::kernels::cache::BindCache;
 use crate::layout::Layout;
-use crate::shaders::Kernel;
+use crate::shaders::{Body, KernelKey};
 use crate::slabs::{FoldTables, SlabDevice};
 
 /// The options of a norm over `layout`'s tensors with nothing else: no clip, no step
@@ -91,7 +91,7 @@ impl NormWorkspace {
             .write_buffer(&in_norm, 0, bytemuck::cast_slice(&all_in));
         let partial_groups = BindCache::new(layout.slabs.len());
         let tensors_group = gpu.bind_group(
-            Kernel::NormTensors,
+            Body::NormTensors,
             &[
                 whole(&partials),
                 whole(&tables.ranges),
@@ -101,7 +101,7 @@ impl NormWorkspace {
             ],
         );
         let finalize_group = gpu.bind_group(
-            Kernel::NormFinalize,
+            Body::NormFinalize,
             &[
                 whole(&tensor_sums),
                 whole(&tensor_norms),
@@ -147,7 +147,7 @@ impl NormWorkspace {
             let zero_nans = op.policy == POLICY_ZERO_NANS;
             // Per slab its variant: f32, bf16 or f16 gradients.
             let key = |slab: &SlabDevice| {
-                slab.kernel(Kernel::NormPartials)
+                slab.kernel(Body::NormPartials)
                     .for_norm(op.kind)
                     .zeroing_nans(zero_nans)
             };
@@ -161,16 +161,16 @@ impl NormWorkspace {
                         whole(&self.op),
                         whole(&slab.uniform),
                     ];
-                    gpu.bind_group(slab.kernel(Kernel::NormPartials), &resources)
+                    gpu.bind_group(slab.kernel(Body::NormPartials), &resources)
                 });
             gpu.dispatch(
                 pass,
-                Kernel::NormTensors.for_norm(op.kind),
+                KernelKey::from(Body::NormTensors).for_norm(op.kind),
                 &self.tensors_group,
                 layout.fold_groups(),
             );
         }
-        let finalize = Kernel::NormFinalize.for_norm(op.kind);
+        let finalize = KernelKey::from(Body::NormFinalize).for_norm(op.kind);
         gpu.dispatch(pass, finalize, &self.finalize_group, 1);
     }
 }

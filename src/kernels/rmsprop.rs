@@ -1,13 +1,21 @@
-//! The RMSprop update (`shaders/rmsprop.wgsl`): its uniform, with PyTorch's scalar
+//! The RMSprop update (`shaders/rules/rmsprop.wgsl`): its uniform, with PyTorch's scalar
 //! constants computed in f64 on the host. Bind groups and dispatch: [`super::update`].
 
 use crate::abi::shared_struct;
+use crate::shaders::RuleShader;
 
-/// State bindings `shaders/rmsprop.wgsl` declares: `square_avg`, `grad_avg`, `momentum_buffer`.
-pub(crate) const STATE_SLOTS: usize = 3;
+/// The RmsProp update body (`shaders/rules/rmsprop.wgsl`, which declares its group table); states
+/// in slot order: `square_avg`, `grad_avg`, `momentum_buffer`.
+pub(crate) static SHADER: RuleShader = RuleShader {
+    name: "rmsprop",
+    table: "",
+    apply: include_str!("../../shaders/rules/rmsprop.wgsl"),
+    trust: None,
+    state_slots: 3,
+};
 
 shared_struct! {
-    /// `struct RmsProp` of `shaders/rmsprop.wgsl`.
+    /// `struct RmsProp` of `shaders/rules/rmsprop.wgsl`.
     RmsPropUniform = "RmsProp" {
         /// `−lr`.
         neg_lr: f32,

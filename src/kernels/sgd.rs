@@ -1,13 +1,21 @@
-//! The SGD update (`shaders/sgd.wgsl`): its uniform, with PyTorch's scalar constants
+//! The SGD update (`shaders/rules/sgd.wgsl`): its uniform, with PyTorch's scalar constants
 //! computed in f64 on the host. Bind groups and dispatch: [`super::update`].
 
 use crate::abi::shared_struct;
+use crate::shaders::RuleShader;
 
-/// State bindings `shaders/sgd.wgsl` declares: `momentum_buffer`.
-pub(crate) const STATE_SLOTS: usize = 1;
+/// The Sgd update body (`shaders/rules/sgd.wgsl`, which declares its group table); states
+/// in slot order: `momentum_buffer`.
+pub(crate) static SHADER: RuleShader = RuleShader {
+    name: "sgd",
+    table: "",
+    apply: include_str!("../../shaders/rules/sgd.wgsl"),
+    trust: None,
+    state_slots: 1,
+};
 
 shared_struct! {
-    /// `struct Sgd` of `shaders/sgd.wgsl`.
+    /// `struct Sgd` of `shaders/rules/sgd.wgsl`.
     SgdUniform = "Sgd" {
         /// `−lr`.
         neg_lr: f32,

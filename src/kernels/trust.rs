@@ -2,32 +2,34 @@
 //! body, `shaders/trust_fold.wgsl`): per chunk `(Σp², Σu²)` of the parameters and of the
 //! rule's update direction, then one invocation per tensor folds its chunks in order and
 //! writes the tensor's trust ratio, which the rule's update reads through a per-slab
-//! block→tensor table. Two dispatches per slab plus one, never one per tensor.
+//! block→tensor table. Two dispatches per slab plus one, never one per tensor. The pass
+//! reads params and grads through the slab's access and addressing parts, so it runs on
+//! pools and 16-bit slabs like the update; it walks the slab's chunks in the virtual space,
+//! which for a pool is not the chunk table its norm reads (that one holds grads-window
+//! offsets), so a pooled slab gets the virtual table of its own here.
 
 use crate::gpu::whole;
 use crate::layout::Layout;
-use crate::shaders::Kernel;
+use crate::shaders::{Body, RuleShader};
+use crate::slabs::SlabDevice;
 
 /// What a trust-ratio rule adds to its update kernel.
 pub(crate) struct Trust {
-    /// The rule's trust pass (`LarsTrust`, `LambTrust`).
-    pub partials_kernel: Kernel,
-    /// The rule's fold (`LarsFold`, `LambFold`).
-    pub fold_kernel: Kernel,
     /// `(Σp², Σu²)` per chunk of the set.
     pub partials: wgpu::Buffer,
     /// Per tensor, its trust ratio.
     pub ratios: wgpu::Buffer,
     /// Per slab, the tensor of each 64-element block.
     pub block_tensor: Vec<wgpu::Buffer>,
+    /// Per pooled slab, its chunk table in the virtual space (`None`: a slab of
+    /// clipstep's own, whose chunk table is virtual already).
+    pub virtual_chunks: Vec<Option<wgpu::Buffer>>,
     /// The fold's bind group (set-wide, built once).
     pub fold_group: wgpu::BindGroup,
 }
 
 /// The buffers a [`Trust`] is built from.
 pub(crate) struct TrustSetup<'a> {
-    /// `(trust pass, fold)` kernels of the rule.
-    pub kernels: (Kernel, Kernel),
     /// Per tensor, its chunk range (the set's fold table).
     pub ranges: &'a wgpu::Buffer,
     /// The optimizer's options uniform (`num_tensors`).
@@ -40,6 +42,7 @@ impl Trust {
     pub(crate) fn new(
         gpu: &crate::context::Gpu,
         layout: &Layout,
+        rule: &'static RuleShader,
         setup: &TrustSetup<'_>,
         group_table: &wgpu::Buffer,
     ) -> Trust {
@@ -56,9 +59,19 @@ impl Trust {
             .iter()
             .map(|t| upload("block tensors", bytemuck::cast_slice(t)))
             .collect();
-        let (partials_kernel, fold_kernel) = setup.kernels;
+        let virtual_chunks = layout
+            .slabs
+            .iter()
+            .zip(&layout.chunks)
+            .map(|(slab, chunks)| {
+                let table = bytemuck::cast_slice(chunks);
+                slab.pool
+                    .as_ref()
+                    .map(|_| upload("virtual chunk table", table))
+            })
+            .collect();
         let fold_group = gpu.bind_group_at(
-            fold_kernel,
+            Body::Fold(rule),
             &[
                 (0, whole(&partials)),
                 (1, whole(setup.ranges)),
@@ -69,13 +82,17 @@ impl Trust {
             ],
         );
         Trust {
-            partials_kernel,
-            fold_kernel,
             partials,
             ratios,
             block_tensor,
+            virtual_chunks,
             fold_group,
         }
+    }
+
+    /// The chunk table the trust pass walks on slab `s`: in the slab's virtual space.
+    pub(crate) fn chunks<'a>(&'a self, s: usize, slab: &'a SlabDevice) -> &'a wgpu::Buffer {
+        self.virtual_chunks[s].as_ref().unwrap_or(&slab.chunks)
     }
 
     /// Workgroups of the fold: one invocation per tensor.

@@ -1,35 +1,38 @@
-//! The bind-group recipe and dispatch shared by every update kernel (`shaders/sgd.wgsl`,
-//! `shaders/adam.wgsl`, `shaders/rmsprop.wgsl`): per slab, params at binding 0, grads at 1
-//! (absent in the `*Shared` variants, which read them inside the params binding), the
-//! rule's states at 2, 3, 4, the step state at 5, the rule's group table (one row per
-//! parameter group) at 6, the slab at 7, the slab's block→group table at 8, Adam's
-//! per-group bias corrections at 9, in a pool the slab's place table at 10, and on a 16-bit
-//! slab with master weights the 16-bit model copy at 15.
+//! The bind-group recipe and dispatch shared by every update kernel (each rule's
+//! `shaders/rules/<rule>.wgsl`, on its slab's access and addressing parts): per slab,
+//! params at binding 0, grads at 1 (absent in the shared-buffer access, which reads them
+//! inside the params binding), the rule's states at 2, 3, … (one per state slot), the step
+//! state at 5, the rule's group table (one row per parameter group) at 6, the slab at 7,
+//! the slab's block→group table at 8, the per-group bias corrections at 9, in a pool the
+//! slab's place table at 10, a trust rule's ratios and block→tensor table at 11 and 12 (its
+//! trust pass: the chunk table at 13 and the partials at 14), and on a 16-bit slab with
+//! master weights the 16-bit model copy at 15.
 
 use std::sync::Arc;
 
 use crate::arena::{Arena, Binding};
 use crate::context::Gpu;
+use crate::error::Result;
 use crate::gpu::{elementwise_groups, whole};
 use crate::kernels::cache::BindCache;
 use crate::kernels::trust::{Trust, TrustSetup};
 use crate::layout::Layout;
-use crate::shaders::{Kernel, SHAPE_GROUP_GATHER};
+use crate::shaders::{Body, KernelKey, RuleShader, StateStorage, SHAPE_GROUP_GATHER};
 use crate::slabs::SlabDevice;
 
 /// An update kernel bound to one parameter set and one optimizer's states.
 pub(crate) struct UpdateKernel {
-    kernel: Kernel,
-    /// The rule's states are bf16 (Adam's `*StatesBf16` variants).
-    bf16_states: bool,
+    rule: &'static RuleShader,
+    /// The element type of the rule's states.
+    states_storage: StateStorage,
     /// The rule's group table, written in stream before each step.
     table: wgpu::Buffer,
     /// Per slab, its block→group table (fixed: a tensor never changes group).
     blocks: Vec<wgpu::Buffer>,
     /// Per slab, `SHAPE_GROUP_GATHER` unless every block of the slab is in group 0.
     gather: Vec<u32>,
-    /// Per state slot, its per-slab bindings, or a one-vec4 placeholder when unused
-    /// (writable bindings must not alias, so each slot has its own).
+    /// Per state slot of the rule, its per-slab bindings, or a one-vec4 placeholder when
+    /// unused (writable bindings must not alias, so each slot has its own).
     states: Vec<Result<Vec<Binding>, wgpu::Buffer>>,
     step_state: wgpu::Buffer,
     group_bias: wgpu::Buffer,
@@ -40,11 +43,9 @@ pub(crate) struct UpdateKernel {
 
 /// What an update kernel binds besides each slab's own bindings and tables.
 pub(crate) struct UpdateBindings<'a> {
-    /// The rule's states in binding order; `None`: a slot the kernel declares but this
+    /// The rule's states in slot order; `None`: a slot the rule declares but this
     /// configuration does not use (e.g. `max_exp_avg_sq` without amsgrad).
     pub states: &'a [Option<Arena>],
-    /// How many state bindings the kernel declares.
-    pub state_slots: usize,
     /// The step state the finalize writes.
     pub step_state: &'a wgpu::Buffer,
     /// Per slab, its block→group table (`optim::groups::block_tables`).
@@ -53,23 +54,34 @@ pub(crate) struct UpdateBindings<'a> {
     pub group_bias: &'a wgpu::Buffer,
     /// The trust pass of a trust-ratio rule (LARS, LAMB).
     pub trust: Option<TrustSetup<'a>>,
-    /// The states are bf16 (checked by the engine: Adam only).
-    pub bf16_states: bool,
+    /// The element type of the states (bf16 only where the rule's registry entry allows).
+    pub states_storage: StateStorage,
 }
 
 impl UpdateKernel {
+    /// The update of `rule` over `slabs`, with its group table (`table_bytes`, rows of
+    /// `row_bytes`). [`crate::Error::DeviceLimits`] when a slab's kernel (or trust pass)
+    /// binds more storage buffers than the device allows.
     pub(crate) fn new(
         gpu: &Gpu,
         layout: &Layout,
-        kernel: Kernel,
+        slabs: &[Arc<SlabDevice>],
+        rule: &'static RuleShader,
         table_bytes: &[u8],
         row_bytes: usize,
         b: &UpdateBindings<'_>,
-    ) -> UpdateKernel {
+    ) -> Result<UpdateKernel> {
+        for slab in slabs {
+            let key = |body| slab.kernel(body).with_states(b.states_storage);
+            gpu.check_binds(key(Body::Update(rule)))?;
+            if rule.trust.is_some() {
+                gpu.check_binds(key(Body::Trust(rule)))?;
+            }
+        }
         // A uniform array of MAX_GROUPS rows; only the optimizer's groups are written.
         let rows = u64::from(crate::consts::MAX_GROUPS) * row_bytes as u64;
         use wgpu::BufferUsages as U;
-        let table = gpu.buffer(kernel.name(), rows, U::UNIFORM | U::COPY_DST);
+        let table = gpu.buffer(rule.name, rows, U::UNIFORM | U::COPY_DST);
         gpu.queue.write_buffer(&table, 0, table_bytes);
         let blocks: Vec<wgpu::Buffer> = b
             .blocks
@@ -81,19 +93,19 @@ impl UpdateKernel {
             })
             .collect();
         let gather = b.blocks.iter().map(|t| slab_gather(t)).collect();
-        let states = (0..b.state_slots)
+        let states = (0..rule.state_slots)
             .map(|k| match b.states.get(k) {
                 Some(Some(Arena::Gpu(bindings))) => Ok(bindings.clone()),
                 _ => Err(gpu.storage("unused state", 16)),
             })
             .collect();
         let trust = b.trust.as_ref().map(|setup| {
-            let trust = Trust::new(gpu, layout, setup, &table);
+            let trust = Trust::new(gpu, layout, rule, setup, &table);
             (trust, BindCache::new(blocks.len()))
         });
-        UpdateKernel {
-            kernel,
-            bf16_states: b.bf16_states,
+        Ok(UpdateKernel {
+            rule,
+            states_storage: b.states_storage,
             table,
             trust,
             groups: BindCache::new(blocks.len()),
@@ -102,16 +114,13 @@ impl UpdateKernel {
             states,
             step_state: b.step_state.clone(),
             group_bias: b.group_bias.clone(),
-        }
+        })
     }
 
-    /// The update's variant for `slab`: its element types, and bf16 states if so.
-    fn kernel_for(&self, slab: &SlabDevice) -> Kernel {
-        let kernel = slab.kernel(self.kernel);
-        match self.bf16_states {
-            true => kernel.with_bf16_states().unwrap_or(kernel),
-            false => kernel,
-        }
+    /// The kernel of `body` (the update or the trust pass) for `slab`: its access and
+    /// addressing, and the rule's state storage.
+    fn kernel_for(&self, body: Body, slab: &SlabDevice) -> KernelKey {
+        slab.kernel(body).with_states(self.states_storage)
     }
 
     /// The in-stream write of the rule's group table for the next recorded step.
@@ -124,13 +133,13 @@ impl UpdateKernel {
     fn bind_group(
         &self,
         gpu: &Gpu,
-        kernel: Kernel,
+        kernel: KernelKey,
         s: usize,
         slab: &SlabDevice,
     ) -> wgpu::BindGroup {
         // Every binding an update or trust kernel may declare; each kernel keeps those its
-        // source declares (a *Shared variant has no grads binding, a trust pass reads fewer
-        // states, only Adam-like rules read the bias corrections).
+        // source declares (the shared-buffer access has no grads binding, only Adam-like
+        // rules read the bias corrections).
         let mut entries = vec![(0, slab.params.resource()), (1, slab.grads.resource())];
         for (k, state) in self.states.iter().enumerate() {
             let resource = match state {
@@ -154,11 +163,11 @@ impl UpdateKernel {
             entries.extend([
                 (11, whole(&trust.ratios)),
                 (12, whole(&trust.block_tensor[s])),
-                (13, whole(&slab.chunks)),
+                (13, whole(trust.chunks(s, slab))),
                 (14, whole(&trust.partials)),
             ]);
         }
-        let declared = kernel.bind_group_layout_entries();
+        let declared = crate::shaders::bind_group_layout_entries(kernel);
         entries.retain(|(binding, _)| declared.iter().any(|e| e.binding == *binding));
         gpu.bind_group_at(kernel, &slab.with_places(kernel, entries))
     }
@@ -173,24 +182,26 @@ impl UpdateKernel {
         slabs: &[Arc<SlabDevice>],
         shape: u32,
     ) {
+        let rule = self.rule;
         if let Some((trust, cache)) = &self.trust {
-            let kernel = trust.partials_kernel;
-            let plan = |s: usize, _: &SlabDevice| {
-                let key = kernel.shaped(shape | self.gather[s]);
+            let pass_key = |slab: &SlabDevice| self.kernel_for(Body::Trust(rule), slab);
+            let plan = |s: usize, slab: &SlabDevice| {
+                let key = pass_key(slab).shaped(shape | self.gather[s]);
                 (key, layout.chunks[s].len() as u32)
             };
             cache.encode(pass, gpu, slabs, plan, |s, slab| {
-                self.bind_group(gpu, kernel, s, slab)
+                self.bind_group(gpu, pass_key(slab), s, slab)
             });
             let folds = Trust::fold_groups(layout);
-            gpu.dispatch(pass, trust.fold_kernel, &trust.fold_group, folds);
+            gpu.dispatch(pass, Body::Fold(rule), &trust.fold_group, folds);
         }
+        let update_key = |slab: &SlabDevice| self.kernel_for(Body::Update(rule), slab);
         let plan = |s: usize, slab: &SlabDevice| {
             let size = elementwise_groups(layout.slabs[s].len);
-            (self.kernel_for(slab).shaped(shape | self.gather[s]), size)
+            (update_key(slab).shaped(shape | self.gather[s]), size)
         };
         self.groups.encode(pass, gpu, slabs, plan, |s, slab| {
-            self.bind_group(gpu, self.kernel_for(slab), s, slab)
+            self.bind_group(gpu, update_key(slab), s, slab)
         });
     }
 }

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::engine::Rule;
 use super::{check_non_negative, optimizer};
 use crate::error::Result;
-use crate::kernels::adagrad::{AdagradUniform, STATE_SLOTS};
+use crate::kernels::adagrad::{AdagradUniform, SHADER};
 use crate::reference;
-use crate::shaders::Kernel;
+use crate::shaders::RuleShader;
 
 /// Config of [`Adagrad`] (`torch.optim.Adagrad`, Duchi et al. 2011); `Default` is PyTorch's.
 ///
@@ -56,8 +56,7 @@ optimizer! {
 
 impl Rule for AdagradConfig {
     const NAME: &'static str = "Adagrad";
-    const KERNEL: Kernel = Kernel::Adagrad;
-    const STATE_SLOTS: usize = STATE_SLOTS;
+    const SHADER: &'static RuleShader = &SHADER;
 
     fn validate(&self) -> Result<()> {
         check_non_negative(Self::NAME, "lr", self.lr)?;

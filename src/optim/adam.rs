@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::engine::Rule;
 use super::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::kernels::adam::{AdamUniform, STATE_SLOTS};
+use crate::kernels::adam::{AdamUniform, SHADER};
 use crate::reference;
-use crate::shaders::{lerp_shape, Kernel, SHAPE_AMSGRAD};
+use crate::shaders::{lerp_shape, RuleShader, SHAPE_AMSGRAD};
 
 /// Declares an Adam-family config struct (the fields PyTorch's Adam and AdamW share, with
 /// their own `weight_decay` default) and its [`Rule`]: one definition for both.
@@ -49,8 +49,8 @@ macro_rules! adam_config {
 
         impl Rule for $name {
             const NAME: &'static str = $torch;
-            const KERNEL: Kernel = Kernel::Adam;
-            const STATE_SLOTS: usize = STATE_SLOTS;
+            const SHADER: &'static RuleShader = &SHADER;
+            const BF16_STATES: bool = true;
 
             fn validate(&self) -> Result<()> {
                 validate(Self::NAME, self.lr, self.betas, self.eps, self.weight_decay)

@@ -27,7 +27,7 @@ use crate::memory;
 use crate::options::{Nonfinite, Norm};
 use crate::param_set::{gpu_bindings, ParamSet};
 use crate::report::Report;
-use crate::shaders::{Kernel, SHAPE_VALUE_CLIP};
+use crate::shaders::{RuleShader, StateStorage, SHAPE_VALUE_CLIP};
 use crate::shard::ShardPartial;
 use crate::typed_io;
 
@@ -40,12 +40,13 @@ pub(crate) trait Rule:
     /// Whether PyTorch's per-tensor state for this optimizer holds a `step` (checkpoints
     /// then write `<tensor>.step`).
     const TORCH_STEP: bool = true;
-    /// The update kernel.
-    const KERNEL: Kernel;
-    /// A trust-ratio rule's `(trust pass, fold)` kernels, run before the update (LARS, LAMB).
-    const TRUST: Option<(Kernel, Kernel)> = None;
-    /// State bindings the kernel declares.
-    const STATE_SLOTS: usize;
+    /// The rule's WGSL (update body, and a trust rule's table and trust body): one
+    /// [`RuleShader`] in `src/kernels/<rule>.rs`, run on every access, addressing and state
+    /// storage the set and the optimizer ask for.
+    const SHADER: &'static RuleShader;
+    /// Whether the rule may keep its states in bf16 ([`Engine::new`]'s `state_dtype`): the
+    /// rules whose bf16-state updates are held to the reference (Adam, AdamW).
+    const BF16_STATES: bool = false;
     /// PyTorch's constructor checks.
     fn validate(&self) -> Result<()>;
     /// The states bound at slots 2, 3, 4 of the update shader (`None`: unused).
@@ -123,16 +124,16 @@ impl<R: Rule> Engine<R> {
         groups: Vec<ParamGroup<R>>,
         state_dtype: Dtype,
     ) -> Result<Self> {
-        match state_dtype {
-            Dtype::F32 => {}
-            Dtype::Bf16 if R::KERNEL.with_bf16_states().is_some() => {}
+        let states_storage = match state_dtype {
+            Dtype::F32 => StateStorage::F32,
+            Dtype::Bf16 if R::BF16_STATES => StateStorage::Bf16,
             _ => {
                 return Err(Error::NotSupported(format!(
                     "{} with {state_dtype:?} states (bf16 states are Adam's and AdamW's)",
                     R::NAME
                 )))
             }
-        }
+        };
         let layout = params.layout.clone();
         let group_of = groups::assign(&layout, &groups)?;
         let config = &groups[0].config;
@@ -146,24 +147,6 @@ impl<R: Rule> Engine<R> {
                     config.state_names()
                 )));
             }
-        }
-        if R::TRUST.is_some() && layout.slabs.iter().any(|s| s.pool.is_some()) {
-            return Err(Error::NotSupported(format!(
-                "{} over external tensors (its trust pass reads clipstep's own slabs only); \
-                 give this optimizer a set without ArenaOptions::external",
-                R::NAME
-            )));
-        }
-        // Each 16-bit slab needs its variant of the rule (and no trust pass).
-        let runs = layout
-            .slabs
-            .iter()
-            .all(|slab| R::KERNEL.for_dtype(slab.dtype, true).is_some());
-        if params.has_16_bit() && (R::TRUST.is_some() || !runs) {
-            return Err(Error::NotSupported(format!(
-                "{} over 16-bit tensors (they run SGD, Adam, AdamW, RMSprop, Adagrad and Lion)",
-                R::NAME
-            )));
         }
         let in_norm = groups::norm_mask(&group_of, &groups);
         let blocks = groups::block_tables(&layout, &group_of, &groups);
@@ -187,8 +170,7 @@ impl<R: Rule> Engine<R> {
                 let workspace = NormWorkspace::new(gpu, &layout, &set.fold, &log_betas);
                 gpu.queue
                     .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
-                let trust = R::TRUST.map(|kernels| TrustSetup {
-                    kernels,
+                let trust = R::SHADER.trust.map(|_| TrustSetup {
                     ranges: &set.fold.ranges,
                     op: &workspace.op,
                     tensor_group: &group_of,
@@ -196,19 +178,19 @@ impl<R: Rule> Engine<R> {
                 let update = UpdateKernel::new(
                     gpu,
                     &layout,
-                    R::KERNEL,
+                    params.device_slabs(),
+                    R::SHADER,
                     &group_table(&groups),
                     groups[0].config.uniform().len(),
                     &UpdateBindings {
                         states: &states,
-                        state_slots: R::STATE_SLOTS,
                         step_state: &workspace.state,
                         blocks: &blocks,
                         group_bias: &workspace.group_bias,
                         trust,
-                        bf16_states: state_dtype == Dtype::Bf16,
+                        states_storage,
                     },
-                );
+                )?;
                 let device = EngineDevice {
                     gpu: gpu.clone(),
                     workspace,

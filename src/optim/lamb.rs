@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::engine::Rule;
 use super::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::kernels::lamb::{LambUniform, STATE_SLOTS};
+use crate::kernels::lamb::{LambUniform, SHADER};
 use crate::reference;
-use crate::shaders::Kernel;
+use crate::shaders::RuleShader;
 
 /// Config of [`Lamb`] (You et al. 2019, "Large Batch Optimization for Deep Learning";
 /// `optax.lamb`); `Default` is Optax's, with a learning rate of 1e-3 (Optax has none).
@@ -57,9 +57,7 @@ optimizer! {
 
 impl Rule for LambConfig {
     const NAME: &'static str = "LAMB";
-    const KERNEL: Kernel = Kernel::Lamb;
-    const TRUST: Option<(Kernel, Kernel)> = Some((Kernel::LambTrust, Kernel::LambFold));
-    const STATE_SLOTS: usize = STATE_SLOTS;
+    const SHADER: &'static RuleShader = &SHADER;
 
     fn validate(&self) -> Result<()> {
         check_non_negative(Self::NAME, "lr", self.lr)?;

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::engine::Rule;
 use super::{check_non_negative, optimizer};
 use crate::error::Result;
-use crate::kernels::lars::{LarsUniform, STATE_SLOTS};
+use crate::kernels::lars::{LarsUniform, SHADER};
 use crate::reference;
-use crate::shaders::Kernel;
+use crate::shaders::RuleShader;
 
 /// Config of [`Lars`] (You et al. 2017, "Large Batch Training of Convolutional Networks";
 /// `optax.lars`); `Default` is Optax's, with a learning rate of 0.1 (Optax has none).
@@ -62,9 +62,7 @@ optimizer! {
 impl Rule for LarsConfig {
     const NAME: &'static str = "LARS";
     const TORCH_STEP: bool = false;
-    const KERNEL: Kernel = Kernel::Lars;
-    const TRUST: Option<(Kernel, Kernel)> = Some((Kernel::LarsTrust, Kernel::LarsFold));
-    const STATE_SLOTS: usize = STATE_SLOTS;
+    const SHADER: &'static RuleShader = &SHADER;
 
     fn validate(&self) -> Result<()> {
         check_non_negative(Self::NAME, "lr", self.lr)?;

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::engine::Rule;
 use super::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::kernels::lion::{LionUniform, STATE_SLOTS};
+use crate::kernels::lion::{LionUniform, SHADER};
 use crate::reference;
-use crate::shaders::Kernel;
+use crate::shaders::RuleShader;
 
 /// Config of [`Lion`] (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms";
 /// `optax.lion`); `Default` is Optax's, with its learning rate of the paper's examples.
@@ -50,8 +50,7 @@ optimizer! {
 impl Rule for LionConfig {
     const NAME: &'static str = "Lion";
     const TORCH_STEP: bool = false;
-    const KERNEL: Kernel = Kernel::Lion;
-    const STATE_SLOTS: usize = STATE_SLOTS;
+    const SHADER: &'static RuleShader = &SHADER;
 
     fn validate(&self) -> Result<()> {
         check_non_negative(Self::NAME, "lr", self.lr)?;

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::engine::Rule;
 use super::{check_non_negative, optimizer};
 use crate::error::Result;
-use crate::kernels::rmsprop::{RmsPropUniform, STATE_SLOTS};
+use crate::kernels::rmsprop::{RmsPropUniform, SHADER};
 use crate::reference;
-use crate::shaders::{lerp_shape, Kernel, SHAPE_CENTERED, SHAPE_MOMENTUM};
+use crate::shaders::{lerp_shape, RuleShader, SHAPE_CENTERED, SHAPE_MOMENTUM};
 
 /// Config of [`RmsProp`] (`torch.optim.RMSprop`, Hinton's lecture 6e); `Default` is PyTorch's.
 ///
@@ -59,8 +59,7 @@ optimizer! {
 
 impl Rule for RmsPropConfig {
     const NAME: &'static str = "RMSprop";
-    const KERNEL: Kernel = Kernel::RmsProp;
-    const STATE_SLOTS: usize = STATE_SLOTS;
+    const SHADER: &'static RuleShader = &SHADER;
 
     fn validate(&self) -> Result<()> {
         check_non_negative(Self::NAME, "lr", self.lr)?;

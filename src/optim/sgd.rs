@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use super::engine::Rule;
 use super::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::kernels::sgd::{SgdUniform, STATE_SLOTS};
+use crate::kernels::sgd::{SgdUniform, SHADER};
 use crate::reference;
-use crate::shaders::{Kernel, SHAPE_MOMENTUM, SHAPE_NESTEROV};
+use crate::shaders::{RuleShader, SHAPE_MOMENTUM, SHAPE_NESTEROV};
 
 /// Config of [`Sgd`] (`torch.optim.SGD`); `Default` is PyTorch's.
 ///
@@ -56,8 +56,7 @@ optimizer! {
 impl Rule for SgdConfig {
     const NAME: &'static str = "SGD";
     const TORCH_STEP: bool = false;
-    const KERNEL: Kernel = Kernel::Sgd;
-    const STATE_SLOTS: usize = STATE_SLOTS;
+    const SHADER: &'static RuleShader = &SHADER;
 
     fn validate(&self) -> Result<()> {
         check_non_negative(Self::NAME, "lr", self.lr)?;

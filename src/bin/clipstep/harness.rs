@@ -355,13 +355,35 @@ pub fn run_steps<C: Build>(
     steps: u64,
     options: &StepOptions,
 ) -> clipstep::Result<(ParamSet, Vec<f32>, clipstep::Report)> {
-    let (mut set, _) = case_set(ctx, case, 1)?;
+    let (set, _) = case_set(ctx, case, 1)?;
+    run_steps_on(set, config, steps, options, Dtype::F32)
+}
+
+/// [`run_steps`] on a set already made (its tensors in any slabs: own, pooled, 16-bit),
+/// with gradients exact in `grads`: rounded to it (to nearest even) before the upload, so
+/// a 16-bit set and an f32 one step on the same values.
+pub fn run_steps_on<C: Build>(
+    mut set: ParamSet,
+    config: &C,
+    steps: u64,
+    options: &StepOptions,
+    grads: Dtype,
+) -> clipstep::Result<(ParamSet, Vec<f32>, clipstep::Report)> {
     let n = set.numel() as usize;
     set.upload_params(&sample_data(n, 2, 1.0))?;
     let mut opt = config.build(&set)?;
     let mut report = None;
+    let exact = |g: f32| match grads {
+        Dtype::Bf16 => reference::bf16_to_f32(reference::f32_to_bf16(g)),
+        Dtype::F16 => reference::f16_to_f32(reference::f32_to_f16(g)),
+        Dtype::F32 => g,
+    };
     for step in 0..steps {
-        set.upload_grads(&step_grads(n, step, options))?;
+        let values: Vec<f32> = step_grads(n, step, options)
+            .into_iter()
+            .map(exact)
+            .collect();
+        set.upload_grads(&values)?;
         report = Some(opt.step(&mut set, options)?);
     }
     let params = set.download_params()?;
@@ -619,6 +641,104 @@ pub fn mixed(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
     Ok(out)
 }
 
+/// The set of `case`'s tensors as external tensors of `ctx`'s device, pooled in two caller
+/// buffers (params in one, grads in the other, each tensor at an offset aligned to the
+/// device's storage offset alignment): one slab read through its place table.
+fn pooled_set(ctx: &Context, case: &Case) -> clipstep::Result<ParamSet> {
+    let (device, limits) = match (ctx.device_queue(), ctx.limits()) {
+        (Some((device, _)), Some(limits)) => (device, limits),
+        _ => return Err(clipstep::Error::NeedsGpu("a pool of external tensors")),
+    };
+    let align = u64::from(limits.min_storage_buffer_offset_alignment);
+    let mut offsets = Vec::with_capacity(case.sizes.len());
+    let mut end = 0u64;
+    for &n in &case.sizes {
+        offsets.push(end);
+        end = (end + (n as u64 * 4).next_multiple_of(16)).next_multiple_of(align);
+    }
+    let buffer = |label: &str| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: end.max(16),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    };
+    let (params, grads) = (buffer("verify pool params"), buffer("verify pool grads"));
+    let external = specs(&case.sizes)
+        .into_iter()
+        .zip(&offsets)
+        .map(|(spec, &offset)| clipstep::ExternalTensor {
+            name: spec.name,
+            shape: spec.shape,
+            params: clipstep::BufferRange {
+                buffer: params.clone(),
+                offset,
+            },
+            grads: clipstep::BufferRange {
+                buffer: grads.clone(),
+                offset,
+            },
+        })
+        .collect();
+    let options = ArenaOptions {
+        external,
+        ..Default::default()
+    };
+    ParamSet::new(ctx, &[], options)
+}
+
+/// The trust rules (LARS, LAMB: a trust pass before the update) over `case`'s tensors in
+/// a caller's pool and in a bf16 set with f32 master weights, each against the CPU
+/// backend's f32 steps: three clipped steps.
+pub fn trust_rules_on_every_set(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
+    let lars = LarsConfig {
+        weight_decay: 1e-3,
+        trust_coefficient: 0.02,
+        nesterov: true,
+        ..Default::default()
+    };
+    let lamb = LambConfig {
+        weight_decay: 0.01,
+        ..Default::default()
+    };
+    let clipped = clipped_step();
+    let tol = f64::from(TRAJECTORY_REL);
+    let mut out = Vec::new();
+    let mut each = |label: &str, dtype, build: &dyn Fn() -> clipstep::Result<ParamSet>| {
+        type Run<'a> =
+            &'a dyn Fn(ParamSet, Dtype) -> clipstep::Result<(ParamSet, Vec<f32>, clipstep::Report)>;
+        let pairs: [(&str, Run<'_>); 2] = [
+            ("LARS", &|set, d| run_steps_on(set, &lars, 3, &clipped, d)),
+            ("LAMB", &|set, d| run_steps_on(set, &lamb, 3, &clipped, d)),
+        ];
+        for (rule_name, run) in pairs {
+            let (set, got, _) = run(build()?, dtype)?;
+            let (host, want, _) = run(case_set(&Context::cpu(), case, 1)?.0, dtype)?;
+            let op = format!("{rule_name} x3, {label} (clip 1, scale 2)");
+            let mut row = check(op, case, &set, &got, &want, tol, TRAJECTORY_FLOOR);
+            row.pass &= host.numel() == set.numel();
+            out.push(row);
+        }
+        Ok::<(), clipstep::Error>(())
+    };
+    if ctx.is_gpu() {
+        each("pooled", Dtype::F32, &|| pooled_set(ctx, case))?;
+    }
+    let bf16 = ArenaOptions {
+        dtype: Dtype::Bf16,
+        master_weights: true,
+        max_slab_bytes: case.max_slab_bytes,
+        ..Default::default()
+    };
+    each("bf16 + f32 master", Dtype::Bf16, &|| {
+        ParamSet::new(ctx, &specs(&case.sizes), bf16.clone())
+    })?;
+    Ok(out)
+}
+
 /// Every check of `clipstep verify` on `ctx`.
 pub fn verify(ctx: &Context) -> clipstep::Result<Vec<Check>> {
     let mut out = Vec::new();
@@ -626,6 +746,7 @@ pub fn verify(ctx: &Context) -> clipstep::Result<Vec<Check>> {
         out.extend(norms_and_clips(ctx, &case)?);
         out.extend(optimizers(ctx, &case)?);
         out.extend(mixed(ctx, &case)?);
+        out.extend(trust_rules_on_every_set(ctx, &case)?);
     }
     Ok(out)
 }

@@ -9,8 +9,9 @@
 // 1 − β, 1 − lr·wd are computed in f64 on the host. No fma: each product feeding a
 // sum is rounded on its own (`exact`, update.wgsl), as in the reference. The twin of reference::adam.
 //
-// @binding(2) exp_avg  @binding(3) exp_avg_sq  @binding(4) max_exp_avg_sq: f32
-// (adam_states_f32.wgsl) or bf16 (adam_states_bf16.wgsl), through load_state / store_state
+// State slots 0, 1, 2: exp_avg, exp_avg_sq, max_exp_avg_sq (bindings 2, 3, 4), f32 or bf16
+// as the key's state storage says (the state part, src/shaders.rs), through load_state /
+// store_state.
 // @binding(6) groups: one Adam per parameter group  @binding(9) group_bias: (bc1, bc2) per group
 // @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed

@@ -5,6 +5,6 @@
 
 @group(0) @binding(0) var<storage, read> grads: array<vec2<u32>>;
 
-fn grad4(i: u32) -> vec4<f32> {
+fn load_grad(i: u32) -> vec4<f32> {
     return widen4(grads[i]);
 }

@@ -25,7 +25,6 @@ struct Sgd {
     _pad: u32,
 }
 
-@group(0) @binding(2) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> groups: array<Sgd, MAX_GROUPS>;
 
 fn apply(i: u32, at: At) {
@@ -36,12 +35,12 @@ fn apply(i: u32, at: At) {
     let p0 = load_param(at.p);
     var g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     if MOMENTUM && u.has_momentum_buffer != 0u {
-        let b0 = momentum_buffer[i];
+        let b0 = load_state(0u, i);
         var b = g;
         if state.step != 1u {
             b = exact(b0 * u.momentum) + exact(u.one_minus_dampening * g);
         }
-        momentum_buffer[i] = select(b0, b, live);
+        store_state(0u, i, select(b0, b, live));
         if NESTEROV && u.nesterov != 0u {
             g = g + exact(u.momentum * b);
         } else {

@@ -4,6 +4,6 @@
 
 @group(0) @binding(0) var<storage, read> grads: array<vec4<f32>>;
 
-fn grad4(i: u32) -> vec4<f32> {
+fn load_grad(i: u32) -> vec4<f32> {
     return grads[i];
 }

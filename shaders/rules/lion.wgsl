@@ -23,7 +23,6 @@ struct Lion {
     _pad1: u32,
 }
 
-@group(0) @binding(2) var<storage, read_write> exp_avg: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> groups: array<Lion, MAX_GROUPS>;
 
 // jnp.sign: −1, 0 or 1, and NaN for NaN.
@@ -39,8 +38,8 @@ fn apply(i: u32, at: At) {
     let u = groups[group_of(block)];
     let p0 = load_param(at.p);
     let g = rule_grad(at.g, block);
-    let m0 = exp_avg[i];
+    let m0 = load_state(0u, i);
     let update = sign_keep_nan(exact(u.one_minus_beta1 * g) + exact(u.beta1 * m0)) + exact(u.weight_decay * p0);
     store_param(at.p, select(p0, p0 + exact(u.neg_lr * update), live));
-    exp_avg[i] = select(m0, exact(u.one_minus_beta2 * g) + exact(u.beta2 * m0), live);
+    store_state(0u, i, select(m0, exact(u.one_minus_beta2 * g) + exact(u.beta2 * m0), live));
 }

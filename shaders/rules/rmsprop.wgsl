@@ -24,9 +24,6 @@ struct RmsProp {
     maximize: u32,
 }
 
-@group(0) @binding(2) var<storage, read_write> square_avg: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> grad_avg: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> groups: array<RmsProp, MAX_GROUPS>;
 
 fn apply(i: u32, at: At) {
@@ -36,22 +33,22 @@ fn apply(i: u32, at: At) {
     let u = groups[group_of(block)];
     let p0 = load_param(at.p);
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
-    let s0 = square_avg[i];
+    let s0 = load_state(0u, i);
     let s = exact(s0 * u.alpha) + exact(exact(u.one_minus_alpha * g) * g);
-    square_avg[i] = select(s0, s, live);
+    store_state(0u, i, select(s0, s, live));
     var avg: vec4<f32>;
     if CENTERED && u.centered != 0u {
-        let a0 = grad_avg[i];
+        let a0 = load_state(1u, i);
         let a = torch_lerp(a0, g, u.one_minus_alpha);
-        grad_avg[i] = select(a0, a, live);
+        store_state(1u, i, select(a0, a, live));
         avg = sqrt_rn(s + exact((-a) * a)) + u.eps;
     } else {
         avg = sqrt_rn(s) + u.eps;
     }
     if MOMENTUM && u.momentum > 0.0 {
-        let b0 = momentum_buffer[i];
+        let b0 = load_state(2u, i);
         let b = exact(b0 * u.momentum) + div_rn(g, avg);
-        momentum_buffer[i] = select(b0, b, live);
+        store_state(2u, i, select(b0, b, live));
         store_param(at.p, select(p0, p0 + exact(u.neg_lr * b), live));
     } else {
         store_param(at.p, select(p0, p0 + div_rn(u.neg_lr * g, avg), live));

@@ -5,10 +5,10 @@
 
 @group(0) @binding(0) var<storage, read_write> grads: array<vec2<u32>>;
 
-fn load_g(i: u32) -> vec4<f32> {
+fn load_grad(i: u32) -> vec4<f32> {
     return widen4(grads[i]);
 }
 
-fn store_g(i: u32, x: vec4<f32>) {
+fn store_grad(i: u32, x: vec4<f32>) {
     grads[i] = narrow4_nearest(x);
 }

@@ -23,7 +23,6 @@ struct Adagrad {
     _pad2: u32,
 }
 
-@group(0) @binding(2) var<storage, read_write> state_sum: array<vec4<f32>>;
 @group(0) @binding(6) var<uniform> groups: array<Adagrad, MAX_GROUPS>;
 
 fn apply(i: u32, at: At) {
@@ -33,9 +32,9 @@ fn apply(i: u32, at: At) {
     let u = groups[group_of(block)];
     let p0 = load_param(at.p);
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
-    let s0 = state_sum[i];
+    let s0 = load_state(0u, i);
     let s = s0 + exact(g * g);
-    state_sum[i] = select(s0, s, live);
+    store_state(0u, i, select(s0, s, live));
     let clr = div_rn1(u.lr, 1.0 + exact1(f32(state.step - 1u) * u.lr_decay));
     store_param(at.p, select(p0, p0 + div_rn((-clr) * g, sqrt_rn(s) + u.eps), live));
 }

@@ -6,10 +6,9 @@
 // ratio_t = trust_coefficient·‖p_t‖ / (‖u_t‖ + eps), 1 when either norm is 0 (trust_fold.wgsl).
 // The twin of reference::lars.
 //
-// @binding(2) momentum_buffer (Optax's trace)  @binding(11) ratios  @binding(12) block_tensor
-// (lars_rule.wgsl, update.wgsl, locate_direct.wgsl)
+// State slot 0: momentum_buffer (Optax's trace).  @binding(11) ratios  @binding(12) block_tensor
+// (lars_table.wgsl, update.wgsl); params and grads through the access part, at `at`.
 
-@group(0) @binding(2) var<storage, read_write> momentum_buffer: array<vec4<f32>>;
 @group(0) @binding(11) var<storage, read> ratios: array<f32>;
 @group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
 
@@ -17,18 +16,18 @@ fn apply(i: u32, at: At) {
     let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
-    let p0 = params[at.p];
+    let p0 = load_param(at.p);
     var d = rule_grad(at.g, block) + exact(u.weight_decay * p0);
     if u.trust != 0u {
         d = exact(d * ratios[block_tensor[i / BLOCK_VEC4S]]);
     }
     d = exact(d * u.neg_lr);
-    let b0 = momentum_buffer[i];
+    let b0 = load_state(0u, i);
     let b = d + exact(u.momentum * b0);
-    momentum_buffer[i] = select(b0, b, live);
+    store_state(0u, i, select(b0, b, live));
     var step = b;
     if u.nesterov != 0u {
         step = d + exact(u.momentum * b);
     }
-    params[at.p] = select(p0, p0 + step, live);
+    store_param(at.p, select(p0, p0 + step, live));
 }

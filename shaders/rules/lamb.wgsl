@@ -5,11 +5,10 @@
 // ratio_t = ‖p_t‖ / ‖u_t‖, 1 when either norm is 0 (trust_fold.wgsl). The twin of
 // reference::lamb.
 //
-// @binding(2) exp_avg  @binding(3) exp_avg_sq  @binding(9) group_bias  @binding(11) ratios
-// @binding(12) block_tensor  (lamb_rule.wgsl, update.wgsl, locate_direct.wgsl)
+// State slots 0, 1: exp_avg, exp_avg_sq.  @binding(9) group_bias  @binding(11) ratios
+// @binding(12) block_tensor  (lamb_table.wgsl, update.wgsl); params and grads through the
+// access part, at `at`.
 
-@group(0) @binding(2) var<storage, read_write> exp_avg: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
 @group(0) @binding(11) var<storage, read> ratios: array<f32>;
 @group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
@@ -18,12 +17,12 @@ fn apply(i: u32, at: At) {
     let live = at.live;
     let block = block_of(i);
     let group = group_of(block);
-    let p0 = params[at.p];
+    let p0 = load_param(at.p);
     let bias = group_bias[group];
     let u = groups[group];
-    let mhat = div_rn(exp_avg[i], vec4<f32>(bias.x));
-    let vhat = div_rn(exp_avg_sq[i], vec4<f32>(bias.y));
+    let mhat = div_rn(load_state(0u, i), vec4<f32>(bias.x));
+    let vhat = div_rn(load_state(1u, i), vec4<f32>(bias.y));
     var d = div_rn(mhat, sqrt_rn(vhat + u.eps_root) + u.eps) + exact(u.weight_decay * p0);
     d = exact(d * ratios[block_tensor[i / BLOCK_VEC4S]]);
-    params[at.p] = select(p0, p0 + exact(d * u.neg_lr), live);
+    store_param(at.p, select(p0, p0 + exact(d * u.neg_lr), live));
 }

@@ -4,10 +4,10 @@
 
 @group(0) @binding(0) var<storage, read_write> grads: array<vec4<f32>>;
 
-fn load_g(i: u32) -> vec4<f32> {
+fn load_grad(i: u32) -> vec4<f32> {
     return grads[i];
 }
 
-fn store_g(i: u32, x: vec4<f32>) {
+fn store_grad(i: u32, x: vec4<f32>) {
     grads[i] = x;
 }
