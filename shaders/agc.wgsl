@@ -14,20 +14,6 @@
 // clipstep's own), agc_pooled.wgsl (a caller's pool), agc_shared.wgsl (a pool whose params
 // and grads share one buffer).
 
-struct Unit {
-    start: u32,
-    stride: u32,
-    count: u32,
-    _pad: u32,
-}
-
-struct AgcOp {
-    clipping: f32,
-    eps: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 @group(0) @binding(2) var<storage, read> units: array<Unit>;
 @group(0) @binding(3) var<uniform> agc: AgcOp;
 

@@ -3,10 +3,11 @@
 //! - **code tables** (norm kinds, norm sources, non-finite policies, flag bits) are Rust
 //!   constants; [`prelude`] declares each of them, with the kernel constants of
 //!   [`crate::consts`], at the top of every shader;
-//! - **shared structs** are `#[repr(C)]` twins of WGSL structs, declared with
-//!   [`shared_struct!`], which records each field's name and offset. A test reflects every
-//!   WGSL struct out of the shaders with naga and fails if a field's name, order or offset,
-//!   or the struct's size, differs from its twin (see `src/shaders.rs`).
+//! - **shared structs** are `#[repr(C)]` Rust structs declared with [`shared_struct!`],
+//!   which generates their WGSL declarations (the prelude's, and each rule's uniform) and
+//!   records each field's name and offset. A test reflects every WGSL struct out of the
+//!   shaders with naga and fails if a field's name, order or offset, or the struct's size,
+//!   differs from its Rust declaration (see `src/kernels/mod.rs`).
 
 use crate::consts::MAX_GROUPS;
 use crate::consts::{
@@ -14,18 +15,27 @@ use crate::consts::{
     VEC4_PER_INVOCATION, VEC_WIDTH, WORKGROUP_SIZE,
 };
 
+/// A shared struct's `(field name, byte offset)` list in declaration order, and its size.
+pub(crate) type Layout = (Vec<(&'static str, usize)>, usize);
+
 /// A Rust struct with a WGSL twin of the same fields, offsets and size (checked by the
-/// layout test in `src/kernels/mod.rs`).
-#[cfg(test)]
+/// layout tests in `src/kernels/mod.rs` and `src/optim/rules/mod.rs`).
 pub(crate) trait Shared: bytemuck::Pod {
     /// The struct's name in WGSL.
     const WGSL: &'static str;
     /// `(field name, byte offset)` in declaration order.
     fn fields() -> Vec<(&'static str, usize)>;
+    /// The fields and the struct's size.
+    fn layout() -> Layout {
+        (Self::fields(), std::mem::size_of::<Self>())
+    }
 }
 
-/// Declares a `#[repr(C)]` struct shared with WGSL (struct `$wgsl` there) and its
-/// `Shared` impl. Fields are `pub` within the crate.
+/// Declares a `#[repr(C)]` struct shared with WGSL (struct `$wgsl` there), the WGSL
+/// declaration generated from it (`wgsl()`: each field's doc as a comment, its type mapped
+/// by [`wgsl_type`]), and its `Shared` impl. Fields are `pub` within the crate. The Rust
+/// declaration is the one source; the naga layout test is the guard that the generated
+/// WGSL has the same offsets and size.
 macro_rules! shared_struct {
     ($(#[$doc:meta])* $name:ident = $wgsl:literal {
         $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)?
@@ -37,7 +47,28 @@ macro_rules! shared_struct {
             $($(#[$fdoc])* pub $field: $ty),*
         }
 
-        #[cfg(test)]
+        impl $name {
+            /// The WGSL declaration of this struct, generated from the Rust one.
+            #[allow(dead_code)]
+            pub(crate) fn wgsl() -> String {
+                let mut out = format!(
+                    "// Generated from Rust `{}` (src/abi.rs shared_struct!).\nstruct {} {{\n",
+                    stringify!($name),
+                    <Self as $crate::abi::Shared>::WGSL,
+                );
+                $(
+                    $(out.push_str(&$crate::abi::wgsl_comment(stringify!($fdoc)));)*
+                    out.push_str(&format!(
+                        "    {}: {},\n",
+                        stringify!($field),
+                        $crate::abi::wgsl_type(stringify!($ty))
+                    ));
+                )*
+                out.push_str("}\n");
+                out
+            }
+        }
+
         impl $crate::abi::Shared for $name {
             const WGSL: &'static str = $wgsl;
             fn fields() -> Vec<(&'static str, usize)> {
@@ -47,6 +78,30 @@ macro_rules! shared_struct {
     };
 }
 pub(crate) use shared_struct;
+
+/// The WGSL type of a shared struct's Rust field type: `f32` and `u32` as they are, an
+/// array `[T; N]` (N = 2, 3, 4) as `vecN<T>` (the layout test catches a vector whose WGSL
+/// alignment differs from the array's).
+pub(crate) fn wgsl_type(rust: &str) -> String {
+    let rust: String = rust.chars().filter(|c| !c.is_whitespace()).collect();
+    match rust.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(array) => {
+            let (elem, n) = array.split_once(';').expect("an array type [T; N]");
+            format!("vec{n}<{elem}>")
+        }
+        None => rust,
+    }
+}
+
+/// A doc attribute's text (`doc = " text"`, as `stringify!` gives it) as a WGSL comment
+/// line; other attributes give nothing.
+pub(crate) fn wgsl_comment(meta: &str) -> String {
+    let Some(text) = meta.strip_prefix("doc =").map(str::trim) else {
+        return String::new();
+    };
+    let text = text.trim_start_matches('"').trim_end_matches('"').trim();
+    format!("    // {}\n", text.replace("\\\"", "\""))
+}
 
 /// Declares `u32` code constants and [`CODES`], the table the prelude is generated from.
 macro_rules! codes {
@@ -292,5 +347,49 @@ pub(crate) fn prelude() -> String {
     for (name, value) in CODES {
         out.push_str(&format!("const {name}: u32 = {value}u;\n"));
     }
+    // Every struct shared with Rust, generated from its declaration here (a struct no
+    // entry point uses costs nothing).
+    for wgsl in [
+        DeviceStepState::wgsl(),
+        NormOp::wgsl(),
+        Slab::wgsl(),
+        Place::wgsl(),
+        Chunk::wgsl(),
+        Partial::wgsl(),
+        UnitRow::wgsl(),
+        AgcOp::wgsl(),
+    ] {
+        out.push('\n');
+        out.push_str(&wgsl);
+    }
     out
+}
+
+shared_struct! {
+    /// `struct Unit` of `shaders/agc.wgsl` (generated into the prelude): elements `start + k·stride`, `k < count`,
+    /// relative to the slab.
+    UnitRow = "Unit" {
+        /// First element in the slab.
+        start: u32,
+        /// Distance between the unit's elements.
+        stride: u32,
+        /// Elements.
+        count: u32,
+        /// Padding.
+        _pad: u32,
+    }
+}
+
+shared_struct! {
+    /// `struct AgcOp` of `shaders/agc.wgsl` (generated into the prelude).
+    AgcOp = "AgcOp" {
+        /// `max = clipping · max(‖p_u‖, eps)`.
+        clipping: f32,
+        /// The floor of a unit's parameter norm.
+        eps: f32,
+        /// Uniforms are read in 16-byte rows.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+    }
 }

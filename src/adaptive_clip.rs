@@ -2,9 +2,10 @@
 //! Performance Large-Scale Image Recognition Without Normalization"), unit by unit, in one
 //! dispatch per slab.
 
+use crate::abi::AgcOp;
 use crate::arena::Arena;
 use crate::error::{Error, Result};
-use crate::kernels::agc::{AgcKernel, AgcOp};
+use crate::kernels::agc::AgcKernel;
 use crate::param_set::ParamSet;
 use crate::reference::{self, Units};
 

@@ -64,11 +64,8 @@ pub use dtype::{Dtype, Rounding};
 pub use error::{Error, Result};
 pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
 pub use loss_scale::LossScaler;
-pub use optim::{
-    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Lamb, LambConfig, Lars,
-    LarsConfig, Lion, LionConfig, Optimizer, ParamGroup, RmsProp, RmsPropConfig, Sgd, SgdConfig,
-    StepOptions,
-};
+pub use optim::rules::*;
+pub use optim::{rules, Optimizer, ParamGroup, RuleConfig, RuleVisitor, StepOptions};
 pub use options::{Clip, Nonfinite, Norm};
 pub use param_set::ParamSet;
 pub use reference::Units;

@@ -22,13 +22,15 @@ fn bench_measures_every_operation_and_ratio() {
     let mut progress_lines = 0;
     let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
     // Per size: the shader copy, the buffer copy, the faster of the two again as the
-    // roofline, and 23 operations (4 of them mixed precision).
-    assert_eq!(report.measurements.len(), 2 * 26, "26 rows per size");
+    // roofline, a row per registered rule but AdamW, and 17 more operations (AdamW's, 4 of
+    // them mixed precision, the norm and the clips).
+    let rows = 3 + (common::registered_rules().len() - 1) + 17;
+    assert_eq!(report.measurements.len(), 2 * rows, "{rows} rows per size");
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 3);
     assert!(report.skipped.is_empty());
-    // 25 rows and 6 paired ratios per size (the roofline row is repeated), 3 encode costs.
-    assert_eq!(progress_lines, 2 * (25 + 6) + 3);
+    // The rows and 6 paired ratios per size (the roofline row is repeated), 3 encode costs.
+    assert_eq!(progress_lines, 2 * (rows - 1 + 6) + 3);
     for m in &report.measurements {
         assert!(
             m.median_ms > 0.0 && m.gb_per_s > 0.0 && m.fraction_of_copy > 0.0,

@@ -10,7 +10,7 @@ use common::harness::Build;
 fn trained<C: Build>(ctx: &Context, config: C, steps: u64) -> (ParamSet, C::Opt) {
     let (mut set, _) = set_with_grads(ctx, &[5000, 3, 257], Some(8192), 1);
     set.upload_params(&data(5260, 2, 1.0)).unwrap();
-    let mut opt = config.build(&set).unwrap();
+    let mut opt = config.make(&set).unwrap();
     for s in 0..steps {
         set.upload_grads(&data(5260, 10 + s, 1.0)).unwrap();
         let options = StepOptions {
@@ -36,7 +36,7 @@ fn round_trip_is_exact<C: Build + PartialEq>(config: C, other: C, config_of: fn(
     for ctx in [ctx(), Context::cpu()] {
         let (mut set, opt) = trained(&ctx, config.clone(), 3);
         let bytes = opt.save().unwrap();
-        let mut fresh = other.build(&set).unwrap();
+        let mut fresh = other.make(&set).unwrap();
         fresh.load(&bytes).unwrap();
         assert_eq!(config_of(&fresh), config_of(&opt));
         assert_eq!(fresh.step_count().unwrap(), 3);

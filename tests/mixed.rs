@@ -190,7 +190,7 @@ fn nan_and_inf_are_found_in_16_bit_patterns() {
 /// step from the device's params and states before it, fed the widened gradients and the
 /// device's clip coefficient: the step state, the reference's params and states.
 fn step_with_reference<C: ReferenceStep>(
-    opt: &mut C::Opt,
+    opt: &mut C::Optimizer,
     set: &mut ParamSet,
     config: &C,
     options: &StepOptions,

@@ -5,7 +5,7 @@
 mod common;
 
 use clipstep::*;
-use common::harness::{three_groups, Build};
+use common::harness::three_groups;
 use common::steps::*;
 use common::*;
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::harness::{cases, mixed, norms_and_clips, optimizers};
+use common::harness::{cases, every_rule_on_every_set, mixed, norms_and_clips, optimizers};
 use common::*;
 
 #[test]
@@ -17,6 +17,14 @@ fn every_norm_and_clip_of_the_case_table_matches_the_reference() {
 fn every_optimizer_of_the_case_table_matches_the_reference() {
     for case in cases() {
         assert_checks(&optimizers(&ctx(), &case).unwrap());
+    }
+}
+
+/// Every registered rule over a caller's pool and a bf16 set with f32 master weights.
+#[test]
+fn every_rule_on_a_pool_and_a_bf16_set_matches_the_reference() {
+    for case in cases() {
+        assert_checks(&every_rule_on_every_set(&ctx(), &case).unwrap());
     }
 }
 

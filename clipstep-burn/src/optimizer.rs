@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use clipstep::{
     ArenaOptions, BufferRange, Context, ExternalTensor, LoadOptions, MissingTensors, Norm,
-    Optimizer, ParamSet, Report, StepOptions, UnexpectedTensors,
+    Optimizer, ParamSet, Report, RuleConfig, StepOptions, UnexpectedTensors,
 };
 
 use crate::error::{Error, Result};
@@ -64,15 +64,6 @@ struct Visited {
     _grad_tensor: Box<dyn std::any::Any>,
 }
 
-macro_rules! constructor {
-    ($(#[$doc:meta])* $fn:ident, $opt:ident, $config:ident) => {
-        $(#[$doc])*
-        pub fn $fn(ctx: &Context, config: clipstep::$config) -> Self {
-            Self::new(ctx, move |set| Ok(Box::new(clipstep::$opt::new(set, config.clone())?)))
-        }
-    };
-}
-
 impl BurnOptimizer {
     /// An optimizer on `ctx` (which must share burn's device: [`crate::shared_device`])
     /// whose clipstep optimizer `factory` builds for the model's parameters (called at the
@@ -95,34 +86,20 @@ impl BurnOptimizer {
         }
     }
 
-    constructor!(
-        /// clipstep's AdamW (PyTorch's rule) for every parameter.
-        adamw, AdamW, AdamWConfig
-    );
-    constructor!(
-        /// clipstep's Adam (L2 weight decay) for every parameter.
-        adam, Adam, AdamConfig
-    );
-    constructor!(
-        /// clipstep's SGD (momentum, Nesterov, weight decay) for every parameter.
-        sgd, Sgd, SgdConfig
-    );
-    constructor!(
-        /// clipstep's RMSprop for every parameter.
-        rmsprop, RmsProp, RmsPropConfig
-    );
-    constructor!(
-        /// clipstep's Adagrad for every parameter.
-        adagrad, Adagrad, AdagradConfig
-    );
-    constructor!(
-        /// clipstep's Lion for every parameter.
-        lion, Lion, LionConfig
-    );
-    constructor!(
-        /// clipstep's LAMB for every parameter.
-        lamb, Lamb, LambConfig
-    );
+    /// clipstep's rule `config` (any registered rule: `AdamWConfig`, `SgdConfig`, ...,
+    /// see `clipstep::rules`) for every parameter, in one parameter group.
+    pub fn rule<C: RuleConfig>(ctx: &Context, config: C) -> Self {
+        Self::new(ctx, move |set| {
+            let opt: Box<dyn Optimizer> = Box::new(config.build(set)?);
+            Ok(opt)
+        })
+    }
+
+    /// clipstep's AdamW (PyTorch's rule) for every parameter: [`BurnOptimizer::rule`] with
+    /// an [`AdamWConfig`](clipstep::AdamWConfig).
+    pub fn adamw(ctx: &Context, config: clipstep::AdamWConfig) -> Self {
+        Self::rule(ctx, config)
+    }
 
     /// The same optimizer with these step options (clipping, non-finite policy, loss scale).
     pub fn with_options(mut self, options: StepOptions) -> Self {

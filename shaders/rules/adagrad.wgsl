@@ -12,17 +12,6 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-struct Adagrad {
-    lr: f32,
-    lr_decay: f32,
-    eps: f32,
-    weight_decay: f32,
-    maximize: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(6) var<uniform> groups: array<Adagrad, MAX_GROUPS>;
 
 fn apply(i: u32, at: At) {

@@ -17,20 +17,6 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-struct Adam {
-    lr: f32,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    decay_factor: f32,
-    amsgrad: u32,
-    maximize: u32,
-    decoupled_weight_decay: u32,
-    _pad: vec2<u32>,
-}
-
 @group(0) @binding(6) var<uniform> groups: array<Adam, MAX_GROUPS>;
 @group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
 

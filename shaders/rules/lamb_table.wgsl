@@ -3,17 +3,6 @@
 //
 // @binding(6) groups: one Lamb per parameter group
 
-struct Lamb {
-    neg_lr: f32,
-    beta1: f32,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    eps: f32,
-    eps_root: f32,
-    weight_decay: f32,
-}
-
 @group(0) @binding(6) var<uniform> groups: array<Lamb, MAX_GROUPS>;
 
 // Optax's lamb scales every update by its trust ratio, with coefficient 1 and eps 0.

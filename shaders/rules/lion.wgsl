@@ -12,17 +12,6 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-struct Lion {
-    neg_lr: f32,
-    beta1: f32,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    weight_decay: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 @group(0) @binding(6) var<uniform> groups: array<Lion, MAX_GROUPS>;
 
 // jnp.sign: −1, 0 or 1, and NaN for NaN.

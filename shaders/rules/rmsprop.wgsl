@@ -13,17 +13,6 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-struct RmsProp {
-    neg_lr: f32,
-    alpha: f32,
-    one_minus_alpha: f32,
-    eps: f32,
-    weight_decay: f32,
-    momentum: f32,
-    centered: u32,
-    maximize: u32,
-}
-
 @group(0) @binding(6) var<uniform> groups: array<RmsProp, MAX_GROUPS>;
 
 fn apply(i: u32, at: At) {

@@ -14,17 +14,6 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-struct Sgd {
-    neg_lr: f32,
-    momentum: f32,
-    one_minus_dampening: f32,
-    weight_decay: f32,
-    nesterov: u32,
-    maximize: u32,
-    has_momentum_buffer: u32,
-    _pad: u32,
-}
-
 @group(0) @binding(6) var<uniform> groups: array<Sgd, MAX_GROUPS>;
 
 fn apply(i: u32, at: At) {

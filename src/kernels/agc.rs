@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::abi::shared_struct;
+use crate::abi::{AgcOp, UnitRow};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 use crate::gpu::whole;
@@ -12,35 +12,6 @@ use crate::layout::Layout;
 use crate::reference::{units_of, Units};
 use crate::shaders::Body;
 use crate::slabs::SlabDevice;
-
-shared_struct! {
-    /// `struct Unit` of `shaders/agc.wgsl`: elements `start + k·stride`, `k < count`,
-    /// relative to the slab.
-    UnitRow = "Unit" {
-        /// First element in the slab.
-        start: u32,
-        /// Distance between the unit's elements.
-        stride: u32,
-        /// Elements.
-        count: u32,
-        /// Padding.
-        _pad: u32,
-    }
-}
-
-shared_struct! {
-    /// `struct AgcOp` of `shaders/agc.wgsl`.
-    AgcOp = "AgcOp" {
-        /// `max = clipping · max(‖p_u‖, eps)`.
-        clipping: f32,
-        /// The floor of a unit's parameter norm.
-        eps: f32,
-        /// Uniforms are read in 16-byte rows.
-        _pad0: u32,
-        /// Padding.
-        _pad1: u32,
-    }
-}
 
 /// The unit tables of one convention and their bind groups.
 pub(crate) struct AgcKernel {

@@ -10,49 +10,27 @@
 //! | [`cache`]   | bind groups cached per slab by what they bind         |
 //! | [`trust`]   | `trust_partials`, `trust_fold` (LARS, LAMB)           |
 //! | [`agc`]     | `agc` (adaptive gradient clipping)                    |
-//! | [`sgd`], [`adam`], [`rmsprop`], [`adagrad`], [`lion`], [`lars`], [`lamb`] | each rule's uniform |
+//!
+//! Each rule's uniform and shader live in its own file, `src/optim/rules/<rule>.rs`.
 
-pub(crate) mod adagrad;
-pub(crate) mod adam;
 pub(crate) mod agc;
 pub(crate) mod cache;
 pub(crate) mod clip;
-pub(crate) mod lamb;
-pub(crate) mod lars;
-pub(crate) mod lion;
 pub(crate) mod norm;
-pub(crate) mod rmsprop;
-pub(crate) mod sgd;
 pub(crate) mod trust;
 pub(crate) mod update;
 
-use crate::shaders::RuleShader;
-
-/// Every update rule's shaders: what the naga validation test compiles and the Context
-/// builds eagerly.
-pub(crate) const RULES: &[&RuleShader] = &[
-    &sgd::SHADER,
-    &adam::SHADER,
-    &rmsprop::SHADER,
-    &adagrad::SHADER,
-    &lion::SHADER,
-    &lars::SHADER,
-    &lamb::SHADER,
-];
-
 #[cfg(test)]
 mod tests {
+    use crate::abi::{AgcOp, UnitRow};
     use crate::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
-    use crate::kernels::{adagrad, adam, lamb, lars, lion, rmsprop, sgd};
-    use crate::kernels::{adagrad::AdagradUniform, lion::LionUniform};
-    use crate::kernels::{adam::AdamUniform, rmsprop::RmsPropUniform, sgd::SgdUniform};
-    use crate::kernels::{agc::AgcOp, agc::UnitRow, lamb::LambUniform, lars::LarsUniform};
+
+    use crate::shaders::{struct_layout, Body, KernelKey};
 
     /// The f32 source of `body`.
     fn src(body: Body) -> String {
         KernelKey::from(body).source()
     }
-    use crate::shaders::{struct_layout, Body, KernelKey};
 
     /// Where Rust twin `T` and its WGSL struct in `source` differ: field names, order,
     /// offsets or size. `None` when they agree.
@@ -75,7 +53,7 @@ mod tests {
     }
 
     /// Each struct shared by Rust and WGSL has the same field names, order, offsets and
-    /// size on both sides.
+    /// size on both sides (the rules' uniforms: `src/optim/rules/mod.rs`).
     #[test]
     fn shared_structs_have_the_same_layout_in_rust_and_wgsl() {
         let checks = [
@@ -85,13 +63,6 @@ mod tests {
             mismatch::<Chunk>(&src(Body::NormPartials)),
             mismatch::<Place>(&src(Body::Scale)),
             mismatch::<Partial>(&src(Body::NormTensors)),
-            mismatch::<SgdUniform>(&src(Body::Update(&sgd::SHADER))),
-            mismatch::<AdamUniform>(&src(Body::Update(&adam::SHADER))),
-            mismatch::<RmsPropUniform>(&src(Body::Update(&rmsprop::SHADER))),
-            mismatch::<AdagradUniform>(&src(Body::Update(&adagrad::SHADER))),
-            mismatch::<LionUniform>(&src(Body::Update(&lion::SHADER))),
-            mismatch::<LarsUniform>(&src(Body::Update(&lars::SHADER))),
-            mismatch::<LambUniform>(&src(Body::Update(&lamb::SHADER))),
             mismatch::<UnitRow>(&src(Body::Agc)),
             mismatch::<AgcOp>(&src(Body::Agc)),
         ];
@@ -104,11 +75,10 @@ mod tests {
     #[test]
     fn a_reordered_wgsl_field_is_caught() {
         let source = src(Body::NormFinalize);
-        let swapped = source.replacen(
-            "    total_norm: f32,\n    clip_coef: f32,",
-            "    clip_coef: f32,\n    total_norm: f32,",
-            1,
-        );
+        let swapped = source
+            .replacen("    total_norm: f32,", "    SWAP: f32,", 1)
+            .replacen("    clip_coef: f32,", "    total_norm: f32,", 1)
+            .replacen("    SWAP: f32,", "    clip_coef: f32,", 1);
         assert_ne!(
             source, swapped,
             "the StepState fields to swap were not found"

@@ -71,11 +71,17 @@ impl UpdateKernel {
         row_bytes: usize,
         b: &UpdateBindings<'_>,
     ) -> Result<UpdateKernel> {
+        // Each slab's kernels, checked against the device's limits and compiled now (their
+        // plain shape; other shapes on first use), so the first step builds nothing.
         for slab in slabs {
             let key = |body| slab.kernel(body).with_states(b.states_storage);
-            gpu.check_binds(key(Body::Update(rule)))?;
+            let mut kernels = vec![key(Body::Update(rule))];
             if rule.trust.is_some() {
-                gpu.check_binds(key(Body::Trust(rule)))?;
+                kernels.extend([key(Body::Trust(rule)), KernelKey::from(Body::Fold(rule))]);
+            }
+            for kernel in kernels {
+                gpu.check_binds(kernel)?;
+                gpu.pipelines.get(kernel.shaped(0));
             }
         }
         // A uniform array of MAX_GROUPS rows; only the optimizer's groups are written.

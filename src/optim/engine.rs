@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::groups::{self, ParamGroup};
-use super::StepOptions;
+use super::{RuleConfig, StepOptions};
 use crate::abi::{DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE, STATE_SALT};
 use crate::arena::{image_writes, read_all, slab_images, state_arena, write_all, Arena};
 use crate::checkpoint::{bad, Checkpoint, LoadOptions, MissingTensors, UnexpectedTensors};
@@ -32,29 +31,21 @@ use crate::shard::ShardPartial;
 use crate::typed_io;
 
 /// An update rule: implemented by each optimizer's config.
-pub(crate) trait Rule:
-    Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
-{
-    /// Name, as in PyTorch (also the optimizer tag of checkpoints).
-    const NAME: &'static str;
+/// The engine's side of an update rule (its [`RuleConfig`] is the public side): the GPU
+/// shader, its uniform and the shape of the step it compiles.
+pub(crate) trait Rule: RuleConfig {
     /// Whether PyTorch's per-tensor state for this optimizer holds a `step` (checkpoints
     /// then write `<tensor>.step`).
     const TORCH_STEP: bool = true;
     /// The rule's WGSL (update body, and a trust rule's table and trust body): one
-    /// [`RuleShader`] in `src/kernels/<rule>.rs`, run on every access, addressing and state
-    /// storage the set and the optimizer ask for.
+    /// [`RuleShader`] in its `src/optim/rules/<rule>.rs`, run on every access, addressing
+    /// and state storage the set and the optimizer ask for.
     const SHADER: &'static RuleShader;
     /// Whether the rule may keep its states in bf16 ([`Engine::new`]'s `state_dtype`): the
     /// rules whose bf16-state updates are held to the reference (Adam, AdamW).
     const BF16_STATES: bool = false;
     /// PyTorch's constructor checks.
     fn validate(&self) -> Result<()>;
-    /// The states bound at slots 2, 3, 4 of the update shader (`None`: unused).
-    fn state_names(&self) -> [Option<&'static str>; 3];
-    /// Each state slot's fresh value (Adagrad's `initial_accumulator_value`; 0 for the rest).
-    fn initial_state(&self) -> [f32; 3] {
-        [0.0; 3]
-    }
     /// `(ln β1, ln β2)` for the finalize's per-group Adam bias corrections, in f64 then
     /// rounded; 0: none (the default, for rules without bias correction).
     fn log_betas(&self) -> [f32; 2] {
@@ -69,14 +60,6 @@ pub(crate) trait Rule:
     fn shape(&self) -> u32 {
         0
     }
-    /// The CPU backend's update of step `step` (1 on the first), through the reference.
-    fn host_update(
-        &self,
-        step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [Option<&mut [f32]>; 3],
-    );
 }
 
 /// The device half of an optimizer.
@@ -228,7 +211,7 @@ impl<R: Rule> Engine<R> {
     }
 
     /// State slot `slot` as it starts, all tensors concatenated: each tensor at its group's
-    /// [`Rule::initial_state`].
+    /// [`RuleConfig::initial_state`].
     fn fresh_state(&self, slot: usize) -> Vec<f32> {
         let mut values = Vec::with_capacity(self.layout.numel() as usize);
         for (t, &g) in self.layout.tensors.iter().zip(&self.group_of) {
@@ -415,7 +398,7 @@ impl<R: Rule> Engine<R> {
                 });
                 group
                     .config
-                    .host_update(state.step, &mut p[range.clone()], &grads, states);
+                    .reference_step(state.step, &mut p[range.clone()], &grads, states);
                 // What the device writes in 16 bits, rounded as it rounds it.
                 let stochastic = (state.stochastic != 0).then_some((state.round_seed, state.step));
                 if info.dtype.is_16_bit() {

@@ -1,32 +1,22 @@
 //! Fused optimizer steps: norm → clip coefficient → update, recorded as one compute pass
 //! with no host readback. The gradient is read once for the norm and once for the update.
 //!
-//! [`Sgd`], [`Adam`], [`AdamW`], [`RmsProp`], [`Adagrad`], [`Lion`], [`Lars`] and [`Lamb`] share the [`Optimizer`] trait and one
-//! engine. Hyperparameters and step options reach the device as small in-stream writes,
+//! Every rule (`rules/<rule>.rs`: SGD, Adam, AdamW, RMSprop, Adagrad, Lion, LARS, LAMB, ...)
+//! implements [`RuleConfig`] and runs on one engine; its optimizer type implements
+//! [`Optimizer`]. [`rules::for_each_rule`] visits every registered rule. Hyperparameters and step options reach the device as small in-stream writes,
 //! so changing the learning rate never rebuilds a pipeline or bind group, and the step
 //! count lives on the device so skipped steps do not advance it. Hyperparameters are f64,
 //! as PyTorch's Python floats: constants such as `1 − β` are computed in f64 on the host.
 
-mod adagrad;
-mod adam;
 mod engine;
+#[cfg(test)]
+mod golden;
 mod groups;
-mod lamb;
-mod lars;
-mod lion;
-mod rmsprop;
-mod sgd;
+pub mod rules;
 
 use std::path::Path;
 
-pub use adagrad::{Adagrad, AdagradConfig};
-pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
 pub use groups::ParamGroup;
-pub use lamb::{Lamb, LambConfig};
-pub use lars::{Lars, LarsConfig};
-pub use lion::{Lion, LionConfig};
-pub use rmsprop::{RmsProp, RmsPropConfig};
-pub use sgd::{Sgd, SgdConfig};
 
 use crate::checkpoint::LoadOptions;
 use crate::dtype::Rounding;
@@ -100,8 +90,8 @@ impl StepOptions {
     }
 }
 
-/// What [`Sgd`], [`Adam`], [`AdamW`] and [`RmsProp`] share: PyTorch's `step` and learning
-/// rate, plus the state a checkpoint holds. Object safe: a training loop can hold a
+/// What every rule's optimizer type ([`RuleConfig::Optimizer`]) shares: PyTorch's `step`
+/// and learning rate, plus the state a checkpoint holds. Object safe: a training loop can hold a
 /// `Box<dyn Optimizer>`. Each type's `new(params, config)` and `config()` are its own.
 pub trait Optimizer {
     /// Records and submits one step: `params ← update(params, clip(grads / grad_scale))`
@@ -208,6 +198,72 @@ pub trait Optimizer {
     }
 }
 
+/// An update rule's configuration (`SgdConfig`, `AdamWConfig`, ...): what code that handles
+/// every rule works with (the CLI's `verify` and `bench`, the test matrix, clipstep-burn),
+/// through [`rules::for_each_rule`]. `Default` is the rule's reference library's default
+/// (PyTorch's, or Optax's for the rules PyTorch lacks); the config deserializes from that
+/// library's keyword arguments (serde, the fields bearing their names).
+pub trait RuleConfig:
+    Clone
+    + std::fmt::Debug
+    + Default
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The rule's name, as in PyTorch (or Optax): also the optimizer tag of checkpoints.
+    const NAME: &'static str;
+    /// The optimizer type users name for this rule.
+    type Optimizer: Optimizer + 'static;
+    /// The optimizer over `params` with parameter groups (PyTorch's `param_groups`), each
+    /// config checked with PyTorch's rules ([`Error::InvalidHyperparameter`]).
+    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Self::Optimizer>;
+    /// Configurations that between them exercise each option of the rule. The first is the
+    /// rule's usual configuration: the one `clipstep bench` times (and PyTorch's benchmark
+    /// twin, `scripts/bench_torch.py`, runs) and `clipstep verify` runs on pools and 16-bit
+    /// sets; the test matrix and `verify` run every one.
+    fn examples() -> Vec<Self>;
+    /// The states this configuration keeps, by state slot (`None`: a slot it leaves unused).
+    fn state_names(&self) -> [Option<&'static str>; 3];
+    /// Each state slot's fresh value (Adagrad's `initial_accumulator_value`; 0 for the rest).
+    fn initial_state(&self) -> [f32; 3] {
+        [0.0; 3]
+    }
+    /// One step of the CPU reference over one tensor (`step` = 1 on the first), its states
+    /// by slot: what the CPU backend runs and what the GPU is tested against.
+    fn reference_step(
+        &self,
+        step: u32,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [Option<&mut [f32]>; 3],
+    );
+    /// Bytes a clipped fused step moves per f32 element (the cost model `clipstep bench`
+    /// reports bandwidth by): the norm's gradient read 4, the update's gradient read 4,
+    /// the parameter read and written 8, and each state this configuration keeps read and
+    /// written 8. A rule with more passes (LARS, LAMB: the trust pass) says its own.
+    fn bytes_per_element(&self) -> u64 {
+        let states = self.state_names().iter().flatten().count() as u64;
+        16 + 8 * states
+    }
+    /// Whether one tensor's update depends on the whole tensor (a per-tensor trust ratio:
+    /// LARS, LAMB), not on each element alone.
+    const TENSORWISE: bool = false;
+    /// The one-group optimizer of this config over every tensor of `params`.
+    fn build(&self, params: &ParamSet) -> Result<Self::Optimizer> {
+        let names = params.tensors().iter().map(|t| t.name.clone());
+        Self::optimizer(params, vec![ParamGroup::new(names, self.clone())])
+    }
+}
+
+/// Code run for every registered rule's config type ([`rules::for_each_rule`]).
+pub trait RuleVisitor {
+    /// Called once per registered config type.
+    fn visit<C: RuleConfig>(&mut self);
+}
+
 /// Declares an optimizer type over the engine with rule `$config`, implementing
 /// [`Optimizer`] by delegation.
 macro_rules! optimizer {
@@ -288,7 +344,7 @@ macro_rules! optimizer {
                 self.0.groups[0].config.lr
             }
             fn set_learning_rate(&mut self, lr: f64) -> crate::error::Result<()> {
-                let name = <$config as crate::optim::engine::Rule>::NAME;
+                let name = <$config as crate::optim::RuleConfig>::NAME;
                 crate::optim::check_non_negative(name, "lr", lr)?;
                 self.0.groups.iter_mut().for_each(|g| g.config.lr = lr);
                 Ok(())
@@ -300,13 +356,13 @@ macro_rules! optimizer {
                 Ok(self.0.group(group)?.config.lr)
             }
             fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> crate::error::Result<()> {
-                let name = <$config as crate::optim::engine::Rule>::NAME;
+                let name = <$config as crate::optim::RuleConfig>::NAME;
                 crate::optim::check_non_negative(name, "lr", lr)?;
                 self.0.group_mut(group)?.config.lr = lr;
                 Ok(())
             }
             fn state_names(&self) -> Vec<&'static str> {
-                crate::optim::engine::Rule::state_names(&self.0.groups[0].config)
+                crate::optim::RuleConfig::state_names(&self.0.groups[0].config)
                     .into_iter()
                     .flatten()
                     .collect()
@@ -383,4 +439,33 @@ pub(crate) fn check_non_negative(
         x.is_finite() && x >= 0.0,
         "must be finite and >= 0",
     )
+}
+
+/// PyTorch's checks of the Adam family (Adam, AdamW, Adamax, ...), with its messages'
+/// parameter names: lr, eps and weight_decay finite and ≥ 0, each beta in [0, 1).
+pub(crate) fn check_adam_family(
+    name: &'static str,
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+) -> Result<()> {
+    check_non_negative(name, "lr", lr)?;
+    check_non_negative(name, "eps", eps)?;
+    let in_unit = |b: f64| (0.0..1.0).contains(&b);
+    check(
+        name,
+        "beta parameter at index 0",
+        betas.0,
+        in_unit(betas.0),
+        "must be in [0, 1)",
+    )?;
+    check(
+        name,
+        "beta parameter at index 1",
+        betas.1,
+        in_unit(betas.1),
+        "must be in [0, 1)",
+    )?;
+    check_non_negative(name, "weight_decay", weight_decay)
 }

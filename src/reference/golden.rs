@@ -144,113 +144,19 @@ fn clip_grads_with_norm_and_clip_grad_value_match_pytorch_exactly() {
     assert_eq!(grads, tensors(&case["clipped"]), "clip_grad_value_");
 }
 
-/// One optimizer step of the reference from PyTorch's state before it.
+/// One optimizer step of the reference from Optax's state before it (Optax's keyword
+/// arguments; PyTorch's cases run through the rule registry, `src/optim/golden.rs`).
 fn reference_step(
     name: &str,
     kw: &Value,
-    step: u32,
     params: &mut [f32],
     grad: &[f32],
     state: &mut std::collections::BTreeMap<String, Vec<f32>>,
 ) {
     let get = |k: &str, default: f64| kw.get(k).and_then(Value::as_f64).unwrap_or(default);
-    let flag = |k: &str| kw.get(k).and_then(Value::as_bool).unwrap_or(false);
     let n = params.len();
     let mut take = |k: &str| state.remove(k).unwrap_or_else(|| vec![0.0; n]);
     match name {
-        "SGD" => {
-            let momentum = get("momentum", 0.0);
-            let mut buf = take("momentum_buffer");
-            sgd(
-                params,
-                grad,
-                (momentum != 0.0).then_some(buf.as_mut_slice()),
-                step == 1,
-                get("lr", 1e-3),
-                momentum,
-                get("dampening", 0.0),
-                get("weight_decay", 0.0),
-                flag("nesterov"),
-                flag("maximize"),
-            );
-            if momentum != 0.0 {
-                state.insert("momentum_buffer".into(), buf);
-            }
-        }
-        "Adam" | "AdamW" => {
-            let (mut m, mut v, mut vmax) =
-                (take("exp_avg"), take("exp_avg_sq"), take("max_exp_avg_sq"));
-            let betas = kw.get("betas").map_or((0.9, 0.999), |b| {
-                (b[0].as_f64().unwrap(), b[1].as_f64().unwrap())
-            });
-            let amsgrad = flag("amsgrad");
-            let adamw = name == "AdamW";
-            adam(
-                params,
-                grad,
-                &mut m,
-                &mut v,
-                amsgrad.then_some(vmax.as_mut_slice()),
-                step,
-                get("lr", 1e-3),
-                betas,
-                get("eps", 1e-8),
-                get("weight_decay", if adamw { 1e-2 } else { 0.0 }),
-                adamw,
-                flag("maximize"),
-                true,
-            );
-            state.insert("exp_avg".into(), m);
-            state.insert("exp_avg_sq".into(), v);
-            if amsgrad {
-                state.insert("max_exp_avg_sq".into(), vmax);
-            }
-        }
-        "RMSprop" => {
-            let (mut s, mut a, mut b) = (
-                take("square_avg"),
-                take("grad_avg"),
-                take("momentum_buffer"),
-            );
-            let (centered, momentum) = (flag("centered"), get("momentum", 0.0));
-            rmsprop(
-                params,
-                grad,
-                &mut s,
-                centered.then_some(a.as_mut_slice()),
-                (momentum > 0.0).then_some(b.as_mut_slice()),
-                get("lr", 1e-2),
-                get("alpha", 0.99),
-                get("eps", 1e-8),
-                get("weight_decay", 0.0),
-                momentum,
-                flag("maximize"),
-            );
-            state.insert("square_avg".into(), s);
-            if centered {
-                state.insert("grad_avg".into(), a);
-            }
-            if momentum > 0.0 {
-                state.insert("momentum_buffer".into(), b);
-            }
-        }
-        "Adagrad" => {
-            let mut sum = state
-                .remove("sum")
-                .unwrap_or_else(|| vec![get("initial_accumulator_value", 0.0) as f32; n]);
-            adagrad(
-                params,
-                grad,
-                &mut sum,
-                step,
-                get("lr", 1e-2),
-                get("lr_decay", 0.0),
-                get("weight_decay", 0.0),
-                get("eps", 1e-10),
-                flag("maximize"),
-            );
-            state.insert("sum".into(), sum);
-        }
         // Optax's keyword arguments (fixtures/optax.json).
         "Lion" => {
             let mut m = take("exp_avg");
@@ -279,14 +185,7 @@ fn optimizer_steps_match(f: &Value) {
         let mut state = std::collections::BTreeMap::new();
         for (k, step) in case["steps"].as_array().unwrap().iter().enumerate() {
             let what = format!("{name} {kw} step {}", k + 1);
-            reference_step(
-                name,
-                kw,
-                k as u32 + 1,
-                &mut params,
-                &f32s(&step["grad"]),
-                &mut state,
-            );
+            reference_step(name, kw, &mut params, &f32s(&step["grad"]), &mut state);
             assert_ulps(&params, &f32s(&step["params"]), &format!("{what}: params"));
             let want = step["state"].as_object().unwrap();
             assert_eq!(
@@ -304,11 +203,8 @@ fn optimizer_steps_match(f: &Value) {
     }
 }
 
-/// SGD, Adam, AdamW, RMSprop and Adagrad against PyTorch, step by step.
-#[test]
-fn optimizer_steps_match_pytorch() {
-    optimizer_steps_match(&fixtures());
-}
+// SGD, Adam, AdamW, RMSprop, Adagrad (and every rule PyTorch has) against PyTorch, step
+// by step: `src/optim/golden.rs`, through the rule registry.
 
 fn optax_fixtures() -> Value {
     let text = include_str!("../../fixtures/optax.json");

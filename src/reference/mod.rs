@@ -16,35 +16,33 @@
 //! | `effective_grad` (`common.wgsl`)        | [`effective_grad`]                     |
 //! | `signed_decayed` (`common.wgsl`)        | [`signed_decayed`]                     |
 //! | `sgd`, `adam`, `rmsprop`                | [`sgd`], [`adam`], [`rmsprop`]         |
-//! | `adagrad`, `lion`                       | [`adagrad`], [`lion`]                  |
+//! | `adagrad`, `lion`, a rule's own file    | [`adagrad`], [`lion`]: `src/reference/rules/<rule>.rs` |
 //! | `lars*`, `lamb*`, `trust_fold`          | [`lars`], [`lamb`], [`trust_ratio`]    |
 //! | `half.wgsl`, `bf16.wgsl`, `f16.wgsl`    | [`f32_to_bf16`], [`f32_to_f16`], [`f32_to_bf16_stochastic`], [`rounding_bits`] |
 //! | the loss scaler in `norm_finalize`      | [`update_scale`]                       |
 
-mod adagrad;
 mod agc;
 mod clip;
 #[cfg(test)]
 mod golden;
-mod lion;
 mod norm;
 mod optim;
 mod precision;
+mod rules;
 mod trust;
 
-pub use adagrad::{adagrad, adagrad_clr};
 pub use agc::{adaptive_clip, units_of, Unit, Units};
 pub use clip::{
     block_rms_coef, clamp_keep_nan, clip_by_block_rms, clip_coef, clip_grad_norm,
     clip_grad_norm_per_tensor, clip_grad_value, clip_grads_with_norm, effective_grad,
 };
-pub use lion::{lion, sign_keep_nan};
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};
 pub use optim::{adam, bias_correction, rmsprop, sgd, signed_decayed, torch_lerp};
 pub use precision::{
     bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_bf16_stochastic, f32_to_f16, pcg_hash,
     rounding_bits, update_scale, ScaleState,
 };
+pub use rules::*;
 pub use trust::{lamb, lars, trust_ratio};
 
 /// Units in the last place between two finite f32s of any signs: the distance the update

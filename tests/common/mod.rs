@@ -9,7 +9,10 @@ pub mod steps;
 
 use std::sync::OnceLock;
 
-use clipstep::{ArenaOptions, Clip, Context, ContextOptions, Norm, ParamSet, StepOptions};
+use clipstep::{
+    ArenaOptions, Clip, Context, ContextOptions, Norm, ParamSet, RuleConfig, RuleVisitor,
+    StepOptions,
+};
 
 /// The adapter the suite runs on. Tests exercise real shaders: with no adapter this
 /// fails unless `CLIPSTEP_ALLOW_CPU_TESTS=1` asks for the CPU fallback explicitly.
@@ -198,4 +201,18 @@ pub fn clipped() -> StepOptions {
         },
         ..Default::default()
     }
+}
+
+/// The names of the registered rules ([`clipstep::rules::for_each_rule`]), in its order.
+#[allow(dead_code)]
+pub fn registered_rules() -> Vec<&'static str> {
+    struct Names(Vec<&'static str>);
+    impl RuleVisitor for Names {
+        fn visit<C: RuleConfig>(&mut self) {
+            self.0.push(C::NAME);
+        }
+    }
+    let mut names = Names(Vec::new());
+    clipstep::rules::for_each_rule(&mut names);
+    names.0
 }

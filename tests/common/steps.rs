@@ -32,23 +32,12 @@ pub fn clips() -> Vec<Clip> {
     ]
 }
 
-/// The reference step of each optimizer, from its config's plain numbers.
-pub trait ReferenceStep: harness::Build {
-    /// One step (`step` = 1 on the first) of the reference over whole arrays; `states`
-    /// by name, as the optimizer keeps them.
-    fn reference_step(
-        &self,
-        step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: &mut BTreeMap<String, Vec<f32>>,
-    );
-
-    /// Whether the rule works tensor by tensor (a trust ratio: LARS, LAMB).
-    const PER_TENSOR: bool = false;
-
-    /// The same over a set of tensors of `sizes`, concatenated: one call over the whole
-    /// arrays, or one per tensor for a [`ReferenceStep::PER_TENSOR`] rule.
+/// The reference step of every registered rule, from its config's own hook
+/// ([`RuleConfig::reference_step`], the CPU backend's step): over the tensors of a set,
+/// states by name as the optimizer keeps them.
+pub trait ReferenceStep: RuleConfig {
+    /// One step (`step` = 1 on the first) over a set of tensors of `sizes`, concatenated,
+    /// tensor by tensor; `states` by name (a state missing from it starts fresh).
     fn reference_step_over(
         &self,
         step: u32,
@@ -57,16 +46,36 @@ pub trait ReferenceStep: harness::Build {
         states: &mut BTreeMap<String, Vec<f32>>,
         sizes: &[usize],
     ) {
-        if Self::PER_TENSOR {
-            per_tensor(self, step, params, grads, states, sizes);
-        } else {
-            self.reference_step(step, params, grads, states);
+        let n = params.len();
+        let (names, fresh) = (self.state_names(), self.initial_state());
+        let mut slots: Vec<Vec<f32>> = names
+            .iter()
+            .zip(fresh)
+            .map(|(name, value)| match name {
+                Some(k) => states.remove(*k).unwrap_or_else(|| vec![value; n]),
+                None => Vec::new(),
+            })
+            .collect();
+        let mut at = 0;
+        for &len in sizes {
+            let range = at..at + len;
+            let mut parts = slots
+                .iter_mut()
+                .map(|v| (!v.is_empty()).then(|| &mut v[range.clone()]));
+            let three = [parts.next(), parts.next(), parts.next()].map(Option::flatten);
+            self.reference_step(step, &mut params[range.clone()], &grads[range], three);
+            at += len;
+        }
+        for (name, values) in names.iter().zip(slots) {
+            if let Some(k) = name {
+                states.insert(k.to_string(), values);
+            }
         }
     }
 
     /// How far a 100-step trajectory may drift from the CPU backend's.
     fn trajectory_rel(&self) -> f32 {
-        if Self::PER_TENSOR {
+        if Self::TENSORWISE {
             TRUST_TRAJECTORY_REL
         } else {
             TRAJECTORY_REL
@@ -74,164 +83,7 @@ pub trait ReferenceStep: harness::Build {
     }
 }
 
-/// [`ReferenceStep::reference_step_over`] tensor by tensor: each tensor its own call, over
-/// its slices of the parameters, gradients and states.
-fn per_tensor<C: ReferenceStep>(
-    config: &C,
-    step: u32,
-    params: &mut [f32],
-    grads: &[f32],
-    states: &mut BTreeMap<String, Vec<f32>>,
-    sizes: &[usize],
-) {
-    let mut at = 0;
-    for &n in sizes {
-        let mut part: BTreeMap<String, Vec<f32>> = states
-            .iter()
-            .map(|(k, v)| (k.clone(), v[at..at + n].to_vec()))
-            .collect();
-        config.reference_step(step, &mut params[at..at + n], &grads[at..at + n], &mut part);
-        for (k, v) in part {
-            let whole = states.entry(k).or_insert_with(|| vec![0.0; grads.len()]);
-            whole[at..at + n].copy_from_slice(&v);
-        }
-        at += n;
-    }
-}
-
-/// Takes state `name` out of `states` (empty when the config keeps none).
-pub fn take(states: &mut BTreeMap<String, Vec<f32>>, name: &str) -> Vec<f32> {
-    states.remove(name).unwrap_or_default()
-}
-
-pub fn some(v: &mut Vec<f32>) -> Option<&mut [f32]> {
-    (!v.is_empty()).then_some(v.as_mut_slice())
-}
-
-impl ReferenceStep for SgdConfig {
-    fn reference_step(
-        &self,
-        step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-    ) {
-        let mut buf = take(s, "momentum_buffer");
-        let c = self;
-        reference::sgd(
-            p,
-            g,
-            some(&mut buf),
-            step == 1,
-            c.lr,
-            c.momentum,
-            c.dampening,
-            c.weight_decay,
-            c.nesterov,
-            c.maximize,
-        );
-        s.insert("momentum_buffer".into(), buf);
-    }
-}
-
-fn adam_step(
-    c: &AdamConfig,
-    decoupled: bool,
-    step: u32,
-    p: &mut [f32],
-    g: &[f32],
-    s: &mut BTreeMap<String, Vec<f32>>,
-) {
-    let (mut m, mut v, mut vmax) = (
-        take(s, "exp_avg"),
-        take(s, "exp_avg_sq"),
-        take(s, "max_exp_avg_sq"),
-    );
-    reference::adam(
-        p,
-        g,
-        &mut m,
-        &mut v,
-        some(&mut vmax),
-        step,
-        c.lr,
-        c.betas,
-        c.eps,
-        c.weight_decay,
-        decoupled,
-        c.maximize,
-        c.bias_correction,
-    );
-    s.insert("exp_avg".into(), m);
-    s.insert("exp_avg_sq".into(), v);
-    s.insert("max_exp_avg_sq".into(), vmax);
-}
-
-impl ReferenceStep for AdamConfig {
-    fn reference_step(
-        &self,
-        step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-    ) {
-        adam_step(self, false, step, p, g, s);
-    }
-}
-
-impl ReferenceStep for AdamWConfig {
-    fn reference_step(
-        &self,
-        step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-    ) {
-        let c = AdamConfig {
-            lr: self.lr,
-            betas: self.betas,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            amsgrad: self.amsgrad,
-            maximize: self.maximize,
-            bias_correction: self.bias_correction,
-        };
-        adam_step(&c, true, step, p, g, s);
-    }
-}
-
-impl ReferenceStep for RmsPropConfig {
-    fn reference_step(
-        &self,
-        _step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-    ) {
-        let (mut sq, mut avg, mut buf) = (
-            take(s, "square_avg"),
-            take(s, "grad_avg"),
-            take(s, "momentum_buffer"),
-        );
-        let c = self;
-        reference::rmsprop(
-            p,
-            g,
-            &mut sq,
-            some(&mut avg),
-            some(&mut buf),
-            c.lr,
-            c.alpha,
-            c.eps,
-            c.weight_decay,
-            c.momentum,
-            c.maximize,
-        );
-        s.insert("square_avg".into(), sq);
-        s.insert("grad_avg".into(), avg);
-        s.insert("momentum_buffer".into(), buf);
-    }
-}
+impl<C: RuleConfig> ReferenceStep for C {}
 
 /// The parameters and every state the optimizer keeps, by name.
 pub fn downloads<O: Optimizer>(opt: &O, set: &ParamSet) -> (Vec<f32>, BTreeMap<String, Vec<f32>>) {
@@ -370,103 +222,4 @@ pub fn trajectory<C: ReferenceStep>(config: C, sizes: &[usize], slab: Option<u64
         TRAJECTORY_FLOOR,
         &what,
     );
-}
-
-impl ReferenceStep for AdagradConfig {
-    fn reference_step(
-        &self,
-        step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-    ) {
-        let mut sum = take(s, "sum");
-        let c = self;
-        reference::adagrad(
-            p,
-            g,
-            &mut sum,
-            step,
-            c.lr,
-            c.lr_decay,
-            c.weight_decay,
-            c.eps,
-            c.maximize,
-        );
-        s.insert("sum".into(), sum);
-    }
-}
-
-impl ReferenceStep for LionConfig {
-    fn reference_step(
-        &self,
-        _step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-    ) {
-        let mut m = take(s, "exp_avg");
-        reference::lion(p, g, &mut m, self.lr, self.betas, self.weight_decay);
-        s.insert("exp_avg".into(), m);
-    }
-}
-
-impl ReferenceStep for LarsConfig {
-    const PER_TENSOR: bool = true;
-
-    fn reference_step(
-        &self,
-        _step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-    ) {
-        let mut b = take(s, "momentum_buffer");
-        b.resize(p.len(), 0.0);
-        let c = self;
-        reference::lars(
-            p,
-            g,
-            &mut b,
-            c.lr,
-            c.weight_decay,
-            c.trust_coefficient,
-            c.eps,
-            c.trust,
-            c.momentum,
-            c.nesterov,
-        );
-        s.insert("momentum_buffer".into(), b);
-    }
-}
-
-impl ReferenceStep for LambConfig {
-    const PER_TENSOR: bool = true;
-
-    fn reference_step(
-        &self,
-        step: u32,
-        p: &mut [f32],
-        g: &[f32],
-        s: &mut BTreeMap<String, Vec<f32>>,
-    ) {
-        let (mut m, mut v) = (take(s, "exp_avg"), take(s, "exp_avg_sq"));
-        m.resize(p.len(), 0.0);
-        v.resize(p.len(), 0.0);
-        let c = self;
-        reference::lamb(
-            p,
-            g,
-            &mut m,
-            &mut v,
-            step,
-            c.lr,
-            c.betas,
-            c.eps,
-            c.eps_root,
-            c.weight_decay,
-        );
-        s.insert("exp_avg".into(), m);
-        s.insert("exp_avg_sq".into(), v);
-    }
 }

@@ -14,9 +14,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use clipstep::{
-    Adagrad, AdagradConfig, AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Dtype,
-    Error, ExternalTensor, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, Nonfinite, Norm,
-    Optimizer, ParamGroup, ParamSet, Result, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions,
+    AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Dtype, Error, ExternalTensor,
+    Nonfinite, Norm, Optimizer, ParamGroup, ParamSet, Result, RuleConfig, RuleVisitor, StepOptions,
     TensorSpec, Units,
 };
 
@@ -533,6 +532,37 @@ fn pooled_set_of(
     Ok(set)
 }
 
+/// The bench rows of the registered rules (all but AdamW, which has rows of its own): each
+/// rule's usual configuration (its first example), a clipped fused step on the set.
+struct RuleRows<'a, 'b> {
+    bench: &'a mut Bench<'b>,
+    set: &'a mut ParamSet,
+    fused: StepOptions,
+    result: Result<()>,
+}
+
+impl RuleVisitor for RuleRows<'_, '_> {
+    fn visit<C: RuleConfig>(&mut self) {
+        if self.result.is_err() || C::NAME == AdamWConfig::NAME {
+            return;
+        }
+        let config = C::examples().remove(0);
+        let pass = if C::TENSORWISE {
+            "trust pass + update"
+        } else {
+            "fused"
+        };
+        let label = format!("{} + clip ({pass})", C::NAME);
+        let bytes = config.bytes_per_element();
+        self.result = config.build(self.set).and_then(|mut opt| {
+            let fused = self.fused;
+            self.bench
+                .step(&label, self.set, &mut opt, bytes, fused)
+                .map(|_| ())
+        });
+    }
+}
+
 struct Bench<'a> {
     timer: Timer,
     config: &'a BenchConfig,
@@ -648,6 +678,7 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// Times a clipped step of `opt` on `set` as row `op` (`bytes` per element).
     fn step(
         &mut self,
         op: &str,
@@ -762,38 +793,15 @@ impl Bench<'_> {
         self.measure("clip_grad_value", shape, 8, &mut |enc| {
             set.encode_clip_grad_value(enc, 1e9)
         })?;
-        let sgd = SgdConfig {
-            momentum: 0.9,
-            ..Default::default()
+        // Every registered rule but AdamW (the reference row, below), its usual config.
+        let mut rules = RuleRows {
+            bench: self,
+            set: &mut set,
+            fused,
+            result: Ok(()),
         };
-        let mut opt = Sgd::new(&set, sgd)?;
-        self.step("SGD momentum + clip (fused)", &mut set, &mut opt, 24, fused)?;
-        let mut opt = RmsProp::new(&set, RmsPropConfig::default())?;
-        self.step("RMSprop + clip (fused)", &mut set, &mut opt, 24, fused)?;
-        // Both read p, g and one state, and write p and the state: 20 bytes per element.
-        let mut opt = Adagrad::new(&set, AdagradConfig::default())?;
-        self.step("Adagrad + clip (fused)", &mut set, &mut opt, 20, fused)?;
-        let mut opt = Lion::new(&set, LionConfig::default())?;
-        self.step("Lion + clip (fused)", &mut set, &mut opt, 20, fused)?;
-        // LARS: the trust pass reads p and g, the update reads p, g, b and writes p, b (28
-        // + 4 for the norm); LAMB: the trust pass reads p, g, m, v and writes m, v, the
-        // update reads p, m, v and writes p (40 + 4).
-        let mut opt = Lars::new(&set, LarsConfig::default())?;
-        self.step(
-            "LARS + clip (trust pass + update)",
-            &mut set,
-            &mut opt,
-            32,
-            fused,
-        )?;
-        let mut opt = Lamb::new(&set, LambConfig::default())?;
-        self.step(
-            "LAMB + clip (trust pass + update)",
-            &mut set,
-            &mut opt,
-            44,
-            fused,
-        )?;
+        clipstep::rules::for_each_rule(&mut rules);
+        rules.result?;
         let mut adamw = AdamW::new(&set, AdamWConfig::default())?;
         let fused_label = "AdamW + clip (fused)";
         let t_fused = self.step(fused_label, &mut set, &mut adamw, 32, fused)?;

@@ -7,10 +7,9 @@ use clipstep::consts::tolerance::{
     CLIPPED_REL, NORM_REL, P_NORM_REL, TRAJECTORY_FLOOR, TRAJECTORY_REL,
 };
 use clipstep::{
-    reference, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, ArenaOptions, Clip,
-    Context, Dtype, Lamb, LambConfig, Lars, LarsConfig, Lion, LionConfig, LossScaler, Nonfinite,
-    Norm, Optimizer, ParamGroup, ParamSet, RmsProp, RmsPropConfig, Sgd, SgdConfig, StepOptions,
-    TensorSpec, Units,
+    reference, AdamW, AdamWConfig, ArenaOptions, Clip, Context, Dtype, LossScaler, Nonfinite, Norm,
+    Optimizer, ParamGroup, ParamSet, RuleConfig, RuleVisitor, SgdConfig, StepOptions, TensorSpec,
+    Units,
 };
 
 /// One line of the verification table.
@@ -267,35 +266,21 @@ pub fn norms_and_clips(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check
     Ok(out)
 }
 
-/// A config that builds its optimizer, so checks can be generic over the optimizers.
+/// Something that builds an optimizer for a set, so checks can be generic over the
+/// optimizers: every rule's config ([`RuleConfig::build`]), and [`ThreeGroups`].
 pub trait Build: Clone + std::fmt::Debug {
     /// The optimizer type.
     type Opt: Optimizer;
-    /// `Opt::new(set, self)`.
-    fn build(&self, set: &ParamSet) -> clipstep::Result<Self::Opt>;
+    /// The optimizer over `set`.
+    fn make(&self, set: &ParamSet) -> clipstep::Result<Self::Opt>;
 }
 
-macro_rules! build {
-    ($($config:ty => $opt:ty),*) => {
-        $(impl Build for $config {
-            type Opt = $opt;
-            fn build(&self, set: &ParamSet) -> clipstep::Result<$opt> {
-                <$opt>::new(set, *self)
-            }
-        })*
-    };
+impl<C: RuleConfig> Build for C {
+    type Opt = C::Optimizer;
+    fn make(&self, set: &ParamSet) -> clipstep::Result<C::Optimizer> {
+        self.build(set)
+    }
 }
-
-build!(
-    SgdConfig => Sgd,
-    AdamConfig => Adam,
-    AdamWConfig => AdamW,
-    RmsPropConfig => RmsProp,
-    AdagradConfig => Adagrad,
-    LionConfig => Lion,
-    LarsConfig => Lars,
-    LambConfig => Lamb
-);
 
 /// AdamW in three parameter groups over a set's tensors (tensor i in group i % 3): group 0
 /// `config`, group 1 at twice the learning rate without weight decay and out of the global
@@ -305,7 +290,7 @@ pub struct ThreeGroups(pub AdamWConfig);
 
 impl Build for ThreeGroups {
     type Opt = AdamW;
-    fn build(&self, set: &ParamSet) -> clipstep::Result<AdamW> {
+    fn make(&self, set: &ParamSet) -> clipstep::Result<AdamW> {
         let c = self.0;
         AdamW::with_groups(
             set,
@@ -371,7 +356,7 @@ pub fn run_steps_on<C: Build>(
 ) -> clipstep::Result<(ParamSet, Vec<f32>, clipstep::Report)> {
     let n = set.numel() as usize;
     set.upload_params(&sample_data(n, 2, 1.0))?;
-    let mut opt = config.build(&set)?;
+    let mut opt = config.make(&set)?;
     let mut report = None;
     let exact = |g: f32| match grads {
         Dtype::Bf16 => reference::bf16_to_f32(reference::f32_to_bf16(g)),
@@ -441,8 +426,31 @@ pub fn rule<C: Build>(
     Ok(check(op, case, &set, &got, &want, tol, TRAJECTORY_FLOOR))
 }
 
-/// Every fused optimizer on `ctx` against the CPU backend, for `case`; then a step that
-/// computes no norm, and the per-tensor norms an optimizer's report holds.
+/// The verify rows of every registered rule: each of its examples, three clipped steps on
+/// `ctx` against the CPU backend.
+struct RuleRows<'a> {
+    ctx: &'a Context,
+    case: &'a Case,
+    options: StepOptions,
+    out: Vec<clipstep::Result<Check>>,
+}
+
+impl RuleVisitor for RuleRows<'_> {
+    fn visit<C: RuleConfig>(&mut self) {
+        for (k, config) in C::examples().iter().enumerate() {
+            let label = match k {
+                0 => format!("{} (clip 1, scale 2)", C::NAME),
+                _ => format!("{}, example {} (clip 1, scale 2)", C::NAME, k + 1),
+            };
+            let row = rule(self.ctx, self.case, &label, config, &self.options);
+            self.out.push(row);
+        }
+    }
+}
+
+/// Every fused optimizer on `ctx` against the CPU backend, for `case` (each registered
+/// rule, and AdamW in three groups); then a step that computes no norm, and the per-tensor
+/// norms an optimizer's report holds.
 pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
     let clipped = clipped_step();
     let sgd = SgdConfig {
@@ -451,60 +459,22 @@ pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
         nesterov: true,
         ..Default::default()
     };
-    let adam = AdamConfig {
-        amsgrad: true,
-        weight_decay: 0.01,
-        ..Default::default()
+    // Every registered rule, each of its examples.
+    let mut rows = RuleRows {
+        ctx,
+        case,
+        options: clipped,
+        out: Vec::new(),
     };
-    let rmsprop = RmsPropConfig {
-        centered: true,
-        momentum: 0.5,
-        ..Default::default()
-    };
-    let adagrad = AdagradConfig {
-        lr_decay: 0.01,
-        weight_decay: 0.01,
-        initial_accumulator_value: 0.1,
-        ..Default::default()
-    };
-    let lion = LionConfig {
-        lr: 1e-3,
-        weight_decay: 0.1,
-        ..Default::default()
-    };
-    let lars = LarsConfig {
-        weight_decay: 1e-3,
-        trust_coefficient: 0.02,
-        nesterov: true,
-        ..Default::default()
-    };
-    let lamb = LambConfig {
-        weight_decay: 0.01,
-        ..Default::default()
-    };
-    let mut out = vec![
-        rule(ctx, case, "SGD (clip 1, scale 2)", &sgd, &clipped)?,
-        rule(ctx, case, "Adam (clip 1, scale 2)", &adam, &clipped)?,
-        rule(
-            ctx,
-            case,
-            "AdamW (clip 1, scale 2)",
-            &AdamWConfig::default(),
-            &clipped,
-        )?,
-        rule(ctx, case, "RMSprop (clip 1, scale 2)", &rmsprop, &clipped)?,
-        rule(ctx, case, "Adagrad (clip 1, scale 2)", &adagrad, &clipped)?,
-        rule(ctx, case, "Lion (clip 1, scale 2)", &lion, &clipped)?,
-        rule(ctx, case, "LARS (clip 1, scale 2)", &lars, &clipped)?,
-        rule(ctx, case, "LAMB (clip 1, scale 2)", &lamb, &clipped)?,
-        rule(
-            ctx,
-            case,
-            "AdamW, 3 groups (clip 1, scale 2)",
-            &ThreeGroups(AdamWConfig::default()),
-            &clipped,
-        )?,
-    ];
+    clipstep::rules::for_each_rule(&mut rows);
+    let mut out = rows.out.into_iter().collect::<clipstep::Result<Vec<_>>>()?;
+    out.push(rule(
+        ctx,
+        case,
+        "AdamW, 3 groups (clip 1, scale 2)",
+        &ThreeGroups(AdamWConfig::default()),
+        &clipped,
+    )?);
     // No norm clip under Propagate: no norm pass at all, and the report says so.
     let no_norm = StepOptions {
         clip: Clip::Value { clip_value: 0.5 },
@@ -690,53 +660,73 @@ fn pooled_set(ctx: &Context, case: &Case) -> clipstep::Result<ParamSet> {
     ParamSet::new(ctx, &[], options)
 }
 
-/// The trust rules (LARS, LAMB: a trust pass before the update) over `case`'s tensors in
-/// a caller's pool and in a bf16 set with f32 master weights, each against the CPU
-/// backend's f32 steps: three clipped steps.
-pub fn trust_rules_on_every_set(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
-    let lars = LarsConfig {
-        weight_decay: 1e-3,
-        trust_coefficient: 0.02,
-        nesterov: true,
-        ..Default::default()
-    };
-    let lamb = LambConfig {
-        weight_decay: 0.01,
-        ..Default::default()
-    };
-    let clipped = clipped_step();
-    let tol = f64::from(TRAJECTORY_REL);
-    let mut out = Vec::new();
-    let mut each = |label: &str, dtype, build: &dyn Fn() -> clipstep::Result<ParamSet>| {
-        type Run<'a> =
-            &'a dyn Fn(ParamSet, Dtype) -> clipstep::Result<(ParamSet, Vec<f32>, clipstep::Report)>;
-        let pairs: [(&str, Run<'_>); 2] = [
-            ("LARS", &|set, d| run_steps_on(set, &lars, 3, &clipped, d)),
-            ("LAMB", &|set, d| run_steps_on(set, &lamb, 3, &clipped, d)),
-        ];
-        for (rule_name, run) in pairs {
-            let (set, got, _) = run(build()?, dtype)?;
-            let (host, want, _) = run(case_set(&Context::cpu(), case, 1)?.0, dtype)?;
-            let op = format!("{rule_name} x3, {label} (clip 1, scale 2)");
-            let mut row = check(op, case, &set, &got, &want, tol, TRAJECTORY_FLOOR);
-            row.pass &= host.numel() == set.numel();
-            out.push(row);
-        }
-        Ok::<(), clipstep::Error>(())
-    };
-    if ctx.is_gpu() {
-        each("pooled", Dtype::F32, &|| pooled_set(ctx, case))?;
+/// Every registered rule (its first example) over `case`'s tensors in a caller's pool and
+/// in a bf16 set with f32 master weights, each against the CPU backend's f32 steps on the
+/// same (bf16-exact) gradients: three clipped steps. The trust rules (LARS, LAMB) run their
+/// trust pass there too.
+struct RuleSets<'a> {
+    ctx: &'a Context,
+    case: &'a Case,
+    out: Vec<clipstep::Result<Check>>,
+}
+
+impl RuleSets<'_> {
+    /// Three clipped steps of `config` on the set `build` makes, against the CPU backend.
+    fn row<C: RuleConfig>(
+        &self,
+        config: &C,
+        label: &str,
+        dtype: Dtype,
+        build: impl Fn() -> clipstep::Result<ParamSet>,
+    ) -> clipstep::Result<Check> {
+        let clipped = clipped_step();
+        let (set, got, _) = run_steps_on(build()?, config, 3, &clipped, dtype)?;
+        let cpu = case_set(&Context::cpu(), self.case, 1)?.0;
+        let (_, want, _) = run_steps_on(cpu, config, 3, &clipped, dtype)?;
+        let op = format!("{} x3, {label} (clip 1, scale 2)", C::NAME);
+        let tol = f64::from(TRAJECTORY_REL);
+        Ok(check(
+            op,
+            self.case,
+            &set,
+            &got,
+            &want,
+            tol,
+            TRAJECTORY_FLOOR,
+        ))
     }
-    let bf16 = ArenaOptions {
-        dtype: Dtype::Bf16,
-        master_weights: true,
-        max_slab_bytes: case.max_slab_bytes,
-        ..Default::default()
+}
+
+impl RuleVisitor for RuleSets<'_> {
+    fn visit<C: RuleConfig>(&mut self) {
+        let config = C::examples().remove(0);
+        let (ctx, case) = (self.ctx, self.case);
+        if ctx.is_gpu() {
+            let row = self.row(&config, "pooled", Dtype::F32, || pooled_set(ctx, case));
+            self.out.push(row);
+        }
+        let bf16 = ArenaOptions {
+            dtype: Dtype::Bf16,
+            master_weights: true,
+            max_slab_bytes: case.max_slab_bytes,
+            ..Default::default()
+        };
+        let row = self.row(&config, "bf16 + f32 master", Dtype::Bf16, || {
+            ParamSet::new(ctx, &specs(&case.sizes), bf16.clone())
+        });
+        self.out.push(row);
+    }
+}
+
+/// [`RuleSets`] for `case`: every rule over a pool and a bf16 set.
+pub fn every_rule_on_every_set(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
+    let mut sets = RuleSets {
+        ctx,
+        case,
+        out: Vec::new(),
     };
-    each("bf16 + f32 master", Dtype::Bf16, &|| {
-        ParamSet::new(ctx, &specs(&case.sizes), bf16.clone())
-    })?;
-    Ok(out)
+    clipstep::rules::for_each_rule(&mut sets);
+    sets.out.into_iter().collect()
 }
 
 /// Every check of `clipstep verify` on `ctx`.
@@ -746,7 +736,7 @@ pub fn verify(ctx: &Context) -> clipstep::Result<Vec<Check>> {
         out.extend(norms_and_clips(ctx, &case)?);
         out.extend(optimizers(ctx, &case)?);
         out.extend(mixed(ctx, &case)?);
-        out.extend(trust_rules_on_every_set(ctx, &case)?);
+        out.extend(every_rule_on_every_set(ctx, &case)?);
     }
     Ok(out)
 }

@@ -3,12 +3,49 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::Rule;
-use super::{check, check_non_negative, optimizer};
+use crate::abi::shared_struct;
+use crate::optim::engine::Rule;
+use crate::optim::RuleConfig;
+use crate::optim::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::kernels::lamb::{LambUniform, SHADER};
+use crate::optim::ParamGroup;
+use crate::param_set::ParamSet;
 use crate::reference;
 use crate::shaders::RuleShader;
+
+/// The LAMB shaders: its group table, trust body and update body; states
+/// in slot order: `exp_avg`, `exp_avg_sq`.
+pub(super) static SHADER: RuleShader = RuleShader {
+    name: "lamb",
+    table: include_str!("../../../shaders/rules/lamb_table.wgsl"),
+    apply: include_str!("../../../shaders/rules/lamb.wgsl"),
+    trust: Some(include_str!("../../../shaders/rules/lamb_trust.wgsl")),
+    uniform: LambUniform::wgsl,
+    uniform_layout: <LambUniform as crate::abi::Shared>::layout,
+    state_slots: 2,
+};
+
+shared_struct! {
+    /// `struct Lamb` of `shaders/rules/lamb_table.wgsl`.
+    LambUniform = "Lamb" {
+        /// `−lr`.
+        neg_lr: f32,
+        /// β1.
+        beta1: f32,
+        /// `1 − β1`, in f64 then rounded.
+        one_minus_beta1: f32,
+        /// β2.
+        beta2: f32,
+        /// `1 − β2`, in f64 then rounded.
+        one_minus_beta2: f32,
+        /// Added to the denominator.
+        eps: f32,
+        /// Added inside the square root.
+        eps_root: f32,
+        /// Decoupled weight decay, added before the trust ratio.
+        weight_decay: f32,
+    }
+}
 
 /// Config of [`Lamb`] (You et al. 2019, "Large Batch Optimization for Deep Learning";
 /// `optax.lamb`); `Default` is Optax's, with a learning rate of 1e-3 (Optax has none).
@@ -55,8 +92,63 @@ optimizer! {
     Lamb(LambConfig)
 }
 
-impl Rule for LambConfig {
+impl RuleConfig for LambConfig {
     const NAME: &'static str = "LAMB";
+    type Optimizer = Lamb;
+    const TENSORWISE: bool = true;
+
+    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Lamb> {
+        Lamb::with_groups(params, groups)
+    }
+
+    fn bytes_per_element(&self) -> u64 {
+        // The norm's read 4; the trust pass reads p, g, m, v and writes m, v, 24; the
+        // update reads p, m, v and writes p, 16.
+        44
+    }
+
+    fn examples() -> Vec<Self> {
+        let d = LambConfig::default();
+        vec![
+            LambConfig {
+                lr: 1e-2,
+                betas: (0.8, 0.99),
+                weight_decay: 0.01,
+                eps_root: 1e-8,
+                ..d
+            },
+            d,
+        ]
+    }
+
+    fn state_names(&self) -> [Option<&'static str>; 3] {
+        [Some("exp_avg"), Some("exp_avg_sq"), None]
+    }
+
+    fn reference_step(
+        &self,
+        step: u32,
+        params: &mut [f32],
+        grads: &[f32],
+        states: [Option<&mut [f32]>; 3],
+    ) {
+        let [m, v, _] = states;
+        reference::lamb(
+            params,
+            grads,
+            m.expect("exp_avg is always kept"),
+            v.expect("exp_avg_sq is always kept"),
+            step,
+            self.lr,
+            self.betas,
+            self.eps,
+            self.eps_root,
+            self.weight_decay,
+        );
+    }
+}
+
+impl Rule for LambConfig {
     const SHADER: &'static RuleShader = &SHADER;
 
     fn validate(&self) -> Result<()> {
@@ -74,10 +166,6 @@ impl Rule for LambConfig {
             )?;
         }
         Ok(())
-    }
-
-    fn state_names(&self) -> [Option<&'static str>; 3] {
-        [Some("exp_avg"), Some("exp_avg_sq"), None]
     }
 
     fn log_betas(&self) -> [f32; 2] {
@@ -101,25 +189,9 @@ impl Rule for LambConfig {
         bytemuck::bytes_of(&u).to_vec()
     }
 
-    fn host_update(
-        &self,
-        step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [Option<&mut [f32]>; 3],
-    ) {
-        let [m, v, _] = states;
-        reference::lamb(
-            params,
-            grads,
-            m.expect("exp_avg is always kept"),
-            v.expect("exp_avg_sq is always kept"),
-            step,
-            self.lr,
-            self.betas,
-            self.eps,
-            self.eps_root,
-            self.weight_decay,
-        );
-    }
+}
+
+/// Registers the rule ([`crate::optim::rules::for_each_rule`]).
+pub(super) fn register(visitor: &mut impl crate::optim::RuleVisitor) {
+    visitor.visit::<LambConfig>();
 }

@@ -1,7 +1,7 @@
 //! Adagrad in f32, the twin of `shaders/adagrad.wgsl` and of PyTorch's
 //! `_single_tensor_adagrad` on CPU.
 
-use super::optim::signed_decayed;
+use crate::reference::signed_decayed;
 
 /// Adagrad's learning rate at step `step` (1 on the first): `lr / (1 + (step − 1)·lr_decay)`,
 /// in f32 as the shader computes it (PyTorch computes it in f64 and rounds it when used;

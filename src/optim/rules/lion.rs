@@ -2,12 +2,49 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::Rule;
-use super::{check, check_non_negative, optimizer};
+use crate::abi::shared_struct;
+use crate::optim::engine::Rule;
+use crate::optim::RuleConfig;
+use crate::optim::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::kernels::lion::{LionUniform, SHADER};
+use crate::optim::ParamGroup;
+use crate::param_set::ParamSet;
 use crate::reference;
 use crate::shaders::RuleShader;
+
+/// The Lion update body (`shaders/rules/lion.wgsl`, which declares its group table); states
+/// in slot order: `exp_avg`.
+pub(super) static SHADER: RuleShader = RuleShader {
+    name: "lion",
+    table: "",
+    apply: include_str!("../../../shaders/rules/lion.wgsl"),
+    trust: None,
+    uniform: LionUniform::wgsl,
+    uniform_layout: <LionUniform as crate::abi::Shared>::layout,
+    state_slots: 1,
+};
+
+shared_struct! {
+    /// `struct Lion` of `shaders/rules/lion.wgsl`.
+    LionUniform = "Lion" {
+        /// `−lr`.
+        neg_lr: f32,
+        /// β1: weight of the momentum in the sign's argument.
+        beta1: f32,
+        /// `1 − β1`, in f64 then rounded.
+        one_minus_beta1: f32,
+        /// β2: decay of the momentum.
+        beta2: f32,
+        /// `1 − β2`, in f64 then rounded.
+        one_minus_beta2: f32,
+        /// Decoupled weight decay (multiplied by the learning rate, as Optax).
+        weight_decay: f32,
+        /// Padding to a 16-byte row.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+    }
+}
 
 /// Config of [`Lion`] (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms";
 /// `optax.lion`); `Default` is Optax's, with its learning rate of the paper's examples.
@@ -47,40 +84,31 @@ optimizer! {
     Lion(LionConfig)
 }
 
-impl Rule for LionConfig {
+impl RuleConfig for LionConfig {
     const NAME: &'static str = "Lion";
-    const TORCH_STEP: bool = false;
-    const SHADER: &'static RuleShader = &SHADER;
+    type Optimizer = Lion;
 
-    fn validate(&self) -> Result<()> {
-        check_non_negative(Self::NAME, "lr", self.lr)?;
-        check_non_negative(Self::NAME, "weight_decay value", self.weight_decay)?;
-        for (name, beta) in [("beta1", self.betas.0), ("beta2", self.betas.1)] {
-            let ok = (0.0..=1.0).contains(&beta);
-            check(Self::NAME, name, beta, ok, "must be in [0, 1]")?;
-        }
-        Ok(())
+    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Lion> {
+        Lion::with_groups(params, groups)
+    }
+
+    fn examples() -> Vec<Self> {
+        let d = LionConfig::default();
+        vec![
+            LionConfig {
+                lr: 1e-3,
+                weight_decay: 0.1,
+                ..d
+            },
+            d,
+        ]
     }
 
     fn state_names(&self) -> [Option<&'static str>; 3] {
         [Some("exp_avg"), None, None]
     }
 
-    fn uniform(&self) -> Vec<u8> {
-        let (b1, b2) = self.betas;
-        let u = LionUniform {
-            neg_lr: -self.lr as f32,
-            beta1: b1 as f32,
-            one_minus_beta1: (1.0 - b1) as f32,
-            beta2: b2 as f32,
-            one_minus_beta2: (1.0 - b2) as f32,
-            weight_decay: self.weight_decay as f32,
-            ..Default::default()
-        };
-        bytemuck::bytes_of(&u).to_vec()
-    }
-
-    fn host_update(
+    fn reference_step(
         &self,
         _step: u32,
         params: &mut [f32],
@@ -97,4 +125,39 @@ impl Rule for LionConfig {
             self.weight_decay,
         );
     }
+}
+
+impl Rule for LionConfig {
+    const TORCH_STEP: bool = false;
+    const SHADER: &'static RuleShader = &SHADER;
+
+    fn validate(&self) -> Result<()> {
+        check_non_negative(Self::NAME, "lr", self.lr)?;
+        check_non_negative(Self::NAME, "weight_decay value", self.weight_decay)?;
+        for (name, beta) in [("beta1", self.betas.0), ("beta2", self.betas.1)] {
+            let ok = (0.0..=1.0).contains(&beta);
+            check(Self::NAME, name, beta, ok, "must be in [0, 1]")?;
+        }
+        Ok(())
+    }
+
+    fn uniform(&self) -> Vec<u8> {
+        let (b1, b2) = self.betas;
+        let u = LionUniform {
+            neg_lr: -self.lr as f32,
+            beta1: b1 as f32,
+            one_minus_beta1: (1.0 - b1) as f32,
+            beta2: b2 as f32,
+            one_minus_beta2: (1.0 - b2) as f32,
+            weight_decay: self.weight_decay as f32,
+            ..Default::default()
+        };
+        bytemuck::bytes_of(&u).to_vec()
+    }
+
+}
+
+/// Registers the rule ([`crate::optim::rules::for_each_rule`]).
+pub(super) fn register(visitor: &mut impl crate::optim::RuleVisitor) {
+    visitor.visit::<LionConfig>();
 }

@@ -1,0 +1,81 @@
+//! The update rules, one file each (`<rule>.rs`, found by `build.rs`): the rule's config
+//! with PyTorch's defaults and checks, its state names, its uniform and [`RuleShader`]
+//! (the WGSL body under `shaders/rules/`), the hook to its CPU reference, and the optimizer
+//! type users name. Each file ends with `register`, which [`for_each_rule`] calls: the one
+//! registry that the CLI's `verify` and `bench`, the test matrix and clipstep-burn read.
+//!
+//! [`RuleShader`]: crate::shaders::RuleShader
+
+include!(concat!(env!("OUT_DIR"), "/optim_rules.rs"));
+
+#[cfg(test)]
+mod tests {
+    use super::shaders;
+    use crate::shaders::KernelKey;
+    use wgpu::naga;
+
+    /// Every kernel of every registered rule, and every other kernel, on every part it
+    /// runs with, parses and validates with naga, without any device.
+    #[test]
+    fn every_kernel_validates() {
+        let keys = KernelKey::all(&shaders());
+        assert!(keys.len() > 60, "{} kernels", keys.len());
+        for kernel in keys {
+            let src = kernel.source();
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{}: {}", kernel.name(), e.emit_to_string(&src)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", kernel.name()));
+        }
+    }
+
+    /// Each rule's uniform has the same field names, order, offsets and size in Rust and in
+    /// the WGSL generated from it, as naga lays it out in the rule's update kernel.
+    #[test]
+    fn every_rule_uniform_has_its_rust_layout_in_wgsl() {
+        for rule in shaders() {
+            let source = KernelKey::from(crate::shaders::Body::Update(rule)).source();
+            let (fields, size) = (rule.uniform_layout)();
+            let rust: Vec<(String, usize)> = fields
+                .into_iter()
+                .map(|(n, o)| (n.to_string(), o))
+                .collect();
+            let name = (rule.uniform)();
+            let name = name
+                .lines()
+                .find_map(|l| l.strip_prefix("struct "))
+                .and_then(|l| l.strip_suffix(" {"))
+                .expect("a generated struct declaration");
+            let (wgsl, span) = crate::shaders::struct_layout(&source, name)
+                .unwrap_or_else(|| panic!("{}: no struct {name}", rule.name));
+            assert_eq!(rust, wgsl, "{}: fields", rule.name);
+            assert_eq!(size, span, "{}: size", rule.name);
+        }
+    }
+
+    /// The registry visits each config once, in file order, and names no rule twice.
+    #[test]
+    fn the_registry_names_each_rule_once() {
+        struct Names(Vec<&'static str>);
+        impl crate::optim::RuleVisitor for Names {
+            fn visit<C: crate::optim::RuleConfig>(&mut self) {
+                self.0.push(C::NAME);
+            }
+        }
+        let mut names = Names(Vec::new());
+        super::for_each_rule(&mut names);
+        let mut unique = names.0.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.0.len(), "{:?}", names.0);
+        for name in [
+            "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "LARS", "LAMB",
+        ] {
+            assert!(names.0.contains(&name), "{name} in {:?}", names.0);
+        }
+    }
+}
