@@ -7,8 +7,9 @@ Times, per device (CPU, and CUDA where present) and size:
   - clip_grad_norm_ + AdamW(fused=True).step(), and the foreach AdamW, 40 bytes per element
     (PyTorch's norm reads g, the clip reads and writes g, AdamW moves 28 bytes);
   - the fused pair again over 2,000 tensors of the same total size;
-  - clip_grad_norm_ + SGD with momentum (fused, foreach) and RMSprop (fused where this
-    PyTorch has it, foreach), 24 bytes per element.
+  - clip_grad_norm_ + SGD with Nesterov momentum (fused, foreach; 24 bytes per element) and
+    centered RMSprop with momentum (fused where this PyTorch has it, foreach; 40), as
+    clipstep's bench runs each rule's first example.
 GB/s counts the bytes clipstep's fused step must move (32 per element) for the AdamW rows,
 so both tools are compared on the same work: time is what differs.
 
@@ -108,11 +109,15 @@ def bench_device(device, sizes, many, warmup, repeats):
                     opt.step()
                 label = f"clip_grad_norm_ + AdamW({kind})" + (f", {count} tensors" if count > 1 else "")
                 times[(kind, count)] = measure(label, n, count, 32, step, copy_gbps)
-        # SGD with momentum and RMSprop as clipstep's bench runs them (24 bytes per element:
-        # read p, g, state; write p, state), the global-norm clip in front of each.
-        for name, make in (
-            ("SGD momentum", lambda ps, kind: torch.optim.SGD(ps, lr=1e-3, momentum=0.9, **{kind: True})),
-            ("RMSprop", lambda ps, kind: torch.optim.RMSprop(ps, lr=1e-3, **{kind: True})),
+        # SGD and RMSprop as clipstep's bench runs them (each rule's first example,
+        # RuleConfig::examples: SGD with Nesterov momentum, 24 bytes per element: read p, g,
+        # the buffer, write p, the buffer, and the norm's read; centered RMSprop with momentum,
+        # 40: three states), the global-norm clip in front of each.
+        for name, make, bytes_per in (
+            ("SGD", lambda ps, kind: torch.optim.SGD(
+                ps, lr=0.05, momentum=0.9, nesterov=True, **{kind: True}), 24),
+            ("RMSprop", lambda ps, kind: torch.optim.RMSprop(
+                ps, lr=1e-3, centered=True, momentum=0.5, **{kind: True}), 40),
         ):
             for kind in ("fused", "foreach"):
                 try:
@@ -124,7 +129,7 @@ def bench_device(device, sizes, many, warmup, repeats):
                 def step(ps=params, opt=opt):
                     torch.nn.utils.clip_grad_norm_(ps, 1.0, foreach=True)
                     opt.step()
-                measure(f"clip_grad_norm_ + {name}({kind})", n, 1, 24, step, copy_gbps)
+                measure(f"clip_grad_norm_ + {name}({kind})", n, 1, bytes_per, step, copy_gbps)
         if ("fused", 1) in times:
             ratios.append({
                 "elements": n,

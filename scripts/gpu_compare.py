@@ -24,9 +24,8 @@ PAIRS = [
     ("clip + AdamW, 1 tensor (foreach)", "AdamW + clip (fused)", "clip_grad_norm_ + AdamW(foreach)"),
     ("clip + AdamW, {many} tensors", "AdamW + clip (fused), {many} tensors",
      "clip_grad_norm_ + AdamW(fused), {many} tensors"),
-    ("clip + SGD momentum", "SGD momentum + clip (fused)", "clip_grad_norm_ + SGD momentum(fused)"),
-    ("clip + SGD momentum (foreach)", "SGD momentum + clip (fused)",
-     "clip_grad_norm_ + SGD momentum(foreach)"),
+    ("clip + SGD", "SGD + clip (fused)", "clip_grad_norm_ + SGD(fused)"),
+    ("clip + SGD (foreach)", "SGD + clip (fused)", "clip_grad_norm_ + SGD(foreach)"),
     ("clip + RMSprop", "RMSprop + clip (fused)", "clip_grad_norm_ + RMSprop(fused)"),
     ("clip + RMSprop (foreach)", "RMSprop + clip (fused)", "clip_grad_norm_ + RMSprop(foreach)"),
 ]

@@ -80,6 +80,27 @@ pub mod tolerance {
     /// ...relative to `max(|p|, TRAJECTORY_FLOOR)`: parameters near zero compare absolutely.
     pub const TRAJECTORY_FLOOR: f64 = 1e-2;
     /// A training loss computed from GPU-trained parameters against the same loop on the
-    /// CPU backend: the trajectory's difference, carried through the model's forward pass.
+    /// CPU backend (or a framework's own optimizer: clipstep-burn against burn's AdamW): the
+    /// trajectory's difference, carried through the model's forward pass. Parameters a
+    /// training run moved compare the same way, relative to how far they moved.
     pub const TRAINING_LOSS_REL: f32 = 1e-4;
+    /// A loss or a single step compared relative to `max(|x|, STEP_FLOOR)`: values near zero
+    /// compare absolutely (tighter than `TRAJECTORY_FLOOR`, which covers 100 steps).
+    pub const STEP_FLOOR: f64 = 1e-3;
+    /// A norm of a few dozen elements (one workgroup's fixed tree in f32) against the f64
+    /// reference: tighter than `NORM_REL`, which covers sets of up to 2^26 elements.
+    pub const SMALL_NORM_REL: f64 = 1e-6;
+    /// A norm computed along two paths, of any kind up to p = 3: a sharded norm's combined
+    /// partials against one process's pass and the reference, the unscaled norm of a
+    /// loss-scaled step, 16-bit gradients' norm against their widened values' (each path
+    /// within `NORM_REL` or, for p = 3, its own `pow`'s few ulp).
+    pub const CROSS_PATH_NORM_REL: f64 = 1e-5;
+    /// The mean of many stochastically rounded bf16 values against its expectation: a
+    /// statistical bound (eight steps of an eighth of an ulp over 20,000 values: a standard
+    /// error below 1e-4, so this is about 2.5 of them; the seed is fixed, so the test is
+    /// deterministic).
+    pub const STOCHASTIC_MEAN_ABS: f64 = 2e-4;
+    /// The length of a LARS step against `lr · trust_coefficient · ‖p‖` (its definition,
+    /// exact but for eps in the trust ratio's denominator and f32 rounding).
+    pub const TRUST_STEP_REL: f64 = 1e-3;
 }

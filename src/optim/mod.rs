@@ -220,10 +220,11 @@ pub trait RuleConfig:
     /// The optimizer over `params` with parameter groups (PyTorch's `param_groups`), each
     /// config checked with PyTorch's rules ([`Error::InvalidHyperparameter`]).
     fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Self::Optimizer>;
-    /// Configurations that between them exercise each option of the rule. The first is the
-    /// rule's usual configuration: the one `clipstep bench` times (and PyTorch's benchmark
-    /// twin, `scripts/bench_torch.py`, runs) and `clipstep verify` runs on pools and 16-bit
-    /// sets; the test matrix and `verify` run every one.
+    /// Configurations that between them exercise each option of the rule (the test matrix
+    /// runs every one under every clip). The first is the rule's representative: many
+    /// options at once, the one `clipstep verify` checks on every case and set, the 100-step
+    /// trajectory tests follow, and `clipstep bench` times (as `scripts/bench_torch.py` runs
+    /// PyTorch's twin).
     fn examples() -> Vec<Self>;
     /// The states this configuration keeps, by state slot (`None`: a slot it leaves unused).
     fn state_names(&self) -> [Option<&'static str>; 3];

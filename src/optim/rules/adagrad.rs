@@ -103,11 +103,13 @@ impl RuleConfig for AdagradConfig {
         let d = AdagradConfig::default();
         vec![
             AdagradConfig {
+                lr: 5e-2,
                 lr_decay: 0.01,
                 weight_decay: 0.01,
                 initial_accumulator_value: 0.1,
                 ..d
             },
+            d,
             AdagradConfig {
                 maximize: true,
                 eps: 1e-6,

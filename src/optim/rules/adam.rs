@@ -200,11 +200,18 @@ adam_config! {
     /// p ← p − (lr / (1 − β1^t)) · m / (sqrt(v̂) / sqrt(1 − β2^t) + eps)
     /// ```
     AdamConfig, name: "Adam", optimizer: Adam, weight_decay: 0.0, decoupled: false,
-    examples: |d| vec![
-        AdamConfig { amsgrad: true, weight_decay: 0.01, ..d },
-        AdamConfig { lr: 0.01, maximize: true, weight_decay: 0.01, ..d },
-        AdamConfig { betas: (0.3, 0.6), bias_correction: false, ..d },
-    ]
+    examples: |d: AdamConfig| {
+        let first = AdamConfig { amsgrad: true, weight_decay: 0.01, ..d };
+        let d = AdamConfig { lr: 1e-2, ..d };
+        vec![
+            first,
+            d,
+            AdamConfig { weight_decay: 0.01, maximize: true, ..d },
+            AdamConfig { bias_correction: false, ..d },
+            // 1 − β ≥ 0.5 takes torch.lerp's second formula.
+            AdamConfig { betas: (0.3, 0.6), amsgrad: true, ..d },
+        ]
+    }
 }
 
 adam_config! {
@@ -214,7 +221,11 @@ adam_config! {
     /// Adam's rule with the decay applied to the parameter, `p ← p·(1 − lr·weight_decay)`,
     /// before the step, instead of added to the gradient.
     AdamWConfig, name: "AdamW", optimizer: AdamW, weight_decay: 1e-2, decoupled: true,
-    examples: |d| vec![d, AdamWConfig { lr: 0.01, amsgrad: true, weight_decay: 0.1, ..d }]
+    examples: |d: AdamWConfig| vec![
+        d,
+        AdamWConfig { lr: 1e-2, ..d },
+        AdamWConfig { lr: 1e-2, amsgrad: true, weight_decay: 0.1, ..d },
+    ]
 }
 
 optimizer! {

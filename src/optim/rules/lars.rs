@@ -122,6 +122,7 @@ impl RuleConfig for LarsConfig {
                 nesterov: true,
                 ..d
             },
+            d,
             LarsConfig {
                 trust: false,
                 momentum: 0.0,

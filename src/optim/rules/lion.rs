@@ -93,14 +93,21 @@ impl RuleConfig for LionConfig {
     }
 
     fn examples() -> Vec<Self> {
-        let d = LionConfig::default();
+        let d = LionConfig {
+            lr: 1e-3,
+            ..Default::default()
+        };
         vec![
             LionConfig {
-                lr: 1e-3,
+                betas: (0.95, 0.98),
                 weight_decay: 0.1,
                 ..d
             },
             d,
+            LionConfig {
+                weight_decay: 0.0,
+                ..d
+            },
         ]
     }
 

@@ -130,15 +130,29 @@ impl RuleConfig for RmsPropConfig {
     fn examples() -> Vec<Self> {
         let d = RmsPropConfig::default();
         vec![
-            d,
             RmsPropConfig {
+                lr: 1e-3,
                 centered: true,
                 momentum: 0.5,
                 ..d
             },
+            d,
             RmsPropConfig {
+                centered: true,
+                ..d
+            },
+            RmsPropConfig { momentum: 0.9, ..d },
+            RmsPropConfig {
+                centered: true,
+                momentum: 0.5,
                 weight_decay: 0.01,
+                ..d
+            },
+            // Centered with 1 − α ≥ 0.5: the gradient average takes lerp's second form.
+            RmsPropConfig {
                 maximize: true,
+                alpha: 0.3,
+                centered: true,
                 ..d
             },
         ]

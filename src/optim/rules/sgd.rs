@@ -122,28 +122,26 @@ impl RuleConfig for SgdConfig {
     }
 
     fn examples() -> Vec<Self> {
-        let d = SgdConfig::default();
+        let d = SgdConfig {
+            lr: 0.1,
+            ..Default::default()
+        };
         vec![
-            SgdConfig {
-                lr: 0.05,
-                momentum: 0.9,
-                ..d
-            },
             SgdConfig {
                 lr: 0.05,
                 momentum: 0.9,
                 nesterov: true,
                 ..d
             },
+            d,
+            SgdConfig { momentum: 0.9, ..d },
             SgdConfig {
-                lr: 0.1,
                 momentum: 0.9,
                 dampening: 0.1,
                 weight_decay: 0.01,
                 ..d
             },
             SgdConfig {
-                lr: 0.1,
                 weight_decay: 0.05,
                 maximize: true,
                 ..d
