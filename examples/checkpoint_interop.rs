@@ -38,11 +38,12 @@ pub fn run(dir: &Path) -> clipstep::Result<()> {
         set.upload_grads(&grads)?;
         opt.step(&mut set, &StepOptions::default())?;
     }
-    opt.save_to(dir.join("checkpoint.safetensors"))?;
+    opt.states().save_to(dir.join("checkpoint.safetensors"))?;
     let states: Vec<(String, Vec<f32>)> = opt
-        .state_names()
+        .states()
+        .names()
         .into_iter()
-        .map(|name| Ok((name.to_string(), opt.state(name)?)))
+        .map(|name| Ok((name.to_string(), opt.states().get(name)?)))
         .collect::<clipstep::Result<_>>()?;
     let mut at = 0usize;
     let tensors: Vec<serde_json::Value> = set
@@ -60,9 +61,9 @@ pub fn run(dir: &Path) -> clipstep::Result<()> {
         .collect();
     let expected = serde_json::json!({
         "optimizer": "Adam",
-        "step": opt.step_count()?,
+        "step": opt.states().step_count()?,
         "torch_step": true,
-        "states": opt.state_names(),
+        "states": opt.states().names(),
         "tensors": tensors,
     });
     std::fs::write(dir.join("expected.json"), expected.to_string())?;

@@ -306,7 +306,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     if rank == 0 {
         println!(
             "steps skipped: {skipped_steps}, step count: {}; mismatches per rank: {all:?}",
-            shard.opt.step_count()?
+            shard.opt.states().step_count()?
         );
         let ms = |s: f64| 1e3 * s / args.steps.max(1) as f64;
         println!(
@@ -401,7 +401,7 @@ fn check_against_one_process<C: Communicator>(
                         .norm_partial(&mut same_path.set, Norm::L2, Nonfinite::Skip, 0)?;
                 StepOptions {
                     clip,
-                    total_norm: Some(clipstep::combine(&[partial])?),
+                    total_norm: Some(clipstep::shard::combine(&[partial])?),
                     ..Default::default()
                 }
             }

@@ -112,7 +112,7 @@ pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Er
     let mut set = ParamSet::new(ctx, &f32_run::specs(), ArenaOptions::mixed(dtype))?;
     set.upload_params(&init)?;
     let mut opt = AdamW::new(&set, f32_run::config())?;
-    opt.set_loss_scaler(Some(LossScaler {
+    opt.loss_scaling().set_scaler(Some(LossScaler {
         growth_interval: args.growth_interval,
         ..Default::default()
     }))?;
@@ -125,7 +125,7 @@ pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Er
     };
     let params_buf = set.param_views("w1")?[0].buffer.clone();
     let grads_buf = set.grad_views("w1")?[0].buffer.clone();
-    let (state_buf, scale_offset) = opt.loss_scale_binding().ok_or("a GPU optimizer")?;
+    let (state_buf, scale_offset) = opt.loss_scaling().binding().ok_or("a GPU optimizer")?;
     let state_buf = state_buf.clone();
     let words = (grads_buf.size() / 4) as u32;
     let dims = [
@@ -177,7 +177,7 @@ pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Er
             Ok(())
         },
     )?;
-    let skipped = args.run.steps - opt.step_count()? as usize;
+    let skipped = args.run.steps - opt.states().step_count()? as usize;
     Ok(Run { curve, skipped })
 }
 

@@ -27,7 +27,13 @@ fn main(
     var acc = vec2<f32>(0.0);
     for (var e = chunk.start + lid * 4u; e < end; e += WORKGROUP_SIZE * 4u) {
         let at = locate(e / 4u);
-        acc += trust_terms(e / 4u, at, lanes_before(e, end) & at.live);
+        // A pool's block may end before the chunk does; a slab of clipstep's own needs no
+        // second mask (POOLED is a constant: the branch compiles away).
+        var live = lanes_before(e, end);
+        if POOLED {
+            live = live & at.live;
+        }
+        acc += trust_terms(e / 4u, at, live);
     }
     let total = tree_sum2(lid, acc);
     if lid == 0u {

@@ -65,10 +65,11 @@ pub use error::{Error, Result};
 pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
 pub use loss_scale::LossScaler;
 pub use optim::rules::*;
-pub use optim::{rules, Optimizer, ParamGroup, RuleConfig, RuleVisitor, StepOptions};
+pub use optim::{
+    CheckpointIo, GroupRates, LossScaling, Optimizer, ParamGroup, RuleConfig, RuleVisitor, States,
+    StepOptions,
+};
 pub use options::{Clip, Nonfinite, Norm};
 pub use param_set::ParamSet;
 pub use reference::Units;
 pub use report::{Report, StepState};
-pub use shaders::SHADER_RUNTIME_CHECKS;
-pub use shard::{combine, ShardPartial, PARTIAL_WORDS};

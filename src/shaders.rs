@@ -825,7 +825,7 @@ pub(crate) fn struct_layout(source: &str, name: &str) -> Option<(Vec<(String, us
 /// loop in clipstep's shaders has a bounded trip count, and the counter costs: on lavapipe
 /// it is a 64-bit decrement and a masked exit per iteration of every SIMD batch (the norm
 /// at 16M elements 10.0–10.2 → 9.8–9.9 ms; SGD, RMSprop, Adagrad and AdamW steps 3–10%).
-pub const SHADER_RUNTIME_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
+pub(crate) const SHADER_RUNTIME_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
     force_loop_bounding: false,
     ..wgpu::ShaderRuntimeChecks::checked()
 };

@@ -26,20 +26,21 @@ fn trained<C: Build>(ctx: &Context, config: C, steps: u64) -> (ParamSet, C::Opt)
 }
 
 fn snapshot<O: Optimizer>(opt: &O) -> Vec<Vec<f32>> {
-    opt.state_names()
+    opt.states()
+        .names()
         .iter()
-        .map(|n| opt.state(n).unwrap())
+        .map(|n| opt.states().get(n).unwrap())
         .collect()
 }
 
 fn round_trip_is_exact<C: Build + PartialEq>(config: C, other: C, config_of: fn(&C::Opt) -> C) {
     for ctx in [ctx(), Context::cpu()] {
         let (mut set, opt) = trained(&ctx, config.clone(), 3);
-        let bytes = opt.save().unwrap();
+        let bytes = opt.states().save().unwrap();
         let mut fresh = other.make(&set).unwrap();
-        fresh.load(&bytes).unwrap();
+        fresh.checkpoint().load(&bytes).unwrap();
         assert_eq!(config_of(&fresh), config_of(&opt));
-        assert_eq!(fresh.step_count().unwrap(), 3);
+        assert_eq!(fresh.states().step_count().unwrap(), 3);
         let (a, b) = (snapshot(&opt), snapshot(&fresh));
         for (x, y) in a.iter().zip(&b) {
             assert_bits_eq(x, y, "state after load");
@@ -57,7 +58,11 @@ fn round_trip_is_exact<C: Build + PartialEq>(config: C, other: C, config_of: fn(
             &after_original,
             "a step after load",
         );
-        assert_eq!(fresh.save().unwrap(), opt.save().unwrap(), "re-saved bytes");
+        assert_eq!(
+            fresh.states().save().unwrap(),
+            opt.states().save().unwrap(),
+            "re-saved bytes"
+        );
     }
 }
 
@@ -147,12 +152,15 @@ fn round_trips_are_bit_exact_for_every_optimizer() {
 fn files_round_trip_and_missing_files_are_io_errors() {
     let (set, opt) = trained(&ctx(), AdamWConfig::default(), 2);
     let path = std::env::temp_dir().join(format!("clipstep-ckpt-{}.bin", std::process::id()));
-    opt.save_to(&path).unwrap();
+    opt.states().save_to(&path).unwrap();
     let mut fresh = AdamW::new(&set, AdamWConfig::default()).unwrap();
-    fresh.load_from(&path).unwrap();
-    assert_eq!(fresh.step_count().unwrap(), 2);
+    fresh.checkpoint().load_from(&path).unwrap();
+    assert_eq!(fresh.states().step_count().unwrap(), 2);
     std::fs::remove_file(&path).unwrap();
-    assert!(matches!(fresh.load_from(&path), Err(Error::Io(_))));
+    assert!(matches!(
+        fresh.checkpoint().load_from(&path),
+        Err(Error::Io(_))
+    ));
 }
 
 /// `bytes` with the first `from` replaced by `to` (same length).
@@ -170,7 +178,7 @@ fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 fn bad_checkpoints_are_rejected_and_change_nothing() {
     let ctx = ctx();
     let (set, opt) = trained(&ctx, AdamConfig::default(), 2);
-    let good = opt.save().unwrap();
+    let good = opt.states().save().unwrap();
     // The config is stored as the optimizer's own JSON, not as a shader uniform.
     assert!(String::from_utf8_lossy(&good).contains(r#"\"betas\":[0.9,0.999]"#));
     let (_, mut target) = trained(&ctx, AdamConfig::default(), 1);
@@ -191,7 +199,7 @@ fn bad_checkpoints_are_rejected_and_change_nothing() {
         ("empty", Vec::new(), "not a readable clipstep checkpoint"),
     ];
     for (what, bytes, expect) in cases {
-        let err = target.load(&bytes).unwrap_err();
+        let err = target.checkpoint().load(&bytes).unwrap_err();
         assert!(
             matches!(err, Error::Checkpoint(_)) && err.to_string().contains(expect),
             "{what}: {err}"
@@ -207,7 +215,10 @@ fn bad_checkpoints_are_rejected_and_change_nothing() {
         },
     )
     .unwrap();
-    let err = target.load(&sgd.save().unwrap()).unwrap_err();
+    let err = target
+        .checkpoint()
+        .load(&sgd.states().save().unwrap())
+        .unwrap_err();
     assert!(err.to_string().contains("saved by SGD"), "{err}");
     // Same optimizer, other states (amsgrad).
     let ams = Adam::new(
@@ -218,15 +229,21 @@ fn bad_checkpoints_are_rejected_and_change_nothing() {
         },
     )
     .unwrap();
-    let err = target.load(&ams.save().unwrap()).unwrap_err();
+    let err = target
+        .checkpoint()
+        .load(&ams.states().save().unwrap())
+        .unwrap_err();
     assert!(err.to_string().contains("states differ"), "{err}");
     // Another layout.
     let (other_set, _) = set_with_grads(&ctx, &[5000, 3, 258], None, 1);
     let other = Adam::new(&other_set, AdamConfig::default()).unwrap();
-    let err = target.load(&other.save().unwrap()).unwrap_err();
+    let err = target
+        .checkpoint()
+        .load(&other.states().save().unwrap())
+        .unwrap_err();
     assert!(err.to_string().contains("saved with shape [258]"), "{err}");
 
-    assert_eq!(target.step_count().unwrap(), 1);
+    assert_eq!(target.states().step_count().unwrap(), 1);
     for (x, y) in before.iter().zip(&snapshot(&target)) {
         assert_bits_eq(x, y, "state after rejected loads");
     }
@@ -273,14 +290,14 @@ fn slice_of<'a>(set: &ParamSet, all: &'a [f32], name: &str) -> &'a [f32] {
 fn checkpoints_load_by_name_into_reordered_grown_and_shrunk_sets() {
     let ctx = ctx();
     let (saved_set, saved) = named_adam(&ctx, &[("w", 300), ("b", 7), ("emb", 1000)], 2);
-    let bytes = saved.save().unwrap();
-    let moments = saved.state("exp_avg").unwrap();
+    let bytes = saved.states().save().unwrap();
+    let moments = saved.states().get("exp_avg").unwrap();
 
     // Reordered: loads by name.
     let (set, mut reordered) = named_adam(&ctx, &[("emb", 1000), ("w", 300), ("b", 7)], 0);
-    reordered.load(&bytes).unwrap();
-    assert_eq!(reordered.step_count().unwrap(), 2);
-    let got = reordered.state("exp_avg").unwrap();
+    reordered.checkpoint().load(&bytes).unwrap();
+    assert_eq!(reordered.states().step_count().unwrap(), 2);
+    let got = reordered.states().get("exp_avg").unwrap();
     for name in ["w", "b", "emb"] {
         assert_bits_eq(
             slice_of(&set, &got, name),
@@ -291,13 +308,13 @@ fn checkpoints_load_by_name_into_reordered_grown_and_shrunk_sets() {
 
     // Grown by a layer: an error by default, fresh state on request.
     let (set, mut grown) = named_adam(&ctx, &[("w", 300), ("new", 50), ("b", 7), ("emb", 1000)], 0);
-    let err = grown.load(&bytes).unwrap_err();
+    let err = grown.checkpoint().load(&bytes).unwrap_err();
     assert!(
         matches!(err, Error::Checkpoint(ref m) if m.contains("[\"new\"]") && m.contains("FreshState")),
         "{err}"
     );
     assert_eq!(
-        grown.step_count().unwrap(),
+        grown.states().step_count().unwrap(),
         0,
         "a rejected load changed the step"
     );
@@ -305,8 +322,8 @@ fn checkpoints_load_by_name_into_reordered_grown_and_shrunk_sets() {
         missing: MissingTensors::FreshState,
         ..Default::default()
     };
-    grown.load_with(&bytes, &fresh).unwrap();
-    let got = grown.state("exp_avg").unwrap();
+    grown.checkpoint().load_with(&bytes, &fresh).unwrap();
+    let got = grown.states().get("exp_avg").unwrap();
     assert!(slice_of(&set, &got, "new").iter().all(|&x| x == 0.0));
     assert_bits_eq(
         slice_of(&set, &got, "emb"),
@@ -316,14 +333,14 @@ fn checkpoints_load_by_name_into_reordered_grown_and_shrunk_sets() {
 
     // Shrunk by a layer: an error by default, ignored on request.
     let (set, mut shrunk) = named_adam(&ctx, &[("emb", 1000), ("w", 300)], 0);
-    let err = shrunk.load(&bytes).unwrap_err();
+    let err = shrunk.checkpoint().load(&bytes).unwrap_err();
     assert!(err.to_string().contains("[\"b\"]"), "{err}");
     let ignore = LoadOptions {
         unexpected: UnexpectedTensors::Ignore,
         ..Default::default()
     };
-    shrunk.load_with(&bytes, &ignore).unwrap();
-    let got = shrunk.state("exp_avg").unwrap();
+    shrunk.checkpoint().load_with(&bytes, &ignore).unwrap();
+    let got = shrunk.states().get("exp_avg").unwrap();
     assert_bits_eq(
         slice_of(&set, &got, "w"),
         slice_of(&saved_set, &moments, "w"),
@@ -359,13 +376,14 @@ fn version_2_files_still_load() {
     }
     let mut loaded = Adam::new(&set, config).unwrap();
     loaded
+        .checkpoint()
         .load(include_bytes!("../fixtures/checkpoint_v2_adam.bin"))
         .unwrap();
-    assert_eq!(loaded.step_count().unwrap(), 2);
-    for name in again.state_names() {
+    assert_eq!(loaded.states().step_count().unwrap(), 2);
+    for name in again.states().names() {
         assert_bits_eq(
-            &loaded.state(name).unwrap(),
-            &again.state(name).unwrap(),
+            &loaded.states().get(name).unwrap(),
+            &again.states().get(name).unwrap(),
             name,
         );
     }
@@ -383,7 +401,7 @@ fn resume_in_another_process_is_bit_identical() {
     if let Some(out) = std::env::var_os("CLIPSTEP_RESUME_CHILD") {
         // The child: three steps, then save with the parameters beside the checkpoint.
         let (set, opt) = named_adam(&ctx(), &tensors, 3);
-        opt.save_to(&out).unwrap();
+        opt.states().save_to(&out).unwrap();
         let params: Vec<u8> = set
             .download_params()
             .unwrap()
@@ -425,7 +443,7 @@ fn resume_in_another_process_is_bit_identical() {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     resumed_set.upload_params(&params).unwrap();
-    resumed.load_from(&path).unwrap();
+    resumed.checkpoint().load_from(&path).unwrap();
     more(&mut resumed_set, &mut resumed);
     std::fs::remove_file(&path).unwrap();
     std::fs::remove_file(format!("{}.params", path.to_string_lossy())).unwrap();
@@ -434,5 +452,5 @@ fn resume_in_another_process_is_bit_identical() {
         &want,
         "resumed params",
     );
-    assert_eq!(resumed.step_count().unwrap(), 5);
+    assert_eq!(resumed.states().step_count().unwrap(), 5);
 }

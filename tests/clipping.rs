@@ -849,7 +849,7 @@ mod policies {
                 runs.push((
                     set.download_params().unwrap(),
                     states,
-                    opt.state("exp_avg").unwrap(),
+                    opt.states().get("exp_avg").unwrap(),
                 ));
             }
             let ((p0, s0, m0), (p1, s1, m1)) = (&runs[0], &runs[1]);
@@ -884,9 +884,14 @@ mod policies {
                 .read_blocking()
                 .unwrap();
             assert!(state.nonfinite && state.skipped, "{state:?}");
-            assert_eq!(opt.step_count().unwrap(), 0);
+            assert_eq!(opt.states().step_count().unwrap(), 0);
             assert_bits_eq(&set.download_params().unwrap(), &before, "params");
-            assert!(opt.state("exp_avg").unwrap().iter().all(|&m| m == 0.0));
+            assert!(opt
+                .states()
+                .get("exp_avg")
+                .unwrap()
+                .iter()
+                .all(|&m| m == 0.0));
         }
     }
 
@@ -946,7 +951,7 @@ mod policies {
                 };
                 let before = (
                     set.download_params().unwrap(),
-                    opt.state("exp_avg").unwrap(),
+                    opt.states().get("exp_avg").unwrap(),
                 );
                 let state = opt
                     .step(&mut set, &options)
@@ -958,8 +963,8 @@ mod policies {
                     "{nonfinite:?}: {state:?}"
                 );
                 assert_bits_eq(&set.download_params().unwrap(), &before.0, "params");
-                assert_bits_eq(&opt.state("exp_avg").unwrap(), &before.1, "exp_avg");
-                assert_eq!(opt.step_count().unwrap(), 0);
+                assert_bits_eq(&opt.states().get("exp_avg").unwrap(), &before.1, "exp_avg");
+                assert_eq!(opt.states().step_count().unwrap(), 0);
             }
             // A NaN norm skips even under Propagate.
             let mut poisoned = grads.clone();
@@ -1002,7 +1007,7 @@ mod policies {
             let err = opt.step(&mut set, &options).err().unwrap();
             assert!(matches!(err, Error::InvalidSkipBound(_)), "{err}");
         }
-        assert_eq!(opt.step_count().unwrap(), 0);
+        assert_eq!(opt.states().step_count().unwrap(), 0);
     }
 
     /// `ParamSet::clip_by_block_rms` against Optax's `clip_by_block_rms` and the reference, on

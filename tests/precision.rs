@@ -500,13 +500,17 @@ mod mixed {
             }
         }
         // Half the state memory: a checkpoint round trip keeps every state bit.
-        let saved = opt.save().unwrap();
+        let saved = opt.states().save().unwrap();
         let names = set.tensors().iter().map(|t| t.name.clone());
         let groups = vec![clipstep::ParamGroup::new(names, config)];
         let mut other = clipstep::AdamW::with_state_dtype(&set, groups, Dtype::Bf16).unwrap();
-        other.load(&saved).unwrap();
-        for name in other.state_names() {
-            assert_bits_eq(&other.state(name).unwrap(), &opt.state(name).unwrap(), name);
+        other.checkpoint().load(&saved).unwrap();
+        for name in other.states().names() {
+            assert_bits_eq(
+                &other.states().get(name).unwrap(),
+                &opt.states().get(name).unwrap(),
+                name,
+            );
         }
     }
 
@@ -633,7 +637,7 @@ mod mixed {
         let err = opt.step(&mut set, &options).unwrap_err();
         assert!(matches!(err, Error::NotSupported(_)), "{err}");
         assert_eq!(set.download_params().unwrap(), vec![1.0; 8]);
-        assert_eq!(opt.step_count().unwrap(), 0);
+        assert_eq!(opt.states().step_count().unwrap(), 0);
         // 16-bit transfers on an f32 set, and 16-bit views on the CPU backend.
         let mut f32_set = ctx().param_set(&specs(&[4])).unwrap();
         let err = f32_set.upload_grads_bits(&[0; 4]).unwrap_err();
@@ -923,12 +927,13 @@ mod mixed {
             let names = set.tensors().iter().map(|t| t.name.clone());
             let groups = vec![clipstep::ParamGroup::new(names, AdamWConfig::default())];
             let mut opt = clipstep::AdamW::with_state_dtype(&set, groups, Dtype::Bf16).unwrap();
-            opt.set_loss_scaler(Some(clipstep::LossScaler {
-                init_scale: 256.0,
-                growth_interval: 2,
-                ..Default::default()
-            }))
-            .unwrap();
+            opt.loss_scaling()
+                .set_scaler(Some(clipstep::LossScaler {
+                    init_scale: 256.0,
+                    growth_interval: 2,
+                    ..Default::default()
+                }))
+                .unwrap();
             let mut scales = Vec::new();
             for step in 0..5u64 {
                 let mut g = data(n, 30 + step, 256.0);
@@ -951,7 +956,7 @@ mod mixed {
                 scales,
                 bits,
                 set.download_params().unwrap(),
-                opt.state("exp_avg").unwrap(),
+                opt.states().get("exp_avg").unwrap(),
             )
         };
         let (gpu, host) = (run(&ctx()), run(&cpu));
@@ -1030,8 +1035,8 @@ mod loss_scale {
             hysteresis,
             ..Default::default()
         };
-        opt.set_loss_scaler(Some(scaler)).unwrap();
-        assert_eq!(opt.loss_scale().unwrap(), 1024.0);
+        opt.loss_scaling().set_scaler(Some(scaler)).unwrap();
+        assert_eq!(opt.loss_scaling().scale().unwrap(), 1024.0);
         let mut want = ScaleState {
             scale: 1024.0,
             growth_tracker: 0,
@@ -1086,7 +1091,7 @@ mod loss_scale {
             );
             assert_eq!(state.step, steps, "{what}");
         }
-        assert_eq!(opt.loss_scale().unwrap(), want.scale);
+        assert_eq!(opt.loss_scaling().scale().unwrap(), want.scale);
     }
 
     #[test]
@@ -1111,17 +1116,18 @@ mod loss_scale {
         let n: usize = SIZES.iter().sum();
         set.upload_params(&data(n, 1, 1.0)).unwrap();
         let mut opt = AdamW::new(&set, AdamWConfig::default()).unwrap();
-        opt.set_loss_scaler(Some(LossScaler {
-            growth_interval: 2,
-            ..Default::default()
-        }))
-        .unwrap();
+        opt.loss_scaling()
+            .set_scaler(Some(LossScaler {
+                growth_interval: 2,
+                ..Default::default()
+            }))
+            .unwrap();
         for k in 0..3 {
             set.upload_grads(&scaled_grads(n, k, 1.0, k == 1)).unwrap();
             opt.step(&mut set, &StepOptions::default()).unwrap();
         }
         // 65536, clean, overflow (→ 32768), clean (tracker 1 of 2): 32768.
-        let (buffer, offset) = opt.loss_scale_binding().expect("a GPU optimizer");
+        let (buffer, offset) = opt.loss_scaling().binding().expect("a GPU optimizer");
         let (device, queue) = ctx.device_queue().unwrap();
         let staging = device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
@@ -1130,7 +1136,7 @@ mod loss_scale {
             mapped_at_creation: false,
         });
         let mut encoder = device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, 4);
+        encoder.copy_buffer_to_buffer(&buffer, offset, &staging, 0, 4);
         queue.submit([encoder.finish()]);
         staging
             .slice(..)
@@ -1142,15 +1148,15 @@ mod loss_scale {
                 .unwrap(),
         );
         assert_eq!(on_device, 32768.0);
-        assert_eq!(opt.loss_scale().unwrap(), 32768.0);
+        assert_eq!(opt.loss_scaling().scale().unwrap(), 32768.0);
 
         // A checkpoint holds the scaler and its state: a new optimizer continues bit for bit.
-        let saved = opt.save().unwrap();
+        let saved = opt.states().save().unwrap();
         let mut other_set = set_like(&set);
         let mut other = AdamW::new(&other_set, AdamWConfig::default()).unwrap();
-        other.load(&saved).unwrap();
-        assert_eq!(other.loss_scaler(), opt.loss_scaler());
-        assert_eq!(other.loss_scale().unwrap(), 32768.0);
+        other.checkpoint().load(&saved).unwrap();
+        assert_eq!(other.loss_scaling().scaler(), opt.loss_scaling().scaler());
+        assert_eq!(other.loss_scaling().scale().unwrap(), 32768.0);
         for k in 3..6 {
             let g = scaled_grads(n, k, 32768.0, k == 4);
             set.upload_grads(&g).unwrap();
@@ -1177,12 +1183,12 @@ mod loss_scale {
             other_set.download_params_bits().unwrap()
         );
 
-        opt.set_loss_scale(8.0).unwrap();
-        assert_eq!(opt.loss_scale().unwrap(), 8.0);
-        opt.set_loss_scaler(None).unwrap();
-        assert_eq!(opt.loss_scale().unwrap(), 1.0);
+        opt.loss_scaling().set_scale(8.0).unwrap();
+        assert_eq!(opt.loss_scaling().scale().unwrap(), 8.0);
+        opt.loss_scaling().set_scaler(None).unwrap();
+        assert_eq!(opt.loss_scaling().scale().unwrap(), 1.0);
         assert!(matches!(
-            opt.set_loss_scale(8.0),
+            opt.loss_scaling().set_scale(8.0),
             Err(Error::InvalidLossScaler(_))
         ));
     }
@@ -1229,11 +1235,13 @@ mod loss_scale {
                 ..Default::default()
             },
         ] {
-            let err = opt.set_loss_scaler(Some(bad)).unwrap_err();
+            let err = opt.loss_scaling().set_scaler(Some(bad)).unwrap_err();
             assert!(matches!(err, Error::InvalidLossScaler(_)), "{bad:?}: {err}");
         }
-        assert_eq!(opt.loss_scaler(), None);
-        opt.set_loss_scaler(Some(LossScaler::default())).unwrap();
+        assert_eq!(opt.loss_scaling().scaler(), None);
+        opt.loss_scaling()
+            .set_scaler(Some(LossScaler::default()))
+            .unwrap();
         let params = set.download_params().unwrap();
         for options in [
             StepOptions {
@@ -1249,12 +1257,12 @@ mod loss_scale {
             assert!(matches!(err, Error::InvalidLossScaler(_)), "{err}");
         }
         assert!(matches!(
-            opt.set_loss_scale(-1.0),
+            opt.loss_scaling().set_scale(-1.0),
             Err(Error::InvalidLossScaler(_))
         ));
         assert_bits_eq(&set.download_params().unwrap(), &params, "params");
-        assert_eq!(opt.step_count().unwrap(), 0);
-        assert_eq!(opt.loss_scale().unwrap(), 65536.0);
+        assert_eq!(opt.states().step_count().unwrap(), 0);
+        assert_eq!(opt.loss_scaling().scale().unwrap(), 65536.0);
     }
 }
 

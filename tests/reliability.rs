@@ -154,7 +154,7 @@ fn errors_of_another_thread_never_land_on_a_step() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(noisy.join().unwrap() > 0);
-    assert_eq!(opt.step_count().unwrap(), 300);
+    assert_eq!(opt.states().step_count().unwrap(), 300);
 }
 
 /// A destroyed external buffer fails the upload, the step and the download with a typed
@@ -178,7 +178,7 @@ fn a_call_that_fails_changes_nothing() {
     let state = report.read_blocking().unwrap();
     let params = set.download_param("t0").unwrap();
 
-    let moments = opt.state("exp_avg").unwrap();
+    let moments = opt.states().get("exp_avg").unwrap();
     g.destroy();
     let err = set.upload_grads(&data(108, 3, 1.0)).unwrap_err();
     assert!(
@@ -201,13 +201,13 @@ fn a_call_that_fails_changes_nothing() {
     assert!(matches!(err, Error::Rejected(_)), "{err}");
 
     assert_bits_eq(&set.download_param("t0").unwrap(), &params, "params");
-    assert_eq!(opt.step_count().unwrap(), 1);
+    assert_eq!(opt.states().step_count().unwrap(), 1);
     assert_eq!(
         report.read_blocking().unwrap(),
         state,
         "the last good report"
     );
-    assert_bits_eq(&opt.state("exp_avg").unwrap(), &moments, "exp_avg");
+    assert_bits_eq(&opt.states().get("exp_avg").unwrap(), &moments, "exp_avg");
     // The Context is fine.
     let (mut other, grads) = set_with_grads(&ctx, &[5], None, 4);
     let norm = other
@@ -242,7 +242,7 @@ fn encoding_into_another_devices_encoder_is_an_error_not_a_panic() {
     );
     drop(finished);
     assert_bits_eq(&set.download_params().unwrap(), &before, "params");
-    assert_eq!(opt.step_count().unwrap(), 0);
+    assert_eq!(opt.states().step_count().unwrap(), 0);
 }
 
 #[test]
@@ -376,7 +376,7 @@ fn small_misuses_get_their_own_messages() {
     let err = opt.step(&mut set, &options).unwrap_err();
     assert!(matches!(err, Error::InvalidGradScale(_)), "{err}");
     // An unknown state names the states there are.
-    let err = opt.state("nope").unwrap_err();
+    let err = opt.states().get("nope").unwrap_err();
     assert!(matches!(err, Error::UnknownState { .. }), "{err}");
     assert_eq!(
         err.to_string(),
@@ -397,8 +397,8 @@ fn small_misuses_get_their_own_messages() {
     assert!(err.to_string().contains("invalid dampening: 0.5"), "{err}");
     // A report read after load() describes a state that no longer exists.
     let report = opt.step(&mut set, &StepOptions::default()).unwrap();
-    let saved = opt.save().unwrap();
-    opt.load(&saved).unwrap();
+    let saved = opt.states().save().unwrap();
+    opt.checkpoint().load(&saved).unwrap();
     assert!(matches!(report.read_blocking(), Err(Error::StaleReport)));
 }
 
@@ -409,8 +409,8 @@ fn a_checkpoint_write_cut_short_leaves_the_previous_file_loadable() {
     }
     let path = std::env::temp_dir().join(format!("clipstep-cut-{}.ckpt", std::process::id()));
     let (set, opt) = cpu_adam(1);
-    opt.save_to(&path).unwrap();
-    let good = opt.state("exp_avg").unwrap();
+    opt.states().save_to(&path).unwrap();
+    let good = opt.states().get("exp_avg").unwrap();
     // A child that saves a later checkpoint under an 8 KiB file-size limit: its write is
     // cut short (SIGXFSZ or EFBIG), as on a full disk.
     let exe = std::env::current_exe().unwrap();
@@ -426,10 +426,10 @@ fn a_checkpoint_write_cut_short_leaves_the_previous_file_loadable() {
         "the child's write should have been cut short"
     );
     let mut fresh = Adam::new(&set, AdamConfig::default()).unwrap();
-    fresh.load_from(&path).unwrap();
-    assert_eq!(fresh.step_count().unwrap(), 1);
+    fresh.checkpoint().load_from(&path).unwrap();
+    assert_eq!(fresh.states().step_count().unwrap(), 1);
     assert_bits_eq(
-        &fresh.state("exp_avg").unwrap(),
+        &fresh.states().get("exp_avg").unwrap(),
         &good,
         "previous checkpoint",
     );
@@ -457,7 +457,9 @@ fn cut_write_child() {
     };
     let (_, opt) = cpu_adam(2);
     // Dies of SIGXFSZ, or returns the EFBIG error where the signal is ignored.
-    opt.save_to(std::path::PathBuf::from(path)).unwrap();
+    opt.states()
+        .save_to(std::path::PathBuf::from(path))
+        .unwrap();
 }
 
 /// A CPU-reference Adam over 50,000 elements after `steps` steps.

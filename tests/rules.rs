@@ -123,7 +123,7 @@ fn poisoned_step_changes_nothing<C: ReferenceStep>(config: C) {
                 assert_bits_eq(values, &before.1[name], "state after a skipped step");
             }
             assert_eq!(
-                opt.step_count().unwrap(),
+                opt.states().step_count().unwrap(),
                 1,
                 "a skipped step advanced the count"
             );
@@ -140,7 +140,7 @@ fn poisoned_step_changes_nothing<C: ReferenceStep>(config: C) {
     )
     .unwrap();
     assert!(set.download_params().unwrap().iter().all(|p| p.is_nan()));
-    assert_eq!(opt.step_count().unwrap(), 2);
+    assert_eq!(opt.states().step_count().unwrap(), 2);
 }
 
 #[test]
@@ -179,7 +179,7 @@ fn steps_are_bit_identical_across_runs() {
         }
         (
             set.download_params().unwrap(),
-            opt.state("exp_avg_sq").unwrap(),
+            opt.states().get("exp_avg_sq").unwrap(),
         )
     };
     let (a, b) = (run(), run());
@@ -222,7 +222,7 @@ fn steps_encoded_into_one_encoder_equal_separate_steps() {
             opt.set_learning_rate(1e-2).unwrap();
             opt.step(&mut set, &options[1]).unwrap();
         }
-        assert_eq!(opt.step_count().unwrap(), 2);
+        assert_eq!(opt.states().step_count().unwrap(), 2);
         results.push(set.download_params().unwrap());
     }
     assert_bits_eq(&results[0], &results[1], "batched vs separate");
@@ -443,8 +443,11 @@ fn bad_step_options_and_foreign_sets_change_nothing() {
         Err(Error::ParamSetMismatch { .. })
     ));
     assert_bits_eq(&set.download_params().unwrap(), &params, "params");
-    assert_eq!(opt.step_count().unwrap(), 0);
-    assert!(matches!(opt.state("nope"), Err(Error::UnknownState { .. })));
+    assert_eq!(opt.states().step_count().unwrap(), 0);
+    assert!(matches!(
+        opt.states().get("nope"),
+        Err(Error::UnknownState { .. })
+    ));
 }
 
 #[test]
@@ -540,7 +543,7 @@ fn adagrad_accumulators_start_at_their_groups_value() {
             .iter()
             .flat_map(|&(n, v)| vec![v; n])
             .collect();
-        assert_eq!(opt.state("sum").unwrap(), want, "{}", ctx.describe());
+        assert_eq!(opt.states().get("sum").unwrap(), want, "{}", ctx.describe());
         // A checkpoint of a set without the last tensor, loaded with fresh state for it.
         let small = ctx.param_set(&specs(&[70, 1])).unwrap();
         let groups = three_groups(&small, |g| AdagradConfig {
@@ -549,16 +552,17 @@ fn adagrad_accumulators_start_at_their_groups_value() {
         });
         let saved = Adagrad::with_groups(&small, groups)
             .unwrap()
+            .states()
             .save()
             .unwrap();
         let options = LoadOptions {
             missing: MissingTensors::FreshState,
             ..Default::default()
         };
-        opt.load_with(&saved, &options).unwrap();
+        opt.checkpoint().load_with(&saved, &options).unwrap();
         let mut want = vec![7.0; 71];
         want.extend(vec![2.0; 300]);
-        assert_eq!(opt.state("sum").unwrap(), want, "{}", ctx.describe());
+        assert_eq!(opt.states().get("sum").unwrap(), want, "{}", ctx.describe());
     }
 }
 
@@ -820,8 +824,8 @@ fn a_skipped_step_leaves_the_moments_alone() {
         opt.step(&mut set, &StepOptions::default()).unwrap();
         let before = (
             set.download_params().unwrap(),
-            opt.state("exp_avg").unwrap(),
-            opt.state("exp_avg_sq").unwrap(),
+            opt.states().get("exp_avg").unwrap(),
+            opt.states().get("exp_avg_sq").unwrap(),
         );
         let mut poisoned = grads.clone();
         poisoned[501] = f32::NAN;
@@ -829,9 +833,13 @@ fn a_skipped_step_leaves_the_moments_alone() {
         let state = opt.step(&mut set, &StepOptions::default()).unwrap();
         assert!(state.read_blocking().unwrap().skipped);
         assert_bits_eq(&set.download_params().unwrap(), &before.0, "params");
-        assert_bits_eq(&opt.state("exp_avg").unwrap(), &before.1, "exp_avg");
-        assert_bits_eq(&opt.state("exp_avg_sq").unwrap(), &before.2, "exp_avg_sq");
-        assert_eq!(opt.step_count().unwrap(), 1);
+        assert_bits_eq(&opt.states().get("exp_avg").unwrap(), &before.1, "exp_avg");
+        assert_bits_eq(
+            &opt.states().get("exp_avg_sq").unwrap(),
+            &before.2,
+            "exp_avg_sq",
+        );
+        assert_eq!(opt.states().step_count().unwrap(), 1);
     }
 }
 
@@ -1057,10 +1065,14 @@ mod groups {
             &want.params,
             "AdamW params",
         );
-        assert_trajectory(&opt.state("exp_avg").unwrap(), &want.states[0], "exp_avg");
+        assert_trajectory(
+            &opt.states().get("exp_avg").unwrap(),
+            &want.states[0],
+            "exp_avg",
+        );
         // Step 1's exp_avg is lerp(0, g, 1 − β1): each group's form, to the bit.
         assert_bits_eq(
-            &opt.state("exp_avg").unwrap(),
+            &opt.states().get("exp_avg").unwrap(),
             &want.states[0],
             "exp_avg, each group's lerp form",
         );
@@ -1211,34 +1223,34 @@ mod groups {
                 ),
             ];
             let mut opt = Sgd::with_groups(&set, groups).unwrap();
-            assert_eq!(opt.num_groups(), 2);
-            opt.set_group_learning_rate(1, 0.0).unwrap();
-            assert_eq!(opt.group_learning_rate(0).unwrap(), 0.1);
+            assert_eq!(opt.groups().len(), 2);
+            opt.groups().set_learning_rate(1, 0.0).unwrap();
+            assert_eq!(opt.groups().learning_rate(0).unwrap(), 0.1);
             opt.step(&mut set, &StepOptions::default()).unwrap();
             let after = set.download_params().unwrap();
             assert_ne!(after[..100], params[..100], "group 0 moved");
             assert_bits_eq(&after[100..], &params[100..], "group 1 has lr 0");
             assert!(matches!(
-                opt.set_group_learning_rate(2, 0.1),
+                opt.groups().set_learning_rate(2, 0.1),
                 Err(Error::InvalidGroups(_))
             ));
             assert!(matches!(
-                opt.set_group_learning_rate(0, -1.0),
+                opt.groups().set_learning_rate(0, -1.0),
                 Err(Error::InvalidHyperparameter { .. })
             ));
 
-            let bytes = opt.save().unwrap();
+            let bytes = opt.states().save().unwrap();
             let fresh_groups = vec![
                 ParamGroup::new(["t0"], SgdConfig::default()),
                 ParamGroup::new(["t1"], SgdConfig::default()),
             ];
             let mut fresh = Sgd::with_groups(&set, fresh_groups).unwrap();
-            fresh.load(&bytes).unwrap();
-            assert_eq!(fresh.group_learning_rate(0).unwrap(), 0.1);
-            assert_eq!(fresh.group_learning_rate(1).unwrap(), 0.0);
+            fresh.checkpoint().load(&bytes).unwrap();
+            assert_eq!(fresh.groups().learning_rate(0).unwrap(), 0.1);
+            assert_eq!(fresh.groups().learning_rate(1).unwrap(), 0.0);
             // Another group count is refused and changes nothing.
             let mut single = Sgd::new(&set, SgdConfig::default()).unwrap();
-            let err = single.load(&bytes).unwrap_err();
+            let err = single.checkpoint().load(&bytes).unwrap_err();
             assert!(err.to_string().contains("2 parameter groups"), "{err}");
             assert_eq!(single.learning_rate(), SgdConfig::default().lr);
         }

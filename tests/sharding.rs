@@ -9,6 +9,7 @@ mod common;
 use clipstep::consts::tolerance::{
     CLIPPED_REL, CROSS_PATH_NORM_REL, TRAJECTORY_FLOOR, TRAJECTORY_REL,
 };
+use clipstep::shard::{combine, ShardPartial, PARTIAL_WORDS};
 use clipstep::*;
 use common::*;
 
@@ -247,7 +248,7 @@ fn sharded_steps_match_one_process() {
             );
         }
         for r in &shards {
-            assert_eq!(r.opt.step_count().unwrap(), 6);
+            assert_eq!(r.opt.states().step_count().unwrap(), 6);
         }
     }
 }
@@ -403,7 +404,7 @@ fn bad_sharded_input_is_a_typed_error() {
         &before,
         "after a bad total",
     );
-    assert_eq!(a.opt.step_count().unwrap(), 0);
+    assert_eq!(a.opt.states().step_count().unwrap(), 0);
     assert!(matches!(
         a.set.norm_partial(Norm::P(-2.0), Nonfinite::Skip),
         Err(Error::InvalidNormOrder(_))

@@ -578,7 +578,7 @@ mod pooled {
                         opt.step(&mut set, &CLIPPED).unwrap();
                     }
                     results.push(set.download_params().unwrap());
-                    results.push(opt.state(opt.state_names()[0]).unwrap());
+                    results.push(opt.states().get(opt.states().names()[0]).unwrap());
                 }
                 assert_bits_eq(&results[0], &results[2], &format!("{what}: params"));
                 assert_bits_eq(&results[1], &results[3], &format!("{what}: state"));

@@ -263,7 +263,7 @@ impl BurnOptimizer {
     /// [`BurnOptimizer::load`] was given, if anything.
     pub fn save(&self) -> Result<Vec<u8>> {
         match (&self.built, &self.pending_state) {
-            (Some(built), _) => Ok(built.opt.save()?),
+            (Some(built), _) => Ok(built.opt.states().save()?),
             (None, Some(bytes)) => Ok(bytes.clone()),
             (None, None) => Err(Error::Clipstep(clipstep::Error::Checkpoint(
                 "nothing to save before the first step".into(),
@@ -275,7 +275,7 @@ impl BurnOptimizer {
     /// taken yet; parameters are matched by path).
     pub fn load(&mut self, bytes: &[u8]) -> Result<()> {
         match &mut self.built {
-            Some(built) => Ok(built.opt.load(bytes)?),
+            Some(built) => Ok(built.opt.checkpoint().load(bytes)?),
             None => {
                 self.pending_state = Some(bytes.to_vec());
                 Ok(())
@@ -341,7 +341,7 @@ impl BurnOptimizer {
         let set = ParamSet::new(&self.ctx, &[], options)?;
         let mut opt = (self.factory)(&set)?;
         let carried = match &self.built {
-            Some(old) => Some(old.opt.save()?),
+            Some(old) => Some(old.opt.states().save()?),
             None => self.pending_state.take(),
         };
         if let Some(bytes) = carried {
@@ -349,7 +349,7 @@ impl BurnOptimizer {
                 missing: MissingTensors::FreshState,
                 unexpected: UnexpectedTensors::Ignore,
             };
-            opt.load_with(&bytes, &lenient)?;
+            opt.checkpoint().load_with(&bytes, &lenient)?;
         }
         self.built = Some(Built {
             set,

@@ -284,7 +284,12 @@ fn many_pool_pages_and_shared_modules() {
     assert_ne!(after[0].1, before[0].1, "the stepped module must change");
     // The second AdamW step of w1, on the host: p·(1 − lr·wd) − lr·m̂/(sqrt(v̂) + eps).
     let (b1, b2) = (0.9f64, 0.999f64);
-    let first_grad_sign = opt.clipstep_optimizer().unwrap().state("exp_avg").unwrap();
+    let first_grad_sign = opt
+        .clipstep_optimizer()
+        .unwrap()
+        .states()
+        .get("exp_avg")
+        .unwrap();
     assert_eq!(
         first_grad_sign.len() as u64,
         after.iter().map(|p| p.1.len() as u64).sum::<u64>()
@@ -293,7 +298,8 @@ fn many_pool_pages_and_shared_modules() {
     let v = &opt
         .clipstep_optimizer()
         .unwrap()
-        .state("exp_avg_sq")
+        .states()
+        .get("exp_avg_sq")
         .unwrap()[..w1_grad.len()];
     for i in (0..w1_grad.len()).step_by(4099) {
         let mhat = f64::from(m[i]) / (1.0 - b1.powi(2));
@@ -396,7 +402,12 @@ fn saved_state_continues_the_run() {
     second.load(&saved).unwrap();
     let resumed = steps(&mut second, half, 3);
     assert_eq!(
-        second.clipstep_optimizer().unwrap().step_count().unwrap(),
+        second
+            .clipstep_optimizer()
+            .unwrap()
+            .states()
+            .step_count()
+            .unwrap(),
         6
     );
     assert_same_bits(

@@ -294,16 +294,16 @@ mod tests {
                 c in prop_oneof![well_formed(), checkpoint()]
             ) {
                 let (mut set, mut opt) = target();
-                let before = opt.save().unwrap();
+                let before = opt.states().save().unwrap();
                 let Ok(bytes) = c.encode() else {
                     // Unencodable (two entries of one name): nothing to load.
                     return Ok(());
                 };
-                match opt.load(&bytes) {
+                match opt.checkpoint().load(&bytes) {
                     Ok(()) => {
-                        prop_assert_eq!(opt.step_count().unwrap(), c.step);
-                        for name in opt.state_names() {
-                            prop_assert_eq!(opt.state(name).unwrap().len(), 7);
+                        prop_assert_eq!(opt.states().step_count().unwrap(), c.step);
+                        for name in opt.states().names() {
+                            prop_assert_eq!(opt.states().get(name).unwrap().len(), 7);
                         }
                         set.upload_grads(&[0.5; 7]).unwrap();
                         let state = opt.step(&mut set, &StepOptions::default()).unwrap()
@@ -313,7 +313,7 @@ mod tests {
                     }
                     Err(e) => {
                         prop_assert!(matches!(e, Error::Checkpoint(_) | Error::InvalidHyperparameter { .. }), "{}", e);
-                        prop_assert_eq!(opt.save().unwrap(), before);
+                        prop_assert_eq!(opt.states().save().unwrap(), before);
                     }
                 }
             }
@@ -338,9 +338,9 @@ mod tests {
                     vec![("a.exp_avg".into(), vec![3], vec![0u8; 12])],
                 );
                 let (_, mut opt) = target();
-                let before = opt.save().unwrap();
-                if opt.load(&crafted).is_err() {
-                    prop_assert_eq!(opt.save().unwrap(), before);
+                let before = opt.states().save().unwrap();
+                if opt.checkpoint().load(&crafted).is_err() {
+                    prop_assert_eq!(opt.states().save().unwrap(), before);
                 }
             }
         }

@@ -31,9 +31,14 @@ use crate::shard::ShardPartial;
 use crate::typed_io;
 
 /// An update rule: implemented by each optimizer's config.
-/// The engine's side of an update rule (its [`RuleConfig`] is the public side): the GPU
-/// shader, its uniform and the shape of the step it compiles.
-pub(crate) trait Rule: RuleConfig {
+/// A config's learning rate, for the per-group schedules (implemented by `optimizer!`:
+/// every rule's config has PyTorch's `lr` field).
+pub(crate) trait LearningRate {
+    fn lr(&self) -> f64;
+    fn set_lr(&mut self, lr: f64);
+}
+
+pub(crate) trait Rule: RuleConfig + LearningRate {
     /// Whether PyTorch's per-tensor state for this optimizer holds a `step` (checkpoints
     /// then write `<tensor>.step`).
     const TORCH_STEP: bool = true;
@@ -59,6 +64,77 @@ pub(crate) trait Rule: RuleConfig {
     /// 0: none (the rules whose kernels have no such path).
     fn shape(&self) -> u32 {
         0
+    }
+}
+
+/// What the optimizer handles ([`super::handles`]) reach through a `dyn Optimizer`: the
+/// engine's non-step operations, object safe, implemented once for every rule.
+pub(crate) trait Ops {
+    /// The rule's name (error messages).
+    fn name(&self) -> &'static str;
+    fn num_groups(&self) -> usize;
+    fn group_learning_rate(&self, group: usize) -> Result<f64>;
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> Result<()>;
+    fn state_names(&self) -> Vec<&'static str>;
+    fn state(&self, name: &str) -> Result<Vec<f32>>;
+    fn step_count(&self) -> Result<u32>;
+    fn save(&self) -> Result<Vec<u8>>;
+    fn load(&mut self, bytes: &[u8], options: &LoadOptions) -> Result<()>;
+    fn set_loss_scaler(&mut self, scaler: Option<LossScaler>) -> Result<()>;
+    fn loss_scaler(&self) -> Option<LossScaler>;
+    fn set_loss_scale(&mut self, scale: f32) -> Result<()>;
+    fn loss_scale(&self) -> Result<f32>;
+    fn loss_scale_binding(&self) -> Option<(&wgpu::Buffer, u64)>;
+}
+
+impl<R: Rule> Ops for Engine<R> {
+    fn name(&self) -> &'static str {
+        R::NAME
+    }
+    fn num_groups(&self) -> usize {
+        self.groups.len()
+    }
+    fn group_learning_rate(&self, group: usize) -> Result<f64> {
+        Ok(self.group(group)?.config.lr())
+    }
+    fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> Result<()> {
+        self.group_mut(group)?.config.set_lr(lr);
+        Ok(())
+    }
+    fn state_names(&self) -> Vec<&'static str> {
+        self.groups[0]
+            .config
+            .state_names()
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+    fn state(&self, name: &str) -> Result<Vec<f32>> {
+        Engine::state(self, name)
+    }
+    fn step_count(&self) -> Result<u32> {
+        Engine::step_count(self)
+    }
+    fn save(&self) -> Result<Vec<u8>> {
+        Engine::save(self)
+    }
+    fn load(&mut self, bytes: &[u8], options: &LoadOptions) -> Result<()> {
+        Engine::load(self, bytes, options)
+    }
+    fn set_loss_scaler(&mut self, scaler: Option<LossScaler>) -> Result<()> {
+        Engine::set_loss_scaler(self, scaler)
+    }
+    fn loss_scaler(&self) -> Option<LossScaler> {
+        self.scaler
+    }
+    fn set_loss_scale(&mut self, scale: f32) -> Result<()> {
+        Engine::set_loss_scale(self, scale)
+    }
+    fn loss_scale(&self) -> Result<f32> {
+        Engine::loss_scale(self)
+    }
+    fn loss_scale_binding(&self) -> Option<(&wgpu::Buffer, u64)> {
+        Engine::loss_scale_binding(self)
     }
 }
 
@@ -444,7 +520,7 @@ impl<R: Rule> Engine<R> {
         params.norm_partial_counting(norm, nonfinite, &counted)
     }
 
-    /// Turns the loss scaler on or off (see [`crate::Optimizer::set_loss_scaler`]).
+    /// Turns the loss scaler on or off (see [`crate::LossScaling::set_scaler`]).
     pub(crate) fn set_loss_scaler(&mut self, scaler: Option<LossScaler>) -> Result<()> {
         if let Some(s) = &scaler {
             s.validate()?;
@@ -460,7 +536,7 @@ impl<R: Rule> Engine<R> {
     pub(crate) fn set_loss_scale(&mut self, scale: f32) -> Result<()> {
         if self.scaler.is_none() {
             return Err(Error::InvalidLossScaler(
-                "no loss scaler is set: set_loss_scaler(Some(..)) first".into(),
+                "no loss scaler is set: loss_scaling().set_scaler(Some(..)) first".into(),
             ));
         }
         check_scale(scale)?;

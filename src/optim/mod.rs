@@ -3,25 +3,25 @@
 //!
 //! Every rule (`rules/<rule>.rs`: SGD, Adam, AdamW, RMSprop, Adagrad, Lion, LARS, LAMB, ...)
 //! implements [`RuleConfig`] and runs on one engine; its optimizer type implements
-//! [`Optimizer`]. [`rules::for_each_rule`] visits every registered rule. Hyperparameters and step options reach the device as small in-stream writes,
-//! so changing the learning rate never rebuilds a pipeline or bind group, and the step
-//! count lives on the device so skipped steps do not advance it. Hyperparameters are f64,
+//! [`Optimizer`]; [`crate::for_each_rule`] visits every registered rule. Hyperparameters
+//! and step options reach the device as small in-stream writes, so changing the learning
+//! rate never rebuilds a pipeline or bind group, and the step count lives on the device so
+//! skipped steps do not advance it. Hyperparameters are f64,
 //! as PyTorch's Python floats: constants such as `1 − β` are computed in f64 on the host.
 
 mod engine;
 #[cfg(test)]
 mod golden;
 mod groups;
+mod handles;
 pub mod rules;
 
-use std::path::Path;
-
 pub use groups::ParamGroup;
+pub use handles::{CheckpointIo, GroupRates, LossScaling, States};
 
-use crate::checkpoint::LoadOptions;
 use crate::dtype::Rounding;
 use crate::error::{Error, Result};
-use crate::loss_scale::LossScaler;
+
 use crate::options::Clip;
 use crate::options::{Nonfinite, Norm};
 use crate::param_set::ParamSet;
@@ -91,8 +91,10 @@ impl StepOptions {
 }
 
 /// What every rule's optimizer type ([`RuleConfig::Optimizer`]) shares: PyTorch's `step`
-/// and learning rate, plus the state a checkpoint holds. Object safe: a training loop can hold a
-/// `Box<dyn Optimizer>`. Each type's `new(params, config)` and `config()` are its own.
+/// and learning rate, and one accessor per further concern (groups, states, checkpoints,
+/// the loss scale), so the trait stays small and a training loop holding a
+/// `Box<dyn Optimizer>` still does everything. Each type's `new(params, config)`,
+/// `with_groups`, `config()` and `param_groups()` are its own.
 pub trait Optimizer {
     /// Records and submits one step: `params ← update(params, clip(grads / grad_scale))`
     /// (on the CPU backend: runs it).
@@ -123,84 +125,21 @@ pub trait Optimizer {
     /// Sets the learning rate of the next step in every parameter group (for schedulers):
     /// an in-stream write of the group table with the next step, nothing rebuilt.
     fn set_learning_rate(&mut self, lr: f64) -> Result<()>;
-    /// Parameter groups.
-    fn num_groups(&self) -> usize;
-    /// The learning rate of parameter group `group`.
-    fn group_learning_rate(&self, group: usize) -> Result<f64>;
-    /// Sets the learning rate of parameter group `group` for the next step (a per-group
-    /// schedule, as PyTorch's schedulers set each `param_groups[i]["lr"]`).
-    fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> Result<()>;
-    /// The names of the states this configuration keeps (e.g. `["exp_avg", "exp_avg_sq"]`).
-    fn state_names(&self) -> Vec<&'static str>;
-    /// One state (e.g. `"exp_avg"`), all tensors concatenated. A host sync.
-    fn state(&self, name: &str) -> Result<Vec<f32>>;
-    /// Steps taken, skipped steps excluded. A host sync on a GPU.
-    fn step_count(&self) -> Result<u32>;
-    /// Turns the dynamic loss scale on (`Some`: the scale starts at `init_scale`, the
-    /// trackers at zero) or off (`None`: steps unscale by `StepOptions::grad_scale` again).
-    /// Takes effect from the next recorded step; see [`LossScaler`] for the rule. A step
-    /// under a scaler needs `nonfinite = Skip` and `grad_scale = 1`
-    /// ([`crate::Error::InvalidLossScaler`] otherwise).
-    fn set_loss_scaler(&mut self, scaler: Option<LossScaler>) -> Result<()>;
-    /// The loss scaler's settings, if one is set.
-    fn loss_scaler(&self) -> Option<LossScaler>;
-    /// Sets the current loss scale by hand (`GradScaler.update(new_scale)`); the trackers
-    /// are left as they are. Needs a scaler.
-    fn set_loss_scale(&mut self, scale: f32) -> Result<()>;
-    /// The current loss scale (1 without a scaler). A host sync on a GPU: a training loop
-    /// reads it on the device instead, from [`Optimizer::loss_scale_binding`] (it is also
-    /// in every step's report).
-    fn loss_scale(&self) -> Result<f32>;
-    /// Where the current loss scale lives on the device: a buffer and the byte offset of
-    /// one f32, updated by each step's finalize, for a caller's kernel that multiplies the
-    /// loss by it (no host round trip). `None` on the CPU backend.
-    fn loss_scale_binding(&self) -> Option<(&wgpu::Buffer, u64)>;
-    /// Config, step count and states as checkpoint bytes (a host sync); bit-exact.
-    fn save(&self) -> Result<Vec<u8>>;
-    /// Restores [`Optimizer::save`]'s bytes, matching tensors by name (any order); every
-    /// tensor of the set must be in the checkpoint and every tensor of the checkpoint in the
-    /// set, with the same shapes. A checkpoint of another version, optimizer or state set, a
-    /// tensor missing on either side, or a corrupted file is [`Error::Checkpoint`] and
-    /// changes nothing. Files of the earlier binary format (version 2) still load.
-    fn load(&mut self, bytes: &[u8]) -> Result<()> {
-        self.load_with(bytes, &LoadOptions::default())
-    }
-    /// [`Optimizer::load`] with a policy for tensors missing from the checkpoint (fresh
-    /// state) or absent from the set (ignored): a layer added or removed since the save.
-    fn load_with(&mut self, bytes: &[u8], options: &LoadOptions) -> Result<()>;
-
-    /// [`Optimizer::save`] to a file, atomically: the bytes go to a temporary file in the
-    /// same directory, are flushed to disk, and replace `path` by a rename, so a write cut
-    /// short (full disk, file-size limit, a crash) leaves the previous checkpoint intact.
-    fn save_to(&self, path: impl AsRef<Path>) -> Result<()>
-    where
-        Self: Sized,
-    {
-        crate::checkpoint::write_atomically(path.as_ref(), &self.save()?)
-    }
-
-    /// [`Optimizer::load`] from a file.
-    fn load_from(&mut self, path: impl AsRef<Path>) -> Result<()>
-    where
-        Self: Sized,
-    {
-        let bytes = std::fs::read(path)?;
-        self.load(&bytes)
-    }
-
-    /// [`Optimizer::load_with`] from a file.
-    fn load_from_with(&mut self, path: impl AsRef<Path>, options: &LoadOptions) -> Result<()>
-    where
-        Self: Sized,
-    {
-        let bytes = std::fs::read(path)?;
-        self.load_with(&bytes, options)
-    }
+    /// Each parameter group's learning rate, to read or set one group's (a per-group
+    /// schedule).
+    fn groups(&mut self) -> GroupRates<'_>;
+    /// The optimizer's state tensors (`exp_avg`, ...), its step count, and saving them as a
+    /// checkpoint (safetensors, PyTorch's state names).
+    fn states(&self) -> States<'_>;
+    /// Loading a checkpoint into this optimizer.
+    fn checkpoint(&mut self) -> CheckpointIo<'_>;
+    /// The dynamic loss scale kept on the device.
+    fn loss_scaling(&mut self) -> LossScaling<'_>;
 }
 
 /// An update rule's configuration (`SgdConfig`, `AdamWConfig`, ...): what code that handles
 /// every rule works with (the CLI's `verify` and `bench`, the test matrix, clipstep-burn),
-/// through [`rules::for_each_rule`]. `Default` is the rule's reference library's default
+/// through [`crate::for_each_rule`]. `Default` is the rule's reference library's default
 /// (PyTorch's, or Optax's for the rules PyTorch lacks); the config deserializes from that
 /// library's keyword arguments (serde, the fields bearing their names).
 pub trait RuleConfig:
@@ -259,7 +198,7 @@ pub trait RuleConfig:
     }
 }
 
-/// Code run for every registered rule's config type ([`rules::for_each_rule`]).
+/// Code run for every registered rule's config type ([`crate::for_each_rule`]).
 pub trait RuleVisitor {
     /// Called once per registered config type.
     fn visit<C: RuleConfig>(&mut self);
@@ -310,8 +249,8 @@ macro_rules! optimizer {
                 &self.0.groups[0].config
             }
 
-            /// The parameter groups.
-            pub fn groups(&self) -> &[crate::optim::ParamGroup<$config>] {
+            /// The parameter groups (PyTorch's `param_groups`).
+            pub fn param_groups(&self) -> &[crate::optim::ParamGroup<$config>] {
                 &self.0.groups
             }
         }
@@ -350,57 +289,26 @@ macro_rules! optimizer {
                 self.0.groups.iter_mut().for_each(|g| g.config.lr = lr);
                 Ok(())
             }
-            fn num_groups(&self) -> usize {
-                self.0.groups.len()
+            fn groups(&mut self) -> crate::optim::GroupRates<'_> {
+                crate::optim::GroupRates { ops: &mut self.0 }
             }
-            fn group_learning_rate(&self, group: usize) -> crate::error::Result<f64> {
-                Ok(self.0.group(group)?.config.lr)
+            fn states(&self) -> crate::optim::States<'_> {
+                crate::optim::States { ops: &self.0 }
             }
-            fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> crate::error::Result<()> {
-                let name = <$config as crate::optim::RuleConfig>::NAME;
-                crate::optim::check_non_negative(name, "lr", lr)?;
-                self.0.group_mut(group)?.config.lr = lr;
-                Ok(())
+            fn checkpoint(&mut self) -> crate::optim::CheckpointIo<'_> {
+                crate::optim::CheckpointIo { ops: &mut self.0 }
             }
-            fn state_names(&self) -> Vec<&'static str> {
-                crate::optim::RuleConfig::state_names(&self.0.groups[0].config)
-                    .into_iter()
-                    .flatten()
-                    .collect()
+            fn loss_scaling(&mut self) -> crate::optim::LossScaling<'_> {
+                crate::optim::LossScaling { ops: &mut self.0 }
             }
-            fn state(&self, name: &str) -> crate::error::Result<Vec<f32>> {
-                self.0.state(name)
+        }
+
+        impl crate::optim::engine::LearningRate for $config {
+            fn lr(&self) -> f64 {
+                self.lr
             }
-            fn step_count(&self) -> crate::error::Result<u32> {
-                self.0.step_count()
-            }
-            fn set_loss_scaler(
-                &mut self,
-                scaler: Option<crate::loss_scale::LossScaler>,
-            ) -> crate::error::Result<()> {
-                self.0.set_loss_scaler(scaler)
-            }
-            fn loss_scaler(&self) -> Option<crate::loss_scale::LossScaler> {
-                self.0.scaler
-            }
-            fn set_loss_scale(&mut self, scale: f32) -> crate::error::Result<()> {
-                self.0.set_loss_scale(scale)
-            }
-            fn loss_scale(&self) -> crate::error::Result<f32> {
-                self.0.loss_scale()
-            }
-            fn loss_scale_binding(&self) -> Option<(&wgpu::Buffer, u64)> {
-                self.0.loss_scale_binding()
-            }
-            fn save(&self) -> crate::error::Result<Vec<u8>> {
-                self.0.save()
-            }
-            fn load_with(
-                &mut self,
-                bytes: &[u8],
-                options: &crate::checkpoint::LoadOptions,
-            ) -> crate::error::Result<()> {
-                self.0.load(bytes, options)
+            fn set_lr(&mut self, lr: f64) {
+                self.lr = lr;
             }
         }
     };

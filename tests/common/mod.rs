@@ -203,7 +203,7 @@ pub fn clipped() -> StepOptions {
     }
 }
 
-/// The names of the registered rules ([`clipstep::rules::for_each_rule`]), in its order.
+/// The names of the registered rules ([`clipstep::for_each_rule`]), in its order.
 #[allow(dead_code)]
 pub fn registered_rules() -> Vec<&'static str> {
     struct Names(Vec<&'static str>);
@@ -213,6 +213,6 @@ pub fn registered_rules() -> Vec<&'static str> {
         }
     }
     let mut names = Names(Vec::new());
-    clipstep::rules::for_each_rule(&mut names);
+    clipstep::for_each_rule(&mut names);
     names.0
 }

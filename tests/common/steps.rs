@@ -88,9 +88,10 @@ impl<C: RuleConfig> ReferenceStep for C {}
 /// The parameters and every state the optimizer keeps, by name.
 pub fn downloads<O: Optimizer>(opt: &O, set: &ParamSet) -> (Vec<f32>, BTreeMap<String, Vec<f32>>) {
     let states = opt
-        .state_names()
+        .states()
+        .names()
         .into_iter()
-        .map(|n| (n.to_string(), opt.state(n).unwrap()))
+        .map(|n| (n.to_string(), opt.states().get(n).unwrap()))
         .collect();
     (set.download_params().unwrap(), states)
 }
@@ -211,7 +212,7 @@ pub fn trajectory<C: ReferenceStep>(config: C, sizes: &[usize], slab: Option<u64
                 .unwrap();
             opt.step(&mut set, &options).unwrap();
         }
-        assert_eq!(opt.step_count().unwrap(), 100);
+        assert_eq!(opt.states().step_count().unwrap(), 100);
         runs.push(set.download_params().unwrap());
     }
     let what = format!("{config:?}: 100 steps, GPU vs CPU");

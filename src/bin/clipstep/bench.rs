@@ -349,10 +349,14 @@ impl Copy {
             label: Some("copy"),
             source: wgpu::ShaderSource::Wgsl(COPY_WGSL.into()),
         };
-        // The checks clipstep compiles its kernels with, so the roofline pays what they pay.
+        // The checks clipstep compiles its kernels with (wgpu's, less the per-loop bounding
+        // counter: src/shaders.rs), so the roofline pays what they pay.
+        let checks = wgpu::ShaderRuntimeChecks {
+            force_loop_bounding: false,
+            ..wgpu::ShaderRuntimeChecks::checked()
+        };
         // SAFETY: they leave out only loop bounding, and the copy's loop runs 4 times.
-        let module =
-            unsafe { device.create_shader_module_trusted(desc, clipstep::SHADER_RUNTIME_CHECKS) };
+        let module = unsafe { device.create_shader_module_trusted(desc, checks) };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some("copy"),
             layout: None,
@@ -800,7 +804,7 @@ impl Bench<'_> {
             fused,
             result: Ok(()),
         };
-        clipstep::rules::for_each_rule(&mut rules);
+        clipstep::for_each_rule(&mut rules);
         rules.result?;
         let mut adamw = AdamW::new(&set, AdamWConfig::default())?;
         let fused_label = "AdamW + clip (fused)";

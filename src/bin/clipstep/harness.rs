@@ -462,7 +462,7 @@ pub fn optimizers(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
         options: clipped,
         out: Vec::new(),
     };
-    clipstep::rules::for_each_rule(&mut rows);
+    clipstep::for_each_rule(&mut rows);
     let mut out = rows.out.into_iter().collect::<clipstep::Result<Vec<_>>>()?;
     out.push(rule(
         ctx,
@@ -576,7 +576,7 @@ pub fn mixed(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
         growth_interval: 2,
         ..Default::default()
     };
-    opt.set_loss_scaler(Some(scaler))?;
+    opt.loss_scaling().set_scaler(Some(scaler))?;
     let mut want = reference::ScaleState {
         scale: 1024.0,
         growth_tracker: 0,
@@ -721,7 +721,7 @@ pub fn every_rule_on_every_set(ctx: &Context, case: &Case) -> clipstep::Result<V
         case,
         out: Vec::new(),
     };
-    clipstep::rules::for_each_rule(&mut sets);
+    clipstep::for_each_rule(&mut sets);
     sets.out.into_iter().collect()
 }
 

@@ -238,7 +238,7 @@ optimizer! {
     AdamW(AdamWConfig)
 }
 
-/// Registers Adam and AdamW ([`crate::optim::rules::for_each_rule`]).
+/// Registers Adam and AdamW ([`crate::for_each_rule`]).
 pub(super) fn register(visitor: &mut impl crate::optim::RuleVisitor) {
     visitor.visit::<AdamConfig>();
     visitor.visit::<AdamWConfig>();

@@ -238,7 +238,7 @@ impl Rule for SgdConfig {
 
 }
 
-/// Registers the rule ([`crate::optim::rules::for_each_rule`]).
+/// Registers the rule ([`crate::for_each_rule`]).
 pub(super) fn register(visitor: &mut impl crate::optim::RuleVisitor) {
     visitor.visit::<SgdConfig>();
 }
