@@ -58,7 +58,7 @@ fn main() {
         "}\n\n/// Every registered rule's shaders (one per file; a file may hold several \
          configs of one shader).\n\
          #[cfg(test)]\n\
-         pub(crate) fn shaders() -> Vec<&'static crate::shaders::RuleShader> {\n    vec![\n",
+         pub(crate) fn shaders() -> Vec<&'static crate::kernels::shaders::RuleShader> {\n    vec![\n",
     );
     for (name, _) in &rules {
         text.push_str(&format!("        &{name}::SHADER,\n"));

@@ -1,4 +1,4 @@
-// Shared by every kernel, after the prelude generated from src/abi.rs: kernel constants,
+// Shared by every kernel, after the prelude generated from src/kernels/abi.rs: kernel constants,
 // the code tables NORM_*, SOURCE_*, POLICY_*, FLAG_*, and the structs shared with Rust
 // (StepState, NormOp, Slab, Place, Chunk, Partial, Unit, AgcOp), each generated from its
 // #[repr(C)] declaration there.

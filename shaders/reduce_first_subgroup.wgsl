@@ -1,6 +1,6 @@
 // reduce_to_first where the device has subgroups of one fixed size SUBGROUP_SIZE (a power
-// of two ≥ 8, declared before this file) over consecutive invocations: src/probe.rs checks
-// both when the Context is made, and src/shaders.rs appends this file only then.
+// of two ≥ 8, declared before this file) over consecutive invocations: src/device/probe.rs checks
+// both when the Context is made, and src/kernels/shaders.rs appends this file only then.
 //   level 1: every subgroup folds its lanes (subgroupAdd, subgroupMax for L∞, subgroupOr
 //            for the flags): one value per SUBGROUP_SIZE lanes of a run;
 //   level 2: the run's first subgroup folds those, each lane `per` of them in order, then

@@ -6,7 +6,7 @@ fn finite4(x: vec4<f32>) -> vec4<bool> {
     return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) != vec4<u32>(0x7f800000u);
 }
 
-// Whether this device's fma rounds once (measured when the Context is made: src/probe.rs).
+// Whether this device's fma rounds once (measured when the Context is made: src/device/probe.rs).
 override FUSED_FMA: bool = false;
 
 // a / b as the reference rounds it. WGSL allows 2.5 ulp for a division and sqrt is

@@ -12,7 +12,7 @@
 
 @group(0) @binding(5) var<uniform> state: StepState;
 
-// The step's shape (pipeline constants, src/shaders.rs PipelineKey): false compiles out a
+// The step's shape (pipeline constants, src/kernels/shaders.rs PipelineKey): false compiles out a
 // path no group and no option of this step takes. VALUE_CLIP: the clamp by value.
 // AMSGRAD: Adam's max_exp_avg_sq. LERP_HIGH: torch_lerp's form for weights ≥ 0.5.
 // MOMENTUM: SGD's and RMSprop's momentum buffers. NESTEROV: SGD's Nesterov momentum.

@@ -1,6 +1,6 @@
 //! Every tuning constant and tolerance of the crate, in one place.
 //!
-//! Shaders receive the kernel constants through a generated prelude (see `src/shaders.rs`),
+//! Shaders receive the kernel constants through a generated prelude (see `src/kernels/shaders.rs`),
 //! so a value changed here changes the WGSL too. Only the tolerances (the numerics
 //! contract) and the clip `eps` are public; the rest is the shaders' business.
 

@@ -21,55 +21,41 @@
 //! reductions use a fixed grid and a fixed order, so results are bit-identical from run
 //! to run on one device.
 //!
-//! A step, top to bottom: [`Optimizer::step`] (`src/optim/engine.rs`) builds the step's
+//! A step, top to bottom: [`Optimizer::step`] (`src/optim/engine/`) builds the step's
 //! options, records the norm passes and the finalize (`src/kernels/norm.rs`) and the
 //! update (`src/kernels/update.rs`), each a dispatch per slab of a cached pipeline
-//! (`src/gpu.rs`, `src/context.rs`) running `shaders/<kernel>.wgsl`.
+//! (`src/device/gpu.rs`, `src/device/context.rs`) running `shaders/<kernel>.wgsl`.
 
 #![warn(missing_docs)]
 
-mod abi;
-mod adaptive_clip;
-mod arena;
 mod checkpoint;
 pub mod consts;
-mod context;
+mod device;
 mod dtype;
 mod error;
-mod gpu;
-mod host;
 mod kernels;
-mod layout;
-mod loss_scale;
-mod memory;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 mod optim;
 mod options;
-mod param_set;
-mod pool;
-mod probe;
-mod rebind;
 pub mod reference;
 mod report;
-mod shaders;
 pub mod shard;
-mod slabs;
-mod typed_io;
+mod storage;
 
-pub use arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
 pub use checkpoint::{LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_VERSION};
-pub use context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
+pub use device::context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
 pub use dtype::{Dtype, Rounding};
 pub use error::{Error, Result};
-pub use layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
-pub use loss_scale::LossScaler;
+pub use optim::loss_scale::LossScaler;
 pub use optim::rules::*;
 pub use optim::{
-    CheckpointIo, GroupRates, LossScaling, Optimizer, ParamGroup, RuleConfig, RuleVisitor, States,
-    StepOptions,
+    CheckpointIo, GroupRates, LossScaling, Optimizer, ParamGroup, RuleConfig, RuleOptimizer,
+    RuleVisitor, States, StepOptions, TensorStep,
 };
 pub use options::{Clip, Nonfinite, Norm};
-pub use param_set::ParamSet;
 pub use reference::Units;
 pub use report::{Report, StepState};
+pub use storage::arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
+pub use storage::layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};
+pub use storage::param_set::ParamSet;

@@ -10,8 +10,8 @@
 use ::mpi::traits::CommunicatorCollectives;
 
 use crate::error::{Error, Result};
-use crate::param_set::ParamSet;
 use crate::shard::{combine, ShardPartial, PARTIAL_WORDS};
+use crate::storage::param_set::ParamSet;
 
 /// Elements of the gradients gathered at a time by [`average_grads`] (bounds its host
 /// memory to `ranks × 4 MiB`).

@@ -1,11 +1,11 @@
 //! The options users name: which norm, how to clip, and what to do with non-finite
 //! gradients. Each validates itself and knows its shader code.
 
-use crate::abi::{
+use crate::error::{Error, Result};
+use crate::kernels::abi::{
     NORM_INF, NORM_L1, NORM_L2, NORM_P, POLICY_ERROR, POLICY_PROPAGATE, POLICY_SKIP,
     POLICY_ZERO_NANS,
 };
-use crate::error::{Error, Result};
 
 /// Which vector norm to compute, as `torch.linalg.vector_norm`'s `ord`.
 ///

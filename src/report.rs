@@ -4,10 +4,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::abi::{DeviceStepState, SOURCE_COMPUTED, SOURCE_NONE};
-use crate::context::Gpu;
+use crate::device::context::Gpu;
+use crate::device::gpu::f32s;
 use crate::error::{Error, Result};
-use crate::gpu::f32s;
+use crate::kernels::abi::{DeviceStepState, SOURCE_COMPUTED, SOURCE_NONE};
 use crate::kernels::norm::NormWorkspace;
 use crate::options::Nonfinite;
 

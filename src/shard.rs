@@ -28,8 +28,8 @@
 //! phases. The one-pass step ([`Clip::GlobalNorm`](crate::Clip) without `total_norm`)
 //! folds the `s_t` in f32 instead: it agrees with the two-phase total to a few f32 ulps.
 
-use crate::abi::{FLAG_INF, FLAG_NAN, NORM_INF};
 use crate::error::{Error, Result};
+use crate::kernels::abi::{FLAG_INF, FLAG_NAN, NORM_INF};
 use crate::options::{Nonfinite, Norm};
 
 /// u64 words of [`ShardPartial::to_words`]: a header, the norm order, the flags, the max

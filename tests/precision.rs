@@ -1269,7 +1269,7 @@ mod loss_scale {
 mod rounding {
     //! The update kernels' rounding helpers (`shaders/rounding.wgsl`) on this device, against
     //! IEEE arithmetic on the host, with the `FUSED_FMA` the Context's probe chose
-    //! (`src/probe.rs`).
+    //! (`src/device/probe.rs`).
 
     /// Every test kernel's bindings (operands a and b, `out` in blocks of n, a zero word) and
     /// entry point: the kernel defines `body(n, i)` for vec4 i of n.

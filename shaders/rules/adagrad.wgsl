@@ -15,15 +15,13 @@
 @group(0) @binding(6) var<uniform> groups: array<Adagrad, MAX_GROUPS>;
 
 fn apply(i: u32, at: At) {
-    // Lanes outside the tensor (past its end in a caller's buffer) are written back unchanged.
-    let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
     let p0 = load_param(at.p);
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
-    let s0 = load_state(0u, i);
-    let s = s0 + exact(g * g);
-    store_state(0u, i, select(s0, s, live));
+    let sum0 = load_state(0u, i);
+    let sum = sum0 + exact(g * g);
+    store_state(0u, i, select(sum0, sum, at.live));
     let clr = div_rn1(u.lr, 1.0 + exact1(f32(state.step - 1u) * u.lr_decay));
-    store_param(at.p, select(p0, p0 + div_rn((-clr) * g, sqrt_rn(s) + u.eps), live));
+    store_param(at.p, select(p0, p0 + div_rn((-clr) * g, sqrt_rn(sum) + u.eps), at.live));
 }

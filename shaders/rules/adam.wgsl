@@ -10,7 +10,7 @@
 // sum is rounded on its own (`exact`, update.wgsl), as in the reference. The twin of reference::adam.
 //
 // State slots 0, 1, 2: exp_avg, exp_avg_sq, max_exp_avg_sq (bindings 2, 3, 4), f32 or bf16
-// as the key's state storage says (the state part, src/shaders.rs), through load_state /
+// as the key's state storage says (the state part, src/kernels/shaders.rs), through load_state /
 // store_state.
 // @binding(6) groups: one Adam per parameter group  @binding(9) group_bias: (bc1, bc2) per group
 // @binding(0) params  @binding(1) grads  @binding(5) state  @binding(7) slab  @binding(8) blocks
@@ -21,8 +21,6 @@
 @group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
 
 fn apply(i: u32, at: At) {
-    // Lanes outside the tensor (past its end in a caller's buffer) are written back unchanged.
-    let live = at.live;
     let block = block_of(i);
     let group = group_of(block);
     let u = groups[group];
@@ -40,15 +38,15 @@ fn apply(i: u32, at: At) {
     let v0 = load_state(1u, i);
     let m = torch_lerp(m0, g, u.one_minus_beta1);
     let v = exact(v0 * u.beta2) + exact(exact(u.one_minus_beta2 * g) * g);
-    store_state(0u, i, select(m0, m, live));
-    store_state(1u, i, select(v0, v, live));
+    store_state(0u, i, select(m0, m, at.live));
+    store_state(1u, i, select(v0, v, at.live));
     var vhat = v;
     if AMSGRAD && u.amsgrad != 0u {
         let vmax0 = load_state(2u, i);
         vhat = max(vmax0, v);
-        store_state(2u, i, select(vmax0, vhat, live));
+        store_state(2u, i, select(vmax0, vhat, at.live));
     }
     let neg_step_size = -div_rn1(u.lr, bias.x);
     let denom = div_rn(sqrt_rn(vhat), vec4<f32>(sqrt_rn1(bias.y))) + u.eps;
-    store_param(at.p, select(p0, p + div_rn(neg_step_size * m, denom), live));
+    store_param(at.p, select(p0, p + div_rn(neg_step_size * m, denom), at.live));
 }

@@ -14,7 +14,6 @@
 @group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
 
 fn apply(i: u32, at: At) {
-    let live = at.live;
     let block = block_of(i);
     let group = group_of(block);
     let p0 = load_param(at.p);
@@ -24,5 +23,5 @@ fn apply(i: u32, at: At) {
     let vhat = div_rn(load_state(1u, i), vec4<f32>(bias.y));
     var d = div_rn(mhat, sqrt_rn(vhat + u.eps_root) + u.eps) + exact(u.weight_decay * p0);
     d = exact(d * ratios[block_tensor[i / BLOCK_VEC4S]]);
-    store_param(at.p, select(p0, p0 + exact(d * u.neg_lr), live));
+    store_param(at.p, select(p0, p0 + exact(d * u.neg_lr), at.live));
 }

@@ -13,7 +13,6 @@
 @group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
 
 fn apply(i: u32, at: At) {
-    let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
     let p0 = load_param(at.p);
@@ -24,10 +23,10 @@ fn apply(i: u32, at: At) {
     d = exact(d * u.neg_lr);
     let b0 = load_state(0u, i);
     let b = d + exact(u.momentum * b0);
-    store_state(0u, i, select(b0, b, live));
+    store_state(0u, i, select(b0, b, at.live));
     var step = b;
     if u.nesterov != 0u {
         step = d + exact(u.momentum * b);
     }
-    store_param(at.p, select(p0, p0 + step, live));
+    store_param(at.p, select(p0, p0 + step, at.live));
 }

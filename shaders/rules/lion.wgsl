@@ -21,14 +21,12 @@ fn sign_keep_nan(x: vec4<f32>) -> vec4<f32> {
 }
 
 fn apply(i: u32, at: At) {
-    // Lanes outside the tensor (past its end in a caller's buffer) are written back unchanged.
-    let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
     let p0 = load_param(at.p);
     let g = rule_grad(at.g, block);
     let m0 = load_state(0u, i);
     let update = sign_keep_nan(exact(u.one_minus_beta1 * g) + exact(u.beta1 * m0)) + exact(u.weight_decay * p0);
-    store_param(at.p, select(p0, p0 + exact(u.neg_lr * update), live));
-    store_state(0u, i, select(m0, exact(u.one_minus_beta2 * g) + exact(u.beta2 * m0), live));
+    store_param(at.p, select(p0, p0 + exact(u.neg_lr * update), at.live));
+    store_state(0u, i, select(m0, exact(u.one_minus_beta2 * g) + exact(u.beta2 * m0), at.live));
 }

@@ -16,20 +16,18 @@
 @group(0) @binding(6) var<uniform> groups: array<RmsProp, MAX_GROUPS>;
 
 fn apply(i: u32, at: At) {
-    // Lanes outside the tensor (past its end in a caller's buffer) are written back unchanged.
-    let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
     let p0 = load_param(at.p);
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     let s0 = load_state(0u, i);
     let s = exact(s0 * u.alpha) + exact(exact(u.one_minus_alpha * g) * g);
-    store_state(0u, i, select(s0, s, live));
+    store_state(0u, i, select(s0, s, at.live));
     var avg: vec4<f32>;
     if CENTERED && u.centered != 0u {
         let a0 = load_state(1u, i);
         let a = torch_lerp(a0, g, u.one_minus_alpha);
-        store_state(1u, i, select(a0, a, live));
+        store_state(1u, i, select(a0, a, at.live));
         avg = sqrt_rn(s + exact((-a) * a)) + u.eps;
     } else {
         avg = sqrt_rn(s) + u.eps;
@@ -37,9 +35,9 @@ fn apply(i: u32, at: At) {
     if MOMENTUM && u.momentum > 0.0 {
         let b0 = load_state(2u, i);
         let b = exact(b0 * u.momentum) + div_rn(g, avg);
-        store_state(2u, i, select(b0, b, live));
-        store_param(at.p, select(p0, p0 + exact(u.neg_lr * b), live));
+        store_state(2u, i, select(b0, b, at.live));
+        store_param(at.p, select(p0, p0 + exact(u.neg_lr * b), at.live));
     } else {
-        store_param(at.p, select(p0, p0 + div_rn(u.neg_lr * g, avg), live));
+        store_param(at.p, select(p0, p0 + div_rn(u.neg_lr * g, avg), at.live));
     }
 }

@@ -17,8 +17,6 @@
 @group(0) @binding(6) var<uniform> groups: array<Sgd, MAX_GROUPS>;
 
 fn apply(i: u32, at: At) {
-    // Lanes outside the tensor (past its end in a caller's buffer) are written back unchanged.
-    let live = at.live;
     let block = block_of(i);
     let u = groups[group_of(block)];
     let p0 = load_param(at.p);
@@ -29,12 +27,12 @@ fn apply(i: u32, at: At) {
         if state.step != 1u {
             b = exact(b0 * u.momentum) + exact(u.one_minus_dampening * g);
         }
-        store_state(0u, i, select(b0, b, live));
+        store_state(0u, i, select(b0, b, at.live));
         if NESTEROV && u.nesterov != 0u {
             g = g + exact(u.momentum * b);
         } else {
             g = b;
         }
     }
-    store_param(at.p, select(p0, p0 + exact(u.neg_lr * g), live));
+    store_param(at.p, select(p0, p0 + exact(u.neg_lr * g), at.live));
 }

@@ -107,7 +107,7 @@ impl Checkpoint {
 
 /// Elements of `shape` (the layout's product), `None` past `usize`.
 pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
-    crate::layout::shape_numel(shape).and_then(|n| usize::try_from(n).ok())
+    crate::storage::layout::shape_numel(shape).and_then(|n| usize::try_from(n).ok())
 }
 
 /// Writes `bytes` to `path` so that `path` holds the old contents or the new ones, never

@@ -150,7 +150,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
             }
             debug_assert_eq!(view.data().len(), numel * 4);
             crc.update(view.data());
-            parts.push(crate::gpu::f32s(view.data()));
+            parts.push(crate::device::gpu::f32s(view.data()));
             used += 1;
         }
         states.push((state, parts));

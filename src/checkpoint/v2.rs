@@ -140,7 +140,7 @@ impl<'a> Reader<'a> {
     }
     fn f32s(&mut self, n: usize) -> Result<Vec<f32>> {
         let bytes = self.take(n.checked_mul(4).ok_or_else(|| bad("state too large"))?)?;
-        Ok(crate::gpu::f32s(bytes))
+        Ok(crate::device::gpu::f32s(bytes))
     }
 }
 

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use crate::abi::{AgcOp, UnitRow};
-use crate::context::Gpu;
+use crate::device::context::Gpu;
+use crate::device::gpu::whole;
 use crate::error::{Error, Result};
-use crate::gpu::whole;
+use crate::kernels::abi::{AgcOp, UnitRow};
 use crate::kernels::cache::BindCache;
-use crate::layout::Layout;
+use crate::kernels::shaders::Body;
 use crate::reference::{units_of, Units};
-use crate::shaders::Body;
-use crate::slabs::SlabDevice;
+use crate::storage::layout::Layout;
+use crate::storage::slabs::SlabDevice;
 
 /// The unit tables of one convention and their bind groups.
 pub(crate) struct AgcKernel {

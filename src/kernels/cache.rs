@@ -5,9 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::context::Gpu;
-use crate::shaders::PipelineKey;
-use crate::slabs::SlabDevice;
+use crate::device::context::Gpu;
+use crate::kernels::shaders::PipelineKey;
+use crate::storage::slabs::SlabDevice;
 
 /// Bind groups kept per slab: the current placement and the last few before it. A bind
 /// group keeps its buffers alive, so the cache is small (a caller's old gradient buffers

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use crate::context::Gpu;
-use crate::gpu::{elementwise_groups, whole};
+use crate::device::context::Gpu;
+use crate::device::gpu::{elementwise_groups, whole};
 use crate::kernels::cache::BindCache;
 use crate::kernels::norm::NormWorkspace;
-use crate::layout::Layout;
-use crate::shaders::Body;
-use crate::slabs::{FoldTables, SlabDevice};
+use crate::kernels::shaders::Body;
+use crate::storage::layout::Layout;
+use crate::storage::slabs::{FoldTables, SlabDevice};
 
 /// The three clip kernels' bind groups, per slab, and the workspace buffers they bind.
 pub(crate) struct ClipKernels {

@@ -13,19 +13,22 @@
 //!
 //! Each rule's uniform and shader live in its own file, `src/optim/rules/<rule>.rs`.
 
+pub(crate) mod abi;
 pub(crate) mod agc;
 pub(crate) mod cache;
 pub(crate) mod clip;
+pub(crate) mod host;
 pub(crate) mod norm;
+pub(crate) mod shaders;
 pub(crate) mod trust;
 pub(crate) mod update;
 
 #[cfg(test)]
 mod tests {
-    use crate::abi::{AgcOp, UnitRow};
-    use crate::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
+    use crate::kernels::abi::{AgcOp, UnitRow};
+    use crate::kernels::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
 
-    use crate::shaders::{struct_layout, Body, KernelKey};
+    use crate::kernels::shaders::{struct_layout, Body, KernelKey};
 
     /// The f32 source of `body`.
     fn src(body: Body) -> String {

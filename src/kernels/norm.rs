@@ -6,16 +6,16 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use crate::abi::{
+use crate::device::context::Gpu;
+use crate::device::gpu::whole;
+use crate::kernels::abi::{
     DeviceStepState, NormOp, Partial, POLICY_PROPAGATE, POLICY_ZERO_NANS, SOURCE_COMPUTED,
     SOURCE_NONE,
 };
-use crate::context::Gpu;
-use crate::gpu::whole;
 use crate::kernels::cache::BindCache;
-use crate::layout::Layout;
-use crate::shaders::{Body, KernelKey};
-use crate::slabs::{FoldTables, SlabDevice};
+use crate::kernels::shaders::{Body, KernelKey};
+use crate::storage::layout::Layout;
+use crate::storage::slabs::{FoldTables, SlabDevice};
 
 /// The options of a norm over `layout`'s tensors with nothing else: no clip, no step
 /// count, non-finite values propagated. `source` is `SOURCE_NONE` until a norm is chosen.

@@ -8,10 +8,10 @@
 //! which for a pool is not the chunk table its norm reads (that one holds grads-window
 //! offsets), so a pooled slab gets the virtual table of its own here.
 
-use crate::gpu::whole;
-use crate::layout::Layout;
-use crate::shaders::{Body, RuleShader};
-use crate::slabs::SlabDevice;
+use crate::device::gpu::whole;
+use crate::kernels::shaders::{Body, RuleShader};
+use crate::storage::layout::Layout;
+use crate::storage::slabs::SlabDevice;
 
 /// What a trust-ratio rule adds to its update kernel.
 pub(crate) struct Trust {
@@ -40,7 +40,7 @@ pub(crate) struct TrustSetup<'a> {
 
 impl Trust {
     pub(crate) fn new(
-        gpu: &crate::context::Gpu,
+        gpu: &crate::device::context::Gpu,
         layout: &Layout,
         rule: &'static RuleShader,
         setup: &TrustSetup<'_>,

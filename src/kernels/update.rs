@@ -10,15 +10,15 @@
 
 use std::sync::Arc;
 
-use crate::arena::{Arena, Binding};
-use crate::context::Gpu;
+use crate::device::context::Gpu;
+use crate::device::gpu::{elementwise_groups, whole};
 use crate::error::Result;
-use crate::gpu::{elementwise_groups, whole};
 use crate::kernels::cache::BindCache;
+use crate::kernels::shaders::{Body, KernelKey, RuleShader, StateStorage, SHAPE_GROUP_GATHER};
 use crate::kernels::trust::{Trust, TrustSetup};
-use crate::layout::Layout;
-use crate::shaders::{Body, KernelKey, RuleShader, StateStorage, SHAPE_GROUP_GATHER};
-use crate::slabs::SlabDevice;
+use crate::storage::arena::{Arena, Binding};
+use crate::storage::layout::Layout;
+use crate::storage::slabs::SlabDevice;
 
 /// An update kernel bound to one parameter set and one optimizer's states.
 pub(crate) struct UpdateKernel {
@@ -173,7 +173,7 @@ impl UpdateKernel {
                 (14, whole(&trust.partials)),
             ]);
         }
-        let declared = crate::shaders::bind_group_layout_entries(kernel);
+        let declared = crate::kernels::shaders::bind_group_layout_entries(kernel);
         entries.retain(|(binding, _)| declared.iter().any(|e| e.binding == *binding));
         gpu.bind_group_at(kernel, &slab.with_places(kernel, entries))
     }
@@ -216,7 +216,7 @@ impl UpdateKernel {
 /// unless every block of it is in group 0: its first entry says the table is uniform, and
 /// holds group 0.
 fn slab_gather(table: &[u32]) -> u32 {
-    use crate::abi::{BLOCK_GROUP_MASK, BLOCK_SLAB_UNIFORM};
+    use crate::kernels::abi::{BLOCK_GROUP_MASK, BLOCK_SLAB_UNIFORM};
     match table.first() {
         Some(&head) if head & BLOCK_SLAB_UNIFORM != 0 && head & BLOCK_GROUP_MASK == 0 => 0,
         _ => SHAPE_GROUP_GATHER,

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{rules::for_each_rule, RuleConfig, RuleVisitor};
+use super::{rules::for_each_rule, RuleConfig, RuleVisitor, TensorStep};
 use crate::consts::tolerance::{PYTORCH_STEP_ABS, UPDATE_ABS, UPDATE_ULPS};
 use crate::reference::ulps;
 
@@ -70,7 +70,12 @@ impl RuleVisitor for Case<'_> {
                 name.map(|_| slot.as_mut_slice())
             });
             let grad = f32s(&step["grad"]);
-            config.reference_step(k as u32 + 1, &mut params, &grad, states);
+            let tensor = TensorStep {
+                params: &mut params,
+                grads: &grad,
+                states,
+            };
+            config.reference_step(k as u32 + 1, tensor);
             assert_step_close(&params, &f32s(&step["params"]), &format!("{what}: params"));
             let want = step["state"].as_object().unwrap();
             let mut kept_names: Vec<&str> = names.iter().flatten().copied().collect();

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layout::Layout;
+use crate::storage::layout::Layout;
 
 /// A parameter group: tensors (by name) with their own hyperparameters.
 ///
@@ -128,7 +128,7 @@ pub(crate) fn block_tables<C>(
         g | if groups[g as usize].clipped {
             0
         } else {
-            crate::abi::BLOCK_UNCLIPPED
+            crate::kernels::abi::BLOCK_UNCLIPPED
         }
     });
     for table in &mut tables {
@@ -140,7 +140,7 @@ pub(crate) fn block_tables<C>(
             last = *e;
         }
         if table.iter().all(|&e| e == table[0]) {
-            table[0] |= crate::abi::BLOCK_SLAB_UNIFORM;
+            table[0] |= crate::kernels::abi::BLOCK_SLAB_UNIFORM;
         }
     }
     tables

@@ -10,7 +10,7 @@ use super::check_non_negative;
 use super::engine::Ops;
 use crate::checkpoint::LoadOptions;
 use crate::error::Result;
-use crate::loss_scale::LossScaler;
+use crate::optim::loss_scale::LossScaler;
 
 /// The learning rate of each parameter group ([`Optimizer::groups`](super::Optimizer::groups)).
 pub struct GroupRates<'a> {

@@ -14,6 +14,7 @@ mod engine;
 mod golden;
 mod groups;
 mod handles;
+pub(crate) mod loss_scale;
 pub mod rules;
 
 pub use groups::ParamGroup;
@@ -24,9 +25,9 @@ use crate::error::{Error, Result};
 
 use crate::options::Clip;
 use crate::options::{Nonfinite, Norm};
-use crate::param_set::ParamSet;
 use crate::report::Report;
 use crate::shard::ShardPartial;
+use crate::storage::param_set::ParamSet;
 
 /// Options of one step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -143,7 +144,8 @@ pub trait Optimizer {
 /// (PyTorch's, or Optax's for the rules PyTorch lacks); the config deserializes from that
 /// library's keyword arguments (serde, the fields bearing their names).
 pub trait RuleConfig:
-    Clone
+    RuleOptimizer
+    + Clone
     + std::fmt::Debug
     + Default
     + serde::Serialize
@@ -154,11 +156,6 @@ pub trait RuleConfig:
 {
     /// The rule's name, as in PyTorch (or Optax): also the optimizer tag of checkpoints.
     const NAME: &'static str;
-    /// The optimizer type users name for this rule.
-    type Optimizer: Optimizer + 'static;
-    /// The optimizer over `params` with parameter groups (PyTorch's `param_groups`), each
-    /// config checked with PyTorch's rules ([`Error::InvalidHyperparameter`]).
-    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Self::Optimizer>;
     /// Configurations that between them exercise each option of the rule (the test matrix
     /// runs every one under every clip). The first is the rule's representative: many
     /// options at once, the one `clipstep verify` checks on every case and set, the 100-step
@@ -171,15 +168,9 @@ pub trait RuleConfig:
     fn initial_state(&self) -> [f32; 3] {
         [0.0; 3]
     }
-    /// One step of the CPU reference over one tensor (`step` = 1 on the first), its states
-    /// by slot: what the CPU backend runs and what the GPU is tested against.
-    fn reference_step(
-        &self,
-        step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [Option<&mut [f32]>; 3],
-    );
+    /// One step of the CPU reference over one tensor (`step` = 1 on the first): what the
+    /// CPU backend runs and what the GPU is tested against.
+    fn reference_step(&self, step: u32, tensor: TensorStep<'_>);
     /// Bytes a clipped fused step moves per f32 element (the cost model `clipstep bench`
     /// reports bandwidth by): the norm's gradient read 4, the update's gradient read 4,
     /// the parameter read and written 8, and each state this configuration keeps read and
@@ -196,6 +187,27 @@ pub trait RuleConfig:
         let names = params.tensors().iter().map(|t| t.name.clone());
         Self::optimizer(params, vec![ParamGroup::new(names, self.clone())])
     }
+}
+
+/// A rule config's optimizer type, implemented beside each rule by the `optimizer!` macro
+/// that declares the type.
+pub trait RuleOptimizer: Sized {
+    /// The optimizer type users name for this rule.
+    type Optimizer: Optimizer + 'static;
+    /// The optimizer over `params` with parameter groups (PyTorch's `param_groups`), each
+    /// config checked with PyTorch's rules ([`Error::InvalidHyperparameter`]).
+    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Self::Optimizer>;
+}
+
+/// One tensor's step for [`RuleConfig::reference_step`]: its parameters, its (clipped,
+/// unscaled) gradients, and its states by slot (`None`: a slot the config leaves unused).
+pub struct TensorStep<'a> {
+    /// The parameters, updated in place.
+    pub params: &'a mut [f32],
+    /// The gradients the rule applies.
+    pub grads: &'a [f32],
+    /// The states by slot, updated in place.
+    pub states: [Option<&'a mut [f32]>; 3],
 }
 
 /// Code run for every registered rule's config type ([`crate::for_each_rule`]).
@@ -215,7 +227,7 @@ macro_rules! optimizer {
             /// An optimizer for `params` with zeroed state, one parameter group of every
             /// tensor; `config` is checked with PyTorch's rules
             /// ([`crate::Error::InvalidHyperparameter`]).
-            pub fn new(params: &crate::param_set::ParamSet, config: $config) -> crate::error::Result<Self> {
+            pub fn new(params: &crate::storage::param_set::ParamSet, config: $config) -> crate::error::Result<Self> {
                 let names = params.tensors().iter().map(|t| t.name.clone());
                 Self::with_groups(params, vec![crate::optim::ParamGroup::new(names, config)])
             }
@@ -224,7 +236,7 @@ macro_rules! optimizer {
             /// in exactly one group, each group's config checked with PyTorch's rules, all
             /// keeping the same states ([`crate::Error::InvalidGroups`] otherwise).
             pub fn with_groups(
-                params: &crate::param_set::ParamSet,
+                params: &crate::storage::param_set::ParamSet,
                 groups: Vec<crate::optim::ParamGroup<$config>>,
             ) -> crate::error::Result<Self> {
                 Self::with_state_dtype(params, groups, crate::dtype::Dtype::F32)
@@ -237,7 +249,7 @@ macro_rules! optimizer {
             /// rounding seed, 0 under nearest-even rounding). Other rules and f16 states are
             /// [`crate::Error::NotSupported`]; bf16 states need a GPU.
             pub fn with_state_dtype(
-                params: &crate::param_set::ParamSet,
+                params: &crate::storage::param_set::ParamSet,
                 groups: Vec<crate::optim::ParamGroup<$config>>,
                 state_dtype: crate::dtype::Dtype,
             ) -> crate::error::Result<Self> {
@@ -258,7 +270,7 @@ macro_rules! optimizer {
         impl crate::optim::Optimizer for $name {
             fn step(
                 &mut self,
-                params: &mut crate::param_set::ParamSet,
+                params: &mut crate::storage::param_set::ParamSet,
                 options: &crate::optim::StepOptions,
             ) -> crate::error::Result<crate::report::Report> {
                 self.0.step(params, options)
@@ -266,14 +278,14 @@ macro_rules! optimizer {
             fn encode_step(
                 &mut self,
                 encoder: &mut wgpu::CommandEncoder,
-                params: &mut crate::param_set::ParamSet,
+                params: &mut crate::storage::param_set::ParamSet,
                 options: &crate::optim::StepOptions,
             ) -> crate::error::Result<crate::report::Report> {
                 self.0.encode_step(encoder, params, options)
             }
             fn norm_partial(
                 &self,
-                params: &mut crate::param_set::ParamSet,
+                params: &mut crate::storage::param_set::ParamSet,
                 norm: crate::options::Norm,
                 nonfinite: crate::options::Nonfinite,
                 rank: usize,
@@ -300,6 +312,16 @@ macro_rules! optimizer {
             }
             fn loss_scaling(&mut self) -> crate::optim::LossScaling<'_> {
                 crate::optim::LossScaling { ops: &mut self.0 }
+            }
+        }
+
+        impl crate::optim::RuleOptimizer for $config {
+            type Optimizer = $name;
+            fn optimizer(
+                params: &crate::storage::param_set::ParamSet,
+                groups: Vec<crate::optim::ParamGroup<$config>>,
+            ) -> crate::error::Result<$name> {
+                $name::with_groups(params, groups)
             }
         }
 

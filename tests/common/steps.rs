@@ -63,7 +63,12 @@ pub trait ReferenceStep: RuleConfig {
                 .iter_mut()
                 .map(|v| (!v.is_empty()).then(|| &mut v[range.clone()]));
             let three = [parts.next(), parts.next(), parts.next()].map(Option::flatten);
-            self.reference_step(step, &mut params[range.clone()], &grads[range], three);
+            let tensor = TensorStep {
+                params: &mut params[range.clone()],
+                grads: &grads[range],
+                states: three,
+            };
+            self.reference_step(step, tensor);
             at += len;
         }
         for (name, values) in names.iter().zip(slots) {

@@ -350,7 +350,7 @@ impl Copy {
             source: wgpu::ShaderSource::Wgsl(COPY_WGSL.into()),
         };
         // The checks clipstep compiles its kernels with (wgpu's, less the per-loop bounding
-        // counter: src/shaders.rs), so the roofline pays what they pay.
+        // counter: src/kernels/shaders.rs), so the roofline pays what they pay.
         let checks = wgpu::ShaderRuntimeChecks {
             force_loop_bounding: false,
             ..wgpu::ShaderRuntimeChecks::checked()

@@ -2,27 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::abi::shared_struct;
-use crate::optim::engine::Rule;
-use crate::optim::RuleConfig;
-use crate::optim::{check_non_negative, optimizer};
 use crate::error::Result;
-use crate::optim::ParamGroup;
-use crate::param_set::ParamSet;
+use crate::kernels::abi::shared_struct;
+use crate::kernels::shaders::{rule_shader, RuleShader};
+use crate::optim::engine::Rule;
+use crate::optim::{check_non_negative, optimizer};
+use crate::optim::{RuleConfig, TensorStep};
 use crate::reference;
-use crate::shaders::RuleShader;
 
 /// The Adagrad update body (`shaders/rules/adagrad.wgsl`, which declares its group table); states
 /// in slot order: `sum`.
-pub(super) static SHADER: RuleShader = RuleShader {
-    name: "adagrad",
-    table: "",
-    apply: include_str!("../../../shaders/rules/adagrad.wgsl"),
-    trust: None,
-    uniform: AdagradUniform::wgsl,
-    uniform_layout: <AdagradUniform as crate::abi::Shared>::layout,
-    state_slots: 1,
-};
+pub(super) static SHADER: RuleShader = rule_shader!("adagrad", AdagradUniform, states: 1);
 
 shared_struct! {
     /// `struct Adagrad` of `shaders/rules/adagrad.wgsl`.
@@ -93,11 +83,6 @@ optimizer! {
 
 impl RuleConfig for AdagradConfig {
     const NAME: &'static str = "Adagrad";
-    type Optimizer = Adagrad;
-
-    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Adagrad> {
-        Adagrad::with_groups(params, groups)
-    }
 
     fn examples() -> Vec<Self> {
         let d = AdagradConfig::default();
@@ -126,17 +111,11 @@ impl RuleConfig for AdagradConfig {
         [self.initial_accumulator_value as f32, 0.0, 0.0]
     }
 
-    fn reference_step(
-        &self,
-        step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [Option<&mut [f32]>; 3],
-    ) {
-        let [sum, _, _] = states;
+    fn reference_step(&self, step: u32, t: TensorStep<'_>) {
+        let [sum, _, _] = t.states;
         reference::adagrad(
-            params,
-            grads,
+            t.params,
+            t.grads,
             sum.expect("sum is always kept"),
             step,
             self.lr,
@@ -174,7 +153,6 @@ impl Rule for AdagradConfig {
         };
         bytemuck::bytes_of(&u).to_vec()
     }
-
 }
 
 /// Registers the rule ([`crate::for_each_rule`]).

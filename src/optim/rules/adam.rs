@@ -2,25 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::abi::shared_struct;
 use crate::error::Result;
+use crate::kernels::abi::shared_struct;
+use crate::kernels::shaders::{lerp_shape, rule_shader, RuleShader, SHAPE_AMSGRAD};
 use crate::optim::engine::Rule;
-use crate::optim::{check_adam_family, optimizer, ParamGroup, RuleConfig};
-use crate::param_set::ParamSet;
+use crate::optim::{check_adam_family, optimizer, RuleConfig, TensorStep};
 use crate::reference;
-use crate::shaders::{lerp_shape, RuleShader, SHAPE_AMSGRAD};
 
 /// The Adam update body (`shaders/rules/adam.wgsl`, which declares its group table); states
 /// in slot order: `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`.
-pub(super) static SHADER: RuleShader = RuleShader {
-    name: "adam",
-    table: "",
-    apply: include_str!("../../../shaders/rules/adam.wgsl"),
-    trust: None,
-    uniform: AdamUniform::wgsl,
-    uniform_layout: <AdamUniform as crate::abi::Shared>::layout,
-    state_slots: 3,
-};
+pub(super) static SHADER: RuleShader = rule_shader!("adam", AdamUniform, states: 3);
 
 shared_struct! {
     /// `struct Adam` of `shaders/rules/adam.wgsl`.
@@ -118,11 +109,7 @@ macro_rules! adam_config {
 
         impl RuleConfig for $name {
             const NAME: &'static str = $torch;
-            type Optimizer = $opt;
 
-            fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<$opt> {
-                $opt::with_groups(params, groups)
-            }
             fn examples() -> Vec<Self> {
                 let d = $name::default();
                 $examples(d)
@@ -130,17 +117,11 @@ macro_rules! adam_config {
             fn state_names(&self) -> [Option<&'static str>; 3] {
                 [Some("exp_avg"), Some("exp_avg_sq"), self.amsgrad.then_some("max_exp_avg_sq")]
             }
-            fn reference_step(
-                &self,
-                step: u32,
-                params: &mut [f32],
-                grads: &[f32],
-                states: [Option<&mut [f32]>; 3],
-            ) {
-                let [exp_avg, exp_avg_sq, max_exp_avg_sq] = states;
+            fn reference_step(&self, step: u32, t: TensorStep<'_>) {
+                let [exp_avg, exp_avg_sq, max_exp_avg_sq] = t.states;
                 reference::adam(
-                    params,
-                    grads,
+                    t.params,
+                    t.grads,
                     exp_avg.expect("exp_avg is always kept"),
                     exp_avg_sq.expect("exp_avg_sq is always kept"),
                     max_exp_avg_sq,

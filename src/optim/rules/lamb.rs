@@ -3,27 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::abi::shared_struct;
-use crate::optim::engine::Rule;
-use crate::optim::RuleConfig;
-use crate::optim::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::optim::ParamGroup;
-use crate::param_set::ParamSet;
+use crate::kernels::abi::shared_struct;
+use crate::kernels::shaders::{rule_shader, RuleShader};
+use crate::optim::engine::Rule;
+use crate::optim::{check, check_non_negative, optimizer};
+use crate::optim::{RuleConfig, TensorStep};
 use crate::reference;
-use crate::shaders::RuleShader;
 
 /// The LAMB shaders: its group table, trust body and update body; states
 /// in slot order: `exp_avg`, `exp_avg_sq`.
-pub(super) static SHADER: RuleShader = RuleShader {
-    name: "lamb",
-    table: include_str!("../../../shaders/rules/lamb_table.wgsl"),
-    apply: include_str!("../../../shaders/rules/lamb.wgsl"),
-    trust: Some(include_str!("../../../shaders/rules/lamb_trust.wgsl")),
-    uniform: LambUniform::wgsl,
-    uniform_layout: <LambUniform as crate::abi::Shared>::layout,
-    state_slots: 2,
-};
+pub(super) static SHADER: RuleShader = rule_shader!("lamb", LambUniform, states: 2, trust);
 
 shared_struct! {
     /// `struct Lamb` of `shaders/rules/lamb_table.wgsl`.
@@ -94,12 +84,7 @@ optimizer! {
 
 impl RuleConfig for LambConfig {
     const NAME: &'static str = "LAMB";
-    type Optimizer = Lamb;
     const TENSORWISE: bool = true;
-
-    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Lamb> {
-        Lamb::with_groups(params, groups)
-    }
 
     fn bytes_per_element(&self) -> u64 {
         // The norm's read 4; the trust pass reads p, g, m, v and writes m, v, 24; the
@@ -125,17 +110,11 @@ impl RuleConfig for LambConfig {
         [Some("exp_avg"), Some("exp_avg_sq"), None]
     }
 
-    fn reference_step(
-        &self,
-        step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [Option<&mut [f32]>; 3],
-    ) {
-        let [m, v, _] = states;
+    fn reference_step(&self, step: u32, t: TensorStep<'_>) {
+        let [m, v, _] = t.states;
         reference::lamb(
-            params,
-            grads,
+            t.params,
+            t.grads,
             m.expect("exp_avg is always kept"),
             v.expect("exp_avg_sq is always kept"),
             step,
@@ -188,7 +167,6 @@ impl Rule for LambConfig {
         };
         bytemuck::bytes_of(&u).to_vec()
     }
-
 }
 
 /// Registers the rule ([`crate::for_each_rule`]).

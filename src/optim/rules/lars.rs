@@ -2,27 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::abi::shared_struct;
-use crate::optim::engine::Rule;
-use crate::optim::RuleConfig;
-use crate::optim::{check_non_negative, optimizer};
 use crate::error::Result;
-use crate::optim::ParamGroup;
-use crate::param_set::ParamSet;
+use crate::kernels::abi::shared_struct;
+use crate::kernels::shaders::{rule_shader, RuleShader};
+use crate::optim::engine::Rule;
+use crate::optim::{check_non_negative, optimizer};
+use crate::optim::{RuleConfig, TensorStep};
 use crate::reference;
-use crate::shaders::RuleShader;
 
 /// The LARS shaders: its group table, trust body and update body; states
 /// in slot order: `momentum_buffer`.
-pub(super) static SHADER: RuleShader = RuleShader {
-    name: "lars",
-    table: include_str!("../../../shaders/rules/lars_table.wgsl"),
-    apply: include_str!("../../../shaders/rules/lars.wgsl"),
-    trust: Some(include_str!("../../../shaders/rules/lars_trust.wgsl")),
-    uniform: LarsUniform::wgsl,
-    uniform_layout: <LarsUniform as crate::abi::Shared>::layout,
-    state_slots: 1,
-};
+pub(super) static SHADER: RuleShader = rule_shader!("lars", LarsUniform, states: 1, trust);
 
 shared_struct! {
     /// `struct Lars` of `shaders/rules/lars_table.wgsl`.
@@ -98,12 +88,7 @@ optimizer! {
 
 impl RuleConfig for LarsConfig {
     const NAME: &'static str = "LARS";
-    type Optimizer = Lars;
     const TENSORWISE: bool = true;
-
-    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Lars> {
-        Lars::with_groups(params, groups)
-    }
 
     fn bytes_per_element(&self) -> u64 {
         // The norm's read 4; the trust pass reads p and g, 8; the update reads p, g and the
@@ -135,17 +120,11 @@ impl RuleConfig for LarsConfig {
         [Some("momentum_buffer"), None, None]
     }
 
-    fn reference_step(
-        &self,
-        _step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [Option<&mut [f32]>; 3],
-    ) {
-        let [momentum_buffer, _, _] = states;
+    fn reference_step(&self, _step: u32, t: TensorStep<'_>) {
+        let [momentum_buffer, _, _] = t.states;
         reference::lars(
-            params,
-            grads,
+            t.params,
+            t.grads,
             momentum_buffer.expect("momentum_buffer is always kept"),
             self.lr,
             self.weight_decay,
@@ -183,7 +162,6 @@ impl Rule for LarsConfig {
         };
         bytemuck::bytes_of(&u).to_vec()
     }
-
 }
 
 /// Registers the rule ([`crate::for_each_rule`]).

@@ -2,27 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::abi::shared_struct;
-use crate::optim::engine::Rule;
-use crate::optim::RuleConfig;
-use crate::optim::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::optim::ParamGroup;
-use crate::param_set::ParamSet;
+use crate::kernels::abi::shared_struct;
+use crate::kernels::shaders::{rule_shader, RuleShader};
+use crate::optim::engine::Rule;
+use crate::optim::{check, check_non_negative, optimizer};
+use crate::optim::{RuleConfig, TensorStep};
 use crate::reference;
-use crate::shaders::RuleShader;
 
 /// The Lion update body (`shaders/rules/lion.wgsl`, which declares its group table); states
 /// in slot order: `exp_avg`.
-pub(super) static SHADER: RuleShader = RuleShader {
-    name: "lion",
-    table: "",
-    apply: include_str!("../../../shaders/rules/lion.wgsl"),
-    trust: None,
-    uniform: LionUniform::wgsl,
-    uniform_layout: <LionUniform as crate::abi::Shared>::layout,
-    state_slots: 1,
-};
+pub(super) static SHADER: RuleShader = rule_shader!("lion", LionUniform, states: 1);
 
 shared_struct! {
     /// `struct Lion` of `shaders/rules/lion.wgsl`.
@@ -86,11 +76,6 @@ optimizer! {
 
 impl RuleConfig for LionConfig {
     const NAME: &'static str = "Lion";
-    type Optimizer = Lion;
-
-    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Lion> {
-        Lion::with_groups(params, groups)
-    }
 
     fn examples() -> Vec<Self> {
         let d = LionConfig {
@@ -115,17 +100,11 @@ impl RuleConfig for LionConfig {
         [Some("exp_avg"), None, None]
     }
 
-    fn reference_step(
-        &self,
-        _step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [Option<&mut [f32]>; 3],
-    ) {
-        let [exp_avg, _, _] = states;
+    fn reference_step(&self, _step: u32, t: TensorStep<'_>) {
+        let [exp_avg, _, _] = t.states;
         reference::lion(
-            params,
-            grads,
+            t.params,
+            t.grads,
             exp_avg.expect("exp_avg is always kept"),
             self.lr,
             self.betas,
@@ -161,7 +140,6 @@ impl Rule for LionConfig {
         };
         bytemuck::bytes_of(&u).to_vec()
     }
-
 }
 
 /// Registers the rule ([`crate::for_each_rule`]).

@@ -4,14 +4,14 @@
 //! type users name. Each file ends with `register`, which [`for_each_rule`] calls: the one
 //! registry that the CLI's `verify` and `bench`, the test matrix and clipstep-burn read.
 //!
-//! [`RuleShader`]: crate::shaders::RuleShader
+//! [`RuleShader`]: crate::kernels::shaders::RuleShader
 
 include!(concat!(env!("OUT_DIR"), "/optim_rules.rs"));
 
 #[cfg(test)]
 mod tests {
     use super::shaders;
-    use crate::shaders::KernelKey;
+    use crate::kernels::shaders::KernelKey;
     use wgpu::naga;
 
     /// Every kernel of every registered rule, and every other kernel, on every part it
@@ -38,7 +38,7 @@ mod tests {
     #[test]
     fn every_rule_uniform_has_its_rust_layout_in_wgsl() {
         for rule in shaders() {
-            let source = KernelKey::from(crate::shaders::Body::Update(rule)).source();
+            let source = KernelKey::from(crate::kernels::shaders::Body::Update(rule)).source();
             let (fields, size) = (rule.uniform_layout)();
             let rust: Vec<(String, usize)> = fields
                 .into_iter()
@@ -50,7 +50,7 @@ mod tests {
                 .find_map(|l| l.strip_prefix("struct "))
                 .and_then(|l| l.strip_suffix(" {"))
                 .expect("a generated struct declaration");
-            let (wgsl, span) = crate::shaders::struct_layout(&source, name)
+            let (wgsl, span) = crate::kernels::shaders::struct_layout(&source, name)
                 .unwrap_or_else(|| panic!("{}: no struct {name}", rule.name));
             assert_eq!(rust, wgsl, "{}: fields", rule.name);
             assert_eq!(size, span, "{}: size", rule.name);

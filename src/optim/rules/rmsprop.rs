@@ -2,27 +2,19 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::abi::shared_struct;
-use crate::optim::engine::Rule;
-use crate::optim::RuleConfig;
-use crate::optim::{check_non_negative, optimizer};
 use crate::error::Result;
-use crate::optim::ParamGroup;
-use crate::param_set::ParamSet;
+use crate::kernels::abi::shared_struct;
+use crate::kernels::shaders::{
+    lerp_shape, rule_shader, RuleShader, SHAPE_CENTERED, SHAPE_MOMENTUM,
+};
+use crate::optim::engine::Rule;
+use crate::optim::{check_non_negative, optimizer};
+use crate::optim::{RuleConfig, TensorStep};
 use crate::reference;
-use crate::shaders::{lerp_shape, RuleShader, SHAPE_CENTERED, SHAPE_MOMENTUM};
 
 /// The RmsProp update body (`shaders/rules/rmsprop.wgsl`, which declares its group table); states
 /// in slot order: `square_avg`, `grad_avg`, `momentum_buffer`.
-pub(super) static SHADER: RuleShader = RuleShader {
-    name: "rmsprop",
-    table: "",
-    apply: include_str!("../../../shaders/rules/rmsprop.wgsl"),
-    trust: None,
-    uniform: RmsPropUniform::wgsl,
-    uniform_layout: <RmsPropUniform as crate::abi::Shared>::layout,
-    state_slots: 3,
-};
+pub(super) static SHADER: RuleShader = rule_shader!("rmsprop", RmsPropUniform, states: 3);
 
 shared_struct! {
     /// `struct RmsProp` of `shaders/rules/rmsprop.wgsl`.
@@ -121,11 +113,6 @@ optimizer! {
 
 impl RuleConfig for RmsPropConfig {
     const NAME: &'static str = "RMSprop";
-    type Optimizer = RmsProp;
-
-    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<RmsProp> {
-        RmsProp::with_groups(params, groups)
-    }
 
     fn examples() -> Vec<Self> {
         let d = RmsPropConfig::default();
@@ -166,17 +153,11 @@ impl RuleConfig for RmsPropConfig {
         ]
     }
 
-    fn reference_step(
-        &self,
-        _step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [Option<&mut [f32]>; 3],
-    ) {
-        let [square_avg, grad_avg, momentum_buffer] = states;
+    fn reference_step(&self, _step: u32, t: TensorStep<'_>) {
+        let [square_avg, grad_avg, momentum_buffer] = t.states;
         reference::rmsprop(
-            params,
-            grads,
+            t.params,
+            t.grads,
             square_avg.expect("square_avg is always kept"),
             grad_avg,
             momentum_buffer,
@@ -229,7 +210,6 @@ impl Rule for RmsPropConfig {
         };
         centered | momentum
     }
-
 }
 
 /// Registers the rule ([`crate::for_each_rule`]).

@@ -2,27 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::abi::shared_struct;
-use crate::optim::engine::Rule;
-use crate::optim::RuleConfig;
-use crate::optim::{check, check_non_negative, optimizer};
 use crate::error::Result;
-use crate::optim::ParamGroup;
-use crate::param_set::ParamSet;
+use crate::kernels::abi::shared_struct;
+use crate::kernels::shaders::{rule_shader, RuleShader, SHAPE_MOMENTUM, SHAPE_NESTEROV};
+use crate::optim::engine::Rule;
+use crate::optim::{check, check_non_negative, optimizer};
+use crate::optim::{RuleConfig, TensorStep};
 use crate::reference;
-use crate::shaders::{RuleShader, SHAPE_MOMENTUM, SHAPE_NESTEROV};
 
 /// The Sgd update body (`shaders/rules/sgd.wgsl`, which declares its group table); states
 /// in slot order: `momentum_buffer`.
-pub(super) static SHADER: RuleShader = RuleShader {
-    name: "sgd",
-    table: "",
-    apply: include_str!("../../../shaders/rules/sgd.wgsl"),
-    trust: None,
-    uniform: SgdUniform::wgsl,
-    uniform_layout: <SgdUniform as crate::abi::Shared>::layout,
-    state_slots: 1,
-};
+pub(super) static SHADER: RuleShader = rule_shader!("sgd", SgdUniform, states: 1);
 
 shared_struct! {
     /// `struct Sgd` of `shaders/rules/sgd.wgsl`.
@@ -47,23 +37,17 @@ shared_struct! {
 }
 
 impl SgdUniform {
-    /// The uniform of `torch.optim.SGD(lr, momentum, dampening, weight_decay, nesterov, maximize)`.
-    pub(crate) fn new(
-        lr: f64,
-        momentum: f64,
-        dampening: f64,
-        weight_decay: f64,
-        nesterov: bool,
-        maximize: bool,
-    ) -> Self {
+    /// The uniform of `torch.optim.SGD(lr, momentum, dampening, weight_decay, nesterov,
+    /// maximize)`, PyTorch's scalar constants computed in f64.
+    fn of(c: &SgdConfig) -> Self {
         SgdUniform {
-            neg_lr: -lr as f32,
-            momentum: momentum as f32,
-            one_minus_dampening: (1.0 - dampening) as f32,
-            weight_decay: weight_decay as f32,
-            nesterov: u32::from(nesterov),
-            maximize: u32::from(maximize),
-            has_momentum_buffer: u32::from(momentum != 0.0),
+            neg_lr: -c.lr as f32,
+            momentum: c.momentum as f32,
+            one_minus_dampening: (1.0 - c.dampening) as f32,
+            weight_decay: c.weight_decay as f32,
+            nesterov: u32::from(c.nesterov),
+            maximize: u32::from(c.maximize),
+            has_momentum_buffer: u32::from(c.momentum != 0.0),
             _pad: 0,
         }
     }
@@ -115,11 +99,6 @@ optimizer! {
 
 impl RuleConfig for SgdConfig {
     const NAME: &'static str = "SGD";
-    type Optimizer = Sgd;
-
-    fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Sgd> {
-        Sgd::with_groups(params, groups)
-    }
 
     fn examples() -> Vec<Self> {
         let d = SgdConfig {
@@ -157,17 +136,11 @@ impl RuleConfig for SgdConfig {
         ]
     }
 
-    fn reference_step(
-        &self,
-        step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: [Option<&mut [f32]>; 3],
-    ) {
-        let [momentum_buffer, _, _] = states;
+    fn reference_step(&self, step: u32, t: TensorStep<'_>) {
+        let [momentum_buffer, _, _] = t.states;
         reference::sgd(
-            params,
-            grads,
+            t.params,
+            t.grads,
             momentum_buffer,
             step == 1,
             self.lr,
@@ -215,14 +188,7 @@ impl Rule for SgdConfig {
     }
 
     fn uniform(&self) -> Vec<u8> {
-        let u = SgdUniform::new(
-            self.lr,
-            self.momentum,
-            self.dampening,
-            self.weight_decay,
-            self.nesterov,
-            self.maximize,
-        );
+        let u = SgdUniform::of(self);
         bytemuck::bytes_of(&u).to_vec()
     }
 
@@ -235,7 +201,6 @@ impl Rule for SgdConfig {
         };
         momentum | if self.nesterov { SHAPE_NESTEROV } else { 0 }
     }
-
 }
 
 /// Registers the rule ([`crate::for_each_rule`]).

@@ -52,16 +52,16 @@ macro_rules! shared_struct {
             #[allow(dead_code)]
             pub(crate) fn wgsl() -> String {
                 let mut out = format!(
-                    "// Generated from Rust `{}` (src/abi.rs shared_struct!).\nstruct {} {{\n",
+                    "// Generated from Rust `{}` (src/kernels/abi.rs shared_struct!).\nstruct {} {{\n",
                     stringify!($name),
-                    <Self as $crate::abi::Shared>::WGSL,
+                    <Self as $crate::kernels::abi::Shared>::WGSL,
                 );
                 $(
-                    $(out.push_str(&$crate::abi::wgsl_comment(stringify!($fdoc)));)*
+                    $(out.push_str(&$crate::kernels::abi::wgsl_comment(stringify!($fdoc)));)*
                     out.push_str(&format!(
                         "    {}: {},\n",
                         stringify!($field),
-                        $crate::abi::wgsl_type(stringify!($ty))
+                        $crate::kernels::abi::wgsl_type(stringify!($ty))
                     ));
                 )*
                 out.push_str("}\n");
@@ -69,7 +69,7 @@ macro_rules! shared_struct {
             }
         }
 
-        impl $crate::abi::Shared for $name {
+        impl $crate::kernels::abi::Shared for $name {
             const WGSL: &'static str = $wgsl;
             fn fields() -> Vec<(&'static str, usize)> {
                 vec![$((stringify!($field), std::mem::offset_of!($name, $field))),*]

@@ -2,9 +2,9 @@
 //! bind groups and per-slab dispatch. Every kernel launcher is built from these.
 
 use crate::consts::{VEC4_PER_INVOCATION, VEC_WIDTH, WORKGROUP_SIZE};
-use crate::context::Gpu;
+use crate::device::context::{ErrorScope, Gpu};
 use crate::error::{Error, Result};
-use crate::shaders::{KernelKey, PipelineKey};
+use crate::kernels::shaders::{KernelKey, PipelineKey};
 
 impl Gpu {
     pub(crate) fn buffer(
@@ -217,7 +217,7 @@ impl Gpu {
     /// [`Error::DeviceLimits`] unless this device can bind every storage buffer `kernel`
     /// declares (a kernel outside the Context's eager set, checked before it is built).
     pub(crate) fn check_binds(&self, kernel: KernelKey) -> Result<()> {
-        let need = crate::shaders::storage_bindings(kernel);
+        let need = crate::kernels::shaders::storage_bindings(kernel);
         let have = self.limits.max_storage_buffers_per_shader_stage;
         match need <= have {
             true => Ok(()),
@@ -315,5 +315,54 @@ impl Gpu {
             pass.set_bind_group(0, group, &[]);
             pass.dispatch_workgroups(x, y, 1);
         }
+    }
+}
+
+impl Gpu {
+    /// [`Error::Device`] once the device is lost.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.lost.lock().unwrap().clone() {
+            Some(msg) => Err(Error::Device(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `call` with its wgpu errors captured: the call's own error first, else the
+    /// first error wgpu reported while it ran (see [`ErrorScope::pop`]).
+    pub(crate) fn scoped<R>(&self, call: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.check()?;
+        let scope = ErrorScope::push(&self.device);
+        let out = call();
+        let reported = scope.pop();
+        if let Err(oom @ Error::OutOfMemory(_)) = reported {
+            // What the call did allocate is dropped here, and wgpu frees it at its next
+            // maintenance: wait for that, so the memory is back when the caller sees the
+            // error (else the next allocation, even a small one, can fail too).
+            drop(out);
+            let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+            return Err(oom);
+        }
+        let out = out?;
+        reported?;
+        Ok(out)
+    }
+
+    /// Records `encode` into a fresh encoder and submits it, all or nothing: an error while
+    /// recording submits nothing, and a submission wgpu rejects (a destroyed buffer) runs
+    /// none of its commands.
+    pub(crate) fn submit_atomic<R>(
+        &self,
+        encode: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<R>,
+    ) -> Result<R> {
+        let (out, commands) = self.scoped(|| {
+            let mut encoder = self.encoder();
+            let out = encode(&mut encoder)?;
+            Ok((out, encoder.finish()))
+        })?;
+        self.scoped(|| {
+            self.queue.submit([commands]);
+            Ok(())
+        })?;
+        Ok(out)
     }
 }

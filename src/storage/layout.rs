@@ -8,18 +8,18 @@
 //! caller's buffers) come after, one slab per *pool*: tensors whose params and grads lie in
 //! the same caller buffers, packed the same way in the virtual space (the optimizer states
 //! follow it), while their params and grads stay where the caller put them (see
-//! `crate::pool`). Chunks cover each tensor's piece of a slab
+//! `crate::storage::pool`). Chunks cover each tensor's piece of a slab
 //! in runs of at most [`CHUNK_ELEMS`] and never cross a tensor, so per-tensor norms come
 //! from the same pass as the global one.
 
 use std::collections::HashMap;
 
-use crate::abi::Chunk;
 use crate::consts::{
     CHUNK_CLASSES, CHUNK_ELEMS, SERIAL_FOLD_CHUNKS, TENSOR_ALIGN_ELEMS, WORKGROUP_SIZE,
 };
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
+use crate::kernels::abi::Chunk;
 
 /// A tensor to allocate: a name, unique in its set, a shape (`numel = Π shape`), and
 /// optionally its element type.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Once, RwLock};
 
 use crate::consts::WORKGROUP_SIZE;
 use crate::error::{Error, Result};
-use crate::shaders::{bind_group_layout_entries, KernelKey, PipelineKey};
+use crate::kernels::shaders::{bind_group_layout_entries, KernelKey, PipelineKey};
 
 /// Set to `1` to turn "no GPU adapter" into [`Error::NoAdapter`] instead of the CPU fallback.
 pub const REQUIRE_GPU_ENV: &str = "CLIPSTEP_REQUIRE_GPU";
@@ -62,10 +62,10 @@ pub(crate) struct Gpu {
     pub(crate) pipelines: Pipelines,
     /// Workgroups per grid dimension: the device limit, or a smaller cap from the options.
     pub(crate) grid_limit: u32,
-    /// Whether WGSL's `fma` rounds once on this device (`src/probe.rs`).
+    /// Whether WGSL's `fma` rounds once on this device (`src/device/probe.rs`).
     fused_fma: bool,
     /// Device loss, surfaced as [`Error::Device`] by every call from then on.
-    lost: Arc<Mutex<Option<String>>>,
+    pub(crate) lost: Arc<Mutex<Option<String>>>,
 }
 
 impl Context {
@@ -213,10 +213,10 @@ impl Context {
         let limits = device.limits();
         check_limits(&limits)?;
         let scope = ErrorScope::push(&device);
-        let fused_fma = crate::probe::fma_is_fused(&device, &queue);
+        let fused_fma = crate::device::probe::fma_is_fused(&device, &queue);
         // A driver that rejects the subgroup probe only loses the subgroup fold.
         let probe_scope = ErrorScope::push(&device);
-        let probed = crate::probe::fixed_subgroup_size(&device, &queue, &info);
+        let probed = crate::device::probe::fixed_subgroup_size(&device, &queue, &info);
         let clean = probe_scope.pop().is_ok();
         let subgroup_size = probed.filter(|_| clean);
         let pipelines = Pipelines::new(&device, fused_fma, subgroup_size);
@@ -414,8 +414,11 @@ impl Pipelines {
         }
         let device = &self.device;
         let name = kernel.name();
-        let module =
-            crate::shaders::shader_module(device, &name, &kernel.source_for(self.subgroup_size));
+        let module = crate::kernels::shaders::shader_module(
+            device,
+            &name,
+            &kernel.source_for(self.subgroup_size),
+        );
         // Every kernel binds exactly what its source declares (a layout derived by wgpu
         // would drop declared bindings a variant leaves unused), and a kernel's variants
         // share the one layout, so one bind group serves them all.
@@ -589,54 +592,5 @@ impl ErrorScope {
             }
             Some(wgpu::Error::Internal { description, .. }) => Err(Error::Device(description)),
         }
-    }
-}
-
-impl Gpu {
-    /// [`Error::Device`] once the device is lost.
-    pub(crate) fn check(&self) -> Result<()> {
-        match self.lost.lock().unwrap().clone() {
-            Some(msg) => Err(Error::Device(msg)),
-            None => Ok(()),
-        }
-    }
-
-    /// Runs `call` with its wgpu errors captured: the call's own error first, else the
-    /// first error wgpu reported while it ran (see [`ErrorScope::pop`]).
-    pub(crate) fn scoped<R>(&self, call: impl FnOnce() -> Result<R>) -> Result<R> {
-        self.check()?;
-        let scope = ErrorScope::push(&self.device);
-        let out = call();
-        let reported = scope.pop();
-        if let Err(oom @ Error::OutOfMemory(_)) = reported {
-            // What the call did allocate is dropped here, and wgpu frees it at its next
-            // maintenance: wait for that, so the memory is back when the caller sees the
-            // error (else the next allocation, even a small one, can fail too).
-            drop(out);
-            let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
-            return Err(oom);
-        }
-        let out = out?;
-        reported?;
-        Ok(out)
-    }
-
-    /// Records `encode` into a fresh encoder and submits it, all or nothing: an error while
-    /// recording submits nothing, and a submission wgpu rejects (a destroyed buffer) runs
-    /// none of its commands.
-    pub(crate) fn submit_atomic<R>(
-        &self,
-        encode: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<R>,
-    ) -> Result<R> {
-        let (out, commands) = self.scoped(|| {
-            let mut encoder = self.encoder();
-            let out = encode(&mut encoder)?;
-            Ok((out, encoder.finish()))
-        })?;
-        self.scoped(|| {
-            self.queue.submit([commands]);
-            Ok(())
-        })?;
-        Ok(out)
     }
 }

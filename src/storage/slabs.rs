@@ -6,13 +6,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::abi::{Chunk, Place, Slab};
-use crate::arena::{own_binding, Binding, BufferRange};
-use crate::context::Gpu;
+use crate::device::context::Gpu;
 use crate::dtype::Dtype;
-use crate::layout::Layout;
-use crate::pool::placement;
-use crate::shaders::{Access, Addressing, Body, KernelKey, StateStorage};
+use crate::kernels::abi::{Chunk, Place, Slab};
+use crate::kernels::shaders::{Access, Addressing, Body, KernelKey, StateStorage};
+use crate::storage::arena::{own_binding, Binding, BufferRange};
+use crate::storage::layout::Layout;
+use crate::storage::pool::placement;
 
 static NEXT_SLAB_ID: AtomicU64 = AtomicU64::new(1);
 

@@ -4,11 +4,11 @@
 //! tensor starts on a 64-element block, so a transfer of one tensor writes whole words of
 //! its own (an odd tail's other half is its padding, written 0).
 
-use crate::arena::Binding;
-use crate::context::Gpu;
+use crate::device::context::Gpu;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::layout::{Layout, Piece};
+use crate::storage::arena::Binding;
+use crate::storage::layout::{Layout, Piece};
 
 /// One slab's side of a transfer: its binding and the element type the binding holds;
 /// `None`: the transfer leaves the slab alone.

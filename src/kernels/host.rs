@@ -2,13 +2,13 @@
 //! reference math. [`finalize`] is the twin of `shaders/norm_finalize.wgsl` and reads the
 //! same [`NormOp`] the device would.
 
-use crate::abi::{
+use crate::dtype::Dtype;
+use crate::kernels::abi::{
     DeviceStepState, NormOp, FLAG_INF, FLAG_NAN, NORM_INF, NORM_L1, NORM_L2, POLICY_PROPAGATE,
     POLICY_ZERO_NANS, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE,
 };
-use crate::dtype::Dtype;
-use crate::layout::Layout;
 use crate::reference::{self, PowerSum, ScaleState};
+use crate::storage::layout::Layout;
 
 /// PyTorch's `norm_type` of `op.kind`: 1, 2, ∞ or `op.p`.
 fn norm_type(op: &NormOp) -> f32 {

@@ -103,7 +103,7 @@ fn run(
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let module = crate::shaders::shader_module(device, label, source);
+    let module = crate::kernels::shaders::shader_module(device, label, source);
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(label),
         layout: None,

@@ -2,12 +2,12 @@
 //! Performance Large-Scale Image Recognition Without Normalization"), unit by unit, in one
 //! dispatch per slab.
 
-use crate::abi::AgcOp;
-use crate::arena::Arena;
 use crate::error::{Error, Result};
+use crate::kernels::abi::AgcOp;
 use crate::kernels::agc::AgcKernel;
-use crate::param_set::ParamSet;
 use crate::reference::{self, Units};
+use crate::storage::arena::Arena;
+use crate::storage::param_set::ParamSet;
 
 impl ParamSet {
     /// Adaptive gradient clipping in place (Optax's `adaptive_grad_clip(clipping, eps)`,

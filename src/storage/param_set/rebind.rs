@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::arena::{validate_externals, Arena, BufferRange};
 use crate::error::{Error, Result};
-use crate::param_set::ParamSet;
-use crate::pool::check_pools_whole;
-use crate::slabs::SlabDevice;
+use crate::storage::arena::{validate_externals, Arena, BufferRange};
+use crate::storage::param_set::ParamSet;
+use crate::storage::pool::check_pools_whole;
+use crate::storage::slabs::SlabDevice;
 
 /// Placements kept per pool (the current one first), as the kernels' bind-group caches.
 const RECENT_PLACEMENTS: usize = 4;
@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn a_placement_seen_before_is_found_again() {
         let ctx = Context::new().unwrap();
-        let buffer = || crate::pool::tests::storage_buffer(&ctx);
+        let buffer = || crate::storage::pool::tests::storage_buffer(&ctx);
         let (params, g1, g2) = (buffer(), buffer(), buffer());
         let at = |buffer: &wgpu::Buffer, offset: u64| BufferRange {
             buffer: buffer.clone(),

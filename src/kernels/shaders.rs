@@ -3,7 +3,7 @@
 //! access** (f32; 16-bit with f32 master weights; 16-bit in place; params and grads in one
 //! buffer), its **addressing** (a slab of clipstep's own, or a caller's pool) and its
 //! **state storage** (f32 or bf16). Its source is `prelude + common.wgsl` and the parts
-//! the key names, one per field; the pipeline cache (`crate::context::Pipelines`) is keyed
+//! the key names, one per field; the pipeline cache (`crate::device::context::Pipelines`) is keyed
 //! by it. There is no list of combinations: each field picks one part, and the parts of a
 //! kind share one interface, so every body runs on every access and addressing:
 //!
@@ -20,8 +20,8 @@
 
 use std::hash::{Hash, Hasher};
 
-use crate::abi::prelude;
 use crate::dtype::Dtype;
+use crate::kernels::abi::prelude;
 
 /// An update rule's WGSL, declared once in its rule file (`src/optim/rules/<rule>.rs`).
 /// Its bodies read parameters and gradients only through the access part
@@ -44,10 +44,45 @@ pub(crate) struct RuleShader {
     pub uniform: fn() -> String,
     /// The Rust uniform's `(field, offset)` list and size, for the layout test.
     #[cfg_attr(not(test), allow(dead_code))]
-    pub uniform_layout: fn() -> crate::abi::Layout,
+    pub uniform_layout: fn() -> crate::kernels::abi::Layout,
     /// The state slots its bodies read and write (bindings 2, 3, … in slot order).
     pub state_slots: usize,
 }
+
+/// A rule's [`RuleShader`] from its name and uniform type: the body
+/// `shaders/rules/<name>.wgsl` (and, with `trust`, the table `<name>_table.wgsl` and the
+/// trust body `<name>_trust.wgsl`), `states` state slots.
+macro_rules! rule_shader {
+    ($name:literal, $uniform:ty, states: $slots:expr) => {
+        $crate::kernels::shaders::RuleShader {
+            name: $name,
+            table: "",
+            apply: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/rules/", $name, ".wgsl")),
+            trust: None,
+            uniform: <$uniform>::wgsl,
+            uniform_layout: <$uniform as $crate::kernels::abi::Shared>::layout,
+            state_slots: $slots,
+        }
+    };
+    ($name:literal, $uniform:ty, states: $slots:expr, trust) => {
+        $crate::kernels::shaders::RuleShader {
+            table: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/shaders/rules/",
+                $name,
+                "_table.wgsl"
+            )),
+            trust: Some(include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/shaders/rules/",
+                $name,
+                "_trust.wgsl"
+            ))),
+            ..$crate::kernels::shaders::rule_shader!($name, $uniform, states: $slots)
+        }
+    };
+}
+pub(crate) use rule_shader;
 
 // A rule's shader is known by its name: keys hash and compare names, not sources.
 impl PartialEq for RuleShader {
@@ -133,29 +168,29 @@ impl Body {
     /// The body's own WGSL and the shared parts it is built on, before the access,
     /// addressing and state parts.
     fn parts(self) -> Vec<&'static str> {
-        const ELEMENTWISE: &str = include_str!("../shaders/elementwise.wgsl");
-        const UPDATE: &str = include_str!("../shaders/update.wgsl");
-        const ROUNDING: &str = include_str!("../shaders/rounding.wgsl");
-        const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
-        const REDUCE_VEC2: &str = include_str!("../shaders/reduce_vec2.wgsl");
+        const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+        const UPDATE: &str = include_str!("../../shaders/update.wgsl");
+        const ROUNDING: &str = include_str!("../../shaders/rounding.wgsl");
+        const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+        const REDUCE_VEC2: &str = include_str!("../../shaders/reduce_vec2.wgsl");
         match self {
-            Body::NormPartials => vec![include_str!("../shaders/norm_partials.wgsl"), REDUCE],
-            Body::NormTensors => vec![include_str!("../shaders/norm_tensors.wgsl"), REDUCE],
-            Body::NormFinalize => vec![include_str!("../shaders/norm_finalize.wgsl"), REDUCE],
-            Body::Scale => vec![include_str!("../shaders/scale.wgsl"), ELEMENTWISE],
-            Body::Clamp => vec![include_str!("../shaders/clamp.wgsl"), ELEMENTWISE],
-            Body::ScalePerTensor => vec![include_str!("../shaders/scale_per_tensor.wgsl")],
-            Body::Agc => vec![include_str!("../shaders/agc.wgsl"), REDUCE_VEC2],
+            Body::NormPartials => vec![include_str!("../../shaders/norm_partials.wgsl"), REDUCE],
+            Body::NormTensors => vec![include_str!("../../shaders/norm_tensors.wgsl"), REDUCE],
+            Body::NormFinalize => vec![include_str!("../../shaders/norm_finalize.wgsl"), REDUCE],
+            Body::Scale => vec![include_str!("../../shaders/scale.wgsl"), ELEMENTWISE],
+            Body::Clamp => vec![include_str!("../../shaders/clamp.wgsl"), ELEMENTWISE],
+            Body::ScalePerTensor => vec![include_str!("../../shaders/scale_per_tensor.wgsl")],
+            Body::Agc => vec![include_str!("../../shaders/agc.wgsl"), REDUCE_VEC2],
             Body::Update(rule) => vec![rule.table, rule.apply, UPDATE, ROUNDING, ELEMENTWISE],
             Body::Trust(rule) => vec![
                 rule.table,
                 rule.trust.unwrap_or_default(),
                 UPDATE,
                 ROUNDING,
-                include_str!("../shaders/trust_partials.wgsl"),
+                include_str!("../../shaders/trust_partials.wgsl"),
                 REDUCE_VEC2,
             ],
-            Body::Fold(rule) => vec![include_str!("../shaders/trust_fold.wgsl"), rule.table],
+            Body::Fold(rule) => vec![include_str!("../../shaders/trust_fold.wgsl"), rule.table],
         }
     }
 
@@ -309,39 +344,39 @@ impl KernelKey {
         let file = match (self.body.role(), self.access) {
             (Role::Tables, _) => return Vec::new(),
             (Role::ReadsGrads, Access::Half { .. }) => {
-                include_str!("../shaders/access/grads_half.wgsl")
+                include_str!("../../shaders/access/grads_half.wgsl")
             }
-            (Role::ReadsGrads, _) => include_str!("../shaders/access/grads_f32.wgsl"),
+            (Role::ReadsGrads, _) => include_str!("../../shaders/access/grads_f32.wgsl"),
             (Role::WritesGrads, Access::Half { .. }) => {
-                include_str!("../shaders/access/grads_rw_half.wgsl")
+                include_str!("../../shaders/access/grads_rw_half.wgsl")
             }
-            (Role::WritesGrads, _) => include_str!("../shaders/access/grads_rw_f32.wgsl"),
-            (Role::Updates, Access::F32) => include_str!("../shaders/access/update_split.wgsl"),
+            (Role::WritesGrads, _) => include_str!("../../shaders/access/grads_rw_f32.wgsl"),
+            (Role::Updates, Access::F32) => include_str!("../../shaders/access/update_split.wgsl"),
             (Role::Updates, Access::Shared) => {
-                include_str!("../shaders/access/update_shared.wgsl")
+                include_str!("../../shaders/access/update_shared.wgsl")
             }
             (Role::Updates, Access::Half { master: true, .. }) => concat!(
-                include_str!("../shaders/access/update_half_master.wgsl"),
+                include_str!("../../shaders/access/update_half_master.wgsl"),
                 "\n",
-                include_str!("../shaders/access/round_param.wgsl")
+                include_str!("../../shaders/access/round_param.wgsl")
             ),
             (Role::Updates, Access::Half { master: false, .. }) => concat!(
-                include_str!("../shaders/access/update_half_inplace.wgsl"),
+                include_str!("../../shaders/access/update_half_inplace.wgsl"),
                 "\n",
-                include_str!("../shaders/access/round_param.wgsl")
+                include_str!("../../shaders/access/round_param.wgsl")
             ),
             // Adaptive clipping addresses element by element: its access part is also its
             // addressing.
-            (Role::Agc, Access::Shared) => include_str!("../shaders/access/agc_shared.wgsl"),
+            (Role::Agc, Access::Shared) => include_str!("../../shaders/access/agc_shared.wgsl"),
             (Role::Agc, _) => match self.addressing {
-                Addressing::Own => include_str!("../shaders/access/agc_direct.wgsl"),
-                Addressing::Pooled => include_str!("../shaders/access/agc_pooled.wgsl"),
+                Addressing::Own => include_str!("../../shaders/access/agc_direct.wgsl"),
+                Addressing::Pooled => include_str!("../../shaders/access/agc_pooled.wgsl"),
             },
         };
         let mut parts = vec![file];
         match half {
-            Some(Dtype::Bf16) => parts.push(include_str!("../shaders/access/bf16.wgsl")),
-            Some(_) => parts.push(include_str!("../shaders/access/f16.wgsl")),
+            Some(Dtype::Bf16) => parts.push(include_str!("../../shaders/access/bf16.wgsl")),
+            Some(_) => parts.push(include_str!("../../shaders/access/f16.wgsl")),
             None => {}
         }
         parts
@@ -353,8 +388,8 @@ impl KernelKey {
             return None;
         }
         Some(match self.addressing {
-            Addressing::Own => include_str!("../shaders/access/locate_direct.wgsl"),
-            Addressing::Pooled => include_str!("../shaders/access/locate_pooled.wgsl"),
+            Addressing::Own => include_str!("../../shaders/access/locate_direct.wgsl"),
+            Addressing::Pooled => include_str!("../../shaders/access/locate_pooled.wgsl"),
         })
     }
 
@@ -374,12 +409,12 @@ impl KernelKey {
     /// subgroup with subgroup operations (`shaders/reduce_first_subgroup.wgsl`).
     pub(crate) fn source_for(self, subgroup_size: Option<u32>) -> String {
         let mut out = prelude();
-        out.push_str(include_str!("../shaders/common.wgsl"));
+        out.push_str(include_str!("../../shaders/common.wgsl"));
         let mut parts = self.body.parts();
         if self.body == Body::NormPartials {
             parts.push(match subgroup_size {
-                Some(_) => include_str!("../shaders/reduce_first_subgroup.wgsl"),
-                None => include_str!("../shaders/reduce_first_shared.wgsl"),
+                Some(_) => include_str!("../../shaders/reduce_first_subgroup.wgsl"),
+                None => include_str!("../../shaders/reduce_first_shared.wgsl"),
             });
             if let Some(size) = subgroup_size {
                 out.push_str(&format!("const SUBGROUP_SIZE: u32 = {size}u;\n"));
@@ -388,7 +423,7 @@ impl KernelKey {
         parts.extend(self.access_part());
         parts.extend(self.addressing_part());
         if self.needs_half() {
-            parts.push(include_str!("../shaders/half.wgsl"));
+            parts.push(include_str!("../../shaders/half.wgsl"));
         }
         for part in parts {
             out.push('\n');
@@ -537,8 +572,9 @@ pub(crate) fn states_source(slots: usize, storage: StateStorage) -> String {
         StateStorage::F32 => "x",
         StateStorage::Bf16 => "w",
     };
-    let mut out =
-        String::from("// The rule's optimizer states (generated: src/shaders.rs states_source).\n");
+    let mut out = String::from(
+        "// The rule's optimizer states (generated: src/kernels/shaders.rs states_source).\n",
+    );
     for k in 0..slots {
         out.push_str(&format!(
             "@group(0) @binding({}) var<storage, read_write> state{k}: array<{ty}>;\n",
@@ -793,10 +829,10 @@ impl From<Body> for PipelineKey {
 
 /// Every `NORM_*` code, in code order: the `NORM_KIND` values a specialized kernel is built for.
 pub(crate) const NORM_KINDS: [u32; 4] = [
-    crate::abi::NORM_L1,
-    crate::abi::NORM_L2,
-    crate::abi::NORM_INF,
-    crate::abi::NORM_P,
+    crate::kernels::abi::NORM_L1,
+    crate::kernels::abi::NORM_L2,
+    crate::kernels::abi::NORM_INF,
+    crate::kernels::abi::NORM_P,
 ];
 
 /// The `(field name, offset)` list and size naga lays out for WGSL struct `name` in
@@ -912,7 +948,7 @@ mod tests {
     #[test]
     fn the_prelude_declares_every_code() {
         let prelude = prelude();
-        for (name, value) in crate::abi::CODES {
+        for (name, value) in crate::kernels::abi::CODES {
             assert!(prelude.contains(&format!("const {name}: u32 = {value}u;")));
         }
     }

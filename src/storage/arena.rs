@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use crate::consts::{MIN_SLAB_BYTES, TENSOR_ALIGN_ELEMS};
-use crate::context::{Context, Gpu};
+use crate::device::context::{Context, Gpu};
+use crate::device::gpu::f32s;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::gpu::f32s;
-use crate::layout::{Layout, Piece, SlabInfo, TensorSpec};
+use crate::storage::layout::{Layout, Piece, SlabInfo, TensorSpec};
 
 /// A range of a caller's buffer: `buffer[offset..]`, in bytes.
 #[derive(Clone, Debug)]
@@ -92,7 +92,7 @@ pub(crate) struct Binding {
     pub size: u64,
     /// Bytes that belong to the slab (size without the vec4 round-up).
     pub data_size: u64,
-    /// For a pool window (`crate::pool`), each pool tensor's byte offset in the buffer, in
+    /// For a pool window (`crate::storage::pool`), each pool tensor's byte offset in the buffer, in
     /// pool order; `None` for a slab of clipstep's own, addressed by its virtual offsets.
     pub places: Option<Arc<[u64]>>,
 }

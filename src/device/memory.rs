@@ -10,7 +10,7 @@
 //! reports available.
 
 use crate::consts::CHUNK_ELEMS;
-use crate::context::Gpu;
+use crate::device::context::Gpu;
 use crate::error::{Error, Result};
 
 /// The share (percent) of the system's available memory one request may take on a CPU

@@ -18,11 +18,11 @@
 //! params and grads share a buffer, the window covers both and the update kernel binds it
 //! once, read-write (`shaders/update_shared.wgsl`).
 
-use crate::abi::{Chunk, Place};
-use crate::arena::{range_bytes, Binding, BufferRange, ExternalTensor};
 use crate::consts::TENSOR_ALIGN_ELEMS;
 use crate::error::{Error, Result};
-use crate::layout::Layout;
+use crate::kernels::abi::{Chunk, Place};
+use crate::storage::arena::{range_bytes, Binding, BufferRange, ExternalTensor};
+use crate::storage::layout::Layout;
 
 /// A byte window `[start, end)` of one buffer covering a pool's ranges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

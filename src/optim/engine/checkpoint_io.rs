@@ -1,0 +1,346 @@
+//! The engine's checkpoint I/O: reading its states and step count, saving them as a
+//! checkpoint (`crate::checkpoint`'s format) and loading one, matched by tensor name.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::{Engine, Rule};
+use crate::checkpoint::{bad, Checkpoint, LoadOptions, MissingTensors, UnexpectedTensors};
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::kernels::abi::DeviceStepState;
+use crate::kernels::host;
+use crate::optim::groups::ParamGroup;
+use crate::optim::loss_scale::{check_scale, LossScaler};
+use crate::storage::arena::{image_writes, read_all, slab_images, write_all, Arena};
+use crate::storage::param_set::gpu_bindings;
+use crate::storage::typed_io;
+
+/// A checkpoint's loss scaler: its settings and where its state stood.
+#[derive(Serialize, serde::Deserialize)]
+struct SavedScaler {
+    config: LossScaler,
+    scale: f32,
+    growth_tracker: u32,
+    hysteresis_left: u32,
+}
+
+impl<R: Rule> Engine<R> {
+    pub(crate) fn state(&self, name: &str) -> Result<Vec<f32>> {
+        let names = self.groups[0].config.state_names();
+        let unknown = || Error::UnknownState {
+            name: name.to_string(),
+            available: names.iter().flatten().copied().collect(),
+        };
+        let k = names
+            .iter()
+            .position(|n| *n == Some(name))
+            .ok_or_else(unknown)?;
+        // Named states are allocated with the optimizer, and `load` keeps the same names.
+        let arena = self.states[k].as_ref().ok_or_else(unknown)?;
+        self.read_state_arena(arena)
+    }
+
+    /// A state's values, all tensors concatenated (bf16 states widened exactly).
+    pub(super) fn read_state_arena(&self, arena: &Arena) -> Result<Vec<f32>> {
+        match (self.state_dtype, arena, self.ctx.gpu()) {
+            (Dtype::Bf16, Arena::Gpu(bindings), Some(gpu)) => {
+                typed_io::read_values(gpu, &self.layout, &bf16_targets(bindings), None)
+            }
+            _ => read_all(self.ctx.gpu(), &self.layout, arena, "state"),
+        }
+    }
+
+    pub(crate) fn step_count(&self) -> Result<u32> {
+        Ok(self.read_state()?.step)
+    }
+
+    pub(super) fn read_state(&self) -> Result<DeviceStepState> {
+        match &self.device {
+            Some(d) => {
+                let size = std::mem::size_of::<DeviceStepState>() as u64;
+                let bytes = d.gpu.read_blocking(&[(&d.workspace.state, 0, size)])?;
+                Ok(bytemuck::pod_read_unaligned(&bytes))
+            }
+            None => Ok(self.host_state),
+        }
+    }
+
+    pub(crate) fn save(&self) -> Result<Vec<u8>> {
+        let numels: Vec<usize> = self
+            .layout
+            .tensors
+            .iter()
+            .map(|t| t.numel as usize)
+            .collect();
+        let states = self.groups[0]
+            .config
+            .state_names()
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(name, arena)| Some((name.as_ref()?, arena.as_ref()?)))
+            .map(|(name, arena)| {
+                let all = self.read_state_arena(arena)?;
+                let mut at = 0;
+                let parts = numels
+                    .iter()
+                    .map(|&n| {
+                        at += n;
+                        all[at - n..at].to_vec()
+                    })
+                    .collect();
+                Ok((name.to_string(), parts))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let step_state = self.read_state()?;
+        let scaler = match self.scaler {
+            Some(config) => Some(
+                serde_json::to_string(&SavedScaler {
+                    config,
+                    scale: step_state.loss_scale,
+                    growth_tracker: step_state.growth_tracker,
+                    hysteresis_left: step_state.hysteresis_left,
+                })
+                .map_err(|e| bad(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let checkpoint = Checkpoint {
+            optimizer: R::NAME.to_string(),
+            scaler,
+            config: serde_json::to_string(&self.groups[0].config)
+                .map_err(|e| bad(e.to_string()))?,
+            groups: Some(serde_json::to_string(&self.groups).map_err(|e| bad(e.to_string()))?),
+            step: step_state.step,
+            torch_step: R::TORCH_STEP,
+            tensors: self
+                .layout
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect(),
+            states,
+        };
+        checkpoint.encode()
+    }
+
+    pub(crate) fn load(&mut self, bytes: &[u8], options: &LoadOptions) -> Result<()> {
+        let c = Checkpoint::decode(bytes)?;
+        if c.optimizer != R::NAME {
+            return Err(bad(format!(
+                "saved by {}; this optimizer is {}",
+                c.optimizer,
+                R::NAME
+            )));
+        }
+        let configs = self.saved_configs(&c)?;
+        // The arenas and bind groups were built for this optimizer's states: a checkpoint
+        // whose config keeps others (amsgrad, momentum, centered) cannot be loaded into it.
+        let want: Vec<&str> = self.groups[0]
+            .config
+            .state_names()
+            .into_iter()
+            .flatten()
+            .collect();
+        let saved: Vec<&str> = c.states.iter().map(|(n, _)| n.as_str()).collect();
+        let loaded: Vec<&str> = configs[0].state_names().into_iter().flatten().collect();
+        let agree = configs
+            .iter()
+            .all(|config| config.state_names() == self.groups[0].config.state_names());
+        if saved != want || !agree {
+            return Err(bad(format!(
+                "optimizer states differ: the checkpoint keeps {saved:?} (its config {loaded:?}), \
+                 this optimizer keeps {want:?}; build the optimizer with the checkpoint's \
+                 amsgrad / momentum / centered settings"
+            )));
+        }
+        let values = self.match_by_name(&c, options)?;
+        let scaler: Option<SavedScaler> = match &c.scaler {
+            Some(json) => {
+                let saved: SavedScaler = serde_json::from_str(json)
+                    .map_err(|e| bad(format!("the loss scaler does not parse: {e}")))?;
+                saved.config.validate()?;
+                check_scale(saved.scale)?;
+                Some(saved)
+            }
+            None => None,
+        };
+        let state = DeviceStepState {
+            step: c.step,
+            loss_scale: scaler.as_ref().map_or(1.0, |s| s.scale),
+            growth_tracker: scaler.as_ref().map_or(0, |s| s.growth_tracker),
+            hysteresis_left: scaler.as_ref().map_or(0, |s| s.hysteresis_left),
+            ..DeviceStepState::initial()
+        };
+        // Everything is checked: now write, in one submission on a GPU (all or nothing).
+        let arenas = self.states.iter().flatten();
+        match &self.device {
+            Some(d) => {
+                // f32 states as slab images; bf16 states rounded to nearest even (exact for
+                // values saved from bf16 states), piece by piece.
+                let arenas: Vec<&Arena> = arenas.collect();
+                let (images, bf16_writes): (Vec<Vec<Vec<f32>>>, Vec<typed_io::Write<'_>>) =
+                    match self.state_dtype {
+                        Dtype::Bf16 => (
+                            Vec::new(),
+                            arenas
+                                .iter()
+                                .zip(&values)
+                                .flat_map(|(arena, v)| {
+                                    let targets = bf16_targets(gpu_bindings(arena));
+                                    typed_io::value_writes(&self.layout, &targets, None, v)
+                                })
+                                .collect(),
+                        ),
+                        _ => (
+                            values
+                                .iter()
+                                .map(|v| slab_images(&self.layout, v))
+                                .collect(),
+                            Vec::new(),
+                        ),
+                    };
+                let mut writes = vec![(&d.workspace.state, 0, bytemuck::bytes_of(&state))];
+                for (arena, images) in arenas.iter().zip(&images) {
+                    writes.extend(image_writes(&self.layout, gpu_bindings(arena), images));
+                }
+                writes.extend(
+                    bf16_writes
+                        .iter()
+                        .map(|(b, at, bytes)| (*b, *at, bytes.as_slice())),
+                );
+                d.gpu.upload(&writes)?;
+                // The step state was replaced: earlier reports no longer describe it.
+                d.workspace.generation.fetch_add(1, Ordering::SeqCst);
+            }
+            None => {
+                for (arena, v) in self.states.iter_mut().flatten().zip(&values) {
+                    write_all(None, &self.layout, arena, v, "state")?;
+                    // bf16 states hold bf16 values, as the device rounds them on load.
+                    if let (Dtype::Bf16, Arena::Cpu(v)) = (self.state_dtype, arena) {
+                        host::round16(v, Dtype::Bf16, None, 0);
+                    }
+                }
+                self.host_state = state;
+            }
+        }
+        for (group, config) in self.groups.iter_mut().zip(configs) {
+            group.config = config;
+        }
+        self.scaler = scaler.map(|s| s.config);
+        Ok(())
+    }
+
+    /// The hyperparameters a checkpoint restores, one per parameter group of this
+    /// optimizer, each checked: a checkpoint with groups must have as many as this
+    /// optimizer (their tensors are this optimizer's: membership follows the set); one
+    /// without (version 2) restores a single-group optimizer.
+    pub(super) fn saved_configs(&self, c: &Checkpoint) -> Result<Vec<R>> {
+        let configs: Vec<R> = match &c.groups {
+            Some(json) => serde_json::from_str::<Vec<ParamGroup<R>>>(json)
+                .map_err(|e| bad(format!("the {} groups do not parse: {e}", R::NAME)))?
+                .into_iter()
+                .map(|g| g.config)
+                .collect(),
+            None => vec![serde_json::from_str(&c.config)
+                .map_err(|e| bad(format!("the {} config does not parse: {e}", R::NAME)))?],
+        };
+        if configs.len() != self.groups.len() {
+            return Err(bad(format!(
+                "the checkpoint has {} parameter groups; this optimizer has {}",
+                configs.len(),
+                self.groups.len()
+            )));
+        }
+        for config in &configs {
+            config.validate()?;
+        }
+        Ok(configs)
+    }
+
+    /// Each state's values for this set, all tensors concatenated in the set's order,
+    /// matched to the checkpoint by tensor name under `options`.
+    pub(super) fn match_by_name(
+        &self,
+        c: &Checkpoint,
+        options: &LoadOptions,
+    ) -> Result<Vec<Vec<f32>>> {
+        let saved: HashMap<&str, usize> = c
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.as_str(), i))
+            .collect();
+        if saved.len() != c.tensors.len() {
+            return Err(bad("the checkpoint lists a tensor name twice"));
+        }
+        let here = &self.layout.tensors;
+        let mut missing = Vec::new();
+        let mut source = Vec::with_capacity(here.len());
+        for t in here {
+            match saved.get(t.name.as_str()) {
+                Some(&i) if c.tensors[i].1 != t.shape => {
+                    return Err(bad(format!(
+                        "tensor {:?} was saved with shape {:?}; this set has {:?}",
+                        t.name, c.tensors[i].1, t.shape
+                    )))
+                }
+                Some(&i) => source.push(Some(i)),
+                None => {
+                    missing.push(t.name.as_str());
+                    source.push(None);
+                }
+            }
+        }
+        if !missing.is_empty() && options.missing == MissingTensors::Error {
+            return Err(bad(format!(
+                "{} tensors of this set are not in the checkpoint: {:?}{} (LoadOptions::missing \
+                 = FreshState gives them fresh state)",
+                missing.len(),
+                &missing[..missing.len().min(4)],
+                if missing.len() > 4 { " ..." } else { "" }
+            )));
+        }
+        let names: std::collections::HashSet<&str> = here.iter().map(|t| t.name.as_str()).collect();
+        let unexpected: Vec<&str> = c
+            .tensors
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !names.contains(n))
+            .collect();
+        if !unexpected.is_empty() && options.unexpected == UnexpectedTensors::Error {
+            return Err(bad(format!(
+                "{} tensors of the checkpoint are not in this set: {:?}{} \
+                 (LoadOptions::unexpected = Ignore skips them)",
+                unexpected.len(),
+                &unexpected[..unexpected.len().min(4)],
+                if unexpected.len() > 4 { " ..." } else { "" }
+            )));
+        }
+        // A tensor missing from the checkpoint starts fresh: its group's initial state.
+        let slots = self.groups[0].config.state_names();
+        let slots = (0..3).filter(|&k| slots[k].is_some());
+        Ok(c.states
+            .iter()
+            .zip(slots)
+            .map(|((_, parts), slot)| {
+                let mut all = Vec::with_capacity(self.layout.numel() as usize);
+                for ((t, src), &g) in here.iter().zip(&source).zip(&self.group_of) {
+                    let fresh = self.groups[g as usize].config.initial_state()[slot];
+                    match src {
+                        Some(i) => all.extend_from_slice(&parts[*i]),
+                        None => all.resize(all.len() + t.numel as usize, fresh),
+                    }
+                }
+                all
+            })
+            .collect())
+    }
+}
+
+/// bf16 state `bindings` as transfer targets.
+fn bf16_targets(bindings: &[crate::storage::arena::Binding]) -> Vec<typed_io::Target<'_>> {
+    bindings.iter().map(|b| Some((b, Dtype::Bf16))).collect()
+}

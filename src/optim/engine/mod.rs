@@ -1,0 +1,486 @@
+//! The engine every optimizer type runs on: its states, the device step state, and one
+//! step recorded as `write options → norm passes → finalize → update` in one compute pass,
+//! or run by the CPU backend. Its other concerns have files of their own: the loss scaler
+//! (`scaler.rs`), checkpoint I/O (`checkpoint_io.rs`) and the object-safe operations the
+//! optimizer handles reach (`ops.rs`).
+
+use std::sync::Arc;
+
+use super::groups::{self, ParamGroup};
+use super::{RuleConfig, StepOptions, TensorStep};
+use crate::device::context::{Context, Gpu};
+use crate::device::memory;
+use crate::dtype::{Dtype, Rounding};
+use crate::error::{Error, Result};
+use crate::kernels::abi::{
+    DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE, STATE_SALT,
+};
+use crate::kernels::host;
+use crate::kernels::norm::{base_op, NormWorkspace};
+use crate::kernels::shaders::{RuleShader, StateStorage, SHAPE_VALUE_CLIP};
+use crate::kernels::trust::TrustSetup;
+use crate::kernels::update::{UpdateBindings, UpdateKernel};
+use crate::optim::loss_scale::LossScaler;
+use crate::options::{Nonfinite, Norm};
+use crate::report::Report;
+use crate::shard::ShardPartial;
+use crate::storage::arena::{state_arena, write_all, Arena};
+use crate::storage::layout::Layout;
+use crate::storage::param_set::ParamSet;
+
+mod checkpoint_io;
+mod ops;
+mod scaler;
+
+pub(crate) use ops::Ops;
+
+/// A config's learning rate, for the per-group schedules (implemented by `optimizer!`:
+/// every rule's config has PyTorch's `lr` field).
+pub(crate) trait LearningRate {
+    fn lr(&self) -> f64;
+    fn set_lr(&mut self, lr: f64);
+}
+
+/// The engine's side of an update rule, implemented by each rule's config (its
+/// [`RuleConfig`] is the public side): the GPU shader, its uniform and the shape of the step
+/// it compiles.
+pub(crate) trait Rule: RuleConfig + LearningRate {
+    /// Whether PyTorch's per-tensor state for this optimizer holds a `step` (checkpoints
+    /// then write `<tensor>.step`).
+    const TORCH_STEP: bool = true;
+    /// The rule's WGSL (update body, and a trust rule's table and trust body): one
+    /// [`RuleShader`] in its `src/optim/rules/<rule>.rs`, run on every access, addressing
+    /// and state storage the set and the optimizer ask for.
+    const SHADER: &'static RuleShader;
+    /// Whether the rule may keep its states in bf16 ([`Engine::new`]'s `state_dtype`): the
+    /// rules whose bf16-state updates are held to the reference (Adam, AdamW).
+    const BF16_STATES: bool = false;
+    /// PyTorch's constructor checks.
+    fn validate(&self) -> Result<()>;
+    /// `(ln β1, ln β2)` for the finalize's per-group Adam bias corrections, in f64 then
+    /// rounded; 0: none (the default, for rules without bias correction).
+    fn log_betas(&self) -> [f32; 2] {
+        [0.0, 0.0]
+    }
+    /// The rule's row of the update kernel's group table (its WGSL struct), as bytes.
+    fn uniform(&self) -> Vec<u8>;
+    /// The option-dependent paths of the update kernel this group takes (the `SHAPE_*`
+    /// bits of `crate::kernels::shaders` but `SHAPE_VALUE_CLIP`, which comes from the step's
+    /// options); the step compiles in those of every group (`PipelineKey::shaped`).
+    /// 0: none (the rules whose kernels have no such path).
+    fn shape(&self) -> u32 {
+        0
+    }
+}
+
+/// The device half of an optimizer.
+struct EngineDevice {
+    gpu: Arc<Gpu>,
+    workspace: NormWorkspace,
+    update: UpdateKernel,
+}
+
+/// A fused optimizer with rule `R`.
+pub(crate) struct Engine<R: Rule> {
+    ctx: Context,
+    set_id: u64,
+    layout: Arc<Layout>,
+    /// The parameter groups (one, of every tensor, unless the caller gave several).
+    pub groups: Vec<ParamGroup<R>>,
+    /// The group of each tensor.
+    group_of: Vec<u32>,
+    /// Per tensor, 1 when it counts in the global norm.
+    in_norm: Vec<u32>,
+    states: [Option<Arena>; 3],
+    device: Option<EngineDevice>,
+    /// The CPU backend's step state (the device keeps its own in the workspace).
+    host_state: DeviceStepState,
+    /// The dynamic loss scaler's settings (its state is in the step state).
+    pub scaler: Option<LossScaler>,
+    /// The element type of the rule's states.
+    state_dtype: Dtype,
+}
+
+impl<R: Rule> Engine<R> {
+    /// An engine over `params` with `groups`, keeping its states in `state_dtype` (f32, or
+    /// bf16 for the Adam family).
+    pub(crate) fn new(
+        params: &ParamSet,
+        groups: Vec<ParamGroup<R>>,
+        state_dtype: Dtype,
+    ) -> Result<Self> {
+        let states_storage = match state_dtype {
+            Dtype::F32 => StateStorage::F32,
+            Dtype::Bf16 if R::BF16_STATES => StateStorage::Bf16,
+            _ => {
+                return Err(Error::NotSupported(format!(
+                    "{} with {state_dtype:?} states (bf16 states are Adam's and AdamW's)",
+                    R::NAME
+                )))
+            }
+        };
+        let layout = params.layout.clone();
+        let group_of = groups::assign(&layout, &groups)?;
+        let config = &groups[0].config;
+        for (g, group) in groups.iter().enumerate() {
+            group.config.validate()?;
+            if group.config.state_names() != config.state_names() {
+                return Err(Error::InvalidGroups(format!(
+                    "group {g} keeps states {:?}, group 0 keeps {:?}: groups may differ in \
+                     any hyperparameter but amsgrad, zero/non-zero momentum and centered",
+                    group.config.state_names(),
+                    config.state_names()
+                )));
+            }
+        }
+        let in_norm = groups::norm_mask(&group_of, &groups);
+        let blocks = groups::block_tables(&layout, &group_of, &groups);
+        let slots = config.state_names().iter().flatten().count() as u64;
+        let bytes =
+            memory::optimizer_bytes(layout.internal_len, slots, layout.tensors.len() as u64);
+        memory::reserve(params.ctx.gpu().map(|g| &**g), "this optimizer", bytes)?;
+        let new_states = || {
+            config
+                .state_names()
+                .map(|name| name.map(|n| state_arena(&params.ctx, &layout, n, state_dtype)))
+        };
+        let (states, device) = match &params.device {
+            // Every allocation in the call's error scope: too little memory is a typed
+            // error, not a lost device.
+            Some(set) => set.gpu.scoped(|| {
+                let gpu = &set.gpu;
+                let states = new_states();
+                let log_betas: Vec<[f32; 2]> =
+                    groups.iter().map(|g| g.config.log_betas()).collect();
+                let workspace = NormWorkspace::new(gpu, &layout, &set.fold, &log_betas);
+                gpu.queue
+                    .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
+                let trust = R::SHADER.trust.map(|_| TrustSetup {
+                    ranges: &set.fold.ranges,
+                    op: &workspace.op,
+                    tensor_group: &group_of,
+                });
+                let update = UpdateKernel::new(
+                    gpu,
+                    &layout,
+                    params.device_slabs(),
+                    R::SHADER,
+                    &group_table(&groups),
+                    groups[0].config.uniform().len(),
+                    &UpdateBindings {
+                        states: &states,
+                        step_state: &workspace.state,
+                        blocks: &blocks,
+                        group_bias: &workspace.group_bias,
+                        trust,
+                        states_storage,
+                    },
+                )?;
+                let device = EngineDevice {
+                    gpu: gpu.clone(),
+                    workspace,
+                    update,
+                };
+                Ok((states, Some(device)))
+            })?,
+            None => (new_states(), None),
+        };
+        let mut engine = Engine {
+            ctx: params.ctx.clone(),
+            set_id: params.id,
+            layout,
+            groups,
+            group_of,
+            in_norm,
+            states,
+            device,
+            host_state: DeviceStepState::initial(),
+            scaler: None,
+            state_dtype,
+        };
+        // States that do not start at zero (Adagrad's accumulator) get their groups' values.
+        for slot in 0..3 {
+            let starts_at_zero = |g: &ParamGroup<R>| g.config.initial_state()[slot] == 0.0;
+            if engine.groups.iter().all(starts_at_zero) {
+                continue;
+            }
+            let values = engine.fresh_state(slot);
+            if let Some(arena) = engine.states[slot].as_mut() {
+                write_all(engine.ctx.gpu(), &engine.layout, arena, &values, "state")?;
+            }
+        }
+        Ok(engine)
+    }
+
+    /// State slot `slot` as it starts, all tensors concatenated: each tensor at its group's
+    /// [`RuleConfig::initial_state`].
+    fn fresh_state(&self, slot: usize) -> Vec<f32> {
+        let mut values = Vec::with_capacity(self.layout.numel() as usize);
+        for (t, &g) in self.layout.tensors.iter().zip(&self.group_of) {
+            let value = self.groups[g as usize].config.initial_state()[slot];
+            values.resize(values.len() + t.numel as usize, value);
+        }
+        values
+    }
+
+    fn check_set(&self, params: &ParamSet) -> Result<()> {
+        if params.id == self.set_id {
+            Ok(())
+        } else {
+            Err(Error::ParamSetMismatch {
+                expected: self.set_id,
+                got: params.id,
+            })
+        }
+    }
+
+    /// The finalize options of a step with `options`: the norm is computed when a norm
+    /// clip or the non-finite check needs it.
+    fn step_op(&self, options: &StepOptions) -> NormOp {
+        let norm_clip = options.clip.norm_clip();
+        let needs_norm = norm_clip.is_some()
+            || options.nonfinite != Nonfinite::Propagate
+            || options.skip_above.is_some();
+        let source = match options.total_norm {
+            Some(_) => SOURCE_GIVEN,
+            None if needs_norm => SOURCE_COMPUTED,
+            None => SOURCE_NONE,
+        };
+        // A scaler needs the norm pass's found-inf.
+        let source = if self.scaler.is_some() && source == SOURCE_NONE {
+            SOURCE_COMPUTED
+        } else {
+            source
+        };
+        let scaler = self.scaler.unwrap_or_default();
+        let (stochastic, round_seed) = match options.rounding {
+            Rounding::NearestEven => (0, 0),
+            Rounding::Stochastic { seed } => (1, seed),
+        };
+        let (max_norm, norm) = norm_clip.unwrap_or((0.0, Norm::L2));
+        let (kind, p) = norm.code();
+        NormOp {
+            scaler: u32::from(self.scaler.is_some()),
+            growth_factor: scaler.growth_factor,
+            backoff_factor: scaler.backoff_factor,
+            growth_interval: scaler.growth_interval,
+            hysteresis: scaler.hysteresis,
+            stochastic,
+            round_seed,
+            source,
+            given_norm: options.total_norm.unwrap_or(0.0),
+            kind,
+            p,
+            max_norm,
+            inv_grad_scale: 1.0 / options.grad_scale,
+            clip_value: options.clip.value_clip().unwrap_or(0.0),
+            policy: options.nonfinite.code(),
+            count_step: 1,
+            num_groups: self.groups.len() as u32,
+            skip_above: options.skip_above.unwrap_or(0.0),
+            ..base_op(&self.layout)
+        }
+    }
+
+    /// The step options' own checks, and those against this optimizer's scaler and set.
+    fn validate(&self, options: &StepOptions) -> Result<()> {
+        options.validate()?;
+        if self.scaler.is_some()
+            && (options.nonfinite != Nonfinite::Skip || options.grad_scale != 1.0)
+        {
+            return Err(Error::InvalidLossScaler(format!(
+                "a step under a loss scaler skips on overflow and unscales by the scaler's \
+                 own scale: give it nonfinite = Skip and grad_scale = 1 (got {:?}, {})",
+                options.nonfinite, options.grad_scale
+            )));
+        }
+        let has_f16 = self.layout.tensors.iter().any(|t| t.dtype == Dtype::F16);
+        if matches!(options.rounding, Rounding::Stochastic { .. }) && has_f16 {
+            return Err(Error::NotSupported(
+                "stochastic rounding of f16 parameters (bf16 only): this set has f16 tensors; \
+                 use NearestEven"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn step(&mut self, params: &mut ParamSet, options: &StepOptions) -> Result<Report> {
+        let Some(device) = &self.device else {
+            self.validate(options)?;
+            self.check_set(params)?;
+            return Ok(self.host_step(params, options));
+        };
+        let gpu = device.gpu.clone();
+        gpu.submit_atomic(|encoder| self.record_step(encoder, params, options))
+            .map(Report::commit)
+    }
+
+    pub(crate) fn encode_step(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        params: &mut ParamSet,
+        options: &StepOptions,
+    ) -> Result<Report> {
+        let device = self.device.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
+        let gpu = device.gpu.clone();
+        gpu.scoped(|| self.record_step(encoder, params, options))
+            .map(Report::commit)
+    }
+
+    /// Validates the options and the set, then records one step (nothing is recorded when
+    /// validation fails).
+    fn record_step(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        params: &ParamSet,
+        options: &StepOptions,
+    ) -> Result<Report> {
+        self.validate(options)?;
+        self.check_set(params)?;
+        let op = self.step_op(options);
+        let device = self.device.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
+        let (gpu, ws) = (&device.gpu, &device.workspace);
+        // The step's options and every group's hyperparameters, from one upload buffer.
+        let table = group_table(&self.groups);
+        gpu.write_in_stream(
+            encoder,
+            &[ws.op_write(&op), device.update.table_write(&table)],
+        )?;
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(R::NAME),
+                timestamp_writes: None,
+            });
+            let slabs = params.device_slabs();
+            ws.encode(&mut pass, gpu, &self.layout, slabs, &op);
+            let shape = step_shape(&self.groups, options);
+            device
+                .update
+                .encode(&mut pass, gpu, &self.layout, slabs, shape);
+        }
+        Ok(Report::gpu(
+            gpu,
+            ws,
+            self.layout.tensors.len(),
+            options.nonfinite,
+            op.source,
+        ))
+    }
+
+    /// The CPU backend's twin of [`Engine::encode_step`].
+    fn host_step(&mut self, params: &mut ParamSet, options: &StepOptions) -> Report {
+        let op = self.step_op(options);
+        let (Arena::Cpu(p), Arena::Cpu(g)) = (&mut params.params, &params.grads) else {
+            unreachable!("CPU optimizers hold CPU sets")
+        };
+        let model = &mut params.host_model;
+        let (sum, per_tensor) = if op.source == SOURCE_COMPUTED {
+            let (sum, per_tensor) = host::norm(&self.layout, g, &op, Some(&self.in_norm));
+            (Some(sum), per_tensor)
+        } else {
+            (None, Vec::new())
+        };
+        let state = host::finalize(&self.host_state, &op, sum);
+        if state.skipped == 0 {
+            let unclipped = DeviceStepState {
+                clip_coef: 1.0,
+                clip_value: 0.0,
+                ..state
+            };
+            // Tensor by tensor, each with its group's hyperparameters (and clip).
+            for (t, info) in self.layout.tensors.iter().enumerate() {
+                let group = &self.groups[self.group_of[t] as usize];
+                let range = info.offset as usize..(info.offset + info.numel) as usize;
+                let applied = if group.clipped { &state } else { &unclipped };
+                let grads = host::effective_grads(&g[range.clone()], applied);
+                let states = self.states.each_mut().map(|s| match s {
+                    Some(Arena::Cpu(v)) => Some(&mut v[range.clone()]),
+                    _ => None,
+                });
+                group.config.reference_step(
+                    state.step,
+                    TensorStep {
+                        params: &mut p[range.clone()],
+                        grads: &grads,
+                        states,
+                    },
+                );
+                // What the device writes in 16 bits, rounded as it rounds it.
+                let stochastic = (state.stochastic != 0).then_some((state.round_seed, state.step));
+                if info.dtype.is_16_bit() {
+                    let base = info.offset;
+                    if model.is_empty() {
+                        host::round16(&mut p[range.clone()], info.dtype, stochastic, base);
+                    } else {
+                        model[range.clone()].copy_from_slice(&p[range.clone()]);
+                        host::round16(&mut model[range.clone()], info.dtype, stochastic, base);
+                    }
+                }
+                if self.state_dtype == Dtype::Bf16 {
+                    for (k, state_values) in self.states.iter_mut().enumerate() {
+                        if let Some(Arena::Cpu(v)) = state_values {
+                            let seed = state.round_seed ^ STATE_SALT.wrapping_mul(k as u32 + 1);
+                            let rounding = Some((seed, state.step));
+                            host::round16(
+                                &mut v[range.clone()],
+                                Dtype::Bf16,
+                                rounding,
+                                info.offset,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        self.host_state = state;
+        Report::host(state, per_tensor, options.nonfinite, op.source)
+    }
+
+    /// Phase 1 of a sharded norm on rank `rank`: the set's partial over the tensors this
+    /// optimizer's groups count there.
+    pub(crate) fn norm_partial(
+        &self,
+        params: &mut ParamSet,
+        norm: Norm,
+        nonfinite: Nonfinite,
+        rank: usize,
+    ) -> Result<ShardPartial> {
+        self.check_set(params)?;
+        let counted = groups::shard_mask(&self.group_of, &self.groups, rank);
+        params.norm_partial_counting(norm, nonfinite, &counted)
+    }
+
+    /// Parameter group `g`.
+    pub(crate) fn group(&self, g: usize) -> Result<&ParamGroup<R>> {
+        let n = self.groups.len();
+        self.groups
+            .get(g)
+            .ok_or_else(|| Error::InvalidGroups(format!("no group {g}; this optimizer has {n}")))
+    }
+
+    /// Parameter group `g`, to change its hyperparameters.
+    pub(crate) fn group_mut(&mut self, g: usize) -> Result<&mut ParamGroup<R>> {
+        let n = self.groups.len();
+        self.groups
+            .get_mut(g)
+            .ok_or_else(|| Error::InvalidGroups(format!("no group {g}; this optimizer has {n}")))
+    }
+}
+
+/// Every group's rule struct, in group order: the update kernel's group table.
+fn group_table<R: Rule>(groups: &[ParamGroup<R>]) -> Vec<u8> {
+    groups.iter().flat_map(|g| g.config.uniform()).collect()
+}
+
+/// The update's shape for a step with `options` over `groups`: the paths some group or
+/// option takes (a value clip, and each group's [`Rule::shape`]).
+fn step_shape<R: Rule>(groups: &[ParamGroup<R>], options: &StepOptions) -> u32 {
+    let value_clip = match options.clip.value_clip() {
+        Some(_) => SHAPE_VALUE_CLIP,
+        None => 0,
+    };
+    groups
+        .iter()
+        .fold(value_clip, |shape, g| shape | g.config.shape())
+}
