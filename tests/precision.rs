@@ -21,9 +21,8 @@ mod mixed {
         rounding_bits,
     };
     use clipstep::{
-        AdagradConfig, AdamConfig, AdamWConfig, ArenaOptions, Clip, Dtype, Error, LambConfig,
-        LarsConfig, LionConfig, Nonfinite, Norm, Optimizer, ParamSet, RmsPropConfig, Rounding,
-        SgdConfig, StepOptions, TensorSpec,
+        AdamConfig, AdamWConfig, ArenaOptions, Clip, Dtype, Error, Nonfinite, Norm, Optimizer,
+        ParamSet, Rounding, RuleConfig, RuleVisitor, SgdConfig, StepOptions, TensorSpec,
     };
 
     const DTYPES: [Dtype; 2] = [Dtype::Bf16, Dtype::F16];
@@ -318,6 +317,10 @@ mod mixed {
         }
     }
 
+    /// Every registered rule's representative example on a 16-bit set: three steps
+    /// against the reference ([`half_steps_match`]). The trust rules' trust pass reads the
+    /// 16-bit gradients and the parameters (the master, or the 16-bit params widened)
+    /// through the same access part as the update.
     fn every_rule(
         dtype: Dtype,
         master: bool,
@@ -325,51 +328,14 @@ mod mixed {
         sizes: &[usize],
         slab: Option<u64>,
     ) {
-        let sgd = SgdConfig {
-            lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 0.01,
-            ..Default::default()
-        };
-        half_steps_match(sgd, dtype, master, options, sizes, slab);
-        half_steps_match(AdamConfig::default(), dtype, master, options, sizes, slab);
-        let adamw = AdamWConfig {
-            lr: 0.01,
-            ..Default::default()
-        };
-        half_steps_match(adamw, dtype, master, options, sizes, slab);
-        let rmsprop = RmsPropConfig {
-            lr: 0.01,
-            momentum: 0.5,
-            centered: true,
-            ..Default::default()
-        };
-        half_steps_match(rmsprop, dtype, master, options, sizes, slab);
-        half_steps_match(
-            AdagradConfig::default(),
-            dtype,
-            master,
-            options,
-            sizes,
-            slab,
-        );
-        half_steps_match(LionConfig::default(), dtype, master, options, sizes, slab);
-        // The trust rules: their trust pass reads the 16-bit gradients and the parameters (the
-        // master, or the 16-bit params widened) through the same access part as the update.
-        let lars = LarsConfig {
-            lr: 0.5,
-            weight_decay: 1e-3,
-            trust_coefficient: 0.02,
-            nesterov: true,
-            ..Default::default()
-        };
-        half_steps_match(lars, dtype, master, options, sizes, slab);
-        let lamb = LambConfig {
-            lr: 1e-2,
-            weight_decay: 0.01,
-            ..Default::default()
-        };
-        half_steps_match(lamb, dtype, master, options, sizes, slab);
+        struct EveryRule<'a>(Dtype, bool, StepOptions, &'a [usize], Option<u64>);
+        impl RuleVisitor for EveryRule<'_> {
+            fn visit<C: RuleConfig>(&mut self) {
+                let config = C::examples().remove(0);
+                half_steps_match(config, self.0, self.1, self.2, self.3, self.4);
+            }
+        }
+        clipstep::for_each_rule(&mut EveryRule(dtype, master, options, sizes, slab));
     }
 
     #[test]

@@ -483,108 +483,44 @@ mod pooled {
         }
     }
 
-    /// Params and grads interleaved in one buffer (bound once, read-write) step like own
-    /// slabs under every rule.
+    /// Every registered rule (its representative example) over a pool, params and grads in
+    /// two caller buffers or interleaved in one (bound once, read-write), steps exactly as
+    /// over own slabs, parameters and first state bit for bit: the kernels' addressing and
+    /// access change, the arithmetic must not (a trust rule's trust pass walks the pool's
+    /// chunks in the virtual space and reads through the place table like the update).
     #[test]
-    fn params_and_grads_in_one_buffer_step_like_own_slabs() {
-        let ctx = ctx();
-        type Build = fn(&ParamSet) -> Box<dyn Optimizer>;
-        let rules: [(&str, Build); 3] = [
-            ("sgd", |s| {
-                let config = SgdConfig {
-                    lr: 0.1,
-                    momentum: 0.9,
-                    nesterov: true,
-                    ..Default::default()
-                };
-                Box::new(Sgd::new(s, config).unwrap())
-            }),
-            ("adam amsgrad", |s| {
-                let config = AdamConfig {
-                    amsgrad: true,
-                    weight_decay: 0.01,
-                    ..Default::default()
-                };
-                Box::new(Adam::new(s, config).unwrap())
-            }),
-            ("rmsprop centered", |s| {
-                let config = RmsPropConfig {
-                    centered: true,
-                    momentum: 0.5,
-                    ..Default::default()
-                };
-                Box::new(RmsProp::new(s, config).unwrap())
-            }),
-        ];
-        for (what, build) in rules {
-            let pool = Pool::shared(&ctx, pooled_specs(50));
-            let mut results = Vec::new();
-            for mut set in [pooled_set(&ctx, &[], &pool), own_set(&ctx, &[], &pool)] {
-                let n = numel(&set);
-                set.upload_params(&data(n, 6, 1.0)).unwrap();
-                let mut opt = build(&set);
-                for step in 0..3 {
-                    set.upload_grads(&data(n, 20 + step, 1.0)).unwrap();
-                    opt.step(&mut set, &CLIPPED).unwrap();
-                }
-                results.push(set.download_params().unwrap());
-            }
-            assert_eq!(pooled_set(&ctx, &[], &pool).num_slabs(), 1, "{what}");
-            assert_bits_eq(&results[0], &results[1], what);
-            pool.assert_gaps_untouched(&ctx);
-        }
-    }
-
-    /// LARS and LAMB over a pool (params and grads in two buffers, or in one) step exactly as
-    /// over own slabs: their trust pass walks the pool's chunks in the virtual space and reads
-    /// through the place table like the update, so every tensor's trust ratio is the same.
-    #[test]
-    fn trust_rules_over_a_pool_step_like_own_slabs() {
-        let ctx = ctx();
-        type Build = fn(&ParamSet) -> Box<dyn Optimizer>;
-        let rules: [(&str, Build); 2] = [
-            ("lars", |s| {
-                let config = LarsConfig {
-                    lr: 0.5,
-                    weight_decay: 1e-3,
-                    trust_coefficient: 0.02,
-                    nesterov: true,
-                    ..Default::default()
-                };
-                Box::new(Lars::new(s, config).unwrap())
-            }),
-            ("lamb", |s| {
-                let config = LambConfig {
-                    lr: 1e-2,
-                    weight_decay: 0.01,
-                    ..Default::default()
-                };
-                Box::new(Lamb::new(s, config).unwrap())
-            }),
-        ];
-        let own = specs(&[100, 7]);
-        for (what, build) in rules {
-            for pool in [
-                Pool::split(&ctx, pooled_specs(60)),
-                Pool::shared(&ctx, pooled_specs(40)),
-            ] {
-                let mut results = Vec::new();
-                for mut set in [pooled_set(&ctx, &own, &pool), own_set(&ctx, &own, &pool)] {
-                    let n = numel(&set);
-                    set.upload_params(&data(n, 6, 1.0)).unwrap();
-                    let mut opt = build(&set);
-                    for step in 0..3 {
-                        set.upload_grads(&data(n, 20 + step, 1.0)).unwrap();
-                        opt.step(&mut set, &CLIPPED).unwrap();
+    fn every_rule_over_a_pool_steps_like_own_slabs() {
+        struct EveryRule(Context);
+        impl RuleVisitor for EveryRule {
+            fn visit<C: RuleConfig>(&mut self) {
+                let ctx = &self.0;
+                let config = C::examples().remove(0);
+                let own = specs(&[100, 7]);
+                for (kind, pool) in [
+                    ("two buffers", Pool::split(ctx, pooled_specs(60))),
+                    ("one buffer", Pool::shared(ctx, pooled_specs(40))),
+                ] {
+                    let what = format!("{} in {kind}", C::NAME);
+                    let mut results = Vec::new();
+                    for mut set in [pooled_set(ctx, &own, &pool), own_set(ctx, &own, &pool)] {
+                        let n = numel(&set);
+                        set.upload_params(&data(n, 6, 1.0)).unwrap();
+                        let mut opt = config.build(&set).unwrap();
+                        for step in 0..3 {
+                            set.upload_grads(&data(n, 20 + step, 1.0)).unwrap();
+                            opt.step(&mut set, &CLIPPED).unwrap();
+                        }
+                        let first = opt.states().names()[0];
+                        results.push(set.download_params().unwrap());
+                        results.push(opt.states().get(first).unwrap());
                     }
-                    results.push(set.download_params().unwrap());
-                    results.push(opt.states().get(opt.states().names()[0]).unwrap());
+                    assert_bits_eq(&results[0], &results[2], &format!("{what}: params"));
+                    assert_bits_eq(&results[1], &results[3], &format!("{what}: state"));
+                    pool.assert_gaps_untouched(ctx);
                 }
-                assert_bits_eq(&results[0], &results[2], &format!("{what}: params"));
-                assert_bits_eq(&results[1], &results[3], &format!("{what}: state"));
-                pool.assert_gaps_untouched(&ctx);
             }
         }
+        for_each_rule(&mut EveryRule(ctx()));
     }
 
     /// Gradients in a new buffer every step (three pools in rotation, each its own layout):
