@@ -76,7 +76,7 @@ pub enum Error {
     /// A total norm given to `clip_grads_with_norm` must not be negative.
     #[error("total_norm must be >= 0 (NaN or +Inf count as non-finite gradients); got {0}")]
     InvalidTotalNorm(f32),
-    /// Words that are not a [`crate::ShardPartial`], or partials that cannot be combined.
+    /// Words that are not a [`crate::shard::ShardPartial`], or partials that cannot be combined.
     #[error("invalid shard partial: {0}")]
     InvalidShardPartial(String),
     /// The gradient scale must be finite and > 0, with a finite reciprocal.

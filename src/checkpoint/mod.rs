@@ -49,7 +49,7 @@ pub(crate) struct Checkpoint {
     pub states: Vec<(String, Vec<Vec<f32>>)>,
 }
 
-/// What [`Optimizer::load_with`](crate::Optimizer::load_with) does with tensors the set
+/// What [`CheckpointIo::load_with`](crate::CheckpointIo::load_with) does with tensors the set
 /// has and the checkpoint does not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MissingTensors {
@@ -61,7 +61,7 @@ pub enum MissingTensors {
     FreshState,
 }
 
-/// What [`Optimizer::load_with`](crate::Optimizer::load_with) does with tensors the
+/// What [`CheckpointIo::load_with`](crate::CheckpointIo::load_with) does with tensors the
 /// checkpoint has and the set does not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UnexpectedTensors {

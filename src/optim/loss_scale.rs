@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 /// A dynamic loss scaler's settings (`torch.amp.GradScaler`'s, defaults included, plus
 /// Megatron / DeepSpeed hysteresis).
 ///
-/// With a scaler set ([`crate::Optimizer::set_loss_scaler`]), each step unscales the
+/// With a scaler set ([`crate::LossScaling::set_scaler`]), each step unscales the
 /// gradients by the scale held in the optimizer's device state (`g / scale`, fused in the
 /// update; the norm too), skips the update when a gradient is NaN/±Inf or the norm
 /// overflows (`found_inf`), and then updates the scale on the device
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// once `hysteresis` consecutive overflows have been seen, `scale ← scale ·
 /// backoff_factor`; after `growth_interval` steps without overflow, `scale ← scale ·
 /// growth_factor` (if finite). The training loop multiplies its loss by the current
-/// scale, read on the device from [`crate::Optimizer::loss_scale_binding`].
+/// scale, read on the device from [`crate::LossScaling::binding`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LossScaler {
     /// The first scale. Default 65536 (2^16).

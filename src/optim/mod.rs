@@ -91,7 +91,7 @@ impl StepOptions {
     }
 }
 
-/// What every rule's optimizer type ([`RuleConfig::Optimizer`]) shares: PyTorch's `step`
+/// What every rule's optimizer type ([`RuleOptimizer::Optimizer`]) shares: PyTorch's `step`
 /// and learning rate, and one accessor per further concern (groups, states, checkpoints,
 /// the loss scale), so the trait stays small and a training loop holding a
 /// `Box<dyn Optimizer>` still does everything. Each type's `new(params, config)`,

@@ -61,7 +61,7 @@ impl ParamSet {
         self.read_values(Some(t), false)
     }
 
-    /// Whether 16-bit tensors keep f32 master weights ([`ArenaOptions::master_weights`]).
+    /// Whether 16-bit tensors keep f32 master weights ([`crate::ArenaOptions::master_weights`]).
     pub fn has_master_weights(&self) -> bool {
         self.model.iter().any(Option::is_some) || !self.host_model.is_empty()
     }
