@@ -7,29 +7,7 @@
 use serde_json::Value;
 
 use super::{rules::for_each_rule, RuleConfig, RuleVisitor, TensorStep};
-use crate::consts::tolerance::{PYTORCH_STEP_ABS, UPDATE_ABS, UPDATE_ULPS};
-use crate::reference::ulps;
-
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("an array of numbers")
-        .iter()
-        .map(|x| x.as_f64().expect("a number") as f32)
-        .collect()
-}
-
-/// Within a reference step's distance of PyTorch's (see `PYTORCH_STEP_ABS`).
-fn assert_step_close(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let diff = (g - w).abs();
-        assert!(
-            diff <= UPDATE_ABS || ulps(g, w) <= UPDATE_ULPS || diff <= PYTORCH_STEP_ABS,
-            "{what}[{i}]: reference {g:e}, PyTorch {w:e} ({} ulp)",
-            ulps(g, w)
-        );
-    }
-}
+use crate::reference::golden::{assert_ulps, f32s};
 
 /// `C`'s config from PyTorch's keyword arguments `kwargs` over `C`'s defaults (PyTorch's);
 /// every keyword must name a field.
@@ -76,7 +54,7 @@ impl RuleVisitor for Case<'_> {
                 states,
             };
             config.reference_step(k as u32 + 1, tensor);
-            assert_step_close(&params, &f32s(&step["params"]), &format!("{what}: params"));
+            assert_ulps(&params, &f32s(&step["params"]), &format!("{what}: params"));
             let want = step["state"].as_object().unwrap();
             let mut kept_names: Vec<&str> = names.iter().flatten().copied().collect();
             kept_names.sort_unstable();
@@ -86,7 +64,7 @@ impl RuleVisitor for Case<'_> {
             for (slot, name) in names.iter().enumerate() {
                 let Some(name) = name else { continue };
                 let values = f32s(&want[*name]);
-                assert_step_close(&slots[slot], &values, &format!("{what}: {name}"));
+                assert_ulps(&slots[slot], &values, &format!("{what}: {name}"));
                 // The next step starts from PyTorch's state, so errors do not accumulate.
                 slots[slot] = values;
             }

@@ -14,7 +14,8 @@ fn fixtures() -> Value {
     serde_json::from_str(text).expect("fixtures/pytorch.json parses")
 }
 
-fn f32s(v: &Value) -> Vec<f32> {
+/// A fixture's array of numbers as f32s (the fixtures hold each f32 exactly).
+pub(crate) fn f32s(v: &Value) -> Vec<f32> {
     v.as_array()
         .expect("an array of numbers")
         .iter()
@@ -67,7 +68,9 @@ fn assert_all_rel(got: &[f32], want: &[f32], tol: f64, what: &str) {
     }
 }
 
-fn assert_ulps(got: &[f32], want: &[f32], what: &str) {
+/// Within a reference step's distance of PyTorch's (`UPDATE_ULPS`, `UPDATE_ABS`, or
+/// `PYTORCH_STEP_ABS` where ATen fuses what clipstep rounds on its own).
+pub(crate) fn assert_ulps(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         assert!(

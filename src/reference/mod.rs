@@ -24,7 +24,7 @@
 mod agc;
 mod clip;
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 mod norm;
 mod optim;
 mod precision;
