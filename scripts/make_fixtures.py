@@ -2,7 +2,8 @@
 """Golden fixtures for the CPU reference, from PyTorch.
 
 Writes fixtures/pytorch.json: norms, clip_grad_norm_ / clip_grads_with_norm_ /
-clip_grad_value_, a few steps of SGD, Adam, AdamW and RMSprop and twelve of Adagrad
+clip_grad_value_, a few steps of SGD, Adam, AdamW and RMSprop and twelve of Adagrad and
+Adamax
 (single-tensor loops, foreach=False, on CPU in float32) with the optimizer states after
 every step, and AdamW
 with three parameter groups, one left out of the global norm, and adaptive gradient
@@ -103,6 +104,11 @@ OPTIMIZERS = [
     ("Adagrad", torch.optim.Adagrad,
      dict(lr=5e-2, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1), 12),
     ("Adagrad", torch.optim.Adagrad, dict(lr=1e-2, maximize=True, eps=1e-6), 12),
+    # Adamax, appended after Adagrad (the cases above keep their numbers).
+    ("Adamax", torch.optim.Adamax, dict(lr=1e-2), 12),
+    ("Adamax", torch.optim.Adamax,
+     dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.01, maximize=True), 12),
+    ("Adamax", torch.optim.Adamax, dict(lr=5e-2, eps=1e-3), 12),
 ]
 
 
