@@ -70,7 +70,6 @@ pub fn run(dir: &Path) -> clipstep::Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args()
         .nth(1)

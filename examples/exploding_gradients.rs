@@ -8,8 +8,6 @@
 //!
 //!     cargo run --release --example exploding_gradients
 
-mod support;
-
 use std::error::Error;
 use std::path::PathBuf;
 
@@ -18,6 +16,7 @@ use clipstep::{
     Adam, AdamConfig, Clip, Context, Norm, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
     StepOptions, TensorSpec,
 };
+use clipstep_tools::support;
 use support::{line_chart, Chart, Series};
 
 /// Command-line options.
@@ -42,8 +41,10 @@ pub struct Args {
 
 /// One training run: its label and colour, and per step the loss and the gradient norm
 /// before clipping.
+#[derive(serde::Serialize)]
 pub struct Run {
     pub label: String,
+    #[serde(skip)]
     pub color: plotters::style::RGBColor,
     pub losses: Vec<f64>,
     pub grad_norms: Vec<f64>,
@@ -215,7 +216,6 @@ pub fn plot(args: &Args, runs: &[Run]) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-#[allow(dead_code)]
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     let runs = run(&args)?;
@@ -239,6 +239,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
     }
     plot(&args, &runs)?;
+    support::write_json(&args.out, "exploding_gradients", &runs)?;
     println!(
         "wrote {}/loss_curves.png and {}/grad_norms.png",
         args.out.display(),

@@ -8,13 +8,12 @@
 //!
 //!     cargo run --release --example gradient_field -- --max-norm 1.5
 
-mod support;
-
 use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Parser;
 use clipstep::{Context, Nonfinite, Norm, TensorSpec};
+use clipstep_tools::support;
 use plotters::prelude::*;
 
 /// Command-line options.
@@ -32,6 +31,7 @@ pub struct Args {
 }
 
 /// Grid points, raw gradients and clipped gradients.
+#[derive(serde::Serialize)]
 pub struct Field {
     pub points: Vec<(f32, f32)>,
     pub raw: Vec<(f32, f32)>,
@@ -157,7 +157,6 @@ fn draw(root: &Panel<'_>, args: &Args, field: &Field) -> Result<(), Box<dyn Erro
     panel(&right, &title, field, &field.clipped, scale)
 }
 
-#[allow(dead_code)]
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     let field = run(&args)?;
@@ -173,5 +172,6 @@ fn main() -> Result<(), Box<dyn Error>> {
         args.max_norm
     );
     println!("wrote {}", plot(&args, &field)?.display());
+    support::write_json(&args.out, "gradient_field", &field)?;
     Ok(())
 }

@@ -5,13 +5,12 @@
 //!
 //!     cargo run --release --example linear_regression
 
-mod support;
-
 use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Parser;
 use clipstep::{Context, Optimizer, Sgd, SgdConfig, StepOptions, TensorSpec};
+use clipstep_tools::support;
 
 /// Command-line options.
 #[derive(Parser, Debug, Clone)]
@@ -34,6 +33,7 @@ const FEATURES: usize = 10;
 const SAMPLES: usize = 128;
 
 /// Loss per epoch and final weights, for one backend.
+#[derive(serde::Serialize)]
 pub struct Fit {
     pub losses: Vec<f32>,
     pub weights: Vec<f32>,
@@ -101,7 +101,6 @@ pub fn run(args: &Args) -> Result<(Fit, Fit), Box<dyn Error>> {
     Ok((fit(&Context::new()?, args)?, fit(&Context::cpu(), args)?))
 }
 
-#[allow(dead_code)]
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     let ctx = Context::new()?;
@@ -116,6 +115,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     std::fs::write(args.out.join("linear_regression.csv"), csv)?;
+    support::write_json(&args.out, "linear_regression", &(&gpu, &cpu))?;
     let (_, _, w_true) = data();
     println!(
         "\n{:>6} {:>12} {:>12} {:>12}",

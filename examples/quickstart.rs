@@ -3,8 +3,6 @@
 //!
 //!     cargo run --release --example quickstart
 
-mod support;
-
 use std::error::Error;
 use std::path::PathBuf;
 
@@ -13,6 +11,7 @@ use clipstep::consts::tolerance::{TRAJECTORY_FLOOR, TRAJECTORY_REL};
 use clipstep::{
     AdamW, AdamWConfig, Clip, Context, Norm, Optimizer, ParamSet, StepOptions, TensorSpec,
 };
+use clipstep_tools::support;
 use support::harness::{max_errors, sample_data};
 
 /// A small transformer block's parameters.
@@ -102,7 +101,6 @@ pub fn run() -> clipstep::Result<Summary> {
     })
 }
 
-#[allow(dead_code)]
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     let s = run()?;

@@ -1,4 +1,5 @@
-//! Mixed-precision training on the GPU: the two-layer MLP of `train_on_gpu` with its
+//! Mixed-precision training on the GPU: the two-layer MLP of `train_on_gpu`
+//! (`clipstep_tools::mlp`) with its
 //! parameters and gradients in bf16 (or f16), f32 master weights and moments, and the
 //! dynamic loss scale kept on the device. The forward pass reads the 16-bit parameters
 //! clipstep writes; the backward pass computes f32 gradients of the *scaled* loss (it
@@ -11,26 +12,19 @@
 //! `train_mixed_scale.png` (the loss scale) to `--out` (default `out/`).
 //!
 //!     cargo run --release --example train_mixed
-// The f32 run is `train_on_gpu`'s, included as a module: it declares `support` too.
-#![allow(clippy::duplicate_mod)]
-
-mod support;
-
-#[allow(dead_code)]
-#[path = "train_on_gpu.rs"]
-pub mod f32_run;
 
 use std::error::Error;
 
 use clap::Parser;
 use clipstep::{AdamW, ArenaOptions, Context, Dtype, LossScaler, Optimizer, ParamSet, StepOptions};
-use f32_run::{D, H, N, PARAMS};
+use clipstep_tools::mlp::{self, D, H, N, PARAMS};
+use clipstep_tools::{gpu, support};
 
 /// Command-line options: `train_on_gpu`'s, and the scaler's growth interval.
 #[derive(Parser, Debug, Clone)]
 pub struct Args {
     #[command(flatten)]
-    pub run: f32_run::Args,
+    pub run: mlp::TrainArgs,
     /// The loss scaler's growth interval (PyTorch's default is 2000; short here so the
     /// scale visibly grows and, in f16, overflows and backs off).
     #[arg(long, default_value_t = 25)]
@@ -46,13 +40,6 @@ const HEAD: &str = r#"
 struct Dims { n: u32, d: u32, h: u32, w1: u32, b1: u32, w2: u32, b2: u32, words: u32, scale_at: u32, f16: u32, _p0: u32, _p1: u32 }
 
 @group(0) @binding(0) var<storage, read> params: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> t: array<f32>;
-@group(0) @binding(3) var<storage, read_write> hidden: array<f32>;
-@group(0) @binding(4) var<storage, read_write> resid: array<f32>;
-@group(0) @binding(5) var<uniform> dims: Dims;
-@group(0) @binding(6) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(7) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(8) var<storage, read_write> grads16: array<u32>;
 @group(0) @binding(9) var<storage, read> step_state: array<f32>;
 
@@ -97,6 +84,7 @@ fn pack(@builtin(global_invocation_id) id: vec3<u32>) {
 pub type Curve = Vec<(usize, f32, f32)>;
 
 /// One 16-bit run: its logged steps, and how many steps the scaler skipped (overflow).
+#[derive(serde::Serialize)]
 pub struct Run {
     pub curve: Curve,
     pub skipped: usize,
@@ -104,19 +92,18 @@ pub struct Run {
 
 /// The 16-bit run: `dtype` parameters and gradients, f32 master weights, a dynamic scale.
 pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Error>> {
-    use f32_run::gpu;
     let (device, queue) = ctx
         .device_queue()
         .ok_or("this example needs a GPU adapter")?;
-    let (x, t, init) = f32_run::data();
-    let mut set = ParamSet::new(ctx, &f32_run::specs(), ArenaOptions::mixed(dtype))?;
+    let (x, t, init) = mlp::data();
+    let mut set = ParamSet::new(ctx, &mlp::specs(), ArenaOptions::mixed(dtype))?;
     set.upload_params(&init)?;
-    let mut opt = AdamW::new(&set, f32_run::config())?;
+    let mut opt = AdamW::new(&set, mlp::config())?;
     opt.loss_scaling().set_scaler(Some(LossScaler {
         growth_interval: args.growth_interval,
         ..Default::default()
     }))?;
-    let options: StepOptions = f32_run::options();
+    let options: StepOptions = mlp::options();
 
     let at = |name: &str| -> clipstep::Result<u32> {
         let views = set.param_views(name)?;
@@ -142,9 +129,9 @@ pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Er
         0,
         0,
     ];
-    let mlp = f32_run::MlpBuffers::new(device, &x, &t, &dims);
+    let mlp = mlp::MlpBuffers::new(device, &x, &t, &dims);
     let scratch = gpu::storage(device, "f32 gradients", &vec![0.0; 2 * words as usize]);
-    let shader = format!("{HEAD}{}", f32_run::PASSES);
+    let shader = format!("{HEAD}{}", mlp::PASSES);
     let pipelines = gpu::pipelines(device, &shader, &["forward", "backward", "pack"]);
     let forward = mlp.forward(device, &pipelines[0], &params_buf);
     let backward = mlp.backward(device, &pipelines[1], &params_buf, &scratch);
@@ -184,7 +171,7 @@ pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Er
 /// The f32 run of `train_on_gpu`, bf16 and f16 runs: (f32, bf16, f16).
 pub fn run(args: &Args) -> Result<(Curve, Run, Run), Box<dyn Error>> {
     let ctx = Context::new()?;
-    let f32_curve = f32_run::train_gpu(&ctx, &args.run)?
+    let f32_curve = mlp::train_gpu(&ctx, args.run.steps, args.run.log_every)?
         .into_iter()
         .map(|(s, l)| (s, l, 1.0))
         .collect();
@@ -195,7 +182,6 @@ pub fn run(args: &Args) -> Result<(Curve, Run, Run), Box<dyn Error>> {
     ))
 }
 
-#[allow(dead_code)]
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     println!("adapter: {}", Context::new()?.describe());
@@ -224,6 +210,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let loss = |p: &(usize, f32, f32)| p.1;
     let scale = |p: &(usize, f32, f32)| p.2;
     let dir = support::out_dir(&args.run.out)?;
+    let runs = (&f32_curve, &bf16_run, &f16_run);
+    support::write_json(&dir, "train_mixed", &runs)?;
     let chart = support::Chart {
         title: "Two-layer MLP: 16-bit parameters and gradients, f32 master weights",
         x_label: "step",

@@ -14,7 +14,7 @@ REPEATS="${REPEATS:-21}"
 OUT_DIR="${OUT_DIR:-out/gpu-compare}"
 mkdir -p "$OUT_DIR"
 if [ -z "${CLIPSTEP:-}" ]; then
-  cargo build --release --bin clipstep
+  cargo build --release -p clipstep-tools
   CLIPSTEP=target/release/clipstep
 fi
 export CLIPSTEP_REQUIRE_GPU=1 WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"

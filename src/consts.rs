@@ -84,6 +84,13 @@ pub mod tolerance {
     /// trajectory's difference, carried through the model's forward pass. Parameters a
     /// training run moved compare the same way, relative to how far they moved.
     pub const TRAINING_LOSS_REL: f32 = 1e-4;
+    /// A training run in bf16 (parameters and gradients, f32 master weights, a dynamic loss
+    /// scale) against the same run in f32, loss by loss: bf16's 8-bit mantissa, carried
+    /// through the forward pass, over tens of steps (`examples/train_mixed.rs`).
+    pub const BF16_TRAINING_LOSS_REL: f32 = 0.1;
+    /// The same in f16, whose run also lags by the steps it skips while its loss scale
+    /// overflows and backs off.
+    pub const F16_TRAINING_LOSS_REL: f32 = 0.3;
     /// A loss or a single step compared relative to `max(|x|, STEP_FLOOR)`: values near zero
     /// compare absolutely (tighter than `TRAJECTORY_FLOOR`, which covers 100 steps).
     pub const STEP_FLOOR: f64 = 1e-3;

@@ -50,11 +50,11 @@ pub use error::{Error, Result};
 pub use optim::loss_scale::LossScaler;
 pub use optim::rules::*;
 pub use optim::{
-    CheckpointIo, GroupRates, LossScaling, Optimizer, ParamGroup, RuleConfig, RuleOptimizer,
-    RuleVisitor, States, StepOptions, TensorStep,
+    CheckpointIo, GroupRates, LossScaling, Optimizer, ParamGroup, RuleConfig, RuleDeclaration,
+    RuleVisitor, States, StepOptions,
 };
 pub use options::{Clip, Nonfinite, Norm};
-pub use reference::Units;
+pub use reference::{TensorStep, Units};
 pub use report::{Report, StepState};
 pub use storage::arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
 pub use storage::layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};

@@ -3,11 +3,7 @@
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../src/bin/clipstep/bench.rs"]
-mod bench;
-
-use bench::{run, BenchConfig};
+use clipstep_tools::bench::{run, BenchConfig};
 
 #[test]
 fn bench_measures_every_operation_and_ratio() {

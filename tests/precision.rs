@@ -1031,9 +1031,11 @@ mod loss_scale {
                 let mut p = before.clone();
                 let g: Vec<f32> = grads.iter().map(|&g| g * (1.0 / want.scale)).collect();
                 reference::sgd(
-                    &mut p,
-                    &g,
-                    None,
+                    clipstep::TensorStep {
+                        params: &mut p,
+                        grads: &g,
+                        states: [None, None, None],
+                    },
                     steps == 1,
                     0.1,
                     0.0,

@@ -8,7 +8,7 @@
 
 mod common;
 
-use clipstep::consts::tolerance::TRUST_STEP_REL;
+use clipstep::consts::tolerance::{NORM_REL, TRUST_STEP_REL};
 use clipstep::*;
 use common::harness::three_groups;
 use common::steps::*;
@@ -502,13 +502,7 @@ fn a_step_without_a_norm_reports_no_tensor_norms_on_every_backend() {
         let scaled: Vec<f32> = grads.iter().map(|g| g / 4.0).collect();
         let want = reference::per_tensor_norms(&split(&scaled, &sizes), 2.0);
         let got = report.tensor_norms_blocking().unwrap();
-        assert_close(
-            &got,
-            &want,
-            clipstep::consts::tolerance::NORM_REL,
-            f64::MIN_POSITIVE,
-            "step report",
-        );
+        assert_close(&got, &want, NORM_REL, f64::MIN_POSITIVE, "step report");
         // Then a step that computes no norm: the report holds none, not the last step's.
         let plain = StepOptions {
             nonfinite: Nonfinite::Propagate,
@@ -938,7 +932,7 @@ mod groups {
                 assert_rel(
                     state.total_norm,
                     total,
-                    2e-6,
+                    clipstep::consts::tolerance::NORM_REL,
                     &format!("step {k} total norm"),
                 );
                 for n in names {
@@ -1036,7 +1030,7 @@ mod groups {
         assert_rel(
             state.total_norm,
             total,
-            2e-6,
+            clipstep::consts::tolerance::NORM_REL,
             "total norm over groups 0 and 2",
         );
         let want = expected(&|g, p, grad, s, at| {
@@ -1044,12 +1038,13 @@ mod groups {
             let [m, v, _] = &mut s[..] else {
                 unreachable!()
             };
+            let states = [Some(&mut m[at..at + len]), Some(&mut v[at..at + len]), None];
             reference::adam(
-                p,
-                grad,
-                &mut m[at..at + len],
-                &mut v[at..at + len],
-                None,
+                TensorStep {
+                    params: p,
+                    grads: grad,
+                    states,
+                },
                 1,
                 lrs[g],
                 betas(g),
@@ -1089,10 +1084,13 @@ mod groups {
         sgd.step(&mut set, &options).unwrap();
         let want = expected(&|g, p, grad, s, at| {
             let len = p.len();
+            let states = [Some(&mut s[0][at..at + len]), None, None];
             reference::sgd(
-                p,
-                grad,
-                Some(&mut s[0][at..at + len]),
+                TensorStep {
+                    params: p,
+                    grads: grad,
+                    states,
+                },
                 true,
                 lrs[g],
                 0.9,
@@ -1114,12 +1112,13 @@ mod groups {
         rms.step(&mut set, &options).unwrap();
         let want = expected(&|g, p, grad, s, at| {
             let len = p.len();
+            let states = [Some(&mut s[0][at..at + len]), None, None];
             reference::rmsprop(
-                p,
-                grad,
-                &mut s[0][at..at + len],
-                None,
-                None,
+                TensorStep {
+                    params: p,
+                    grads: grad,
+                    states,
+                },
                 lrs[g],
                 0.99,
                 1e-8,
@@ -1175,12 +1174,13 @@ mod groups {
         for (t, &len) in sizes.iter().enumerate() {
             let g = group_of(t);
             let r = at..at + len;
+            let states = [Some(&mut m[r.clone()]), Some(&mut v[r.clone()]), None];
             reference::adam(
-                &mut want[r.clone()],
-                &grads[r.clone()],
-                &mut m[r.clone()],
-                &mut v[r],
-                None,
+                TensorStep {
+                    params: &mut want[r.clone()],
+                    grads: &grads[r],
+                    states,
+                },
                 1,
                 lrs[g],
                 (0.9, 0.999),

@@ -5,8 +5,7 @@
 
 mod common;
 
-#[path = "../src/bin/clipstep/soak.rs"]
-mod soak;
+use clipstep_tools::soak;
 
 /// Growth allowed after warm-up: allocator noise, far below one leaked byte per element
 /// per step (the set has 65,536 elements: a per-step leak of even 1 KiB reaches 0.8 MiB).

@@ -12,18 +12,19 @@ use std::time::{Duration, Instant};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig as BurnAdamWConfig, GradientsParams};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use clap::Parser;
 use clipstep::{AdamWConfig, Clip, Norm, StepOptions};
 use clipstep_burn::{shared_device, BurnOptimizer};
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use clipstep_tools::harness::sample_data;
+use clipstep_tools::support;
 
-use common::tensor;
-
-#[path = "../../examples/support/mod.rs"]
-mod support;
+/// A tensor of `shape` on `device` holding deterministic values in `[-scale, scale)`.
+fn tensor<const D: usize>(device: &Device, shape: [usize; D], seed: u64, scale: f32) -> Tensor<D> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(sample_data(n, seed, scale), shape), device)
+}
 
 /// Command-line options.
 #[derive(Parser, Debug)]

@@ -12,11 +12,7 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-@group(0) @binding(6) var<uniform> groups: array<Adagrad, MAX_GROUPS>;
-
-fn apply(i: u32, at: At) {
-    let block = block_of(i);
-    let u = groups[group_of(block)];
+fn update(i: u32, at: At, block: u32, group: u32, u: Adagrad) {
     let p0 = load_param(at.p);
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     let sum0 = load_state(0u, i);

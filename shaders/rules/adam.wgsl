@@ -17,13 +17,9 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-@group(0) @binding(6) var<uniform> groups: array<Adam, MAX_GROUPS>;
 @group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
 
-fn apply(i: u32, at: At) {
-    let block = block_of(i);
-    let group = group_of(block);
-    let u = groups[group];
+fn update(i: u32, at: At, block: u32, group: u32, u: Adam) {
     let bias = group_bias[group];
     let p0 = load_param(at.p);
     // AdamW decays the parameter; Adam adds an L2 penalty to the gradient.

@@ -11,7 +11,6 @@
 // @binding(9) group_bias: (bc1, bc2) per group
 // params and grads through the access part at `at`; states indexed by the virtual vec4 i.
 
-@group(0) @binding(6) var<uniform> groups: array<Adamax, MAX_GROUPS>;
 @group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
 
 // torch.maximum: the larger of a and b, NaN when either is NaN.
@@ -21,10 +20,7 @@ fn maximum_keep_nan(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     return select(max(a, b), a + b, nan_a | nan_b);
 }
 
-fn apply(i: u32, at: At) {
-    let block = block_of(i);
-    let group = group_of(block);
-    let u = groups[group];
+fn update(i: u32, at: At, block: u32, group: u32, u: Adamax) {
     let p0 = load_param(at.p);
     let g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     let m0 = load_state(0u, i);

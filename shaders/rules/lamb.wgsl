@@ -13,12 +13,9 @@
 @group(0) @binding(11) var<storage, read> ratios: array<f32>;
 @group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
 
-fn apply(i: u32, at: At) {
-    let block = block_of(i);
-    let group = group_of(block);
+fn update(i: u32, at: At, block: u32, group: u32, u: Lamb) {
     let p0 = load_param(at.p);
     let bias = group_bias[group];
-    let u = groups[group];
     let mhat = div_rn(load_state(0u, i), vec4<f32>(bias.x));
     let vhat = div_rn(load_state(1u, i), vec4<f32>(bias.y));
     var d = div_rn(mhat, sqrt_rn(vhat + u.eps_root) + u.eps) + exact(u.weight_decay * p0);

@@ -3,8 +3,6 @@
 //
 // @binding(6) groups: one Lamb per parameter group
 
-@group(0) @binding(6) var<uniform> groups: array<Lamb, MAX_GROUPS>;
-
 // Optax's lamb scales every update by its trust ratio, with coefficient 1 and eps 0.
 fn trust_params(group: u32) -> vec3<f32> {
     return vec3<f32>(1.0, 0.0, 1.0);

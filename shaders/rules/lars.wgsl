@@ -12,9 +12,7 @@
 @group(0) @binding(11) var<storage, read> ratios: array<f32>;
 @group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
 
-fn apply(i: u32, at: At) {
-    let block = block_of(i);
-    let u = groups[group_of(block)];
+fn update(i: u32, at: At, block: u32, group: u32, u: Lars) {
     let p0 = load_param(at.p);
     var d = rule_grad(at.g, block) + exact(u.weight_decay * p0);
     if u.trust != 0u {

@@ -3,8 +3,6 @@
 //
 // @binding(6) groups: one Lars per parameter group
 
-@group(0) @binding(6) var<uniform> groups: array<Lars, MAX_GROUPS>;
-
 // (trust coefficient, eps, 1 when the group's updates are scaled by a trust ratio).
 fn trust_params(group: u32) -> vec3<f32> {
     let u = groups[group];

@@ -12,17 +12,13 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-@group(0) @binding(6) var<uniform> groups: array<Lion, MAX_GROUPS>;
-
 // jnp.sign: −1, 0 or 1, and NaN for NaN.
 fn sign_keep_nan(x: vec4<f32>) -> vec4<f32> {
     let nan = (bitcast<vec4<u32>>(x) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
     return select(sign(x), x, nan);
 }
 
-fn apply(i: u32, at: At) {
-    let block = block_of(i);
-    let u = groups[group_of(block)];
+fn update(i: u32, at: At, block: u32, group: u32, u: Lion) {
     let p0 = load_param(at.p);
     let g = rule_grad(at.g, block);
     let m0 = load_state(0u, i);

@@ -14,11 +14,7 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-@group(0) @binding(6) var<uniform> groups: array<Sgd, MAX_GROUPS>;
-
-fn apply(i: u32, at: At) {
-    let block = block_of(i);
-    let u = groups[group_of(block)];
+fn update(i: u32, at: At, block: u32, group: u32, u: Sgd) {
     let p0 = load_param(at.p);
     var g = signed_decayed(rule_grad(at.g, block), p0, u.maximize, u.weight_decay);
     if MOMENTUM && u.has_momentum_buffer != 0u {

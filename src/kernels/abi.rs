@@ -35,7 +35,9 @@ pub(crate) trait Shared: bytemuck::Pod {
 /// declaration generated from it (`wgsl()`: each field's doc as a comment, its type mapped
 /// by [`wgsl_type`]), and its `Shared` impl. Fields are `pub` within the crate. The Rust
 /// declaration is the one source; the naga layout test is the guard that the generated
-/// WGSL has the same offsets and size.
+/// WGSL has the same offsets and size. A rule's uniform is declared with each field's value
+/// (`Name = "Wgsl" for Config, … as c { field: f32 = <expression of c>, … }`), which also
+/// gives `From<&Config>` for each config.
 macro_rules! shared_struct {
     ($(#[$doc:meta])* $name:ident = $wgsl:literal {
         $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)?
@@ -73,6 +75,28 @@ macro_rules! shared_struct {
             const WGSL: &'static str = $wgsl;
             fn fields() -> Vec<(&'static str, usize)> {
                 vec![$((stringify!($field), std::mem::offset_of!($name, $field))),*]
+            }
+        }
+    };
+    // A rule's uniform: each field with the expression that computes it from the config
+    // `$c`, which gives `From<&Config>` for each config.
+    ($(#[$doc:meta])* $name:ident = $wgsl:literal for $($config:ty),+ as $c:ident $fields:tt) => {
+        $crate::kernels::abi::shared_struct!(@struct $(#[$doc])* $name = $wgsl $fields);
+        $($crate::kernels::abi::shared_struct!(@from $name, $config, $c, $fields);)+
+    };
+    (@struct $(#[$doc:meta])* $name:ident = $wgsl:literal {
+        $($(#[$fdoc:meta])* $field:ident : $ty:ty = $value:expr),* $(,)?
+    }) => {
+        $crate::kernels::abi::shared_struct! {
+            $(#[$doc])* $name = $wgsl { $($(#[$fdoc])* $field: $ty),* }
+        }
+    };
+    (@from $name:ident, $config:ty, $c:ident, {
+        $($(#[$fdoc:meta])* $field:ident : $ty:ty = $value:expr),* $(,)?
+    }) => {
+        impl From<&$config> for $name {
+            fn from($c: &$config) -> Self {
+                $name { $($field: $value),* }
             }
         }
     };

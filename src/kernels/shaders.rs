@@ -42,6 +42,9 @@ pub(crate) struct RuleShader {
     /// The WGSL declaration of its group table's row (generated from its Rust uniform,
     /// `shared_struct!`), which the table or body declares `groups` of.
     pub uniform: fn() -> String,
+    /// The WGSL name of that struct: the group table is declared (generated) as
+    /// `groups: array<uniform_name, MAX_GROUPS>` at binding 6.
+    pub uniform_name: &'static str,
     /// The Rust uniform's `(field, offset)` list and size, for the layout test.
     #[cfg_attr(not(test), allow(dead_code))]
     pub uniform_layout: fn() -> crate::kernels::abi::Layout,
@@ -60,6 +63,7 @@ macro_rules! rule_shader {
             apply: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/rules/", $name, ".wgsl")),
             trust: None,
             uniform: <$uniform>::wgsl,
+            uniform_name: <$uniform as $crate::kernels::abi::Shared>::WGSL,
             uniform_layout: <$uniform as $crate::kernels::abi::Shared>::layout,
             state_slots: $slots,
         }
@@ -181,7 +185,14 @@ impl Body {
             Body::Clamp => vec![include_str!("../../shaders/clamp.wgsl"), ELEMENTWISE],
             Body::ScalePerTensor => vec![include_str!("../../shaders/scale_per_tensor.wgsl")],
             Body::Agc => vec![include_str!("../../shaders/agc.wgsl"), REDUCE_VEC2],
-            Body::Update(rule) => vec![rule.table, rule.apply, UPDATE, ROUNDING, ELEMENTWISE],
+            Body::Update(rule) => vec![
+                rule.table,
+                rule.apply,
+                include_str!("../../shaders/rule_update.wgsl"),
+                UPDATE,
+                ROUNDING,
+                ELEMENTWISE,
+            ],
             Body::Trust(rule) => vec![
                 rule.table,
                 rule.trust.unwrap_or_default(),
@@ -432,6 +443,10 @@ impl KernelKey {
         if let Body::Update(rule) | Body::Trust(rule) | Body::Fold(rule) = self.body {
             out.push('\n');
             out.push_str(&(rule.uniform)());
+            out.push_str(&format!(
+                "@group(0) @binding(6) var<uniform> groups: array<{}, MAX_GROUPS>;\n",
+                rule.uniform_name
+            ));
         }
         if let Body::Update(rule) | Body::Trust(rule) = self.body {
             out.push('\n');
@@ -916,6 +931,7 @@ mod tests {
             apply: "",
             trust: None,
             uniform: String::new,
+            uniform_name: "Rule",
             uniform_layout: || (Vec::new(), 0),
             state_slots: 1,
         };

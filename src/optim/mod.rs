@@ -9,6 +9,7 @@
 //! skipped steps do not advance it. Hyperparameters are f64,
 //! as PyTorch's Python floats: constants such as `1 − β` are computed in f64 on the host.
 
+mod declare;
 mod engine;
 #[cfg(test)]
 mod golden;
@@ -20,8 +21,11 @@ pub mod rules;
 pub use groups::ParamGroup;
 pub use handles::{CheckpointIo, GroupRates, LossScaling, States};
 
+pub(crate) use declare::{optimizer, rule, rule_kernel};
+
 use crate::dtype::Rounding;
 use crate::error::{Error, Result};
+use crate::reference::TensorStep;
 
 use crate::options::Clip;
 use crate::options::{Nonfinite, Norm};
@@ -91,7 +95,7 @@ impl StepOptions {
     }
 }
 
-/// What every rule's optimizer type ([`RuleOptimizer::Optimizer`]) shares: PyTorch's `step`
+/// What every rule's optimizer type ([`RuleDeclaration::Optimizer`]) shares: PyTorch's `step`
 /// and learning rate, and one accessor per further concern (groups, states, checkpoints,
 /// the loss scale), so the trait stays small and a training loop holding a
 /// `Box<dyn Optimizer>` still does everything. Each type's `new(params, config)`,
@@ -144,7 +148,7 @@ pub trait Optimizer {
 /// (PyTorch's, or Optax's for the rules PyTorch lacks); the config deserializes from that
 /// library's keyword arguments (serde, the fields bearing their names).
 pub trait RuleConfig:
-    RuleOptimizer
+    RuleDeclaration
     + Clone
     + std::fmt::Debug
     + Default
@@ -154,16 +158,11 @@ pub trait RuleConfig:
     + Sync
     + 'static
 {
-    /// The rule's name, as in PyTorch (or Optax): also the optimizer tag of checkpoints.
-    const NAME: &'static str;
-    /// Configurations that between them exercise each option of the rule (the test matrix
-    /// runs every one under every clip). The first is the rule's representative: many
-    /// options at once, the one `clipstep verify` checks on every case and set, the 100-step
-    /// trajectory tests follow, and `clipstep bench` times (as `scripts/bench_torch.py` runs
-    /// PyTorch's twin).
-    fn examples() -> Vec<Self>;
-    /// The states this configuration keeps, by state slot (`None`: a slot it leaves unused).
-    fn state_names(&self) -> [Option<&'static str>; 3];
+    /// The states this configuration keeps, by state slot (`None`: a slot it leaves unused;
+    /// by default it keeps every slot of [`RuleDeclaration::STATES`]).
+    fn state_names(&self) -> [Option<&'static str>; 3] {
+        std::array::from_fn(|slot| Self::STATES.get(slot).copied())
+    }
     /// Each state slot's fresh value (Adagrad's `initial_accumulator_value`; 0 for the rest).
     fn initial_state(&self) -> [f32; 3] {
         [0.0; 3]
@@ -189,9 +188,20 @@ pub trait RuleConfig:
     }
 }
 
-/// A rule config's optimizer type, implemented beside each rule by the `optimizer!` macro
-/// that declares the type.
-pub trait RuleOptimizer: Sized {
+/// What a rule's declaration (`rule!` in its `src/optim/rules/<rule>.rs`) gives its
+/// config: its name, its state slots, its examples and its optimizer type.
+pub trait RuleDeclaration: Sized {
+    /// The rule's name, as in PyTorch (or Optax): also the optimizer tag of checkpoints.
+    const NAME: &'static str;
+    /// The rule's state slots, in order, by PyTorch's state names (a config may leave some
+    /// unused: [`RuleConfig::state_names`]).
+    const STATES: &'static [&'static str];
+    /// Configurations that between them exercise each option of the rule (the test matrix
+    /// runs every one under every clip). The first is the rule's representative: many
+    /// options at once, the one `clipstep verify` checks on every case and set, the 100-step
+    /// trajectory tests follow, and `clipstep bench` times (as `scripts/bench_torch.py` runs
+    /// PyTorch's twin).
+    fn examples() -> Vec<Self>;
     /// The optimizer type users name for this rule.
     type Optimizer: Optimizer + 'static;
     /// The optimizer over `params` with parameter groups (PyTorch's `param_groups`), each
@@ -199,143 +209,11 @@ pub trait RuleOptimizer: Sized {
     fn optimizer(params: &ParamSet, groups: Vec<ParamGroup<Self>>) -> Result<Self::Optimizer>;
 }
 
-/// One tensor's step for [`RuleConfig::reference_step`]: its parameters, its (clipped,
-/// unscaled) gradients, and its states by slot (`None`: a slot the config leaves unused).
-pub struct TensorStep<'a> {
-    /// The parameters, updated in place.
-    pub params: &'a mut [f32],
-    /// The gradients the rule applies.
-    pub grads: &'a [f32],
-    /// The states by slot, updated in place.
-    pub states: [Option<&'a mut [f32]>; 3],
-}
-
 /// Code run for every registered rule's config type ([`crate::for_each_rule`]).
 pub trait RuleVisitor {
     /// Called once per registered config type.
     fn visit<C: RuleConfig>(&mut self);
 }
-
-/// Declares an optimizer type over the engine with rule `$config`, implementing
-/// [`Optimizer`] by delegation.
-macro_rules! optimizer {
-    ($(#[$doc:meta])* $name:ident($config:ty)) => {
-        $(#[$doc])*
-        pub struct $name(crate::optim::engine::Engine<$config>);
-
-        impl $name {
-            /// An optimizer for `params` with zeroed state, one parameter group of every
-            /// tensor; `config` is checked with PyTorch's rules
-            /// ([`crate::Error::InvalidHyperparameter`]).
-            pub fn new(params: &crate::storage::param_set::ParamSet, config: $config) -> crate::error::Result<Self> {
-                let names = params.tensors().iter().map(|t| t.name.clone());
-                Self::with_groups(params, vec![crate::optim::ParamGroup::new(names, config)])
-            }
-
-            /// An optimizer with parameter groups (PyTorch's `param_groups`): every tensor
-            /// in exactly one group, each group's config checked with PyTorch's rules, all
-            /// keeping the same states ([`crate::Error::InvalidGroups`] otherwise).
-            pub fn with_groups(
-                params: &crate::storage::param_set::ParamSet,
-                groups: Vec<crate::optim::ParamGroup<$config>>,
-            ) -> crate::error::Result<Self> {
-                Self::with_state_dtype(params, groups, crate::dtype::Dtype::F32)
-            }
-
-            /// [`Self::with_groups`] keeping the optimizer's states in `state_dtype`: f32, or
-            /// for Adam and AdamW bf16 (half the state memory; each write rounded
-            /// stochastically, the random bits of state k of element e at step t being
-            /// `reference::rounding_bits(seed ^ 0x9e3779b9·(k+1), t, e)` with the step's
-            /// rounding seed, 0 under nearest-even rounding). Other rules and f16 states are
-            /// [`crate::Error::NotSupported`]; bf16 states need a GPU.
-            pub fn with_state_dtype(
-                params: &crate::storage::param_set::ParamSet,
-                groups: Vec<crate::optim::ParamGroup<$config>>,
-                state_dtype: crate::dtype::Dtype,
-            ) -> crate::error::Result<Self> {
-                crate::optim::engine::Engine::new(params, groups, state_dtype).map($name)
-            }
-
-            /// The hyperparameters of the first parameter group.
-            pub fn config(&self) -> &$config {
-                &self.0.groups[0].config
-            }
-
-            /// The parameter groups (PyTorch's `param_groups`).
-            pub fn param_groups(&self) -> &[crate::optim::ParamGroup<$config>] {
-                &self.0.groups
-            }
-        }
-
-        impl crate::optim::Optimizer for $name {
-            fn step(
-                &mut self,
-                params: &mut crate::storage::param_set::ParamSet,
-                options: &crate::optim::StepOptions,
-            ) -> crate::error::Result<crate::report::Report> {
-                self.0.step(params, options)
-            }
-            fn encode_step(
-                &mut self,
-                encoder: &mut wgpu::CommandEncoder,
-                params: &mut crate::storage::param_set::ParamSet,
-                options: &crate::optim::StepOptions,
-            ) -> crate::error::Result<crate::report::Report> {
-                self.0.encode_step(encoder, params, options)
-            }
-            fn norm_partial(
-                &self,
-                params: &mut crate::storage::param_set::ParamSet,
-                norm: crate::options::Norm,
-                nonfinite: crate::options::Nonfinite,
-                rank: usize,
-            ) -> crate::error::Result<crate::shard::ShardPartial> {
-                self.0.norm_partial(params, norm, nonfinite, rank)
-            }
-            fn learning_rate(&self) -> f64 {
-                self.0.groups[0].config.lr
-            }
-            fn set_learning_rate(&mut self, lr: f64) -> crate::error::Result<()> {
-                let name = <$config as crate::optim::RuleConfig>::NAME;
-                crate::optim::check_non_negative(name, "lr", lr)?;
-                self.0.groups.iter_mut().for_each(|g| g.config.lr = lr);
-                Ok(())
-            }
-            fn groups(&mut self) -> crate::optim::GroupRates<'_> {
-                crate::optim::GroupRates { ops: &mut self.0 }
-            }
-            fn states(&self) -> crate::optim::States<'_> {
-                crate::optim::States { ops: &self.0 }
-            }
-            fn checkpoint(&mut self) -> crate::optim::CheckpointIo<'_> {
-                crate::optim::CheckpointIo { ops: &mut self.0 }
-            }
-            fn loss_scaling(&mut self) -> crate::optim::LossScaling<'_> {
-                crate::optim::LossScaling { ops: &mut self.0 }
-            }
-        }
-
-        impl crate::optim::RuleOptimizer for $config {
-            type Optimizer = $name;
-            fn optimizer(
-                params: &crate::storage::param_set::ParamSet,
-                groups: Vec<crate::optim::ParamGroup<$config>>,
-            ) -> crate::error::Result<$name> {
-                $name::with_groups(params, groups)
-            }
-        }
-
-        impl crate::optim::engine::LearningRate for $config {
-            fn lr(&self) -> f64 {
-                self.lr
-            }
-            fn set_lr(&mut self, lr: f64) {
-                self.lr = lr;
-            }
-        }
-    };
-}
-pub(crate) use optimizer;
 
 /// `Err(InvalidHyperparameter)` unless `ok`.
 pub(crate) fn check(

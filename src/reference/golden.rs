@@ -165,9 +165,11 @@ fn reference_step(
             let mut m = take("exp_avg");
             let betas = (get("b1", 0.9), get("b2", 0.99));
             lion(
-                params,
-                grad,
-                &mut m,
+                TensorStep {
+                    params,
+                    grads: grad,
+                    states: [Some(&mut m), None, None],
+                },
                 get("learning_rate", 1e-4),
                 betas,
                 get("weight_decay", 1e-3),
@@ -262,9 +264,11 @@ fn trust_ratio_steps_match_optax() {
                 let (p, g) = (&mut params[t], &grads[t]);
                 if name == "LARS" {
                     lars(
-                        p,
-                        g,
-                        &mut states[0][t],
+                        TensorStep {
+                            params: p,
+                            grads: g,
+                            states: [Some(&mut states[0][t]), None, None],
+                        },
                         get("learning_rate", 0.1),
                         get("weight_decay", 0.0),
                         get("trust_coefficient", 0.001),
@@ -276,10 +280,11 @@ fn trust_ratio_steps_match_optax() {
                 } else {
                     let (m, v) = states.split_at_mut(1);
                     lamb(
-                        p,
-                        g,
-                        &mut m[0][t],
-                        &mut v[0][t],
+                        TensorStep {
+                            params: p,
+                            grads: g,
+                            states: [Some(&mut m[0][t]), Some(&mut v[0][t]), None],
+                        },
                         k as u32 + 1,
                         get("learning_rate", 1e-3),
                         (get("b1", 0.9), get("b2", 0.999)),

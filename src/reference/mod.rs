@@ -45,6 +45,39 @@ pub use precision::{
 pub use rules::*;
 pub use trust::{lamb, lars, trust_ratio};
 
+/// One tensor's step of an update rule's reference: its parameters, its (clipped, unscaled)
+/// gradients, and its states by slot (`None`: a slot the rule's config leaves unused), each
+/// a plain slice of one tensor's elements. Every rule's reference takes one, then its
+/// hyperparameters in PyTorch's order.
+pub struct TensorStep<'a> {
+    /// The parameters, updated in place.
+    pub params: &'a mut [f32],
+    /// The gradients the rule applies.
+    pub grads: &'a [f32],
+    /// The states by slot, updated in place.
+    pub states: [Option<&'a mut [f32]>; 3],
+}
+
+impl<'a> TensorStep<'a> {
+    /// The parameters, the gradients and the states of slots `0..N`, which `rule` always
+    /// keeps.
+    ///
+    /// # Panics
+    ///
+    /// When one of those slots is `None` (the optimizer binds every state its rule keeps).
+    pub fn kept<const N: usize>(
+        self,
+        rule: &str,
+    ) -> (&'a mut [f32], &'a [f32], [&'a mut [f32]; N]) {
+        let mut slots = self.states.into_iter();
+        let states = std::array::from_fn(|slot| {
+            let state = slots.next().flatten();
+            state.unwrap_or_else(|| panic!("{rule} keeps state slot {slot}"))
+        });
+        (self.params, self.grads, states)
+    }
+}
+
 /// Units in the last place between two finite f32s of any signs: the distance the update
 /// tolerance (`consts::tolerance::UPDATE_ULPS`) is stated in.
 pub fn ulps(a: f32, b: f32) -> u32 {

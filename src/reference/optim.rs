@@ -8,6 +8,8 @@
 //! otherwise: NVIDIA's Vulkan compiler does), so the GPU matches this code to a few ulp (the golden fixtures measure what that costs: see `golden.rs`).
 //! `grads` are the gradients the step applies (already clipped and unscaled).
 
+use super::TensorStep;
+
 /// `torch.lerp(start, end, w)`: `start + w·(end − start)` for `|w| < 0.5`, else
 /// `end − (end − start)·(1 − w)`.
 pub fn torch_lerp(start: f32, end: f32, w: f32) -> f32 {
@@ -34,8 +36,8 @@ pub fn bias_correction(beta: f64, step: u32) -> f64 {
     1.0 - beta.powi(step as i32)
 }
 
-/// One `torch.optim.SGD` step over one tensor. `momentum_buffer` is `Some` exactly when
-/// `momentum != 0`; on the `first_step` it is set to the gradient (PyTorch's `None` buffer).
+/// One `torch.optim.SGD` step over one tensor, its state slot 0 the momentum buffer, `Some`
+/// exactly when `momentum != 0`; on the `first_step` it is set to the gradient (PyTorch's `None` buffer).
 /// ```text
 /// g ← −g if maximize;  g ← g + weight_decay·p
 /// if momentum ≠ 0:  b ← g on the first step, else momentum·b + (1 − dampening)·g
@@ -44,9 +46,7 @@ pub fn bias_correction(beta: f64, step: u32) -> f64 {
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn sgd(
-    params: &mut [f32],
-    grads: &[f32],
-    mut momentum_buffer: Option<&mut [f32]>,
+    t: TensorStep<'_>,
     first_step: bool,
     lr: f64,
     momentum: f64,
@@ -55,6 +55,11 @@ pub fn sgd(
     nesterov: bool,
     maximize: bool,
 ) {
+    let TensorStep {
+        params,
+        grads,
+        states: [mut momentum_buffer, _, _],
+    } = t;
     let (neg_lr, mu, one_minus_dampening, wd) = (
         -lr as f32,
         momentum as f32,
@@ -78,8 +83,8 @@ pub fn sgd(
 }
 
 /// One `torch.optim.Adam` (`decoupled_weight_decay = false`) or `torch.optim.AdamW`
-/// (`true`) step over one tensor, `step` counting this one (1 on the first step);
-/// `max_exp_avg_sq` is `Some` exactly with amsgrad. `bias_correction = false` drops both
+/// (`true`) step over one tensor, `step` counting this one (1 on the first step); its
+/// states by slot `exp_avg`, `exp_avg_sq` and `max_exp_avg_sq` (`Some` exactly with amsgrad). `bias_correction = false` drops both
 /// corrections (Apex's `FusedAdam(bias_correction=False)`).
 /// ```text
 /// g ← −g if maximize
@@ -90,11 +95,7 @@ pub fn sgd(
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn adam(
-    params: &mut [f32],
-    grads: &[f32],
-    exp_avg: &mut [f32],
-    exp_avg_sq: &mut [f32],
-    mut max_exp_avg_sq: Option<&mut [f32]>,
+    t: TensorStep<'_>,
     step: u32,
     lr: f64,
     betas: (f64, f64),
@@ -104,6 +105,14 @@ pub fn adam(
     maximize: bool,
     bias_correction: bool,
 ) {
+    let TensorStep {
+        params,
+        grads,
+        states: [Some(exp_avg), Some(exp_avg_sq), mut max_exp_avg_sq],
+    } = t
+    else {
+        panic!("Adam keeps exp_avg and exp_avg_sq")
+    };
     let (b1, b2) = betas;
     let (bc1, bc2) = if bias_correction {
         (
@@ -143,21 +152,17 @@ pub fn adam(
     }
 }
 
-/// One `torch.optim.RMSprop` step over one tensor; `grad_avg` is `Some` exactly when
-/// centered, `momentum_buffer` exactly when `momentum > 0`.
+/// One `torch.optim.RMSprop` step over one tensor; its states by slot `square_avg`,
+/// `grad_avg` (`Some` exactly when centered) and `momentum_buffer` (exactly when
+/// `momentum > 0`).
 /// ```text
 /// g ← −g if maximize;  g ← g + weight_decay·p
 /// s ← s·α + (1 − α)·g·g
 /// centered: a ← lerp(a, g, 1 − α); avg ← sqrt(s − a·a) + eps      else avg ← sqrt(s) + eps
 /// momentum > 0: b ← b·momentum + g / avg; p ← p − lr·b             else p ← p − lr·g / avg
 /// ```
-#[allow(clippy::too_many_arguments)]
 pub fn rmsprop(
-    params: &mut [f32],
-    grads: &[f32],
-    square_avg: &mut [f32],
-    mut grad_avg: Option<&mut [f32]>,
-    mut momentum_buffer: Option<&mut [f32]>,
+    t: TensorStep<'_>,
     lr: f64,
     alpha: f64,
     eps: f64,
@@ -165,6 +170,14 @@ pub fn rmsprop(
     momentum: f64,
     maximize: bool,
 ) {
+    let TensorStep {
+        params,
+        grads,
+        states: [Some(square_avg), mut grad_avg, mut momentum_buffer],
+    } = t
+    else {
+        panic!("RMSprop keeps square_avg")
+    };
     let (neg_lr, a, one_minus_a) = (-lr as f32, alpha as f32, (1.0 - alpha) as f32);
     let (eps, wd, mu) = (eps as f32, weight_decay as f32, momentum as f32);
     for i in 0..params.len() {

@@ -3,6 +3,7 @@
 //! (`scale_by_trust_ratio`). One call is one tensor: the ratio is per tensor.
 
 use super::optim::bias_correction;
+use super::TensorStep;
 
 /// The L2 norm of `x`, accumulated in f64 and rounded.
 fn l2(x: &[f32]) -> f32 {
@@ -23,16 +24,15 @@ pub fn trust_ratio(params: &[f32], update: &[f32], trust_coefficient: f32, eps: 
     }
 }
 
-/// One `optax.lars` step over one tensor, `momentum_buffer` being Optax's `trace`:
+/// One `optax.lars` step over one tensor, its state slot 0 (`momentum_buffer`) being Optax's
+/// `trace`:
 /// ```text
 /// u ← g + weight_decay·p;  u ← u·trust_ratio(p, u) if trust;  u ← u·(−lr)
 /// b ← u + momentum·b;      p ← p + (u + momentum·b if nesterov, else b)
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn lars(
-    params: &mut [f32],
-    grads: &[f32],
-    momentum_buffer: &mut [f32],
+    t: TensorStep<'_>,
     lr: f64,
     weight_decay: f64,
     trust_coefficient: f64,
@@ -41,6 +41,7 @@ pub fn lars(
     momentum: f64,
     nesterov: bool,
 ) {
+    let (params, grads, [momentum_buffer]) = t.kept("LARS");
     let (neg_lr, wd, mu) = (-lr as f32, weight_decay as f32, momentum as f32);
     let d: Vec<f32> = params
         .iter()
@@ -56,18 +57,15 @@ pub fn lars(
     }
 }
 
-/// One `optax.lamb` step over one tensor (`step` = 1 on the first):
+/// One `optax.lamb` step over one tensor (`step` = 1 on the first), its states by slot
+/// `exp_avg` (`m`) and `exp_avg_sq` (`v`):
 /// ```text
 /// m ← (1 − β1)·g + β1·m;  v ← (1 − β2)·g² + β2·v
 /// u ← (m / bc1) / (sqrt(v / bc2 + eps_root) + eps) + weight_decay·p      bc_k = 1 − β_k^step
 /// p ← p + (u·trust_ratio(p, u))·(−lr)
 /// ```
-#[allow(clippy::too_many_arguments)]
 pub fn lamb(
-    params: &mut [f32],
-    grads: &[f32],
-    exp_avg: &mut [f32],
-    exp_avg_sq: &mut [f32],
+    t: TensorStep<'_>,
     step: u32,
     lr: f64,
     betas: (f64, f64),
@@ -75,6 +73,7 @@ pub fn lamb(
     eps_root: f64,
     weight_decay: f64,
 ) {
+    let (params, grads, [exp_avg, exp_avg_sq]) = t.kept("LAMB");
     let (b1, one_minus_b1) = (betas.0 as f32, (1.0 - betas.0) as f32);
     let (b2, one_minus_b2) = (betas.1 as f32, (1.0 - betas.1) as f32);
     let bc1 = bias_correction(betas.0, step) as f32;

@@ -1,10 +1,9 @@
 //! Shared test helpers: the device, deterministic data, tolerance checks. Data helpers
-//! and the verification checks are the CLI's harness, included by path, so `cargo test`
-//! and `clipstep verify` share them.
+//! and the verification checks are the CLI's harness (`clipstep_tools::harness`), so
+//! `cargo test` and `clipstep verify` share them.
 #![allow(dead_code)]
 
-#[path = "../../src/bin/clipstep/harness.rs"]
-pub mod harness;
+pub use clipstep_tools::harness;
 pub mod steps;
 
 use std::sync::OnceLock;

@@ -1,4 +1,4 @@
-//! Deterministic data for the tests and the example (included by path there).
+//! Deterministic data for the tests.
 #![allow(dead_code)]
 
 use burn::tensor::{Device, Tensor, TensorData};

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::declare::FieldChecks;
 use super::groups::{self, ParamGroup};
 use super::{RuleConfig, StepOptions, TensorStep};
 use crate::device::context::{Context, Gpu};
@@ -41,29 +42,36 @@ pub(crate) trait LearningRate {
     fn set_lr(&mut self, lr: f64);
 }
 
-/// The engine's side of an update rule, implemented by each rule's config (its
-/// [`RuleConfig`] is the public side): the GPU shader, its uniform and the shape of the step
-/// it compiles.
-pub(crate) trait Rule: RuleConfig + LearningRate {
-    /// Whether PyTorch's per-tensor state for this optimizer holds a `step` (checkpoints
-    /// then write `<tensor>.step`).
-    const TORCH_STEP: bool = true;
+/// A rule's shader and its group-table row, implemented by `rule_kernel!` beside each rule.
+pub(crate) trait RuleKernel {
     /// The rule's WGSL (update body, and a trust rule's table and trust body): one
     /// [`RuleShader`] in its `src/optim/rules/<rule>.rs`, run on every access, addressing
     /// and state storage the set and the optimizer ask for.
     const SHADER: &'static RuleShader;
+    /// The rule's row of the update kernel's group table (its WGSL struct), as bytes.
+    fn uniform(&self) -> Vec<u8>;
+}
+
+/// The engine's side of an update rule, implemented by each rule's config (its
+/// [`RuleConfig`] is the public side): the GPU shader, its uniform and the shape of the step
+/// it compiles.
+pub(crate) trait Rule: RuleConfig + LearningRate + RuleKernel + FieldChecks {
+    /// Whether PyTorch's per-tensor state for this optimizer holds a `step` (checkpoints
+    /// then write `<tensor>.step`).
+    const TORCH_STEP: bool = true;
     /// Whether the rule may keep its states in bf16 ([`Engine::new`]'s `state_dtype`): the
     /// rules whose bf16-state updates are held to the reference (Adam, AdamW).
     const BF16_STATES: bool = false;
-    /// PyTorch's constructor checks.
-    fn validate(&self) -> Result<()>;
+    /// PyTorch's constructor checks: by default the declared ones ([`FieldChecks`]); a rule
+    /// with more says them all.
+    fn validate(&self) -> Result<()> {
+        self.check_fields()
+    }
     /// `(ln β1, ln β2)` for the finalize's per-group Adam bias corrections, in f64 then
     /// rounded; 0: none (the default, for rules without bias correction).
     fn log_betas(&self) -> [f32; 2] {
         [0.0, 0.0]
     }
-    /// The rule's row of the update kernel's group table (its WGSL struct), as bytes.
-    fn uniform(&self) -> Vec<u8>;
     /// The option-dependent paths of the update kernel this group takes (the `SHAPE_*`
     /// bits of `crate::kernels::shaders` but `SHAPE_VALUE_CLIP`, which comes from the step's
     /// options); the step compiles in those of every group (`PipelineKey::shaped`).

@@ -1,8 +1,10 @@
-//! The update rules, one file each (`<rule>.rs`, found by `build.rs`): the rule's config
-//! with PyTorch's defaults and checks, its state names, its uniform and [`RuleShader`]
-//! (the WGSL body under `shaders/rules/`), the hook to its CPU reference, and the optimizer
-//! type users name. Each file ends with `register`, which [`for_each_rule`] calls: the one
-//! registry that the CLI's `verify` and `bench`, the test matrix and clipstep-burn read.
+//! The update rules, one file each (`<rule>.rs`, found by `build.rs`): `rule!` declares the
+//! config with PyTorch's defaults and checks, the state slots, the examples and the
+//! optimizer type users name; `rule_kernel!` the [`RuleShader`] (the WGSL body under
+//! `shaders/rules/`) and the uniform computed from the config, and `register`, which
+//! [`for_each_rule`] calls: the one registry that the CLI's `verify` and `bench`, the test
+//! matrix and clipstep-burn read. The file adds the hook to the rule's CPU reference
+//! (`RuleConfig::reference_step`) and its engine `Rule` (further checks, shape bits).
 //!
 //! [`RuleShader`]: crate::kernels::shaders::RuleShader
 

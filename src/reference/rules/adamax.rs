@@ -1,6 +1,6 @@
 //! The reference of `shaders/rules/adamax.wgsl`: `torch.optim.Adamax`'s single-tensor loop.
 
-use crate::reference::{bias_correction, signed_decayed, torch_lerp};
+use crate::reference::{bias_correction, signed_decayed, torch_lerp, TensorStep};
 
 /// `torch.maximum`: the larger of `a` and `b`, NaN when either is NaN.
 fn maximum_keep_nan(a: f32, b: f32) -> f32 {
@@ -11,7 +11,8 @@ fn maximum_keep_nan(a: f32, b: f32) -> f32 {
     }
 }
 
-/// One `torch.optim.Adamax` step over one tensor (`step` = 1 on the first).
+/// One `torch.optim.Adamax` step over one tensor (`step` = 1 on the first), its states by
+/// slot `exp_avg` (`m`) and `exp_inf` (`u`).
 /// ```text
 /// g ← −g if maximize;  g ← g + weight_decay·p
 /// m ← lerp(m, g, 1 − β1);   u ← max(u·β2, |g| + eps)
@@ -19,12 +20,8 @@ fn maximum_keep_nan(a: f32, b: f32) -> f32 {
 /// ```
 /// `lr / (1 − β1^t)` in f64, then rounded (PyTorch's Python floats), each product and
 /// quotient in f32 in PyTorch's order (`addcdiv`: `p + (value·m) / u`).
-#[allow(clippy::too_many_arguments)]
 pub fn adamax(
-    params: &mut [f32],
-    grads: &[f32],
-    exp_avg: &mut [f32],
-    exp_inf: &mut [f32],
+    t: TensorStep<'_>,
     step: u32,
     lr: f64,
     betas: (f64, f64),
@@ -32,6 +29,7 @@ pub fn adamax(
     weight_decay: f64,
     maximize: bool,
 ) {
+    let (params, grads, [exp_avg, exp_inf]) = t.kept("Adamax");
     let neg_clr = -(lr / bias_correction(betas.0, step)) as f32;
     let (one_minus_b1, beta2) = ((1.0 - betas.0) as f32, betas.1 as f32);
     let (eps, wd) = (eps as f32, weight_decay as f32);

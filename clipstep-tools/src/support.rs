@@ -1,10 +1,8 @@
 //! Shared by the examples: the output folder, the embedded font, line charts, and the
-//! CLI's harness (deterministic data, error measures), included by path. The training
-//! examples' wgpu plumbing is `support/gpu.rs`, a module of `train_on_gpu`.
-#![allow(dead_code)]
+//! CLI's harness (deterministic data, error measures). The training examples' wgpu
+//! plumbing is [`crate::gpu`], their model [`crate::mlp`].
 
-#[path = "../../src/bin/clipstep/harness.rs"]
-pub mod harness;
+pub use crate::harness;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -29,6 +27,18 @@ pub fn register_font() {
 pub fn out_dir(dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     Ok(dir.to_path_buf())
+}
+
+/// Writes `value` as `dir/<name>.json`: what the example measured, for a reader and for
+/// `tests/examples.rs`, which runs each example and checks it.
+pub fn write_json(
+    dir: &Path,
+    name: &str,
+    value: &impl serde::Serialize,
+) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let path = out_dir(dir)?.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(value)?)?;
+    Ok(path)
 }
 
 /// A line of a chart: its legend label, colour and points.

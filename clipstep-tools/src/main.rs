@@ -1,11 +1,9 @@
 //! `clipstep devices | verify | bench | soak`: the adapters wgpu sees, every kernel checked
 //! against the CPU reference on one of them, each operation's bandwidth against the
-//! device's copy bandwidth, and memory and time per step over a long run. The harnesses
-//! live beside this file, not in the library.
+//! device's copy bandwidth, and memory and time per step over a long run. The harnesses are
+//! `clipstep-tools`' library, which the tests share.
 
-mod bench;
-mod harness;
-mod soak;
+use clipstep_tools::{bench, harness, soak};
 
 use std::process::ExitCode;
 

@@ -547,7 +547,7 @@ struct RuleRows<'a, 'b> {
 
 impl RuleVisitor for RuleRows<'_, '_> {
     fn visit<C: RuleConfig>(&mut self) {
-        if self.result.is_err() || C::NAME == AdamWConfig::NAME {
+        if self.result.is_err() || C::NAME == <AdamWConfig as clipstep::RuleDeclaration>::NAME {
             return;
         }
         let config = C::examples().remove(0);
