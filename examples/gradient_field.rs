@@ -69,11 +69,7 @@ pub fn run(args: &Args) -> Result<Field, Box<dyn Error>> {
 type Panel<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
 fn panel(
-    area: &Panel<'_>,
-    title: &str,
-    field: &Field,
-    arrows: &[(f32, f32)],
-    scale: f32,
+    area: &Panel<'_>, title: &str, field: &Field, arrows: &[(f32, f32)], scale: f32,
 ) -> Result<(), Box<dyn Error>> {
     let range = -EXTENT - 0.55..EXTENT + 0.55;
     let mut chart = ChartBuilder::on(area)

@@ -172,11 +172,7 @@ impl Shard {
     /// (averaged in order when several), with a NaN in the first tensor when `poison`;
     /// returns the loss before the step (the replicated tensor's only when `count_replicated`).
     fn upload_grads(
-        &mut self,
-        step: u64,
-        data: &[u64],
-        poison: bool,
-        count_replicated: bool,
+        &mut self, step: u64, data: &[u64], poison: bool, count_replicated: bool,
     ) -> Result<f64, Box<dyn Error>> {
         let params = self.set.download_params()?;
         let mut grads = Vec::with_capacity(params.len());
@@ -325,12 +321,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 /// Rank 0 prints the global loss (the sum of the ranks' losses, the replicated tensor's
 /// once) and the step's global norm every `log_every` steps.
 fn log_loss<C: CommunicatorCollectives>(
-    world: &C,
-    rank: usize,
-    step: u64,
-    args: &Args,
-    loss: f64,
-    norm: f32,
+    world: &C, rank: usize, step: u64, args: &Args, loss: f64, norm: f32,
 ) {
     if !step.is_multiple_of(args.log_every.max(1)) && step + 1 != args.steps {
         return;
@@ -347,10 +338,7 @@ fn log_loss<C: CommunicatorCollectives>(
 /// compares: bit for bit against the same path, and the one-pass step's distance. Returns
 /// the number of mismatches found (rank 0; 0 elsewhere).
 fn check_against_one_process<C: Communicator>(
-    world: &C,
-    ctx: &Context,
-    shard: &Shard,
-    args: &Args,
+    world: &C, ctx: &Context, shard: &Shard, args: &Args,
 ) -> Result<usize, Box<dyn Error>> {
     let (rank, ranks) = (world.rank() as usize, world.size() as usize);
     let params = shard.set.download_params()?;

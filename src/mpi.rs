@@ -22,8 +22,7 @@ const GATHER_ELEMS: usize = 1 << 20;
 /// [`combine`]. Every rank gets the same bits, and the same bits as
 /// one process holding every tensor, whatever order MPI delivers in (the sum is exact).
 pub fn all_gather_total_norm<C: CommunicatorCollectives>(
-    comm: &C,
-    partial: &ShardPartial,
+    comm: &C, partial: &ShardPartial,
 ) -> Result<f32> {
     let ranks = comm.size() as usize;
     let mine = partial.to_words();

@@ -90,11 +90,7 @@ impl Report {
     /// A report on `ws`'s step state, for the recording about to be made; earlier reports
     /// become stale when it is [committed](Report::commit), once the recording succeeded.
     pub(crate) fn gpu(
-        gpu: &Arc<Gpu>,
-        ws: &NormWorkspace,
-        num_tensors: usize,
-        policy: Nonfinite,
-        norm_source: u32,
+        gpu: &Arc<Gpu>, ws: &NormWorkspace, num_tensors: usize, policy: Nonfinite, norm_source: u32,
     ) -> Report {
         let generation = ws.generation.load(Ordering::SeqCst) + 1;
         Report {
@@ -113,10 +109,7 @@ impl Report {
 
     /// A report of the CPU backend; `tensor_norms` is empty unless the norm was computed.
     pub(crate) fn host(
-        state: DeviceStepState,
-        tensor_norms: Vec<f32>,
-        policy: Nonfinite,
-        norm_source: u32,
+        state: DeviceStepState, tensor_norms: Vec<f32>, policy: Nonfinite, norm_source: u32,
     ) -> Report {
         Report {
             source: Source::Host {

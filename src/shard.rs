@@ -68,10 +68,7 @@ impl ShardPartial {
     /// The partial of one rank from its per-tensor power sums `s_t` and flags, counting
     /// the tensors where `counted[t]`; the flags of every tensor count.
     pub(crate) fn from_tensor_sums(
-        norm: Norm,
-        nonfinite: Nonfinite,
-        sums: &[(f32, u32)],
-        counted: &[bool],
+        norm: Norm, nonfinite: Nonfinite, sums: &[(f32, u32)], counted: &[bool],
     ) -> ShardPartial {
         let mut out = ShardPartial::empty(norm, nonfinite);
         for (&(value, flags), &counts) in sums.iter().zip(counted) {

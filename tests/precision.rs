@@ -34,10 +34,7 @@ mod mixed {
 
     /// [`half_set`] on `ctx` (the CPU backend too).
     fn half_set_on(
-        ctx: &clipstep::Context,
-        dtype: Dtype,
-        master: bool,
-        sizes: &[usize],
+        ctx: &clipstep::Context, dtype: Dtype, master: bool, sizes: &[usize],
         slab_bytes: Option<u64>,
     ) -> ParamSet {
         let options = ArenaOptions {
@@ -202,11 +199,7 @@ mod mixed {
     /// step from the device's params and states before it, fed the widened gradients and the
     /// device's clip coefficient: the step state, the reference's params and states.
     fn step_with_reference<C: ReferenceStep>(
-        opt: &mut C::Optimizer,
-        set: &mut ParamSet,
-        config: &C,
-        options: &StepOptions,
-        step: u64,
+        opt: &mut C::Optimizer, set: &mut ParamSet, config: &C, options: &StepOptions, step: u64,
         sizes: &[usize],
     ) -> (
         clipstep::StepState,
@@ -236,11 +229,7 @@ mod mixed {
     /// params must be the reference's update rounded, but for at most one element in a
     /// thousand that lands on the neighbouring 16-bit value.
     fn half_steps_match<C: ReferenceStep>(
-        config: C,
-        dtype: Dtype,
-        master: bool,
-        options: StepOptions,
-        sizes: &[usize],
+        config: C, dtype: Dtype, master: bool, options: StepOptions, sizes: &[usize],
         slab: Option<u64>,
     ) {
         half_steps_match_on(&ctx(), config, dtype, master, options, sizes, slab);
@@ -248,13 +237,8 @@ mod mixed {
 
     /// [`half_steps_match`] on `ctx`.
     fn half_steps_match_on<C: ReferenceStep>(
-        ctx: &clipstep::Context,
-        config: C,
-        dtype: Dtype,
-        master: bool,
-        options: StepOptions,
-        sizes: &[usize],
-        slab: Option<u64>,
+        ctx: &clipstep::Context, config: C, dtype: Dtype, master: bool, options: StepOptions,
+        sizes: &[usize], slab: Option<u64>,
     ) {
         let mut set = half_set_on(ctx, dtype, master, sizes, slab);
         let n: usize = sizes.iter().sum();
@@ -322,11 +306,7 @@ mod mixed {
     /// 16-bit gradients and the parameters (the master, or the 16-bit params widened)
     /// through the same access part as the update.
     fn every_rule(
-        dtype: Dtype,
-        master: bool,
-        options: StepOptions,
-        sizes: &[usize],
-        slab: Option<u64>,
+        dtype: Dtype, master: bool, options: StepOptions, sizes: &[usize], slab: Option<u64>,
     ) {
         struct EveryRule<'a>(Dtype, bool, StepOptions, &'a [usize], Option<u64>);
         impl RuleVisitor for EveryRule<'_> {

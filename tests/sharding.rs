@@ -45,10 +45,7 @@ struct Rank {
 }
 
 fn rank(
-    ctx: &Context,
-    names: &[&'static str],
-    replicated: &[&str],
-    slab_bytes: Option<u64>,
+    ctx: &Context, names: &[&'static str], replicated: &[&str], slab_bytes: Option<u64>,
 ) -> Rank {
     let size = |name: &str| MODEL.iter().find(|m| m.0 == name).unwrap().1;
     let specs: Vec<TensorSpec> = names

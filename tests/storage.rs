@@ -263,11 +263,7 @@ mod pooled {
         }
 
         fn at(
-            specs: Vec<TensorSpec>,
-            p: &wgpu::Buffer,
-            p_at: &[u64],
-            g: &wgpu::Buffer,
-            g_at: &[u64],
+            specs: Vec<TensorSpec>, p: &wgpu::Buffer, p_at: &[u64], g: &wgpu::Buffer, g_at: &[u64],
         ) -> Pool {
             let range = |buffer: &wgpu::Buffer, offset: u64| BufferRange {
                 buffer: buffer.clone(),

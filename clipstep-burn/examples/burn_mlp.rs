@@ -84,10 +84,7 @@ fn loss_and_grads(model: &Mlp, x: &Tensor<2>, y: &Tensor<2>) -> (Tensor<1>, Grad
 /// Trains a fresh model for `args.steps` full-batch steps with `step`, timing each step
 /// between two device synchronisations (burn's and clipstep's work share one queue).
 fn train(
-    device: &Device,
-    args: &Args,
-    x: &Tensor<2>,
-    y: &Tensor<2>,
+    device: &Device, args: &Args, x: &Tensor<2>, y: &Tensor<2>,
     mut step: impl FnMut(Mlp, GradientsParams) -> Result<Mlp, Box<dyn Error>>,
 ) -> Result<Run, Box<dyn Error>> {
     let mut model = Mlp::new(device, x.dims()[1], args.hidden);

@@ -138,10 +138,7 @@ impl BurnOptimizer {
     /// back. On error nothing was submitted and no parameter changed, but `module`, taken by
     /// value as burn's optimizers take it, is dropped with the error.
     pub fn step<M: Module>(
-        &mut self,
-        lr: impl Into<ModuleLearningRate>,
-        module: M,
-        mut grads: GradientsParams,
+        &mut self, lr: impl Into<ModuleLearningRate>, module: M, mut grads: GradientsParams,
     ) -> Result<M> {
         let lr = lr.into();
         let mut visitor = Collect {

@@ -178,10 +178,7 @@ struct Timer {
 }
 
 fn buffer(
-    device: &wgpu::Device,
-    label: &str,
-    size: u64,
-    usage: wgpu::BufferUsages,
+    device: &wgpu::Device, label: &str, size: u64, usage: wgpu::BufferUsages,
 ) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
@@ -374,8 +371,7 @@ impl Copy {
             .map(|(s, d)| {
                 let bytes = wgpu::BufferSize::new((s.len * 4).next_multiple_of(16));
                 fn binding<'a>(
-                    v: &clipstep::TensorView<'a>,
-                    bytes: Option<wgpu::BufferSize>,
+                    v: &clipstep::TensorView<'a>, bytes: Option<wgpu::BufferSize>,
                 ) -> wgpu::BindingResource<'a> {
                     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: v.buffer,
@@ -444,10 +440,7 @@ fn set_of(ctx: &Context, elements: u64, tensors: usize) -> Result<ParamSet> {
 
 /// [`set_of`] with `options` (a 16-bit set, with or without master weights).
 fn typed_set_of(
-    ctx: &Context,
-    elements: u64,
-    tensors: usize,
-    options: ArenaOptions,
+    ctx: &Context, elements: u64, tensors: usize, options: ArenaOptions,
 ) -> Result<ParamSet> {
     let per = elements / tensors as u64;
     let specs: Vec<TensorSpec> = (0..tensors)
@@ -473,11 +466,7 @@ fn typed_set_of(
 /// storage alignment): params and grads in one buffer when `shared`, else grads in
 /// `buffers` buffers of their own.
 fn pooled_set_of(
-    ctx: &Context,
-    elements: u64,
-    tensors: usize,
-    buffers: usize,
-    shared: bool,
+    ctx: &Context, elements: u64, tensors: usize, buffers: usize, shared: bool,
 ) -> Result<ParamSet> {
     let (device, _) = ctx
         .device_queue()
@@ -585,10 +574,7 @@ impl Bench<'_> {
     /// seconds for the copies themselves. NaN, and no row, when `--only` leaves the
     /// operation out.
     fn measure(
-        &mut self,
-        op: &str,
-        shape: (u64, usize),
-        bytes_per_elem: u64,
+        &mut self, op: &str, shape: (u64, usize), bytes_per_elem: u64,
         record: &mut dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<f64> {
         if self.left_out(op) {
@@ -684,11 +670,7 @@ impl Bench<'_> {
 
     /// Times a clipped step of `opt` on `set` as row `op` (`bytes` per element).
     fn step(
-        &mut self,
-        op: &str,
-        set: &mut ParamSet,
-        opt: &mut dyn Optimizer,
-        bytes: u64,
+        &mut self, op: &str, set: &mut ParamSet, opt: &mut dyn Optimizer, bytes: u64,
         options: StepOptions,
     ) -> Result<f64> {
         let shape = (set.numel(), set.tensors().len());
@@ -702,10 +684,7 @@ impl Bench<'_> {
     /// written, 2; in place, the 16-bit parameters read and written, 4, and no master).
     /// Returns the first row's set (bf16 with f32 master weights), optimizer and label.
     fn mixed_precision(
-        &mut self,
-        ctx: &Context,
-        n: u64,
-        fused: StepOptions,
+        &mut self, ctx: &Context, n: u64, fused: StepOptions,
     ) -> Result<(ParamSet, AdamW, String)> {
         let adamw = |set: &ParamSet, states: Dtype| {
             let names = set.tensors().iter().map(|t| t.name.clone());
@@ -922,8 +901,7 @@ impl Bench<'_> {
     /// GPU's clocks, a busy VM) cancels, which it does not between two rows timed minutes
     /// apart. Unknown (NaN) when `--only` leaves either operation out.
     fn paired(
-        &mut self,
-        ops: [&str; 2],
+        &mut self, ops: [&str; 2],
         record: &mut dyn FnMut(&mut wgpu::CommandEncoder, usize) -> Result<()>,
     ) -> Result<Paired> {
         if ops.iter().any(|op| self.left_out(op)) {
@@ -963,8 +941,7 @@ fn sorted_median(values: &mut [f64]) -> f64 {
 /// Records, for `k` = 0 or 1, one step of the `k`-th (optimizer, set) pair: two
 /// operations for [`Bench::paired`].
 fn either_step<'a>(
-    mut pairs: [(&'a mut dyn Optimizer, &'a mut ParamSet); 2],
-    options: StepOptions,
+    mut pairs: [(&'a mut dyn Optimizer, &'a mut ParamSet); 2], options: StepOptions,
 ) -> impl FnMut(&mut wgpu::CommandEncoder, usize) -> Result<()> + 'a {
     move |encoder, k| {
         let (opt, set) = &mut pairs[k.min(1)];
@@ -996,9 +973,7 @@ const CLIP: Clip = Clip::GlobalNorm {
 
 /// Runs every measurement of `config` on `ctx`, calling `progress` before each.
 pub fn run(
-    ctx: &Context,
-    config: &BenchConfig,
-    progress: &mut dyn FnMut(&str),
+    ctx: &Context, config: &BenchConfig, progress: &mut dyn FnMut(&str),
 ) -> Result<BenchReport> {
     let timer = Timer::new(ctx)?;
     let info = ctx

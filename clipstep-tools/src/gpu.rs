@@ -26,9 +26,7 @@ pub fn uniform(device: &wgpu::Device, label: &str, contents: &[u32]) -> wgpu::Bu
 
 /// One compute pipeline per entry point of WGSL `source` (layouts derived from it).
 pub fn pipelines(
-    device: &wgpu::Device,
-    source: &str,
-    entries: &[&str],
+    device: &wgpu::Device, source: &str, entries: &[&str],
 ) -> Vec<wgpu::ComputePipeline> {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: None,
@@ -51,9 +49,7 @@ pub fn pipelines(
 
 /// `pipeline`'s bind group of whole `buffers`, by binding number.
 pub fn bind_group(
-    device: &wgpu::Device,
-    pipeline: &wgpu::ComputePipeline,
-    buffers: &[(u32, &wgpu::Buffer)],
+    device: &wgpu::Device, pipeline: &wgpu::ComputePipeline, buffers: &[(u32, &wgpu::Buffer)],
 ) -> wgpu::BindGroup {
     let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
         .iter()
@@ -79,12 +75,8 @@ pub type Dispatch<'a> = (&'a wgpu::ComputePipeline, &'a wgpu::BindGroup, u32);
 /// host syncs of the loop.
 #[allow(clippy::too_many_arguments)]
 pub fn train<R>(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    dispatches: &[Dispatch<'_>],
-    loss: &wgpu::Buffer,
-    steps: usize,
-    log_every: usize,
+    device: &wgpu::Device, queue: &wgpu::Queue, dispatches: &[Dispatch<'_>], loss: &wgpu::Buffer,
+    steps: usize, log_every: usize,
     mut optimize: impl FnMut(&mut wgpu::CommandEncoder) -> Result<R, Box<dyn Error>>,
     mut log: impl FnMut(usize, f32, R) -> Result<(), Box<dyn Error>>,
 ) -> Result<(), Box<dyn Error>> {

@@ -165,13 +165,7 @@ pub fn norm_tolerance(norm: Norm) -> f64 {
 
 /// A check of `got` against `want`, relative to `max(|want|, floor)`.
 fn check(
-    op: String,
-    case: &Case,
-    set: &ParamSet,
-    got: &[f32],
-    want: &[f32],
-    tolerance: f64,
-    floor: f64,
+    op: String, case: &Case, set: &ParamSet, got: &[f32], want: &[f32], tolerance: f64, floor: f64,
 ) -> Check {
     let (max_abs, max_rel) = max_errors(got, want, floor);
     Check {
@@ -334,11 +328,7 @@ pub fn three_groups<C>(set: &ParamSet, config: impl Fn(usize) -> C) -> Vec<Param
 /// Parameters after `steps` steps of `config` with `options` on `ctx`, from fixed data,
 /// and the last step's report.
 pub fn run_steps<C: Build>(
-    ctx: &Context,
-    case: &Case,
-    config: &C,
-    steps: u64,
-    options: &StepOptions,
+    ctx: &Context, case: &Case, config: &C, steps: u64, options: &StepOptions,
 ) -> clipstep::Result<(ParamSet, Vec<f32>, clipstep::Report)> {
     let (set, _) = case_set(ctx, case, 1)?;
     run_steps_on(set, config, steps, options, Dtype::F32)
@@ -348,11 +338,7 @@ pub fn run_steps<C: Build>(
 /// with gradients exact in `grads`: rounded to it (to nearest even) before the upload, so
 /// a 16-bit set and an f32 one step on the same values.
 pub fn run_steps_on<C: Build>(
-    mut set: ParamSet,
-    config: &C,
-    steps: u64,
-    options: &StepOptions,
-    grads: Dtype,
+    mut set: ParamSet, config: &C, steps: u64, options: &StepOptions, grads: Dtype,
 ) -> clipstep::Result<(ParamSet, Vec<f32>, clipstep::Report)> {
     let n = set.numel() as usize;
     set.upload_params(&sample_data(n, 2, 1.0))?;
@@ -412,11 +398,7 @@ pub fn clipped_step() -> StepOptions {
 
 /// `steps` steps of `config` with `options` on `ctx` against the CPU backend (the reference).
 pub fn rule<C: Build>(
-    ctx: &Context,
-    case: &Case,
-    label: &str,
-    config: &C,
-    options: &StepOptions,
+    ctx: &Context, case: &Case, label: &str, config: &C, options: &StepOptions,
 ) -> clipstep::Result<Check> {
     const STEPS: u64 = 3;
     let (set, got, _) = run_steps(ctx, case, config, STEPS, options)?;
@@ -669,10 +651,7 @@ struct RuleSets<'a> {
 impl RuleSets<'_> {
     /// Three clipped steps of `config` on the set `build` makes, against the CPU backend.
     fn row<C: RuleConfig>(
-        &self,
-        config: &C,
-        label: &str,
-        dtype: Dtype,
+        &self, config: &C, label: &str, dtype: Dtype,
         build: impl Fn() -> clipstep::Result<ParamSet>,
     ) -> clipstep::Result<Check> {
         let clipped = clipped_step();

@@ -211,10 +211,7 @@ impl MlpBuffers {
 
     /// The forward pass's bind group over `params`.
     pub fn forward(
-        &self,
-        device: &wgpu::Device,
-        pipeline: &wgpu::ComputePipeline,
-        params: &wgpu::Buffer,
+        &self, device: &wgpu::Device, pipeline: &wgpu::ComputePipeline, params: &wgpu::Buffer,
     ) -> wgpu::BindGroup {
         let buffers = [
             (0, params),
@@ -229,10 +226,7 @@ impl MlpBuffers {
 
     /// The backward pass's bind group: it reads `params`, writes `grads` and the loss.
     pub fn backward(
-        &self,
-        device: &wgpu::Device,
-        pipeline: &wgpu::ComputePipeline,
-        params: &wgpu::Buffer,
+        &self, device: &wgpu::Device, pipeline: &wgpu::ComputePipeline, params: &wgpu::Buffer,
         grads: &wgpu::Buffer,
     ) -> wgpu::BindGroup {
         let buffers = [

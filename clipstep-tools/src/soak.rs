@@ -62,9 +62,7 @@ pub fn rss_bytes() -> Option<u64> {
 /// Runs `config.steps` clipped AdamW steps (global L2 norm clip, every report read, as a
 /// training loop that logs the norm does), calling `on_sample` at each sample.
 pub fn run(
-    ctx: &Context,
-    config: &SoakConfig,
-    on_sample: &mut dyn FnMut(&Sample),
+    ctx: &Context, config: &SoakConfig, on_sample: &mut dyn FnMut(&Sample),
 ) -> clipstep::Result<SoakReport> {
     let tensors = config.tensors.max(1);
     let per_tensor = (config.elements / tensors).max(1);

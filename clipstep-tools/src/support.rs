@@ -32,9 +32,7 @@ pub fn out_dir(dir: &Path) -> std::io::Result<PathBuf> {
 /// Writes `value` as `dir/<name>.json`: what the example measured, for a reader and for
 /// `tests/examples.rs`, which runs each example and checks it.
 pub fn write_json(
-    dir: &Path,
-    name: &str,
-    value: &impl serde::Serialize,
+    dir: &Path, name: &str, value: &impl serde::Serialize,
 ) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let path = out_dir(dir)?.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(value)?)?;

@@ -65,8 +65,7 @@ pub(super) fn encode(c: &Checkpoint) -> Result<Vec<u8>> {
 /// sorted: `__metadata__`, then the entries), padded with spaces to 8 bytes, then each
 /// entry's data in header order.
 fn write_safetensors(
-    metadata: serde_json::Value,
-    mut entries: Vec<(String, Vec<usize>, Vec<u8>)>,
+    metadata: serde_json::Value, mut entries: Vec<(String, Vec<usize>, Vec<u8>)>,
 ) -> Result<Vec<u8>> {
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     if entries.windows(2).any(|w| w[0].0 == w[1].0) {
@@ -193,8 +192,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
 pub(super) mod tests_support {
     /// A safetensors file of `entries` with `metadata`, for crafted-file tests.
     pub(in crate::checkpoint) fn file(
-        metadata: serde_json::Value,
-        entries: Vec<(String, Vec<usize>, Vec<u8>)>,
+        metadata: serde_json::Value, entries: Vec<(String, Vec<usize>, Vec<u8>)>,
     ) -> Vec<u8> {
         super::write_safetensors(metadata, entries).unwrap()
     }

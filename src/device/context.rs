@@ -205,9 +205,7 @@ impl Context {
     }
 
     fn from_parts(
-        device: wgpu::Device,
-        queue: wgpu::Queue,
-        info: wgpu::AdapterInfo,
+        device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo,
         lost: Arc<Mutex<Option<String>>>,
     ) -> Result<Context> {
         let limits = device.limits();

@@ -8,10 +8,7 @@ use crate::kernels::shaders::{KernelKey, PipelineKey};
 
 impl Gpu {
     pub(crate) fn buffer(
-        &self,
-        label: &str,
-        bytes: u64,
-        usage: wgpu::BufferUsages,
+        &self, label: &str, bytes: u64, usage: wgpu::BufferUsages,
     ) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -40,9 +37,7 @@ impl Gpu {
     /// `queue.write_buffer` would land all writes before any of them ran), and an upload
     /// submitted this way lands whole or not at all. Offsets and lengths are multiples of 4.
     pub(crate) fn write_in_stream(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        writes: &[(&wgpu::Buffer, u64, &[u8])],
+        &self, encoder: &mut wgpu::CommandEncoder, writes: &[(&wgpu::Buffer, u64, &[u8])],
     ) -> Result<()> {
         // A lost device cannot map: say so instead of recording into it.
         self.check()?;
@@ -231,9 +226,7 @@ impl Gpu {
 
     /// A bind group for `kernel` with `resources` at bindings 0, 1, 2, ...
     pub(crate) fn bind_group(
-        &self,
-        kernel: impl Into<KernelKey>,
-        resources: &[wgpu::BindingResource<'_>],
+        &self, kernel: impl Into<KernelKey>, resources: &[wgpu::BindingResource<'_>],
     ) -> wgpu::BindGroup {
         let numbered: Vec<_> = resources
             .iter()
@@ -245,9 +238,7 @@ impl Gpu {
 
     /// A bind group for `kernel` with each resource at its own binding number.
     pub(crate) fn bind_group_at(
-        &self,
-        kernel: impl Into<KernelKey>,
-        resources: &[(u32, wgpu::BindingResource<'_>)],
+        &self, kernel: impl Into<KernelKey>, resources: &[(u32, wgpu::BindingResource<'_>)],
     ) -> wgpu::BindGroup {
         let kernel = kernel.into();
         let layout = self.pipelines.bind_group_layout(kernel);
@@ -267,11 +258,8 @@ impl Gpu {
 
     /// Records `kernel` once with `group` over `groups` workgroups (2D past the grid limit).
     pub(crate) fn dispatch(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        kernel: impl Into<PipelineKey>,
-        group: &wgpu::BindGroup,
-        groups: u32,
+        &self, pass: &mut wgpu::ComputePass<'_>, kernel: impl Into<PipelineKey>,
+        group: &wgpu::BindGroup, groups: u32,
     ) {
         self.dispatch_per_slab(pass, kernel, std::slice::from_ref(group), [groups]);
     }
@@ -279,8 +267,7 @@ impl Gpu {
     /// Records each `(pipeline, bind group, workgroups)` in order, setting a pipeline only
     /// when it changes; empty grids are skipped.
     pub(crate) fn dispatch_each(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
+        &self, pass: &mut wgpu::ComputePass<'_>,
         dispatches: impl IntoIterator<Item = (PipelineKey, wgpu::BindGroup, u32)>,
     ) {
         let mut current = None;
@@ -300,11 +287,8 @@ impl Gpu {
 
     /// Records `kernel` once per slab with the slab's bind group, over `sizes` workgroups.
     pub(crate) fn dispatch_per_slab(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        kernel: impl Into<PipelineKey>,
-        groups: &[wgpu::BindGroup],
-        sizes: impl IntoIterator<Item = u32>,
+        &self, pass: &mut wgpu::ComputePass<'_>, kernel: impl Into<PipelineKey>,
+        groups: &[wgpu::BindGroup], sizes: impl IntoIterator<Item = u32>,
     ) {
         pass.set_pipeline(&self.pipelines.get(kernel.into()));
         for (group, n) in groups.iter().zip(sizes) {
@@ -351,8 +335,7 @@ impl Gpu {
     /// recording submits nothing, and a submission wgpu rejects (a destroyed buffer) runs
     /// none of its commands.
     pub(crate) fn submit_atomic<R>(
-        &self,
-        encode: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<R>,
+        &self, encode: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<R>,
     ) -> Result<R> {
         let (out, commands) = self.scoped(|| {
             let mut encoder = self.encoder();

@@ -62,9 +62,7 @@ pub(crate) fn fma_is_fused(device: &wgpu::Device, queue: &wgpu::Queue) -> bool {
 /// power of two from 8 to the workgroup size) and a probe finds every invocation i of a
 /// workgroup in a subgroup of `s` at position i mod s. `None` otherwise, or on any failure.
 pub(crate) fn fixed_subgroup_size(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    info: &wgpu::AdapterInfo,
+    device: &wgpu::Device, queue: &wgpu::Queue, info: &wgpu::AdapterInfo,
 ) -> Option<u32> {
     let size = info.subgroup_min_size;
     let usable = device.features().contains(wgpu::Features::SUBGROUP)
@@ -84,11 +82,7 @@ pub(crate) fn fixed_subgroup_size(
 /// Runs one workgroup of `source`'s `main` over `io` (binding 0, initialized to `init`)
 /// and returns `io` afterwards; `None` if anything failed.
 fn run(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    label: &str,
-    source: &str,
-    init: &[u32],
+    device: &wgpu::Device, queue: &wgpu::Queue, label: &str, source: &str, init: &[u32],
 ) -> Option<Vec<u32>> {
     use wgpu::util::DeviceExt;
     let bytes = (init.len() * 4) as u64;

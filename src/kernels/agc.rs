@@ -78,10 +78,7 @@ impl AgcKernel {
 
     /// Records the clip over every slab with units: one workgroup per unit.
     pub(crate) fn encode(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        gpu: &Gpu,
-        slabs: &[Arc<SlabDevice>],
+        &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, slabs: &[Arc<SlabDevice>],
     ) {
         let workgroups = |s: usize| self.units[s].as_ref().map_or(0, |b| (b.size() / 16) as u32);
         let plan = |s: usize, slab: &SlabDevice| (slab.kernel(Body::Agc).into(), workgroups(s));

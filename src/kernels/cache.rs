@@ -29,10 +29,7 @@ impl BindCache {
     /// The bind group of slab `s` as it is now: cached, or built by `build` (most recent
     /// first; the least recently used one is dropped past [`KEPT_PER_SLAB`]).
     pub(crate) fn get(
-        &self,
-        s: usize,
-        slab: &SlabDevice,
-        build: impl FnOnce() -> wgpu::BindGroup,
+        &self, s: usize, slab: &SlabDevice, build: impl FnOnce() -> wgpu::BindGroup,
     ) -> wgpu::BindGroup {
         let mut kept = self.slabs[s].lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = kept.iter().position(|(id, _)| *id == slab.id) {
@@ -50,10 +47,7 @@ impl BindCache {
     /// Records one dispatch per slab: `plan(s, slab)` gives its pipeline and workgroups,
     /// `build(s, slab)` its bind group when the cache has none for the slab as it is now.
     pub(crate) fn encode(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        gpu: &Gpu,
-        slabs: &[Arc<SlabDevice>],
+        &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, slabs: &[Arc<SlabDevice>],
         plan: impl Fn(usize, &SlabDevice) -> (PipelineKey, u32),
         build: impl Fn(usize, &SlabDevice) -> wgpu::BindGroup,
     ) {

@@ -39,10 +39,7 @@ impl ClipKernels {
 
     /// Records `g ← g · clip_coef` over every slab.
     pub(crate) fn encode_scale(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        gpu: &Gpu,
-        layout: &Layout,
+        &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout,
         slabs: &[Arc<SlabDevice>],
     ) {
         let state = whole(&self.state);
@@ -51,10 +48,7 @@ impl ClipKernels {
 
     /// Records `g ← clamp(g, -c, c)` over every slab.
     pub(crate) fn encode_clamp(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        gpu: &Gpu,
-        layout: &Layout,
+        &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout,
         slabs: &[Arc<SlabDevice>],
     ) {
         let op = whole(&self.op);
@@ -65,13 +59,8 @@ impl ClipKernels {
     /// each in its slab's variant.
     #[allow(clippy::too_many_arguments)]
     fn encode_elementwise(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        gpu: &Gpu,
-        layout: &Layout,
-        slabs: &[Arc<SlabDevice>],
-        kernel: Body,
-        cache: &BindCache,
+        &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout,
+        slabs: &[Arc<SlabDevice>], kernel: Body, cache: &BindCache,
         second: wgpu::BindingResource<'_>,
     ) {
         let plan = |s: usize, slab: &SlabDevice| {
@@ -92,10 +81,7 @@ impl ClipKernels {
     /// Records `g_t ← g_t · coef_t` for every tensor t, the factor per `NormOp::per_tensor`
     /// (PyTorch's per-tensor clip, or Optax's block RMS): one workgroup per chunk row.
     pub(crate) fn encode_scale_per_tensor(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        gpu: &Gpu,
-        layout: &Layout,
+        &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout,
         slabs: &[Arc<SlabDevice>],
     ) {
         let kernel = Body::ScalePerTensor;

@@ -53,10 +53,7 @@ fn counted(sum: PowerSum, op: &NormOp) -> PowerSum {
 /// `g · op.inv_grad_scale` (the twin of the partials, fold and per-tensor roots). Tensors
 /// with `in_norm[t] == 0` count only their NaN/Inf flags in the total (`None`: all count).
 pub(crate) fn norm(
-    layout: &Layout,
-    grads: &[f32],
-    op: &NormOp,
-    in_norm: Option<&[u32]>,
+    layout: &Layout, grads: &[f32], op: &NormOp, in_norm: Option<&[u32]>,
 ) -> (PowerSum, Vec<f32>) {
     let p = norm_type(op);
     let mut total = PowerSum::default();
@@ -102,9 +99,7 @@ pub(crate) fn tensor_sums(layout: &Layout, grads: &[f32], op: &NormOp) -> Vec<(f
 /// The next step state from the previous one, `op`, and the power sum when the norm was
 /// computed (`op.source == SOURCE_COMPUTED`).
 pub(crate) fn finalize(
-    prev: &DeviceStepState,
-    op: &NormOp,
-    sum: Option<PowerSum>,
+    prev: &DeviceStepState, op: &NormOp, sum: Option<PowerSum>,
 ) -> DeviceStepState {
     // The unscaling factor: 1 / the loss scale under a scaler (`inv_scale` in the shader).
     let inv_scale = if op.scaler != 0 {

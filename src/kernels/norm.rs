@@ -57,10 +57,7 @@ pub(crate) struct NormWorkspace {
 
 impl NormWorkspace {
     pub(crate) fn new(
-        gpu: &Gpu,
-        layout: &Layout,
-        tables: &FoldTables,
-        group_log_betas: &[[f32; 2]],
+        gpu: &Gpu, layout: &Layout, tables: &FoldTables, group_log_betas: &[[f32; 2]],
     ) -> NormWorkspace {
         let n = layout.tensors.len() as u64;
         let partial_bytes = std::mem::size_of::<Partial>() as u64;
@@ -136,12 +133,8 @@ impl NormWorkspace {
     /// Records the norm passes: per-slab partials and the per-tensor fold (when the
     /// norm is computed here), then the finalize that writes the step state.
     pub(crate) fn encode(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        gpu: &Gpu,
-        layout: &Layout,
-        slabs: &[Arc<SlabDevice>],
-        op: &NormOp,
+        &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout,
+        slabs: &[Arc<SlabDevice>], op: &NormOp,
     ) {
         if op.source == SOURCE_COMPUTED {
             let zero_nans = op.policy == POLICY_ZERO_NANS;

@@ -282,10 +282,7 @@ impl From<Body> for KernelKey {
 impl KernelKey {
     /// The kernel of `body` with these parts, less those the body does not use.
     pub(crate) fn new(
-        body: Body,
-        access: Access,
-        addressing: Addressing,
-        states: StateStorage,
+        body: Body, access: Access, addressing: Addressing, states: StateStorage,
     ) -> KernelKey {
         let role = body.role();
         let access = match (role, access) {

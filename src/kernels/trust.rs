@@ -40,11 +40,8 @@ pub(crate) struct TrustSetup<'a> {
 
 impl Trust {
     pub(crate) fn new(
-        gpu: &crate::device::context::Gpu,
-        layout: &Layout,
-        rule: &'static RuleShader,
-        setup: &TrustSetup<'_>,
-        group_table: &wgpu::Buffer,
+        gpu: &crate::device::context::Gpu, layout: &Layout, rule: &'static RuleShader,
+        setup: &TrustSetup<'_>, group_table: &wgpu::Buffer,
     ) -> Trust {
         let upload = |label: &str, bytes: &[u8]| {
             let b = gpu.storage(label, bytes.len() as u64);

@@ -63,13 +63,8 @@ impl UpdateKernel {
     /// `row_bytes`). [`crate::Error::DeviceLimits`] when a slab's kernel (or trust pass)
     /// binds more storage buffers than the device allows.
     pub(crate) fn new(
-        gpu: &Gpu,
-        layout: &Layout,
-        slabs: &[Arc<SlabDevice>],
-        rule: &'static RuleShader,
-        table_bytes: &[u8],
-        row_bytes: usize,
-        b: &UpdateBindings<'_>,
+        gpu: &Gpu, layout: &Layout, slabs: &[Arc<SlabDevice>], rule: &'static RuleShader,
+        table_bytes: &[u8], row_bytes: usize, b: &UpdateBindings<'_>,
     ) -> Result<UpdateKernel> {
         // Each slab's kernels, checked against the device's limits and compiled now (their
         // plain shape; other shapes on first use), so the first step builds nothing.
@@ -137,11 +132,7 @@ impl UpdateKernel {
     /// Slab `s`'s bind group of `kernel` (the update, or a trust pass) for the slab as it
     /// is now: the update bindings, and whatever of the trust pass the kernel declares.
     fn bind_group(
-        &self,
-        gpu: &Gpu,
-        kernel: KernelKey,
-        s: usize,
-        slab: &SlabDevice,
+        &self, gpu: &Gpu, kernel: KernelKey, s: usize, slab: &SlabDevice,
     ) -> wgpu::BindGroup {
         // Every binding an update or trust kernel may declare; each kernel keeps those its
         // source declares (the shared-buffer access has no grads binding, only Adam-like
@@ -181,12 +172,8 @@ impl UpdateKernel {
     /// Records the update over every slab (after the trust pass and fold of a trust rule),
     /// with the paths of step shape `shape` compiled in (`PipelineKey::shaped`).
     pub(crate) fn encode(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        gpu: &Gpu,
-        layout: &Layout,
-        slabs: &[Arc<SlabDevice>],
-        shape: u32,
+        &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout,
+        slabs: &[Arc<SlabDevice>], shape: u32,
     ) {
         let rule = self.rule;
         if let Some((trust, cache)) = &self.trust {

@@ -118,9 +118,7 @@ pub(crate) fn assign<C>(layout: &Layout, groups: &[ParamGroup<C>]) -> Result<Vec
 /// them (the first tensor's at the start), so a slab of one group has one entry
 /// throughout, and its first entry then carries `BLOCK_SLAB_UNIFORM`.
 pub(crate) fn block_tables<C>(
-    layout: &Layout,
-    group_of: &[u32],
-    groups: &[ParamGroup<C>],
+    layout: &Layout, group_of: &[u32], groups: &[ParamGroup<C>],
 ) -> Vec<Vec<u32>> {
     const UNSET: u32 = u32::MAX;
     let mut tables = layout.per_block(UNSET, |t| {

@@ -109,21 +109,14 @@ pub trait Optimizer {
     /// encoder is finished, so one of another device makes `finish()` return a validation
     /// error and nothing recorded in it runs.
     fn encode_step(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        params: &mut ParamSet,
-        options: &StepOptions,
+        &mut self, encoder: &mut wgpu::CommandEncoder, params: &mut ParamSet, options: &StepOptions,
     ) -> Result<Report>;
     /// Phase 1 of a sharded global norm ([`crate::shard`]) on rank `rank`: the exact power
     /// sum of the tensors this optimizer counts in the norm (groups with `in_norm`; a
     /// [replicated](ParamGroup::replicated) group on rank 0 only), with the NaN/±Inf flags
     /// of every tensor, in `norm` under `nonfinite`. One norm pass and one readback.
     fn norm_partial(
-        &self,
-        params: &mut ParamSet,
-        norm: Norm,
-        nonfinite: Nonfinite,
-        rank: usize,
+        &self, params: &mut ParamSet, norm: Norm, nonfinite: Nonfinite, rank: usize,
     ) -> Result<ShardPartial>;
     /// The learning rate of the next step (of the first parameter group).
     fn learning_rate(&self) -> f64;
@@ -217,11 +210,7 @@ pub trait RuleVisitor {
 
 /// `Err(InvalidHyperparameter)` unless `ok`.
 pub(crate) fn check(
-    optimizer: &'static str,
-    name: &'static str,
-    value: f64,
-    ok: bool,
-    rule: &'static str,
+    optimizer: &'static str, name: &'static str, value: f64, ok: bool, rule: &'static str,
 ) -> Result<()> {
     if ok {
         Ok(())
@@ -237,9 +226,7 @@ pub(crate) fn check(
 
 /// `x` must be finite and ≥ 0 (PyTorch: "Invalid learning rate", "Invalid weight_decay value", ...).
 pub(crate) fn check_non_negative(
-    optimizer: &'static str,
-    name: &'static str,
-    x: f64,
+    optimizer: &'static str, name: &'static str, x: f64,
 ) -> Result<()> {
     check(
         optimizer,
@@ -253,11 +240,7 @@ pub(crate) fn check_non_negative(
 /// PyTorch's checks of the Adam family (Adam, AdamW, Adamax, ...), with its messages'
 /// parameter names: lr, eps and weight_decay finite and ≥ 0, each beta in [0, 1).
 pub(crate) fn check_adam_family(
-    name: &'static str,
-    lr: f64,
-    betas: (f64, f64),
-    eps: f64,
-    weight_decay: f64,
+    name: &'static str, lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64,
 ) -> Result<()> {
     check_non_negative(name, "lr", lr)?;
     check_non_negative(name, "eps", eps)?;

@@ -76,12 +76,7 @@ pub fn units_of(shape: &[usize], units: Units) -> Option<Vec<Unit>> {
 /// workgroup's tree: within the clip tolerance of this).
 /// `None` when `units_of` defines no units for the shape.
 pub fn adaptive_clip(
-    params: &[f32],
-    grads: &mut [f32],
-    shape: &[usize],
-    clipping: f32,
-    eps: f32,
-    units: Units,
+    params: &[f32], grads: &mut [f32], shape: &[usize], clipping: f32, eps: f32, units: Units,
 ) -> Option<()> {
     for unit in units_of(shape, units)? {
         let at = |k: usize| unit.start + k * unit.stride;

@@ -61,9 +61,7 @@ pub fn clip_grad_value(tensors: &mut [&mut [f32]], clip_value: f32) {
 /// Per-tensor clipping (`clip_grad_norm_` called on each tensor alone): each tensor scaled
 /// by `min(1, max_norm / (‖t‖ + 1e-6))` in place; returns the norms before clipping.
 pub fn clip_grad_norm_per_tensor(
-    tensors: &mut [&mut [f32]],
-    max_norm: f32,
-    norm_type: f32,
+    tensors: &mut [&mut [f32]], max_norm: f32, norm_type: f32,
 ) -> Vec<f32> {
     let views: Vec<&[f32]> = tensors.iter().map(|t| &**t).collect();
     let norms = per_tensor_norms(&views, norm_type);

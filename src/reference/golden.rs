@@ -150,10 +150,7 @@ fn clip_grads_with_norm_and_clip_grad_value_match_pytorch_exactly() {
 /// One optimizer step of the reference from Optax's state before it (Optax's keyword
 /// arguments; PyTorch's cases run through the rule registry, `src/optim/golden.rs`).
 fn reference_step(
-    name: &str,
-    kw: &Value,
-    params: &mut [f32],
-    grad: &[f32],
+    name: &str, kw: &Value, params: &mut [f32], grad: &[f32],
     state: &mut std::collections::BTreeMap<String, Vec<f32>>,
 ) {
     let get = |k: &str, default: f64| kw.get(k).and_then(Value::as_f64).unwrap_or(default);

@@ -66,8 +66,7 @@ impl<'a> TensorStep<'a> {
     ///
     /// When one of those slots is `None` (the optimizer binds every state its rule keeps).
     pub fn kept<const N: usize>(
-        self,
-        rule: &str,
+        self, rule: &str,
     ) -> (&'a mut [f32], &'a [f32], [&'a mut [f32]; N]) {
         let mut slots = self.states.into_iter();
         let states = std::array::from_fn(|slot| {

@@ -46,14 +46,8 @@ pub fn bias_correction(beta: f64, step: u32) -> f64 {
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn sgd(
-    t: TensorStep<'_>,
-    first_step: bool,
-    lr: f64,
-    momentum: f64,
-    dampening: f64,
-    weight_decay: f64,
-    nesterov: bool,
-    maximize: bool,
+    t: TensorStep<'_>, first_step: bool, lr: f64, momentum: f64, dampening: f64, weight_decay: f64,
+    nesterov: bool, maximize: bool,
 ) {
     let TensorStep {
         params,
@@ -95,15 +89,8 @@ pub fn sgd(
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn adam(
-    t: TensorStep<'_>,
-    step: u32,
-    lr: f64,
-    betas: (f64, f64),
-    eps: f64,
-    weight_decay: f64,
-    decoupled_weight_decay: bool,
-    maximize: bool,
-    bias_correction: bool,
+    t: TensorStep<'_>, step: u32, lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64,
+    decoupled_weight_decay: bool, maximize: bool, bias_correction: bool,
 ) {
     let TensorStep {
         params,
@@ -162,12 +149,7 @@ pub fn adam(
 /// momentum > 0: b ← b·momentum + g / avg; p ← p − lr·b             else p ← p − lr·g / avg
 /// ```
 pub fn rmsprop(
-    t: TensorStep<'_>,
-    lr: f64,
-    alpha: f64,
-    eps: f64,
-    weight_decay: f64,
-    momentum: f64,
+    t: TensorStep<'_>, lr: f64, alpha: f64, eps: f64, weight_decay: f64, momentum: f64,
     maximize: bool,
 ) {
     let TensorStep {

@@ -108,11 +108,7 @@ pub struct ScaleState {
 ///
 /// With `hysteresis` = 1 this is PyTorch's rule exactly.
 pub fn update_scale(
-    s: ScaleState,
-    found_inf: bool,
-    growth_factor: f32,
-    backoff_factor: f32,
-    growth_interval: u32,
+    s: ScaleState, found_inf: bool, growth_factor: f32, backoff_factor: f32, growth_interval: u32,
     hysteresis: u32,
 ) -> ScaleState {
     if found_inf {

@@ -32,14 +32,8 @@ pub fn trust_ratio(params: &[f32], update: &[f32], trust_coefficient: f32, eps: 
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn lars(
-    t: TensorStep<'_>,
-    lr: f64,
-    weight_decay: f64,
-    trust_coefficient: f64,
-    eps: f64,
-    trust: bool,
-    momentum: f64,
-    nesterov: bool,
+    t: TensorStep<'_>, lr: f64, weight_decay: f64, trust_coefficient: f64, eps: f64, trust: bool,
+    momentum: f64, nesterov: bool,
 ) {
     let (params, grads, [momentum_buffer]) = t.kept("LARS");
     let (neg_lr, wd, mu) = (-lr as f32, weight_decay as f32, momentum as f32);
@@ -65,12 +59,7 @@ pub fn lars(
 /// p ← p + (u·trust_ratio(p, u))·(−lr)
 /// ```
 pub fn lamb(
-    t: TensorStep<'_>,
-    step: u32,
-    lr: f64,
-    betas: (f64, f64),
-    eps: f64,
-    eps_root: f64,
+    t: TensorStep<'_>, step: u32, lr: f64, betas: (f64, f64), eps: f64, eps_root: f64,
     weight_decay: f64,
 ) {
     let (params, grads, [exp_avg, exp_avg_sq]) = t.kept("LAMB");

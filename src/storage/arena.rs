@@ -249,12 +249,8 @@ fn unusable(tensor: &str, role: &'static str, err: Error) -> Error {
 /// are live buffers of this device ([`Gpu::probe`]): a copy into a destroyed buffer is
 /// dropped silently by wgpu, so without the probe an upload would land in part.
 pub(crate) fn check_transfer(
-    gpu: &Gpu,
-    layout: &Layout,
-    bindings: &[Binding],
-    slabs: impl IntoIterator<Item = usize>,
-    usage: wgpu::BufferUsages,
-    role: &'static str,
+    gpu: &Gpu, layout: &Layout, bindings: &[Binding], slabs: impl IntoIterator<Item = usize>,
+    usage: wgpu::BufferUsages, role: &'static str,
 ) -> Result<()> {
     check_usage(layout, bindings, usage, role)?;
     for s in slabs {
@@ -287,11 +283,7 @@ fn validate_external(gpu: &Gpu, e: &ExternalTensor) -> Result<u64> {
 /// Checks one range of an external tensor of `numel` elements: STORAGE usage, an offset
 /// on the device's storage alignment, whole vec4s within the buffer.
 fn validate_range(
-    gpu: &Gpu,
-    tensor: &str,
-    role: &'static str,
-    r: &BufferRange,
-    numel: u64,
+    gpu: &Gpu, tensor: &str, role: &'static str, r: &BufferRange, numel: u64,
 ) -> Result<()> {
     let alignment = gpu.limits.min_storage_buffer_offset_alignment;
     if !r.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
@@ -323,10 +315,7 @@ fn validate_range(
 }
 
 pub(crate) fn check_usage(
-    layout: &Layout,
-    bindings: &[Binding],
-    usage: wgpu::BufferUsages,
-    role: &'static str,
+    layout: &Layout, bindings: &[Binding], usage: wgpu::BufferUsages, role: &'static str,
 ) -> Result<()> {
     for (s, slab) in layout.slabs.iter().enumerate() {
         if let Some(members) = &slab.pool {
@@ -360,11 +349,7 @@ fn length_check(what: &str, expected: u64, got: usize) -> Result<()> {
 
 /// Writes all tensors of `arena` from their concatenation.
 pub(crate) fn write_all(
-    gpu: Option<&Arc<Gpu>>,
-    layout: &Layout,
-    arena: &mut Arena,
-    data: &[f32],
-    role: &'static str,
+    gpu: Option<&Arc<Gpu>>, layout: &Layout, arena: &mut Arena, data: &[f32], role: &'static str,
 ) -> Result<()> {
     length_check(
         &format!("{role} of the whole set"),
@@ -424,9 +409,7 @@ pub(crate) fn slab_images(layout: &Layout, data: &[f32]) -> Vec<Vec<f32>> {
 /// clipstep's own, one per tensor of a pool (the gaps between a pool's tensors are the
 /// caller's and are never written).
 pub(crate) fn image_writes<'a>(
-    layout: &Layout,
-    bindings: &'a [Binding],
-    images: &'a [Vec<f32>],
+    layout: &Layout, bindings: &'a [Binding], images: &'a [Vec<f32>],
 ) -> Vec<(&'a wgpu::Buffer, u64, &'a [u8])> {
     let mut writes = Vec::with_capacity(bindings.len());
     for (s, (b, image)) in bindings.iter().zip(images).enumerate() {
@@ -440,11 +423,7 @@ pub(crate) fn image_writes<'a>(
 
 /// The pieces of tensor `t`, after [`check_transfer`] over the slabs they lie in.
 fn checked_pieces(
-    gpu: &Gpu,
-    layout: &Layout,
-    bindings: &[Binding],
-    t: usize,
-    usage: wgpu::BufferUsages,
+    gpu: &Gpu, layout: &Layout, bindings: &[Binding], t: usize, usage: wgpu::BufferUsages,
     role: &'static str,
 ) -> Result<Vec<Piece>> {
     let pieces = layout.pieces(t);
@@ -455,11 +434,7 @@ fn checked_pieces(
 
 /// Writes tensor `t` of `arena`.
 pub(crate) fn write_tensor(
-    gpu: Option<&Arc<Gpu>>,
-    layout: &Layout,
-    arena: &mut Arena,
-    t: usize,
-    data: &[f32],
+    gpu: Option<&Arc<Gpu>>, layout: &Layout, arena: &mut Arena, t: usize, data: &[f32],
     role: &'static str,
 ) -> Result<()> {
     let info = &layout.tensors[t];
@@ -498,10 +473,7 @@ pub(crate) fn write_tensor(
 /// Reads every slab of `arena` in one submission; returns per-slab host images in the
 /// virtual space (a pool's tensors read one by one, its gaps left zero).
 fn read_slabs(
-    gpu: &Gpu,
-    layout: &Layout,
-    bindings: &[Binding],
-    role: &'static str,
+    gpu: &Gpu, layout: &Layout, bindings: &[Binding], role: &'static str,
 ) -> Result<Vec<Vec<f32>>> {
     let all = 0..bindings.len();
     check_transfer(
@@ -542,10 +514,7 @@ fn read_slabs(
 
 /// All tensors of `arena`, concatenated in order.
 pub(crate) fn read_all(
-    gpu: Option<&Arc<Gpu>>,
-    layout: &Layout,
-    arena: &Arena,
-    role: &'static str,
+    gpu: Option<&Arc<Gpu>>, layout: &Layout, arena: &Arena, role: &'static str,
 ) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(layout.numel() as usize);
     match (gpu, arena) {
@@ -570,11 +539,7 @@ pub(crate) fn read_all(
 
 /// Tensor `t` of `arena`.
 pub(crate) fn read_tensor(
-    gpu: Option<&Arc<Gpu>>,
-    layout: &Layout,
-    arena: &Arena,
-    t: usize,
-    role: &'static str,
+    gpu: Option<&Arc<Gpu>>, layout: &Layout, arena: &Arena, t: usize, role: &'static str,
 ) -> Result<Vec<f32>> {
     let info = &layout.tensors[t];
     match (gpu, arena) {

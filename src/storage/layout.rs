@@ -214,10 +214,7 @@ impl Layout {
     /// pool, empty ones in none: they need no binding). Every tensor is f32.
     #[cfg(test)]
     pub(crate) fn new(
-        internal: &[TensorSpec],
-        external: &[TensorSpec],
-        pools: &[Vec<usize>],
-        slab_capacity: u64,
+        internal: &[TensorSpec], external: &[TensorSpec], pools: &[Vec<usize>], slab_capacity: u64,
     ) -> Result<Layout> {
         Self::with_dtype(internal, external, pools, slab_capacity, Dtype::F32)
     }
@@ -227,10 +224,7 @@ impl Layout {
     /// f16 (each in the given order), and each type's run is cut into its own slabs, so a
     /// slab holds one type. External tensors are f32.
     pub(crate) fn with_dtype(
-        internal: &[TensorSpec],
-        external: &[TensorSpec],
-        pools: &[Vec<usize>],
-        slab_capacity: u64,
+        internal: &[TensorSpec], external: &[TensorSpec], pools: &[Vec<usize>], slab_capacity: u64,
         default: Dtype,
     ) -> Result<Layout> {
         debug_assert!(slab_capacity > 0 && slab_capacity.is_multiple_of(TENSOR_ALIGN_ELEMS));

@@ -104,9 +104,7 @@ impl PoolWindows {
 /// buffer), in order of params offset, each pool's windows within `max_binding` bytes
 /// (a pool that would pass it is cut in two). Indices are into `externals`.
 pub(crate) fn group_pools(
-    externals: &[ExternalTensor],
-    numels: &[u64],
-    max_binding: u64,
+    externals: &[ExternalTensor], numels: &[u64], max_binding: u64,
 ) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..externals.len()).filter(|&k| numels[k] > 0).collect();
     let key = |k: usize| (&externals[k].params.buffer, &externals[k].grads.buffer);
@@ -156,10 +154,7 @@ pub(crate) struct PoolPlacement {
 /// The placement of pooled slab `s` of `layout`, whose tensors' ranges are `params[j]`
 /// and `grads[j]` for the j-th tensor of the pool.
 pub(crate) fn placement(
-    layout: &Layout,
-    s: usize,
-    params: &[&BufferRange],
-    grads: &[&BufferRange],
+    layout: &Layout, s: usize, params: &[&BufferRange], grads: &[&BufferRange],
 ) -> PoolPlacement {
     let slab = &layout.slabs[s];
     let members = slab.pool.as_deref().unwrap_or(&[]);
@@ -213,10 +208,7 @@ pub(crate) fn placement(
 /// Checks that moving gradients leaves each pool whole: the grads of a pool's tensors in
 /// one buffer, within one binding.
 pub(crate) fn check_pools_whole(
-    layout: &Layout,
-    externals: &[ExternalTensor],
-    first_external: usize,
-    max_binding: u64,
+    layout: &Layout, externals: &[ExternalTensor], first_external: usize, max_binding: u64,
 ) -> Result<()> {
     for slab in &layout.slabs {
         let Some(members) = &slab.pool else { continue };
@@ -267,9 +259,7 @@ pub(crate) mod tests {
     }
 
     fn tensor(
-        k: usize,
-        params: (&wgpu::Buffer, u64),
-        grads: (&wgpu::Buffer, u64),
+        k: usize, params: (&wgpu::Buffer, u64), grads: (&wgpu::Buffer, u64),
     ) -> ExternalTensor {
         let range = |(buffer, offset): (&wgpu::Buffer, u64)| BufferRange {
             buffer: buffer.clone(),

@@ -69,11 +69,7 @@ impl SlabDevice {
 
     /// Pooled slab `s`, its j-th tensor at `params[j]` and `grads[j]`.
     pub(crate) fn pooled(
-        gpu: &Gpu,
-        layout: &Layout,
-        s: usize,
-        params: &[&BufferRange],
-        grads: &[&BufferRange],
+        gpu: &Gpu, layout: &Layout, s: usize, params: &[&BufferRange], grads: &[&BufferRange],
     ) -> SlabDevice {
         let p = placement(layout, s, params, grads);
         Self::build(
@@ -83,14 +79,8 @@ impl SlabDevice {
 
     #[allow(clippy::too_many_arguments)]
     fn build(
-        gpu: &Gpu,
-        layout: &Layout,
-        s: usize,
-        params: Binding,
-        grads: Binding,
-        shared: bool,
-        chunks: &[Chunk],
-        places: &[Place],
+        gpu: &Gpu, layout: &Layout, s: usize, params: Binding, grads: Binding, shared: bool,
+        chunks: &[Chunk], places: &[Place],
     ) -> SlabDevice {
         let table = |label: &str, bytes: &[u8]| {
             let b = gpu.storage(label, bytes.len().max(16) as u64);
@@ -179,9 +169,7 @@ impl SlabDevice {
 
     /// `entries` plus, for a pooled kernel, the place table at binding 10.
     pub(crate) fn with_places<'a>(
-        &'a self,
-        kernel: KernelKey,
-        mut entries: Vec<(u32, wgpu::BindingResource<'a>)>,
+        &'a self, kernel: KernelKey, mut entries: Vec<(u32, wgpu::BindingResource<'a>)>,
     ) -> Vec<(u32, wgpu::BindingResource<'a>)> {
         if kernel.pooled() {
             entries.push((10, self.places.as_entire_binding()));

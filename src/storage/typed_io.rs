@@ -24,10 +24,7 @@ pub(crate) fn covered(layout: &Layout, tensor: Option<usize>) -> Vec<usize> {
 
 /// [`Error::LengthMismatch`] unless `got` is the covered tensors' element count.
 pub(crate) fn check_len(
-    layout: &Layout,
-    tensor: Option<usize>,
-    got: usize,
-    role: &str,
+    layout: &Layout, tensor: Option<usize>, got: usize, role: &str,
 ) -> Result<()> {
     let expected: u64 = covered(layout, tensor)
         .iter()
@@ -65,10 +62,7 @@ pub(crate) type Write<'a> = (&'a wgpu::Buffer, u64, Vec<u8>);
 /// The writes that put `data` (the covered tensors concatenated, its length checked) into
 /// `targets`, each piece encoded for its target by `encode`.
 fn writes<'a, T>(
-    layout: &Layout,
-    targets: &[Target<'a>],
-    tensor: Option<usize>,
-    data: &[T],
+    layout: &Layout, targets: &[Target<'a>], tensor: Option<usize>, data: &[T],
     encode: impl Fn(&[T], Dtype) -> Vec<u8>,
 ) -> Vec<Write<'a>> {
     let mut out = Vec::new();
@@ -92,10 +86,7 @@ fn writes<'a, T>(
 /// The writes that put values `data` into `targets`, each piece as its target holds it:
 /// f32, or rounded to nearest even.
 pub(crate) fn value_writes<'a>(
-    layout: &Layout,
-    targets: &[Target<'a>],
-    tensor: Option<usize>,
-    data: &[f32],
+    layout: &Layout, targets: &[Target<'a>], tensor: Option<usize>, data: &[f32],
 ) -> Vec<Write<'a>> {
     writes(layout, targets, tensor, data, |part, dtype| match dtype {
         Dtype::F32 => bytemuck::cast_slice(part).to_vec(),
@@ -105,10 +96,7 @@ pub(crate) fn value_writes<'a>(
 
 /// The writes that put 16-bit patterns `bits` into 16-bit `targets`.
 pub(crate) fn bit_writes<'a>(
-    layout: &Layout,
-    targets: &[Target<'a>],
-    tensor: Option<usize>,
-    bits: &[u16],
+    layout: &Layout, targets: &[Target<'a>], tensor: Option<usize>, bits: &[u16],
 ) -> Vec<Write<'a>> {
     writes(layout, targets, tensor, bits, |part, _| bytes16(part))
 }
@@ -126,10 +114,7 @@ pub(crate) fn upload(gpu: &Gpu, writes: &[Write<'_>]) -> Result<()> {
 /// its target holds it: the raw 16-bit patterns of a 16-bit target, or the f32 values'
 /// bits of an f32 one. Syncs.
 fn read_raw(
-    gpu: &Gpu,
-    layout: &Layout,
-    targets: &[Target<'_>],
-    tensor: Option<usize>,
+    gpu: &Gpu, layout: &Layout, targets: &[Target<'_>], tensor: Option<usize>,
 ) -> Result<Vec<(Dtype, Vec<u8>, usize)>> {
     let mut ranges = Vec::new();
     let mut pieces = Vec::new();
@@ -159,10 +144,7 @@ fn read_raw(
 
 /// The covered tensors' values, concatenated (16-bit values widened exactly). Syncs.
 pub(crate) fn read_values(
-    gpu: &Gpu,
-    layout: &Layout,
-    targets: &[Target<'_>],
-    tensor: Option<usize>,
+    gpu: &Gpu, layout: &Layout, targets: &[Target<'_>], tensor: Option<usize>,
 ) -> Result<Vec<f32>> {
     let mut out = Vec::new();
     for (dtype, bytes, len) in read_raw(gpu, layout, targets, tensor)? {
@@ -185,10 +167,7 @@ pub(crate) fn read_values(
 
 /// The covered tensors' 16-bit patterns out of 16-bit `targets`, concatenated. Syncs.
 pub(crate) fn read_bits(
-    gpu: &Gpu,
-    layout: &Layout,
-    targets: &[Target<'_>],
-    tensor: Option<usize>,
+    gpu: &Gpu, layout: &Layout, targets: &[Target<'_>], tensor: Option<usize>,
 ) -> Result<Vec<u16>> {
     let mut out = Vec::new();
     for (_, bytes, len) in read_raw(gpu, layout, targets, tensor)? {

@@ -66,10 +66,7 @@ pub fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 
 /// A set of `sizes` on `ctx`, slabs capped at `slab_bytes`, gradients from `seed`.
 pub fn set_with_grads(
-    ctx: &Context,
-    sizes: &[usize],
-    slab_bytes: Option<u64>,
-    seed: u64,
+    ctx: &Context, sizes: &[usize], slab_bytes: Option<u64>, seed: u64,
 ) -> (ParamSet, Vec<f32>) {
     let mut set = ParamSet::new(
         ctx,
@@ -169,10 +166,7 @@ pub fn user_storage(ctx: &Context, bytes: u64) -> wgpu::Buffer {
 /// A set of 100 internal elements (tensor `t0`) and one external tensor `ext` of `numel`
 /// elements, its params at `params` and its grads at `grads` (buffer, byte offset).
 pub fn set_with_external(
-    ctx: &Context,
-    numel: usize,
-    params: (&wgpu::Buffer, u64),
-    grads: (&wgpu::Buffer, u64),
+    ctx: &Context, numel: usize, params: (&wgpu::Buffer, u64), grads: (&wgpu::Buffer, u64),
 ) -> ParamSet {
     let range = |(buffer, offset): (&wgpu::Buffer, u64)| clipstep::BufferRange {
         buffer: buffer.clone(),

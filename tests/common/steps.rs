@@ -39,12 +39,8 @@ pub trait ReferenceStep: RuleConfig {
     /// One step (`step` = 1 on the first) over a set of tensors of `sizes`, concatenated,
     /// tensor by tensor; `states` by name (a state missing from it starts fresh).
     fn reference_step_over(
-        &self,
-        step: u32,
-        params: &mut [f32],
-        grads: &[f32],
-        states: &mut BTreeMap<String, Vec<f32>>,
-        sizes: &[usize],
+        &self, step: u32, params: &mut [f32], grads: &[f32],
+        states: &mut BTreeMap<String, Vec<f32>>, sizes: &[usize],
     ) {
         let n = params.len();
         let (names, fresh) = (self.state_names(), self.initial_state());
@@ -104,10 +100,7 @@ pub fn downloads<O: Optimizer>(opt: &O, set: &ParamSet) -> (Vec<f32>, BTreeMap<S
 /// Three steps of `config` with `options`; before each, the reference takes the GPU's
 /// params and states, and after it every element must be within the update tolerance.
 pub fn steps_match<C: ReferenceStep>(
-    config: C,
-    options: StepOptions,
-    sizes: &[usize],
-    slab: Option<u64>,
+    config: C, options: StepOptions, sizes: &[usize], slab: Option<u64>,
 ) {
     let ctx = ctx();
     let (mut set, _) = set_with_grads(&ctx, sizes, slab, 1);

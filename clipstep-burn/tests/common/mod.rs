@@ -20,10 +20,7 @@ pub fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 
 /// A tensor of `shape` on `device` holding [`values`].
 pub fn tensor<const D: usize>(
-    device: &Device,
-    shape: [usize; D],
-    seed: u64,
-    scale: f32,
+    device: &Device, shape: [usize; D], seed: u64, scale: f32,
 ) -> Tensor<D> {
     let n = shape.iter().product();
     Tensor::from_data(TensorData::new(values(n, seed, scale), shape), device)

@@ -263,9 +263,7 @@ impl<R: Rule> Engine<R> {
     /// Each state's values for this set, all tensors concatenated in the set's order,
     /// matched to the checkpoint by tensor name under `options`.
     pub(super) fn match_by_name(
-        &self,
-        c: &Checkpoint,
-        options: &LoadOptions,
+        &self, c: &Checkpoint, options: &LoadOptions,
     ) -> Result<Vec<Vec<f32>>> {
         let saved: HashMap<&str, usize> = c
             .tensors

@@ -113,9 +113,7 @@ impl<R: Rule> Engine<R> {
     /// An engine over `params` with `groups`, keeping its states in `state_dtype` (f32, or
     /// bf16 for the Adam family).
     pub(crate) fn new(
-        params: &ParamSet,
-        groups: Vec<ParamGroup<R>>,
-        state_dtype: Dtype,
+        params: &ParamSet, groups: Vec<ParamGroup<R>>, state_dtype: Dtype,
     ) -> Result<Self> {
         let states_storage = match state_dtype {
             Dtype::F32 => StateStorage::F32,
@@ -325,10 +323,7 @@ impl<R: Rule> Engine<R> {
     }
 
     pub(crate) fn encode_step(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        params: &mut ParamSet,
-        options: &StepOptions,
+        &mut self, encoder: &mut wgpu::CommandEncoder, params: &mut ParamSet, options: &StepOptions,
     ) -> Result<Report> {
         let device = self.device.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
         let gpu = device.gpu.clone();
@@ -339,10 +334,7 @@ impl<R: Rule> Engine<R> {
     /// Validates the options and the set, then records one step (nothing is recorded when
     /// validation fails).
     fn record_step(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        params: &ParamSet,
-        options: &StepOptions,
+        &self, encoder: &mut wgpu::CommandEncoder, params: &ParamSet, options: &StepOptions,
     ) -> Result<Report> {
         self.validate(options)?;
         self.check_set(params)?;
@@ -448,11 +440,7 @@ impl<R: Rule> Engine<R> {
     /// Phase 1 of a sharded norm on rank `rank`: the set's partial over the tensors this
     /// optimizer's groups count there.
     pub(crate) fn norm_partial(
-        &self,
-        params: &mut ParamSet,
-        norm: Norm,
-        nonfinite: Nonfinite,
-        rank: usize,
+        &self, params: &mut ParamSet, norm: Norm, nonfinite: Nonfinite, rank: usize,
     ) -> Result<ShardPartial> {
         self.check_set(params)?;
         let counted = groups::shard_mask(&self.group_of, &self.groups, rank);

@@ -42,10 +42,7 @@ impl<R: Rule> Engine<R> {
 
     /// Writes the scaler's three words of the step state (queued before the next step).
     pub(super) fn write_scale_state(
-        &mut self,
-        scale: f32,
-        growth: u32,
-        hysteresis: u32,
+        &mut self, scale: f32, growth: u32, hysteresis: u32,
     ) -> Result<()> {
         self.host_state.loss_scale = scale;
         self.host_state.growth_tracker = growth;

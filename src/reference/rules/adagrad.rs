@@ -18,12 +18,7 @@ pub fn adagrad_clr(lr: f32, lr_decay: f32, step: u32) -> f32 {
 /// p ← p − clr·g / (sqrt(s) + eps)      clr = lr / (1 + (step − 1)·lr_decay)
 /// ```
 pub fn adagrad(
-    t: TensorStep<'_>,
-    step: u32,
-    lr: f64,
-    lr_decay: f64,
-    weight_decay: f64,
-    eps: f64,
+    t: TensorStep<'_>, step: u32, lr: f64, lr_decay: f64, weight_decay: f64, eps: f64,
     maximize: bool,
 ) {
     let (params, grads, [state_sum]) = t.kept("Adagrad");

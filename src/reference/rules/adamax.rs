@@ -21,12 +21,7 @@ fn maximum_keep_nan(a: f32, b: f32) -> f32 {
 /// `lr / (1 − β1^t)` in f64, then rounded (PyTorch's Python floats), each product and
 /// quotient in f32 in PyTorch's order (`addcdiv`: `p + (value·m) / u`).
 pub fn adamax(
-    t: TensorStep<'_>,
-    step: u32,
-    lr: f64,
-    betas: (f64, f64),
-    eps: f64,
-    weight_decay: f64,
+    t: TensorStep<'_>, step: u32, lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64,
     maximize: bool,
 ) {
     let (params, grads, [exp_avg, exp_inf]) = t.kept("Adamax");

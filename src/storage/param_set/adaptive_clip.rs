@@ -27,20 +27,13 @@ impl ParamSet {
 
     /// Records [`ParamSet::clip_adaptive`] into `encoder`.
     pub fn encode_clip_adaptive(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        clipping: f32,
-        eps: f32,
-        units: Units,
+        &mut self, encoder: &mut wgpu::CommandEncoder, clipping: f32, eps: f32, units: Units,
     ) -> Result<()> {
         self.run_adaptive(Some(encoder), clipping, eps, units)
     }
 
     fn run_adaptive(
-        &mut self,
-        encoder: Option<&mut wgpu::CommandEncoder>,
-        clipping: f32,
-        eps: f32,
+        &mut self, encoder: Option<&mut wgpu::CommandEncoder>, clipping: f32, eps: f32,
         units: Units,
     ) -> Result<()> {
         let bad = |name: &'static str, value: f32, rule: &'static str| {

@@ -80,10 +80,7 @@ impl ParamSet {
     /// [`ParamSet::norm_partial`] counting only the tensors `t` with `counted[t]` in the
     /// sum (every tensor's flags count).
     pub(crate) fn norm_partial_counting(
-        &mut self,
-        norm: Norm,
-        nonfinite: Nonfinite,
-        counted: &[bool],
+        &mut self, norm: Norm, nonfinite: Nonfinite, counted: &[bool],
     ) -> Result<ShardPartial> {
         let op = NormOp {
             policy: nonfinite.code(),
@@ -113,9 +110,7 @@ impl ParamSet {
 
     /// Records [`ParamSet::global_norm`] into `encoder`.
     pub fn encode_global_norm(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        norm: Norm,
+        &mut self, encoder: &mut wgpu::CommandEncoder, norm: Norm,
     ) -> Result<Report> {
         let op = self.norm_op(norm)?;
         self.run(Some(encoder), op, Nonfinite::Propagate, Apply::Nothing)
@@ -129,9 +124,7 @@ impl ParamSet {
 
     /// Records [`ParamSet::per_tensor_norms`] into `encoder`.
     pub fn encode_per_tensor_norms(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        norm: Norm,
+        &mut self, encoder: &mut wgpu::CommandEncoder, norm: Norm,
     ) -> Result<Report> {
         self.encode_global_norm(encoder, norm)
     }
@@ -141,10 +134,7 @@ impl ParamSet {
     /// `‖g‖` (what PyTorch returns). `Nonfinite::Propagate` scales a non-finite gradient
     /// anyway, as PyTorch does; `Skip`/`Error` leave every gradient untouched.
     pub fn clip_grad_norm(
-        &mut self,
-        max_norm: f32,
-        norm: Norm,
-        nonfinite: Nonfinite,
+        &mut self, max_norm: f32, norm: Norm, nonfinite: Nonfinite,
     ) -> Result<Report> {
         let op = self.clip_norm_op(max_norm, norm, nonfinite)?;
         self.run(None, op, nonfinite, Apply::Scale)
@@ -152,10 +142,7 @@ impl ParamSet {
 
     /// Records [`ParamSet::clip_grad_norm`] into `encoder`.
     pub fn encode_clip_grad_norm(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        max_norm: f32,
-        norm: Norm,
+        &mut self, encoder: &mut wgpu::CommandEncoder, max_norm: f32, norm: Norm,
         nonfinite: Nonfinite,
     ) -> Result<Report> {
         let op = self.clip_norm_op(max_norm, norm, nonfinite)?;
@@ -168,10 +155,7 @@ impl ParamSet {
     /// the norm and its application compose. A NaN or infinite `total_norm` counts as
     /// non-finite gradients under `nonfinite`; a negative one is an error.
     pub fn clip_grads_with_norm(
-        &mut self,
-        max_norm: f32,
-        total_norm: f32,
-        nonfinite: Nonfinite,
+        &mut self, max_norm: f32, total_norm: f32, nonfinite: Nonfinite,
     ) -> Result<Report> {
         let op = self.with_norm_op(max_norm, total_norm, nonfinite)?;
         self.run(None, op, nonfinite, Apply::Scale)
@@ -179,10 +163,7 @@ impl ParamSet {
 
     /// Records [`ParamSet::clip_grads_with_norm`] into `encoder`.
     pub fn encode_clip_grads_with_norm(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        max_norm: f32,
-        total_norm: f32,
+        &mut self, encoder: &mut wgpu::CommandEncoder, max_norm: f32, total_norm: f32,
         nonfinite: Nonfinite,
     ) -> Result<Report> {
         let op = self.with_norm_op(max_norm, total_norm, nonfinite)?;
@@ -195,10 +176,7 @@ impl ParamSet {
     /// clipping; its `total_norm` is the global norm. Under `Skip`/`Error`, any non-finite
     /// gradient leaves every gradient untouched.
     pub fn clip_grad_norm_per_tensor(
-        &mut self,
-        max_norm: f32,
-        norm: Norm,
-        nonfinite: Nonfinite,
+        &mut self, max_norm: f32, norm: Norm, nonfinite: Nonfinite,
     ) -> Result<Report> {
         let op = self.clip_norm_op(max_norm, norm, nonfinite)?;
         self.run(None, op, nonfinite, Apply::ScalePerTensor)
@@ -206,10 +184,7 @@ impl ParamSet {
 
     /// Records [`ParamSet::clip_grad_norm_per_tensor`] into `encoder`.
     pub fn encode_clip_grad_norm_per_tensor(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        max_norm: f32,
-        norm: Norm,
+        &mut self, encoder: &mut wgpu::CommandEncoder, max_norm: f32, norm: Norm,
         nonfinite: Nonfinite,
     ) -> Result<Report> {
         let op = self.clip_norm_op(max_norm, norm, nonfinite)?;
@@ -228,10 +203,7 @@ impl ParamSet {
 
     /// Records [`ParamSet::clip_by_block_rms`] into `encoder`.
     pub fn encode_clip_by_block_rms(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        threshold: f32,
-        nonfinite: Nonfinite,
+        &mut self, encoder: &mut wgpu::CommandEncoder, threshold: f32, nonfinite: Nonfinite,
     ) -> Result<Report> {
         let op = self.block_rms_op(threshold, nonfinite)?;
         self.run(Some(encoder), op, nonfinite, Apply::ScalePerTensor)
@@ -247,9 +219,7 @@ impl ParamSet {
 
     /// Records [`ParamSet::clip_grad_value`] into `encoder`.
     pub fn encode_clip_grad_value(
-        &mut self,
-        encoder: &mut wgpu::CommandEncoder,
-        clip_value: f32,
+        &mut self, encoder: &mut wgpu::CommandEncoder, clip_value: f32,
     ) -> Result<()> {
         let op = self.clip_value_op(clip_value)?;
         self.run(Some(encoder), op, Nonfinite::Propagate, Apply::Clamp)
@@ -269,10 +239,7 @@ impl ParamSet {
     }
 
     pub(super) fn clip_norm_op(
-        &self,
-        max_norm: f32,
-        norm: Norm,
-        nonfinite: Nonfinite,
+        &self, max_norm: f32, norm: Norm, nonfinite: Nonfinite,
     ) -> Result<NormOp> {
         check_max_norm(max_norm)?;
         Ok(NormOp {
@@ -291,10 +258,7 @@ impl ParamSet {
     }
 
     pub(super) fn with_norm_op(
-        &self,
-        max_norm: f32,
-        total_norm: f32,
-        nonfinite: Nonfinite,
+        &self, max_norm: f32, total_norm: f32, nonfinite: Nonfinite,
     ) -> Result<NormOp> {
         check_max_norm(max_norm)?;
         if total_norm < 0.0 {
@@ -324,10 +288,7 @@ impl ParamSet {
     /// scopes), and a submitted operation that fails runs none of its commands; the report
     /// replaces earlier ones only once the call succeeded.
     fn run(
-        &mut self,
-        encoder: Option<&mut wgpu::CommandEncoder>,
-        op: NormOp,
-        policy: Nonfinite,
+        &mut self, encoder: Option<&mut wgpu::CommandEncoder>, op: NormOp, policy: Nonfinite,
         apply: Apply,
     ) -> Result<Report> {
         match (encoder, &self.device) {
@@ -390,11 +351,7 @@ impl SetDevice {
     /// Records a standalone operation: its options in stream, then one compute pass with
     /// the norm passes and finalize (unless it only clamps) and the clip kernel.
     fn record(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        layout: &Layout,
-        op: &NormOp,
-        policy: Nonfinite,
+        &self, encoder: &mut wgpu::CommandEncoder, layout: &Layout, op: &NormOp, policy: Nonfinite,
         apply: Apply,
     ) -> Result<Report> {
         let (gpu, ws) = (&self.gpu, &self.workspace);
@@ -429,10 +386,7 @@ impl SetDevice {
 
 /// Records a clear of every gradient slab.
 fn record_zero_grad(
-    gpu: &Gpu,
-    layout: &Layout,
-    grads: &[Binding],
-    encoder: &mut wgpu::CommandEncoder,
+    gpu: &Gpu, layout: &Layout, grads: &[Binding], encoder: &mut wgpu::CommandEncoder,
 ) -> Result<()> {
     let all = 0..grads.len();
     check_transfer(

@@ -25,8 +25,7 @@ impl ParamSet {
     /// Nothing changes when a check fails. Builds no pipeline; a pool's tables and bind
     /// groups are rebuilt only for a placement not seen in its last four.
     pub fn rebind_grads<'a>(
-        &mut self,
-        moves: impl IntoIterator<Item = (&'a str, BufferRange)>,
+        &mut self, moves: impl IntoIterator<Item = (&'a str, BufferRange)>,
     ) -> Result<()> {
         let layout = self.layout.clone();
         let Some(device) = self.device.as_mut() else {

@@ -104,10 +104,7 @@ impl ParamSet {
     /// the gradients: f32 arenas as they always were; with 16-bit tensors, each tensor in
     /// its own type (and with master weights, parameters into the master and the copy).
     pub(super) fn write_values(
-        &mut self,
-        t: Option<usize>,
-        data: &[f32],
-        params: bool,
+        &mut self, t: Option<usize>, data: &[f32], params: bool,
     ) -> Result<()> {
         let (role, what) = match params {
             true => ("params", "upload_params"),
