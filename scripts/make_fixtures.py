@@ -2,8 +2,8 @@
 """Golden fixtures for the CPU reference, from PyTorch.
 
 Writes fixtures/pytorch.json: norms, clip_grad_norm_ / clip_grads_with_norm_ /
-clip_grad_value_, a few steps of SGD, Adam, AdamW and RMSprop and twelve of Adagrad and
-Adamax
+clip_grad_value_, a few steps of SGD, Adam, AdamW and RMSprop and twelve of Adagrad,
+Adamax and Adadelta
 (single-tensor loops, foreach=False, on CPU in float32) with the optimizer states after
 every step, and AdamW
 with three parameter groups, one left out of the global norm, and adaptive gradient
@@ -109,6 +109,11 @@ OPTIMIZERS = [
     ("Adamax", torch.optim.Adamax,
      dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.01, maximize=True), 12),
     ("Adamax", torch.optim.Adamax, dict(lr=5e-2, eps=1e-3), 12),
+    # Adadelta, appended after Adamax (the cases above keep their numbers).
+    ("Adadelta", torch.optim.Adadelta, dict(), 12),
+    ("Adadelta", torch.optim.Adadelta,
+     dict(rho=0.8, weight_decay=0.01, maximize=True), 12),
+    ("Adadelta", torch.optim.Adadelta, dict(lr=0.5, eps=1e-3), 12),
 ]
 
 
