@@ -17,7 +17,7 @@ use std::error::Error;
 
 use clap::Parser;
 use clipstep::{AdamW, ArenaOptions, Context, Dtype, LossScaler, Optimizer, ParamSet, StepOptions};
-use clipstep_tools::mlp::{self, D, H, N, PARAMS};
+use clipstep_tools::mlp::{self, N, PARAMS};
 use clipstep_tools::{gpu, support};
 
 /// Command-line options: `train_on_gpu`'s, and the scaler's growth interval.
@@ -105,30 +105,19 @@ pub fn train(ctx: &Context, dtype: Dtype, args: &Args) -> Result<Run, Box<dyn Er
     }))?;
     let options: StepOptions = mlp::options();
 
-    let at = |name: &str| -> clipstep::Result<u32> {
-        let views = set.param_views(name)?;
-        assert_eq!(views.len(), 1, "a small model fits one slab");
-        Ok((views[0].offset / 2) as u32)
-    };
     let params_buf = set.param_views("w1")?[0].buffer.clone();
     let grads_buf = set.grad_views("w1")?[0].buffer.clone();
     let (state_buf, scale_offset) = opt.loss_scaling().binding().ok_or("a GPU optimizer")?;
     let state_buf = state_buf.clone();
     let words = (grads_buf.size() / 4) as u32;
-    let dims = [
-        N as u32,
-        D as u32,
-        H as u32,
-        at("w1")?,
-        at("b1")?,
-        at("w2")?,
-        at("b2")?,
+    let tail = [
         words,
         (scale_offset / 4) as u32,
         u32::from(dtype == Dtype::F16),
         0,
         0,
     ];
+    let dims = [mlp::dims_head(&set, 2)?.as_slice(), &tail].concat();
     let mlp = mlp::MlpBuffers::new(device, &x, &t, &dims);
     let scratch = gpu::storage(device, "f32 gradients", &vec![0.0; 2 * words as usize]);
     let shader = format!("{HEAD}{}", mlp::PASSES);

@@ -35,18 +35,19 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Runs example `name` with `args`, asserts it succeeded, and returns its output folder.
-fn run(name: &str, args: &[&str]) -> PathBuf {
+/// Runs example `name` with `args` (split at white space), asserts it succeeded, and
+/// returns its output folder.
+fn run(name: &str, args: &str) -> PathBuf {
     let dir = out(name);
     let output = Command::new(binary(name))
-        .args(args)
+        .args(args.split_whitespace())
         .arg("--out")
         .arg(&dir)
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "{name} {args:?}: {}\n{}\n{}",
+        "{name} {args}: {}\n{}\n{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
@@ -94,7 +95,7 @@ fn assert_png(path: &Path) {
 
 #[test]
 fn quickstart_step_matches_the_reference() {
-    let s = json(&run("quickstart", &[]), "quickstart");
+    let s = json(&run("quickstart", ""), "quickstart");
     assert!(
         num(&s["clip_coef"]) < 1.0,
         "the quickstart's gradients should engage the clip"
@@ -104,7 +105,7 @@ fn quickstart_step_matches_the_reference() {
 
 #[test]
 fn training_on_the_gpu_agrees_with_the_cpu_loop() {
-    let dir = run("train_on_gpu", &["--steps", "40", "--log-every", "10"]);
+    let dir = run("train_on_gpu", "--steps 40 --log-every 10");
     let runs = json(&dir, "train_on_gpu");
     let (gpu, cpu) = (column(&runs[0], 1), column(&runs[1], 1));
     assert_eq!(gpu.len(), cpu.len());
@@ -123,15 +124,8 @@ fn training_on_the_gpu_agrees_with_the_cpu_loop() {
 /// f32 run; the f16 scale overflows (skipped steps) and backs off, the bf16 one does not.
 #[test]
 fn mixed_precision_training_follows_the_f32_run() {
-    let args = [
-        "--steps",
-        "80",
-        "--log-every",
-        "10",
-        "--growth-interval",
-        "4",
-    ];
-    let dir = run("train_mixed", &args);
+    let args = "--steps 80 --log-every 10 --growth-interval 4";
+    let dir = run("train_mixed", args);
     let runs = json(&dir, "train_mixed");
     let (f32_run, bf16, f16) = (&runs[0], &runs[1], &runs[2]);
     assert_eq!(
@@ -171,17 +165,8 @@ fn mixed_precision_training_follows_the_f32_run() {
 
 #[test]
 fn exploding_gradients_are_tamed_by_clipping_and_plotted() {
-    let args = [
-        "--steps",
-        "30",
-        "--seq-len",
-        "40",
-        "--max-norm",
-        "1",
-        "--clip-value",
-        "0.1",
-    ];
-    let dir = run("exploding_gradients", &args);
+    let args = "--steps 30 --seq-len 40 --max-norm 1 --clip-value 0.1";
+    let dir = run("exploding_gradients", args);
     let runs = json(&dir, "exploding_gradients");
     let by = |label: &str| {
         let run = runs
@@ -210,7 +195,7 @@ fn exploding_gradients_are_tamed_by_clipping_and_plotted() {
 
 #[test]
 fn gradient_field_is_clipped_per_point_and_plotted() {
-    let dir = run("gradient_field", &["--max-norm", "1.5", "--grid", "7"]);
+    let dir = run("gradient_field", "--max-norm 1.5 --grid 7");
     let field = json(&dir, "gradient_field");
     let points = |key: &str| -> Vec<(f64, f64)> {
         let v = field[key].as_array().unwrap();
@@ -237,8 +222,8 @@ fn gradient_field_is_clipped_per_point_and_plotted() {
 
 #[test]
 fn linear_regression_gpu_and_cpu_weights_agree() {
-    let args = ["--epochs", "20", "--clip-value", "0.5", "--lr", "0.1"];
-    let fits = json(&run("linear_regression", &args), "linear_regression");
+    let args = "--epochs 20 --clip-value 0.5 --lr 0.1";
+    let fits = json(&run("linear_regression", args), "linear_regression");
     let values = |v: &Value| v.as_array().unwrap().iter().map(num).collect::<Vec<_>>();
     let (gpu, cpu) = (values(&fits[0]["weights"]), values(&fits[1]["weights"]));
     assert_eq!(gpu.len(), cpu.len());

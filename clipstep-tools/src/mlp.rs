@@ -166,12 +166,14 @@ pub fn config() -> AdamWConfig {
 /// (step, loss) pairs of one run.
 pub type Curve = Vec<(usize, f32)>;
 
-/// The element offset of each tensor in its slab, as the shader's `Dims`.
-fn dims(set: &ParamSet) -> clipstep::Result<[u32; 8]> {
+/// The model's sizes and each tensor's element offset in its slab, the head of both
+/// shaders' `Dims`: `[N, D, H, w1, b1, w2, b2]`, for a slab of `element_bytes`-byte
+/// elements (4: f32; 2: bf16 or f16).
+pub fn dims_head(set: &ParamSet, element_bytes: u64) -> clipstep::Result<[u32; 7]> {
     let at = |name: &str| -> clipstep::Result<u32> {
         let views = set.param_views(name)?;
         assert_eq!(views.len(), 1, "a small model fits one slab");
-        Ok((views[0].offset / 4) as u32)
+        Ok((views[0].offset / element_bytes) as u32)
     };
     Ok([
         N as u32,
@@ -181,7 +183,6 @@ fn dims(set: &ParamSet) -> clipstep::Result<[u32; 8]> {
         at("b1")?,
         at("w2")?,
         at("b2")?,
-        0,
     ])
 }
 
@@ -257,7 +258,12 @@ pub fn train_gpu(ctx: &Context, steps: usize, log_every: usize) -> Result<Curve,
     // The parameter and gradient slabs: clipstep's buffers, bound whole.
     let params_buf = set.param_views("w1")?[0].buffer.clone();
     let grads_buf = set.grad_views("w1")?[0].buffer.clone();
-    let mlp = MlpBuffers::new(device, &x, &t, &dims(&set)?);
+    let mlp = MlpBuffers::new(
+        device,
+        &x,
+        &t,
+        &[dims_head(&set, 4)?.as_slice(), &[0]].concat(),
+    );
     let forward = mlp.forward(device, &pipelines[0], &params_buf);
     let backward = mlp.backward(device, &pipelines[1], &params_buf, &grads_buf);
     let dispatches = [

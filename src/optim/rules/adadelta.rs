@@ -58,14 +58,14 @@ impl Rule for AdadeltaConfig {
 rule_kernel! {
     /// `struct Adadelta` of `shaders/rules/adadelta.wgsl`: one row of the group table.
     "adadelta" for [AdadeltaConfig] as c, uniform AdadeltaUniform = "Adadelta" {
-        /// `−lr`.
-        neg_lr: f32 = -c.lr as f32,
         /// ρ.
         rho: f32 = c.rho as f32,
         /// `1 − ρ`, in f64 then rounded.
         one_minus_rho: f32 = (1.0 - c.rho) as f32,
         /// Added inside both square roots.
         eps: f32 = c.eps as f32,
+        /// `−lr`.
+        neg_lr: f32 = -c.lr as f32,
         /// L2 penalty.
         weight_decay: f32 = c.weight_decay as f32,
         /// 1: maximize.
