@@ -43,7 +43,9 @@ mod report;
 pub mod shard;
 mod storage;
 
-pub use checkpoint::{LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_VERSION};
+pub use checkpoint::{
+    CheckpointSummary, LoadOptions, MissingTensors, UnexpectedTensors, CHECKPOINT_VERSION,
+};
 pub use device::context::{adapters, AdapterSummary, Context, ContextOptions, REQUIRE_GPU_ENV};
 pub use dtype::{Dtype, Rounding};
 pub use error::{Error, Result};

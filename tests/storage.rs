@@ -565,6 +565,83 @@ mod pooled {
         );
     }
 
+    /// Parameters and gradients in new buffers every step (a framework's copy-on-write
+    /// clone: the values copied over, then rebound), rotating through pools of both kinds
+    /// (params and grads apart, and in one buffer): the trajectory is that of own slabs, and
+    /// a pool split across parameter buffers is a typed error that changes nothing.
+    #[test]
+    fn params_rebound_every_step_follow_own_slabs() {
+        let ctx = ctx();
+        let specs = pooled_specs(60);
+        let pools = [
+            Pool::split(&ctx, specs.clone()),
+            Pool::shared(&ctx, specs.clone()),
+            Pool::split(&ctx, specs.clone()),
+        ];
+        let mut set = pooled_set(&ctx, &[], &pools[0]);
+        let n = numel(&set);
+        set.upload_params(&data(n, 7, 1.0)).unwrap();
+        let mut opt = AdamW::new(&set, AdamWConfig::default()).unwrap();
+        for step in 0..8 {
+            let values = set.download_params().unwrap();
+            let pool = &pools[step % 3];
+            let moves = specs
+                .iter()
+                .zip(pool.params.iter().zip(&pool.grads))
+                .map(|(s, (p, g))| (s.name.as_str(), p.clone(), g.clone()));
+            set.rebind_externals(moves).unwrap();
+            set.upload_params(&values).unwrap();
+            set.upload_grads(&data(n, 30 + step as u64, 1.0)).unwrap();
+            opt.step(&mut set, &CLIPPED).unwrap();
+        }
+        let rebound = set.download_params().unwrap();
+        for pool in &pools {
+            pool.assert_gaps_untouched(&ctx);
+        }
+        // The last step (7) ran in the shared pool: its buffer holds the parameters.
+        let shared = read_buffer(&ctx, &pools[1].params[0].buffer);
+        for (spec, at) in specs.iter().zip(&pools[1].params) {
+            let start = (at.offset / 4) as usize;
+            let len: usize = spec.shape.iter().product();
+            assert_bits_eq(
+                &shared[start..start + len],
+                &set.download_param(&spec.name).unwrap(),
+                &spec.name,
+            );
+        }
+
+        // One tensor's parameters alone in another buffer would split its pool.
+        let other = user_storage(&ctx, 1 << 20);
+        let lone = BufferRange {
+            buffer: other.clone(),
+            offset: 0,
+        };
+        let grads = pools[0].grads[1].clone();
+        let err = set
+            .rebind_externals([(specs[1].name.as_str(), lone, grads)])
+            .unwrap_err();
+        assert!(matches!(err, Error::SplitPool(_)), "{err}");
+        assert_bits_eq(
+            &rebound,
+            &set.download_params().unwrap(),
+            "after the failed rebind",
+        );
+
+        let pool = Pool::split(&ctx, specs.clone());
+        let mut mine = own_set(&ctx, &[], &pool);
+        mine.upload_params(&data(n, 7, 1.0)).unwrap();
+        let mut opt = AdamW::new(&mine, AdamWConfig::default()).unwrap();
+        for step in 0..8 {
+            mine.upload_grads(&data(n, 30 + step, 1.0)).unwrap();
+            opt.step(&mut mine, &CLIPPED).unwrap();
+        }
+        assert_bits_eq(
+            &rebound,
+            &mine.download_params().unwrap(),
+            "rebound vs own slabs",
+        );
+    }
+
     /// A rebind that would break a rule is a typed error and changes nothing: the next step
     /// still reads the gradients where they were.
     #[test]

@@ -49,6 +49,36 @@ pub(crate) struct Checkpoint {
     pub states: Vec<(String, Vec<Vec<f32>>)>,
 }
 
+/// What a checkpoint is for, read without an optimizer: which optimizer wrote it, after how
+/// many steps, and the tensors and states it holds, so a caller can check a file against a
+/// model before the first step (the optimizer's own load checks it again).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointSummary {
+    /// The optimizer's name (`SGD`, `AdamW`, ...: [`crate::RuleDeclaration::NAME`]).
+    pub optimizer: String,
+    /// Steps taken.
+    pub step: u32,
+    /// Name and shape of every tensor, in the saved set's order.
+    pub tensors: Vec<(String, Vec<usize>)>,
+    /// The states kept per tensor (`exp_avg`, ...), in the optimizer's order.
+    pub states: Vec<String>,
+}
+
+impl CheckpointSummary {
+    /// Parses and checks `bytes` (a checkpoint of version 3 or 2, as
+    /// [`CheckpointIo::load`](crate::CheckpointIo::load) does): [`Error::Checkpoint`] for
+    /// another format, a corrupted or truncated file.
+    pub fn read(bytes: &[u8]) -> Result<CheckpointSummary> {
+        let c = Checkpoint::decode(bytes)?;
+        Ok(CheckpointSummary {
+            optimizer: c.optimizer,
+            step: c.step,
+            tensors: c.tensors,
+            states: c.states.into_iter().map(|(name, _)| name).collect(),
+        })
+    }
+}
+
 /// What [`CheckpointIo::load_with`](crate::CheckpointIo::load_with) does with tensors the set
 /// has and the checkpoint does not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -267,6 +267,17 @@ impl Context {
         self.gpu.as_ref().map(|g| &g.limits)
     }
 
+    /// Whether `self` and `other` are clones of one Context (one device and queue, one set
+    /// of pipeline caches); two CPU Contexts are the same. Comparing their `wgpu::Device`s
+    /// is not enough: devices of two wgpu instances can carry equal ids.
+    pub fn is_same(&self, other: &Context) -> bool {
+        match (&self.gpu, &other.gpu) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
     /// The wgpu device and queue, to run the caller's own kernels on clipstep's buffers.
     pub fn device_queue(&self) -> Option<(&wgpu::Device, &wgpu::Queue)> {
         self.gpu.as_ref().map(|g| (&g.device, &g.queue))

@@ -33,6 +33,11 @@ impl GroupRates<'_> {
         self.ops.group_learning_rate(group)
     }
 
+    /// The names of the tensors in group `group` (as the optimizer was built with them).
+    pub fn tensors(&self, group: usize) -> Result<&[String]> {
+        self.ops.group_tensors(group)
+    }
+
     /// Sets the learning rate of group `group` for the next step (a per-group schedule, as
     /// PyTorch's schedulers set each `param_groups[i]["lr"]`): an in-stream write of the
     /// group table with the next step, nothing rebuilt.

@@ -205,8 +205,8 @@ pub(crate) fn placement(
     }
 }
 
-/// Checks that moving gradients leaves each pool whole: the grads of a pool's tensors in
-/// one buffer, within one binding.
+/// Checks that moving tensors leaves each pool whole: the params of a pool's tensors in
+/// one buffer and their grads in one buffer, each within one binding.
 pub(crate) fn check_pools_whole(
     layout: &Layout, externals: &[ExternalTensor], first_external: usize, max_binding: u64,
 ) -> Result<()> {
@@ -214,6 +214,19 @@ pub(crate) fn check_pools_whole(
         let Some(members) = &slab.pool else { continue };
         let ext = |t: usize| &externals[t - first_external];
         let first = ext(members[0]);
+        if let Some(&t) = members
+            .iter()
+            .find(|&&t| ext(t).params.buffer != first.params.buffer)
+        {
+            return Err(Error::SplitPool(format!(
+                "the parameters of {:?} would be in another buffer than those of {:?}, \
+                 which shared their params buffer when the set was built; a pool's tensors \
+                 move together (one rebind_externals call, every tensor of the pool into \
+                 one buffer), else build a new set",
+                ext(t).name,
+                first.name
+            )));
+        }
         if let Some(&t) = members
             .iter()
             .find(|&&t| ext(t).grads.buffer != first.grads.buffer)
@@ -231,8 +244,8 @@ pub(crate) fn check_pools_whole(
         let numels: Vec<u64> = members.iter().map(|&t| layout.tensors[t].numel).collect();
         if !PoolWindows::of(&params, &grads, &numels).fit(max_binding) {
             return Err(Error::SplitPool(format!(
-                "the gradients of the pool of {:?} would span more than one binding \
-                 ({max_binding} bytes); keep a pool's gradients within that span",
+                "the parameters or gradients of the pool of {:?} would span more than one \
+                 binding ({max_binding} bytes); keep a pool's tensors within that span",
                 first.name
             )));
         }

@@ -13,6 +13,7 @@ pub(crate) trait Ops {
     fn name(&self) -> &'static str;
     fn num_groups(&self) -> usize;
     fn group_learning_rate(&self, group: usize) -> Result<f64>;
+    fn group_tensors(&self, group: usize) -> Result<&[String]>;
     fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> Result<()>;
     fn state_names(&self) -> Vec<&'static str>;
     fn state(&self, name: &str) -> Result<Vec<f32>>;
@@ -35,6 +36,9 @@ impl<R: Rule> Ops for Engine<R> {
     }
     fn group_learning_rate(&self, group: usize) -> Result<f64> {
         Ok(self.group(group)?.config.lr())
+    }
+    fn group_tensors(&self, group: usize) -> Result<&[String]> {
+        Ok(&self.group(group)?.tensors)
     }
     fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> Result<()> {
         self.group_mut(group)?.config.set_lr(lr);

@@ -13,6 +13,12 @@ use crate::storage::slabs::SlabDevice;
 /// Placements kept per pool (the current one first), as the kernels' bind-group caches.
 const RECENT_PLACEMENTS: usize = 4;
 
+/// Where an external tensor moves: its gradients, or its parameters and gradients.
+enum Move {
+    Grads(BufferRange),
+    Both(BufferRange, BufferRange),
+}
+
 impl ParamSet {
     /// Moves the gradients of external tensors to new ranges (of the same or other
     /// buffers, at any valid offsets), all at once: steps recorded after this call read
@@ -27,6 +33,32 @@ impl ParamSet {
     pub fn rebind_grads<'a>(
         &mut self, moves: impl IntoIterator<Item = (&'a str, BufferRange)>,
     ) -> Result<()> {
+        self.rebind(
+            moves
+                .into_iter()
+                .map(|(name, grads)| (name, Move::Grads(grads))),
+        )
+    }
+
+    /// Moves the parameters and the gradients of external tensors, `(name, params, grads)`,
+    /// all at once, as [`ParamSet::rebind_grads`] moves gradients: a framework that hands
+    /// out fresh parameter tensors (a copy-on-write clone) is followed at the cost of a
+    /// table rebuild, not a new set. The optimizer states stay where they are (they follow
+    /// the tensor, by name). The same checks run, and the tensors of one pool must also keep
+    /// their parameters in one buffer within one binding ([`Error::SplitPool`]: then build
+    /// a new set, carrying the state over through a checkpoint). Nothing changes when a
+    /// check fails.
+    pub fn rebind_externals<'a>(
+        &mut self, moves: impl IntoIterator<Item = (&'a str, BufferRange, BufferRange)>,
+    ) -> Result<()> {
+        self.rebind(
+            moves
+                .into_iter()
+                .map(|(name, params, grads)| (name, Move::Both(params, grads))),
+        )
+    }
+
+    fn rebind<'a>(&mut self, moves: impl IntoIterator<Item = (&'a str, Move)>) -> Result<()> {
         let layout = self.layout.clone();
         let Some(device) = self.device.as_mut() else {
             return Err(Error::NeedsGpu("rebind_grads"));
@@ -34,13 +66,20 @@ impl ParamSet {
         let gpu = device.gpu.clone();
         let mut externals = device.externals.clone();
         let mut touched = vec![false; layout.slabs.len()];
-        for (name, range) in moves {
+        for (name, to) in moves {
             let t = layout.index(name)?;
             let info = &layout.tensors[t];
             if !info.external {
                 return Err(Error::NotExternal(name.to_string()));
             }
-            externals[t - device.first_external].grads = range;
+            let external = &mut externals[t - device.first_external];
+            match to {
+                Move::Grads(grads) => external.grads = grads,
+                Move::Both(params, grads) => {
+                    external.params = params;
+                    external.grads = grads;
+                }
+            }
             if let Some(piece) = layout.pieces(t).first() {
                 touched[piece.slab] = true;
             }
@@ -64,7 +103,7 @@ impl ParamSet {
                     .collect();
                 let seen = device.recent[s]
                     .iter()
-                    .position(|slab| same_grads(slab, &grads));
+                    .position(|slab| same_placement(slab, &params, &grads));
                 let slab = match seen {
                     Some(k) => device.recent[s][k].clone(),
                     None => Arc::new(SlabDevice::pooled(&gpu, &layout, s, &params, &grads)),
@@ -91,14 +130,17 @@ impl ParamSet {
     }
 }
 
-/// Whether `slab` (a placement of a pool) has its gradients at `grads`.
-fn same_grads(slab: &SlabDevice, grads: &[&BufferRange]) -> bool {
-    slab.grads.buffer == grads[0].buffer
-        && slab
-            .grads
-            .places
-            .as_deref()
-            .is_some_and(|at| at.iter().copied().eq(grads.iter().map(|r| r.offset)))
+/// Whether `slab` (a placement of a pool) has its parameters at `params` and its
+/// gradients at `grads`.
+fn same_placement(slab: &SlabDevice, params: &[&BufferRange], grads: &[&BufferRange]) -> bool {
+    let at = |binding: &crate::storage::arena::Binding, ranges: &[&BufferRange]| {
+        binding.buffer == ranges[0].buffer
+            && binding
+                .places
+                .as_deref()
+                .is_some_and(|at| at.iter().copied().eq(ranges.iter().map(|r| r.offset)))
+    };
+    at(&slab.params, params) && at(&slab.grads, grads)
 }
 
 #[cfg(test)]
