@@ -31,15 +31,25 @@
 //! - The step is clipstep's: norm → clip → fused update, O(pages) dispatches, one submit,
 //!   no readback unless the report is read.
 //!
-//! When the parameters move (the first step, a loaded record, a new model), the clipstep
-//! parameter set is rebuilt and the optimizer state carried over through a clipstep
-//! checkpoint.
+//! In burn's `Learner`, whose hook is `TrainStep::optimize`, the model carries a
+//! [`SharedOptimizer`] (`#[module(skip)]`) and steps with it (`examples/burn_learner.rs`).
+//!
+//! When the parameters only move (a clone of the model alive at the step, a loaded record),
+//! the clipstep parameter set is rebound to their new places; when they change (the first
+//! step, another model, a parameter gaining or losing its gradient) it is rebuilt and the
+//! optimizer state carried over through a clipstep checkpoint.
 
+mod built;
+mod checkpoint;
+mod collect;
 mod device;
 mod error;
+mod from_burn;
 mod optimizer;
 mod resolve;
+mod shared;
 
 pub use device::shared_device;
 pub use error::{Error, Result};
 pub use optimizer::BurnOptimizer;
+pub use shared::SharedOptimizer;

@@ -1,98 +1,99 @@
 //! [`BurnOptimizer`]: a burn module's step through a clipstep optimizer.
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, ParamGroup as BurnGroup};
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
 use clipstep::{
-    ArenaOptions, BufferRange, Context, ExternalTensor, LoadOptions, MissingTensors, Norm,
-    Optimizer, ParamSet, Report, RuleConfig, StepOptions, UnexpectedTensors,
+    Context, LoadOptions, MissingTensors, Norm, Optimizer, ParamGroup, ParamSet, Report,
+    RuleConfig, StepOptions, UnexpectedTensors,
 };
 
+use crate::built::{numel, Built, Factory};
+use crate::collect::{Collect, Visited};
 use crate::error::{Error, Result};
-use crate::resolve::buffer_of;
-
-/// Builds the clipstep optimizer for a parameter set (called when the set is (re)built).
-type Factory = Box<dyn Fn(&ParamSet) -> clipstep::Result<Box<dyn Optimizer>> + Send>;
 
 /// A burn model's optimizer backed by clipstep: `model = optim.step(lr, model, grads)?`
 /// as burn's `ModuleOptimizer::step`, with clipstep's clipping (global norm in any p, per
 /// value, non-finite skip, loss-scale unscale: [`StepOptions`]) fused into the update.
 ///
 /// Every float parameter with a gradient in `grads` is stepped; a parameter without one (not
-/// reached by the loss) is left as it is and costs nothing. burn's learning rate (a
-/// scheduler's output) becomes clipstep's in-stream learning rate of every group.
+/// reached by the loss) is left as it is and costs nothing.
+///
+/// Learning rates: burn's rate for a tensor (a number, or a scheduler's
+/// `ModuleLearningRate`, per-group schedules included) scales its clipstep group's
+/// configured rate: group `g` steps at `lr_burn · lr_g / lr_ref`, where `lr_ref` is the
+/// first group's configured rate (or the first non-zero one). With one group that is
+/// burn's rate; a group configured at half the first one's rate stays at half of burn's;
+/// one configured at 0 stays frozen. The tensors of one clipstep group must get one rate
+/// from burn ([`Error::GroupRate`] otherwise): declare burn's scheduler groups with
+/// [`BurnOptimizer::with_burn_groups`].
+///
+/// `Send`; in burn's `Learner`, share it between the model's clones with
+/// [`crate::SharedOptimizer`].
 pub struct BurnOptimizer {
     ctx: Context,
     factory: Factory,
+    /// The rule the factory builds, where known (`rule`, `adamw`, `from_burn`): a
+    /// checkpoint of another rule is refused at load.
+    pub(crate) rule_name: Option<&'static str>,
     options: StepOptions,
-    built: Option<Built>,
-    pending_state: Option<Vec<u8>>,
+    burn_groups: Vec<BurnGroup>,
+    pub(crate) built: Option<Built>,
+    pub(crate) pending_state: Option<Vec<u8>>,
     report: Option<Report>,
     gradients_in_place: bool,
     always_copy: bool,
     per_tensor_clip: Option<(f32, Norm)>,
-}
-
-/// The clipstep side, built for one placement of the parameters.
-struct Built {
-    set: ParamSet,
-    opt: Box<dyn Optimizer>,
-    /// The gradients' home: each step copies burn's gradients here.
-    grads: wgpu::Buffer,
-    /// Per parameter, in visiting order: its name, where its parameters are, its gradient's
-    /// offset in `grads`, its element count.
-    placement: Vec<Placed>,
-}
-
-#[derive(Clone)]
-struct Placed {
-    name: String,
-    shape: Vec<usize>,
-    params: BufferRange,
-    grad_offset: u64,
-}
-
-/// One parameter of this step: its placement and its gradient (kept alive until submitted).
-struct Visited {
-    name: String,
-    shape: Vec<usize>,
-    params: BufferRange,
-    grad: BufferRange,
-    /// The learning rate burn's schedule gives this parameter.
-    lr: f64,
-    _grad_tensor: Box<dyn std::any::Any>,
+    builds: usize,
+    copied: usize,
 }
 
 impl BurnOptimizer {
     /// An optimizer on `ctx` (which must share burn's device: [`crate::shared_device`])
     /// whose clipstep optimizer `factory` builds for the model's parameters (called at the
-    /// first step and whenever the parameters move). Default options: no clipping,
-    /// non-finite gradients skip the step.
+    /// first step, and again only if the set of parameters changes). Default options: no
+    /// clipping, non-finite gradients skip the step.
     pub fn new<F>(ctx: &Context, factory: F) -> Self
     where
-        F: Fn(&ParamSet) -> clipstep::Result<Box<dyn Optimizer>> + Send + 'static,
+        F: Fn(&ParamSet) -> clipstep::Result<Box<dyn Optimizer + Send>> + Send + 'static,
     {
+        Self::with_factory(ctx, Box::new(move |set, _| factory(set)), None)
+    }
+
+    fn with_factory(ctx: &Context, factory: Factory, rule_name: Option<&'static str>) -> Self {
         BurnOptimizer {
             ctx: ctx.clone(),
-            factory: Box::new(factory),
+            factory,
+            rule_name,
             options: StepOptions::default(),
+            burn_groups: Vec::new(),
             built: None,
             pending_state: None,
             report: None,
             gradients_in_place: false,
             always_copy: false,
             per_tensor_clip: None,
+            builds: 0,
+            copied: 0,
         }
     }
 
     /// clipstep's rule `config` (any registered rule: `AdamWConfig`, `SgdConfig`, ...,
-    /// see `clipstep::rules`) for every parameter, in one parameter group.
-    pub fn rule<C: RuleConfig>(ctx: &Context, config: C) -> Self {
-        Self::new(ctx, move |set| {
-            let opt: Box<dyn Optimizer> = Box::new(config.build(set)?);
+    /// see `clipstep::rules`) for every parameter: one clipstep parameter group per burn
+    /// group declared with [`BurnOptimizer::with_burn_groups`] (one group if none).
+    pub fn rule<C: RuleConfig>(ctx: &Context, config: C) -> Self
+    where
+        C::Optimizer: Send,
+    {
+        let factory: Factory = Box::new(move |set, partition| {
+            let groups = partition
+                .iter()
+                .map(|names| ParamGroup::new(names.iter().cloned(), config.clone()))
+                .collect();
+            let opt: Box<dyn Optimizer + Send> = Box::new(C::optimizer(set, groups)?);
             Ok(opt)
-        })
+        });
+        Self::with_factory(ctx, factory, Some(C::NAME))
     }
 
     /// clipstep's AdamW (PyTorch's rule) for every parameter: [`BurnOptimizer::rule`] with
@@ -104,6 +105,16 @@ impl BurnOptimizer {
     /// The same optimizer with these step options (clipping, non-finite policy, loss scale).
     pub fn with_options(mut self, options: StepOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The same optimizer, its parameters split as burn's scheduler groups split them (the
+    /// `ParamGroup`s given to `ModuleLrSchedulerConfig::with_group`, in the same order; a
+    /// tensor belongs to the last that matches it, as in burn): optimizers built by
+    /// [`BurnOptimizer::rule`] get one clipstep group per burn group with tensors, so each
+    /// follows its own schedule. A factory of [`BurnOptimizer::new`] builds its own groups.
+    pub fn with_burn_groups(mut self, groups: Vec<BurnGroup>) -> Self {
+        self.burn_groups = groups;
         self
     }
 
@@ -130,73 +141,69 @@ impl BurnOptimizer {
     }
 
     /// One step: `params ← update(params, clip(grads / grad_scale))` for every parameter of
-    /// `module` with a gradient in `grads`, at learning rate `lr` (a number, or a burn
-    /// scheduler's `ModuleLearningRate`: one rate for every parameter, else
-    /// [`Error::Unsupported`]); returns the module, its
-    /// parameters updated in place (or in fresh tensors where they were shared). Recorded
-    /// after burn's queued work in one command buffer on the shared queue; nothing is read
-    /// back. On error nothing was submitted and no parameter changed, but `module`, taken by
-    /// value as burn's optimizers take it, is dropped with the error.
+    /// `module` with a gradient in `grads`, at burn's learning rate `lr` (a number, or a burn
+    /// scheduler's `ModuleLearningRate`, relative to each group's configured rate: see
+    /// [`BurnOptimizer`]); returns the module, its parameters updated in place (or in fresh
+    /// tensors where they were shared). Recorded after burn's queued work in one command
+    /// buffer on the shared queue; nothing is read back. Parameters that moved since the
+    /// last step (a clone of the module was alive, a loaded record) are followed by a rebind
+    /// of the set, not a rebuild. On error no parameter or state changed, but `module`,
+    /// taken by value as burn's optimizers take it, is dropped with the error
+    /// ([`BurnOptimizer::step_keeping`] gives it back).
     pub fn step<M: Module>(
-        &mut self, lr: impl Into<ModuleLearningRate>, module: M, mut grads: GradientsParams,
+        &mut self, lr: impl Into<ModuleLearningRate>, module: M, grads: GradientsParams,
     ) -> Result<M> {
+        let (module, result) = self.step_keeping(lr, module, grads);
+        result.map(|()| module)
+    }
+
+    /// [`BurnOptimizer::step`] that always gives the module back: stepped with `Ok`, or with
+    /// its parameters' values as they were and the error (what a caller that must return a
+    /// module, such as burn's `TrainStep::optimize`, needs).
+    pub fn step_keeping<M: Module>(
+        &mut self, lr: impl Into<ModuleLearningRate>, module: M, mut grads: GradientsParams,
+    ) -> (M, Result<()>) {
         let lr = lr.into();
         let mut visitor = Collect {
+            ctx: &self.ctx,
             grads: &mut grads,
             lr: &lr,
+            burn_groups: &self.burn_groups,
             path: Vec::new(),
             visited: Vec::new(),
+            copied: 0,
             error: None,
         };
         let module = module.map(&mut visitor);
         if let Some(error) = visitor.error {
-            return Err(error);
+            return (module, Err(error));
         }
         let visited = visitor.visited;
+        self.copied = visitor.copied;
+        let result = self.step_visited(visited);
+        (module, result)
+    }
+
+    /// The step over the collected parameters: placement, rates, one command buffer.
+    fn step_visited(&mut self, visited: Vec<Visited>) -> Result<()> {
         if visited.is_empty() {
-            return Ok(module); // no parameter has a gradient: nothing to step
+            return Ok(()); // no parameter has a gradient: nothing to step
         }
-        let lr = visited[0].lr;
-        if let Some(other) = visited.iter().find(|v| v.lr != lr) {
-            return Err(Error::Unsupported {
-                name: other.name.clone(),
-                reason: format!(
-                    "its learning rate {} differs from {lr} (a per-group schedule); build groups with BurnOptimizer::new and set their rates with set_group_learning_rate",
-                    other.lr
-                ),
-            });
-        }
-        self.ensure_built(&visited)?;
-        let built = self.built.as_mut().expect("built above");
-        built.opt.set_learning_rate(lr)?;
+        let in_place = self.place(&visited)?;
+        let built = self.built.as_mut().expect("placed above");
+        built.set_rates(&visited)?;
         let (device, queue) = self.ctx.device_queue().ok_or(Error::NoDevice)?;
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("clipstep-burn step"),
         });
-        // burn's gradients are read where they are when clipstep can bind them there (each
-        // pool's gradients in one buffer, on the storage alignment); else they are copied on
-        // the device into the optimizer's gradient buffer.
-        let in_place = !self.always_copy
-            && built
-                .set
-                .rebind_grads(visited.iter().map(|v| (v.name.as_str(), v.grad.clone())))
-                .is_ok();
         if !in_place {
-            let home = &built.grads;
-            built.set.rebind_grads(built.placement.iter().map(|p| {
-                let range = BufferRange {
-                    buffer: home.clone(),
-                    offset: p.grad_offset,
-                };
-                (p.name.as_str(), range)
-            }))?;
             for (v, placed) in visited.iter().zip(&built.placement) {
                 let bytes = 4 * numel(&v.shape);
                 if bytes > 0 {
                     encoder.copy_buffer_to_buffer(
                         &v.grad.buffer,
                         v.grad.offset,
-                        home,
+                        &built.grads,
                         placed.grad_offset,
                         bytes,
                     );
@@ -220,7 +227,50 @@ impl BurnOptimizer {
         // burn's gradient tensors (in `visited`) lived until the step that reads them was
         // submitted; their memory may be reused from here on, by work queued after it.
         drop(visited);
-        Ok(module)
+        Ok(())
+    }
+
+    /// Puts the clipstep set where `visited` are: a rebind when the tensors are the set's
+    /// (gradients read in place when each pool's sit in one of burn's buffers, else from
+    /// the home buffer they are copied into), a new set (the state carried over) when the
+    /// tensors changed or their new places split a pool. Returns whether gradients are read
+    /// in place.
+    fn place(&mut self, visited: &[Visited]) -> Result<bool> {
+        if let Some(built) = self.built.as_mut() {
+            if built.fits(visited) {
+                if !self.always_copy && built.bind(visited, true).is_ok() {
+                    return Ok(true);
+                }
+                if built.bind(visited, false).is_ok() {
+                    return Ok(false);
+                }
+            }
+        }
+        self.rebuild(visited)?;
+        let built = self.built.as_mut().expect("rebuilt above");
+        Ok(!self.always_copy && built.bind(visited, true).is_ok())
+    }
+
+    /// Builds the clipstep set over `visited` (gradients in the home buffer), carrying the
+    /// state of the previous set, or the checkpoint given to `load` before the first step.
+    fn rebuild(&mut self, visited: &[Visited]) -> Result<()> {
+        let partition = partition(visited);
+        let mut fresh = Built::new(&self.ctx, &self.factory, visited, &partition)?;
+        let carried = match &self.built {
+            Some(old) => Some(old.opt.states().save()?),
+            None => self.pending_state.clone(),
+        };
+        if let Some(bytes) = carried {
+            let lenient = LoadOptions {
+                missing: MissingTensors::FreshState,
+                unexpected: UnexpectedTensors::Ignore,
+            };
+            fresh.load(&bytes, &lenient)?;
+        }
+        self.pending_state = None;
+        self.built = Some(fresh);
+        self.builds += 1;
+        Ok(())
     }
 
     /// Whether the last step read burn's gradients where burn put them (true), or copied
@@ -228,6 +278,21 @@ impl BurnOptimizer {
     /// spread over several of burn's buffers, or off the storage alignment).
     pub fn gradients_in_place(&self) -> bool {
         self.gradients_in_place
+    }
+
+    /// How many times the clipstep set was built: 1 after the first step, and more only
+    /// when the stepped parameters changed (another model, a parameter gaining or losing
+    /// its gradient) or moved so that a pool split. Parameters that move (a clone of the
+    /// module alive at the step, as in burn's `Learner`) are followed by a rebind.
+    pub fn builds(&self) -> usize {
+        self.builds
+    }
+
+    /// How many parameters the last step copied to a fresh tensor before stepping it,
+    /// because their handle was shared (a clone of the module alive at the step, as in
+    /// burn's `Learner`); 0 when every parameter was updated in place.
+    pub fn parameters_copied(&self) -> usize {
+        self.copied
     }
 
     /// The last step's report (norm, clip coefficient, skipped, step count; a host sync
@@ -239,7 +304,9 @@ impl BurnOptimizer {
     /// The clipstep optimizer (its state, step count, learning rates); `None` before the
     /// first step.
     pub fn clipstep_optimizer(&self) -> Option<&dyn Optimizer> {
-        self.built.as_ref().map(|b| b.opt.as_ref())
+        self.built
+            .as_ref()
+            .map(|b| b.opt.as_ref() as &dyn Optimizer)
     }
 
     /// How many distinct wgpu buffers of burn's memory pool hold the parameters (each is
@@ -254,178 +321,33 @@ impl BurnOptimizer {
         }
         buffers.len()
     }
+}
 
-    /// The optimizer's state as a clipstep checkpoint (config, step count, every state
-    /// tensor by parameter path; a host sync). Before the first step: what
-    /// [`BurnOptimizer::load`] was given, if anything.
-    pub fn save(&self) -> Result<Vec<u8>> {
-        match (&self.built, &self.pending_state) {
-            (Some(built), _) => Ok(built.opt.states().save()?),
-            (None, Some(bytes)) => Ok(bytes.clone()),
-            (None, None) => Err(Error::Clipstep(clipstep::Error::Checkpoint(
-                "nothing to save before the first step".into(),
-            ))),
-        }
+/// The tensors of each burn group, in group order, empty groups left out.
+fn partition(visited: &[Visited]) -> Vec<Vec<String>> {
+    let groups = visited.iter().map(|v| v.burn_group).max().unwrap_or(0) + 1;
+    let mut partition = vec![Vec::new(); groups];
+    for v in visited {
+        partition[v.burn_group].push(v.name.clone());
     }
+    partition.retain(|names| !names.is_empty());
+    partition
+}
 
-    /// Restores [`BurnOptimizer::save`]'s bytes (now, or at the first step if none was
-    /// taken yet; parameters are matched by path).
-    pub fn load(&mut self, bytes: &[u8]) -> Result<()> {
-        match &mut self.built {
-            Some(built) => Ok(built.opt.checkpoint().load(bytes)?),
-            None => {
-                self.pending_state = Some(bytes.to_vec());
-                Ok(())
-            }
-        }
-    }
-
-    /// Builds (or rebuilds, carrying the state over) the clipstep set when the parameters
-    /// are not where the current one has them.
-    fn ensure_built(&mut self, visited: &[Visited]) -> Result<()> {
-        if let Some(built) = &self.built {
-            let same = built.placement.len() == visited.len()
-                && built.placement.iter().zip(visited).all(|(p, v)| {
-                    p.name == v.name
-                        && p.shape == v.shape
-                        && p.params.buffer == v.params.buffer
-                        && p.params.offset == v.params.offset
-                });
-            if same {
-                return Ok(());
-            }
-        }
-        let (device, _) = self.ctx.device_queue().ok_or(Error::NoDevice)?;
-        let align = u64::from(device.limits().min_storage_buffer_offset_alignment).max(256);
-        let mut placement = Vec::with_capacity(visited.len());
-        let mut at = 0u64;
-        for v in visited {
-            placement.push(Placed {
-                name: v.name.clone(),
-                shape: v.shape.clone(),
-                params: v.params.clone(),
-                grad_offset: at,
-            });
-            // Whole vec4s (what clipstep binds), then the next offset on the alignment.
-            at += (16 * numel(&v.shape).div_ceil(4))
-                .max(16)
-                .next_multiple_of(align);
-        }
-        let grads = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("clipstep-burn gradients"),
-            size: at.max(align),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let external = placement
-            .iter()
-            .map(|p| ExternalTensor {
-                name: p.name.clone(),
-                shape: p.shape.clone(),
-                params: p.params.clone(),
-                grads: BufferRange {
-                    buffer: grads.clone(),
-                    offset: p.grad_offset,
-                },
-            })
-            .collect();
-        let options = ArenaOptions {
-            external,
-            ..Default::default()
-        };
-        let set = ParamSet::new(&self.ctx, &[], options)?;
-        let mut opt = (self.factory)(&set)?;
-        let carried = match &self.built {
-            Some(old) => Some(old.opt.states().save()?),
-            None => self.pending_state.take(),
-        };
-        if let Some(bytes) = carried {
-            let lenient = LoadOptions {
-                missing: MissingTensors::FreshState,
-                unexpected: UnexpectedTensors::Ignore,
-            };
-            opt.checkpoint().load_with(&bytes, &lenient)?;
-        }
-        self.built = Some(Built {
-            set,
-            opt,
-            grads,
-            placement,
-        });
-        Ok(())
+impl std::fmt::Debug for BurnOptimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BurnOptimizer")
+            .field("rule", &self.rule_name)
+            .field("options", &self.options)
+            .field("builds", &self.builds)
+            .field("parameter_buffers", &self.parameter_buffers())
+            .field("gradients_in_place", &self.gradients_in_place)
+            .finish_non_exhaustive()
     }
 }
 
-fn numel(shape: &[usize]) -> u64 {
-    shape.iter().product::<usize>() as u64
-}
-
-/// Visits every float parameter: resolves its buffer and its gradient's, replacing a
-/// shared parameter by a fresh copy first.
-struct Collect<'a> {
-    grads: &'a mut GradientsParams,
-    lr: &'a ModuleLearningRate,
-    path: Vec<String>,
-    visited: Vec<Visited>,
-    error: Option<Error>,
-}
-
-impl ModuleMapper for Collect<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.error.is_some() {
-            return param;
-        }
-        let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.grads.remove::<D>(id) else {
-            return Param::from_mapped_value(id, tensor, mapper);
-        };
-        let name = self.name(id);
-        // A shared handle (a clone of the module is alive) is not updated in place.
-        let tensor = if tensor.can_mut() {
-            tensor
-        } else {
-            let grad_required = tensor.is_require_grad();
-            let fresh = Tensor::from_inner(tensor.inner().mul_scalar(1.0));
-            if grad_required {
-                fresh.require_grad()
-            } else {
-                fresh
-            }
-        };
-        let resolved = buffer_of(&name, &tensor.clone().inner())
-            .and_then(|params| Ok((params, buffer_of(&name, &grad)?)));
-        match resolved {
-            Ok((params, grad_range)) => self.visited.push(Visited {
-                lr: self.lr.lr_from_param(id, Some(&self.path.join("."))),
-                name,
-                shape: tensor.shape().dims::<D>().to_vec(),
-                params,
-                grad: grad_range,
-                _grad_tensor: Box::new(grad),
-            }),
-            Err(e) => self.error = Some(e),
-        }
-        Param::from_mapped_value(id, tensor, mapper)
-    }
-}
-
-impl Collect<'_> {
-    /// The parameter's path in the module (`layer1.weight`), or its id at the root.
-    fn name(&self, id: ParamId) -> String {
-        if self.path.is_empty() {
-            format!("param{id}")
-        } else {
-            self.path.join(".")
-        }
-    }
-}
+/// `BurnOptimizer` can move into a burn `Learner`'s model.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<BurnOptimizer>();
+};

@@ -100,6 +100,17 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 /// corrections, PyTorch's rule folds them into the step size) grow over the steps through
 /// the gradients; they stay far below that (measured: 4e-6 of it).
 fn assert_follows(ours: &Mlp, theirs: &Mlp, init: &Mlp) {
+    for (name, dev, moved) in deviations(ours, theirs, init) {
+        assert!(
+            dev <= TRAINING_LOSS_REL * moved,
+            "{name}: deviates {dev:e} from burn, moved {moved:e}"
+        );
+    }
+}
+
+/// Per tensor: its name, the largest difference between `ours` and `theirs`, and the
+/// largest distance `theirs` travelled from `init`.
+fn deviations(ours: &Mlp, theirs: &Mlp, init: &Mlp) -> Vec<(&'static str, f32, f32)> {
     let max_diff = |a: &[f32], b: &[f32]| {
         a.iter()
             .zip(b)
@@ -111,13 +122,9 @@ fn assert_follows(ours: &Mlp, theirs: &Mlp, init: &Mlp) {
         .into_iter()
         .zip(theirs.params())
         .zip(init.params());
-    for (((name, a), (_, b)), (_, p0)) in tensors {
-        let (dev, moved) = (max_diff(&a, &b), max_diff(&b, &p0));
-        assert!(
-            dev <= TRAINING_LOSS_REL * moved,
-            "{name}: deviates {dev:e} from burn, moved {moved:e}"
-        );
-    }
+    tensors
+        .map(|(((name, a), (_, b)), (_, p0))| (name, max_diff(&a, &b), max_diff(&b, &p0)))
+        .collect()
 }
 
 const LR: f64 = 1e-2;
@@ -349,8 +356,8 @@ fn gradients_in_place_or_copied_give_the_same_bits() {
     assert_same_bits(&runs[0], &runs[1], "in place and copied differ");
 }
 
-/// Per-tensor clipping (the clip active on every tensor): 30 steps follow burn's AdamW with
-/// its per-tensor norm clip (`GradientClippingConfig::Norm`; burn's eps is the least normal
+/// Per-tensor clipping (the clip active on every tensor), built from burn's own config by
+/// `from_burn`: 30 steps follow burn's AdamW with its per-tensor norm clip (`GradientClippingConfig::Norm`; burn's eps is the least normal
 /// f32, clipstep's 1e-6, as PyTorch).
 #[test]
 fn per_tensor_clip_follows_burns() {
@@ -358,13 +365,12 @@ fn per_tensor_clip_follows_burns() {
     let (x, y) = batch(&device, 64, 8, 2);
     let mut ours = Mlp::new(&device, 8, 32, 2);
     let mut theirs = Mlp::new(&device, 8, 32, 2);
-    let (config, burn_config) = same_adamw();
+    let (_, burn_config) = same_adamw();
     let max_norm = 0.02;
-    let mut clip_opt =
-        BurnOptimizer::adamw(&ctx, config).with_per_tensor_clip(Some((max_norm, Norm::L2)));
-    let mut burn_opt = burn_config
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(max_norm)))
-        .init();
+    let burn_config = burn_config.with_grad_clipping(Some(GradientClippingConfig::Norm(max_norm)));
+    // from_burn turns burn's per-tensor norm clip into clipstep's.
+    let mut clip_opt = BurnOptimizer::from_burn(&ctx, &burn_config).unwrap();
+    let mut burn_opt = burn_config.init();
     let init = Mlp::new(&device, 8, 32, 2);
     for _ in 0..30 {
         let (_, grads) = grads_of(&ours, &x, &y);
@@ -399,7 +405,7 @@ fn saved_state_continues_the_run() {
     let half = steps(&mut first, Mlp::new(&device, 8, 32, 2), 3);
     let saved = first.save().unwrap();
     let mut second = BurnOptimizer::adamw(&ctx, config);
-    second.load(&saved).unwrap();
+    second.load(&half, &saved).unwrap();
     let resumed = steps(&mut second, half, 3);
     assert_eq!(
         second
@@ -414,5 +420,247 @@ fn saved_state_continues_the_run() {
         &resumed.params(),
         &whole.params(),
         "the resumed run differs",
+    );
+}
+
+/// `from_burn` keeps burn's defaults (eps 1e-5, weight decay 1e-4, not PyTorch's 1e-8 and
+/// 1e-2): 20 steps follow burn's default AdamW, which clipstep's own defaults would not.
+#[test]
+fn from_burn_follows_burns_default_adamw() {
+    let (ctx, device) = device();
+    let (x, y) = batch(&device, 64, 8, 2);
+    let init = Mlp::new(&device, 8, 32, 2);
+    let run = |mut opt: BurnOptimizer| {
+        let mut model = Mlp::new(&device, 8, 32, 2);
+        for _ in 0..20 {
+            let (_, grads) = grads_of(&model, &x, &y);
+            model = opt.step(LR, model, grads).unwrap();
+        }
+        model
+    };
+    let ours = run(BurnOptimizer::from_burn(&ctx, &BurnAdamWConfig::new()).unwrap());
+    let mut theirs = Mlp::new(&device, 8, 32, 2);
+    let mut burn_opt = BurnAdamWConfig::new().init();
+    for _ in 0..20 {
+        let (_, grads) = grads_of(&theirs, &x, &y);
+        theirs = burn_opt.step(LR, theirs, grads);
+    }
+    assert_follows(&ours, &theirs, &init);
+    let pytorch_defaults = run(BurnOptimizer::adamw(&ctx, AdamWConfig::default()));
+    let apart = deviations(&pytorch_defaults, &theirs, &init)
+        .into_iter()
+        .any(|(_, dev, moved)| dev > TRAINING_LOSS_REL * moved);
+    assert!(apart, "PyTorch's defaults must not pass for burn's");
+    let cautious = BurnAdamWConfig::new().with_cautious_weight_decay(true);
+    let err = BurnOptimizer::from_burn(&ctx, &cautious).err().unwrap();
+    assert!(matches!(err, clipstep_burn::Error::Config(_)), "{err}");
+}
+
+/// burn's `Learner` clones the model before its optimizer step (`self.model().optimize(..)`),
+/// so every parameter is shared at the step and stepped into a fresh tensor: the set follows
+/// by a rebind, never a rebuild after the first step, and the run is the same bits as one
+/// without clones.
+#[test]
+fn a_clone_alive_at_each_step_costs_a_rebind_not_a_rebuild() {
+    let (ctx, device) = device();
+    let (x, y) = batch(&device, 64, 8, 2);
+    let config = AdamWConfig {
+        lr: LR,
+        ..Default::default()
+    };
+    let mut runs = Vec::new();
+    for learner_like in [false, true] {
+        let mut opt = BurnOptimizer::adamw(&ctx, config);
+        let mut model = Mlp::new(&device, 8, 32, 2);
+        for _ in 0..8 {
+            let (_, grads) = grads_of(&model, &x, &y);
+            model = if learner_like {
+                let stepped = opt.step(LR, model.clone(), grads).unwrap();
+                drop(model);
+                stepped
+            } else {
+                opt.step(LR, model, grads).unwrap()
+            };
+        }
+        assert_eq!(opt.builds(), 1, "learner-like: {learner_like}");
+        let copied = if learner_like { 4 } else { 0 };
+        assert_eq!(
+            opt.parameters_copied(),
+            copied,
+            "learner-like: {learner_like}"
+        );
+        runs.push(model.params());
+    }
+    assert_same_bits(&runs[0], &runs[1], "a clone at each step changed the run");
+}
+
+/// Per-group rates stay relative to burn's: a clipstep group configured at lr 0 stays
+/// frozen, one at half the first group's rate moves at half burn's rate (AdamW's first step
+/// moves each element by about lr).
+#[test]
+fn group_rates_stay_relative_to_burns() {
+    let (ctx, device) = device();
+    let (x, y) = batch(&device, 64, 8, 2);
+    let config = AdamWConfig {
+        lr: 1e-3,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    let mut opt = BurnOptimizer::new(&ctx, move |set| {
+        let groups = vec![
+            clipstep::ParamGroup::new(["w1", "b1"], config),
+            clipstep::ParamGroup::new(["w2"], AdamWConfig { lr: 5e-4, ..config }),
+            clipstep::ParamGroup::new(["b2"], AdamWConfig { lr: 0.0, ..config }),
+        ];
+        Ok(Box::new(AdamW::with_groups(set, groups)?))
+    });
+    let mut model = Mlp::new(&device, 8, 32, 2);
+    let before = model.params();
+    for step in 0..3 {
+        let (_, grads) = grads_of(&model, &x, &y);
+        let lr = if step == 0 { LR } else { 0.0 };
+        model = opt.step(lr, model, grads).unwrap();
+    }
+    let after = model.params();
+    let moved = |k: usize| {
+        after[k]
+            .1
+            .iter()
+            .zip(&before[k].1)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .fold(0.0, f64::max)
+    };
+    assert!((moved(0) - LR).abs() <= 1e-3 * LR, "w1 moved {}", moved(0));
+    assert!(
+        (moved(2) - LR / 2.0).abs() <= 1e-3 * LR,
+        "w2 moved {}",
+        moved(2)
+    );
+    assert_eq!(after[3].1, before[3].1, "b2 (lr 0) must stay frozen");
+}
+
+/// burn's per-group schedules (`ModuleLrSchedulerConfig::with_group`): with the groups
+/// declared, clipstep follows burn's AdamW under the same schedule; without, the step is an
+/// error naming the tensor whose rate differs from its group's.
+#[test]
+fn burn_group_schedules() {
+    use burn::lr_scheduler::module_lr_scheduler::ModuleLrSchedulerConfig;
+    use burn::module::ParamGroup as BurnGroup;
+    let (ctx, device) = device();
+    let (x, y) = batch(&device, 64, 8, 2);
+    let (config, burn_config) = same_adamw();
+    let head = || BurnGroup::from_paths(vec!["w2", "b2"]);
+    let schedule = || {
+        ModuleLrSchedulerConfig::new(CosineAnnealingLrSchedulerConfig::new(LR, 30).into())
+            .with_group(head(), LR / 4.0)
+            .init()
+            .unwrap()
+    };
+    let init = Mlp::new(&device, 8, 32, 2);
+    let mut ours = Mlp::new(&device, 8, 32, 2);
+    let mut theirs = Mlp::new(&device, 8, 32, 2);
+    let mut clip_opt = BurnOptimizer::adamw(&ctx, config).with_burn_groups(vec![head()]);
+    let mut burn_opt = burn_config.init();
+    let (mut our_schedule, mut their_schedule) = (schedule(), schedule());
+    for _ in 0..30 {
+        let (_, grads) = grads_of(&ours, &x, &y);
+        ours = clip_opt.step(our_schedule.step(), ours, grads).unwrap();
+        let (_, grads) = grads_of(&theirs, &x, &y);
+        theirs = burn_opt.step(their_schedule.step(), theirs, grads);
+    }
+    assert_follows(&ours, &theirs, &init);
+
+    let mut undeclared = BurnOptimizer::adamw(&ctx, config);
+    let (_, grads) = grads_of(&init, &x, &y);
+    let err = undeclared
+        .step(schedule().step(), init, grads)
+        .err()
+        .unwrap();
+    match &err {
+        clipstep_burn::Error::GroupRate { name, other, .. } => {
+            assert_eq!((name.as_str(), other.as_str()), ("w2", "w1"), "{err}")
+        }
+        other => panic!("{other}"),
+    }
+}
+
+/// Errors that name their cause: a Context on another device; a checkpoint of a larger
+/// model, or of another rule, refused at load (before the first step, nothing changed);
+/// `shared_device` called again returns the same device.
+#[test]
+fn typed_errors_name_the_cause() {
+    let (_, device) = device();
+    let (again, device_again) = shared_device().unwrap();
+    assert!(device_again == device);
+    let (x, y) = batch(&device, 64, 8, 2);
+    let config = AdamWConfig {
+        lr: LR,
+        ..Default::default()
+    };
+
+    let elsewhere = Context::new().unwrap();
+    let mut foreign = BurnOptimizer::adamw(&elsewhere, config);
+    let model = Mlp::new(&device, 8, 32, 2);
+    let (_, grads) = grads_of(&model, &x, &y);
+    let err = foreign.step(LR, model, grads).err().unwrap();
+    assert!(matches!(err, clipstep_burn::Error::ForeignContext), "{err}");
+
+    let mut opt = BurnOptimizer::adamw(&again, config);
+    let mut model = Mlp::new(&device, 8, 32, 2);
+    for _ in 0..2 {
+        let (_, grads) = grads_of(&model, &x, &y);
+        model = opt.step(LR, model, grads).unwrap();
+    }
+    let saved = opt.save().unwrap();
+
+    /// The first layer of `Mlp` only: a smaller model.
+    #[derive(Module, Debug)]
+    struct Head {
+        w1: Param<Tensor<2>>,
+        b1: Param<Tensor<1>>,
+    }
+    let small = Head {
+        w1: Param::from_tensor(tensor(&device, [8, 32], 1, 0.1)),
+        b1: Param::from_tensor(tensor(&device, [32], 2, 0.1)),
+    };
+    let mut fresh = BurnOptimizer::adamw(&again, config);
+    let err = fresh.load(&small, &saved).err().unwrap();
+    assert!(
+        matches!(err, clipstep_burn::Error::Checkpoint(ref m) if m.contains("\"w2\"")),
+        "{err}"
+    );
+    let wider = Mlp::new(&device, 8, 16, 2);
+    let err = fresh.load(&wider, &saved).err().unwrap();
+    assert!(
+        matches!(err, clipstep_burn::Error::Checkpoint(ref m) if m.contains("shape")),
+        "{err}"
+    );
+    let mut sgd = BurnOptimizer::rule(&again, clipstep::SgdConfig::default());
+    let err = sgd.load(&model, &saved).err().unwrap();
+    assert!(
+        matches!(err, clipstep_burn::Error::Checkpoint(ref m) if m.contains("AdamW")),
+        "{err}"
+    );
+    assert!(
+        fresh.save().is_err(),
+        "a refused load leaves nothing pending"
+    );
+    fresh.load(&model, &saved).unwrap();
+
+    // An f16 parameter: Unsupported, saying which dtype.
+    let half = Head {
+        w1: Param::from_tensor(tensor(&device, [8, 32], 1, 0.1).cast(burn::tensor::DType::F16)),
+        b1: Param::from_tensor(tensor(&device, [32], 2, 0.1)),
+    };
+    let loss = half.w1.val().cast(burn::tensor::DType::F32).sum() + half.b1.val().sum();
+    let grads = GradientsParams::from_grads(loss.backward(), &half);
+    let err = BurnOptimizer::adamw(&again, config)
+        .step(LR, half, grads)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, clipstep_burn::Error::Unsupported { ref name, ref reason }
+            if name == "w1" && reason.contains("F16") && !reason.contains("fusion")),
+        "{err}"
     );
 }
