@@ -3,9 +3,10 @@
 //! device. Writes `burn_loss.png` to `--out` (default `out/`) and prints the optimizer
 //! step time of both (device work included: burn's queue is synchronised around each), the
 //! whole training step's (forward, backward, step, loss read), and clipstep's own step on
-//! a parameter set of the same tensors, for what the adapter adds.
+//! a parameter set of the same tensors, for what the adapter adds. `--dtype f16` (or bf16)
+//! trains the model in 16 bits: clipstep with f32 master weights, burn's AdamW in place.
 //!
-//!     cargo run --release -p clipstep-burn --example burn_mlp
+//!     cargo run --release -p clipstep-burn --example burn_mlp [-- --dtype f16]
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -14,10 +15,10 @@ use std::time::{Duration, Instant};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig as BurnAdamWConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorCreationOptions, TensorData};
 use clap::Parser;
 use clipstep::{
-    AdamW, AdamWConfig, ArenaOptions, Clip, Context, Norm, Optimizer, ParamSet, StepOptions,
+    AdamW, AdamWConfig, ArenaOptions, Clip, Context, Dtype, Norm, Optimizer, ParamSet, StepOptions,
     TensorSpec,
 };
 use clipstep_burn::{shared_device, BurnOptimizer};
@@ -25,10 +26,14 @@ use clipstep_burn::{shared_device, BurnOptimizer};
 use clipstep_tools::harness::sample_data;
 use clipstep_tools::support;
 
-/// A tensor of `shape` on `device` holding deterministic values in `[-scale, scale)`.
-fn tensor<const D: usize>(device: &Device, shape: [usize; D], seed: u64, scale: f32) -> Tensor<D> {
+/// A tensor of `dtype` and `shape` on `device` holding deterministic values in
+/// `[-scale, scale)`.
+fn tensor<const D: usize>(
+    device: &Device, dtype: DType, shape: [usize; D], seed: u64, scale: f32,
+) -> Tensor<D> {
     let n = shape.iter().product();
-    Tensor::from_data(TensorData::new(sample_data(n, seed, scale), shape), device)
+    let options = TensorCreationOptions::new(device.clone()).with_dtype(dtype);
+    Tensor::from_data(TensorData::new(sample_data(n, seed, scale), shape), options)
 }
 
 /// Command-line options.
@@ -46,6 +51,20 @@ struct Args {
     /// Global L2 norm bound (clipstep) / per-tensor norm bound (burn).
     #[arg(long, default_value_t = 1.0)]
     max_norm: f32,
+    /// The model's element type: f32, f16 or bf16.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    dtype: String,
+}
+
+impl Args {
+    /// The model's element type, in clipstep's terms and burn's.
+    fn dtype(&self) -> (Dtype, DType) {
+        match self.dtype.as_str() {
+            "f16" => (Dtype::F16, DType::F16),
+            "bf16" => (Dtype::Bf16, DType::BF16),
+            _ => (Dtype::F32, DType::F32),
+        }
+    }
 }
 
 /// Three layers with tanh: `d → h → h → 1`.
@@ -60,15 +79,15 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(device: &Device, d: usize, h: usize) -> Mlp {
+    fn new(device: &Device, dtype: DType, d: usize, h: usize) -> Mlp {
         let (sd, sh) = (1.0 / (d as f32).sqrt(), 1.0 / (h as f32).sqrt());
         Mlp {
-            w1: Param::from_tensor(tensor(device, [d, h], 1, sd)),
-            b1: Param::from_tensor(tensor(device, [h], 2, sd)),
-            w2: Param::from_tensor(tensor(device, [h, h], 3, sh)),
-            b2: Param::from_tensor(tensor(device, [h], 4, sh)),
-            w3: Param::from_tensor(tensor(device, [h, 1], 5, sh)),
-            b3: Param::from_tensor(tensor(device, [1], 6, sh)),
+            w1: Param::from_tensor(tensor(device, dtype, [d, h], 1, sd)),
+            b1: Param::from_tensor(tensor(device, dtype, [h], 2, sd)),
+            w2: Param::from_tensor(tensor(device, dtype, [h, h], 3, sh)),
+            b2: Param::from_tensor(tensor(device, dtype, [h], 4, sh)),
+            w3: Param::from_tensor(tensor(device, dtype, [h, 1], 5, sh)),
+            b3: Param::from_tensor(tensor(device, dtype, [1], 6, sh)),
         }
     }
 
@@ -92,7 +111,7 @@ fn train(
     device: &Device, args: &Args, x: &Tensor<2>, y: &Tensor<2>,
     mut step: impl FnMut(Mlp, GradientsParams) -> Result<Mlp, Box<dyn Error>>,
 ) -> Result<Run, Box<dyn Error>> {
-    let mut model = Mlp::new(device, x.dims()[1], args.hidden);
+    let mut model = Mlp::new(device, args.dtype().1, x.dims()[1], args.hidden);
     let mut run = Run {
         losses: Vec::new(),
         step_time: Duration::ZERO,
@@ -102,7 +121,8 @@ fn train(
     let begin = Instant::now();
     for _ in 0..args.steps {
         let (loss, grads) = loss_and_grads(&model, x, y);
-        run.losses.push(loss.into_data().try_to_vec::<f32>()?[0]);
+        run.losses
+            .push(loss.into_data().convert::<f32>().try_to_vec::<f32>()?[0]);
         device.sync()?;
         let start = Instant::now();
         model = step(model, grads)?;
@@ -117,14 +137,15 @@ fn train(
 /// clipstep's own step on a set of `shapes` (its own slabs), `steps` times, each between
 /// two waits for the queue: the time per step, the adapter's floor.
 fn native_step_time(
-    ctx: &Context, shapes: &[Vec<usize>], options: &StepOptions, config: AdamWConfig, steps: usize,
+    ctx: &Context, shapes: &[Vec<usize>], dtype: Dtype, options: &StepOptions, config: AdamWConfig,
+    steps: usize,
 ) -> Result<Duration, Box<dyn Error>> {
     let specs: Vec<TensorSpec> = shapes
         .iter()
         .enumerate()
-        .map(|(i, s)| TensorSpec::new(format!("t{i}"), s.clone()))
+        .map(|(i, s)| TensorSpec::new(format!("t{i}"), s.clone()).with_dtype(dtype))
         .collect();
-    let mut set = ParamSet::new(ctx, &specs, ArenaOptions::default())?;
+    let mut set = ParamSet::new(ctx, &specs, ArenaOptions::mixed(dtype))?;
     let n = set.numel() as usize;
     set.upload_params(&sample_data(n, 1, 0.1))?;
     set.upload_grads(&sample_data(n, 2, 0.1))?;
@@ -157,7 +178,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (ctx, device) = shared_device()?;
     println!("burn and clipstep on {}", ctx.describe());
     let (n, d) = (512, 16);
-    let x = tensor(&device, [n, d], 11, 1.0);
+    let x = tensor(&device, args.dtype().1, [n, d], 11, 1.0);
     // A smooth target with one steep direction, so early gradients are large.
     let y = (x.clone().sum_dim(1) * 0.5).sin() + x.clone().slice([0..n, 0..1]) * 4.0;
     let lr = 3e-3;
@@ -195,7 +216,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let per_step = |r: &Run| r.step_time.as_secs_f64() * 1e3 / args.steps as f64;
     let host = |r: &Run| r.host_time.as_secs_f64() * 1e3 / args.steps as f64;
     let params = d * args.hidden + 2 * args.hidden + args.hidden * args.hidden + args.hidden + 1;
-    println!("{params} parameters in 6 tensors, {} steps", args.steps);
+    println!(
+        "{params} {} parameters in 6 tensors, {} steps",
+        args.dtype, args.steps
+    );
     println!(
         "final loss: clipstep (global-norm clip) {:.5}, burn (per-tensor clip) {:.5}",
         clipstep_run.losses.last().unwrap_or(&f32::NAN),
@@ -226,7 +250,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         vec![args.hidden, 1],
         vec![1],
     ];
-    let native = native_step_time(&ctx, &shapes, &options, config, args.steps)?;
+    let native = native_step_time(&ctx, &shapes, args.dtype().0, &options, config, args.steps)?;
     println!(
         "clipstep's own step on the same tensors: {:.3} ms (the adapter's step is {:.2}x that)",
         native.as_secs_f64() * 1e3,

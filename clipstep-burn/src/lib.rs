@@ -30,6 +30,9 @@
 //!   the optimizer: never a host copy ([`BurnOptimizer::gradients_in_place`] says which).
 //! - The step is clipstep's: norm → clip → fused update, O(pages) dispatches, one submit,
 //!   no readback unless the report is read.
+//! - f16 and bf16 parameters are tensors of clipstep's own set with f32 master weights: burn's
+//!   16-bit gradients are copied in, the master weights updated, and their rounding copied
+//!   into the model's parameters, in the same command buffer.
 //!
 //! In burn's `Learner`, whose hook is `TrainStep::optimize`, the model carries a
 //! [`SharedOptimizer`] (`#[module(skip)]`) and steps with it (`examples/burn_learner.rs`).

@@ -4,7 +4,7 @@ use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::{Module, ParamGroup as BurnGroup};
 use burn::optim::GradientsParams;
 use clipstep::{
-    Context, LoadOptions, MissingTensors, Norm, Optimizer, ParamGroup, ParamSet, Report,
+    Context, Dtype, LoadOptions, MissingTensors, Norm, Optimizer, ParamGroup, ParamSet, Report,
     RuleConfig, StepOptions, UnexpectedTensors,
 };
 
@@ -18,6 +18,16 @@ use crate::error::{Error, Result};
 ///
 /// Every float parameter with a gradient in `grads` is stepped; a parameter without one (not
 /// reached by the loss) is left as it is and costs nothing.
+///
+/// f32 parameters are updated in place in burn's buffers. f16 and bf16 parameters are
+/// trained with f32 master weights that clipstep keeps (started from the model's values when
+/// the set is built, as `model.half()` after loading in PyTorch): each step copies burn's
+/// 16-bit gradients into clipstep's set, updates the master weights and writes their rounding
+/// (nearest even) into burn's parameters, in the step's one command buffer: the model reads
+/// 16-bit values, the optimizer accumulates updates smaller than their rounding step. The
+/// master weights are not in [`BurnOptimizer::save`]'s checkpoint: after a load they start
+/// again from the model's 16-bit values, as they do after
+/// [`BurnOptimizer::restart_master_weights`].
 ///
 /// Learning rates: burn's rate for a tensor (a number, or a scheduler's
 /// `ModuleLearningRate`, per-group schedules included) scales its clipstep group's
@@ -46,6 +56,8 @@ pub struct BurnOptimizer {
     per_tensor_clip: Option<(f32, Norm)>,
     builds: usize,
     copied: usize,
+    /// The copies of shared bf16 parameters within one of burn's buffers pass through here.
+    scratch: Option<wgpu::Buffer>,
 }
 
 impl BurnOptimizer {
@@ -75,6 +87,7 @@ impl BurnOptimizer {
             per_tensor_clip: None,
             builds: 0,
             copied: 0,
+            scratch: None,
         }
     }
 
@@ -135,6 +148,17 @@ impl BurnOptimizer {
         self
     }
 
+    /// Starts the f32 master weights of the model's f16 and bf16 parameters again from the
+    /// model's values at the next step (a host sync then). Call it after changing those
+    /// parameters other than through this optimizer (a record loaded into the model): the
+    /// next step would otherwise write the master weights' rounding over the change. (A
+    /// [`BurnOptimizer::load`] does it; f32 parameters need nothing.)
+    pub fn restart_master_weights(&mut self) {
+        if let Some(built) = self.built.as_mut() {
+            built.reseed = true;
+        }
+    }
+
     /// Sets the options of the next steps.
     pub fn set_options(&mut self, options: StepOptions) {
         self.options = options;
@@ -172,9 +196,15 @@ impl BurnOptimizer {
             path: Vec::new(),
             visited: Vec::new(),
             copied: 0,
+            copies: Vec::new(),
+            originals: Vec::new(),
+            scratch: &mut self.scratch,
             error: None,
         };
         let module = module.map(&mut visitor);
+        // The fresh copies of shared parameters are filled even if the step fails: the
+        // module given back holds their values.
+        visitor.submit_copies();
         if let Some(error) = visitor.error {
             return (module, Err(error));
         }
@@ -192,12 +222,18 @@ impl BurnOptimizer {
         let in_place = self.place(&visited)?;
         let built = self.built.as_mut().expect("placed above");
         built.set_rates(&visited)?;
+        let half = built.half_copies(&visited)?;
+        built.seed_master_weights(&self.ctx)?;
         let (device, queue) = self.ctx.device_queue().ok_or(Error::NoDevice)?;
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("clipstep-burn step"),
         });
+        for copy in &half.grads_in {
+            copy.encode(&mut encoder);
+        }
         if !in_place {
-            for (v, placed) in visited.iter().zip(&built.placement) {
+            let f32_tensors = visited.iter().zip(&built.placement);
+            for (v, placed) in f32_tensors.filter(|(v, _)| v.dtype == Dtype::F32) {
                 let bytes = 4 * numel(&v.shape);
                 if bytes > 0 {
                     encoder.copy_buffer_to_buffer(
@@ -210,7 +246,7 @@ impl BurnOptimizer {
                 }
             }
         }
-        self.gradients_in_place = in_place;
+        self.gradients_in_place = in_place && visited.iter().all(|v| v.dtype == Dtype::F32);
         if let Some((max_norm, norm)) = self.per_tensor_clip {
             built.set.encode_clip_grad_norm_per_tensor(
                 &mut encoder,
@@ -222,6 +258,9 @@ impl BurnOptimizer {
         let report = built
             .opt
             .encode_step(&mut encoder, &mut built.set, &self.options)?;
+        for copy in &half.params_out {
+            copy.encode(&mut encoder);
+        }
         queue.submit([encoder.finish()]);
         self.report = Some(report);
         // burn's gradient tensors (in `visited`) lived until the step that reads them was
@@ -275,7 +314,8 @@ impl BurnOptimizer {
 
     /// Whether the last step read burn's gradients where burn put them (true), or copied
     /// them into the optimizer's gradient buffer first (false: some pool's gradients were
-    /// spread over several of burn's buffers, or off the storage alignment).
+    /// spread over several of burn's buffers, or off the storage alignment, or the model has
+    /// f16 or bf16 parameters, whose gradients are always copied into the set).
     pub fn gradients_in_place(&self) -> bool {
         self.gradients_in_place
     }
