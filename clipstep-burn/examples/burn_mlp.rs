@@ -45,6 +45,11 @@ struct Args {
     /// Training steps.
     #[arg(long, default_value_t = 300)]
     steps: usize,
+    /// Steps at the start of each run that are not timed: the first steps compile and
+    /// autotune burn's kernels, once per process, so untimed they would be charged to
+    /// whichever run goes first (clipstep's).
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
     /// Hidden units per layer.
     #[arg(long, default_value_t = 256)]
     hidden: usize,
@@ -106,7 +111,8 @@ fn loss_and_grads(model: &Mlp, x: &Tensor<2>, y: &Tensor<2>) -> (Tensor<1>, Grad
 }
 
 /// Trains a fresh model for `args.steps` full-batch steps with `step`, timing each step
-/// between two device synchronisations (burn's and clipstep's work share one queue).
+/// after the first `args.warmup` between two device synchronisations (burn's and
+/// clipstep's work share one queue).
 fn train(
     device: &Device, args: &Args, x: &Tensor<2>, y: &Tensor<2>,
     mut step: impl FnMut(Mlp, GradientsParams) -> Result<Mlp, Box<dyn Error>>,
@@ -118,8 +124,12 @@ fn train(
         host_time: Duration::ZERO,
         total_time: Duration::ZERO,
     };
-    let begin = Instant::now();
-    for _ in 0..args.steps {
+    let mut begin = Instant::now();
+    for i in 0..args.steps {
+        if i == args.warmup {
+            (run.step_time, run.host_time) = (Duration::ZERO, Duration::ZERO);
+            begin = Instant::now();
+        }
         let (loss, grads) = loss_and_grads(&model, x, y);
         run.losses
             .push(loss.into_data().convert::<f32>().try_to_vec::<f32>()?[0]);
@@ -168,12 +178,20 @@ struct Run {
     losses: Vec<f32>,
     step_time: Duration,
     host_time: Duration,
-    /// The whole loop: forward, backward, loss read, step.
+    /// The whole loop after the warm-up: forward, backward, loss read, step.
     total_time: Duration,
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
+    if args.steps <= args.warmup {
+        return Err(format!(
+            "--steps {} leaves no timed step after --warmup {}: ask for more steps",
+            args.steps, args.warmup
+        )
+        .into());
+    }
+    let timed = (args.steps - args.warmup) as f64;
     std::fs::create_dir_all(&args.out)?;
     let (ctx, device) = shared_device()?;
     println!("burn and clipstep on {}", ctx.describe());
@@ -213,12 +231,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         Ok(theirs.step(lr, model, grads))
     })?;
 
-    let per_step = |r: &Run| r.step_time.as_secs_f64() * 1e3 / args.steps as f64;
-    let host = |r: &Run| r.host_time.as_secs_f64() * 1e3 / args.steps as f64;
+    let per_step = |r: &Run| r.step_time.as_secs_f64() * 1e3 / timed;
+    let host = |r: &Run| r.host_time.as_secs_f64() * 1e3 / timed;
     let params = d * args.hidden + 2 * args.hidden + args.hidden * args.hidden + args.hidden + 1;
     println!(
-        "{params} {} parameters in 6 tensors, {} steps",
-        args.dtype, args.steps
+        "{params} {} parameters in 6 tensors, {} steps (the first {} untimed)",
+        args.dtype, args.steps, args.warmup
     );
     println!(
         "final loss: clipstep (global-norm clip) {:.5}, burn (per-tensor clip) {:.5}",
@@ -236,7 +254,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         host(&clipstep_run),
         host(&burn_run)
     );
-    let total = |r: &Run| r.total_time.as_secs_f64() * 1e3 / args.steps as f64;
+    let total = |r: &Run| r.total_time.as_secs_f64() * 1e3 / timed;
     println!(
         "whole training step (forward, backward, loss read, step): clipstep {:.3} ms, burn {:.3} ms",
         total(&clipstep_run),
