@@ -145,10 +145,11 @@ fn train(
 }
 
 /// clipstep's own step on a set of `shapes` (its own slabs), `steps` times, each between
-/// two waits for the queue: the time per step, the adapter's floor.
+/// two waits for the queue: the time per step after the first `warmup` (as the adapter's
+/// run is timed), the adapter's floor.
 fn native_step_time(
     ctx: &Context, shapes: &[Vec<usize>], dtype: Dtype, options: &StepOptions, config: AdamWConfig,
-    steps: usize,
+    steps: usize, warmup: usize,
 ) -> Result<Duration, Box<dyn Error>> {
     let specs: Vec<TensorSpec> = shapes
         .iter()
@@ -162,14 +163,17 @@ fn native_step_time(
     let mut opt = AdamW::new(&set, config)?;
     let (device, _) = ctx.device_queue().ok_or("no GPU device")?;
     let mut total = Duration::ZERO;
-    for _ in 0..steps {
+    for i in 0..steps {
+        if i == warmup {
+            total = Duration::ZERO;
+        }
         device.poll(wgpu::PollType::wait_indefinitely())?;
         let start = Instant::now();
         opt.step(&mut set, options)?;
         device.poll(wgpu::PollType::wait_indefinitely())?;
         total += start.elapsed();
     }
-    Ok(total / steps as u32)
+    Ok(total / (steps - warmup) as u32)
 }
 
 /// One run's losses and the time of its optimizer steps: on the host (the call), and with
@@ -268,7 +272,15 @@ fn main() -> Result<(), Box<dyn Error>> {
         vec![args.hidden, 1],
         vec![1],
     ];
-    let native = native_step_time(&ctx, &shapes, args.dtype().0, &options, config, args.steps)?;
+    let native = native_step_time(
+        &ctx,
+        &shapes,
+        args.dtype().0,
+        &options,
+        config,
+        args.steps,
+        args.warmup,
+    )?;
     println!(
         "clipstep's own step on the same tensors: {:.3} ms (the adapter's step is {:.2}x that)",
         native.as_secs_f64() * 1e3,
