@@ -1,6 +1,7 @@
 // Finalize: one workgroup folds every tensor's sum and writes the step state.
-//   source COMPUTED:  tensor_norms[t] = root(tensor_sums[t]) / grad_scale     root: s, sqrt(s), s^(1/p)
-//                     total_norm = root(fold_{t: in_norm[t]} tensor_sums[t]) / grad_scale
+//   source COMPUTED:  tensor_norms[t] = root(tensor_sums[t])                  root: s, sqrt(s), s^(1/p)
+//                     total_norm = root(fold_{t: in_norm[t]} tensor_sums[t])
+//                                  (the sums are of g / grad_scale already: the partials unscale)
 //                                  (NaN if any g of any tensor is NaN, +Inf if any is ±Inf)
 //   source GIVEN:     total_norm = given_norm / grad_scale                     (a norm computed elsewhere)
 //   source NONE:      total_norm = NaN, nothing flagged
@@ -59,7 +60,7 @@ fn root(s: f32, bad: u32) -> f32 {
     } else if NORM_KIND == NORM_P && s > 0.0 {
         r = pow(s, 1.0 / op.p);
     }
-    return r * inv_scale();
+    return r;
 }
 
 // 1 − β^t from ln β; ln β = 0 (β = 1, which validation forbids) marks a group without

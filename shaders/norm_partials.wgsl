@@ -1,5 +1,9 @@
-// Norm partials over one slab:
-//   partials[chunk.partial] = { Σ_{i∈chunk} |g_i|^p   (max_{i∈chunk} |g_i| for L∞),  NaN/Inf flags }
+// Norm partials over one slab, of the unscaled gradients u_i = g_i · s (s: 1 / the loss
+// scale under a scaler, else op.inv_grad_scale; 1 for a plain norm):
+//   partials[chunk.partial] = { Σ_{i∈chunk} |u_i|^p   (max_{i∈chunk} |u_i| for L∞),  NaN/Inf flags of g }
+// Unscaling each element before its power, as PyTorch's unscale_ then clip_grad_norm_ does,
+// keeps a scaled gradient whose unscaled values are small from overflowing the f32 sum:
+// g = 2^126 at a loss scale of 2^126 is u = 1, where Σ g² would be +Inf.
 // Workgroup w < slab.num_big reduces large chunk w with all its invocations; the following
 // workgroups each reduce several mid chunks (MID_LANES invocations apiece), then several
 // small ones (SMALL_LANES apiece), so thousands of small tensors cost a few workgroups.
@@ -13,11 +17,13 @@
 // NORM_KIND (pipeline constant) the norm kind: one pipeline per kind
 // ZERO_NANS (pipeline constant) NaN elements add 0 (Optax's zero_nans) but still set FLAG_NAN
 // @binding(4) slab     Slab (num_big, num_mid, num_chunks)
+// @binding(5) state    StepState before this step's finalize (its loss_scale under a scaler)
 
 @group(0) @binding(1) var<storage, read> chunks: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read_write> partials: array<Partial>;
 @group(0) @binding(3) var<uniform> op: NormOp;
 @group(0) @binding(4) var<uniform> slab: Slab;
+@group(0) @binding(5) var<uniform> state: StepState;
 
 override ZERO_NANS: bool = false;
 
@@ -38,7 +44,7 @@ fn flags_of(top: u32) -> u32 {
 // the largest |g| bit pattern: > 0x7f800000 is a NaN, == 0x7f800000 an infinity. Every
 // element is checked and masked: the path for NaN zeroing, the p-norm, and a lane whose
 // fast sum (reduce_lane) came out non-finite.
-fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
+fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32, s: f32) -> Partial {
     var acc = vec4<f32>(0.0);
     var bits = vec4<u32>(0u);
     // NORM_KIND is a pipeline constant: each pipeline holds one of these loops, and no
@@ -48,7 +54,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
                 let raw = select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end));
                 bits = max(bits, bitcast<vec4<u32>>(raw) & vec4<u32>(0x7fffffffu));
-                let g = zero_nans_if(raw, ZERO_NANS);
+                let g = zero_nans_if(raw * s, ZERO_NANS);
                 acc += g * g;
             }
         }
@@ -56,7 +62,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
                 let raw = abs(select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end)));
                 bits = max(bits, bitcast<vec4<u32>>(raw));
-                let a = zero_nans_if(raw, ZERO_NANS);
+                let a = zero_nans_if(raw * s, ZERO_NANS);
                 acc = max(acc, a);
             }
         }
@@ -64,7 +70,7 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
                 let raw = abs(select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end)));
                 bits = max(bits, bitcast<vec4<u32>>(raw));
-                let a = zero_nans_if(raw, ZERO_NANS);
+                let a = zero_nans_if(raw * s, ZERO_NANS);
                 acc += select(pow(a, vec4<f32>(op.p)), vec4<f32>(0.0), a == vec4<f32>(0.0));
             }
         }
@@ -72,12 +78,21 @@ fn reduce_lane_checked(start: u32, end: u32, lane: u32, width: u32) -> Partial {
             for (var e = start + lane * 4u; e < end; e += width * 4u) {
                 let raw = abs(select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end)));
                 bits = max(bits, bitcast<vec4<u32>>(raw));
-                acc += zero_nans_if(raw, ZERO_NANS);
+                acc += zero_nans_if(raw * s, ZERO_NANS);
             }
         }
     }
     let top = max(max(bits.x, bits.y), max(bits.z, bits.w));
     return Partial(combine(combine(acc.x, acc.y), combine(acc.z, acc.w)), flags_of(top));
+}
+
+// The factor s that unscales each gradient: the finalize's inv_scale(), read before the
+// finalize of this step updates the loss scale.
+fn unscale() -> f32 {
+    if op.scaler != 0u {
+        return 1.0 / state.loss_scale;
+    }
+    return op.inv_grad_scale;
 }
 
 // Elements of a whole chunk each run of SMALL_LANES invocations reads (see main).
@@ -112,9 +127,9 @@ fn fold(acc: vec4<f32>, g: vec4<f32>) -> vec4<f32> {
 // one is rare, and the lane re-reads its elements with reduce_lane_checked to tell a NaN
 // or an Inf from an overflow), and two loads in flight per iteration. The order is fixed:
 // two running sums per lane, added at the end.
-fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
+fn reduce_lane(start: u32, end: u32, lane: u32, width: u32, s: f32) -> Partial {
     if ZERO_NANS || NORM_KIND == NORM_P {
-        return reduce_lane_checked(start, end, lane, width);
+        return reduce_lane_checked(start, end, lane, width, s);
     }
     let whole = start + (end - start) / 4u * 4u;
     let stride = width * 4u;
@@ -125,21 +140,21 @@ fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     // can unroll (the same loads in the same order as the general loop below).
     if end - start == FULL_SEGMENT && width == SMALL_LANES {
         for (var k = 0u; k < FULL_SEGMENT / (8u * SMALL_LANES); k++) {
-            a = fold(a, load_grad(e / 4u));
-            b = fold(b, load_grad((e + stride) / 4u));
+            a = fold(a, load_grad(e / 4u) * s);
+            b = fold(b, load_grad((e + stride) / 4u) * s);
             e += 2u * stride;
         }
     }
     for (; e + stride < whole; e += 2u * stride) {
-        a = fold(a, load_grad(e / 4u));
-        b = fold(b, load_grad((e + stride) / 4u));
+        a = fold(a, load_grad(e / 4u) * s);
+        b = fold(b, load_grad((e + stride) / 4u) * s);
     }
     if e < whole {
-        a = fold(a, load_grad(e / 4u));
+        a = fold(a, load_grad(e / 4u) * s);
         e += stride;
     }
     if e == whole && whole < end {
-        a = fold(a, select(vec4<f32>(0.0), load_grad(e / 4u), lanes_before(e, end)));
+        a = fold(a, select(vec4<f32>(0.0), load_grad(e / 4u) * s, lanes_before(e, end)));
     }
     if NORM_KIND == NORM_INF {
         let m = max(bitcast<vec4<u32>>(a), bitcast<vec4<u32>>(b));
@@ -149,7 +164,7 @@ fn reduce_lane(start: u32, end: u32, lane: u32, width: u32) -> Partial {
     let t = a + b;
     let sum = (t.x + t.y) + (t.z + t.w);
     if !is_finite(sum) {
-        return reduce_lane_checked(start, end, lane, width);
+        return reduce_lane_checked(start, end, lane, width, s);
     }
     return Partial(sum, 0u);
 }
@@ -195,7 +210,7 @@ fn main(
         let batches = width / SMALL_LANES;
         let seg = ((chunk.len + batches * 4u - 1u) >> countTrailingZeros(batches * 4u)) * 4u;
         let seg_start = min(end, chunk.start + (lane / SMALL_LANES) * seg);
-        part = reduce_lane(seg_start, min(end, seg_start + seg), lane % SMALL_LANES, SMALL_LANES);
+        part = reduce_lane(seg_start, min(end, seg_start + seg), lane % SMALL_LANES, SMALL_LANES, unscale());
     }
     let total = reduce_to_first(lid, part, width);
     if has_row && lane == 0u {

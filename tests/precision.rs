@@ -1141,6 +1141,107 @@ mod loss_scale {
         ));
     }
 
+    /// 2^126: f32's and bf16's largest power of two but one.
+    const HUGE_SCALE: f32 = 8.507059e37;
+
+    /// Issue 31's reproduction, as PyTorch's GradScaler runs it: gradients of 2^126 at a
+    /// loss scale of 2^126 (unscaled: ±1, an L2 norm of √n) are no overflow. Growth every
+    /// 2 steps takes the scale to 2^127, where it stays (2^128 is not finite), as
+    /// `torch._amp_update_scale_` does; before the partials unscaled, Σ g² overflowed and
+    /// 17 of 20 steps were skipped.
+    #[test]
+    fn a_huge_scale_on_small_unscaled_gradients_is_no_overflow() {
+        for dtype in [Dtype::F32, Dtype::Bf16] {
+            let mut set = set(dtype);
+            let n: usize = SIZES.iter().sum();
+            set.upload_params(&data(n, 1, 1.0)).unwrap();
+            let mut opt = AdamW::new(&set, AdamWConfig::default()).unwrap();
+            let scaler = LossScaler {
+                init_scale: HUGE_SCALE,
+                growth_interval: 2,
+                ..Default::default()
+            };
+            opt.loss_scaling().set_scaler(Some(scaler)).unwrap();
+            let mut want = ScaleState {
+                scale: HUGE_SCALE,
+                growth_tracker: 0,
+                hysteresis_left: 1,
+            };
+            for step in 0..20 {
+                let what = format!("{dtype:?} step {step}");
+                let unscaled: Vec<f32> = (0..n)
+                    .map(|i| if (i + step) % 3 == 0 { -1.0 } else { 1.0 })
+                    .collect();
+                let scaled: Vec<f32> = unscaled.iter().map(|u| u * want.scale).collect();
+                set.upload_grads(&scaled).unwrap();
+                let state = opt
+                    .step(&mut set, &StepOptions::default())
+                    .unwrap()
+                    .read_blocking()
+                    .unwrap();
+                assert!(!state.nonfinite && !state.skipped, "{what}: flagged");
+                assert_eq!(state.step, step as u32 + 1, "{what}");
+                let norm = (n as f32).sqrt();
+                assert!(
+                    (state.total_norm - norm).abs() <= 1e-6 * norm,
+                    "{what}: {state:?}"
+                );
+                want = update_scale(want, false, 2.0, 0.5, 2, 1);
+                assert_eq!(state.loss_scale, want.scale, "{what}");
+            }
+            assert_eq!(
+                want.scale,
+                2.0 * HUGE_SCALE,
+                "the reference rule's last scale"
+            );
+        }
+    }
+
+    /// The L2 threshold is that of the f32 norm of the unscaled gradients, as PyTorch's
+    /// `clip_grad_norm_` after `unscale_` takes it, whatever the scale: one element whose
+    /// unscaled value is the largest f32 below 2^64 (its square the largest below f32's
+    /// top, the others ±1) gives a finite norm; at 2^64, Σ u² overflows and the step is
+    /// flagged. At a scale of 2^60, through `StepOptions::grad_scale` and a scaler.
+    #[test]
+    fn the_norm_overflows_where_the_unscaled_norm_does() {
+        let below = f32::from_bits(0x5f80_0000 - 1); // 2^64 · (1 − 2^-24)
+        let at = f32::from_bits(0x5f80_0000); // 2^64
+        let scale = 2f32.powi(60);
+        let n: usize = SIZES.iter().sum();
+        for (u, overflows) in [(below, false), (at, true)] {
+            for scaler in [false, true] {
+                let what = format!("u = {u:e}, scaler {scaler}");
+                let mut set = set(Dtype::F32);
+                let mut opt = AdamW::new(&set, AdamWConfig::default()).unwrap();
+                let mut options = StepOptions::default();
+                if scaler {
+                    let scaler = LossScaler {
+                        init_scale: scale,
+                        ..Default::default()
+                    };
+                    opt.loss_scaling().set_scaler(Some(scaler)).unwrap();
+                } else {
+                    options.grad_scale = scale;
+                }
+                let mut g: Vec<f32> = data(n, 3, 1.0).iter().map(|x| x * scale).collect();
+                g[n / 2] = u * scale;
+                set.upload_grads(&g).unwrap();
+                let state = opt
+                    .step(&mut set, &options)
+                    .unwrap()
+                    .read_blocking()
+                    .unwrap();
+                assert_eq!(state.nonfinite, overflows, "{what}: {state:?}");
+                if !overflows {
+                    assert!(
+                        (state.total_norm - u).abs() <= 1e-6 * u,
+                        "{what}: {state:?}"
+                    );
+                }
+            }
+        }
+    }
+
     /// A copy of `set` (same tensors, params and master weights).
     fn set_like(set: &ParamSet) -> ParamSet {
         let mut other = self::set(set.tensors()[0].dtype);

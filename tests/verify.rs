@@ -48,3 +48,10 @@ fn a_wrong_result_fails_its_check() {
     let (_, rel) = harness::max_errors(&[1.0, 2.0 * (1.0 + 1e-4)], &[1.0, 2.0], f64::MIN_POSITIVE);
     assert!(rel > clipstep::consts::tolerance::NORM_REL);
 }
+
+#[test]
+fn a_loss_scale_of_2_pow_100_on_f32_gradients_matches_the_reference() {
+    for case in cases() {
+        assert_checks(&harness::large_loss_scale(&ctx(), &case).unwrap());
+    }
+}

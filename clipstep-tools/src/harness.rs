@@ -704,6 +704,88 @@ pub fn every_rule_on_every_set(ctx: &Context, case: &Case) -> clipstep::Result<V
     sets.out.into_iter().collect()
 }
 
+/// A loss scale near f32's top: 2^100. Scaled gradients of up to 2^100 have L2 norms past
+/// 2^64, whose f32 sum of squares would overflow; unscaled they are below 1.
+pub const LARGE_LOSS_SCALE: f32 = 1.2676506e30;
+
+/// f32 gradients at a loss scale of [`LARGE_LOSS_SCALE`] (unscaled values in [-1, 1)): a
+/// clipped AdamW step with `StepOptions::grad_scale` for L2, L1, L∞ and p = 3 (its total
+/// and per-tensor norms, those of the unscaled gradients, and no flag), and six steps under
+/// a loss scaler starting there (interval 2, so the scale reaches 2^102): no step flagged,
+/// each step's norm and the scale after it against the reference rule.
+pub fn large_loss_scale(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
+    let mut out = Vec::new();
+    let n: usize = case.sizes.iter().sum();
+    // A flagged or skipped step turns its checked value into NaN, which fails the check.
+    let flagged = |state: &clipstep::StepState| {
+        if state.nonfinite || state.skipped {
+            f32::NAN
+        } else {
+            0.0
+        }
+    };
+    for norm in [Norm::L2, Norm::L1, Norm::Inf, Norm::P(3.0)] {
+        let (mut set, unscaled) = case_set(ctx, case, 7)?;
+        let scaled: Vec<f32> = unscaled.iter().map(|g| g * LARGE_LOSS_SCALE).collect();
+        set.upload_grads(&scaled)?;
+        let mut opt = AdamW::new(&set, AdamWConfig::default())?;
+        let options = StepOptions {
+            clip: Clip::GlobalNorm {
+                max_norm: 1.0,
+                norm,
+            },
+            grad_scale: LARGE_LOSS_SCALE,
+            ..Default::default()
+        };
+        let report = opt.step(&mut set, &options)?;
+        let state = report.read_blocking()?;
+        let p = norm.order();
+        let tensors = split(&unscaled, &case.sizes);
+        let mut got = vec![state.total_norm + flagged(&state)];
+        got.extend(report.tensor_norms_blocking()?);
+        let mut want = vec![reference::global_norm(&tensors, p)];
+        want.extend(reference::per_tensor_norms(&tensors, p));
+        let op = format!("step at loss scale 2^100, {norm:?} norms of g / scale");
+        out.push(check(
+            op,
+            case,
+            &set,
+            &got,
+            &want,
+            norm_tolerance(norm),
+            1e-30,
+        ));
+    }
+    let (mut set, _) = case_set(ctx, case, 8)?;
+    let mut opt = AdamW::new(&set, AdamWConfig::default())?;
+    let scaler = LossScaler {
+        init_scale: LARGE_LOSS_SCALE,
+        growth_interval: 2,
+        ..Default::default()
+    };
+    opt.loss_scaling().set_scaler(Some(scaler))?;
+    let mut want_scale = reference::ScaleState {
+        scale: LARGE_LOSS_SCALE,
+        growth_tracker: 0,
+        hysteresis_left: 1,
+    };
+    let (mut got, mut want) = (Vec::new(), Vec::new());
+    for step in 0..6u64 {
+        let unscaled = sample_data(n, 30 + step, 1.0);
+        let scaled: Vec<f32> = unscaled.iter().map(|g| g * want_scale.scale).collect();
+        set.upload_grads(&scaled)?;
+        let state = opt
+            .step(&mut set, &StepOptions::default())?
+            .read_blocking()?;
+        want_scale = reference::update_scale(want_scale, false, 2.0, 0.5, 2, 1);
+        got.extend([state.loss_scale + flagged(&state), state.total_norm]);
+        want.extend([want_scale.scale, reference::global_norm(&[&unscaled], 2.0)]);
+    }
+    let op = "loss scaler from 2^100: scales and norms".to_string();
+    out.push(check(op, case, &set, &got, &want, NORM_REL, 1e-30));
+    Ok(out)
+}
+
 /// Every check of `clipstep verify` on `ctx`.
 pub fn verify(ctx: &Context) -> clipstep::Result<Vec<Check>> {
     let mut out = Vec::new();
@@ -711,6 +793,7 @@ pub fn verify(ctx: &Context) -> clipstep::Result<Vec<Check>> {
         out.extend(norms_and_clips(ctx, &case)?);
         out.extend(optimizers(ctx, &case)?);
         out.extend(mixed(ctx, &case)?);
+        out.extend(large_loss_scale(ctx, &case)?);
         out.extend(every_rule_on_every_set(ctx, &case)?);
     }
     Ok(out)

@@ -50,11 +50,14 @@ fn counted(sum: PowerSum, op: &NormOp) -> PowerSum {
 }
 
 /// The total power sum of a set's gradients and the per-tensor norms of
-/// `g · op.inv_grad_scale` (the twin of the partials, fold and per-tensor roots). Tensors
-/// with `in_norm[t] == 0` count only their NaN/Inf flags in the total (`None`: all count).
+/// `g · s` (`s`: [`inv_scale`]; the twin of the partials, fold and per-tensor roots; the sums
+/// are of the scaled `g`, in f64, which neither overflows nor underflows where the
+/// device's f32 sums of the unscaled `g · s` do not). Tensors with `in_norm[t] == 0` count
+/// only their NaN/Inf flags in the total (`None`: all count).
 pub(crate) fn norm(
-    layout: &Layout, grads: &[f32], op: &NormOp, in_norm: Option<&[u32]>,
+    layout: &Layout, grads: &[f32], op: &NormOp, prev: &DeviceStepState, in_norm: Option<&[u32]>,
 ) -> (PowerSum, Vec<f32>) {
+    let inv_scale = f64::from(inv_scale(prev, op));
     let p = norm_type(op);
     let mut total = PowerSum::default();
     let mut per_tensor = Vec::with_capacity(layout.tensors.len());
@@ -64,7 +67,8 @@ pub(crate) fn norm(
             p,
             op,
         );
-        per_tensor.push(reference::root(counted(sum, op), p) as f32 * op.inv_grad_scale);
+        let root = reference::root(counted(sum, op), p);
+        per_tensor.push((root * inv_scale) as f32);
         let counted = in_norm.is_none_or(|m| m[i] != 0);
         let sum = if counted {
             sum
@@ -96,22 +100,29 @@ pub(crate) fn tensor_sums(layout: &Layout, grads: &[f32], op: &NormOp) -> Vec<(f
         .collect()
 }
 
+/// The factor that unscales the gradients: 1 / the loss scale under a scaler, else
+/// `op.inv_grad_scale` (`inv_scale` and `unscale` in the shaders).
+fn inv_scale(prev: &DeviceStepState, op: &NormOp) -> f32 {
+    if op.scaler != 0 {
+        1.0 / prev.loss_scale
+    } else {
+        op.inv_grad_scale
+    }
+}
+
 /// The next step state from the previous one, `op`, and the power sum when the norm was
 /// computed (`op.source == SOURCE_COMPUTED`).
 pub(crate) fn finalize(
     prev: &DeviceStepState, op: &NormOp, sum: Option<PowerSum>,
 ) -> DeviceStepState {
-    // The unscaling factor: 1 / the loss scale under a scaler (`inv_scale` in the shader).
-    let inv_scale = if op.scaler != 0 {
-        1.0 / prev.loss_scale
-    } else {
-        op.inv_grad_scale
-    };
+    let inv_scale = inv_scale(prev, op);
     // `blocking`: what skips the step under a skipping policy (under ZeroNans, ±Inf only).
     let (total_norm, nonfinite, blocking) = match (op.source, sum) {
         (SOURCE_COMPUTED, Some(sum)) => {
             let kept = counted(sum, op);
-            let total = reference::root(kept, norm_type(op)) as f32 * inv_scale;
+            // Unscaled in f64, then rounded: the scaled norm may pass f32's range where
+            // the unscaled one does not (the device unscales each element first).
+            let total = (reference::root(kept, norm_type(op)) * f64::from(inv_scale)) as f32;
             let overflow = !total.is_finite();
             (
                 total,

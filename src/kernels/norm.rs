@@ -153,6 +153,7 @@ impl NormWorkspace {
                         whole(&self.partials),
                         whole(&self.op),
                         whole(&slab.uniform),
+                        whole(&self.state),
                     ];
                     gpu.bind_group(slab.kernel(Body::NormPartials), &resources)
                 });

@@ -376,7 +376,8 @@ impl<R: Rule> Engine<R> {
         };
         let model = &mut params.host_model;
         let (sum, per_tensor) = if op.source == SOURCE_COMPUTED {
-            let (sum, per_tensor) = host::norm(&self.layout, g, &op, Some(&self.in_norm));
+            let (sum, per_tensor) =
+                host::norm(&self.layout, g, &op, &self.host_state, Some(&self.in_norm));
             (Some(sum), per_tensor)
         } else {
             (None, Vec::new())

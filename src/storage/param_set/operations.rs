@@ -311,7 +311,8 @@ impl ParamSet {
             unreachable!("a set without a device holds host arenas")
         };
         let (sum, per_tensor) = if op.source == SOURCE_COMPUTED {
-            let (sum, per_tensor) = host::norm(&self.layout, grads, op, None);
+            let (sum, per_tensor) =
+                host::norm(&self.layout, grads, op, &DeviceStepState::initial(), None);
             (Some(sum), per_tensor)
         } else {
             (None, Vec::new())
