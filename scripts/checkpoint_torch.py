@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convert clipstep optimizer checkpoints (safetensors, format version 3) to and from a
+"""Convert clipstep optimizer checkpoints (safetensors, format version 4; 3 is read too) to and from a
 PyTorch optimizer ``state_dict``.
 
     checkpoint_torch.py to-torch   IN.safetensors OUT.pt
@@ -20,7 +20,7 @@ import zlib
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 
 # The config keys each optimizer has in both libraries.
 KEYS = {
@@ -72,26 +72,33 @@ def from_torch(src, dst, optimizer, names, shapes):
     steps = {int(sd["state"][p]["step"]) for p in params if "step" in sd["state"].get(p, {})}
     step = steps.pop() if steps else 0
     kept = [s for s in STATES if any(s in sd["state"].get(p, {}) for p in params)]
-    entries, crc = {}, 0
+    entries = {}
     for s in kept:
         for p, name, shape in zip(params, names, shapes):
             values = sd["state"][p][s].detach().cpu().numpy().astype("<f4").reshape(shape)
-            crc = zlib.crc32(values.tobytes(), crc)
             entries[f"{name}.{s}"] = values
     if optimizer != "SGD":
         for name in names:
             entries[f"{name}.step"] = np.array(step, dtype="<f4")
     meta = {
         "format": "clipstep",
-        "version": "3",
+        "version": "4",
         "optimizer": optimizer,
         "config": json.dumps(config, separators=(",", ":")),
         "step": str(step),
         "tensors": json.dumps([[n, list(s)] for n, s in zip(names, shapes)], separators=(",", ":")),
         "states": json.dumps(kept, separators=(",", ":")),
-        "crc32": f"{crc:08x}",
+        "crc32": "00000000",
     }
-    save_file(entries, dst, metadata=meta)
+    # Version 4's crc32 is the CRC-32 of the whole file read with its own digits as zeros.
+    data = save(entries, metadata=meta)
+    field = b'"crc32":"00000000"'
+    if data.count(field) != 1:
+        raise SystemExit("the header's crc32 field is not unique")
+    crc = zlib.crc32(data)
+    data = data.replace(field, f'"crc32":"{crc:08x}"'.encode())
+    with open(dst, "wb") as out:
+        out.write(data)
 
 
 def main():

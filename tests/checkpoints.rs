@@ -186,7 +186,7 @@ fn bad_checkpoints_are_rejected_and_change_nothing() {
 
     let mut corrupted = good.clone();
     corrupted[good.len() / 2] ^= 0x40;
-    let wrong_version = replace(&good, b"\"version\":\"3\"", b"\"version\":\"4\"");
+    let wrong_version = replace(&good, b"\"version\":\"4\"", b"\"version\":\"5\"");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("corrupted", corrupted, "checksum"),
         ("wrong version", wrong_version, "this build reads version"),
@@ -248,6 +248,145 @@ fn bad_checkpoints_are_rejected_and_change_nothing() {
         assert_bits_eq(x, y, "state after rejected loads");
     }
     assert_eq!(target.config(), &AdamConfig::default());
+}
+
+/// An AdamW of two parameter groups (lr 1e-3 and 0.1) and a loss scaler, three steps
+/// trained on `ctx`: a checkpoint whose header holds every kind of field.
+fn grouped_adamw(ctx: &Context) -> (ParamSet, AdamW) {
+    let (mut set, _) = set_with_grads(ctx, &[61, 3, 17], None, 1);
+    set.upload_params(&data(81, 2, 1.0)).unwrap();
+    let config = |lr| AdamWConfig {
+        lr,
+        ..Default::default()
+    };
+    let groups = vec![
+        ParamGroup::new(["t0", "t2"], config(1e-3)),
+        ParamGroup::new(["t1"], config(0.1)),
+    ];
+    let mut opt = AdamW::with_groups(&set, groups).unwrap();
+    opt.loss_scaling()
+        .set_scaler(Some(LossScaler::default()))
+        .unwrap();
+    for s in 0..3 {
+        set.upload_grads(&data(81, 10 + s, 65536.0)).unwrap();
+        opt.step(&mut set, &StepOptions::default()).unwrap();
+    }
+    (set, opt)
+}
+
+/// Issue 31's finding, tested the way it was found: every single-bit flip of the length
+/// prefix and the JSON header, and 3000 random single-bit flips of the data, of a saved
+/// AdamW checkpoint (two groups, a scaler) is [`Error::Checkpoint`], and the optimizer it
+/// was loaded into is bit-identical afterwards (its whole saved file unchanged).
+#[test]
+fn every_single_bit_flip_is_rejected_and_changes_nothing() {
+    let cpu = Context::cpu();
+    let (_, opt) = grouped_adamw(&cpu);
+    let good = opt.states().save().unwrap();
+    let header_end = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let (_, mut target) = grouped_adamw(&cpu);
+    target.checkpoint().load(&good).unwrap();
+    let before = target.states().save().unwrap();
+    let mut bits: Vec<usize> = (0..header_end * 8).collect();
+    let data_bits = (good.len() - header_end) * 8;
+    assert!(
+        data_bits > 3000 && header_end > 1000,
+        "{header_end} {data_bits}"
+    );
+    // A fixed pseudo-random choice (splitmix64) of 3000 data bits.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..3000 {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        bits.push(header_end * 8 + (z ^ (z >> 31)) as usize % data_bits);
+    }
+    for &bit in &bits {
+        let mut flipped = good.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        match target.checkpoint().load(&flipped) {
+            Err(Error::Checkpoint(_)) => {}
+            other => panic!("bit {bit} (byte {}): {other:?}", bit / 8),
+        }
+        // Nothing of the file is believed before the checksum: a summary fails the same way.
+        assert!(CheckpointSummary::read(&flipped).is_err(), "bit {bit}");
+    }
+    assert_eq!(
+        target.states().save().unwrap(),
+        before,
+        "after {} flips",
+        bits.len()
+    );
+}
+
+/// The redundant fields must agree: a `config` other than the first group's, or a
+/// `<tensor>.step` other than the metadata's `step`, is rejected even with a valid
+/// checksum (a file written by another tool, or edited by hand and re-summed).
+#[test]
+fn fields_that_disagree_are_rejected() {
+    let cpu = Context::cpu();
+    let (_, opt) = grouped_adamw(&cpu);
+    let good = opt.states().save().unwrap();
+    let (_, mut target) = grouped_adamw(&cpu);
+    let before = target.states().save().unwrap();
+    let lr = br#"{\"lr\":0.001,"#;
+    // config's lr (the first group's is 1e-3; the groups keep theirs), and the `t1.step`
+    // entry's value made 4 (the metadata says 3).
+    let mut step_edited = good.clone();
+    let at = entry_offset(&good, "t1.step");
+    assert_eq!(good[at..at + 4], 3f32.to_le_bytes());
+    step_edited[at..at + 4].copy_from_slice(&4f32.to_le_bytes());
+    let edits = [
+        (
+            replace(&good, lr, br#"{\"lr\":0.002,"#),
+            "differs from the first group",
+        ),
+        (step_edited, "holds step 4"),
+    ];
+    for (edited, expect) in edits {
+        let edited = resummed(&edited);
+        let err = target.checkpoint().load(&edited).unwrap_err();
+        assert!(
+            matches!(err, Error::Checkpoint(_)) && err.to_string().contains(expect),
+            "{err}"
+        );
+        assert_eq!(target.states().save().unwrap(), before);
+    }
+    // The same edit re-summed without disagreeing (both lrs changed) loads: the check is
+    // of agreement, not of the values.
+    let both = replace(&good, lr, br#"{\"lr\":0.002,"#);
+    let both = resummed(&replace(
+        &both,
+        br#"\"config\":{\"lr\":0.001,"#,
+        br#"\"config\":{\"lr\":0.002,"#,
+    ));
+    target.checkpoint().load(&both).unwrap();
+    assert_eq!(target.param_groups()[0].config.lr, 0.002);
+}
+
+/// Where entry `name`'s data starts in a safetensors `file` (its header's `data_offsets`
+/// are relative to the end of the header).
+fn entry_offset(file: &[u8], name: &str) -> usize {
+    let header_end = 8 + u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&file[8..header_end]).unwrap();
+    let entry = &header[header.find(&format!("\"{name}\":")).unwrap()..];
+    let offsets = &entry[entry.find("\"data_offsets\":[").unwrap() + 16..];
+    let start: usize = offsets[..offsets.find(',').unwrap()].parse().unwrap();
+    header_end + start
+}
+
+/// `file` with its version-4 `crc32` recomputed: the CRC-32 of the whole file with the
+/// field's digits read as `00000000` (as `src/checkpoint/tensors.rs` and
+/// `scripts/checkpoint_torch.py` write it).
+fn resummed(file: &[u8]) -> Vec<u8> {
+    let key = br#""crc32":""#;
+    let at = file.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    let mut out = file.to_vec();
+    out[at..at + 8].copy_from_slice(b"00000000");
+    let crc = format!("{:08x}", crc32fast::hash(&out));
+    out[at..at + 8].copy_from_slice(crc.as_bytes());
+    out
 }
 
 /// An Adam over `tensors` (name, length) on `ctx`, trained `steps` steps from data that

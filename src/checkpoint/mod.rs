@@ -1,14 +1,15 @@
 //! Optimizer checkpoints, keyed by tensor name: what a checkpoint holds ([`Checkpoint`]),
-//! the file format ([`safetensors`](self::tensors), version 3), the version-2 files of
+//! the file format ([`safetensors`](self::tensors), version 4; version 3 still read), the version-2 files of
 //! earlier builds (still read), how a load treats tensors missing from the file or absent
 //! from the set ([`LoadOptions`]), and atomic writes.
 //!
-//! Version 3 is a [safetensors](https://huggingface.co/docs/safetensors) file: every state
+//! Version 4 is a [safetensors](https://huggingface.co/docs/safetensors) file: every state
 //! of every tensor under PyTorch's state names (`<tensor>.exp_avg`, `<tensor>.exp_avg_sq`,
 //! `<tensor>.max_exp_avg_sq`, `<tensor>.momentum_buffer`, `<tensor>.square_avg`,
 //! `<tensor>.grad_avg`) in the tensor's shape as f32, `<tensor>.step` (f32 scalar) for the
 //! optimizers whose PyTorch state keeps one, and the optimizer, its config (JSON), the step
-//! count, the tensor list and a CRC-32 of the data as metadata. Python's `safetensors`
+//! count, the tensor list and a CRC-32 of the whole file (header included) as metadata:
+//! a flipped bit anywhere is [`Error::Checkpoint`](crate::Error::Checkpoint). Python's `safetensors`
 //! package reads it; `scripts/checkpoint_torch.py` converts it to and from a PyTorch
 //! optimizer `state_dict`.
 
@@ -21,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
-/// The checkpoint format version this build writes (it also reads version 2).
-pub const CHECKPOINT_VERSION: u32 = 3;
+/// The checkpoint format version this build writes (it also reads versions 3 and 2).
+pub const CHECKPOINT_VERSION: u32 = 4;
 
 /// Everything a checkpoint holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,7 +66,7 @@ pub struct CheckpointSummary {
 }
 
 impl CheckpointSummary {
-    /// Parses and checks `bytes` (a checkpoint of version 3 or 2, as
+    /// Parses and checks `bytes` (a checkpoint of version 4, 3 or 2, as
     /// [`CheckpointIo::load`](crate::CheckpointIo::load) does): [`Error::Checkpoint`] for
     /// another format, a corrupted or truncated file.
     pub fn read(bytes: &[u8]) -> Result<CheckpointSummary> {
@@ -117,12 +118,12 @@ pub(crate) fn bad(msg: impl Into<String>) -> Error {
 }
 
 impl Checkpoint {
-    /// The file's bytes (format version 3).
+    /// The file's bytes (format version 4).
     pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         tensors::encode(self)
     }
 
-    /// Parses and checks a file of version 3 or 2: [`Error::Checkpoint`] for another
+    /// Parses and checks a file of version 4, 3 or 2: [`Error::Checkpoint`] for another
     /// format or version, a corrupted or truncated file, or contents that disagree with
     /// themselves. What the file must agree with (optimizer, set, states) is checked by the
     /// optimizer before it writes anything.

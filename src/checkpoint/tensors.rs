@@ -1,4 +1,4 @@
-//! Version 3 of the checkpoint format: a safetensors file.
+//! Versions 4 and 3 of the checkpoint format: a safetensors file.
 //!
 //! Entries: `<tensor>.<state>` (f32, the tensor's shape) for every state and tensor, and
 //! `<tensor>.step` (f32, shape `[]`) when PyTorch's state for the optimizer holds a step.
@@ -6,9 +6,19 @@
 //! (the first parameter group's config, JSON), `groups` (every parameter group: tensors,
 //! config, `in_norm`, `clipped`; JSON), `step` (the exact u32 count), `tensors` (JSON `[[name, shape], ...]`
 //! in the saved set's order), `states` (JSON list of state names, in the optimizer's
-//! order), `crc32` (hex CRC-32 of every state's values, states in order, tensors in order,
-//! little-endian f32): safetensors has no checksum of its own, and a flipped bit in a state
-//! must not load silently.
+//! order), `crc32`, `scaler` (JSON, when the optimizer has a loss scaler).
+//!
+//! `crc32` (8 lowercase hex digits) is, in version 4, the CRC-32 (zlib's) of the **whole
+//! file**, its length prefix, JSON header and data, read with the field's own 8 digits as
+//! `00000000`: the header appears in the compact form `"crc32":"xxxxxxxx"` exactly once.
+//! safetensors has no checksum of its own, and a flipped bit anywhere, in a state, a
+//! hyperparameter or the step count, must not load a different run. CRC-32 detects every
+//! single-bit error and every burst of up to 32 bits. Version 3 (earlier builds, and
+//! `scripts/checkpoint_torch.py` before version 4) covered the states' values only
+//! (states in order, tensors in order, little-endian f32); it is still read.
+//!
+//! The redundant fields must agree: every `<tensor>.step` entry holds `step` (as f32), and
+//! the optimizer checks `config` against the first of `groups`.
 
 use std::collections::HashMap;
 
@@ -19,14 +29,62 @@ use crate::error::Result;
 
 const FORMAT: &str = "clipstep";
 
+/// The version whose `crc32` covers the states' values only (still read).
+const DATA_CRC_VERSION: u32 = 3;
+
+/// The CRC field's key as it appears in the compact JSON header.
+const CRC_KEY: &[u8] = br#""crc32":""#;
+
+/// Where the 8 hex digits of the header's one `"crc32":"` field start in `file`, `None`
+/// when the header holds none or several.
+fn crc_digits_at(file: &[u8]) -> Option<usize> {
+    let len = usize::try_from(u64::from_le_bytes(file.get(..8)?.try_into().ok()?)).ok()?;
+    let header = file.get(8..8usize.checked_add(len)?)?;
+    let mut found = header
+        .windows(CRC_KEY.len())
+        .enumerate()
+        .filter(|(_, w)| *w == CRC_KEY)
+        .map(|(i, _)| 8 + i + CRC_KEY.len());
+    let at = found.next()?;
+    let closed = file.get(at + 8) == Some(&b'"');
+    (found.next().is_none() && closed).then_some(at)
+}
+
+/// The CRC-32 of `file` with the 8 digits at `at` read as `00000000`.
+fn whole_file_crc(file: &[u8], at: usize) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&file[..at]);
+    crc.update(b"00000000");
+    crc.update(&file[at + 8..]);
+    crc.finalize()
+}
+
+/// Checks a version-4 file's whole-file CRC (before anything else of it is believed).
+fn check_whole_file_crc(file: &[u8]) -> Result<()> {
+    let at = crc_digits_at(file)
+        .ok_or_else(|| bad("the header has no single \"crc32\" field: the file is corrupted"))?;
+    let stored = std::str::from_utf8(&file[at..at + 8])
+        .ok()
+        .filter(|d| {
+            d.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .and_then(|d| u32::from_str_radix(d, 16).ok())
+        .ok_or_else(|| {
+            bad("the \"crc32\" field is not 8 lowercase hex digits: the file is corrupted")
+        })?;
+    if stored != whole_file_crc(file, at) {
+        return Err(bad("checksum mismatch: the file is corrupted"));
+    }
+    Ok(())
+}
+
 /// The file's bytes.
 pub(super) fn encode(c: &Checkpoint) -> Result<Vec<u8>> {
-    let mut crc = crc32fast::Hasher::new();
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (state, parts) in &c.states {
         for ((tensor, shape), values) in c.tensors.iter().zip(parts) {
             let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-            crc.update(&bytes);
             entries.push((format!("{tensor}.{state}"), shape.clone(), bytes));
         }
     }
@@ -47,7 +105,7 @@ pub(super) fn encode(c: &Checkpoint) -> Result<Vec<u8>> {
         "step": c.step.to_string(),
         "tensors": tensors,
         "states": states,
-        "crc32": format!("{:08x}", crc.finalize()),
+        "crc32": "00000000",
     });
     let mut metadata = metadata;
     if let Some(groups) = &c.groups {
@@ -56,7 +114,13 @@ pub(super) fn encode(c: &Checkpoint) -> Result<Vec<u8>> {
     if let Some(scaler) = &c.scaler {
         metadata["scaler"] = serde_json::Value::String(scaler.clone());
     }
-    write_safetensors(metadata, entries)
+    let mut file = write_safetensors(metadata, entries)?;
+    // No other string of the header can hold `"crc32":"` (serde_json escapes the quotes
+    // of metadata values): the field is found once.
+    let at = crc_digits_at(&file).ok_or_else(|| bad("the header's crc32 field is not unique"))?;
+    let crc = format!("{:08x}", whole_file_crc(&file, at));
+    file[at..at + 8].copy_from_slice(crc.as_bytes());
+    Ok(file)
 }
 
 /// A safetensors file, written here rather than by `safetensors::serialize` so the bytes
@@ -93,8 +157,9 @@ fn write_safetensors(
     Ok(out)
 }
 
-/// Parses a version-3 file and checks it against itself: every listed tensor and state
-/// present with the listed shape as f32, no entry unaccounted for, the CRC matching.
+/// Parses a version-4 (or 3) file and checks it against itself: the CRC matching (in
+/// version 4 the whole file's, checked first), every listed tensor and state present with
+/// the listed shape as f32, no entry unaccounted for, every `.step` entry equal to `step`.
 pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| {
         bad(format!(
@@ -116,10 +181,17 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
         return Err(bad("a safetensors file, but not a clipstep checkpoint"));
     }
     let version = field("version")?;
-    if version != &CHECKPOINT_VERSION.to_string() {
+    let whole_file = if version == &CHECKPOINT_VERSION.to_string() {
+        true
+    } else if version == &DATA_CRC_VERSION.to_string() {
+        false
+    } else {
         return Err(bad(format!(
-            "version {version}; this build reads version {CHECKPOINT_VERSION} (and 2)"
+            "version {version}; this build reads version {CHECKPOINT_VERSION} (and 3, 2)"
         )));
+    };
+    if whole_file {
+        check_whole_file_crc(bytes)?;
     }
     let step: u32 = field("step")?
         .parse()
@@ -165,6 +237,19 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
                 "entry \"{t}.step\" is missing or not an f32 scalar"
             )));
         }
+        // PyTorch's per-tensor step is the metadata's count (as f32, as it is written).
+        for (t, _) in &tensors {
+            let key = format!("{t}.step");
+            let view = file
+                .tensor(&key)
+                .map_err(|_| bad(format!("entry {key:?} is missing")))?;
+            let value = crate::device::gpu::f32s(view.data())[0];
+            if value != step as f32 {
+                return Err(bad(format!(
+                    "entry {key:?} holds step {value}, the metadata {step}: the file disagrees with itself"
+                )));
+            }
+        }
         used += tensors.len();
     }
     if used != file.len() {
@@ -173,7 +258,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
             file.len().saturating_sub(used)
         )));
     }
-    if format!("{:08x}", crc.finalize()) != *field("crc32")? {
+    if !whole_file && format!("{:08x}", crc.finalize()) != *field("crc32")? {
         return Err(bad("checksum mismatch: the file is corrupted"));
     }
     Ok(Checkpoint {
@@ -186,6 +271,84 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
         tensors,
         states,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(step: u32) -> Checkpoint {
+        Checkpoint {
+            optimizer: "Adam".into(),
+            config: "{}".into(),
+            groups: None,
+            step,
+            scaler: None,
+            torch_step: true,
+            tensors: vec![("a".into(), vec![3]), ("b".into(), vec![2])],
+            states: vec![(
+                "exp_avg".into(),
+                vec![vec![1.0, -2.0, 3.5], vec![0.25, 7.0]],
+            )],
+        }
+    }
+
+    /// The version-3 file an earlier build wrote for `c`: the same entries, `crc32` of the
+    /// states' values only.
+    fn version_3(c: &Checkpoint) -> Vec<u8> {
+        let v4 = encode(c).unwrap();
+        let file = SafeTensors::deserialize(&v4).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&v4).unwrap();
+        let mut meta: serde_json::Map<String, serde_json::Value> = header
+            .metadata()
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        let mut crc = crc32fast::Hasher::new();
+        for (state, _) in &c.states {
+            for (tensor, _) in &c.tensors {
+                crc.update(file.tensor(&format!("{tensor}.{state}")).unwrap().data());
+            }
+        }
+        meta.insert("version".into(), "3".into());
+        meta.insert("crc32".into(), format!("{:08x}", crc.finalize()).into());
+        let entries = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+            .collect();
+        write_safetensors(serde_json::Value::Object(meta), entries).unwrap()
+    }
+
+    #[test]
+    fn version_3_files_load_with_their_data_checksum() {
+        let c = checkpoint(3);
+        let v3 = version_3(&c);
+        assert_eq!(decode(&v3).unwrap(), c);
+        // Its checksum covers the values: a flipped value bit is still caught.
+        let mut flipped = v3.clone();
+        let first_value = 8 + u64::from_le_bytes(v3[..8].try_into().unwrap()) as usize;
+        flipped[first_value] ^= 1;
+        assert!(decode(&flipped)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
+    }
+
+    #[test]
+    fn version_4_files_round_trip_and_carry_a_whole_file_checksum() {
+        let c = checkpoint(7);
+        let bytes = encode(&c).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), c);
+        let at = crc_digits_at(&bytes).unwrap();
+        let stored = u32::from_str_radix(std::str::from_utf8(&bytes[at..at + 8]).unwrap(), 16);
+        assert_eq!(stored.unwrap(), whole_file_crc(&bytes, at));
+        // The step of each `.step` entry is checked against the metadata's.
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(text.contains(r#""step":"7""#));
+    }
 }
 
 #[cfg(test)]

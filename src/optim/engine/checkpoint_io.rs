@@ -238,15 +238,28 @@ impl<R: Rule> Engine<R> {
     /// optimizer (their tensors are this optimizer's: membership follows the set); one
     /// without (version 2) restores a single-group optimizer.
     pub(super) fn saved_configs(&self, c: &Checkpoint) -> Result<Vec<R>> {
+        let config: R = serde_json::from_str(&c.config)
+            .map_err(|e| bad(format!("the {} config does not parse: {e}", R::NAME)))?;
         let configs: Vec<R> = match &c.groups {
             Some(json) => serde_json::from_str::<Vec<ParamGroup<R>>>(json)
                 .map_err(|e| bad(format!("the {} groups do not parse: {e}", R::NAME)))?
                 .into_iter()
                 .map(|g| g.config)
                 .collect(),
-            None => vec![serde_json::from_str(&c.config)
-                .map_err(|e| bad(format!("the {} config does not parse: {e}", R::NAME)))?],
+            None => vec![config.clone()],
         };
+        // `config` is the first group's (what PyTorch tools read): it must say the same.
+        let as_json = |c: &R| serde_json::to_value(c).map_err(|e| bad(e.to_string()));
+        if let Some(first) = configs.first() {
+            if as_json(first)? != as_json(&config)? {
+                return Err(bad(format!(
+                    "the config ({}) differs from the first group's ({}): the file disagrees \
+                     with itself",
+                    c.config,
+                    as_json(first)?
+                )));
+            }
+        }
         if configs.len() != self.groups.len() {
             return Err(bad(format!(
                 "the checkpoint has {} parameter groups; this optimizer has {}",
