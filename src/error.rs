@@ -222,6 +222,16 @@ pub enum Error {
     /// A report was read after a newer operation reused its device buffer.
     #[error("this report is stale: a later operation on the same set overwrote its values; read a report before encoding the next operation")]
     StaleReport,
+    /// A report of an `encode_*` operation was read before the encoder it was recorded into
+    /// was submitted: its values would be the previous operation's.
+    #[error("this report's operation was recorded into an encoder that has not been submitted yet (its values would be the previous operation's): submit the encoder (queue.submit) before reading the report")]
+    UnsubmittedReport,
+    /// An upload or download (named) on a set with an operation recorded into a caller's
+    /// encoder that has not been submitted: the transfer would land before it. (An
+    /// encoder dropped unsubmitted is superseded by the next operation submitted by the
+    /// same set or optimizer.)
+    #[error("{0} while an operation recorded on this set into a caller's encoder has not been submitted: the transfer would land before it (a queue write runs before every later submission); submit the encoder first, or record the transfer in it")]
+    UnsubmittedRecording(&'static str),
     /// The gradients held NaN or ±Inf and the non-finite policy is `Error`.
     #[error(
         "non-finite gradients (total norm {total_norm}); the step was skipped and nothing changed"

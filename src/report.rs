@@ -49,7 +49,9 @@ impl From<DeviceStepState> for StepState {
 ///
 /// A report reads the values of the operation that made it; once a later operation on the
 /// same parameter set (or optimizer) has been recorded, reading it is [`Error::StaleReport`].
-/// For `encode_*` operations, submit the encoder before reading.
+/// For `encode_*` operations, submit the encoder before reading: a report read before its
+/// operation was submitted is [`Error::UnsubmittedReport`], never the previous values (each
+/// recording writes its number in stream; the read checks it in the same readback).
 pub struct Report {
     source: Source,
     policy: Nonfinite,
@@ -76,6 +78,7 @@ enum Source {
         gpu: Arc<Gpu>,
         state: wgpu::Buffer,
         tensor_norms: wgpu::Buffer,
+        ran: wgpu::Buffer,
         num_tensors: usize,
         generation: u64,
         counter: Arc<AtomicU64>,
@@ -98,6 +101,7 @@ impl Report {
                 gpu: gpu.clone(),
                 state: ws.state.clone(),
                 tensor_norms: ws.tensor_norms.clone(),
+                ran: ws.ran.clone(),
                 num_tensors,
                 generation,
                 counter: ws.generation.clone(),
@@ -146,10 +150,9 @@ impl Report {
     /// `Nonfinite::Error`, a non-finite step reads as [`Error::NonFiniteGradients`].
     pub async fn read(&self) -> Result<StepState> {
         let state = match &self.source {
-            Source::Gpu { gpu, state, .. } => {
-                self.fresh()?;
+            Source::Gpu { state, .. } => {
                 let size = std::mem::size_of::<DeviceStepState>() as u64;
-                let bytes = gpu.read(&[(state, 0, size)]).await?;
+                let bytes = self.read_ran(state, size).await?;
                 bytemuck::pod_read_unaligned::<DeviceStepState>(&bytes)
             }
             Source::Host { state, .. } => *state,
@@ -174,17 +177,16 @@ impl Report {
     pub async fn tensor_norms(&self) -> Result<Vec<f32>> {
         match &self.source {
             Source::Gpu {
-                gpu,
                 tensor_norms,
                 num_tensors,
                 ..
             } => {
-                self.fresh()?;
                 if self.norm_source != SOURCE_COMPUTED {
+                    self.read_ran(tensor_norms, 0).await?;
                     return Ok(Vec::new());
                 }
                 let bytes = *num_tensors as u64 * 4;
-                Ok(f32s(&gpu.read(&[(tensor_norms, 0, bytes)]).await?))
+                Ok(f32s(&self.read_ran(tensor_norms, bytes).await?))
             }
             Source::Host { tensor_norms, .. } => Ok(tensor_norms.clone()),
         }
@@ -193,6 +195,28 @@ impl Report {
     /// [`Report::tensor_norms`], blocking.
     pub fn tensor_norms_blocking(&self) -> Result<Vec<f32>> {
         pollster::block_on(self.tensor_norms())
+    }
+
+    /// `buffer[..bytes]` of a fresh GPU report whose recording has run, in one readback
+    /// with the workspace's `ran` generation: [`Error::UnsubmittedReport`] when the device
+    /// has not run it (its encoder was not submitted before this read's copy).
+    async fn read_ran(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let Source::Gpu {
+            gpu,
+            ran,
+            generation,
+            ..
+        } = &self.source
+        else {
+            unreachable!("a GPU report")
+        };
+        self.fresh()?;
+        let mut read = gpu.read(&[(ran, 0, 8), (buffer, 0, bytes)]).await?;
+        let done = u64::from_le_bytes(read[..8].try_into().expect("8 bytes read"));
+        if done != *generation {
+            return Err(Error::UnsubmittedReport);
+        }
+        Ok(read.split_off(8))
     }
 
     fn fresh(&self) -> Result<()> {

@@ -886,3 +886,125 @@ mod errors {
         );
     }
 }
+
+/// Issue 31: a report read before its encoder is submitted is `Error::UnsubmittedReport`,
+/// never the previous operation's values; after the submit it reads this one's. For an
+/// optimizer's step and a set's standalone norm, and for both of a report's reads.
+#[test]
+fn a_report_read_before_its_encoder_is_submitted_is_an_error() {
+    let ctx = ctx();
+    let (device, queue) = ctx.device_queue().expect("a GPU context");
+    let (mut set, _) = set_with_grads(&ctx, &[1000, 3], None, 1);
+    let mut opt = AdamW::new(&set, AdamWConfig::default()).unwrap();
+    // A first step, submitted and read: the values a stale read would return.
+    let first = opt
+        .step(&mut set, &clipped())
+        .unwrap()
+        .read_blocking()
+        .unwrap();
+    set.upload_grads(&data(1003, 9, 100.0)).unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let report = opt.encode_step(&mut encoder, &mut set, &clipped()).unwrap();
+    assert!(matches!(
+        report.read_blocking(),
+        Err(Error::UnsubmittedReport)
+    ));
+    assert!(matches!(
+        report.tensor_norms_blocking(),
+        Err(Error::UnsubmittedReport)
+    ));
+    queue.submit([encoder.finish()]);
+    let second = report.read_blocking().unwrap();
+    assert_eq!(second.step, first.step + 1);
+    assert!(
+        second.total_norm > 10.0 * first.total_norm,
+        "{first:?} {second:?}"
+    );
+    assert_eq!(report.tensor_norms_blocking().unwrap().len(), 2);
+
+    let mut encoder = device.create_command_encoder(&Default::default());
+    let norm = set.encode_global_norm(&mut encoder, Norm::L2).unwrap();
+    assert!(matches!(
+        norm.read_blocking(),
+        Err(Error::UnsubmittedReport)
+    ));
+    // An encoder dropped unsubmitted never runs: its report stays unreadable.
+    drop(encoder);
+    assert!(matches!(
+        norm.read_blocking(),
+        Err(Error::UnsubmittedReport)
+    ));
+    let report = set.global_norm(Norm::L2).unwrap();
+    assert!(matches!(norm.read_blocking(), Err(Error::StaleReport)));
+    let want = clipstep::reference::global_norm(&[&set.download_grads().unwrap()], 2.0);
+    let got = report.read_blocking().unwrap().total_norm;
+    assert_rel(
+        got,
+        want,
+        clipstep::consts::tolerance::NORM_REL,
+        "the submitted norm",
+    );
+}
+
+/// Issue 31: `upload_grads(A); encode_step; upload_grads(B); encode_step; submit` would
+/// run both steps on B (a queue write lands before the whole submission). The second
+/// upload is `Error::UnsubmittedRecording` and changes nothing; submitting between the
+/// steps (the other order) runs each on its own gradients, as two plain steps do.
+#[test]
+fn an_upload_between_recorded_steps_is_refused_until_they_are_submitted() {
+    let ctx = ctx();
+    let (device, queue) = ctx.device_queue().expect("a GPU context");
+    let n = 1003;
+    let (a, b) = (data(n, 21, 1.0), data(n, 22, 1.0));
+    let fresh = || {
+        let (mut set, _) = set_with_grads(&ctx, &[1000, 3], None, 1);
+        set.upload_params(&data(n, 2, 1.0)).unwrap();
+        let opt = AdamW::new(&set, AdamWConfig::default()).unwrap();
+        (set, opt)
+    };
+    // The trajectory of two plain steps, on A then B.
+    let (mut want_set, mut want_opt) = fresh();
+    for g in [&a, &b] {
+        want_set.upload_grads(g).unwrap();
+        want_opt.step(&mut want_set, &clipped()).unwrap();
+    }
+    let want = want_set.download_params().unwrap();
+
+    // Both steps in one encoder: the upload of B between them is refused.
+    let (mut set, mut opt) = fresh();
+    set.upload_grads(&a).unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    opt.encode_step(&mut encoder, &mut set, &clipped()).unwrap();
+    let err = set.upload_grads(&b).unwrap_err();
+    assert!(
+        matches!(err, Error::UnsubmittedRecording("upload_grads")),
+        "{err}"
+    );
+    assert!(matches!(
+        set.download_params(),
+        Err(Error::UnsubmittedRecording(_))
+    ));
+    queue.submit([encoder.finish()]);
+    // Submitted: the upload lands after the first step, and the second step sees B.
+    set.upload_grads(&b).unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    opt.encode_step(&mut encoder, &mut set, &clipped()).unwrap();
+    queue.submit([encoder.finish()]);
+    assert_bits_eq(
+        &set.download_params().unwrap(),
+        &want,
+        "encoded steps on A then B",
+    );
+    assert_eq!(set.download_grads().unwrap(), b);
+
+    // A standalone operation recorded on the set holds its transfers the same way.
+    let mut encoder = device.create_command_encoder(&Default::default());
+    set.encode_clip_grad_norm(&mut encoder, 0.5, Norm::L2, Nonfinite::Skip)
+        .unwrap();
+    assert!(matches!(
+        set.upload_grads(&a),
+        Err(Error::UnsubmittedRecording(_))
+    ));
+    queue.submit([encoder.finish()]);
+    set.upload_grads(&a).unwrap();
+}

@@ -53,6 +53,10 @@ pub(crate) struct NormWorkspace {
     finalize_group: wgpu::BindGroup,
     /// Recordings made on this workspace: a report is fresh while it is the last one.
     pub generation: Arc<AtomicU64>,
+    /// The generation of the last recording the device has run (8 bytes, written in
+    /// stream by each recording): a report whose generation is not there yet was recorded
+    /// into an encoder not yet submitted.
+    pub ran: wgpu::Buffer,
 }
 
 impl NormWorkspace {
@@ -109,7 +113,13 @@ impl NormWorkspace {
                 whole(&group_bias),
             ],
         );
+        let ran = gpu.buffer(
+            "recording ran",
+            8,
+            wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        );
         NormWorkspace {
+            ran,
             state,
             tensor_norms,
             tensor_sums,
@@ -124,10 +134,22 @@ impl NormWorkspace {
         }
     }
 
-    /// The in-stream write that sets the options of the passes recorded after it
-    /// (see [`Gpu::write_in_stream`]).
-    pub(crate) fn op_write<'a>(&'a self, op: &'a NormOp) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
-        (&self.op, 0, bytemuck::bytes_of(op))
+    /// The in-stream writes of a recording: the options of the passes recorded after them
+    /// (see [`Gpu::write_in_stream`]), and the recording's generation (`generation`: the
+    /// next one, [`NormWorkspace::next_generation`]) into `ran`, which a report reads to
+    /// tell a submitted recording from one still in the caller's encoder.
+    pub(crate) fn op_writes<'a>(
+        &'a self, op: &'a NormOp, generation: &'a [u8; 8],
+    ) -> [(&'a wgpu::Buffer, u64, &'a [u8]); 2] {
+        [
+            (&self.op, 0, bytemuck::bytes_of(op)),
+            (&self.ran, 0, generation),
+        ]
+    }
+
+    /// The generation of the next recording, as the bytes `ran` will hold once it ran.
+    pub(crate) fn next_generation(&self) -> [u8; 8] {
+        (self.generation.load(std::sync::atomic::Ordering::SeqCst) + 1).to_le_bytes()
     }
 
     /// Records the norm passes: per-slab partials and the per-tensor fold (when the

@@ -327,8 +327,15 @@ impl<R: Rule> Engine<R> {
     ) -> Result<Report> {
         let device = self.device.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
         let gpu = device.gpu.clone();
-        gpu.scoped(|| self.record_step(encoder, params, options))
-            .map(Report::commit)
+        let report = gpu
+            .scoped(|| self.record_step(encoder, params, options))
+            .map(Report::commit)?;
+        let ws = &device.workspace;
+        params.note_recorded(
+            &ws.ran,
+            ws.generation.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        Ok(report)
     }
 
     /// Validates the options and the set, then records one step (nothing is recorded when
@@ -343,9 +350,11 @@ impl<R: Rule> Engine<R> {
         let (gpu, ws) = (&device.gpu, &device.workspace);
         // The step's options and every group's hyperparameters, from one upload buffer.
         let table = group_table(&self.groups);
+        let generation = ws.next_generation();
+        let [op_write, ran_write] = ws.op_writes(&op, &generation);
         gpu.write_in_stream(
             encoder,
-            &[ws.op_write(&op), device.update.table_write(&table)],
+            &[op_write, ran_write, device.update.table_write(&table)],
         )?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

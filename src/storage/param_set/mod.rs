@@ -71,6 +71,9 @@ pub(crate) struct SetDevice {
     pub agc: [Option<AgcKernel>; 2],
     workspace: NormWorkspace,
     clips: ClipKernels,
+    /// Recordings into a caller's encoder that read or write this set and may not be
+    /// submitted yet: each workspace's `ran` buffer and the recording's generation.
+    pub pending: std::sync::Mutex<Vec<(wgpu::Buffer, u64)>>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -158,6 +161,7 @@ impl ParamSet {
             let workspace = NormWorkspace::new(gpu, &layout, &fold, &[]);
             let clips = ClipKernels::new(&layout, &workspace, &fold);
             Ok(SetDevice {
+                pending: Default::default(),
                 gpu: gpu.clone(),
                 recent: slabs.iter().map(|slab| vec![slab.clone()]).collect(),
                 slabs,
@@ -211,6 +215,41 @@ impl ParamSet {
 
     fn gpu_of(&self, what: &'static str) -> Result<&Gpu> {
         self.ctx.gpu().map(|g| &**g).ok_or(Error::NeedsGpu(what))
+    }
+
+    /// Notes a recording into a caller's encoder that reads or writes this set: until the
+    /// device has run it, a transfer would land out of its order.
+    pub(crate) fn note_recorded(&self, ran: &wgpu::Buffer, generation: u64) {
+        if let Some(device) = &self.device {
+            let mut pending = device.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push((ran.clone(), generation));
+        }
+    }
+
+    /// Before an upload or download (`what`): [`Error::UnsubmittedRecording`] if an
+    /// operation recorded into a caller's encoder on this set has not run, since a transfer
+    /// goes through the queue and would land before that encoder's commands (an upload
+    /// between two recorded steps would feed both). The first check after such a recording
+    /// reads the recordings' generations back (a host sync); none is made otherwise.
+    pub(crate) fn check_in_order(&self, what: &'static str) -> Result<()> {
+        let Some(device) = &self.device else {
+            return Ok(());
+        };
+        let mut pending = device.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let ranges: Vec<_> = pending.iter().map(|(ran, _)| (ran, 0, 8)).collect();
+        let ran = device.gpu.read_blocking(&ranges)?;
+        let unrun = pending
+            .iter()
+            .zip(ran.chunks_exact(8))
+            .any(|((_, want), got)| u64::from_le_bytes(got.try_into().expect("8 bytes")) < *want);
+        if unrun {
+            return Err(Error::UnsubmittedRecording(what));
+        }
+        pending.clear();
+        Ok(())
     }
 
     /// Per slab, `arena`'s binding with the element type the slab's tensors have.

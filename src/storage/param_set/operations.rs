@@ -31,6 +31,8 @@ enum Apply {
     Clamp,
 }
 
+use std::sync::atomic::Ordering;
+
 impl ParamSet {
     /// `g ← 0` for every gradient (PyTorch `zero_grad(set_to_none=False)`), submitted.
     pub fn zero_grad(&mut self) -> Result<()> {
@@ -292,10 +294,15 @@ impl ParamSet {
         apply: Apply,
     ) -> Result<Report> {
         match (encoder, &self.device) {
-            (Some(encoder), Some(device)) => device
-                .gpu
-                .scoped(|| device.record(encoder, &self.layout, &op, policy, apply))
-                .map(Report::commit),
+            (Some(encoder), Some(device)) => {
+                let report = device
+                    .gpu
+                    .scoped(|| device.record(encoder, &self.layout, &op, policy, apply))
+                    .map(Report::commit)?;
+                let generation = device.workspace.generation.load(Ordering::SeqCst);
+                self.note_recorded(&device.workspace.ran, generation);
+                Ok(report)
+            }
             (Some(_), None) => Err(Error::NeedsGpu("an encode_* operation")),
             (None, Some(device)) => device
                 .gpu
@@ -356,7 +363,8 @@ impl SetDevice {
         apply: Apply,
     ) -> Result<Report> {
         let (gpu, ws) = (&self.gpu, &self.workspace);
-        gpu.write_in_stream(encoder, &[ws.op_write(op)])?;
+        let generation = ws.next_generation();
+        gpu.write_in_stream(encoder, &ws.op_writes(op, &generation))?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("clipstep"),

@@ -110,6 +110,7 @@ impl ParamSet {
             true => ("params", "upload_params"),
             false => ("grads", "upload_grads"),
         };
+        self.check_in_order(what)?;
         if !self.has_16_bit() {
             let arena = if params {
                 &mut self.params
@@ -163,6 +164,7 @@ impl ParamSet {
             true => ("params", "download_params", &self.params),
             false => ("grads", "download_grads", &self.grads),
         };
+        self.check_in_order(what)?;
         if !self.has_16_bit() {
             return match t {
                 Some(t) => read_tensor(self.ctx.gpu(), &self.layout, arena, t, role),
@@ -181,6 +183,7 @@ impl ParamSet {
 
     pub(super) fn write_grad_bits(&mut self, t: Option<usize>, bits: &[u16]) -> Result<()> {
         self.check_16_bit(t, "upload_grads_bits")?;
+        self.check_in_order("upload_grads_bits")?;
         typed_io::check_len(&self.layout, t, bits.len(), "grads")?;
         if self.device.is_none() {
             let values: Vec<f32> = bits
@@ -203,6 +206,7 @@ impl ParamSet {
             "download_grads_bits"
         };
         self.check_16_bit(t, what)?;
+        self.check_in_order(what)?;
         if self.device.is_none() {
             // The host values of 16-bit tensors are exact in 16 bits: rounding recovers them.
             let values = match (params, self.host_model.is_empty()) {
