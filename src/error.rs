@@ -226,11 +226,11 @@ pub enum Error {
     /// was submitted: its values would be the previous operation's.
     #[error("this report's operation was recorded into an encoder that has not been submitted yet (its values would be the previous operation's): submit the encoder (queue.submit) before reading the report")]
     UnsubmittedReport,
-    /// An upload or download (named) on a set with an operation recorded into a caller's
+    /// An upload (named) to a set with an operation recorded into a caller's
     /// encoder that has not been submitted: the transfer would land before it. (An
     /// encoder dropped unsubmitted is superseded by the next operation submitted by the
     /// same set or optimizer.)
-    #[error("{0} while an operation recorded on this set into a caller's encoder has not been submitted: the transfer would land before it (a queue write runs before every later submission); submit the encoder first, or record the transfer in it")]
+    #[error("{0} while an operation recorded on this set into a caller's encoder has not been submitted: the upload would land before it (a queue write runs before every later submission); submit the encoder first")]
     UnsubmittedRecording(&'static str),
     /// The gradients held NaN or ±Inf and the non-finite policy is `Error`.
     #[error(

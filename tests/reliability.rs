@@ -981,7 +981,7 @@ fn an_upload_between_recorded_steps_is_refused_until_they_are_submitted() {
         "{err}"
     );
     assert!(matches!(
-        set.download_params(),
+        set.upload_params(&a),
         Err(Error::UnsubmittedRecording(_))
     ));
     queue.submit([encoder.finish()]);

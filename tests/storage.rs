@@ -755,3 +755,50 @@ mod pooled {
         }
     }
 }
+
+mod large {
+    //! A set past 2^31 bytes on lavapipe (whose `max_buffer_size` is 2^31 − 1): its whole
+    //! upload and download go through staging buffers of at most 256 MiB, and the norm
+    //! reads every slab (issue 31: a 3·2^30-element set failed on an H200 because the
+    //! upload's one staging buffer passed the device's limit).
+
+    use crate::common::ctx;
+    use clipstep::{reference, Norm, TensorSpec};
+
+    /// Element i of the test's gradients: values in [-0.5, 0.5) made from i alone, so the
+    /// check needs no second copy of 2 GiB.
+    fn value(i: usize) -> f32 {
+        ((i.wrapping_mul(2_654_435_761) >> 7) % 1000) as f32 / 1000.0 - 0.5
+    }
+
+    #[test]
+    fn a_set_past_2_pow_31_bytes_uploads_reduces_and_downloads_whole() {
+        let sizes = [1usize << 29, 7919, 3];
+        let n: usize = sizes.iter().sum();
+        assert!(n as u64 * 4 > 1 << 31);
+        let specs: Vec<TensorSpec> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| TensorSpec::new(format!("t{i}"), [k]))
+            .collect();
+        let mut set = ctx().param_set(&specs).unwrap();
+        let grads: Vec<f32> = (0..n).map(value).collect();
+        let want = reference::global_norm(&[&grads], 2.0);
+        set.upload_grads(&grads).unwrap();
+        drop(grads);
+        let got = set.global_norm(Norm::L2).unwrap().read_blocking().unwrap();
+        let tol = clipstep::consts::tolerance::NORM_REL;
+        assert!(
+            ((got.total_norm - want) / want).abs() as f64 <= tol,
+            "{} vs {want}",
+            got.total_norm
+        );
+        // The last tensors start past 2^31 bytes of the arena.
+        let last = set.download_grad("t2").unwrap();
+        assert_eq!(last, [value(n - 3), value(n - 2), value(n - 1)]);
+        let back = set.download_grads().unwrap();
+        assert_eq!(back.len(), n);
+        let first_wrong = back.iter().enumerate().position(|(i, &x)| x != value(i));
+        assert_eq!(first_wrong, None, "the whole download");
+    }
+}

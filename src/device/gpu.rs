@@ -46,31 +46,37 @@ impl Gpu {
         if total == 0 {
             return Ok(());
         }
-        let src = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("clipstep options"),
-            size: total,
-            // MAP_WRITE maps this buffer itself; without it wgpu maps a hidden staging
-            // buffer and records one more copy into this one when it is unmapped.
-            usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: true,
-        });
-        {
-            let mut view = src
-                .get_mapped_range_mut(..)
-                .map_err(|e| Error::Device(e.to_string()))?;
+        // Each upload buffer holds at most `piece` bytes (a write larger than that is split
+        // over several): a set's whole image may pass the device's `max_buffer_size`.
+        let piece = staging_piece(&self.limits);
+        let segments = segments(writes, piece);
+        for group in pack(&segments, piece) {
+            let size: u64 = group.iter().map(|s| align(s.bytes.len())).sum();
+            let src = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("clipstep options"),
+                size,
+                // MAP_WRITE maps this buffer itself; without it wgpu maps a hidden staging
+                // buffer and records one more copy into this one when it is unmapped.
+                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            });
+            {
+                let mut view = src
+                    .get_mapped_range_mut(..)
+                    .map_err(|e| Error::Device(e.to_string()))?;
+                let mut at = 0;
+                for s in group {
+                    view.slice(at..at + s.bytes.len()).copy_from_slice(s.bytes);
+                    at += align(s.bytes.len()) as usize;
+                }
+            }
+            src.unmap();
             let mut at = 0;
-            for (_, _, bytes) in writes {
-                view.slice(at..at + bytes.len()).copy_from_slice(bytes);
-                at += align(bytes.len()) as usize;
+            for s in group {
+                let dst: &wgpu::Buffer = s.dst;
+                encoder.copy_buffer_to_buffer(&src, at, dst, s.offset, align(s.bytes.len()));
+                at += align(s.bytes.len());
             }
-        }
-        src.unmap();
-        let mut at = 0;
-        for (dst, offset, bytes) in writes {
-            if !bytes.is_empty() {
-                encoder.copy_buffer_to_buffer(&src, at, dst, *offset, align(bytes.len()));
-            }
-            at += align(bytes.len());
         }
         Ok(())
     }
@@ -142,35 +148,63 @@ impl Gpu {
             return Ok(Vec::new());
         }
         use wgpu::BufferUsages as U;
-        let staging =
-            self.scoped(|| Ok(self.buffer("clipstep readback", total, U::MAP_READ | U::COPY_DST)))?;
+        // Readback buffers of at most `piece` bytes each (see `write_in_stream`), all
+        // filled by one submission.
+        let piece = staging_piece(&self.limits);
+        let sizes: Vec<u64> = (0..total.div_ceil(piece))
+            .map(|k| piece.min(total - k * piece))
+            .collect();
+        let staging = self.scoped(|| {
+            Ok(sizes
+                .iter()
+                .map(|&n| self.buffer("clipstep readback", n, U::MAP_READ | U::COPY_DST))
+                .collect::<Vec<_>>())
+        })?;
         self.submit_atomic(|encoder| {
-            let mut at = 0;
+            let mut at = 0u64;
             for &(src, offset, bytes) in ranges {
-                if bytes > 0 {
-                    encoder.copy_buffer_to_buffer(src, offset, &staging, at, bytes);
+                let mut done = 0;
+                while done < bytes {
+                    let (k, within) = ((at + done) / piece, (at + done) % piece);
+                    let n = (bytes - done).min(piece - within);
+                    encoder.copy_buffer_to_buffer(
+                        src,
+                        offset + done,
+                        &staging[k as usize],
+                        within,
+                        n,
+                    );
+                    done += n;
                 }
                 at += bytes;
             }
             Ok(())
         })?;
-        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        let mut receivers = Vec::with_capacity(staging.len());
         self.scoped(|| {
-            staging.map_async(wgpu::MapMode::Read, 0..total, move |r| {
-                let _ = tx.send(r);
-            });
+            for (buffer, &n) in staging.iter().zip(&sizes) {
+                let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+                buffer.map_async(wgpu::MapMode::Read, 0..n, move |r| {
+                    let _ = tx.send(r);
+                });
+                receivers.push(rx);
+            }
             Ok(())
         })?;
         self.wait()?;
-        rx.receive()
-            .await
-            .ok_or_else(|| Error::Readback("map callback dropped".into()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let data = staging
-            .get_mapped_range(0..total)
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .to_vec();
-        staging.unmap();
+        let mut data = Vec::with_capacity(total as usize);
+        for ((rx, buffer), &n) in receivers.into_iter().zip(&staging).zip(&sizes) {
+            rx.receive()
+                .await
+                .ok_or_else(|| Error::Readback("map callback dropped".into()))?
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            data.extend_from_slice(
+                &buffer
+                    .get_mapped_range(0..n)
+                    .map_err(|e| Error::Readback(e.to_string()))?,
+            );
+            buffer.unmap();
+        }
         Ok(data)
     }
 
@@ -347,5 +381,98 @@ impl Gpu {
             Ok(())
         })?;
         Ok(out)
+    }
+}
+
+/// The largest staging (upload or readback) buffer: the device's `max_buffer_size`, at
+/// most 256 MiB (a multiple of 4), so an upload of a whole set needs no single buffer past
+/// the limit and no single mapping of gigabytes.
+fn staging_piece(limits: &wgpu::Limits) -> u64 {
+    const PIECE: u64 = 256 << 20;
+    (limits.max_buffer_size.min(PIECE) / wgpu::COPY_BUFFER_ALIGNMENT * wgpu::COPY_BUFFER_ALIGNMENT)
+        .max(wgpu::COPY_BUFFER_ALIGNMENT)
+}
+
+/// A part of one in-stream write: `bytes` to `dst` (a buffer) at `offset`.
+struct Segment<'a, B> {
+    dst: &'a B,
+    offset: u64,
+    bytes: &'a [u8],
+}
+
+/// `writes` cut into segments of at most `piece` bytes (`piece` a multiple of 4), in order.
+fn segments<'a, B>(writes: &[(&'a B, u64, &'a [u8])], piece: u64) -> Vec<Segment<'a, B>> {
+    let mut out = Vec::new();
+    for &(dst, offset, bytes) in writes {
+        for (k, part) in bytes.chunks(piece as usize).enumerate() {
+            out.push(Segment {
+                dst,
+                offset: offset + k as u64 * piece,
+                bytes: part,
+            });
+        }
+    }
+    out
+}
+
+/// `segments` in order, grouped so each group's aligned bytes fit in `piece`.
+fn pack<'s, 'a, B>(segments: &'s [Segment<'a, B>], piece: u64) -> Vec<&'s [Segment<'a, B>]> {
+    let align = |n: usize| (n as u64).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+    let mut groups = Vec::new();
+    let (mut start, mut size) = (0, 0u64);
+    for (i, s) in segments.iter().enumerate() {
+        let n = align(s.bytes.len());
+        if n == 0 {
+            continue;
+        }
+        if size + n > piece && size > 0 {
+            groups.push(&segments[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += n;
+    }
+    if size > 0 {
+        groups.push(&segments[start..]);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_cut_into_pieces_that_cover_them_in_order() {
+        let (a, b) = (0u8, 1u8);
+        let big = vec![7u8; 40];
+        let small = vec![9u8; 12];
+        let writes: Vec<(&u8, u64, &[u8])> = vec![(&a, 100, &big), (&b, 4, &small), (&a, 0, &[])];
+        let segs = segments(&writes, 16);
+        let got: Vec<(u8, u64, usize)> = segs
+            .iter()
+            .map(|s| (*s.dst, s.offset, s.bytes.len()))
+            .collect();
+        assert_eq!(got, [(0, 100, 16), (0, 116, 16), (0, 132, 8), (1, 4, 12)]);
+        let groups = pack(&segs, 16);
+        let sizes: Vec<usize> = groups
+            .iter()
+            .map(|g| g.iter().map(|s| s.bytes.len()).sum())
+            .collect();
+        // 16 | 16 | 8 + 12 > 16, so 8 | 12.
+        assert_eq!(sizes, [16, 16, 8, 12]);
+        assert!(groups
+            .iter()
+            .all(|g| g.iter().map(|s| s.bytes.len() as u64).sum::<u64>() <= 16));
+        let groups = pack(&segs, 64);
+        assert_eq!(groups.len(), 1);
+    }
+
+    #[test]
+    fn a_staging_piece_is_a_multiple_of_4_within_the_limit() {
+        let mut limits = wgpu::Limits::default();
+        limits.max_buffer_size = 1 << 40;
+        assert_eq!(staging_piece(&limits), 256 << 20);
+        limits.max_buffer_size = 1001;
+        assert_eq!(staging_piece(&limits), 1000);
     }
 }

@@ -622,6 +622,47 @@ mod tests {
         assert_eq!(huge.big_tensors, vec![0]);
     }
 
+    /// Sets past 2^31 and 2^32 elements (issue 31: 3·2^30 failed on an H200): slabs of
+    /// a GPU's size (2^30 elements, 4 GiB each) and of lavapipe's (128 MiB), every chunk
+    /// inside its slab with u32 starts and lengths, every tensor covered exactly once,
+    /// partial indices unique and below the total, nothing wrapped.
+    #[test]
+    fn sets_past_2_pow_31_and_2_pow_32_elements_lay_out_exactly() {
+        let g = 1usize << 30;
+        for (sizes, slab) in [
+            (vec![3 * g], 1u64 << 30),
+            (vec![g + 17, 2 * g - 5, 12_289, 2 * g + 3], 1 << 30),
+            (vec![3 * g], 1 << 25),
+        ] {
+            let layout = Layout::new(&specs(&sizes), &[], &[], slab).unwrap();
+            let total: u64 = sizes.iter().map(|&n| n as u64).sum();
+            assert!(total > 1 << 31);
+            assert_eq!(layout.numel(), total);
+            let mut partials = vec![false; layout.total_chunks as usize];
+            let mut covered = vec![0u64; sizes.len()];
+            for (s, table) in layout.chunks.iter().enumerate() {
+                assert!(layout.slabs[s].len <= slab && layout.slabs[s].len < 1 << 32);
+                for c in table {
+                    assert!(u64::from(c.start) + u64::from(c.len) <= layout.slabs[s].len);
+                    assert!(!std::mem::replace(&mut partials[c.partial as usize], true));
+                    covered[c.tensor as usize] += u64::from(c.len);
+                }
+            }
+            assert!(partials.iter().all(|&p| p), "every partial written once");
+            let want: Vec<u64> = sizes.iter().map(|&n| n as u64).collect();
+            assert_eq!(covered, want);
+            for (t, info) in layout.tensors.iter().enumerate() {
+                let pieces: u64 = layout.pieces(t).iter().map(|p| p.len).sum();
+                assert_eq!(pieces, info.numel);
+                let [first, count] = layout.ranges[t];
+                assert!(u64::from(first) + u64::from(count) <= u64::from(layout.total_chunks));
+            }
+            let last = layout.slabs.last().unwrap();
+            assert_eq!(last.base + last.len, layout.internal_len, "slab bases in u64");
+            assert!(layout.internal_len >= total);
+        }
+    }
+
     #[test]
     fn a_tensor_larger_than_a_slab_spans_slabs() {
         let layout = Layout::new(&specs(&[10_000]), &[], &[], 4096).unwrap();

@@ -226,7 +226,7 @@ impl ParamSet {
         }
     }
 
-    /// Before an upload or download (`what`): [`Error::UnsubmittedRecording`] if an
+    /// Before an upload (`what`): [`Error::UnsubmittedRecording`] if an
     /// operation recorded into a caller's encoder on this set has not run, since a transfer
     /// goes through the queue and would land before that encoder's commands (an upload
     /// between two recorded steps would feed both). The first check after such a recording
