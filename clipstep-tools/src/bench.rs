@@ -488,12 +488,28 @@ fn pooled_set_of(
         })
     };
     let roles = if shared { 2 } else { 1 };
+    let limit = ctx.limits().map_or(u64::MAX, |l| l.max_buffer_size);
+    if per_buffer * bytes * roles > limit {
+        return Err(Error::TooLarge {
+            what: "a pooled caller buffer (bytes)".into(),
+            size: per_buffer * bytes * roles,
+            limit,
+        });
+    }
+    // The pools in an out-of-memory scope: a pool the device cannot hold is a typed error
+    // (the size is skipped), not an invalid buffer the set then rejects.
+    let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let params: Vec<wgpu::Buffer> = (0..buffers).map(|_| pool("params pool", roles)).collect();
     let grads: Vec<wgpu::Buffer> = if shared {
         params.clone()
     } else {
         (0..buffers).map(|_| pool("grads pool", 1)).collect()
     };
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::OutOfMemory(format!(
+            "the bench's pooled buffers: {e}"
+        )));
+    }
     let external = (0..tensors)
         .map(|i| {
             let (b, slot) = (i % buffers, (i / buffers) as u64);
@@ -564,6 +580,8 @@ struct Bench<'a> {
     /// every run of every operation.
     roofline: Option<Copy>,
     progress: &'a mut dyn FnMut(&str),
+    /// Rows left out at some size, with the reason (a pool past the device's buffer size).
+    skipped_rows: Vec<String>,
 }
 
 impl Bench<'_> {
@@ -855,7 +873,19 @@ impl Bench<'_> {
         self.step(&own_label, &mut own, &mut own_opt, 32, fused)?;
         let mut pooled_over_own = Vec::new();
         for (shared, what) in [(true, "params + grads"), (false, "params, 3 for grads")] {
-            let mut pooled = pooled_set_of(ctx, n, k, 3, shared)?;
+            let mut pooled = match pooled_set_of(ctx, n, k, 3, shared) {
+                Ok(set) => set,
+                // Three pools of this size pass the device's buffer limit or its memory:
+                // the row is left out at this size (the other rows stand).
+                Err(e @ (Error::TooLarge { .. } | Error::OutOfMemory(_))) => {
+                    self.skipped_rows.push(format!(
+                        "{n} elements, {k} tensors in 3 pooled buffers ({what}): {e}"
+                    ));
+                    pooled_over_own.push(Paired::UNKNOWN);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut opt = AdamW::new(&pooled, AdamWConfig::default())?;
             let label = format!("AdamW + clip (fused), {k} tensors in 3 pooled buffers ({what})");
             let shape = (pooled.numel(), pooled.tensors().len());
@@ -986,6 +1016,7 @@ pub fn run(
         out: Vec::new(),
         roofline: None,
         progress,
+        skipped_rows: Vec::new(),
     };
     let mut ratios = Vec::new();
     let fused = StepOptions {
@@ -1042,6 +1073,6 @@ pub fn run(
         measurements: bench.out,
         ratios,
         encode,
-        skipped,
+        skipped: skipped.into_iter().chain(bench.skipped_rows).collect(),
     })
 }

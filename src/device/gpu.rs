@@ -469,8 +469,10 @@ mod tests {
 
     #[test]
     fn a_staging_piece_is_a_multiple_of_4_within_the_limit() {
-        let mut limits = wgpu::Limits::default();
-        limits.max_buffer_size = 1 << 40;
+        let mut limits = wgpu::Limits {
+            max_buffer_size: 1 << 40,
+            ..Default::default()
+        };
         assert_eq!(staging_piece(&limits), 256 << 20);
         limits.max_buffer_size = 1001;
         assert_eq!(staging_piece(&limits), 1000);

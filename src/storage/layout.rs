@@ -658,7 +658,11 @@ mod tests {
                 assert!(u64::from(first) + u64::from(count) <= u64::from(layout.total_chunks));
             }
             let last = layout.slabs.last().unwrap();
-            assert_eq!(last.base + last.len, layout.internal_len, "slab bases in u64");
+            assert_eq!(
+                last.base + last.len,
+                layout.internal_len,
+                "slab bases in u64"
+            );
             assert!(layout.internal_len >= total);
         }
     }

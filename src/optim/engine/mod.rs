@@ -153,42 +153,46 @@ impl<R: Rule> Engine<R> {
         let (states, device) = match &params.device {
             // Every allocation in the call's error scope: too little memory is a typed
             // error, not a lost device.
-            Some(set) => set.gpu.scoped(|| {
-                let gpu = &set.gpu;
-                let states = new_states();
-                let log_betas: Vec<[f32; 2]> =
-                    groups.iter().map(|g| g.config.log_betas()).collect();
-                let workspace = NormWorkspace::new(gpu, &layout, &set.fold, &log_betas);
-                gpu.queue
-                    .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
-                let trust = R::SHADER.trust.map(|_| TrustSetup {
-                    ranges: &set.fold.ranges,
-                    op: &workspace.op,
-                    tensor_group: &group_of,
-                });
-                let update = UpdateKernel::new(
-                    gpu,
-                    &layout,
-                    params.device_slabs(),
-                    R::SHADER,
-                    &group_table(&groups),
-                    groups[0].config.uniform().len(),
-                    &UpdateBindings {
-                        states: &states,
-                        step_state: &workspace.state,
-                        blocks: &blocks,
-                        group_bias: &workspace.group_bias,
-                        trust,
-                        states_storage,
-                    },
-                )?;
-                let device = EngineDevice {
-                    gpu: gpu.clone(),
-                    workspace,
-                    update,
-                };
-                Ok((states, Some(device)))
-            })?,
+            Some(set) => memory::refused(
+                set.gpu.scoped(|| {
+                    let gpu = &set.gpu;
+                    let states = new_states();
+                    let log_betas: Vec<[f32; 2]> =
+                        groups.iter().map(|g| g.config.log_betas()).collect();
+                    let workspace = NormWorkspace::new(gpu, &layout, &set.fold, &log_betas);
+                    gpu.queue
+                        .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
+                    let trust = R::SHADER.trust.map(|_| TrustSetup {
+                        ranges: &set.fold.ranges,
+                        op: &workspace.op,
+                        tensor_group: &group_of,
+                    });
+                    let update = UpdateKernel::new(
+                        gpu,
+                        &layout,
+                        params.device_slabs(),
+                        R::SHADER,
+                        &group_table(&groups),
+                        groups[0].config.uniform().len(),
+                        &UpdateBindings {
+                            states: &states,
+                            step_state: &workspace.state,
+                            blocks: &blocks,
+                            group_bias: &workspace.group_bias,
+                            trust,
+                            states_storage,
+                        },
+                    )?;
+                    let device = EngineDevice {
+                        gpu: gpu.clone(),
+                        workspace,
+                        update,
+                    };
+                    Ok((states, Some(device)))
+                }),
+                "this optimizer",
+                bytes,
+            )?,
             None => (new_states(), None),
         };
         let mut engine = Engine {

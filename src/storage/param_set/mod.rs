@@ -143,36 +143,42 @@ impl ParamSet {
         let first_external = specs.len();
         // Every allocation in the call's error scope: too little memory is a typed error,
         // not a lost device.
-        let device = gpu.scoped(|| {
-            let slabs: Slabs = (0..layout.slabs.len())
-                .map(|s| {
-                    Arc::new(match &layout.slabs[s].pool {
-                        Some(members) => {
-                            let ext = |t: usize| &options.external[t - first_external];
-                            let params: Vec<_> = members.iter().map(|&t| &ext(t).params).collect();
-                            let grads: Vec<_> = members.iter().map(|&t| &ext(t).grads).collect();
-                            SlabDevice::pooled(gpu, &layout, s, &params, &grads)
-                        }
-                        None => SlabDevice::own(gpu, &layout, s, options.master_weights),
+        let device = memory::refused(
+            gpu.scoped(|| {
+                let slabs: Slabs = (0..layout.slabs.len())
+                    .map(|s| {
+                        Arc::new(match &layout.slabs[s].pool {
+                            Some(members) => {
+                                let ext = |t: usize| &options.external[t - first_external];
+                                let params: Vec<_> =
+                                    members.iter().map(|&t| &ext(t).params).collect();
+                                let grads: Vec<_> =
+                                    members.iter().map(|&t| &ext(t).grads).collect();
+                                SlabDevice::pooled(gpu, &layout, s, &params, &grads)
+                            }
+                            None => SlabDevice::own(gpu, &layout, s, options.master_weights),
+                        })
                     })
+                    .collect();
+                let fold = FoldTables::new(gpu, &layout);
+                let workspace = NormWorkspace::new(gpu, &layout, &fold, &[]);
+                let clips = ClipKernels::new(&layout, &workspace, &fold);
+                Ok(SetDevice {
+                    pending: Default::default(),
+                    gpu: gpu.clone(),
+                    recent: slabs.iter().map(|slab| vec![slab.clone()]).collect(),
+                    slabs,
+                    fold,
+                    externals: options.external.clone(),
+                    first_external,
+                    agc: [None, None],
+                    workspace,
+                    clips,
                 })
-                .collect();
-            let fold = FoldTables::new(gpu, &layout);
-            let workspace = NormWorkspace::new(gpu, &layout, &fold, &[]);
-            let clips = ClipKernels::new(&layout, &workspace, &fold);
-            Ok(SetDevice {
-                pending: Default::default(),
-                gpu: gpu.clone(),
-                recent: slabs.iter().map(|slab| vec![slab.clone()]).collect(),
-                slabs,
-                fold,
-                externals: options.external.clone(),
-                first_external,
-                agc: [None, None],
-                workspace,
-                clips,
-            })
-        })?;
+            }),
+            "this parameter set",
+            bytes,
+        )?;
         Ok(ParamSet {
             id,
             ctx: ctx.clone(),
