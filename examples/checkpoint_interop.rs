@@ -1,6 +1,9 @@
-//! A checkpoint for other tools: trains Adam (amsgrad) for three steps over tensors with
-//! dotted names, a scalar and an empty tensor, saves it (safetensors, PyTorch's state
-//! names), and writes what it saved to `expected.json` beside it, so
+//! A checkpoint for other tools: trains Adam for three steps over tensors with dotted
+//! names, a scalar and an empty tensor, in two parameter groups (the encoder's and the
+//! temperature's with amsgrad, so only these tensors keep `max_exp_avg_sq`, as in
+//! PyTorch's state dict), saves
+//! it (safetensors, PyTorch's state names), and writes what it saved to `expected.json`
+//! beside it, so
 //! `scripts/check_checkpoint.py DIR` can read the file with Python's safetensors package
 //! and numpy and hold it to the same names, shapes and bits (CI runs both).
 //!
@@ -8,7 +11,7 @@
 
 use std::path::Path;
 
-use clipstep::{Adam, AdamConfig, Context, Optimizer, StepOptions, TensorSpec};
+use clipstep::{Adam, AdamConfig, Context, Optimizer, ParamGroup, StepOptions, TensorSpec};
 
 /// The tensors: names as a framework spells them, shapes of every rank the format carries.
 fn specs() -> Vec<TensorSpec> {
@@ -28,36 +31,46 @@ pub fn run(dir: &Path) -> clipstep::Result<()> {
     let mut set = ctx.param_set(&specs())?;
     let n = set.numel() as usize;
     set.upload_params(&(0..n).map(|i| (i as f32 * 0.61).sin()).collect::<Vec<_>>())?;
-    let config = AdamConfig {
+    let (encoder, rest): (Vec<String>, Vec<String>) = specs()
+        .into_iter()
+        .map(|t| t.name)
+        .partition(|name| name.starts_with("encoder.") || name == "temperature");
+    let amsgrad = AdamConfig {
         amsgrad: true,
         ..Default::default()
     };
-    let mut opt = Adam::new(&set, config)?;
+    let groups = vec![
+        ParamGroup::new(encoder, amsgrad),
+        ParamGroup::new(rest, AdamConfig::default()),
+    ];
+    let mut opt = Adam::with_groups(&set, groups)?;
     for s in 0..3 {
         let grads: Vec<f32> = (0..n).map(|i| ((i * 3 + s) as f32 * 0.29).cos()).collect();
         set.upload_grads(&grads)?;
         opt.step(&mut set, &StepOptions::default())?;
     }
     opt.states().save_to(dir.join("checkpoint.safetensors"))?;
-    let states: Vec<(String, Vec<f32>)> = opt
-        .states()
-        .names()
-        .into_iter()
-        .map(|name| Ok((name.to_string(), opt.states().get(name)?)))
-        .collect::<clipstep::Result<_>>()?;
-    let mut at = 0usize;
+    // Per tensor, the states it keeps: each state's values over the tensors keeping it.
+    let mut per_tensor = vec![serde_json::Map::new(); set.tensors().len()];
+    for name in opt.states().names() {
+        let keeping = opt.states().tensors(name)?;
+        let all = opt.states().get(name)?;
+        let mut at = 0usize;
+        for (t, info) in set.tensors().iter().enumerate() {
+            if keeping.contains(&info.name) {
+                let len = info.numel as usize;
+                per_tensor[t].insert(name.to_string(), serde_json::json!(all[at..at + len]));
+                at += len;
+            }
+        }
+    }
     let tensors: Vec<serde_json::Value> = set
         .tensors()
         .iter()
-        .map(|t| {
-            let len = t.numel as usize;
-            let per_state: serde_json::Map<String, serde_json::Value> = states
-                .iter()
-                .map(|(name, all)| (name.clone(), serde_json::json!(all[at..at + len])))
-                .collect();
-            at += len;
-            serde_json::json!({ "name": t.name, "shape": t.shape, "states": per_state })
-        })
+        .zip(per_tensor)
+        .map(
+            |(t, states)| serde_json::json!({ "name": t.name, "shape": t.shape, "states": states }),
+        )
         .collect();
     let expected = serde_json::json!({
         "optimizer": "Adam",

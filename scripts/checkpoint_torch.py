@@ -9,9 +9,11 @@ clipstep keeps states per tensor name under PyTorch's state names (``<name>.exp_
 ``<name>.exp_avg_sq``, ``<name>.max_exp_avg_sq``, ``<name>.momentum_buffer``,
 ``<name>.square_avg``, ``<name>.grad_avg``, ``<name>.step``); PyTorch keys its state by
 parameter index, in the order the parameters were given to the optimizer, which is the
-order of the metadata's ``tensors`` list. The config becomes the one ``param_group``
-(clipstep's ``bias_correction`` has no PyTorch counterpart and is dropped; from PyTorch
-it is true). ``to-torch`` needs torch and safetensors; ``from-torch`` the same.
+order of the metadata's ``tensors`` list. Each clipstep parameter group becomes a
+``param_group`` (its tensors' indices; clipstep's ``bias_correction`` has no PyTorch
+counterpart and is dropped; from PyTorch it is true), and a state only some groups keep
+(``max_exp_avg_sq`` of the amsgrad groups) is the state of their tensors only, as in
+PyTorch. ``from-torch`` takes one ``param_group``. ``to-torch`` needs torch and safetensors; ``from-torch`` the same.
 """
 import argparse
 import json
@@ -39,20 +41,30 @@ def to_torch(src, dst):
             raise SystemExit(f"{src}: not a clipstep checkpoint")
         tensors = json.loads(meta["tensors"])
         states = json.loads(meta["states"])
+        # A state only some parameter groups keep: the tensors (indices) that have it.
+        sparse = json.loads(meta.get("state_tensors", "{}"))
         step = int(meta["step"])
         config = json.loads(meta["config"])
         optimizer = meta["optimizer"]
         state = {}
         for i, (name, _shape) in enumerate(tensors):
-            entry = {s: torch.from_numpy(f.get_tensor(f"{name}.{s}").copy()) for s in states}
+            entry = {s: torch.from_numpy(f.get_tensor(f"{name}.{s}").copy())
+                     for s in states if s not in sparse or i in sparse[s]}
             if optimizer != "SGD":
                 entry["step"] = torch.tensor(float(step))
             state[i] = entry
-    group = {k: config[k] for k in KEYS[optimizer]}
-    if "betas" in group:
-        group["betas"] = tuple(group["betas"])
-    group["params"] = list(range(len(tensors)))
-    torch.save({"state": state, "param_groups": [group], "clipstep": {"optimizer": optimizer,
+    # One param_group per clipstep group (their tensors by index), or one of every tensor.
+    index = {name: i for i, (name, _shape) in enumerate(tensors)}
+    saved_groups = json.loads(meta["groups"]) if "groups" in meta else [
+        {"tensors": list(index), "config": config}]
+    param_groups = []
+    for g in saved_groups:
+        group = {k: g["config"][k] for k in KEYS[optimizer]}
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        group["params"] = [index[name] for name in g["tensors"]]
+        param_groups.append(group)
+    torch.save({"state": state, "param_groups": param_groups, "clipstep": {"optimizer": optimizer,
                 "tensors": tensors, "step": step}}, dst)
 
 

@@ -258,4 +258,10 @@ fn the_interop_checkpoint_and_its_description_agree() {
         header["temperature.max_exp_avg_sq"]["shape"],
         serde_json::json!([])
     );
+    // The head's group has no amsgrad: no max_exp_avg_sq of its own (PyTorch's state dict).
+    assert!(header["head.weight.max_exp_avg_sq"].is_null());
+    assert_eq!(
+        header["head.weight.exp_avg"]["shape"],
+        serde_json::json!([2, 3, 4])
+    );
 }

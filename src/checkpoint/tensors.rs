@@ -6,7 +6,11 @@
 //! (the first parameter group's config, JSON), `groups` (every parameter group: tensors,
 //! config, `in_norm`, `clipped`; JSON), `step` (the exact u32 count), `tensors` (JSON `[[name, shape], ...]`
 //! in the saved set's order), `states` (JSON list of state names, in the optimizer's
-//! order), `crc32`, `scaler` (JSON, when the optimizer has a loss scaler).
+//! order), `crc32`, `scaler` (JSON, when the optimizer has a loss scaler), and
+//! `state_tensors` when some state is kept by some tensors only (parameter groups that
+//! differ in amsgrad, momentum or centered): JSON `{state: [tensor index, ...]}`, the
+//! tensors (indices into `tensors`, increasing) that have a `<tensor>.<state>` entry; a
+//! state not in it is every tensor's. Files without sparse states are unchanged.
 //!
 //! `crc32` (8 lowercase hex digits) is, in version 4, the CRC-32 (zlib's) of the **whole
 //! file**, its length prefix, JSON header and data, read with the field's own 8 digits as
@@ -82,10 +86,17 @@ fn check_whole_file_crc(file: &[u8]) -> Result<()> {
 /// The file's bytes.
 pub(super) fn encode(c: &Checkpoint) -> Result<Vec<u8>> {
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut state_tensors = serde_json::Map::new();
     for (state, parts) in &c.states {
         for ((tensor, shape), values) in c.tensors.iter().zip(parts) {
-            let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-            entries.push((format!("{tensor}.{state}"), shape.clone(), bytes));
+            if let Some(values) = values {
+                let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+                entries.push((format!("{tensor}.{state}"), shape.clone(), bytes));
+            }
+        }
+        if parts.iter().any(Option::is_none) {
+            let kept: Vec<usize> = (0..parts.len()).filter(|&t| parts[t].is_some()).collect();
+            state_tensors.insert(state.clone(), kept.into());
         }
     }
     if c.torch_step {
@@ -113,6 +124,10 @@ pub(super) fn encode(c: &Checkpoint) -> Result<Vec<u8>> {
     }
     if let Some(scaler) = &c.scaler {
         metadata["scaler"] = serde_json::Value::String(scaler.clone());
+    }
+    if !state_tensors.is_empty() {
+        let json = serde_json::Value::Object(state_tensors).to_string();
+        metadata["state_tensors"] = serde_json::Value::String(json);
     }
     let mut file = write_safetensors(metadata, entries)?;
     // No other string of the header can hold `"crc32":"` (serde_json escapes the quotes
@@ -200,12 +215,35 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
         .map_err(|e| bad(format!("the tensor list does not parse: {e}")))?;
     let state_names: Vec<String> = serde_json::from_str(field("states")?)
         .map_err(|e| bad(format!("the state list does not parse: {e}")))?;
+    let mut state_tensors: HashMap<String, Vec<usize>> = match meta.get("state_tensors") {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| bad(format!("the state_tensors field does not parse: {e}")))?,
+        None => HashMap::new(),
+    };
     let mut crc = crc32fast::Hasher::new();
     let mut used = 0usize;
     let mut states = Vec::with_capacity(state_names.len());
     for state in state_names {
+        // The tensors that have this state: those listed (in order, each once), or all.
+        let mut kept = vec![true; tensors.len()];
+        if let Some(list) = state_tensors.remove(&state) {
+            let increasing = list.windows(2).all(|w| w[0] < w[1]);
+            if !increasing || list.last().is_some_and(|&t| t >= tensors.len()) {
+                return Err(bad(format!(
+                    "state_tensors of {state:?} is not a list of increasing tensor indices"
+                )));
+            }
+            kept.fill(false);
+            for t in list {
+                kept[t] = true;
+            }
+        }
         let mut parts = Vec::with_capacity(tensors.len());
-        for (tensor, shape) in &tensors {
+        for ((tensor, shape), kept) in tensors.iter().zip(kept) {
+            if !kept {
+                parts.push(None);
+                continue;
+            }
             let key = format!("{tensor}.{state}");
             let view = file
                 .tensor(&key)
@@ -221,10 +259,15 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Checkpoint> {
             }
             debug_assert_eq!(view.data().len(), numel * 4);
             crc.update(view.data());
-            parts.push(crate::device::gpu::f32s(view.data()));
+            parts.push(Some(crate::device::gpu::f32s(view.data())));
             used += 1;
         }
         states.push((state, parts));
+    }
+    if let Some(state) = state_tensors.keys().next() {
+        return Err(bad(format!(
+            "state_tensors names {state:?}, which is not in the state list"
+        )));
     }
     let has_step = |t: &str| {
         file.tensor(&format!("{t}.step"))
@@ -288,7 +331,7 @@ mod tests {
             tensors: vec![("a".into(), vec![3]), ("b".into(), vec![2])],
             states: vec![(
                 "exp_avg".into(),
-                vec![vec![1.0, -2.0, 3.5], vec![0.25, 7.0]],
+                vec![Some(vec![1.0, -2.0, 3.5]), Some(vec![0.25, 7.0])],
             )],
         }
     }
@@ -320,6 +363,54 @@ mod tests {
             .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
             .collect();
         write_safetensors(serde_json::Value::Object(meta), entries).unwrap()
+    }
+
+    /// A state some tensors lack: their entries are absent, `state_tensors` lists the
+    /// others, and the file decodes to the same parts; a list out of order or out of range
+    /// is refused.
+    #[test]
+    fn a_state_of_some_tensors_only_round_trips() {
+        let mut c = checkpoint(4);
+        c.states
+            .push(("max_exp_avg_sq".into(), vec![None, Some(vec![0.5, 9.0])]));
+        let file = encode(&c).unwrap();
+        let view = SafeTensors::deserialize(&file).unwrap();
+        assert!(view.tensor("a.max_exp_avg_sq").is_err());
+        assert!(view.tensor("b.max_exp_avg_sq").is_ok());
+        let back = decode(&file).unwrap();
+        assert_eq!(back.states, c.states);
+        // A dense file has no state_tensors field.
+        assert!(
+            !String::from_utf8_lossy(&encode(&checkpoint(4)).unwrap()).contains("state_tensors")
+        );
+        for bad_list in ["[1,1]", "[2]", "[1,0]"] {
+            let meta = |file: &[u8]| {
+                let (_, header) = SafeTensors::read_metadata(file).unwrap();
+                header.metadata().clone().unwrap()
+            };
+            let mut m: serde_json::Map<String, serde_json::Value> = meta(&file)
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            m.insert(
+                "state_tensors".into(),
+                format!("{{\"max_exp_avg_sq\":{bad_list}}}").into(),
+            );
+            let entries = view
+                .tensors()
+                .into_iter()
+                .map(|(name, v)| (name, v.shape().to_vec(), v.data().to_vec()))
+                .collect();
+            let mut forged = write_safetensors(serde_json::Value::Object(m), entries).unwrap();
+            let at = crc_digits_at(&forged).unwrap();
+            let crc = format!("{:08x}", whole_file_crc(&forged, at));
+            forged[at..at + 8].copy_from_slice(crc.as_bytes());
+            let err = decode(&forged).unwrap_err().to_string();
+            assert!(
+                err.contains("increasing") || err.contains("missing") || err.contains("not listed"),
+                "{bad_list}: {err}"
+            );
+        }
     }
 
     #[test]

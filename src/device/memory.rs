@@ -34,11 +34,12 @@ pub(crate) fn set_bytes(len: u64, tensors: u64) -> u64 {
         .saturating_add(tensors.saturating_mul(8 + 8 + 8 + 4))
 }
 
-/// Bytes an optimizer with `states` state arenas allocates over `len` packed elements.
-pub(crate) fn optimizer_bytes(len: u64, states: u64, tensors: u64) -> u64 {
+/// Bytes an optimizer allocates over `len` packed elements: `state_elems` state elements
+/// (each dense state `len`, a sparse one its kept blocks), tables and workspace.
+pub(crate) fn optimizer_bytes(len: u64, state_elems: u64, tensors: u64) -> u64 {
     let chunks = len / u64::from(CHUNK_ELEMS) + tensors;
-    (states * ARENA_BYTES_PER_ELEM)
-        .saturating_mul(len)
+    ARENA_BYTES_PER_ELEM
+        .saturating_mul(state_elems)
         .saturating_add(chunks.saturating_mul(8))
         .saturating_add(tensors.saturating_mul(8 + 4))
 }
@@ -197,6 +198,6 @@ mod tests {
     #[test]
     fn byte_counts_saturate_instead_of_wrapping() {
         assert_eq!(set_bytes(u64::MAX / 2, 1), u64::MAX);
-        assert!(optimizer_bytes(1 << 20, 2, 3) >= 8 << 20);
+        assert!(optimizer_bytes(1 << 20, 2 << 20, 3) >= 8 << 20);
     }
 }

@@ -270,6 +270,9 @@ pub(crate) struct KernelKey {
     pub addressing: Addressing,
     /// Its optimizer states' element type.
     pub states: StateStorage,
+    /// Bit k: state slot k is sparse, kept only by some parameter groups' blocks and
+    /// addressed through the slab's compact-block table (binding 16; [`states_source`]).
+    pub sparse: u8,
 }
 
 impl From<Body> for KernelKey {
@@ -311,12 +314,26 @@ impl KernelKey {
             access,
             addressing,
             states,
+            sparse: 0,
         }
     }
 
     /// The same kernel with its states in `states` (an update or trust pass only).
     pub(crate) fn with_states(self, states: StateStorage) -> KernelKey {
-        KernelKey::new(self.body, self.access, self.addressing, states)
+        KernelKey {
+            sparse: self.sparse,
+            ..KernelKey::new(self.body, self.access, self.addressing, states)
+        }
+    }
+
+    /// The same kernel with the state slots of bit mask `sparse` kept sparse (an update or
+    /// trust pass only; other bodies have no states).
+    pub(crate) fn with_sparse(self, sparse: u8) -> KernelKey {
+        let sparse = match self.body.role() {
+            Role::Updates => sparse,
+            _ => 0,
+        };
+        KernelKey { sparse, ..self }
     }
 
     /// The pipeline label: the body's, with its other parts when they are not plain.
@@ -339,6 +356,9 @@ impl KernelKey {
         }
         if self.states == StateStorage::Bf16 {
             name.push_str("_states_bf16");
+        }
+        if self.sparse != 0 {
+            name.push_str(&format!("_sparse{}", self.sparse));
         }
         name
     }
@@ -447,7 +467,7 @@ impl KernelKey {
         }
         if let Body::Update(rule) | Body::Trust(rule) = self.body {
             out.push('\n');
-            out.push_str(&states_source(rule.state_slots, self.states));
+            out.push_str(&states_source(rule.state_slots, self.states, self.sparse));
         }
         out
     }
@@ -547,8 +567,23 @@ impl KernelKey {
             for &(access, addressing) in &places {
                 for states in [StateStorage::F32, StateStorage::Bf16] {
                     let key = KernelKey::new(body, access, addressing, states);
-                    if !keys.contains(&key) {
-                        keys.push(key);
+                    // A rule with optional states also runs them sparse (groups that
+                    // differ in amsgrad, momentum or centered): the last slot alone, and
+                    // every slot but the first.
+                    let slots = match body {
+                        Body::Update(rule) | Body::Trust(rule) => rule.state_slots,
+                        _ => 0,
+                    };
+                    let mut variants = vec![key];
+                    if slots >= 2 {
+                        let last = 1u8 << (slots - 1);
+                        let all_but_first = ((1u8 << slots) - 1) & !1;
+                        variants.extend([key.with_sparse(last), key.with_sparse(all_but_first)]);
+                    }
+                    for key in variants {
+                        if !keys.contains(&key) {
+                            keys.push(key);
+                        }
                     }
                 }
             }
@@ -569,20 +604,26 @@ impl KernelKey {
 ///   (`reference::rounding_bits`; `tests/mixed.rs` holds the two to the same bits). A lane
 ///   the update leaves alone is written back with its own bits (its value is exact in bf16).
 ///
+/// A slot of bit mask `sparse` is kept only for the blocks of the groups that use it
+/// (Adam's `max_exp_avg_sq` in the amsgrad groups): its buffer holds those blocks one after
+/// the other, and vec4 i of block b = i / 16 is at `compact[b]·16 + i mod 16`, where
+/// `compact` is the slab's table at binding 16 (one column per sparse slot, in slot
+/// order: `sparse_blocks[b·columns + column]`). The rule's body reads such a slot only in
+/// the groups that keep it (the group flag beside every optional state).
+///
 /// The slot is a constant at every call, so the switch folds away.
-pub(crate) fn states_source(slots: usize, storage: StateStorage) -> String {
-    let (ty, load, store_prefix) = match storage {
-        StateStorage::F32 => ("vec4<f32>", "state{k}[i]", ""),
-        StateStorage::Bf16 => (
-            "vec2<u32>",
-            "bf16_widen4(state{k}[i])",
-            "    let seed = state.round_seed ^ (STATE_SALT * (slot + 1u));\n    \
-             let w = bf16_stochastic4(x, rounding_bits4(seed, state.step, slab.base + i * 4u));\n",
-        ),
+pub(crate) fn states_source(slots: usize, storage: StateStorage, sparse: u8) -> String {
+    let ty = match storage {
+        StateStorage::F32 => "vec4<f32>",
+        StateStorage::Bf16 => "vec2<u32>",
     };
-    let stored = match storage {
-        StateStorage::F32 => "x",
-        StateStorage::Bf16 => "w",
+    let columns = (0..slots).filter(|k| sparse & (1 << k) != 0).count();
+    let index = |k: usize| {
+        if sparse & (1 << k) == 0 {
+            return "i".to_string();
+        }
+        let column = (0..k).filter(|j| sparse & (1 << j) != 0).count();
+        format!("sparse_at({column}u, i)")
     };
     let mut out = String::from(
         "// The rule's optimizer states (generated: src/kernels/shaders.rs states_source).\n",
@@ -591,6 +632,15 @@ pub(crate) fn states_source(slots: usize, storage: StateStorage) -> String {
         out.push_str(&format!(
             "@group(0) @binding({}) var<storage, read_write> state{k}: array<{ty}>;\n",
             2 + k
+        ));
+    }
+    if columns > 0 {
+        let block = crate::consts::TENSOR_ALIGN_ELEMS / 4;
+        out.push_str(&format!(
+            "@group(0) @binding(16) var<storage, read> sparse_blocks: array<u32>;\n\n\
+             // Vec4 i of a sparse slot's column `column`: in its block's compact place.\n\
+             fn sparse_at(column: u32, i: u32) -> u32 {{\n    \
+             return sparse_blocks[(i / {block}u) * {columns}u + column] * {block}u + i % {block}u;\n}}\n"
         ));
     }
     let case = |k: usize, last: bool, text: &str| {
@@ -603,14 +653,27 @@ pub(crate) fn states_source(slots: usize, storage: StateStorage) -> String {
     };
     out.push_str("\nfn load_state(slot: u32, i: u32) -> vec4<f32> {\n    switch slot {\n");
     for k in 0..slots {
-        let text = format!("return {};", load.replace("{k}", &k.to_string()));
+        let at = format!("state{k}[{}]", index(k));
+        let text = match storage {
+            StateStorage::F32 => format!("return {at};"),
+            StateStorage::Bf16 => format!("return bf16_widen4({at});"),
+        };
         out.push_str(&case(k, k + 1 == slots, &text));
     }
     out.push_str("    }\n}\n\nfn store_state(slot: u32, i: u32, x: vec4<f32>) {\n");
-    out.push_str(store_prefix);
+    let stored = match storage {
+        StateStorage::F32 => "x",
+        StateStorage::Bf16 => {
+            out.push_str(
+                "    let seed = state.round_seed ^ (STATE_SALT * (slot + 1u));\n    \
+                 let w = bf16_stochastic4(x, rounding_bits4(seed, state.step, slab.base + i * 4u));\n",
+            );
+            "w"
+        }
+    };
     out.push_str("    switch slot {\n");
     for k in 0..slots {
-        let text = format!("state{k}[i] = {stored};");
+        let text = format!("state{k}[{}] = {stored};", index(k));
         out.push_str(&case(k, k + 1 == slots, &text));
     }
     out.push_str("    }\n}\n");
@@ -948,12 +1011,35 @@ mod tests {
     #[test]
     fn the_state_part_binds_each_slot_once() {
         for storage in [StateStorage::F32, StateStorage::Bf16] {
-            let src = states_source(3, storage);
+            let src = states_source(3, storage, 0);
             for k in 0..3 {
                 let decl = format!("@binding({}) var<storage, read_write> state{k}:", 2 + k);
                 assert_eq!(src.matches(&decl).count(), 1, "{src}");
                 assert_eq!(src.matches(&format!("state{k}[i] =")).count(), 1, "{src}");
             }
+            assert!(!src.contains("sparse_blocks"), "{src}");
+        }
+    }
+
+    /// A sparse slot reads and writes through its own column of the compact-block table;
+    /// a dense one at i.
+    #[test]
+    fn sparse_slots_address_their_own_column() {
+        for storage in [StateStorage::F32, StateStorage::Bf16] {
+            let src = states_source(3, storage, 0b110);
+            assert_eq!(src.matches("@binding(16)").count(), 1, "{src}");
+            assert!(src.contains("* 2u + column]"), "{src}");
+            assert_eq!(src.matches("state0[i] =").count(), 1, "{src}");
+            assert_eq!(
+                src.matches("state1[sparse_at(0u, i)] =").count(),
+                1,
+                "{src}"
+            );
+            assert_eq!(
+                src.matches("state2[sparse_at(1u, i)] =").count(),
+                1,
+                "{src}"
+            );
         }
     }
 

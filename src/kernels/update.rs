@@ -5,8 +5,9 @@
 //! state at 5, the rule's group table (one row per parameter group) at 6, the slab at 7,
 //! the slab's block→group table at 8, the per-group bias corrections at 9, in a pool the
 //! slab's place table at 10, a trust rule's ratios and block→tensor table at 11 and 12 (its
-//! trust pass: the chunk table at 13 and the partials at 14), and on a 16-bit slab with
-//! master weights the 16-bit model copy at 15.
+//! trust pass: the chunk table at 13 and the partials at 14), on a 16-bit slab with
+//! master weights the 16-bit model copy at 15, and where some state slot is sparse (kept by
+//! some groups only) the slab's compact-block table at 16.
 
 use std::sync::Arc;
 
@@ -25,6 +26,10 @@ pub(crate) struct UpdateKernel {
     rule: &'static RuleShader,
     /// The element type of the rule's states.
     states_storage: StateStorage,
+    /// Bit k: state slot k is sparse ([`UpdateBindings::sparse`]).
+    sparse_mask: u8,
+    /// Per slab, its compact-block table when some slot is sparse.
+    sparse: Vec<wgpu::Buffer>,
     /// The rule's group table, written in stream before each step.
     table: wgpu::Buffer,
     /// Per slab, its block→group table (fixed: a tensor never changes group).
@@ -56,6 +61,10 @@ pub(crate) struct UpdateBindings<'a> {
     pub trust: Option<TrustSetup<'a>>,
     /// The element type of the states (bf16 only where the rule's registry entry allows).
     pub states_storage: StateStorage,
+    /// Bit k: state slot k is sparse, its arena holding only the blocks of the groups that
+    /// keep it; then, per slab, the compact-block table (one column per sparse slot, in
+    /// slot order: `optim::groups::sparse_tables`).
+    pub sparse: (u8, &'a [Vec<u32>]),
 }
 
 impl UpdateKernel {
@@ -69,7 +78,10 @@ impl UpdateKernel {
         // Each slab's kernels, checked against the device's limits and compiled now (their
         // plain shape; other shapes on first use), so the first step builds nothing.
         for slab in slabs {
-            let key = |body| slab.kernel(body).with_states(b.states_storage);
+            let key = |body| {
+                let kernel = slab.kernel(body).with_states(b.states_storage);
+                kernel.with_sparse(b.sparse.0)
+            };
             let mut kernels = vec![key(Body::Update(rule))];
             if rule.trust.is_some() {
                 kernels.extend([key(Body::Trust(rule)), KernelKey::from(Body::Fold(rule))]);
@@ -94,6 +106,16 @@ impl UpdateKernel {
             })
             .collect();
         let gather = b.blocks.iter().map(|t| slab_gather(t)).collect();
+        let sparse = b
+            .sparse
+            .1
+            .iter()
+            .map(|t| {
+                let buffer = gpu.storage("sparse state blocks", (t.len().max(1) * 4) as u64);
+                gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(t));
+                buffer
+            })
+            .collect();
         let states = (0..rule.state_slots)
             .map(|k| match b.states.get(k) {
                 Some(Some(Arena::Gpu(bindings))) => Ok(bindings.clone()),
@@ -107,6 +129,8 @@ impl UpdateKernel {
         Ok(UpdateKernel {
             rule,
             states_storage: b.states_storage,
+            sparse_mask: b.sparse.0,
+            sparse,
             table,
             trust,
             groups: BindCache::new(blocks.len()),
@@ -121,7 +145,8 @@ impl UpdateKernel {
     /// The kernel of `body` (the update or the trust pass) for `slab`: its access and
     /// addressing, and the rule's state storage.
     fn kernel_for(&self, body: Body, slab: &SlabDevice) -> KernelKey {
-        slab.kernel(body).with_states(self.states_storage)
+        let kernel = slab.kernel(body).with_states(self.states_storage);
+        kernel.with_sparse(self.sparse_mask)
     }
 
     /// The in-stream write of the rule's group table for the next recorded step.
@@ -155,6 +180,9 @@ impl UpdateKernel {
         // A 16-bit slab with master weights: the 16-bit model copy the update writes.
         if let Some(model) = &slab.model {
             entries.push((15, model.resource()));
+        }
+        if let Some(table) = self.sparse.get(s) {
+            entries.push((16, whole(table)));
         }
         if let Some((trust, _)) = &self.trust {
             entries.extend([

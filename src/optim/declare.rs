@@ -175,8 +175,10 @@ macro_rules! optimizer {
             }
 
             /// An optimizer with parameter groups (PyTorch's `param_groups`): every tensor
-            /// in exactly one group, each group's config checked with PyTorch's rules, all
-            /// keeping the same states ([`crate::Error::InvalidGroups`] otherwise).
+            /// in exactly one group, each group's config checked with PyTorch's rules
+            /// ([`crate::Error::InvalidGroups`] otherwise). Groups may differ in options
+            /// that add a state (amsgrad, momentum, centered): such a state is kept for
+            /// the tensors of the groups that use it only.
             pub fn with_groups(
                 params: &crate::storage::param_set::ParamSet,
                 groups: Vec<crate::optim::ParamGroup<$config>>,

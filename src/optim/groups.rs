@@ -16,9 +16,10 @@ use crate::storage::layout::Layout;
 /// A parameter group: tensors (by name) with their own hyperparameters.
 ///
 /// As in PyTorch, groups of one optimizer may differ in any hyperparameter (learning rate,
-/// weight decay, betas, momentum, eps, ...); clipstep additionally needs them to keep the
-/// same states (the same `amsgrad`, the same zero or non-zero momentum, the same
-/// `centered`), since states live in one arena per name.
+/// weight decay, betas, momentum, eps, ...), including those that add a state (`amsgrad`,
+/// zero or non-zero momentum, `centered`): a state some groups keep is stored for their
+/// tensors only (see [`compact_blocks`]), and checkpoints hold it for those tensors, as
+/// PyTorch's state dict does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParamGroup<C> {
     /// The tensors, by name; every tensor of the set is in exactly one group.
@@ -142,6 +143,49 @@ pub(crate) fn block_tables<C>(
         }
     }
     tables
+}
+
+/// Per slab, where each 64-element block lies in the buffer of a state only the groups
+/// `keeps` (indexed by group) keep: kept blocks numbered in order, `UNKEPT` for the rest.
+/// A block keeps the state when its entry in `block_tables` (padding blocks repeat the
+/// entry before them, as the update kernel reads them) is of a keeping group, so every
+/// block the kernel touches for that state has a place.
+pub(crate) fn compact_blocks(block_tables: &[Vec<u32>], keeps: &[bool]) -> Vec<Vec<u32>> {
+    use crate::kernels::abi::BLOCK_GROUP_MASK;
+    use crate::storage::arena::UNKEPT;
+    block_tables
+        .iter()
+        .map(|table| {
+            let mut next = 0u32;
+            table
+                .iter()
+                .map(|&entry| match keeps[(entry & BLOCK_GROUP_MASK) as usize] {
+                    true => {
+                        next += 1;
+                        next - 1
+                    }
+                    false => UNKEPT,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Per slab, the update kernel's compact-block table (binding 16) for the sparse slots
+/// `compact` (each from [`compact_blocks`], in slot order): block b's place in column c at
+/// `b·columns + c`.
+pub(crate) fn sparse_tables(compact: &[&Vec<Vec<u32>>]) -> Vec<Vec<u32>> {
+    let Some(first) = compact.first() else {
+        return Vec::new();
+    };
+    (0..first.len())
+        .map(|s| {
+            let blocks = first[s].len();
+            (0..blocks)
+                .flat_map(|b| compact.iter().map(move |slot| slot[s][b]))
+                .collect()
+        })
+        .collect()
 }
 
 /// Per tensor, whether rank `rank` counts it in a sharded norm: its group is in the norm,

@@ -54,14 +54,32 @@ pub struct States<'a> {
 }
 
 impl States<'_> {
-    /// The names of the states this configuration keeps (e.g. `["exp_avg", "exp_avg_sq"]`).
+    /// The names of the states this configuration keeps (e.g. `["exp_avg", "exp_avg_sq"]`),
+    /// those of every parameter group.
     pub fn names(&self) -> Vec<&'static str> {
         self.ops.state_names()
     }
 
-    /// One state (e.g. `"exp_avg"`), all tensors concatenated. A host sync.
+    /// One state (e.g. `"exp_avg"`), the tensors that keep it concatenated in the set's
+    /// order: every tensor, unless only some parameter groups keep the state (Adam's
+    /// `max_exp_avg_sq` in the amsgrad groups; [`States::tensors`] names them). A host sync.
     pub fn get(&self, name: &str) -> Result<Vec<f32>> {
         self.ops.state(name)
+    }
+
+    /// The names of the tensors that keep state `name`, in the set's order: those of the
+    /// groups whose configuration keeps it, as in PyTorch's `optimizer.state`.
+    pub fn tensors(&self, name: &str) -> Result<Vec<String>> {
+        self.ops.state_tensors(name)
+    }
+
+    /// Bytes the states take on the device: `Σ_state elements · element size`, where a
+    /// state every group keeps has the set's packed length (its tensors and their
+    /// alignment padding) and a state only some groups keep has their tensors' 64-element
+    /// blocks only; the element size is 4 (f32 states) or 2 (bf16). On the CPU backend,
+    /// what a device would hold.
+    pub fn bytes(&self) -> u64 {
+        self.ops.state_bytes()
     }
 
     /// Steps taken, skipped steps excluded. A host sync on a GPU.

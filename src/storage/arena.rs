@@ -95,15 +95,47 @@ pub(crate) struct Binding {
     /// For a pool window (`crate::storage::pool`), each pool tensor's byte offset in the buffer, in
     /// pool order; `None` for a slab of clipstep's own, addressed by its virtual offsets.
     pub places: Option<Arc<[u64]>>,
+    /// A sparse state's slab (kept by some parameter groups only): per 64-element block of
+    /// the slab, its place among the blocks the buffer holds, or [`UNKEPT`]; `None`: the
+    /// buffer holds every block.
+    pub compact: Option<Arc<[u32]>>,
 }
+
+/// A [`Binding::compact`] entry: the block is not kept.
+pub(crate) const UNKEPT: u32 = u32::MAX;
+
+/// Elements per block of a slab (a tensor starts on one).
+const BLOCK: u64 = TENSOR_ALIGN_ELEMS;
 
 impl Binding {
     /// The byte offset in `buffer` of piece `p` of tensor `t`.
     pub(crate) fn piece_offset(&self, layout: &Layout, t: usize, p: &Piece) -> u64 {
         match &self.places {
             Some(offsets) => offsets[layout.pool_pos[t] as usize] + p.tensor_offset * 4,
-            None => self.offset + p.slab_offset * 4,
+            None => self.offset + self.element_at(p.slab_offset) * 4,
         }
+    }
+
+    /// Where element `slab_offset` of the slab's virtual space is in the buffer, in
+    /// elements from [`Binding::offset`]: the same place, or in a sparse state its block's
+    /// compact place (a piece lies in one tensor, whose blocks are kept one after the other,
+    /// so it stays contiguous).
+    pub(crate) fn element_at(&self, slab_offset: u64) -> u64 {
+        match &self.compact {
+            Some(compact) => {
+                let block = u64::from(compact[(slab_offset / BLOCK) as usize]);
+                block * BLOCK + slab_offset % BLOCK
+            }
+            None => slab_offset,
+        }
+    }
+
+    /// Whether the buffer holds the block of element `slab_offset` (always, unless it is a
+    /// sparse state's and the block's group does not keep the state).
+    pub(crate) fn holds(&self, slab_offset: u64) -> bool {
+        self.compact
+            .as_ref()
+            .is_none_or(|c| c[(slab_offset / BLOCK) as usize] != UNKEPT)
     }
 
     /// The ranges of slab `s` this binding holds data in, as `(first element in the slab's
@@ -120,7 +152,29 @@ impl Binding {
                     ((tensor.offset - slab.base) as usize, at, tensor.numel * 4)
                 })
                 .collect(),
-            _ => vec![(0, self.offset, self.data_size)],
+            _ => match &self.compact {
+                // A sparse state: each run of kept blocks.
+                Some(compact) => {
+                    let mut runs: Vec<(usize, u64, u64)> = Vec::new();
+                    for (b, &at) in compact.iter().enumerate() {
+                        if at == UNKEPT {
+                            continue;
+                        }
+                        let first = b as u64 * BLOCK;
+                        let bytes = (slab.len.min(first + BLOCK) - first) * 4;
+                        match runs.last_mut() {
+                            Some(run) if run.0 as u64 + run.2 / 4 == first => run.2 += bytes,
+                            _ => runs.push((
+                                first as usize,
+                                self.offset + u64::from(at) * BLOCK * 4,
+                                bytes,
+                            )),
+                        }
+                    }
+                    runs
+                }
+                None => vec![(0, self.offset, self.data_size)],
+            },
         }
     }
 
@@ -167,6 +221,7 @@ pub(crate) fn own_binding(gpu: &Gpu, label: &str, slab: &SlabInfo, dtype: Dtype)
         size,
         data_size,
         places: None,
+        compact: None,
     }
 }
 
@@ -178,6 +233,36 @@ pub(crate) fn state_arena(ctx: &Context, layout: &Layout, label: &str, dtype: Dt
                 .slabs
                 .iter()
                 .map(|slab| own_binding(gpu, label, slab, dtype))
+                .collect(),
+        ),
+        None => Arena::Cpu(vec![0.0; layout.internal_len as usize]),
+    }
+}
+
+/// An arena for a sparse optimizer state: per slab, a buffer of only the blocks its
+/// `compact` table keeps (`optim::groups::compact_blocks`; at least one vec4), so a state
+/// a group does not use costs its tensors no memory. The CPU reference keeps the whole
+/// space (its tensors that do not keep the state are never read).
+pub(crate) fn sparse_state_arena(
+    ctx: &Context, layout: &Layout, label: &str, dtype: Dtype, compact: &[Vec<u32>],
+) -> Arena {
+    match ctx.gpu() {
+        Some(gpu) => Arena::Gpu(
+            compact
+                .iter()
+                .map(|table| {
+                    let kept = table.iter().filter(|&&b| b != UNKEPT).count() as u64;
+                    let data_size = kept * BLOCK * dtype.size();
+                    let size = data_size.max(16).next_multiple_of(16);
+                    Binding {
+                        buffer: gpu.storage(label, size),
+                        offset: 0,
+                        size,
+                        data_size,
+                        places: None,
+                        compact: Some(table.as_slice().into()),
+                    }
+                })
                 .collect(),
         ),
         None => Arena::Cpu(vec![0.0; layout.internal_len as usize]),

@@ -167,6 +167,7 @@ pub(crate) fn placement(
         size: w.len(),
         data_size: w.len(),
         places: Some(ranges.iter().map(|r| r.offset).collect::<Vec<_>>().into()),
+        compact: None,
     };
     let block = TENSOR_ALIGN_ELEMS;
     let mut places = vec![Place::default(); (slab.len / block) as usize];

@@ -45,7 +45,7 @@ pub(crate) fn check_len(
 pub(crate) fn offset(b: &Binding, layout: &Layout, t: usize, p: &Piece, dtype: Dtype) -> u64 {
     match dtype {
         Dtype::F32 => b.piece_offset(layout, t, p),
-        _ => b.offset + p.slab_offset * 2,
+        _ => b.offset + b.element_at(p.slab_offset) * 2,
     }
 }
 
@@ -70,7 +70,8 @@ fn writes<'a, T>(
     for t in covered(layout, tensor) {
         for p in layout.pieces(t) {
             let part = &data[at + p.tensor_offset as usize..][..p.len as usize];
-            if let Some((b, dtype)) = targets[p.slab] {
+            // A sparse state's target holds only the blocks it keeps.
+            if let Some((b, dtype)) = targets[p.slab].filter(|(b, _)| b.holds(p.slab_offset)) {
                 out.push((
                     &b.buffer,
                     offset(b, layout, t, &p, dtype),
@@ -117,26 +118,33 @@ fn read_raw(
     gpu: &Gpu, layout: &Layout, targets: &[Target<'_>], tensor: Option<usize>,
 ) -> Result<Vec<(Dtype, Vec<u8>, usize)>> {
     let mut ranges = Vec::new();
+    // Per piece: its type, length, and whether it is read (a sparse state's block it does
+    // not keep reads as zeros).
     let mut pieces = Vec::new();
     for t in covered(layout, tensor) {
         for p in layout.pieces(t) {
             let (b, dtype) = targets[p.slab].expect("every slab of a read has a source");
             let bytes = (p.len * dtype.size()).next_multiple_of(4);
-            ranges.push((&b.buffer, offset(b, layout, t, &p, dtype), bytes));
-            pieces.push((dtype, p.len as usize));
+            let held = b.holds(p.slab_offset);
+            if held {
+                ranges.push((&b.buffer, offset(b, layout, t, &p, dtype), bytes));
+            }
+            pieces.push((dtype, p.len as usize, bytes, held));
         }
     }
-    if ranges.is_empty() {
-        return Ok(Vec::new());
-    }
-    let bytes = gpu.read_blocking(&ranges)?;
+    let bytes = match ranges.is_empty() {
+        true => Vec::new(),
+        false => gpu.read_blocking(&ranges)?,
+    };
     let mut at = 0usize;
-    Ok(ranges
-        .iter()
-        .zip(pieces)
-        .map(|(&(_, _, size), (dtype, len))| {
-            let chunk = bytes[at..at + size as usize].to_vec();
-            at += size as usize;
+    Ok(pieces
+        .into_iter()
+        .map(|(dtype, len, size, held)| {
+            let chunk = match held {
+                true => bytes[at..at + size as usize].to_vec(),
+                false => vec![0; size as usize],
+            };
+            at += if held { size as usize } else { 0 };
             (dtype, chunk, len)
         })
         .collect())

@@ -28,19 +28,60 @@ struct SavedScaler {
 }
 
 impl<R: Rule> Engine<R> {
+    /// State `name`, the tensors that keep it (every tensor, unless only some groups
+    /// keep it) concatenated in the set's order.
     pub(crate) fn state(&self, name: &str) -> Result<Vec<f32>> {
-        let names = self.groups[0].config.state_names();
-        let unknown = || Error::UnknownState {
-            name: name.to_string(),
-            available: names.iter().flatten().copied().collect(),
-        };
-        let k = names
+        let k = self.slot(name)?;
+        // Named states are allocated with the optimizer, and `load` keeps the same names.
+        let arena = self.states[k].as_ref().ok_or_else(|| self.unknown(name))?;
+        let all = self.read_state_arena(arena)?;
+        let mut out = Vec::with_capacity(all.len());
+        let mut at = 0usize;
+        for (t, info) in self.layout.tensors.iter().enumerate() {
+            let n = info.numel as usize;
+            if self.keeps(k, t) {
+                out.extend_from_slice(&all[at..at + n]);
+            }
+            at += n;
+        }
+        Ok(out)
+    }
+
+    /// The names of the tensors that keep state `name`, in the set's order.
+    pub(crate) fn state_tensors(&self, name: &str) -> Result<Vec<String>> {
+        let k = self.slot(name)?;
+        Ok(self
+            .layout
+            .tensors
+            .iter()
+            .enumerate()
+            .filter(|&(t, _)| self.keeps(k, t))
+            .map(|(_, info)| info.name.clone())
+            .collect())
+    }
+
+    /// The slot of state `name`, kept by some group.
+    fn slot(&self, name: &str) -> Result<usize> {
+        super::slot_names(&self.groups)
             .iter()
             .position(|n| *n == Some(name))
-            .ok_or_else(unknown)?;
-        // Named states are allocated with the optimizer, and `load` keeps the same names.
-        let arena = self.states[k].as_ref().ok_or_else(unknown)?;
-        self.read_state_arena(arena)
+            .ok_or_else(|| self.unknown(name))
+    }
+
+    fn unknown(&self, name: &str) -> Error {
+        Error::UnknownState {
+            name: name.to_string(),
+            available: super::slot_names(&self.groups)
+                .iter()
+                .flatten()
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// Whether tensor `t` keeps state slot `k` (its group's configuration does).
+    pub(super) fn keeps(&self, k: usize, t: usize) -> bool {
+        self.groups[self.group_of[t] as usize].config.state_names()[k].is_some()
     }
 
     /// A state's values, all tensors concatenated (bf16 states widened exactly).
@@ -75,20 +116,21 @@ impl<R: Rule> Engine<R> {
             .iter()
             .map(|t| t.numel as usize)
             .collect();
-        let states = self.groups[0]
-            .config
-            .state_names()
+        // Each state for the tensors that keep it, as PyTorch's state dict holds it.
+        let states = super::slot_names(&self.groups)
             .iter()
             .zip(&self.states)
-            .filter_map(|(name, arena)| Some((name.as_ref()?, arena.as_ref()?)))
-            .map(|(name, arena)| {
+            .enumerate()
+            .filter_map(|(k, (name, arena))| Some((k, name.as_ref()?, arena.as_ref()?)))
+            .map(|(k, name, arena)| {
                 let all = self.read_state_arena(arena)?;
                 let mut at = 0;
                 let parts = numels
                     .iter()
-                    .map(|&n| {
+                    .enumerate()
+                    .map(|(t, &n)| {
                         at += n;
-                        all[at - n..at].to_vec()
+                        self.keeps(k, t).then(|| all[at - n..at].to_vec())
                     })
                     .collect();
                 Ok((name.to_string(), parts))
@@ -136,24 +178,27 @@ impl<R: Rule> Engine<R> {
             )));
         }
         let configs = self.saved_configs(&c)?;
-        // The arenas and bind groups were built for this optimizer's states: a checkpoint
-        // whose config keeps others (amsgrad, momentum, centered) cannot be loaded into it.
-        let want: Vec<&str> = self.groups[0]
-            .config
-            .state_names()
+        // The arenas and bind groups were built for this optimizer's states, group by
+        // group: a checkpoint whose groups keep others (amsgrad, momentum, centered) cannot
+        // be loaded into it.
+        let want: Vec<&str> = super::slot_names(&self.groups)
             .into_iter()
             .flatten()
             .collect();
         let saved: Vec<&str> = c.states.iter().map(|(n, _)| n.as_str()).collect();
-        let loaded: Vec<&str> = configs[0].state_names().into_iter().flatten().collect();
-        let agree = configs
+        let differing = configs
             .iter()
-            .all(|config| config.state_names() == self.groups[0].config.state_names());
-        if saved != want || !agree {
+            .zip(&self.groups)
+            .position(|(config, group)| config.state_names() != group.config.state_names());
+        if saved != want || differing.is_some() {
+            let g = differing.unwrap_or(0);
+            let names = |c: &R| c.state_names().into_iter().flatten().collect::<Vec<_>>();
             return Err(bad(format!(
-                "optimizer states differ: the checkpoint keeps {saved:?} (its config {loaded:?}), \
-                 this optimizer keeps {want:?}; build the optimizer with the checkpoint's \
-                 amsgrad / momentum / centered settings"
+                "optimizer states differ: the checkpoint keeps {saved:?} (its group {g} \
+                 {:?}), this optimizer keeps {want:?} (its group {g} {:?}); build the \
+                 optimizer with the checkpoint's amsgrad / momentum / centered settings",
+                names(&configs[g]),
+                names(&self.groups[g].config)
             )));
         }
         let values = self.match_by_name(&c, options)?;
@@ -330,24 +375,42 @@ impl<R: Rule> Engine<R> {
                 if unexpected.len() > 4 { " ..." } else { "" }
             )));
         }
-        // A tensor missing from the checkpoint starts fresh: its group's initial state.
-        let slots = self.groups[0].config.state_names();
-        let slots = (0..3).filter(|&k| slots[k].is_some());
-        Ok(c.states
+        // A tensor missing from the checkpoint starts fresh: its group's initial state. A
+        // tensor has a state in the file exactly when its group keeps it (0s stand for the
+        // others, which hold no place on the device).
+        let names = super::slot_names(&self.groups);
+        let slots = (0..3).filter(|&k| names[k].is_some());
+        c.states
             .iter()
             .zip(slots)
-            .map(|((_, parts), slot)| {
+            .map(|((state, parts), slot)| {
                 let mut all = Vec::with_capacity(self.layout.numel() as usize);
-                for ((t, src), &g) in here.iter().zip(&source).zip(&self.group_of) {
-                    let fresh = self.groups[g as usize].config.initial_state()[slot];
-                    match src {
-                        Some(i) => all.extend_from_slice(&parts[*i]),
-                        None => all.resize(all.len() + t.numel as usize, fresh),
+                for (t, (info, src)) in here.iter().zip(&source).enumerate() {
+                    let g = self.group_of[t] as usize;
+                    let fresh = self.groups[g].config.initial_state()[slot];
+                    let n = info.numel as usize;
+                    match (src.map(|i| &parts[i]), self.keeps(slot, t)) {
+                        (Some(Some(values)), true) => all.extend_from_slice(values),
+                        (None, true) => all.resize(all.len() + n, fresh),
+                        (Some(None) | None, false) => all.resize(all.len() + n, 0.0),
+                        (Some(kept), _) => {
+                            return Err(bad(format!(
+                                "tensor {:?} {} {state:?} in the checkpoint, but its group {g} \
+                                 {}: the file disagrees with its groups",
+                                info.name,
+                                if kept.is_some() { "has" } else { "lacks" },
+                                if kept.is_some() {
+                                    "keeps none"
+                                } else {
+                                    "keeps it"
+                                },
+                            )))
+                        }
                     }
                 }
-                all
+                Ok(all)
             })
-            .collect())
+            .collect()
     }
 }
 

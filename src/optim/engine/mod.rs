@@ -25,7 +25,7 @@ use crate::optim::loss_scale::LossScaler;
 use crate::options::{Nonfinite, Norm};
 use crate::report::Report;
 use crate::shard::ShardPartial;
-use crate::storage::arena::{state_arena, write_all, Arena};
+use crate::storage::arena::{sparse_state_arena, state_arena, write_all, Arena, UNKEPT};
 use crate::storage::layout::Layout;
 use crate::storage::param_set::ParamSet;
 
@@ -107,6 +107,8 @@ pub(crate) struct Engine<R: Rule> {
     pub scaler: Option<LossScaler>,
     /// The element type of the rule's states.
     state_dtype: Dtype,
+    /// Bytes the states take on the device (`States::bytes`).
+    state_bytes: u64,
 }
 
 impl<R: Rule> Engine<R> {
@@ -127,28 +129,47 @@ impl<R: Rule> Engine<R> {
         };
         let layout = params.layout.clone();
         let group_of = groups::assign(&layout, &groups)?;
-        let config = &groups[0].config;
-        for (g, group) in groups.iter().enumerate() {
+        for group in &groups {
             group.config.validate()?;
-            if group.config.state_names() != config.state_names() {
-                return Err(Error::InvalidGroups(format!(
-                    "group {g} keeps states {:?}, group 0 keeps {:?}: groups may differ in \
-                     any hyperparameter but amsgrad, zero/non-zero momentum and centered",
-                    group.config.state_names(),
-                    config.state_names()
-                )));
-            }
         }
         let in_norm = groups::norm_mask(&group_of, &groups);
         let blocks = groups::block_tables(&layout, &group_of, &groups);
-        let slots = config.state_names().iter().flatten().count() as u64;
-        let bytes =
-            memory::optimizer_bytes(layout.internal_len, slots, layout.tensors.len() as u64);
+        // Each state slot is dense (every group keeps it), sparse (some groups: their
+        // blocks only, `groups::compact_blocks`) or absent.
+        let names = slot_names(&groups);
+        let compact: [Option<Vec<Vec<u32>>>; 3] = std::array::from_fn(|k| {
+            let keeps: Vec<bool> = groups
+                .iter()
+                .map(|g| g.config.state_names()[k].is_some())
+                .collect();
+            let all = keeps.iter().all(|&x| x);
+            (names[k].is_some() && !all).then(|| groups::compact_blocks(&blocks, &keeps))
+        });
+        let sparse_mask = (0..3)
+            .filter(|&k| compact[k].is_some())
+            .fold(0u8, |mask, k| mask | 1 << k);
+        let sparse_tables = groups::sparse_tables(&compact.iter().flatten().collect::<Vec<_>>());
+        let state_elems: u64 = (0..3)
+            .map(|k| match (names[k], &compact[k]) {
+                (None, _) => 0,
+                (Some(_), None) => layout.internal_len,
+                (Some(_), Some(c)) => kept_blocks(c) * crate::consts::TENSOR_ALIGN_ELEMS,
+            })
+            .sum();
+        let bytes = memory::optimizer_bytes(
+            layout.internal_len,
+            state_elems,
+            layout.tensors.len() as u64,
+        );
         memory::reserve(params.ctx.gpu().map(|g| &**g), "this optimizer", bytes)?;
-        let new_states = || {
-            config
-                .state_names()
-                .map(|name| name.map(|n| state_arena(&params.ctx, &layout, n, state_dtype)))
+        let new_states = || -> [Option<Arena>; 3] {
+            std::array::from_fn(|k| {
+                let name = names[k]?;
+                Some(match &compact[k] {
+                    None => state_arena(&params.ctx, &layout, name, state_dtype),
+                    Some(c) => sparse_state_arena(&params.ctx, &layout, name, state_dtype, c),
+                })
+            })
         };
         let (states, device) = match &params.device {
             // Every allocation in the call's error scope: too little memory is a typed
@@ -181,6 +202,7 @@ impl<R: Rule> Engine<R> {
                             group_bias: &workspace.group_bias,
                             trust,
                             states_storage,
+                            sparse: (sparse_mask, &sparse_tables),
                         },
                     )?;
                     let device = EngineDevice {
@@ -207,6 +229,7 @@ impl<R: Rule> Engine<R> {
             host_state: DeviceStepState::initial(),
             scaler: None,
             state_dtype,
+            state_bytes: state_elems * state_dtype.size(),
         };
         // States that do not start at zero (Adagrad's accumulator) get their groups' values.
         for slot in 0..3 {
@@ -408,9 +431,15 @@ impl<R: Rule> Engine<R> {
                 let range = info.offset as usize..(info.offset + info.numel) as usize;
                 let applied = if group.clipped { &state } else { &unclipped };
                 let grads = host::effective_grads(&g[range.clone()], applied);
-                let states = self.states.each_mut().map(|s| match s {
-                    Some(Arena::Cpu(v)) => Some(&mut v[range.clone()]),
-                    _ => None,
+                // The states its group keeps (a sparse state's other tensors stay 0).
+                let kept = group.config.state_names();
+                let mut k = 0;
+                let states = self.states.each_mut().map(|s| {
+                    k += 1;
+                    match s {
+                        Some(Arena::Cpu(v)) if kept[k - 1].is_some() => Some(&mut v[range.clone()]),
+                        _ => None,
+                    }
                 });
                 group.config.reference_step(
                     state.step,
@@ -461,6 +490,12 @@ impl<R: Rule> Engine<R> {
         params.norm_partial_counting(norm, nonfinite, &counted)
     }
 
+    /// Bytes the states take on the device: per state its elements (a dense state the
+    /// set's packed length, a sparse one its kept blocks) times the state element size.
+    pub(crate) fn state_bytes(&self) -> u64 {
+        self.state_bytes
+    }
+
     /// Parameter group `g`.
     pub(crate) fn group(&self, g: usize) -> Result<&ParamGroup<R>> {
         let n = self.groups.len();
@@ -476,6 +511,17 @@ impl<R: Rule> Engine<R> {
             .get_mut(g)
             .ok_or_else(|| Error::InvalidGroups(format!("no group {g}; this optimizer has {n}")))
     }
+}
+
+/// Per state slot, its name when some group keeps it (the rule names a slot the same in
+/// every group).
+pub(crate) fn slot_names<R: Rule>(groups: &[ParamGroup<R>]) -> [Option<&'static str>; 3] {
+    std::array::from_fn(|k| groups.iter().find_map(|g| g.config.state_names()[k]))
+}
+
+/// Blocks a sparse state keeps, over every slab of its compact tables.
+fn kept_blocks(compact: &[Vec<u32>]) -> u64 {
+    compact.iter().flatten().filter(|&&b| b != UNKEPT).count() as u64
 }
 
 /// Every group's rule struct, in group order: the update kernel's group table.

@@ -17,6 +17,8 @@ pub(crate) trait Ops {
     fn set_group_learning_rate(&mut self, group: usize, lr: f64) -> Result<()>;
     fn state_names(&self) -> Vec<&'static str>;
     fn state(&self, name: &str) -> Result<Vec<f32>>;
+    fn state_tensors(&self, name: &str) -> Result<Vec<String>>;
+    fn state_bytes(&self) -> u64;
     fn step_count(&self) -> Result<u32>;
     fn save(&self) -> Result<Vec<u8>>;
     fn load(&mut self, bytes: &[u8], options: &LoadOptions) -> Result<()>;
@@ -45,12 +47,16 @@ impl<R: Rule> Ops for Engine<R> {
         Ok(())
     }
     fn state_names(&self) -> Vec<&'static str> {
-        self.groups[0]
-            .config
-            .state_names()
+        super::slot_names(&self.groups)
             .into_iter()
             .flatten()
             .collect()
+    }
+    fn state_tensors(&self, name: &str) -> Result<Vec<String>> {
+        Engine::state_tensors(self, name)
+    }
+    fn state_bytes(&self) -> u64 {
+        Engine::state_bytes(self)
     }
     fn state(&self, name: &str) -> Result<Vec<f32>> {
         Engine::state(self, name)
