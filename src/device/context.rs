@@ -267,15 +267,6 @@ impl Context {
         self.gpu.as_ref().map(|g| &g.limits)
     }
 
-    /// Bytes of device memory this device may still allocate, as its driver reports them:
-    /// on Vulkan with `VK_EXT_memory_budget`, `heapBudget − heapUsage` of its roomiest
-    /// device-local heap. `None` on other backends, without the extension, and on the CPU
-    /// reference. A parameter set or optimizer needing more than 90% of it is
-    /// [`Error::OutOfMemory`] before anything is allocated.
-    pub fn memory_available(&self) -> Option<u64> {
-        crate::device::memory::device_local_available(&self.gpu.as_ref()?.device)
-    }
-
     /// Whether `self` and `other` are clones of one Context (one device and queue, one set
     /// of pipeline caches); two CPU Contexts are the same. Comparing their `wgpu::Device`s
     /// is not enough: devices of two wgpu instances can carry equal ids.

@@ -13,7 +13,7 @@
 //! request is also held to the memory the system reports available.
 
 use crate::consts::CHUNK_ELEMS;
-use crate::device::context::Gpu;
+use crate::device::context::{Context, Gpu};
 use crate::error::{Error, Result};
 
 /// The share (percent) of the system's available memory one request may take on a CPU
@@ -42,6 +42,17 @@ pub(crate) fn optimizer_bytes(len: u64, state_elems: u64, tensors: u64) -> u64 {
         .saturating_mul(state_elems)
         .saturating_add(chunks.saturating_mul(8))
         .saturating_add(tensors.saturating_mul(8 + 4))
+}
+
+impl Context {
+    /// Bytes of device memory this device may still allocate, as its driver reports them:
+    /// on Vulkan with `VK_EXT_memory_budget`, `heapBudget − heapUsage` of its roomiest
+    /// device-local heap. `None` on other backends, without the extension, and on the CPU
+    /// reference. A parameter set or optimizer needing more than 90% of it is
+    /// [`Error::OutOfMemory`] before anything is allocated.
+    pub fn memory_available(&self) -> Option<u64> {
+        device_local_available(&self.gpu()?.device)
+    }
 }
 
 /// [`Error::OutOfMemory`] if `bytes` for `what` cannot fit: on a CPU adapter or the CPU
