@@ -96,26 +96,9 @@ impl UpdateKernel {
         use wgpu::BufferUsages as U;
         let table = gpu.buffer(rule.name, rows, U::UNIFORM | U::COPY_DST);
         gpu.queue.write_buffer(&table, 0, table_bytes);
-        let blocks: Vec<wgpu::Buffer> = b
-            .blocks
-            .iter()
-            .map(|t| {
-                let buffer = gpu.storage("block groups", (t.len() * 4) as u64);
-                gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(t));
-                buffer
-            })
-            .collect();
+        let blocks = table_buffers(gpu, "block groups", b.blocks);
         let gather = b.blocks.iter().map(|t| slab_gather(t)).collect();
-        let sparse = b
-            .sparse
-            .1
-            .iter()
-            .map(|t| {
-                let buffer = gpu.storage("sparse state blocks", (t.len().max(1) * 4) as u64);
-                gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(t));
-                buffer
-            })
-            .collect();
+        let sparse = table_buffers(gpu, "sparse state blocks", b.sparse.1);
         let states = (0..rule.state_slots)
             .map(|k| match b.states.get(k) {
                 Some(Some(Arena::Gpu(bindings))) => Ok(bindings.clone()),
@@ -225,6 +208,18 @@ impl UpdateKernel {
             self.bind_group(gpu, update_key(slab), s, slab)
         });
     }
+}
+
+/// One storage buffer per slab holding its table of `tables` (at least one word).
+fn table_buffers(gpu: &Gpu, label: &str, tables: &[Vec<u32>]) -> Vec<wgpu::Buffer> {
+    tables
+        .iter()
+        .map(|t| {
+            let buffer = gpu.storage(label, (t.len().max(1) * 4) as u64);
+            gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(t));
+            buffer
+        })
+        .collect()
 }
 
 /// `SHAPE_GROUP_GATHER` for a slab with block table `table` (`optim::groups::block_tables`),

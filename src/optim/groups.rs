@@ -18,8 +18,8 @@ use crate::storage::layout::Layout;
 /// As in PyTorch, groups of one optimizer may differ in any hyperparameter (learning rate,
 /// weight decay, betas, momentum, eps, ...), including those that add a state (`amsgrad`,
 /// zero or non-zero momentum, `centered`): a state some groups keep is stored for their
-/// tensors only (see [`compact_blocks`]), and checkpoints hold it for those tensors, as
-/// PyTorch's state dict does.
+/// tensors only (`States::bytes` says what the states take), and checkpoints hold it for
+/// those tensors, as PyTorch's state dict does.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParamGroup<C> {
     /// The tensors, by name; every tensor of the set is in exactly one group.

@@ -34,17 +34,30 @@ impl<R: Rule> Engine<R> {
         let k = self.slot(name)?;
         // Named states are allocated with the optimizer, and `load` keeps the same names.
         let arena = self.states[k].as_ref().ok_or_else(|| self.unknown(name))?;
+        Ok(self
+            .state_parts(k, arena)?
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect())
+    }
+
+    /// State slot `k` (held in `arena`) tensor by tensor in the set's order: the values of
+    /// each tensor that keeps it, `None` for the others.
+    fn state_parts(&self, k: usize, arena: &Arena) -> Result<Vec<Option<Vec<f32>>>> {
         let all = self.read_state_arena(arena)?;
-        let mut out = Vec::with_capacity(all.len());
         let mut at = 0usize;
-        for (t, info) in self.layout.tensors.iter().enumerate() {
-            let n = info.numel as usize;
-            if self.keeps(k, t) {
-                out.extend_from_slice(&all[at..at + n]);
-            }
-            at += n;
-        }
-        Ok(out)
+        Ok(self
+            .layout
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(t, info)| {
+                let n = info.numel as usize;
+                at += n;
+                self.keeps(k, t).then(|| all[at - n..at].to_vec())
+            })
+            .collect())
     }
 
     /// The names of the tensors that keep state `name`, in the set's order.
@@ -110,31 +123,13 @@ impl<R: Rule> Engine<R> {
     }
 
     pub(crate) fn save(&self) -> Result<Vec<u8>> {
-        let numels: Vec<usize> = self
-            .layout
-            .tensors
-            .iter()
-            .map(|t| t.numel as usize)
-            .collect();
         // Each state for the tensors that keep it, as PyTorch's state dict holds it.
         let states = super::slot_names(&self.groups)
             .iter()
             .zip(&self.states)
             .enumerate()
             .filter_map(|(k, (name, arena))| Some((k, name.as_ref()?, arena.as_ref()?)))
-            .map(|(k, name, arena)| {
-                let all = self.read_state_arena(arena)?;
-                let mut at = 0;
-                let parts = numels
-                    .iter()
-                    .enumerate()
-                    .map(|(t, &n)| {
-                        at += n;
-                        self.keeps(k, t).then(|| all[at - n..at].to_vec())
-                    })
-                    .collect();
-                Ok((name.to_string(), parts))
-            })
+            .map(|(k, name, arena)| Ok((name.to_string(), self.state_parts(k, arena)?)))
             .collect::<Result<Vec<_>>>()?;
         let step_state = self.read_state()?;
         let scaler = match self.scaler {

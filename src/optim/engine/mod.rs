@@ -431,16 +431,16 @@ impl<R: Rule> Engine<R> {
                 let range = info.offset as usize..(info.offset + info.numel) as usize;
                 let applied = if group.clipped { &state } else { &unclipped };
                 let grads = host::effective_grads(&g[range.clone()], applied);
-                // The states its group keeps (a sparse state's other tensors stay 0).
-                let kept = group.config.state_names();
-                let mut k = 0;
-                let states = self.states.each_mut().map(|s| {
-                    k += 1;
-                    match s {
-                        Some(Arena::Cpu(v)) if kept[k - 1].is_some() => Some(&mut v[range.clone()]),
-                        _ => None,
-                    }
+                let mut states = self.states.each_mut().map(|s| match s {
+                    Some(Arena::Cpu(v)) => Some(&mut v[range.clone()]),
+                    _ => None,
                 });
+                // Only the states its group keeps (a sparse state's other tensors stay 0).
+                for (state, name) in states.iter_mut().zip(group.config.state_names()) {
+                    if name.is_none() {
+                        *state = None;
+                    }
+                }
                 group.config.reference_step(
                     state.step,
                     TensorStep {
