@@ -3,7 +3,7 @@
 
 Writes fixtures/pytorch.json: norms, clip_grad_norm_ / clip_grads_with_norm_ /
 clip_grad_value_, a few steps of SGD, Adam, AdamW and RMSprop and twelve of Adagrad,
-Adamax and Adadelta
+Adamax, Adadelta, RAdam, ASGD, Rprop and NAdam
 (single-tensor loops, foreach=False, on CPU in float32) with the optimizer states after
 every step, and AdamW
 with three parameter groups, one left out of the global norm, and adaptive gradient
@@ -114,6 +114,31 @@ OPTIMIZERS = [
     ("Adadelta", torch.optim.Adadelta,
      dict(rho=0.8, weight_decay=0.01, maximize=True), 12),
     ("Adadelta", torch.optim.Adadelta, dict(lr=0.5, eps=1e-3), 12),
+    # RAdam, ASGD and Rprop, appended after Adadelta (the cases above keep their numbers).
+    # RAdam's rectification switches on at step 6 (ρt > 5) for every β2 here.
+    ("RAdam", torch.optim.RAdam, dict(), 12),
+    ("RAdam", torch.optim.RAdam,
+     dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=0.01, maximize=True), 12),
+    ("RAdam", torch.optim.RAdam,
+     dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True), 12),
+    ("RAdam", torch.optim.RAdam, dict(lr=1e-2, betas=(0.3, 0.95), eps=1e-3), 12),
+    # ASGD's eta and mu are scalars per tensor (step-derived; not in the fixture's states):
+    # t0 = 3 starts the average at step 5.
+    ("ASGD", torch.optim.ASGD, dict(), 12),
+    ("ASGD", torch.optim.ASGD,
+     dict(lr=5e-2, lambd=0.1, alpha=0.5, t0=3.0, weight_decay=0.01, maximize=True), 12),
+    ("ASGD", torch.optim.ASGD, dict(lr=0.1, lambd=1e-2, t0=0.0), 12),
+    ("Rprop", torch.optim.Rprop, dict(), 12),
+    ("Rprop", torch.optim.Rprop,
+     dict(lr=5e-3, etas=(0.3, 1.5), step_sizes=(1e-4, 2e-2), maximize=True), 12),
+    ("Rprop", torch.optim.Rprop, dict(lr=0.1, step_sizes=(0.05, 0.2)), 12),
+    # NAdam, appended after Rprop; its mu_product is a scalar per tensor (not in the states).
+    ("NAdam", torch.optim.NAdam, dict(), 12),
+    ("NAdam", torch.optim.NAdam,
+     dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.01, momentum_decay=0.1, maximize=True), 12),
+    ("NAdam", torch.optim.NAdam,
+     dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True), 12),
+    ("NAdam", torch.optim.NAdam, dict(lr=1e-2, betas=(0.3, 0.9), eps=1e-3), 12),
 ]
 
 
@@ -129,7 +154,9 @@ def optimizer_case(name, cls, kwargs, steps=STEPS):
         case["steps"].append({
             "grad": flat(grad),
             "params": flat(param),
-            "state": {k: flat(v) for k, v in state.items() if k != "step" and v is not None},
+            # Per-element states only: the scalars (step; ASGD's eta and mu) follow the step.
+            "state": {k: flat(v) for k, v in state.items()
+                      if v is not None and v.shape == param.shape},
         })
     return case
 

@@ -11,7 +11,8 @@
 //   skipped         = nonfinite (under ZERO_NANS: ±Inf or a non-finite total) and policy != PROPAGATE,
 //                     or skip_above > 0 and !(total_norm < skip_above)  (a NaN total too)
 //   step           += 1 unless skipped (only when count_step; saturates at 2^32 − 1)
-//   group_bias[g]   = 1 − β^step = −expm1(step · ln β) per group and beta (1 where ln β = 0)
+//   group_bias[g]   = (1 − β1^step, 1 − β2^step) = −expm1(step · ln β) per group (1 where ln β = 0),
+//                     and NAdam's (1 − μ_t) / (1 − Π_t),  μ_{t+1} / (1 − Π_t·μ_{t+1}) (nadam_coefficients)
 //   inv_grad_scale, clip_value, zero_nans, stochastic, round_seed: from op for the clip and
 //                     update kernels; under a loss scaler inv_grad_scale = 1 / state.loss_scale
 //   loss scaler (op.scaler): found_inf = nonfinite;
@@ -27,16 +28,17 @@
 // @binding(2) state        StepState (read and written)
 // @binding(3) op           NormOp
 // @binding(4) in_norm      per tensor, 1 when it counts in the total (parameter groups)
-// @binding(5) group_log_betas per parameter group, (ln β1, ln β2) from the host in f64; 0: no correction
-// @binding(6) group_bias   per parameter group, Adam's (1 − β1^step, 1 − β2^step) (written)
+// @binding(5) group_schedule per parameter group, (ln β1, ln β2, NAdam's β1, ψ·ln 0.96) from the
+//                          host in f64; ln β = 0: no correction; β1 = 0: no NAdam schedule
+// @binding(6) group_bias   per parameter group, (bc1, bc2, NAdam's two coefficients) (written)
 
 @group(0) @binding(0) var<storage, read> tensor_sums: array<Partial>;
 @group(0) @binding(1) var<storage, read_write> tensor_norms: array<f32>;
 @group(0) @binding(2) var<storage, read_write> state: StepState;
 @group(0) @binding(3) var<uniform> op: NormOp;
 @group(0) @binding(4) var<storage, read> in_norm: array<u32>;
-@group(0) @binding(5) var<storage, read> group_log_betas: array<vec2<f32>>;
-@group(0) @binding(6) var<storage, read_write> group_bias: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> group_schedule: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> group_bias: array<vec4<f32>>;
 
 // The factor the norms and the update unscale by: 1 / the state's loss scale under a
 // scaler (exact for a power of two), else the op's 1 / grad_scale.
@@ -70,6 +72,26 @@ fn bias_correction(log_beta: f32, t: u32) -> f32 {
         return 1.0;
     }
     return one_minus_power(log_beta, t);
+}
+
+// NAdam's momentum at step t, μ_t = β1·(1 − 0.5·0.96^(tψ)), from log_decay = ψ·ln 0.96.
+fn nadam_mu(beta1: f32, log_decay: f32, t: u32) -> f32 {
+    return beta1 * (1.0 - 0.5 * exp(f32(t) * log_decay));
+}
+
+// NAdam's update coefficients at step t, with Π_t = μ_1·…·μ_t (PyTorch's mu_product, a
+// running f32 product): ((1 − μ_t) / (1 − Π_t), μ_{t+1} / (1 − Π_t·μ_{t+1})). Π_t is
+// recomputed from t, so it needs no state of its own and resumes from the step count
+// alone; the product stops once below 2^-25, where 1 − Π is 1 in f32 (after ~25
+// factors for β1 ≤ 0.999 and the default ψ: the early μ are about β1/2).
+fn nadam_coefficients(beta1: f32, log_decay: f32, t: u32) -> vec2<f32> {
+    var product = 1.0;
+    for (var i = 1u; i <= t && product >= 0x1p-25f; i++) {
+        product = product * nadam_mu(beta1, log_decay, i);
+    }
+    let mu = nadam_mu(beta1, log_decay, t);
+    let mu_next = nadam_mu(beta1, log_decay, t + 1u);
+    return vec2<f32>((1.0 - mu) / (1.0 - product), mu_next / (1.0 - product * mu_next));
 }
 
 // The flags a norm is taken with: under ZERO_NANS a NaN counted as 0, not as NaN.
@@ -152,9 +174,15 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         update_scale(&st);
     }
     for (var g = 0u; g < op.num_groups; g++) {
-        group_bias[g] = vec2<f32>(
-            bias_correction(group_log_betas[g].x, st.step),
-            bias_correction(group_log_betas[g].y, st.step),
+        let schedule = group_schedule[g];
+        var nadam = vec2<f32>(0.0);
+        if schedule.z != 0.0 {
+            nadam = nadam_coefficients(schedule.z, schedule.w, st.step);
+        }
+        group_bias[g] = vec4<f32>(
+            bias_correction(schedule.x, st.step),
+            bias_correction(schedule.y, st.step),
+            nadam,
         );
     }
     state = st;

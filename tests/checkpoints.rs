@@ -146,6 +146,59 @@ fn round_trips_are_bit_exact_for_every_optimizer() {
         LambConfig::default(),
         |o: &Lamb| *o.config(),
     );
+    round_trip_is_exact(
+        AdamaxConfig::default(),
+        AdamaxConfig {
+            lr: 0.5,
+            ..Default::default()
+        },
+        |o: &Adamax| *o.config(),
+    );
+    round_trip_is_exact(
+        AdadeltaConfig::default(),
+        AdadeltaConfig {
+            rho: 0.5,
+            ..Default::default()
+        },
+        |o: &Adadelta| *o.config(),
+    );
+    // Loaded betas differ from those the optimizer was built with: its bias corrections
+    // (the finalize's group schedule) follow the loaded config.
+    round_trip_is_exact(
+        RAdamConfig {
+            betas: (0.8, 0.9),
+            ..Default::default()
+        },
+        RAdamConfig::default(),
+        |o: &RAdam| *o.config(),
+    );
+    round_trip_is_exact(
+        NAdamConfig {
+            betas: (0.8, 0.99),
+            momentum_decay: 0.1,
+            ..Default::default()
+        },
+        NAdamConfig::default(),
+        |o: &NAdam| *o.config(),
+    );
+    // ASGD's averaged parameters (t0 = 1: averaging from step 3) and Rprop's step sizes
+    // (which start at lr, not 0) are states like any other.
+    round_trip_is_exact(
+        AsgdConfig {
+            t0: 1.0,
+            ..Default::default()
+        },
+        AsgdConfig::default(),
+        |o: &Asgd| *o.config(),
+    );
+    round_trip_is_exact(
+        RpropConfig {
+            lr: 0.1,
+            ..Default::default()
+        },
+        RpropConfig::default(),
+        |o: &Rprop| *o.config(),
+    );
 }
 
 #[test]

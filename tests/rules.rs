@@ -582,6 +582,275 @@ fn lion_moves_every_parameter_by_lr() {
     }
 }
 
+/// ASGD with t0 = 0 and no decay (λ = 0: η = lr) averages the iterates from step 2 on:
+/// `ax` after step t is the mean of the parameters after steps 2..=t, on GPU and CPU.
+#[test]
+fn asgd_averages_the_iterates_after_t0() {
+    for ctx in [ctx(), Context::cpu()] {
+        let n = 300;
+        let (mut set, _) = set_with_grads(&ctx, &[n], None, 1);
+        set.upload_params(&data(n, 2, 1.0)).unwrap();
+        let config = AsgdConfig {
+            lr: 0.1,
+            lambd: 0.0,
+            t0: 0.0,
+            ..Default::default()
+        };
+        let mut opt = config.build(&set).unwrap();
+        let mut iterates: Vec<Vec<f32>> = Vec::new();
+        for step in 1..=6u64 {
+            set.upload_grads(&data(n, 10 + step, 1.0)).unwrap();
+            opt.step(&mut set, &StepOptions::default()).unwrap();
+            iterates.push(set.download_params().unwrap());
+            let ax = opt.states().get("ax").unwrap();
+            let since = &iterates[iterates.len().min(2) - 1..];
+            for i in 0..n {
+                let mean = since.iter().map(|p| f64::from(p[i])).sum::<f64>() / since.len() as f64;
+                let err = (f64::from(ax[i]) - mean).abs();
+                assert!(
+                    err <= 1e-5 * mean.abs().max(1.0),
+                    "{} step {step} element {i}: ax {} against the mean {mean}",
+                    ctx.describe(),
+                    ax[i]
+                );
+            }
+        }
+    }
+}
+
+/// Rprop grows a step size by etaplus while the gradient keeps its sign (up to the
+/// bound), then on a flip shrinks it by etaminus and leaves the parameter alone.
+#[test]
+fn rprop_grows_and_shrinks_its_step_sizes() {
+    for ctx in [ctx(), Context::cpu()] {
+        let n = 260;
+        let (mut set, _) = set_with_grads(&ctx, &[n], None, 1);
+        set.upload_params(&vec![0.0; n]).unwrap();
+        let config = RpropConfig {
+            lr: 0.25,
+            etas: (0.5, 2.0),
+            step_sizes: (1e-3, 1.5),
+            ..Default::default()
+        };
+        let mut opt = config.build(&set).unwrap();
+        // Gradient +1 on even elements, −3 on odd ones: each moves against its sign.
+        let sign: Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let grads: Vec<f32> = sign
+            .iter()
+            .map(|s| if *s > 0.0 { 1.0 } else { -3.0 })
+            .collect();
+        set.upload_grads(&grads).unwrap();
+        // Step sizes 0.25, 0.5, 1.0, then 1.5 (the bound): the parameter moves by their sum.
+        let mut moved = 0.0;
+        for size in [0.25f32, 0.5, 1.0, 1.5] {
+            opt.step(&mut set, &StepOptions::default()).unwrap();
+            moved += size;
+            let params = set.download_params().unwrap();
+            let sizes = opt.states().get("step_size").unwrap();
+            for i in 0..n {
+                assert_eq!(sizes[i], size, "{} element {i}", ctx.describe());
+                assert_eq!(
+                    params[i],
+                    -sign[i] * moved,
+                    "{} element {i}",
+                    ctx.describe()
+                );
+            }
+        }
+        // The sign flips: the step size halves, the parameter stays, prev becomes 0.
+        let flipped: Vec<f32> = grads.iter().map(|g| -g).collect();
+        set.upload_grads(&flipped).unwrap();
+        opt.step(&mut set, &StepOptions::default()).unwrap();
+        let params = set.download_params().unwrap();
+        assert_eq!(opt.states().get("step_size").unwrap(), vec![0.75; n]);
+        assert_eq!(opt.states().get("prev").unwrap(), vec![0.0; n]);
+        for i in 0..n {
+            assert_eq!(
+                params[i],
+                -sign[i] * moved,
+                "{} element {i}",
+                ctx.describe()
+            );
+        }
+    }
+}
+
+/// RAdam's first steps are momentum steps; from the first step whose ρt passes 5 (step 6
+/// for β2 = 0.999) the step is adaptive and rectified: under a constant gradient g it
+/// moves by lr·|g| up to step 5, then by about lr·r6 (sqrt(v̂) = |g|).
+#[test]
+fn radam_switches_to_the_rectified_step_at_step_6() {
+    let r6 = {
+        let (b2, t) = (0.999f64, 6.0f64);
+        let rho_inf = 2.0 / (1.0 - b2) - 1.0;
+        let rho = rho_inf - 2.0 * t * b2.powf(t) / (1.0 - b2.powf(t));
+        ((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)).sqrt()
+    };
+    for ctx in [ctx(), Context::cpu()] {
+        let n = 100;
+        let (mut set, _) = set_with_grads(&ctx, &[n], None, 1);
+        set.upload_params(&vec![0.0; n]).unwrap();
+        set.upload_grads(&vec![2.0; n]).unwrap();
+        let config = RAdamConfig {
+            lr: 1e-2,
+            ..Default::default()
+        };
+        let mut opt = config.build(&set).unwrap();
+        let mut before = 0.0f64;
+        for step in 1..=7 {
+            opt.step(&mut set, &StepOptions::default()).unwrap();
+            let p = f64::from(set.download_params().unwrap()[0]);
+            let moved = before - p;
+            let want = if step <= 5 { 2e-2 } else { 1e-2 * r6 };
+            // Each parameter is an f32: its move is known to 2 of its ulp.
+            let tol = 1e-5 * want + 2.0 * f64::from(f32::EPSILON) * before.abs().max(p.abs());
+            if step <= 6 {
+                assert!(
+                    (moved - want).abs() <= tol,
+                    "{} step {step}: moved {moved}, want {want}",
+                    ctx.describe()
+                );
+            } else {
+                // Step 7's factor r7 > r6, still a fraction of the momentum step.
+                assert!(
+                    moved > 1e-2 * r6 && moved < 2e-2,
+                    "{} step 7: {moved}",
+                    ctx.describe()
+                );
+            }
+            before = p;
+        }
+    }
+}
+
+/// RAdam, NAdam, ASGD and Rprop refuse what PyTorch refuses, with PyTorch's names; their
+/// defaults are PyTorch's.
+#[test]
+fn radam_nadam_asgd_and_rprop_check_their_hyperparameters_like_pytorch() {
+    let (set, _) = set_with_grads(&ctx(), &[10], None, 1);
+    let d = NAdamConfig::default();
+    assert_eq!(
+        (d.lr, d.betas, d.eps, d.weight_decay, d.momentum_decay),
+        (2e-3, (0.9, 0.999), 1e-8, 0.0, 4e-3)
+    );
+    for (name, c) in [
+        ("lr", NAdamConfig { lr: -1.0, ..d }),
+        (
+            "beta parameter at index 0",
+            NAdamConfig {
+                betas: (1.0, 0.999),
+                ..d
+            },
+        ),
+        (
+            "momentum_decay value",
+            NAdamConfig {
+                momentum_decay: -1e-3,
+                ..d
+            },
+        ),
+    ] {
+        let err = NAdam::new(&set, c).err().unwrap();
+        assert!(
+            matches!(err, Error::InvalidHyperparameter { optimizer: "NAdam", name: n, .. } if n == name),
+            "{err}"
+        );
+    }
+    let d = RAdamConfig::default();
+    assert_eq!(
+        (d.lr, d.betas, d.eps, d.weight_decay),
+        (1e-3, (0.9, 0.999), 1e-8, 0.0)
+    );
+    for (name, c) in [
+        ("lr", RAdamConfig { lr: -1.0, ..d }),
+        ("eps", RAdamConfig { eps: -1.0, ..d }),
+        (
+            "beta parameter at index 1",
+            RAdamConfig {
+                betas: (0.9, 1.0),
+                ..d
+            },
+        ),
+        (
+            "weight_decay",
+            RAdamConfig {
+                weight_decay: -0.1,
+                ..d
+            },
+        ),
+    ] {
+        let err = RAdam::new(&set, c).err().unwrap();
+        assert!(
+            matches!(err, Error::InvalidHyperparameter { optimizer: "RAdam", name: n, .. } if n == name),
+            "{err}"
+        );
+    }
+    let d = AsgdConfig::default();
+    assert_eq!((d.lr, d.lambd, d.alpha, d.t0), (1e-2, 1e-4, 0.75, 1e6));
+    for (name, c) in [
+        ("lr", AsgdConfig { lr: -1.0, ..d }),
+        ("lambd value", AsgdConfig { lambd: -1.0, ..d }),
+        ("alpha value", AsgdConfig { alpha: -1.0, ..d }),
+        (
+            "weight_decay value",
+            AsgdConfig {
+                weight_decay: f64::NAN,
+                ..d
+            },
+        ),
+    ] {
+        let err = Asgd::new(&set, c).err().unwrap();
+        assert!(
+            matches!(err, Error::InvalidHyperparameter { optimizer: "ASGD", name: n, .. } if n == name),
+            "{err}"
+        );
+    }
+    let d = RpropConfig::default();
+    assert_eq!(
+        (d.lr, d.etas, d.step_sizes),
+        (1e-2, (0.5, 1.2), (1e-6, 50.0))
+    );
+    for (name, c) in [
+        ("lr", RpropConfig { lr: -1.0, ..d }),
+        (
+            "etas",
+            RpropConfig {
+                etas: (1.0, 1.2),
+                ..d
+            },
+        ),
+        (
+            "etas",
+            RpropConfig {
+                etas: (0.5, 1.0),
+                ..d
+            },
+        ),
+        (
+            "etas",
+            RpropConfig {
+                etas: (0.0, 1.2),
+                ..d
+            },
+        ),
+        (
+            "step_sizes",
+            RpropConfig {
+                step_sizes: (f64::NAN, 1.0),
+                ..d
+            },
+        ),
+    ] {
+        let err = Rprop::new(&set, c).err().unwrap();
+        assert!(
+            matches!(err, Error::InvalidHyperparameter { optimizer: "Rprop", name: n, .. } if n == name),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn adagrad_and_lion_check_their_hyperparameters_like_pytorch_and_optax() {
     let (set, _) = set_with_grads(&ctx(), &[10], None, 1);

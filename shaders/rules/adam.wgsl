@@ -17,7 +17,7 @@
 // (update.wgsl); in a pool, @binding(10) places (locate_pooled.wgsl). States are indexed
 // by the virtual vec4 i, params and grads at `at`.
 
-@group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
+@group(0) @binding(9) var<storage, read> group_bias: array<vec4<f32>>;
 
 fn update(i: u32, at: At, block: u32, group: u32, u: Adam) {
     let bias = group_bias[group];

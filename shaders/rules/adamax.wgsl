@@ -11,7 +11,7 @@
 // @binding(9) group_bias: (bc1, bc2) per group
 // params and grads through the access part at `at`; states indexed by the virtual vec4 i.
 
-@group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
+@group(0) @binding(9) var<storage, read> group_bias: array<vec4<f32>>;
 
 // torch.maximum: the larger of a and b, NaN when either is NaN.
 fn maximum_keep_nan(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {

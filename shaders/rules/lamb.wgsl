@@ -9,7 +9,7 @@
 // @binding(12) block_tensor  (lamb_table.wgsl, update.wgsl); params and grads through the
 // access part, at `at`.
 
-@group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
+@group(0) @binding(9) var<storage, read> group_bias: array<vec4<f32>>;
 @group(0) @binding(11) var<storage, read> ratios: array<f32>;
 @group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
 

@@ -8,7 +8,7 @@
 // access part at `at` (own or pooled, f32 or 16-bit).
 // (lamb_table.wgsl, update.wgsl, trust_partials.wgsl)
 
-@group(0) @binding(9) var<storage, read> group_bias: array<vec2<f32>>;
+@group(0) @binding(9) var<storage, read> group_bias: array<vec4<f32>>;
 
 fn trust_terms(i: u32, at: At, live: vec4<bool>) -> vec2<f32> {
     let block = block_of(i);

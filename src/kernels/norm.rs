@@ -43,8 +43,12 @@ pub(crate) struct NormWorkspace {
     /// Per tensor, 1 when it counts in the total norm (all 1 unless an optimizer's
     /// parameter groups exclude some).
     pub in_norm: wgpu::Buffer,
-    /// Per parameter group, Adam's `(1 − β1^step, 1 − β2^step)`, written by the finalize.
+    /// Per parameter group, the step's scalars the finalize writes: Adam's
+    /// `(1 − β1^step, 1 − β2^step)` and NAdam's momentum coefficients (`vec4<f32>`).
     pub group_bias: wgpu::Buffer,
+    /// Per parameter group, what the finalize computes them from (`vec4<f32>`: ln β1, ln β2,
+    /// NAdam's β1 and ψ·ln 0.96), written in stream before each step.
+    group_schedule: wgpu::Buffer,
     /// The options uniform, written in stream before each recording.
     pub op: wgpu::Buffer,
     partials: wgpu::Buffer,
@@ -61,7 +65,7 @@ pub(crate) struct NormWorkspace {
 
 impl NormWorkspace {
     pub(crate) fn new(
-        gpu: &Gpu, layout: &Layout, tables: &FoldTables, group_log_betas: &[[f32; 2]],
+        gpu: &Gpu, layout: &Layout, tables: &FoldTables, num_groups: usize,
     ) -> NormWorkspace {
         let n = layout.tensors.len() as u64;
         let partial_bytes = std::mem::size_of::<Partial>() as u64;
@@ -83,10 +87,9 @@ impl NormWorkspace {
             .write_buffer(&state, 0, bytemuck::bytes_of(&DeviceStepState::initial()));
         let op = gpu.uniform("norm op", bytemuck::bytes_of(&base_op(layout)));
         let in_norm = gpu.storage("in norm", n * 4);
-        let betas = gpu.storage("group log betas", (group_log_betas.len() * 8) as u64);
-        gpu.queue
-            .write_buffer(&betas, 0, bytemuck::cast_slice(group_log_betas));
-        let group_bias = gpu.storage("group bias", (group_log_betas.len() * 8) as u64);
+        // Zeros until a step writes the groups' schedules: no correction.
+        let group_schedule = gpu.storage("group schedule", (num_groups.max(1) * 16) as u64);
+        let group_bias = gpu.storage("group bias", (num_groups.max(1) * 16) as u64);
         let all_in: Vec<u32> = vec![1; layout.tensors.len()];
         gpu.queue
             .write_buffer(&in_norm, 0, bytemuck::cast_slice(&all_in));
@@ -109,7 +112,7 @@ impl NormWorkspace {
                 whole(&state),
                 whole(&op),
                 whole(&in_norm),
-                whole(&betas),
+                whole(&group_schedule),
                 whole(&group_bias),
             ],
         );
@@ -125,6 +128,7 @@ impl NormWorkspace {
             tensor_sums,
             in_norm,
             group_bias,
+            group_schedule,
             op,
             partials,
             partial_groups,
@@ -145,6 +149,13 @@ impl NormWorkspace {
             (&self.op, 0, bytemuck::bytes_of(op)),
             (&self.ran, 0, generation),
         ]
+    }
+
+    /// The in-stream write of the groups' schedules (`group_schedules` of the engine).
+    pub(crate) fn schedule_write<'a>(
+        &'a self, rows: &'a [u8],
+    ) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
+        (&self.group_schedule, 0, rows)
     }
 
     /// The generation of the next recording, as the bytes `ran` will hold once it ran.

@@ -72,6 +72,12 @@ pub(crate) trait Rule: RuleConfig + LearningRate + RuleKernel + FieldChecks {
     fn log_betas(&self) -> [f32; 2] {
         [0.0, 0.0]
     }
+    /// `(β1, ψ·ln 0.96)` of NAdam's momentum schedule `μ_t = β1·(1 − 0.5·0.96^(tψ))`, in
+    /// f64 then rounded, for the finalize's per-group `(1 − μ_t) / (1 − Π μ)` and
+    /// `μ_{t+1} / (1 − Π μ · μ_{t+1})`; β1 = 0: none (the default).
+    fn momentum_schedule(&self) -> [f32; 2] {
+        [0.0, 0.0]
+    }
     /// The option-dependent paths of the update kernel this group takes (the `SHAPE_*`
     /// bits of `crate::kernels::shaders` but `SHAPE_VALUE_CLIP`, which comes from the step's
     /// options); the step compiles in those of every group (`PipelineKey::shaped`).
@@ -178,9 +184,7 @@ impl<R: Rule> Engine<R> {
                 set.gpu.scoped(|| {
                     let gpu = &set.gpu;
                     let states = new_states();
-                    let log_betas: Vec<[f32; 2]> =
-                        groups.iter().map(|g| g.config.log_betas()).collect();
-                    let workspace = NormWorkspace::new(gpu, &layout, &set.fold, &log_betas);
+                    let workspace = NormWorkspace::new(gpu, &layout, &set.fold, groups.len());
                     gpu.queue
                         .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
                     let trust = R::SHADER.trust.map(|_| TrustSetup {
@@ -377,11 +381,17 @@ impl<R: Rule> Engine<R> {
         let (gpu, ws) = (&device.gpu, &device.workspace);
         // The step's options and every group's hyperparameters, from one upload buffer.
         let table = group_table(&self.groups);
+        let schedules = group_schedules(&self.groups);
         let generation = ws.next_generation();
         let [op_write, ran_write] = ws.op_writes(&op, &generation);
         gpu.write_in_stream(
             encoder,
-            &[op_write, ran_write, device.update.table_write(&table)],
+            &[
+                op_write,
+                ran_write,
+                device.update.table_write(&table),
+                ws.schedule_write(&schedules),
+            ],
         )?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -525,6 +535,19 @@ fn kept_blocks(compact: &[Vec<u32>]) -> u64 {
 }
 
 /// Every group's rule struct, in group order: the update kernel's group table.
+/// Each group's step schedule for the finalize, as the config is now (a checkpoint's load
+/// may have replaced it): `(ln β1, ln β2)` and NAdam's `(β1, ψ·ln 0.96)`.
+fn group_schedules<R: Rule>(groups: &[ParamGroup<R>]) -> Vec<u8> {
+    let rows: Vec<[f32; 4]> = groups
+        .iter()
+        .map(|g| {
+            let ([b1, b2], [m1, m2]) = (g.config.log_betas(), g.config.momentum_schedule());
+            [b1, b2, m1, m2]
+        })
+        .collect();
+    bytemuck::cast_slice(&rows).to_vec()
+}
+
 fn group_table<R: Rule>(groups: &[ParamGroup<R>]) -> Vec<u8> {
     groups.iter().flat_map(|g| g.config.uniform()).collect()
 }

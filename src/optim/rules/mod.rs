@@ -75,7 +75,8 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), names.0.len(), "{:?}", names.0);
         for name in [
-            "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Lion", "LARS", "LAMB",
+            "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Adadelta", "RAdam", "ASGD",
+            "Rprop", "NAdam", "Lion", "LARS", "LAMB",
         ] {
             assert!(names.0.contains(&name), "{name} in {:?}", names.0);
         }
