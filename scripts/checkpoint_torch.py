@@ -7,7 +7,11 @@ PyTorch optimizer ``state_dict``.
 
 clipstep keeps states per tensor name under PyTorch's state names (``<name>.exp_avg``,
 ``<name>.exp_avg_sq``, ``<name>.max_exp_avg_sq``, ``<name>.momentum_buffer``,
-``<name>.square_avg``, ``<name>.grad_avg``, ``<name>.step``); PyTorch keys its state by
+``<name>.square_avg``, ``<name>.grad_avg``, ``<name>.sum``, ``<name>.exp_inf``,
+``<name>.acc_delta``, ``<name>.ax``, ``<name>.prev``, ``<name>.step_size``,
+``<name>.step``); PyTorch's scalar states that clipstep derives from the step count
+(NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) are computed here for ``to-torch`` and
+dropped by ``from-torch``. PyTorch keys its state by
 parameter index, in the order the parameters were given to the optimizer, which is the
 order of the metadata's ``tensors`` list. Each clipstep parameter group becomes a
 ``param_group`` (its tensors' indices; clipstep's ``bias_correction`` has no PyTorch
@@ -30,8 +34,36 @@ KEYS = {
     "Adam": ["lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"],
     "AdamW": ["lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"],
     "RMSprop": ["lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"],
+    "Adagrad": ["lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize"],
+    "Adamax": ["lr", "betas", "eps", "weight_decay", "maximize"],
+    "Adadelta": ["lr", "rho", "eps", "weight_decay", "maximize"],
+    "RAdam": ["lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize"],
+    "NAdam": ["lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay",
+              "maximize"],
+    "ASGD": ["lr", "lambd", "alpha", "t0", "weight_decay", "maximize"],
+    "Rprop": ["lr", "etas", "step_sizes", "maximize"],
 }
-STATES = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "momentum_buffer"]
+STATES = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "momentum_buffer",
+          "sum", "exp_inf", "acc_delta", "ax", "prev", "step_size"]
+# Config values PyTorch keeps as tuples (JSON arrays in clipstep's metadata).
+PAIRS = ["betas", "etas", "step_sizes"]
+
+
+def scalar_states(optimizer, config, step):
+    """PyTorch's per-tensor scalar states that clipstep derives from the step count instead
+    of keeping: NAdam's mu_product (a running float32 product, as PyTorch computes it) and
+    ASGD's eta and mu after `step` steps (float32 tensors of PyTorch's float64 values)."""
+    if optimizer == "NAdam":
+        product = torch.ones((), dtype=torch.float32)
+        beta1, psi = config["betas"][0], config["momentum_decay"]
+        for t in range(1, step + 1):
+            product *= beta1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
+        return {"mu_product": product}
+    if optimizer == "ASGD":
+        lr, lambd, alpha, t0 = (config[k] for k in ("lr", "lambd", "alpha", "t0"))
+        return {"eta": torch.tensor(lr / ((1 + lambd * lr * step) ** alpha), dtype=torch.float32),
+                "mu": torch.tensor(1 / max(1, step - t0), dtype=torch.float32)}
+    return {}
 
 
 def to_torch(src, dst):
@@ -46,22 +78,25 @@ def to_torch(src, dst):
         step = int(meta["step"])
         config = json.loads(meta["config"])
         optimizer = meta["optimizer"]
+        # One param_group per clipstep group (their tensors by index), or one of every tensor.
+        index = {name: i for i, (name, _shape) in enumerate(tensors)}
+        saved_groups = json.loads(meta["groups"]) if "groups" in meta else [
+            {"tensors": list(index), "config": config}]
+        config_of = {index[name]: g["config"] for g in saved_groups for name in g["tensors"]}
         state = {}
         for i, (name, _shape) in enumerate(tensors):
             entry = {s: torch.from_numpy(f.get_tensor(f"{name}.{s}").copy())
                      for s in states if s not in sparse or i in sparse[s]}
             if optimizer != "SGD":
                 entry["step"] = torch.tensor(float(step))
+            entry.update(scalar_states(optimizer, config_of[i], step))
             state[i] = entry
-    # One param_group per clipstep group (their tensors by index), or one of every tensor.
-    index = {name: i for i, (name, _shape) in enumerate(tensors)}
-    saved_groups = json.loads(meta["groups"]) if "groups" in meta else [
-        {"tensors": list(index), "config": config}]
     param_groups = []
     for g in saved_groups:
         group = {k: g["config"][k] for k in KEYS[optimizer]}
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
+        for k in PAIRS:
+            if k in group:
+                group[k] = tuple(group[k])
         group["params"] = [index[name] for name in g["tensors"]]
         param_groups.append(group)
     torch.save({"state": state, "param_groups": param_groups, "clipstep": {"optimizer": optimizer,
@@ -74,8 +109,9 @@ def from_torch(src, dst, optimizer, names, shapes):
         raise SystemExit("clipstep checkpoints hold one parameter group")
     group = sd["param_groups"][0]
     config = {k: group[k] for k in KEYS[optimizer]}
-    if "betas" in config:
-        config["betas"] = list(config["betas"])
+    for k in PAIRS:
+        if k in config:
+            config[k] = list(config[k])
     if optimizer in ("Adam", "AdamW"):
         config["bias_correction"] = True
     params = group["params"]
