@@ -12,7 +12,9 @@
 //                     or skip_above > 0 and !(total_norm < skip_above)  (a NaN total too)
 //   step           += 1 unless skipped (only when count_step; saturates at 2^32 − 1)
 //   group_bias[g]   = (1 − β1^step, 1 − β2^step) = −expm1(step · ln β) per group (1 where ln β = 0),
-//                     and NAdam's (1 − μ_t) / (1 − Π_t),  μ_{t+1} / (1 − Π_t·μ_{t+1}) (nadam_coefficients)
+//                     then by the group's schedule kind: NAdam's (1 − μ_t) / (1 − Π_t) and
+//                     μ_{t+1} / (1 − Π_t·μ_{t+1}) (nadam_coefficients), or RAdam's
+//                     rectification r_t (0 while ρt ≤ 5) and sqrt(1 − β2^t) (radam_coefficients)
 //   inv_grad_scale, clip_value, zero_nans, stochastic, round_seed: from op for the clip and
 //                     update kernels; under a loss scaler inv_grad_scale = 1 / state.loss_scale
 //   loss scaler (op.scaler): found_inf = nonfinite;
@@ -28,16 +30,16 @@
 // @binding(2) state        StepState (read and written)
 // @binding(3) op           NormOp
 // @binding(4) in_norm      per tensor, 1 when it counts in the total (parameter groups)
-// @binding(5) group_schedule per parameter group, (ln β1, ln β2, NAdam's β1, ψ·ln 0.96) from the
-//                          host in f64; ln β = 0: no correction; β1 = 0: no NAdam schedule
-// @binding(6) group_bias   per parameter group, (bc1, bc2, NAdam's two coefficients) (written)
+// @binding(5) group_schedule per parameter group, a GroupSchedule (from the host, in f64 then
+//                          rounded; ln β = 0: no correction)
+// @binding(6) group_bias   per parameter group, (bc1, bc2, the schedule's two scalars) (written)
 
 @group(0) @binding(0) var<storage, read> tensor_sums: array<Partial>;
 @group(0) @binding(1) var<storage, read_write> tensor_norms: array<f32>;
 @group(0) @binding(2) var<storage, read_write> state: StepState;
 @group(0) @binding(3) var<uniform> op: NormOp;
 @group(0) @binding(4) var<storage, read> in_norm: array<u32>;
-@group(0) @binding(5) var<storage, read> group_schedule: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> group_schedule: array<GroupSchedule>;
 @group(0) @binding(6) var<storage, read_write> group_bias: array<vec4<f32>>;
 
 // The factor the norms and the update unscale by: 1 / the state's loss scale under a
@@ -92,6 +94,40 @@ fn nadam_coefficients(beta1: f32, log_decay: f32, t: u32) -> vec2<f32> {
     let mu = nadam_mu(beta1, log_decay, t);
     let mu_next = nadam_mu(beta1, log_decay, t + 1u);
     return vec2<f32>((1.0 - mu) / (1.0 - product), mu_next / (1.0 - product * mu_next));
+}
+
+// RAdam's ρt = ρ∞ − 2t·β2^t / (1 − β2^t), ρ∞ = 2 / (1 − β2) − 1, from L = −ln β2 > 0,
+// without cancellation. With x = tL, 2t·β2^t / (1 − β2^t) = (2/L)·x/expm1(x), and
+// x/expm1(x) = 1 − x/2 + x²/12 − x⁴/720 + x⁶/30240 − x⁸/1209600 (Bernoulli), while
+// 2/(1 − β2) = (2/L)·L/(1 − e^(−L)) = (2/L)·(1 + L/2 + L²/12 − L⁴/720 + L⁶/30240 − …):
+// the 2/L terms cancel exactly, leaving for x < 0.5
+//   ρt = (L/6 − L³/360 + L⁵/15120 − L⁷/604800) + t·(1 − x/6 + x³/360 − x⁵/15120 + x⁷/604800)
+// (L ≤ x); beyond it the plain formula, which loses under 2 bits there.
+fn radam_rho(neg_log_beta2: f32, t: u32) -> f32 {
+    let tf = f32(t);
+    let l = neg_log_beta2;
+    let x = tf * l;
+    if x < 0.5 {
+        let l2 = l * l;
+        let x2 = x * x;
+        let offset = l * (1.0 / 6.0 - l2 * (1.0 / 360.0 - l2 * (1.0 / 15120.0 - l2 / 604800.0)));
+        let shrink = x * (1.0 / 6.0 - x2 * (1.0 / 360.0 - x2 * (1.0 / 15120.0 - x2 / 604800.0)));
+        return offset + tf * (1.0 - shrink);
+    }
+    let one_minus_beta2 = one_minus_power(-l, 1u);
+    return (2.0 / one_minus_beta2 - 1.0) - 2.0 * tf / (exp(x) - 1.0);
+}
+
+// RAdam's (r_t, sqrt(1 − β2^t)) at step t: r_t = sqrt((ρt − 4)(ρt − 2)ρ∞ / ((ρ∞ − 4)(ρ∞ − 2)ρt))
+// when ρt > 5, else 0 (the plain momentum step).
+fn radam_coefficients(log_beta2: f32, bc2: f32, t: u32) -> vec2<f32> {
+    let rho = radam_rho(-log_beta2, t);
+    let rho_inf = 2.0 / one_minus_power(log_beta2, 1u) - 1.0;
+    var rect = 0.0;
+    if rho_inf > 5.0 && rho > 5.0 {
+        rect = sqrt(((rho - 4.0) * (rho - 2.0) * rho_inf) / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho));
+    }
+    return vec2<f32>(rect, sqrt(bc2));
 }
 
 // The flags a norm is taken with: under ZERO_NANS a NaN counted as 0, not as NaN.
@@ -175,15 +211,15 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
     for (var g = 0u; g < op.num_groups; g++) {
         let schedule = group_schedule[g];
-        var nadam = vec2<f32>(0.0);
-        if schedule.z != 0.0 {
-            nadam = nadam_coefficients(schedule.z, schedule.w, st.step);
+        let bc1 = bias_correction(schedule.log_beta1, st.step);
+        let bc2 = bias_correction(schedule.log_beta2, st.step);
+        var more = vec2<f32>(0.0);
+        if schedule.kind == SCHEDULE_NADAM {
+            more = nadam_coefficients(schedule.beta1, schedule.log_momentum_decay, st.step);
+        } else if schedule.kind == SCHEDULE_RADAM {
+            more = radam_coefficients(schedule.log_beta2, bc2, st.step);
         }
-        group_bias[g] = vec4<f32>(
-            bias_correction(schedule.x, st.step),
-            bias_correction(schedule.y, st.step),
-            nadam,
-        );
+        group_bias[g] = vec4<f32>(bc1, bc2, more);
     }
     state = st;
 }

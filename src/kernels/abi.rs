@@ -173,6 +173,12 @@ codes! {
     FLAG_INF = 1;
     /// `Partial::flags`: some element was NaN.
     FLAG_NAN = 2;
+    /// `GroupSchedule::kind`: Adam's bias corrections only (or none, where ln β = 0).
+    SCHEDULE_ADAM = 0;
+    /// `GroupSchedule::kind`: NAdam's momentum coefficients besides `1 − β2^t`.
+    SCHEDULE_NADAM = 1;
+    /// `GroupSchedule::kind`: RAdam's rectification besides the bias corrections.
+    SCHEDULE_RADAM = 2;
     /// The salt of bf16 optimizer state k's stochastic-rounding stream: its seed is
     /// `round_seed ^ STATE_SALT·(k + 1)` (`shaders/adam_states_bf16.wgsl`, the CPU backend).
     STATE_SALT = 0x9e37_79b9;
@@ -382,6 +388,7 @@ pub(crate) fn prelude() -> String {
         Partial::wgsl(),
         UnitRow::wgsl(),
         AgcOp::wgsl(),
+        GroupSchedule::wgsl(),
     ] {
         out.push('\n');
         out.push_str(&wgsl);
@@ -401,6 +408,31 @@ shared_struct! {
         count: u32,
         /// Padding.
         _pad: u32,
+    }
+}
+
+shared_struct! {
+    /// What the finalize computes a parameter group's step scalars from
+    /// (`shaders/norm_finalize.wgsl`, `group_bias`): `(1 − β1^t, 1 − β2^t)` from the logs,
+    /// and by `kind` NAdam's or RAdam's two more. Written in stream before every step from
+    /// the group's config as it is then (`Rule::schedule`).
+    GroupSchedule = "GroupSchedule" {
+        /// ln β1, in f64 then rounded; 0: no bias correction.
+        log_beta1: f32,
+        /// ln β2, in f64 then rounded; 0: no bias correction.
+        log_beta2: f32,
+        /// `SCHEDULE_ADAM`, `SCHEDULE_NADAM` or `SCHEDULE_RADAM`.
+        kind: u32,
+        /// NAdam's β1 (its momentum schedule's ceiling).
+        beta1: f32,
+        /// NAdam's `ψ·ln 0.96`, in f64 then rounded: `0.96^(tψ) = exp(t·this)`.
+        log_momentum_decay: f32,
+        /// Padding to 16-byte rows.
+        _pad0: u32,
+        /// Padding.
+        _pad1: u32,
+        /// Padding.
+        _pad2: u32,
     }
 }
 

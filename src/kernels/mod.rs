@@ -25,7 +25,7 @@ pub(crate) mod update;
 
 #[cfg(test)]
 mod tests {
-    use crate::kernels::abi::{AgcOp, UnitRow};
+    use crate::kernels::abi::{AgcOp, GroupSchedule, UnitRow};
     use crate::kernels::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
 
     use crate::kernels::shaders::{struct_layout, Body, KernelKey};
@@ -68,6 +68,7 @@ mod tests {
             mismatch::<Partial>(&src(Body::NormTensors)),
             mismatch::<UnitRow>(&src(Body::Agc)),
             mismatch::<AgcOp>(&src(Body::Agc)),
+            mismatch::<GroupSchedule>(&src(Body::NormFinalize)),
         ];
         let found: Vec<String> = checks.into_iter().flatten().collect();
         assert!(found.is_empty(), "{found:#?}");

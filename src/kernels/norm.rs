@@ -46,8 +46,8 @@ pub(crate) struct NormWorkspace {
     /// Per parameter group, the step's scalars the finalize writes: Adam's
     /// `(1 − β1^step, 1 − β2^step)` and NAdam's momentum coefficients (`vec4<f32>`).
     pub group_bias: wgpu::Buffer,
-    /// Per parameter group, what the finalize computes them from (`vec4<f32>`: ln β1, ln β2,
-    /// NAdam's β1 and ψ·ln 0.96), written in stream before each step.
+    /// Per parameter group, what the finalize computes them from (`GroupSchedule`), written
+    /// in stream before each step.
     group_schedule: wgpu::Buffer,
     /// The options uniform, written in stream before each recording.
     pub op: wgpu::Buffer,
@@ -88,7 +88,8 @@ impl NormWorkspace {
         let op = gpu.uniform("norm op", bytemuck::bytes_of(&base_op(layout)));
         let in_norm = gpu.storage("in norm", n * 4);
         // Zeros until a step writes the groups' schedules: no correction.
-        let group_schedule = gpu.storage("group schedule", (num_groups.max(1) * 16) as u64);
+        let row = std::mem::size_of::<crate::kernels::abi::GroupSchedule>();
+        let group_schedule = gpu.storage("group schedule", (num_groups.max(1) * row) as u64);
         let group_bias = gpu.storage("group bias", (num_groups.max(1) * 16) as u64);
         let all_in: Vec<u32> = vec![1; layout.tensors.len()];
         gpu.queue

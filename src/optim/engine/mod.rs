@@ -14,7 +14,7 @@ use crate::device::memory;
 use crate::dtype::{Dtype, Rounding};
 use crate::error::{Error, Result};
 use crate::kernels::abi::{
-    DeviceStepState, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE, STATE_SALT,
+    DeviceStepState, GroupSchedule, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE, STATE_SALT,
 };
 use crate::kernels::host;
 use crate::kernels::norm::{base_op, NormWorkspace};
@@ -33,6 +33,7 @@ mod checkpoint_io;
 mod ops;
 mod scaler;
 
+pub(crate) use crate::kernels::abi::GroupSchedule as Schedule;
 pub(crate) use ops::Ops;
 
 /// A config's learning rate, for the per-group schedules (implemented by `optimizer!`:
@@ -72,11 +73,15 @@ pub(crate) trait Rule: RuleConfig + LearningRate + RuleKernel + FieldChecks {
     fn log_betas(&self) -> [f32; 2] {
         [0.0, 0.0]
     }
-    /// `(β1, ψ·ln 0.96)` of NAdam's momentum schedule `μ_t = β1·(1 − 0.5·0.96^(tψ))`, in
-    /// f64 then rounded, for the finalize's per-group `(1 − μ_t) / (1 − Π μ)` and
-    /// `μ_{t+1} / (1 − Π μ · μ_{t+1})`; β1 = 0: none (the default).
-    fn momentum_schedule(&self) -> [f32; 2] {
-        [0.0, 0.0]
+    /// What the finalize computes this group's step scalars from (`group_bias`): by
+    /// default Adam's bias corrections from [`Rule::log_betas`]; NAdam and RAdam add theirs.
+    fn schedule(&self) -> GroupSchedule {
+        let [log_beta1, log_beta2] = self.log_betas();
+        GroupSchedule {
+            log_beta1,
+            log_beta2,
+            ..Default::default()
+        }
     }
     /// The option-dependent paths of the update kernel this group takes (the `SHAPE_*`
     /// bits of `crate::kernels::shaders` but `SHAPE_VALUE_CLIP`, which comes from the step's
@@ -536,15 +541,9 @@ fn kept_blocks(compact: &[Vec<u32>]) -> u64 {
 
 /// Every group's rule struct, in group order: the update kernel's group table.
 /// Each group's step schedule for the finalize, as the config is now (a checkpoint's load
-/// may have replaced it): `(ln β1, ln β2)` and NAdam's `(β1, ψ·ln 0.96)`.
+/// may have replaced it).
 fn group_schedules<R: Rule>(groups: &[ParamGroup<R>]) -> Vec<u8> {
-    let rows: Vec<[f32; 4]> = groups
-        .iter()
-        .map(|g| {
-            let ([b1, b2], [m1, m2]) = (g.config.log_betas(), g.config.momentum_schedule());
-            [b1, b2, m1, m2]
-        })
-        .collect();
+    let rows: Vec<GroupSchedule> = groups.iter().map(|g| g.config.schedule()).collect();
     bytemuck::cast_slice(&rows).to_vec()
 }
 

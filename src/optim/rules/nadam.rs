@@ -1,8 +1,9 @@
 //! NAdam: Adam with Nesterov momentum and a momentum schedule (PyTorch's rule).
 
 use crate::error::Result;
+use crate::kernels::abi::SCHEDULE_NADAM;
 use crate::kernels::shaders::lerp_shape;
-use crate::optim::engine::Rule;
+use crate::optim::engine::{Rule, Schedule};
 use crate::optim::{check_adam_family, check_non_negative, rule, rule_kernel};
 use crate::optim::{RuleConfig, RuleDeclaration};
 use crate::reference::{self, TensorStep};
@@ -68,15 +69,16 @@ impl Rule for NAdamConfig {
         check_non_negative(Self::NAME, "momentum_decay value", self.momentum_decay)
     }
 
-    fn log_betas(&self) -> [f32; 2] {
-        // Only 1 − β2^t: NAdam's first moment has the momentum schedule instead.
-        [0.0, self.betas.1.ln().max(-100.0) as f32]
-    }
-
-    fn momentum_schedule(&self) -> [f32; 2] {
-        // β1 = 0 would read as "no schedule": every μ is then 0, as is the smallest f32.
-        let beta1 = self.betas.0.max(f64::from(f32::MIN_POSITIVE));
-        [beta1 as f32, (self.momentum_decay * 0.96f64.ln()) as f32]
+    fn schedule(&self) -> Schedule {
+        // Only 1 − β2^t (ln β floored so β = 0 stays finite): NAdam's first moment has the
+        // momentum schedule instead.
+        Schedule {
+            log_beta2: self.betas.1.ln().max(-100.0) as f32,
+            kind: SCHEDULE_NADAM,
+            beta1: self.betas.0 as f32,
+            log_momentum_decay: (self.momentum_decay * 0.96f64.ln()) as f32,
+            ..Default::default()
+        }
     }
 
     fn shape(&self) -> u32 {

@@ -2,8 +2,9 @@
 //! second moment is tractable (PyTorch's rule).
 
 use crate::error::Result;
+use crate::kernels::abi::SCHEDULE_RADAM;
 use crate::kernels::shaders::lerp_shape;
-use crate::optim::engine::Rule;
+use crate::optim::engine::{Rule, Schedule};
 use crate::optim::{check_adam_family, rule, rule_kernel, RuleConfig, RuleDeclaration};
 use crate::reference::{self, TensorStep};
 
@@ -55,19 +56,6 @@ rule! {
     optimizer: RAdam,
 }
 
-impl RAdamConfig {
-    /// ρ∞ = 2 / (1 − β2) − 1: the length of the simple moving average the exponential one
-    /// approximates.
-    fn rho_inf(&self) -> f64 {
-        2.0 / (1.0 - self.betas.1) - 1.0
-    }
-
-    /// `−ln β2`, floored so β2 = 0 stays finite.
-    fn neg_log_beta2(&self) -> f64 {
-        -self.betas.1.ln().max(-100.0)
-    }
-}
-
 impl RuleConfig for RAdamConfig {
     fn reference_step(&self, step: u32, t: TensorStep<'_>) {
         let (lr, betas, eps, wd) = (self.lr, self.betas, self.eps, self.weight_decay);
@@ -81,12 +69,16 @@ impl Rule for RAdamConfig {
         check_adam_family(Self::NAME, self.lr, self.betas, self.eps, self.weight_decay)
     }
 
-    fn log_betas(&self) -> [f32; 2] {
-        // ln β in f64, floored so β = 0 stays finite: the finalize's 1 − β^t.
-        [
-            self.betas.0.ln().max(-100.0) as f32,
-            -self.neg_log_beta2() as f32,
-        ]
+    fn schedule(&self) -> Schedule {
+        // ln β in f64, floored so β = 0 stays finite: the finalize's 1 − β^t, and from
+        // ln β2 its ρt and rectification.
+        let log = |b: f64| b.ln().max(-100.0) as f32;
+        Schedule {
+            log_beta1: log(self.betas.0),
+            log_beta2: log(self.betas.1),
+            kind: SCHEDULE_RADAM,
+            ..Default::default()
+        }
     }
 
     fn shape(&self) -> u32 {
@@ -112,14 +104,6 @@ rule_kernel! {
         weight_decay: f32 = c.weight_decay as f32,
         /// `1 − lr·weight_decay`, in f64 then rounded (decoupled decay).
         decay_factor: f32 = (1.0 - c.lr * c.weight_decay) as f32,
-        /// ρ∞, in f64 then rounded.
-        rho_inf: f32 = c.rho_inf() as f32,
-        /// `ρ∞ − 2 / (−ln β2)`, in f64: ρt's constant term for small `t·(−ln β2)`.
-        rho_small: f32 = (c.rho_inf() - 2.0 / c.neg_log_beta2()) as f32,
-        /// `−ln β2`, in f64 then rounded.
-        neg_log_beta2: f32 = c.neg_log_beta2() as f32,
-        /// `ρ∞ / ((ρ∞ − 4)(ρ∞ − 2))`, in f64: the rectification's constant factor.
-        rect_factor: f32 = (c.rho_inf() / ((c.rho_inf() - 4.0) * (c.rho_inf() - 2.0))) as f32,
         /// Bit 0: maximize; bit 1: decoupled weight decay.
         flags: u32 = u32::from(c.maximize) | (u32::from(c.decoupled_weight_decay) << 1),
     }
