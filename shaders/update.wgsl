@@ -101,6 +101,27 @@ fn signed_decayed(g: vec4<f32>, p: vec4<f32>, maximize: u32, weight_decay: f32) 
     return x;
 }
 
+// Adam's two moments after gradient g (Adam, AdamW, NAdam, RAdam), from state slots 0 and
+// 1 of vec4 i, stored unless the step is skipped (`live`):
+//   m ← lerp(m, g, 1 − β1);  v ← v·β2 + ((1 − β2)·g)·g
+// each product rounded on its own. The twin of reference::adam_moments.
+struct Moments {
+    m: vec4<f32>,
+    v: vec4<f32>,
+}
+
+fn adam_moments(
+    i: u32, g: vec4<f32>, live: vec4<bool>, one_minus_beta1: f32, beta2: f32, one_minus_beta2: f32,
+) -> Moments {
+    let m0 = load_state(0u, i);
+    let v0 = load_state(1u, i);
+    let m = torch_lerp(m0, g, one_minus_beta1);
+    let v = exact(v0 * beta2) + exact(exact(one_minus_beta2 * g) * g);
+    store_state(0u, i, select(m0, m, live));
+    store_state(1u, i, select(v0, v, live));
+    return Moments(m, v);
+}
+
 // torch.lerp(start, end, w): start + w·(end − start) for |w| < 0.5, else
 // end − (end − start)·(1 − w), each formula accurate at its end.
 fn torch_lerp(start: vec4<f32>, end: vec4<f32>, w: f32) -> vec4<f32> {

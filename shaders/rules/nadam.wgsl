@@ -25,12 +25,9 @@ fn update(i: u32, at: At, block: u32, group: u32, u: NAdam) {
     if decoupled && u.weight_decay != 0.0 {
         p = exact(p * u.decay_factor);
     }
-    let m0 = load_state(0u, i);
-    let v0 = load_state(1u, i);
-    let m = torch_lerp(m0, g, u.one_minus_beta1);
-    let v = exact(v0 * u.beta2) + exact(exact(u.one_minus_beta2 * g) * g);
-    store_state(0u, i, select(m0, m, at.live));
-    store_state(1u, i, select(v0, v, at.live));
+    let moments = adam_moments(i, g, at.live, u.one_minus_beta1, u.beta2, u.one_minus_beta2);
+    let m = moments.m;
+    let v = moments.v;
     let denom = sqrt_rn(div_rn(v, vec4<f32>(bias.y))) + u.eps;
     p = p + div_rn(exact1(u.neg_lr * bias.z) * g, denom);
     p = p + div_rn(exact1(u.neg_lr * bias.w) * m, denom);

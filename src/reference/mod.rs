@@ -15,6 +15,8 @@
 //! | `agc` (adaptive clip)                   | [`adaptive_clip`], [`units_of`]        |
 //! | `effective_grad` (`common.wgsl`)        | [`effective_grad`]                     |
 //! | `signed_decayed` (`common.wgsl`)        | [`signed_decayed`]                     |
+//! | `adam_moments` (`update.wgsl`)          | [`adam_decay`], [`adam_moments`]       |
+//! | `nadam_coefficients`, `radam_coefficients` (`norm_finalize`) | [`nadam_coefficients`], [`radam_rectification`] |
 //! | `sgd`, `adam`, `rmsprop`                | [`sgd`], [`adam`], [`rmsprop`]         |
 //! | `adagrad`, `lion`, a rule's own file    | [`adagrad`], [`lion`]: `src/reference/rules/<rule>.rs` |
 //! | `lars*`, `lamb*`, `trust_fold`          | [`lars`], [`lamb`], [`trust_ratio`]    |
@@ -37,7 +39,9 @@ pub use clip::{
     clip_grad_norm_per_tensor, clip_grad_value, clip_grads_with_norm, effective_grad,
 };
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};
-pub use optim::{adam, bias_correction, rmsprop, sgd, signed_decayed, torch_lerp};
+pub use optim::{
+    adam, adam_decay, adam_moments, bias_correction, rmsprop, sgd, signed_decayed, torch_lerp,
+};
 pub use precision::{
     bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_bf16_stochastic, f32_to_f16, pcg_hash,
     rounding_bits, update_scale, ScaleState,

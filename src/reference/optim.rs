@@ -31,6 +31,35 @@ pub fn signed_decayed(g: f32, p: f32, maximize: bool, weight_decay: f32) -> f32 
     }
 }
 
+/// The gradient and parameter an Adam-family step (Adam, AdamW, NAdam, RAdam) continues
+/// with: `g ← −g if maximize`, then AdamW's decoupled decay `p ← p·decay_factor` (with
+/// `decay_factor = 1 − lr·weight_decay`), or Adam's L2 penalty `g ← g + weight_decay·p`.
+pub fn adam_decay(
+    g: f32, p: f32, maximize: bool, weight_decay: f32, decay_factor: f32, decoupled: bool,
+) -> (f32, f32) {
+    if decoupled {
+        let p = if weight_decay != 0.0 {
+            p * decay_factor
+        } else {
+            p
+        };
+        (signed_decayed(g, p, maximize, 0.0), p)
+    } else {
+        (signed_decayed(g, p, maximize, weight_decay), p)
+    }
+}
+
+/// Adam's two moments after gradient `g`, in place and returned (the twin of
+/// `adam_moments` in `shaders/update.wgsl`):
+/// `m ← lerp(m, g, 1 − β1)`, `v ← v·β2 + (1 − β2)·g·g`.
+pub fn adam_moments(
+    m: &mut f32, v: &mut f32, g: f32, one_minus_b1: f32, beta2: f32, one_minus_b2: f32,
+) -> (f32, f32) {
+    *m = torch_lerp(*m, g, one_minus_b1);
+    *v = *v * beta2 + one_minus_b2 * g * g;
+    (*m, *v)
+}
+
 /// Adam's bias correction `1 − β^step`, in f64 (PyTorch: `1 - beta ** step`).
 pub fn bias_correction(beta: f64, step: u32) -> f64 {
     1.0 - beta.powi(step as i32)
@@ -119,16 +148,22 @@ pub fn adam(
     );
     for i in 0..params.len() {
         // AdamW decays the parameter; Adam adds an L2 penalty to the gradient.
-        let l2 = if decoupled_weight_decay { 0.0 } else { wd };
-        let g = signed_decayed(grads[i], params[i], maximize, l2);
-        let mut p = params[i];
-        if decoupled_weight_decay && wd != 0.0 {
-            p *= decay_factor;
-        }
-        let m = torch_lerp(exp_avg[i], g, one_minus_b1);
-        let v = exp_avg_sq[i] * beta2 + one_minus_b2 * g * g;
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
+        let (g, p) = adam_decay(
+            grads[i],
+            params[i],
+            maximize,
+            wd,
+            decay_factor,
+            decoupled_weight_decay,
+        );
+        let (m, v) = adam_moments(
+            &mut exp_avg[i],
+            &mut exp_avg_sq[i],
+            g,
+            one_minus_b1,
+            beta2,
+            one_minus_b2,
+        );
         let mut vhat = v;
         if let Some(vmax) = max_exp_avg_sq.as_deref_mut() {
             vhat = vmax[i].max(v);

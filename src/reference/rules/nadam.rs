@@ -2,7 +2,7 @@
 //! PyTorch's `_single_tensor_nadam` on CPU.
 
 use crate::optim::rules::NAdamConfig;
-use crate::reference::{bias_correction, signed_decayed, torch_lerp, TensorStep};
+use crate::reference::{adam_decay, adam_moments, bias_correction, TensorStep};
 
 /// NAdam's momentum at step `t`: `μ_t = β1·(1 − 0.5·0.96^(t·ψ))`, in f64 (PyTorch's).
 fn mu(beta1: f64, momentum_decay: f64, t: u32) -> f64 {
@@ -55,17 +55,23 @@ pub fn nadam(t: TensorStep<'_>, step: u32, config: &NAdamConfig) {
     let (eps, wd) = (config.eps as f32, config.weight_decay as f32);
     let decoupled = config.decoupled_weight_decay;
     let decay_factor = (1.0 - config.lr * config.weight_decay) as f32;
-    let l2 = if decoupled { 0.0 } else { wd };
     for i in 0..params.len() {
-        let g = signed_decayed(grads[i], params[i], config.maximize, l2);
-        let mut p = params[i];
-        if decoupled && wd != 0.0 {
-            p *= decay_factor;
-        }
-        let m = torch_lerp(exp_avg[i], g, one_minus_b1);
-        let v = exp_avg_sq[i] * beta2 + one_minus_b2 * g * g;
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
+        let (g, mut p) = adam_decay(
+            grads[i],
+            params[i],
+            config.maximize,
+            wd,
+            decay_factor,
+            decoupled,
+        );
+        let (m, v) = adam_moments(
+            &mut exp_avg[i],
+            &mut exp_avg_sq[i],
+            g,
+            one_minus_b1,
+            beta2,
+            one_minus_b2,
+        );
         let denom = (v / bc2).sqrt() + eps;
         p += value_g * g / denom;
         p += value_m * m / denom;

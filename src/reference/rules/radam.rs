@@ -1,7 +1,7 @@
 //! RAdam in f32 (its step scalars in f64), the twin of `shaders/rules/radam.wgsl` and of
 //! PyTorch's `_single_tensor_radam` on CPU.
 
-use crate::reference::{bias_correction, signed_decayed, torch_lerp, TensorStep};
+use crate::reference::{adam_decay, adam_moments, bias_correction, TensorStep};
 
 /// RAdam's rectification at step `step` for β2, as PyTorch computes it in f64: `None` while
 /// `ρt ≤ 5` (the plain momentum step), else `r` with
@@ -44,17 +44,23 @@ pub fn radam(
     let (one_minus_b1, beta2, one_minus_b2) = ((1.0 - b1) as f32, b2 as f32, (1.0 - b2) as f32);
     let (lr32, eps, wd) = (lr as f32, eps as f32, weight_decay as f32);
     let decay_factor = (1.0 - lr * weight_decay) as f32;
-    let l2 = if decoupled_weight_decay { 0.0 } else { wd };
     for i in 0..params.len() {
-        let g = signed_decayed(grads[i], params[i], maximize, l2);
-        let mut p = params[i];
-        if decoupled_weight_decay && wd != 0.0 {
-            p *= decay_factor;
-        }
-        let m = torch_lerp(exp_avg[i], g, one_minus_b1);
-        let v = exp_avg_sq[i] * beta2 + one_minus_b2 * g * g;
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
+        let (g, p) = adam_decay(
+            grads[i],
+            params[i],
+            maximize,
+            wd,
+            decay_factor,
+            decoupled_weight_decay,
+        );
+        let (m, v) = adam_moments(
+            &mut exp_avg[i],
+            &mut exp_avg_sq[i],
+            g,
+            one_minus_b1,
+            beta2,
+            one_minus_b2,
+        );
         let mut update = m / bc1 * lr32;
         if let Some(r) = rect {
             update = update * ((1.0 / (v.sqrt() + eps)) * bc2_sqrt) * r;
