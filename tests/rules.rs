@@ -615,6 +615,23 @@ fn asgd_averages_the_iterates_after_t0() {
                 );
             }
         }
+        // PyTorch accepts a NaN t0, and its max(1, step − t0) is then 1: ax follows p.
+        let nan_t0 = AsgdConfig {
+            t0: f64::NAN,
+            ..config
+        };
+        let mut opt = nan_t0.build(&set).unwrap();
+        for step in 1..=3u64 {
+            set.upload_grads(&data(n, 20 + step, 1.0)).unwrap();
+            opt.step(&mut set, &StepOptions::default()).unwrap();
+            let ax = opt.states().get("ax").unwrap();
+            assert_eq!(
+                ax,
+                set.download_params().unwrap(),
+                "{} NaN t0",
+                ctx.describe()
+            );
+        }
     }
 }
 

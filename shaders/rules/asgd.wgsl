@@ -15,7 +15,9 @@
 fn asgd_schedule(t: u32, u: Asgd) -> vec2<f32> {
     let before = f32(t - 1u);
     let eta = div_rn1(u.lr, pow(1.0 + exact1(u.lambd_lr * before), u.alpha));
-    let mu = div_rn1(1.0, max(1.0, before - u.t0));
+    // Python's max(1, d): 1 unless d > 1 (a NaN t0 gives 1, not NaN).
+    let since = before - u.t0;
+    let mu = select(1.0, div_rn1(1.0, since), since > 1.0);
     return vec2<f32>(eta, mu);
 }
 

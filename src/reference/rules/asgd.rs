@@ -15,7 +15,9 @@ pub fn asgd_schedule(config: &AsgdConfig, step: u32) -> (f32, f32) {
     let lambd_lr = (config.lambd * config.lr) as f32;
     let base: f32 = 1.0 + lambd_lr * before;
     let eta = config.lr as f32 / base.powf(config.alpha as f32);
-    let mu = 1.0 / (before - config.t0 as f32).max(1.0);
+    // Python's max(1, d): 1 unless d > 1 (a NaN t0 gives 1, not NaN).
+    let since = before - config.t0 as f32;
+    let mu = if since > 1.0 { 1.0 / since } else { 1.0 };
     (eta, mu)
 }
 
