@@ -47,7 +47,7 @@ pub(crate) struct NormWorkspace {
     /// `(1 − β1^step, 1 − β2^step)` and NAdam's momentum coefficients (`vec4<f32>`).
     pub group_bias: wgpu::Buffer,
     /// Per parameter group, what the finalize computes them from (`GroupSchedule`), written
-    /// in stream before each step.
+    /// when the optimizer is built and when a checkpoint replaces its configs.
     group_schedule: wgpu::Buffer,
     /// The options uniform, written in stream before each recording.
     pub op: wgpu::Buffer,
@@ -87,7 +87,6 @@ impl NormWorkspace {
             .write_buffer(&state, 0, bytemuck::bytes_of(&DeviceStepState::initial()));
         let op = gpu.uniform("norm op", bytemuck::bytes_of(&base_op(layout)));
         let in_norm = gpu.storage("in norm", n * 4);
-        // Zeros until a step writes the groups' schedules: no correction.
         let row = std::mem::size_of::<crate::kernels::abi::GroupSchedule>();
         let group_schedule = gpu.storage("group schedule", (num_groups.max(1) * row) as u64);
         let group_bias = gpu.storage("group bias", (num_groups.max(1) * 16) as u64);
@@ -152,7 +151,7 @@ impl NormWorkspace {
         ]
     }
 
-    /// The in-stream write of the groups' schedules (`group_schedules` of the engine).
+    /// The write of the groups' schedules (`group_schedules` of the engine).
     pub(crate) fn schedule_write<'a>(
         &'a self, rows: &'a [u8],
     ) -> (&'a wgpu::Buffer, u64, &'a [u8]) {

@@ -242,7 +242,12 @@ impl<R: Rule> Engine<R> {
                             Vec::new(),
                         ),
                     };
-                let mut writes = vec![(&d.workspace.state, 0, bytemuck::bytes_of(&state))];
+                // The finalize's schedules follow the loaded configs (their betas).
+                let schedules = super::group_schedules(configs.iter());
+                let mut writes = vec![
+                    (&d.workspace.state, 0, bytemuck::bytes_of(&state)),
+                    d.workspace.schedule_write(&schedules),
+                ];
                 for (arena, images) in arenas.iter().zip(&images) {
                     writes.extend(image_writes(&self.layout, gpu_bindings(arena), images));
                 }

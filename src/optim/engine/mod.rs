@@ -192,6 +192,9 @@ impl<R: Rule> Engine<R> {
                     let workspace = NormWorkspace::new(gpu, &layout, &set.fold, groups.len());
                     gpu.queue
                         .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
+                    let schedules = group_schedules(groups.iter().map(|g| &g.config));
+                    let (buffer, at, bytes) = workspace.schedule_write(&schedules);
+                    gpu.queue.write_buffer(buffer, at, bytes);
                     let trust = R::SHADER.trust.map(|_| TrustSetup {
                         ranges: &set.fold.ranges,
                         op: &workspace.op,
@@ -386,17 +389,11 @@ impl<R: Rule> Engine<R> {
         let (gpu, ws) = (&device.gpu, &device.workspace);
         // The step's options and every group's hyperparameters, from one upload buffer.
         let table = group_table(&self.groups);
-        let schedules = group_schedules(&self.groups);
         let generation = ws.next_generation();
         let [op_write, ran_write] = ws.op_writes(&op, &generation);
         gpu.write_in_stream(
             encoder,
-            &[
-                op_write,
-                ran_write,
-                device.update.table_write(&table),
-                ws.schedule_write(&schedules),
-            ],
+            &[op_write, ran_write, device.update.table_write(&table)],
         )?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -540,10 +537,11 @@ fn kept_blocks(compact: &[Vec<u32>]) -> u64 {
 }
 
 /// Every group's rule struct, in group order: the update kernel's group table.
-/// Each group's step schedule for the finalize, as the config is now (a checkpoint's load
-/// may have replaced it).
-fn group_schedules<R: Rule>(groups: &[ParamGroup<R>]) -> Vec<u8> {
-    let rows: Vec<GroupSchedule> = groups.iter().map(|g| g.config.schedule()).collect();
+/// The finalize's per-group step schedules of these configs, as bytes: written when the
+/// optimizer is built and when a checkpoint's load replaces the configs (a learning rate
+/// changes none).
+pub(crate) fn group_schedules<'a, R: Rule + 'a>(configs: impl Iterator<Item = &'a R>) -> Vec<u8> {
+    let rows: Vec<GroupSchedule> = configs.map(|c| c.schedule()).collect();
     bytemuck::cast_slice(&rows).to_vec()
 }
 
