@@ -383,11 +383,21 @@ mod mixed {
         }
     }
 
-    /// Adam's states kept in bf16: three steps against the reference fed the device's states
+    /// An optimizer built by `make`.
+    type Make<C> = fn(
+        &ParamSet,
+        Vec<clipstep::ParamGroup<C>>,
+        Dtype,
+    ) -> clipstep::Result<<C as clipstep::RuleDeclaration>::Optimizer>;
+
+    /// States kept in bf16 (Adam's, AdamW's, NAdam's, RAdam's): three steps of `config`
+    /// (the optimizer from `make`) against the reference fed the device's states
     /// (widened); each state is then the reference's new value rounded stochastically with its
     /// own stream (`rounding_bits(seed ^ 0x9e3779b9·(k+1), step, e)`), but for rare elements on
     /// the neighbouring bf16 value (the reference's f32 state may sit an ulp away).
-    fn bf16_states_match(dtype: Dtype, master: bool, amsgrad: bool, seed: Option<u32>) {
+    fn bf16_states_match<C: ReferenceStep + Copy>(
+        config: C, make: Make<C>, dtype: Dtype, master: bool, seed: Option<u32>,
+    ) {
         let sizes = SIZES;
         let mut set = if dtype == Dtype::F32 {
             let specs = specs(&sizes);
@@ -397,14 +407,9 @@ mod mixed {
         };
         let n: usize = sizes.iter().sum();
         set.upload_params(&data(n, 2, 1.0)).unwrap();
-        let config = AdamWConfig {
-            lr: 0.01,
-            amsgrad,
-            ..Default::default()
-        };
         let names = set.tensors().iter().map(|t| t.name.clone());
         let groups = vec![clipstep::ParamGroup::new(names, config)];
-        let mut opt = clipstep::AdamW::with_state_dtype(&set, groups, Dtype::Bf16).unwrap();
+        let mut opt = make(&set, groups, Dtype::Bf16).unwrap();
         let options = StepOptions {
             rounding: seed.map_or(Rounding::NearestEven, |seed| Rounding::Stochastic { seed }),
             ..clipped()
@@ -413,8 +418,7 @@ mod mixed {
         for step in 0..3u64 {
             let (state, p, s) =
                 step_with_reference(&mut opt, &mut set, &config, &options, step, &sizes);
-            let what =
-                format!("bf16 states, {dtype:?} master {master} amsgrad {amsgrad} step {step}");
+            let what = format!("bf16 states, {config:?} {dtype:?} master {master} step {step}");
             let (got, got_states) = downloads(&opt, &set);
             if master || dtype == Dtype::F32 {
                 assert_close_elementwise(
@@ -425,9 +429,12 @@ mod mixed {
                     &format!("{what}: params"),
                 );
             }
-            let slots = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
+            let slots = config.state_names();
             for (name, values) in &got_states {
-                let k = slots.iter().position(|s| s == name).unwrap() as u32;
+                let k = slots
+                    .iter()
+                    .position(|s| *s == Some(name.as_str()))
+                    .unwrap() as u32;
                 let stream = seed.unwrap_or(0) ^ 0x9e37_79b9u32.wrapping_mul(k + 1);
                 let mut bad = 0;
                 for i in 0..n {
@@ -449,7 +456,7 @@ mod mixed {
         let saved = opt.states().save().unwrap();
         let names = set.tensors().iter().map(|t| t.name.clone());
         let groups = vec![clipstep::ParamGroup::new(names, config)];
-        let mut other = clipstep::AdamW::with_state_dtype(&set, groups, Dtype::Bf16).unwrap();
+        let mut other = make(&set, groups, Dtype::Bf16).unwrap();
         other.checkpoint().load(&saved).unwrap();
         for name in other.states().names() {
             assert_bits_eq(
@@ -462,12 +469,40 @@ mod mixed {
 
     #[test]
     fn adam_states_in_bf16_are_rounded_stochastically() {
-        bf16_states_match(Dtype::F32, false, false, None);
-        bf16_states_match(Dtype::F32, false, true, Some(99));
-        bf16_states_match(Dtype::Bf16, true, false, Some(7));
-        bf16_states_match(Dtype::Bf16, false, true, None);
-        bf16_states_match(Dtype::F16, true, false, None);
-        bf16_states_match(Dtype::F16, false, false, None);
+        let adamw = |amsgrad| AdamWConfig {
+            lr: 0.01,
+            amsgrad,
+            ..Default::default()
+        };
+        let make: Make<AdamWConfig> = clipstep::AdamW::with_state_dtype;
+        bf16_states_match(adamw(false), make, Dtype::F32, false, None);
+        bf16_states_match(adamw(true), make, Dtype::F32, false, Some(99));
+        bf16_states_match(adamw(false), make, Dtype::Bf16, true, Some(7));
+        bf16_states_match(adamw(true), make, Dtype::Bf16, false, None);
+        bf16_states_match(adamw(false), make, Dtype::F16, true, None);
+        bf16_states_match(adamw(false), make, Dtype::F16, false, None);
+    }
+
+    /// NAdam's and RAdam's moments in bf16, as Adam's: the moments' storage is the state
+    /// part's, whatever the rule's arithmetic (RAdam's first three steps are unrectified).
+    #[test]
+    fn nadam_and_radam_states_in_bf16_are_rounded_stochastically() {
+        let nadam = clipstep::NAdamConfig {
+            lr: 0.01,
+            momentum_decay: 0.1,
+            ..Default::default()
+        };
+        let radam = clipstep::RAdamConfig {
+            lr: 0.01,
+            betas: (0.8, 0.9),
+            ..Default::default()
+        };
+        let make_nadam: Make<clipstep::NAdamConfig> = clipstep::NAdam::with_state_dtype;
+        let make_radam: Make<clipstep::RAdamConfig> = clipstep::RAdam::with_state_dtype;
+        bf16_states_match(nadam, make_nadam, Dtype::F32, false, Some(5));
+        bf16_states_match(nadam, make_nadam, Dtype::Bf16, true, None);
+        bf16_states_match(radam, make_radam, Dtype::F32, false, None);
+        bf16_states_match(radam, make_radam, Dtype::Bf16, true, Some(3));
     }
 
     /// The standalone clips on 16-bit gradients: the reference's clip of the widened values,

@@ -187,7 +187,7 @@ macro_rules! optimizer {
             }
 
             /// [`Self::with_groups`] keeping the optimizer's states in `state_dtype`: f32, or
-            /// for Adam and AdamW bf16 (half the state memory; each write rounded
+            /// for Adam, AdamW, NAdam and RAdam bf16 (half the state memory; each write rounded
             /// stochastically, the random bits of state k of element e at step t being
             /// `reference::rounding_bits(seed ^ 0x9e3779b9·(k+1), t, e)` with the step's
             /// rounding seed, 0 under nearest-even rounding). Other rules and f16 states are

@@ -61,7 +61,7 @@ pub(crate) trait Rule: RuleConfig + LearningRate + RuleKernel + FieldChecks {
     /// then write `<tensor>.step`).
     const TORCH_STEP: bool = true;
     /// Whether the rule may keep its states in bf16 ([`Engine::new`]'s `state_dtype`): the
-    /// rules whose bf16-state updates are held to the reference (Adam, AdamW).
+    /// rules whose bf16-state updates are held to the reference (Adam, AdamW, NAdam, RAdam).
     const BF16_STATES: bool = false;
     /// PyTorch's constructor checks: by default the declared ones ([`FieldChecks`]); a rule
     /// with more says them all.

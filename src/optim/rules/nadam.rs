@@ -64,6 +64,8 @@ impl RuleConfig for NAdamConfig {
 }
 
 impl Rule for NAdamConfig {
+    const BF16_STATES: bool = true;
+
     fn validate(&self) -> Result<()> {
         check_adam_family(Self::NAME, self.lr, self.betas, self.eps, self.weight_decay)?;
         check_non_negative(Self::NAME, "momentum_decay value", self.momentum_decay)

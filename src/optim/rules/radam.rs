@@ -65,6 +65,8 @@ impl RuleConfig for RAdamConfig {
 }
 
 impl Rule for RAdamConfig {
+    const BF16_STATES: bool = true;
+
     fn validate(&self) -> Result<()> {
         check_adam_family(Self::NAME, self.lr, self.betas, self.eps, self.weight_decay)
     }
