@@ -265,3 +265,38 @@ fn the_interop_checkpoint_and_its_description_agree() {
         serde_json::json!([2, 3, 4])
     );
 }
+
+/// torch_resume writes a checkpoint and the 8th step's record for every rule PyTorch has
+/// (`scripts/check_torch_resume.py` resumes them in PyTorch where torch is installed).
+#[test]
+fn torch_resume_writes_every_pytorch_rule() {
+    let dir = out("torch_resume");
+    let status = Command::new(binary("torch_resume"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "torch_resume: {status}");
+    for name in [
+        "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Adadelta", "RAdam", "NAdam",
+        "ASGD", "Rprop",
+    ] {
+        let record = json(&dir, name);
+        let numbers =
+            |key: &str| -> Vec<f64> { record[key].as_array().unwrap().iter().map(num).collect() };
+        let (before, after) = (numbers("before"), numbers("after"));
+        assert_eq!((before.len(), after.len()), (20, 20), "{name}");
+        let moved = before.iter().zip(&after).any(|(b, a)| b != a);
+        assert!(moved, "{name}: the 8th step moved nothing");
+        let bytes = std::fs::read(dir.join(format!("{name}.safetensors"))).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+        assert_eq!(header["__metadata__"]["optimizer"], name);
+        // PyTorch's per-tensor step (SGD has none).
+        let step = &header["w.step"]["shape"];
+        assert_eq!(step.is_null(), name == "SGD", "{name}: w.step {step}");
+    }
+    assert!(
+        !dir.join("Lion.json").exists(),
+        "Optax's rules have no torch.optim class"
+    );
+}
