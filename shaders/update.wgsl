@@ -101,6 +101,26 @@ fn signed_decayed(g: vec4<f32>, p: vec4<f32>, maximize: u32, weight_decay: f32) 
     return x;
 }
 
+// The gradient and parameter an Adam-family step (Adam, AdamW, NAdam, RAdam) continues
+// with: g ← −g if maximize, then AdamW's decoupled decay p ← p·decay_factor, or Adam's L2
+// penalty g ← g + wd·p (of the parameter before any decay). The twin of
+// reference::adam_decay.
+struct Decayed {
+    g: vec4<f32>,
+    p: vec4<f32>,
+}
+
+fn adam_decay(
+    g: vec4<f32>, p0: vec4<f32>, maximize: u32, weight_decay: f32, decay_factor: f32,
+    decoupled: bool,
+) -> Decayed {
+    var p = p0;
+    if decoupled && weight_decay != 0.0 {
+        p = exact(p * decay_factor);
+    }
+    return Decayed(signed_decayed(g, p0, maximize, select(weight_decay, 0.0, decoupled)), p);
+}
+
 // Adam's two moments after gradient g (Adam, AdamW, NAdam, RAdam), from state slots 0 and
 // 1 of vec4 i, stored unless the step is skipped (`live`):
 //   m ← lerp(m, g, 1 − β1);  v ← v·β2 + ((1 − β2)·g)·g

@@ -17,14 +17,11 @@
 fn update(i: u32, at: At, block: u32, group: u32, u: NAdam) {
     let bias = group_bias[group];
     let p0 = load_param(at.p);
-    let maximize = u.flags & 1u;
     let decoupled = (u.flags & 2u) != 0u;
-    let l2 = select(u.weight_decay, 0.0, decoupled);
-    let g = signed_decayed(rule_grad(at.g, block), p0, maximize, l2);
-    var p = p0;
-    if decoupled && u.weight_decay != 0.0 {
-        p = exact(p * u.decay_factor);
-    }
+    let g_in = rule_grad(at.g, block);
+    let decayed = adam_decay(g_in, p0, u.flags & 1u, u.weight_decay, u.decay_factor, decoupled);
+    let g = decayed.g;
+    var p = decayed.p;
     let moments = adam_moments(i, g, at.live, u.one_minus_beta1, u.beta2, u.one_minus_beta2);
     let m = moments.m;
     let v = moments.v;
