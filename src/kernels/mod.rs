@@ -10,6 +10,7 @@
 //! | [`cache`]   | bind groups cached per slab by what they bind         |
 //! | [`trust`]   | `trust_partials`, `trust_fold` (LARS, LAMB)           |
 //! | [`agc`]     | `agc` (adaptive gradient clipping)                    |
+//! | [`q8`]      | `q8_update`, `q8_states` (8-bit optimizer states)     |
 //!
 //! Each rule's uniform and shader live in its own file, `src/optim/rules/<rule>.rs`.
 
@@ -19,6 +20,7 @@ pub(crate) mod cache;
 pub(crate) mod clip;
 pub(crate) mod host;
 pub(crate) mod norm;
+pub(crate) mod q8;
 pub(crate) mod shaders;
 pub(crate) mod trust;
 pub(crate) mod update;

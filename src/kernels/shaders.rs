@@ -50,11 +50,15 @@ pub(crate) struct RuleShader {
     pub uniform_layout: fn() -> crate::kernels::abi::Layout,
     /// The state slots its bodies read and write (bindings 2, 3, … in slot order).
     pub state_slots: usize,
+    /// Whether its states are 8-bit (bitsandbytes' blockwise quantization,
+    /// [`StateStorage::Q8`]): its update runs on `shaders/q8_update.wgsl` and no other state
+    /// storage.
+    pub q8: bool,
 }
 
 /// A rule's [`RuleShader`] from its name and uniform type: the body
 /// `shaders/rules/<name>.wgsl` (and, with `trust`, the table `<name>_table.wgsl` and the
-/// trust body `<name>_trust.wgsl`), `states` state slots.
+/// trust body `<name>_trust.wgsl`; with `q8`, 8-bit states), `states` state slots.
 macro_rules! rule_shader {
     ($name:literal, $uniform:ty, states: $slots:expr) => {
         $crate::kernels::shaders::RuleShader {
@@ -66,6 +70,13 @@ macro_rules! rule_shader {
             uniform_name: <$uniform as $crate::kernels::abi::Shared>::WGSL,
             uniform_layout: <$uniform as $crate::kernels::abi::Shared>::layout,
             state_slots: $slots,
+            q8: false,
+        }
+    };
+    ($name:literal, $uniform:ty, states: $slots:expr, q8) => {
+        $crate::kernels::shaders::RuleShader {
+            q8: true,
+            ..$crate::kernels::shaders::rule_shader!($name, $uniform, states: $slots)
         }
     };
     ($name:literal, $uniform:ty, states: $slots:expr, trust) => {
@@ -255,6 +266,9 @@ pub(crate) enum StateStorage {
     F32,
     /// bf16, four to a `vec2<u32>`, each write stochastically rounded.
     Bf16,
+    /// 8-bit codes with a per-block absmax (`crate::kernels::q8`,
+    /// `crate::storage::quantized`), the rules declared `with q8` only.
+    Q8,
 }
 
 /// A kernel, by its parts. Built by [`KernelKey::new`], which drops the parts a body does
@@ -354,8 +368,10 @@ impl KernelKey {
         if self.addressing == Addressing::Pooled {
             name.push_str("_pooled");
         }
-        if self.states == StateStorage::Bf16 {
-            name.push_str("_states_bf16");
+        match self.states {
+            StateStorage::F32 => {}
+            StateStorage::Bf16 => name.push_str("_states_bf16"),
+            StateStorage::Q8 => name.push_str("_states_q8"),
         }
         if self.sparse != 0 {
             name.push_str(&format!("_sparse{}", self.sparse));
@@ -439,6 +455,11 @@ impl KernelKey {
         let mut out = prelude();
         out.push_str(include_str!("../../shaders/common.wgsl"));
         let mut parts = self.body.parts();
+        if self.states == StateStorage::Q8 {
+            // An 8-bit update's entry reduces each block's absmax before it writes.
+            let entry = parts.last_mut().expect("an update has an entry");
+            *entry = include_str!("../../shaders/q8_update.wgsl");
+        }
         if self.body == Body::NormPartials {
             parts.push(match subgroup_size {
                 Some(_) => include_str!("../../shaders/reduce_first_subgroup.wgsl"),
@@ -485,7 +506,7 @@ impl KernelKey {
     pub(crate) fn eager(self) -> bool {
         let trust_rule = matches!(self.body, Body::Update(r) | Body::Trust(r) if r.trust.is_some());
         let pooled_trust = trust_rule && self.pooled();
-        !(self.needs_half() || pooled_trust)
+        !(self.needs_half() || pooled_trust || self.states == StateStorage::Q8)
     }
 
     /// Whether the kernel is specialized on the norm kind: the kernels built on
@@ -564,8 +585,12 @@ impl KernelKey {
         }
         let mut keys: Vec<KernelKey> = Vec::new();
         for body in bodies {
+            let storages = match body {
+                Body::Update(rule) if rule.q8 => vec![StateStorage::Q8],
+                _ => vec![StateStorage::F32, StateStorage::Bf16],
+            };
             for &(access, addressing) in &places {
-                for states in [StateStorage::F32, StateStorage::Bf16] {
+                for &states in &storages {
                     let key = KernelKey::new(body, access, addressing, states);
                     // A rule with optional states also runs them sparse (groups that
                     // differ in amsgrad, momentum or centered): the last slot alone, and
@@ -611,10 +636,14 @@ impl KernelKey {
 /// order: `sparse_blocks[b·columns + column]`). The rule's body reads such a slot only in
 /// the groups that keep it (the group flag beside every optional state).
 ///
-/// The slot is a constant at every call, so the switch folds away.
+/// The slot is a constant at every call, so the switch folds away. 8-bit states have a
+/// part of their own (`crate::kernels::q8::states_source`).
 pub(crate) fn states_source(slots: usize, storage: StateStorage, sparse: u8) -> String {
+    if storage == StateStorage::Q8 {
+        return crate::kernels::q8::states_source(slots);
+    }
     let ty = match storage {
-        StateStorage::F32 => "vec4<f32>",
+        StateStorage::F32 | StateStorage::Q8 => "vec4<f32>",
         StateStorage::Bf16 => "vec2<u32>",
     };
     let columns = (0..slots).filter(|k| sparse & (1 << k) != 0).count();
@@ -655,14 +684,14 @@ pub(crate) fn states_source(slots: usize, storage: StateStorage, sparse: u8) -> 
     for k in 0..slots {
         let at = format!("state{k}[{}]", index(k));
         let text = match storage {
-            StateStorage::F32 => format!("return {at};"),
+            StateStorage::F32 | StateStorage::Q8 => format!("return {at};"),
             StateStorage::Bf16 => format!("return bf16_widen4({at});"),
         };
         out.push_str(&case(k, k + 1 == slots, &text));
     }
     out.push_str("    }\n}\n\nfn store_state(slot: u32, i: u32, x: vec4<f32>) {\n");
     let stored = match storage {
-        StateStorage::F32 => "x",
+        StateStorage::F32 | StateStorage::Q8 => "x",
         StateStorage::Bf16 => {
             out.push_str(
                 "    let seed = state.round_seed ^ (STATE_SALT * (slot + 1u));\n    \
@@ -994,6 +1023,7 @@ mod tests {
             uniform_name: "Rule",
             uniform_layout: || (Vec::new(), 0),
             state_slots: 1,
+            q8: false,
         };
         let adam = Body::Update(&RULE);
         assert_ne!(

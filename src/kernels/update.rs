@@ -19,6 +19,7 @@ use crate::kernels::shaders::{Body, KernelKey, RuleShader, StateStorage, SHAPE_G
 use crate::kernels::trust::{Trust, TrustSetup};
 use crate::storage::arena::{Arena, Binding};
 use crate::storage::layout::Layout;
+use crate::storage::quantized::Q8Slab;
 use crate::storage::slabs::SlabDevice;
 
 /// An update kernel bound to one parameter set and one optimizer's states.
@@ -44,6 +45,18 @@ pub(crate) struct UpdateKernel {
     groups: BindCache,
     /// LARS and LAMB: the trust pass and its per-slab bind groups.
     trust: Option<(Trust, BindCache)>,
+    /// 8-bit states: per slab its row table and row count, and the maps table.
+    q8: Option<Q8Tables>,
+}
+
+/// The tables an 8-bit update binds besides its states.
+struct Q8Tables {
+    /// Per slab, its row table (`crate::storage::quantized`), at binding 17.
+    rows: Vec<wgpu::Buffer>,
+    /// Per slab, its rows: the grid is a workgroup per `WORKGROUP_SIZE / 64` rows.
+    counts: Vec<u32>,
+    /// The maps and their bounds (`crate::kernels::q8::maps_table`), at binding 18.
+    maps: wgpu::Buffer,
 }
 
 /// What an update kernel binds besides each slab's own bindings and tables.
@@ -65,6 +78,8 @@ pub(crate) struct UpdateBindings<'a> {
     /// keep it; then, per slab, the compact-block table (one column per sparse slot, in
     /// slot order: `optim::groups::sparse_tables`).
     pub sparse: (u8, &'a [Vec<u32>]),
+    /// With 8-bit states ([`StateStorage::Q8`]), each slab's rows.
+    pub q8: Option<&'a [Q8Slab]>,
 }
 
 impl UpdateKernel {
@@ -105,6 +120,21 @@ impl UpdateKernel {
                 _ => Err(gpu.storage("unused state", 16)),
             })
             .collect();
+        let q8 = b.q8.map(|slabs| {
+            let rows: Vec<Vec<u32>> = slabs
+                .iter()
+                .map(|s| s.rows.iter().flatten().copied().collect())
+                .collect();
+            let maps = gpu.storage("q8 maps", 1024 * 4);
+            let table = crate::kernels::q8::maps_table();
+            gpu.queue
+                .write_buffer(&maps, 0, bytemuck::cast_slice(&table));
+            Q8Tables {
+                rows: table_buffers(gpu, "q8 rows", &rows),
+                counts: slabs.iter().map(Q8Slab::row_count).collect(),
+                maps,
+            }
+        });
         let trust = b.trust.as_ref().map(|setup| {
             let trust = Trust::new(gpu, layout, rule, setup, &table);
             (trust, BindCache::new(blocks.len()))
@@ -122,6 +152,7 @@ impl UpdateKernel {
             states,
             step_state: b.step_state.clone(),
             group_bias: b.group_bias.clone(),
+            q8,
         })
     }
 
@@ -167,6 +198,9 @@ impl UpdateKernel {
         if let Some(table) = self.sparse.get(s) {
             entries.push((16, whole(table)));
         }
+        if let Some(q8) = &self.q8 {
+            entries.extend([(17, whole(&q8.rows[s])), (18, whole(&q8.maps))]);
+        }
         if let Some((trust, _)) = &self.trust {
             entries.extend([
                 (11, whole(&trust.ratios)),
@@ -201,7 +235,11 @@ impl UpdateKernel {
         }
         let update_key = |slab: &SlabDevice| self.kernel_for(Body::Update(rule), slab);
         let plan = |s: usize, slab: &SlabDevice| {
-            let size = elementwise_groups(layout.slabs[s].len);
+            let size = match &self.q8 {
+                // An 8-bit update: a workgroup per WORKGROUP_SIZE / 64 rows.
+                Some(q8) => q8.counts[s].div_ceil(crate::consts::WORKGROUP_SIZE / 64),
+                None => elementwise_groups(layout.slabs[s].len),
+            };
             (update_key(slab).shaped(shape | self.gather[s]), size)
         };
         self.groups.encode(pass, gpu, slabs, plan, |s, slab| {

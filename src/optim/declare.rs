@@ -116,7 +116,7 @@ pub(crate) trait FieldChecks {
 /// ```
 ///
 /// gives `static SHADER` (`shaders/rules/adamax.wgsl`; `"lamb" with trust` adds
-/// `lamb_table.wgsl` and `lamb_trust.wgsl`), with the first config's
+/// `lamb_table.wgsl` and `lamb_trust.wgsl`; `"adamw8bit" with q8` keeps 8-bit states), with the first config's
 /// [`RuleDeclaration::STATES`](crate::optim::RuleDeclaration::STATES) as its state slots;
 /// the row `AdamaxUniform` (a [`crate::kernels::abi::shared_struct!`], the WGSL `struct
 /// Adamax` generated from it) with `From<&Config>` for each config; each config's engine

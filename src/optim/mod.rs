@@ -174,6 +174,10 @@ pub trait RuleConfig:
     /// Whether one tensor's update depends on the whole tensor (a per-tensor trust ratio:
     /// LARS, LAMB), not on each element alone.
     const TENSORWISE: bool = false;
+    /// Whether the states are quantized (8-bit AdamW): a state then moves by a whole code
+    /// where its new value crosses a rounding bound, so two backends agree step after step
+    /// only from bit-identical inputs (a clip coefficient one ulp apart may flip a code).
+    const QUANTIZED: bool = false;
     /// The one-group optimizer of this config over every tensor of `params`.
     fn build(&self, params: &ParamSet) -> Result<Self::Optimizer> {
         let names = params.tensors().iter().map(|t| t.name.clone());

@@ -25,6 +25,7 @@
 
 mod agc;
 mod clip;
+mod dynamic_maps;
 #[cfg(test)]
 pub(crate) mod golden;
 mod norm;

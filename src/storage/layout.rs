@@ -122,11 +122,19 @@ fn set_too_large(size: u64) -> Error {
 /// are their partial sums: a tensor's norm depends on its own gradients only, the
 /// property that lets ranks of a sharded model reproduce one process's total bit for bit
 /// (`crate::shard`).
+///
+/// With a smaller capacity that is a multiple of 256 (a caller's slab size), a crossing
+/// tensor starts on the next multiple of 256 instead: the 8-bit optimizer states' blocks
+/// of 256 elements from a tensor's start (`crate::storage::quantized`) then never straddle
+/// two slabs either.
 fn place(cursor: u64, numel: u64, start: u64, capacity: u64) -> u64 {
     let at = cursor - start;
     let crosses = at % capacity + numel > capacity;
+    let quant_block = crate::reference::QUANT_BLOCK as u64;
     if crosses && capacity.is_multiple_of(u64::from(CHUNK_ELEMS)) {
         start + at.next_multiple_of(u64::from(CHUNK_ELEMS))
+    } else if crosses && capacity.is_multiple_of(quant_block) {
+        start + at.next_multiple_of(quant_block)
     } else {
         cursor
     }
@@ -765,8 +773,9 @@ mod tests {
         let types: Vec<Dtype> = layout.tensors.iter().map(|t| t.dtype).collect();
         assert_eq!(types, dtypes);
         let offsets: Vec<u64> = layout.tensors.iter().map(|t| t.offset).collect();
-        // f32 first (5000 → 5056, 1 → 64), then bf16 (100 → 128, 9000), then f16.
-        assert_eq!(offsets, [5120, 0, 5120 + 128 + 9024, 5056, 5120 + 128]);
+        // f32 first (5000 → 5056, 1 → 64), then bf16 (100 → 128; 9000, which crosses a
+        // slab boundary, on the next multiple of 256 of the run, 256), then f16.
+        assert_eq!(offsets, [5120, 0, 5120 + 256 + 9024, 5056, 5120 + 256]);
         for (t, &dtype) in dtypes.iter().enumerate() {
             let pieces = layout.pieces(t);
             assert_eq!(

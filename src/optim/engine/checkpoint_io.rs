@@ -16,6 +16,7 @@ use crate::optim::groups::ParamGroup;
 use crate::optim::loss_scale::{check_scale, LossScaler};
 use crate::storage::arena::{image_writes, read_all, slab_images, write_all, Arena};
 use crate::storage::param_set::gpu_bindings;
+use crate::storage::quantized;
 use crate::storage::typed_io;
 
 /// A checkpoint's loss scaler: its settings and where its state stood.
@@ -45,7 +46,7 @@ impl<R: Rule> Engine<R> {
     /// State slot `k` (held in `arena`) tensor by tensor in the set's order: the values of
     /// each tensor that keeps it, `None` for the others.
     fn state_parts(&self, k: usize, arena: &Arena) -> Result<Vec<Option<Vec<f32>>>> {
-        let all = self.read_state_arena(arena)?;
+        let all = self.read_state_arena(k, arena)?;
         let mut at = 0usize;
         Ok(self
             .layout
@@ -97,8 +98,12 @@ impl<R: Rule> Engine<R> {
         self.groups[self.group_of[t] as usize].config.state_names()[k].is_some()
     }
 
-    /// A state's values, all tensors concatenated (bf16 states widened exactly).
-    pub(super) fn read_state_arena(&self, arena: &Arena) -> Result<Vec<f32>> {
+    /// State slot `k`'s values (held in `arena`), all tensors concatenated (bf16 states
+    /// widened exactly, 8-bit states dequantized).
+    pub(super) fn read_state_arena(&self, k: usize, arena: &Arena) -> Result<Vec<f32>> {
+        if let (Some(slabs), Arena::Gpu(bindings), Some(gpu)) = (&self.q8, arena, self.ctx.gpu()) {
+            return quantized::read_values(gpu, &self.layout, slabs, bindings, k);
+        }
         match (self.state_dtype, arena, self.ctx.gpu()) {
             (Dtype::Bf16, Arena::Gpu(bindings), Some(gpu)) => {
                 typed_io::read_values(gpu, &self.layout, &bf16_targets(bindings), None)
@@ -221,8 +226,18 @@ impl<R: Rule> Engine<R> {
                 // f32 states as slab images; bf16 states rounded to nearest even (exact for
                 // values saved from bf16 states), piece by piece.
                 let arenas: Vec<&Arena> = arenas.collect();
+                // 8-bit states: each slab's words, requantized from the values.
+                let slots = (0..3).filter(|&k| self.states[k].is_some());
+                let q8_words: Vec<Vec<Vec<u32>>> = match &self.q8 {
+                    Some(slabs) => slots
+                        .zip(&values)
+                        .map(|(k, v)| quantized::value_words(&self.layout, slabs, k, v))
+                        .collect(),
+                    None => Vec::new(),
+                };
                 let (images, bf16_writes): (Vec<Vec<Vec<f32>>>, Vec<typed_io::Write<'_>>) =
                     match self.state_dtype {
+                        _ if self.q8.is_some() => (Vec::new(), Vec::new()),
                         Dtype::Bf16 => (
                             Vec::new(),
                             arenas
@@ -250,6 +265,11 @@ impl<R: Rule> Engine<R> {
                 ];
                 for (arena, images) in arenas.iter().zip(&images) {
                     writes.extend(image_writes(&self.layout, gpu_bindings(arena), images));
+                }
+                for (arena, words) in arenas.iter().zip(&q8_words) {
+                    for (binding, words) in gpu_bindings(arena).iter().zip(words) {
+                        writes.push((&binding.buffer, 0, bytemuck::cast_slice(words)));
+                    }
                 }
                 writes.extend(
                     bf16_writes

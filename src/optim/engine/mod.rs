@@ -28,6 +28,7 @@ use crate::shard::ShardPartial;
 use crate::storage::arena::{sparse_state_arena, state_arena, write_all, Arena, UNKEPT};
 use crate::storage::layout::Layout;
 use crate::storage::param_set::ParamSet;
+use crate::storage::quantized;
 
 mod checkpoint_io;
 mod ops;
@@ -90,6 +91,11 @@ pub(crate) trait Rule: RuleConfig + LearningRate + RuleKernel + FieldChecks {
     fn shape(&self) -> u32 {
         0
     }
+    /// For a rule with 8-bit states (`RuleShader::q8`): whether a tensor of `numel`
+    /// elements keeps them 8-bit (else f32, bitsandbytes' `min_8bit_size`).
+    fn quantizes(&self, _numel: u64) -> bool {
+        true
+    }
 }
 
 /// The device half of an optimizer.
@@ -120,6 +126,8 @@ pub(crate) struct Engine<R: Rule> {
     state_dtype: Dtype,
     /// Bytes the states take on the device (`States::bytes`).
     state_bytes: u64,
+    /// With 8-bit states on a device, each slab's rows (`crate::storage::quantized`).
+    q8: Option<Vec<quantized::Q8Slab>>,
 }
 
 impl<R: Rule> Engine<R> {
@@ -128,12 +136,17 @@ impl<R: Rule> Engine<R> {
     pub(crate) fn new(
         params: &ParamSet, groups: Vec<ParamGroup<R>>, state_dtype: Dtype,
     ) -> Result<Self> {
+        // A rule declared with 8-bit states keeps them 8-bit on a device (the CPU backend
+        // holds their dequantized values in f32).
+        let q8 = R::SHADER.q8 && params.ctx.gpu().is_some();
         let states_storage = match state_dtype {
+            Dtype::F32 if q8 => StateStorage::Q8,
             Dtype::F32 => StateStorage::F32,
             Dtype::Bf16 if R::BF16_STATES => StateStorage::Bf16,
             _ => {
                 return Err(Error::NotSupported(format!(
-                    "{} with {state_dtype:?} states (bf16 states are Adam's and AdamW's)",
+                    "{} with {state_dtype:?} states (bf16 states are the Adam family's: Adam, \
+                     AdamW, NAdam, RAdam)",
                     R::NAME
                 )))
             }
@@ -144,6 +157,13 @@ impl<R: Rule> Engine<R> {
             group.config.validate()?;
         }
         let in_norm = groups::norm_mask(&group_of, &groups);
+        let q8_slabs = match q8 {
+            true => Some(quantized::q8_slabs(&layout, |t| {
+                let config = &groups[group_of[t] as usize].config;
+                !config.quantizes(layout.tensors[t].numel)
+            })?),
+            false => None,
+        };
         let blocks = groups::block_tables(&layout, &group_of, &groups);
         // Each state slot is dense (every group keeps it), sparse (some groups: their
         // blocks only, `groups::compact_blocks`) or absent.
@@ -160,11 +180,13 @@ impl<R: Rule> Engine<R> {
             .filter(|&k| compact[k].is_some())
             .fold(0u8, |mask, k| mask | 1 << k);
         let sparse_tables = groups::sparse_tables(&compact.iter().flatten().collect::<Vec<_>>());
+        // Elements of f32 the states take (8-bit states: their words).
         let state_elems: u64 = (0..3)
-            .map(|k| match (names[k], &compact[k]) {
-                (None, _) => 0,
-                (Some(_), None) => layout.internal_len,
-                (Some(_), Some(c)) => kept_blocks(c) * crate::consts::TENSOR_ALIGN_ELEMS,
+            .map(|k| match (names[k], &compact[k], &q8_slabs) {
+                (None, _, _) => 0,
+                (Some(_), _, Some(slabs)) => slabs.iter().map(|s| s.words).sum(),
+                (Some(_), None, None) => layout.internal_len,
+                (Some(_), Some(c), None) => kept_blocks(c) * crate::consts::TENSOR_ALIGN_ELEMS,
             })
             .sum();
         let bytes = memory::optimizer_bytes(
@@ -176,6 +198,9 @@ impl<R: Rule> Engine<R> {
         let new_states = || -> [Option<Arena>; 3] {
             std::array::from_fn(|k| {
                 let name = names[k]?;
+                if let (Some(slabs), Some(gpu)) = (&q8_slabs, params.ctx.gpu()) {
+                    return Some(quantized::state_arena(gpu, slabs, k, name));
+                }
                 Some(match &compact[k] {
                     None => state_arena(&params.ctx, &layout, name, state_dtype),
                     Some(c) => sparse_state_arena(&params.ctx, &layout, name, state_dtype, c),
@@ -215,6 +240,7 @@ impl<R: Rule> Engine<R> {
                             trust,
                             states_storage,
                             sparse: (sparse_mask, &sparse_tables),
+                            q8: q8_slabs.as_deref(),
                         },
                     )?;
                     let device = EngineDevice {
@@ -242,6 +268,7 @@ impl<R: Rule> Engine<R> {
             scaler: None,
             state_dtype,
             state_bytes: state_elems * state_dtype.size(),
+            q8: q8_slabs,
         };
         // States that do not start at zero (Adagrad's accumulator) get their groups' values.
         for slot in 0..3 {

@@ -40,7 +40,15 @@ mod tests {
     #[test]
     fn every_rule_uniform_has_its_rust_layout_in_wgsl() {
         for rule in shaders() {
-            let source = KernelKey::from(crate::kernels::shaders::Body::Update(rule)).source();
+            use crate::kernels::shaders::{Body, StateStorage};
+            let states = if rule.q8 {
+                StateStorage::Q8
+            } else {
+                StateStorage::F32
+            };
+            let source = KernelKey::from(Body::Update(rule))
+                .with_states(states)
+                .source();
             let (fields, size) = (rule.uniform_layout)();
             let rust: Vec<(String, usize)> = fields
                 .into_iter()
@@ -75,8 +83,21 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), names.0.len(), "{:?}", names.0);
         for name in [
-            "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "Adadelta", "RAdam", "ASGD",
-            "Rprop", "NAdam", "Lion", "LARS", "LAMB",
+            "SGD",
+            "Adam",
+            "AdamW",
+            "RMSprop",
+            "Adagrad",
+            "Adamax",
+            "Adadelta",
+            "RAdam",
+            "ASGD",
+            "Rprop",
+            "NAdam",
+            "Lion",
+            "LARS",
+            "LAMB",
+            "AdamW8bit",
         ] {
             assert!(names.0.contains(&name), "{name} in {:?}", names.0);
         }
