@@ -199,6 +199,36 @@ fn round_trips_are_bit_exact_for_every_optimizer() {
         RpropConfig::default(),
         |o: &Rprop| *o.config(),
     );
+    // 8-bit moments (the 5000-element tensor; the others keep f32): saved dequantized, and
+    // requantized on load to the same codes and absmax-equivalent scale, so the step after
+    // the load is the same to the bit.
+    round_trip_is_exact(
+        AdamW8bitConfig {
+            betas: (0.8, 0.95),
+            ..Default::default()
+        },
+        AdamW8bitConfig::default(),
+        |o: &AdamW8bit| *o.config(),
+    );
+}
+
+/// An 8-bit optimizer refuses a checkpoint whose min_8bit_size keeps other tensors 8-bit,
+/// and is left as it was.
+#[test]
+fn an_8bit_checkpoint_keeps_its_8bit_tensors() {
+    let ctx = ctx();
+    let (set, opt) = trained(&ctx, AdamW8bitConfig::default(), 2);
+    let bytes = opt.states().save().unwrap();
+    let other = AdamW8bitConfig {
+        min_8bit_size: 100,
+        ..Default::default()
+    };
+    let mut fresh = other.make(&set).unwrap();
+    let before = snapshot(&fresh);
+    let err = fresh.checkpoint().load(&bytes).unwrap_err();
+    assert!(err.to_string().contains("min_8bit_size"), "{err}");
+    assert_eq!(snapshot(&fresh), before);
+    assert_eq!(fresh.states().step_count().unwrap(), 0);
 }
 
 #[test]

@@ -1859,3 +1859,51 @@ mod groups {
         );
     }
 }
+
+/// 8-bit AdamW keeps its moments in 2 bytes per parameter and 8 per 256-element block (f32
+/// AdamW: 8 per parameter), and a tensor below `min_8bit_size` in f32; its update on a
+/// 2D grid (a context of at most 7 workgroups per dimension) gives the bits of the 1D one.
+#[test]
+fn adamw8bit_keeps_a_quarter_of_adamws_state() {
+    let sizes = [1 << 20, 100];
+    let n: usize = sizes.iter().sum();
+    let (set, _) = set_with_grads(&ctx(), &sizes, None, 1);
+    let eight = AdamW8bitConfig::default().build(&set).unwrap();
+    let f32_adamw = AdamWConfig::default().build(&set).unwrap();
+    let per_param = |bytes: u64| bytes as f64 / n as f64;
+    let q8 = per_param(eight.states().bytes());
+    let full = per_param(f32_adamw.states().bytes());
+    // Codes 2 B; absmax 2 × 4 B per 256 elements (0.031 B); the 100-element tensor's f32
+    // moments (800 B) and the slab's padding.
+    assert!(
+        (2.03..2.04).contains(&q8),
+        "{q8} bytes of 8-bit state per parameter"
+    );
+    assert!(
+        (8.0..8.01).contains(&full),
+        "{full} bytes of f32 state per parameter"
+    );
+
+    let run = |ctx: &Context| {
+        let sizes = [300_000, 4097, 37];
+        let n: usize = sizes.iter().sum();
+        let (mut set, _) = set_with_grads(ctx, &sizes, None, 1);
+        set.upload_params(&data(n, 2, 1.0)).unwrap();
+        let mut opt = AdamW8bitConfig::default().build(&set).unwrap();
+        for step in 0..3 {
+            set.upload_grads(&data(n, 40 + step, 1.0)).unwrap();
+            opt.step(&mut set, &StepOptions::default()).unwrap();
+        }
+        let states: Vec<Vec<f32>> = ["exp_avg", "exp_avg_sq"]
+            .iter()
+            .map(|s| opt.states().get(s).unwrap())
+            .collect();
+        (set.download_params().unwrap(), states)
+    };
+    let (p1, s1) = run(&ctx());
+    let (p2, s2) = run(&ctx_small_grid());
+    assert_bits_eq(&p1, &p2, "params, 1D vs 2D grid");
+    for (a, b) in s1.iter().zip(&s2) {
+        assert_bits_eq(a, b, "moments, 1D vs 2D grid");
+    }
+}

@@ -798,10 +798,10 @@ mod tests {
                 (4096, 1024, Dtype::F32),
                 (5120, 4096, Dtype::Bf16),
                 (9216, 4096, Dtype::Bf16),
-                (13312, 960, Dtype::Bf16),
-                (14272, 64, Dtype::F16),
+                (13312, 1088, Dtype::Bf16),
+                (14400, 64, Dtype::F16),
             ]
         );
-        assert_eq!(layout.internal_len, 14336);
+        assert_eq!(layout.internal_len, 14464);
     }
 }

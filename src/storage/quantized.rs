@@ -245,9 +245,9 @@ pub(crate) fn quantize(slab: &Q8Slab, image: &[f32], slot: usize) -> Vec<u32> {
 }
 
 /// Codes and an absmax that dequantize to `values` exactly, when `values` came from this
-/// quantization: the block's largest `|x|` is `A` itself when positive (code 1.0), else
-/// `0.99297·A` rounded (the signed map's lowest code), so `A` is searched for among the
-/// few floats that product rounds from. Values from elsewhere (a PyTorch moment) are
+/// quantization: the block's largest `|x|` is `A` itself (code 1.0) or `0.99297·A`
+/// rounded (the signed map's lowest code, and code 254), so `A` is searched for among the
+/// few floats either product rounds from. Values from elsewhere (a PyTorch moment) are
 /// quantized afresh ([`quantize_block`]).
 pub(crate) fn requantize_block(values: &[f32], map: &[f32; 256]) -> (Vec<u8>, f32) {
     let exact = |a: f32| -> Option<Vec<u8>> {
@@ -265,13 +265,16 @@ pub(crate) fn requantize_block(values: &[f32], map: &[f32; 256]) -> (Vec<u8>, f3
         .max_by(|a, b| a.abs().total_cmp(&b.abs()))
         .unwrap_or(0.0);
     if largest.is_finite() && largest != 0.0 {
-        let guess = largest / map[if largest > 0.0 { 255 } else { 0 }];
-        let bits = guess.to_bits() as i64;
-        for delta in [0i64, 1, -1, 2, -2, 3, -3] {
-            let a = f32::from_bits((bits + delta) as u32);
-            let whole = values.len() == QUANT_BLOCK;
-            if let Some(codes) = exact(a).filter(|_| whole || a >= 1e-38) {
-                return (codes, a);
+        // The largest magnitude is A (code 1) or 0.99297·A (the signed map's lowest code,
+        // whose magnitude code 254 shares): try both.
+        for extreme in [map[255], map[0].abs()] {
+            let bits = (largest.abs() / extreme).to_bits() as i64;
+            for delta in [0i64, 1, -1, 2, -2, 3, -3] {
+                let a = f32::from_bits((bits + delta) as u32);
+                let whole = values.len() == QUANT_BLOCK;
+                if let Some(codes) = exact(a).filter(|_| whole || a >= 1e-38) {
+                    return (codes, a);
+                }
             }
         }
     }
@@ -300,6 +303,12 @@ mod tests {
                         .map(|_| next() * scale)
                         .map(|x| if slot == 0 { x } else { x.abs() })
                         .collect();
+                    if slot == 0 && n > 2 {
+                        // The largest magnitude negative, another just below it positive
+                        // (code 254, of the same magnitude as code 0).
+                        values[0] = -scale;
+                        values[1] = 0.995 * scale;
+                    }
                     quantize_dequantize(&mut values, &map);
                     let (codes, a) = requantize_block(&values, &map);
                     let back: Vec<f32> = codes.iter().map(|&c| map[c as usize] * a).collect();

@@ -201,6 +201,21 @@ impl<R: Rule> Engine<R> {
                 names(&self.groups[g].config)
             )));
         }
+        // 8-bit states: which tensors keep them 8-bit was fixed when the optimizer was built.
+        if self.q8.is_some() {
+            let differs = self.layout.tensors.iter().enumerate().find(|(t, info)| {
+                let g = self.group_of[*t] as usize;
+                configs[g].quantizes(info.numel) != self.groups[g].config.quantizes(info.numel)
+            });
+            if let Some((_, info)) = differs {
+                return Err(bad(format!(
+                    "tensor {:?} keeps 8-bit states under one of the checkpoint's and this \
+                     optimizer's configs and f32 under the other: build the optimizer with \
+                     the checkpoint's min_8bit_size",
+                    info.name
+                )));
+            }
+        }
         let values = self.match_by_name(&c, options)?;
         let scaler: Option<SavedScaler> = match &c.scaler {
             Some(json) => {
