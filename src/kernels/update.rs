@@ -125,8 +125,8 @@ impl UpdateKernel {
                 .iter()
                 .map(|s| s.rows.iter().flatten().copied().collect())
                 .collect();
-            let maps = gpu.storage("q8 maps", 1024 * 4);
             let table = crate::kernels::q8::maps_table();
+            let maps = gpu.storage("q8 maps", table.len() as u64 * 4);
             gpu.queue
                 .write_buffer(&maps, 0, bytemuck::cast_slice(&table));
             Q8Tables {
