@@ -33,7 +33,9 @@ pub struct BenchConfig {
     /// Timed runs at least (more for a short operation, see [`MIN_TIMED_SECONDS`]); the
     /// median is reported.
     pub repeats: u32,
-    /// Measure only the operations whose name contains this (the copy roofline always runs).
+    /// Measure only the operations this selects (the copy roofline always runs): one or
+    /// more `|`-separated alternatives, each a part of the name, or with a leading `=` the
+    /// whole name (`"=AdamW + clip (fused)|AdamW8bit"`).
     pub only: Option<String>,
 }
 
@@ -907,12 +909,12 @@ impl Bench<'_> {
         })
     }
 
-    /// Whether `--only` leaves operation `op` out (the copies always run).
+    /// Whether `--only` leaves operation `op` out (the copies always run, [`selects`]).
     fn left_out(&self, op: &str) -> bool {
         self.config
             .only
             .as_ref()
-            .is_some_and(|only| !op.contains(only.as_str()) && !op.starts_with("copy"))
+            .is_some_and(|only| !op.starts_with("copy") && !selects(only, op))
     }
 
     /// Whether a row or pair with `runs` timed runs taking `timed` seconds in all needs
@@ -1075,4 +1077,29 @@ pub fn run(
         encode,
         skipped: skipped.into_iter().chain(bench.skipped_rows).collect(),
     })
+}
+
+/// Whether `--only`'s `only` selects operation `op`: one of its `|`-separated alternatives
+/// is a part of the name, or, after a leading `=`, the whole name.
+fn selects(only: &str, op: &str) -> bool {
+    only.split('|').any(|alt| match alt.strip_prefix('=') {
+        Some(name) => op == name,
+        None => op.contains(alt),
+    })
+}
+
+#[cfg(test)]
+mod only_tests {
+    use super::selects;
+
+    /// Alternatives select by a part of the name, or by the whole name after `=`.
+    #[test]
+    fn only_selects_parts_and_whole_names() {
+        let only = "=AdamW + clip (fused)|AdamW8bit";
+        assert!(selects(only, "AdamW + clip (fused)"));
+        assert!(selects(only, "AdamW8bit + clip (fused)"));
+        assert!(!selects(only, "AdamW + clip (fused), 2000 tensors"));
+        assert!(!selects(only, "Adam + clip (fused)"));
+        assert!(selects("norm", "global_norm"));
+    }
 }

@@ -78,7 +78,8 @@ struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Measure only the operations whose name contains this, e.g. "global_norm" (the copy
-    /// roofline always runs).
+    /// roofline always runs); `|` separates alternatives, and a leading `=` asks for the
+    /// whole name, e.g. "=AdamW + clip (fused)|AdamW8bit"
     #[arg(long)]
     only: Option<String>,
 }
