@@ -170,7 +170,10 @@ mod tests {
             // A midpoint rounds down; just past it, up.
             let mid = bounds[200];
             assert_eq!(nearest_code(mid, &bounds), 200);
-            assert_eq!(nearest_code(f32::from_bits(mid.to_bits() + 1), &bounds), 201);
+            assert_eq!(
+                nearest_code(f32::from_bits(mid.to_bits() + 1), &bounds),
+                201
+            );
             assert_eq!(nearest_code(2.0, &bounds), 255);
             assert_eq!(nearest_code(-2.0, &bounds), 0);
         }
@@ -197,7 +200,10 @@ mod tests {
         let mut values = vec![0.5f32, -0.25, 1e-7, 3.0];
         quantize_dequantize(&mut values, &dynamic_map(true));
         assert_eq!(values[3], 3.0);
-        assert_eq!(values[2], 0.0, "1e-7 / 3 is nearer 0 than the smallest code");
+        assert_eq!(
+            values[2], 0.0,
+            "1e-7 / 3 is nearer 0 than the smallest code"
+        );
     }
 
     /// bitsandbytes' `AdamW8bit`, twelve steps of three configurations
@@ -211,17 +217,31 @@ mod tests {
         use crate::reference::golden::{assert_ulps, f32s};
         use serde_json::Value;
         let text = include_str!("../../../fixtures/bitsandbytes.json");
-        let fixtures: Value = serde_json::from_str(text).expect("fixtures/bitsandbytes.json parses");
+        let fixtures: Value =
+            serde_json::from_str(text).expect("fixtures/bitsandbytes.json parses");
         let map_of = |v: &Value| -> Vec<f32> {
-            v.as_array().unwrap().iter().map(|b| f32::from_bits(b.as_u64().unwrap() as u32)).collect()
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|b| f32::from_bits(b.as_u64().unwrap() as u32))
+                .collect()
         };
-        assert_eq!(map_of(&fixtures["maps"]["signed"]), dynamic_map(true).to_vec());
-        assert_eq!(map_of(&fixtures["maps"]["unsigned"]), dynamic_map(false).to_vec());
+        assert_eq!(
+            map_of(&fixtures["maps"]["signed"]),
+            dynamic_map(true).to_vec()
+        );
+        assert_eq!(
+            map_of(&fixtures["maps"]["unsigned"]),
+            dynamic_map(false).to_vec()
+        );
         let (mut decisions, mut flips) = (0usize, 0usize);
         for case in fixtures["optimizers"].as_array().unwrap() {
             let kw = &case["kwargs"];
             let num = |k: &str| kw[k].as_f64().unwrap();
-            let betas = (kw["betas"][0].as_f64().unwrap(), kw["betas"][1].as_f64().unwrap());
+            let betas = (
+                kw["betas"][0].as_f64().unwrap(),
+                kw["betas"][1].as_f64().unwrap(),
+            );
             let min_size = kw["min_8bit_size"].as_u64().unwrap();
             let mut params = f32s(&case["params"]);
             let n = params.len();
@@ -234,11 +254,21 @@ mod tests {
                     grads: &grads,
                     states: [Some(&mut m), Some(&mut v), None],
                 };
-                adamw8bit(t, k as u32 + 1, num("lr"), betas, num("eps"), num("weight_decay"), min_size);
+                adamw8bit(
+                    t,
+                    k as u32 + 1,
+                    num("lr"),
+                    betas,
+                    num("eps"),
+                    num("weight_decay"),
+                    min_size,
+                );
                 let want_params = f32s(&step["params"]);
                 assert_ulps(&params, &want_params, &format!("{what}: params"));
                 let state = &step["state"];
-                for (name, signed, ours) in [("exp_avg", true, &mut m), ("exp_avg_sq", false, &mut v)] {
+                for (name, signed, ours) in
+                    [("exp_avg", true, &mut m), ("exp_avg_sq", false, &mut v)]
+                {
                     let want = if (n as u64) < min_size {
                         let want = f32s(&state[name]);
                         assert_ulps(ours, &want, &format!("{what}: {name}"));
@@ -250,7 +280,9 @@ mod tests {
                         let want: Vec<f32> = codes
                             .iter()
                             .enumerate()
-                            .map(|(i, c)| map[c.as_u64().unwrap() as usize] * absmax[i / QUANT_BLOCK])
+                            .map(|(i, c)| {
+                                map[c.as_u64().unwrap() as usize] * absmax[i / QUANT_BLOCK]
+                            })
                             .collect();
                         for (i, (&got, &w)) in ours.iter().zip(&want).enumerate() {
                             decisions += 1;
@@ -262,7 +294,9 @@ mod tests {
                                     e(c).total_cmp(&e(d))
                                 })
                             };
-                            if crate::reference::ulps(got, w) > crate::consts::tolerance::UPDATE_ULPS {
+                            if crate::reference::ulps(got, w)
+                                > crate::consts::tolerance::UPDATE_ULPS
+                            {
                                 flips += 1;
                                 let (g, c) = (code(got).unwrap(), code(w).unwrap());
                                 assert_eq!(
@@ -281,6 +315,9 @@ mod tests {
             }
         }
         assert!(decisions > 30_000, "{decisions}");
-        assert!(flips * 2000 <= decisions, "{flips} of {decisions} codes differ");
+        assert!(
+            flips * 2000 <= decisions,
+            "{flips} of {decisions} codes differ"
+        );
     }
 }
