@@ -449,3 +449,14 @@ shared_struct! {
         _pad1: u32,
     }
 }
+
+/// Case `k` of a state part's `switch slot` (the last slot's is `default`), its body `text`
+/// (indented lines).
+pub(crate) fn slot_case(k: usize, last: bool, text: &str) -> String {
+    let label = if last {
+        "default".to_string()
+    } else {
+        format!("case {k}u")
+    };
+    format!("        {label}: {{\n{text}        }}\n")
+}

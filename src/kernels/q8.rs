@@ -16,6 +16,7 @@
 //! The maps table (binding 18) holds the signed map, the unsigned map, then their bounds
 //! (`reference::dynamic_bounds`), 256 f32 each.
 
+use crate::kernels::abi::slot_case;
 use crate::reference::{dynamic_bounds, dynamic_map};
 
 /// Exponents below this (|s| < 2^-24) take the code of 0 in both maps without a table:
@@ -121,14 +122,7 @@ pub(crate) fn states_source(slots: usize) -> String {
     out.push_str(include_str!("../../shaders/q8_states.wgsl"));
     // The slot switches: slot 0 on the signed map (0), the others on the unsigned (256).
     let map = |k: usize| if k == 0 { 0 } else { 256 };
-    let case = |k: usize, text: String| {
-        let label = if k + 1 == slots {
-            "default".to_string()
-        } else {
-            format!("case {k}u")
-        };
-        format!("        {label}: {{\n{text}        }}\n")
-    };
+    let case = |k: usize, text: String| slot_case(k, k + 1 == slots, &text);
     out.push_str("\nfn load_state(slot: u32, i: u32) -> vec4<f32> {\n    switch slot {\n");
     for k in 0..slots {
         out.push_str(&case(

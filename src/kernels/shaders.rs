@@ -673,12 +673,7 @@ pub(crate) fn states_source(slots: usize, storage: StateStorage, sparse: u8) -> 
         ));
     }
     let case = |k: usize, last: bool, text: &str| {
-        let label = if last {
-            "default".to_string()
-        } else {
-            format!("case {k}u")
-        };
-        format!("        {label}: {{\n            {text}\n        }}\n")
+        crate::kernels::abi::slot_case(k, last, &format!("            {text}\n"))
     };
     out.push_str("\nfn load_state(slot: u32, i: u32) -> vec4<f32> {\n    switch slot {\n");
     for k in 0..slots {
