@@ -6,9 +6,11 @@
 //   1. the rule's update (apply): states read dequantized, m ← map[code]·absmax, the new
 //      states kept in private memory, the parameters written;
 //   2. each row's new absmax per state, max |x| over its elements (u32 atomicMax of the
-//      bits, which order like the magnitudes: NaN above +∞; order-free, so deterministic);
+//      bits, which order like the magnitudes: NaN above +∞; order-free, so deterministic),
+//      from 0 (WGSL zero-initializes workgroup memory);
 //   3. after the barrier, each vec4's four codes and, by lane 0, the row's absmax written.
-// Every invocation reaches both barriers; a skipped step writes nothing.
+// Every invocation reaches the barrier; a skipped step writes nothing. q8_max starts at 0:
+// WGSL zero-initializes workgroup memory.
 
 var<workgroup> q8_max: array<atomic<u32>, Q8_MAX_SLOTS>;
 
@@ -21,10 +23,6 @@ fn main(
     let sub = lid / Q8_LANES;
     let lane = lid % Q8_LANES;
     let r = group_index(wid, nwg) * Q8_ROWS + sub;
-    if lid < Q8_MAX_SLOTS {
-        atomicStore(&q8_max[lid], 0u);
-    }
-    workgroupBarrier();
     var lanes = vec4<bool>(false);
     var i = 0u;
     if enabled() && r < q8_rows[0].z {
