@@ -10,11 +10,12 @@
 //! - `q8_reduce`: each state's `max |x|` over the row's live lanes, into workgroup atomics;
 //! - `q8_store`: after the barrier, each vec4's codes (the twin of
 //!   `reference::quantize_block`: whole rows scale by `x · (1 / max(A, 1e-38))`, a partial
-//!   row divides by it, `clamp(·, −1, 1)`, then the number of bounds below it by eight
-//!   halvings, 0 straight to the code of 0) and the row's absmax.
+//!   row divides by it, `clamp(·, −1, 1)`, then the number of bounds below it: its
+//!   bucket's least code from a table, and up by one while the next bound is below it,
+//!   [`TABLE_SCAN`] times; 0 straight to the code of 0) and the row's absmax.
 //!
-//! The maps table (binding 18) holds the signed map, the unsigned map, then their bounds
-//! (`reference::dynamic_bounds`), 256 f32 each.
+//! The maps table (binding 18, [`maps_table`]) holds the signed map, the unsigned map,
+//! their bounds (`reference::dynamic_bounds`), 256 f32 each, then each map's bucket table.
 
 use crate::kernels::abi::slot_case;
 use crate::reference::{dynamic_bounds, dynamic_map};

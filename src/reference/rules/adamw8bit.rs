@@ -33,9 +33,9 @@ pub fn dynamic_bounds(map: &[f32; 256]) -> [f32; 256] {
 }
 
 /// The code of `x` (already scaled by its block's absmax): `clamp(x, −1, 1)`, then the
-/// number of bounds strictly below it, found by a binary search of eight halvings (the
-/// shader's; NaN compares false, so it takes code 255 − 0 = … whatever the search gives,
-/// the same on both sides).
+/// number of bounds strictly below it (bitsandbytes' `bucketize`), by a binary search of
+/// eight halvings; NaN compares false with every bound: code 0 (the shader's table search
+/// gives the same codes, `src/kernels/q8.rs`).
 pub fn nearest_code(x: f32, bounds: &[f32; 256]) -> u8 {
     let s = clamp_keep_nan(x);
     let mut lo = 0usize;
