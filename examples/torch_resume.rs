@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use clipstep::{Context, Optimizer, RuleConfig, RuleVisitor, StepOptions, TensorSpec};
 
-/// The rules whose names are `torch.optim` classes.
+/// The rules whose names are `torch.optim` classes (not Optax's Lion, LARS and LAMB, nor
+/// bitsandbytes' AdamW8bit).
 fn pytorchs(name: &str) -> bool {
-    !["Lion", "LARS", "LAMB"].contains(&name)
+    !["Lion", "LARS", "LAMB", "AdamW8bit"].contains(&name)
 }
 
 /// Saves each PyTorch rule's checkpoint and 8th step into `dir`.

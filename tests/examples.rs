@@ -299,4 +299,8 @@ fn torch_resume_writes_every_pytorch_rule() {
         !dir.join("Lion.json").exists(),
         "Optax's rules have no torch.optim class"
     );
+    assert!(
+        !dir.join("AdamW8bit.json").exists(),
+        "bitsandbytes' AdamW8bit has no torch.optim class"
+    );
 }
