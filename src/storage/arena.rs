@@ -490,6 +490,19 @@ pub(crate) fn slab_images(layout: &Layout, data: &[f32]) -> Vec<Vec<f32>> {
     images
 }
 
+/// Every tensor's values from slab images (the inverse of [`slab_images`]), concatenated
+/// in the set's order.
+pub(crate) fn tensor_values(layout: &Layout, images: &[Vec<f32>]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(layout.numel() as usize);
+    for t in 0..layout.tensors.len() {
+        for p in layout.pieces(t) {
+            let at = p.slab_offset as usize;
+            out.extend_from_slice(&images[p.slab][at..at + p.len as usize]);
+        }
+    }
+    out
+}
+
 /// The writes that put `images` (from [`slab_images`]) into `bindings`: one per slab of
 /// clipstep's own, one per tensor of a pool (the gaps between a pool's tensors are the
 /// caller's and are never written).
@@ -601,25 +614,20 @@ fn read_slabs(
 pub(crate) fn read_all(
     gpu: Option<&Arc<Gpu>>, layout: &Layout, arena: &Arena, role: &'static str,
 ) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(layout.numel() as usize);
     match (gpu, arena) {
-        (Some(gpu), Arena::Gpu(bindings)) => {
-            let slabs = read_slabs(gpu, layout, bindings, role)?;
-            for t in 0..layout.tensors.len() {
-                for p in layout.pieces(t) {
-                    let at = p.slab_offset as usize;
-                    out.extend_from_slice(&slabs[p.slab][at..at + p.len as usize]);
-                }
-            }
-        }
+        (Some(gpu), Arena::Gpu(bindings)) => Ok(tensor_values(
+            layout,
+            &read_slabs(gpu, layout, bindings, role)?,
+        )),
         (_, Arena::Cpu(v)) => {
+            let mut out = Vec::with_capacity(layout.numel() as usize);
             for t in &layout.tensors {
                 out.extend_from_slice(&v[t.offset as usize..(t.offset + t.numel) as usize]);
             }
+            Ok(out)
         }
         _ => unreachable!("arena kind always matches the context"),
     }
-    Ok(out)
 }
 
 /// Tensor `t` of `arena`.

@@ -19,7 +19,7 @@
 use crate::device::context::Gpu;
 use crate::error::{Error, Result};
 use crate::reference::{dynamic_bounds, dynamic_map, quantize_block, QUANT_BLOCK};
-use crate::storage::arena::{slab_images, Arena, Binding};
+use crate::storage::arena::{slab_images, tensor_values, Arena, Binding};
 use crate::storage::layout::Layout;
 
 /// Row flag: the row's tensor keeps f32 states (below the rule's 8-bit size).
@@ -169,14 +169,7 @@ pub(crate) fn read_values(
             dequantize(slab, &words, slot, info.len as usize)
         })
         .collect();
-    let mut out = Vec::with_capacity(layout.numel() as usize);
-    for t in 0..layout.tensors.len() {
-        for p in layout.pieces(t) {
-            let from = p.slab_offset as usize;
-            out.extend_from_slice(&images[p.slab][from..from + p.len as usize]);
-        }
-    }
-    Ok(out)
+    Ok(tensor_values(layout, &images))
 }
 
 /// The writes that put `values` (every tensor's, concatenated in the set's order) into
