@@ -1049,6 +1049,7 @@ mod loss_scale {
                     clipstep::TensorStep {
                         params: &mut p,
                         grads: &g,
+                        shape: &[],
                         states: [None, None, None],
                     },
                     steps == 1,

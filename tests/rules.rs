@@ -1329,6 +1329,7 @@ mod groups {
                 TensorStep {
                     params: p,
                     grads: grad,
+                    shape: &[],
                     states,
                 },
                 1,
@@ -1375,6 +1376,7 @@ mod groups {
                 TensorStep {
                     params: p,
                     grads: grad,
+                    shape: &[],
                     states,
                 },
                 true,
@@ -1403,6 +1405,7 @@ mod groups {
                 TensorStep {
                     params: p,
                     grads: grad,
+                    shape: &[],
                     states,
                 },
                 lrs[g],
@@ -1465,6 +1468,7 @@ mod groups {
                 TensorStep {
                     params: &mut want[r.clone()],
                     grads: &grads[r],
+                    shape: &[],
                     states,
                 },
                 1,

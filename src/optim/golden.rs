@@ -51,6 +51,7 @@ impl RuleVisitor for Case<'_> {
             let tensor = TensorStep {
                 params: &mut params,
                 grads: &grad,
+                shape: &[],
                 states,
             };
             config.reference_step(k as u32 + 1, tensor);

@@ -165,6 +165,7 @@ fn reference_step(
                 TensorStep {
                     params,
                     grads: grad,
+                    shape: &[],
                     states: [Some(&mut m), None, None],
                 },
                 get("learning_rate", 1e-4),
@@ -264,6 +265,7 @@ fn trust_ratio_steps_match_optax() {
                         TensorStep {
                             params: p,
                             grads: g,
+                            shape: &[],
                             states: [Some(&mut states[0][t]), None, None],
                         },
                         get("learning_rate", 0.1),
@@ -280,6 +282,7 @@ fn trust_ratio_steps_match_optax() {
                         TensorStep {
                             params: p,
                             grads: g,
+                            shape: &[],
                             states: [Some(&mut m[0][t]), Some(&mut v[0][t]), None],
                         },
                         k as u32 + 1,

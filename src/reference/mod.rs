@@ -59,6 +59,9 @@ pub struct TensorStep<'a> {
     pub params: &'a mut [f32],
     /// The gradients the rule applies.
     pub grads: &'a [f32],
+    /// The tensor's shape; empty: a vector of `params.len()` elements. Only a rule that
+    /// treats matrices apart (Adafactor's factored second moment) reads it.
+    pub shape: &'a [usize],
     /// The states by slot, updated in place.
     pub states: [Option<&'a mut [f32]>; 3],
 }

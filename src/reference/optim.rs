@@ -82,6 +82,7 @@ pub fn sgd(
         params,
         grads,
         states: [mut momentum_buffer, _, _],
+        ..
     } = t;
     let (neg_lr, mu, one_minus_dampening, wd) = (
         -lr as f32,
@@ -125,6 +126,7 @@ pub fn adam(
         params,
         grads,
         states: [Some(exp_avg), Some(exp_avg_sq), mut max_exp_avg_sq],
+        ..
     } = t
     else {
         panic!("Adam keeps exp_avg and exp_avg_sq")
@@ -191,6 +193,7 @@ pub fn rmsprop(
         params,
         grads,
         states: [Some(square_avg), mut grad_avg, mut momentum_buffer],
+        ..
     } = t
     else {
         panic!("RMSprop keeps square_avg")

@@ -62,6 +62,7 @@ pub trait ReferenceStep: RuleConfig {
             let tensor = TensorStep {
                 params: &mut params[range.clone()],
                 grads: &grads[range],
+                shape: &[],
                 states: three,
             };
             self.reference_step(step, tensor);

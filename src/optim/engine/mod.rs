@@ -485,6 +485,7 @@ impl<R: Rule> Engine<R> {
                     TensorStep {
                         params: &mut p[range.clone()],
                         grads: &grads,
+                        shape: &info.shape,
                         states,
                     },
                 );

@@ -252,6 +252,7 @@ mod tests {
                 let t = TensorStep {
                     params: &mut params,
                     grads: &grads,
+                    shape: &[],
                     states: [Some(&mut m), Some(&mut v), None],
                 };
                 adamw8bit(
