@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use clipstep::{Context, Optimizer, RuleConfig, RuleVisitor, StepOptions, TensorSpec};
 
 /// The rules whose names are `torch.optim` classes (not Optax's Lion, LARS and LAMB, nor
-/// bitsandbytes' AdamW8bit).
+/// bitsandbytes' AdamW8bit, nor Adafactor, whose checkpoint holds its factored states one
+/// value per element, not in PyTorch's row and column shapes).
 fn pytorchs(name: &str) -> bool {
-    !["Lion", "LARS", "LAMB", "AdamW8bit"].contains(&name)
+    !["Lion", "LARS", "LAMB", "AdamW8bit", "Adafactor"].contains(&name)
 }
 
 /// Saves each PyTorch rule's checkpoint and 8th step into `dir`.

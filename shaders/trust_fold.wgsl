@@ -1,7 +1,6 @@
-// Per-tensor trust ratios (Optax's scale_by_trust_ratio), one invocation per tensor, after
-// the trust pass: the tensor's chunk partials folded in chunk order, then
-//   ratio_t = (tc·‖p_t‖) / (‖u_t‖ + eps),   1 when ‖p_t‖ = 0 or ‖u_t‖ = 0, or untrusted group
-// with (tc, eps, trusted) from the rule's trust_params of the tensor's group.
+// Per-tensor ratios, one invocation per tensor, after the trust pass: the tensor's chunk
+// partials (Σp², Σu²) folded in chunk order, then the rule's tensor_ratio(t, group, sums)
+// (trust_ratio.wgsl: Optax's trust ratio, LARS and LAMB; rules/adafactor_ratio.wgsl).
 //
 // @binding(0) trust_partials (Σp², Σu²) per chunk
 // @binding(1) ranges         per tensor [first chunk, chunk count]
@@ -31,12 +30,5 @@ fn main(
     for (var c = range.x; c < range.x + range.y; c++) {
         sums += trust_partials[c];
     }
-    let trust = trust_params(tensor_group[t]);
-    let p_norm = sqrt(sums.x);
-    let u_norm = sqrt(sums.y);
-    var ratio = trust.x * p_norm / (u_norm + trust.y);
-    if p_norm == 0.0 || u_norm == 0.0 || trust.z == 0.0 {
-        ratio = 1.0;
-    }
-    ratios[t] = ratio;
+    ratios[t] = tensor_ratio(t, tensor_group[t], sums);
 }

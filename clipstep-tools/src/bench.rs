@@ -14,9 +14,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use clipstep::{
-    AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context, Dtype, Error, ExternalTensor,
-    Nonfinite, Norm, Optimizer, ParamGroup, ParamSet, Result, RuleConfig, RuleVisitor, StepOptions,
-    TensorSpec, Units,
+    Adafactor, AdafactorConfig, AdamW, AdamWConfig, ArenaOptions, BufferRange, Clip, Context,
+    Dtype, Error, ExternalTensor, Nonfinite, Norm, Optimizer, ParamGroup, ParamSet, Result,
+    RuleConfig, RuleVisitor, StepOptions, TensorSpec, Units,
 };
 
 /// What to measure.
@@ -688,6 +688,28 @@ impl Bench<'_> {
         Ok(())
     }
 
+    /// Adafactor's clipped step on weights of 4,096 columns (`[n / 4096, 4096]`, at most
+    /// 4,096 rows each): its factored path, a row and a column vector per weight. The
+    /// registry's row steps the one-vector set, whose second moment is kept whole.
+    fn adafactor_matrices(&mut self, ctx: &Context, n: u64, fused: StepOptions) -> Result<()> {
+        let rows = (n / 4096).max(1) as usize;
+        let specs: Vec<TensorSpec> = (0..rows.div_ceil(4096))
+            .map(|k| TensorSpec::new(format!("w{k}"), [(rows - k * 4096).min(4096), 4096]))
+            .collect();
+        let mut set = ctx.param_set(&specs)?;
+        let ramp: Vec<f32> = (0..rows * 4096)
+            .map(|i| ((i % 1021) as f32 - 510.0) * 1e-3)
+            .collect();
+        set.upload_params(&ramp)?;
+        set.upload_grads(&ramp)?;
+        let config = <AdafactorConfig as clipstep::RuleDeclaration>::examples().remove(0);
+        let bytes = config.bytes_per_element();
+        let mut opt = Adafactor::new(&set, config)?;
+        let label = "Adafactor + clip (factored, rows of 4096)";
+        self.step(label, &mut set, &mut opt, bytes, fused)
+            .map(|_| ())
+    }
+
     /// Times a clipped step of `opt` on `set` as row `op` (`bytes` per element).
     fn step(
         &mut self, op: &str, set: &mut ParamSet, opt: &mut dyn Optimizer, bytes: u64,
@@ -805,6 +827,7 @@ impl Bench<'_> {
         };
         clipstep::for_each_rule(&mut rules);
         rules.result?;
+        self.adafactor_matrices(ctx, n, fused)?;
         let mut adamw = AdamW::new(&set, AdamWConfig::default())?;
         let fused_label = "AdamW + clip (fused)";
         let t_fused = self.step(fused_label, &mut set, &mut adamw, 32, fused)?;

@@ -361,6 +361,10 @@ shared_struct! {
 /// The WGSL declared before every shader: kernel constants from [`crate::consts`] and
 /// every code of [`CODES`].
 pub(crate) fn prelude() -> String {
+    use crate::storage::factored::{
+        FactorBatch, FactorLine, FactorPiece, FactorTensor, FACTOR_SUB_ROWS, PIECE_FLOATS,
+        TILE_COLS, TILE_ROWS,
+    };
     let (small, mid) = (CHUNK_CLASSES[0].1, CHUNK_CLASSES[1].1);
     let block_vec4s = TENSOR_ALIGN_ELEMS / u64::from(VEC_WIDTH);
     let mut out = format!(
@@ -372,7 +376,11 @@ pub(crate) fn prelude() -> String {
          const BLOCK_VEC4S: u32 = {block_vec4s}u;\n\
          const MAX_GROUPS: u32 = {MAX_GROUPS}u;\n\
          const CHUNK_ELEMS: u32 = {CHUNK_ELEMS}u;\n\
-         const CLIP_EPS: f32 = {CLIP_EPS:e};\n"
+         const CLIP_EPS: f32 = {CLIP_EPS:e};\n\
+         const TILE_ROWS: u32 = {TILE_ROWS}u;\n\
+         const TILE_COLS: u32 = {TILE_COLS}u;\n\
+         const PIECE_FLOATS: u32 = {PIECE_FLOATS}u;\n\
+         const FACTOR_SUB_ROWS: u32 = {FACTOR_SUB_ROWS}u;\n"
     );
     for (name, value) in CODES {
         out.push_str(&format!("const {name}: u32 = {value}u;\n"));
@@ -389,6 +397,10 @@ pub(crate) fn prelude() -> String {
         UnitRow::wgsl(),
         AgcOp::wgsl(),
         GroupSchedule::wgsl(),
+        FactorTensor::wgsl(),
+        FactorPiece::wgsl(),
+        FactorLine::wgsl(),
+        FactorBatch::wgsl(),
     ] {
         out.push('\n');
         out.push_str(&wgsl);

@@ -18,6 +18,7 @@ pub(crate) mod abi;
 pub(crate) mod agc;
 pub(crate) mod cache;
 pub(crate) mod clip;
+pub(crate) mod factor;
 pub(crate) mod host;
 pub(crate) mod norm;
 pub(crate) mod q8;

@@ -54,6 +54,14 @@ pub(crate) struct RuleShader {
     /// [`StateStorage::Q8`]): its update runs on `shaders/q8_update.wgsl` and no other state
     /// storage.
     pub q8: bool,
+    /// A trust rule's per-tensor ratio from `(Σp², Σu²)` (`tensor_ratio`, appended to
+    /// `shaders/trust_fold.wgsl`): Optax's trust ratio (`shaders/trust_ratio.wgsl`) unless
+    /// the rule has its own.
+    pub ratio: &'static str,
+    /// Whether its states are Adafactor's factored second moments
+    /// ([`StateStorage::Factored`], `crate::storage::factored`): its step first runs the
+    /// row and column reductions (`Body::FactorPartials`, `FactorFold`, `FactorMeans`).
+    pub factored: bool,
 }
 
 /// A rule's [`RuleShader`] from its name and uniform type: the body
@@ -71,12 +79,31 @@ macro_rules! rule_shader {
             uniform_layout: <$uniform as $crate::kernels::abi::Shared>::layout,
             state_slots: $slots,
             q8: false,
+            ratio: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/trust_ratio.wgsl")),
+            factored: false,
         }
     };
     ($name:literal, $uniform:ty, states: $slots:expr, q8) => {
         $crate::kernels::shaders::RuleShader {
             q8: true,
             ..$crate::kernels::shaders::rule_shader!($name, $uniform, states: $slots)
+        }
+    };
+    ($name:literal, $uniform:ty, states: $slots:expr, factored) => {
+        $crate::kernels::shaders::RuleShader {
+            apply: concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/rules/", $name, "_direction.wgsl")),
+                "\n",
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/rules/", $name, ".wgsl"))
+            ),
+            trust: Some(concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/rules/", $name, "_direction.wgsl")),
+                "\n",
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/rules/", $name, "_trust.wgsl"))
+            )),
+            ratio: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/rules/", $name, "_ratio.wgsl")),
+            factored: true,
+            ..$crate::kernels::shaders::rule_shader!($name, $uniform, states: $slots, trust)
         }
     };
     ($name:literal, $uniform:ty, states: $slots:expr, trust) => {
@@ -143,6 +170,13 @@ pub(crate) enum Body {
     Trust(&'static RuleShader),
     /// A trust rule's per-tensor trust ratios (`trust_fold.wgsl`).
     Fold(&'static RuleShader),
+    /// A factored rule's row and column sums of `g²`, one workgroup per tile piece
+    /// (`factor_partials.wgsl`; `src/kernels/factor.rs`).
+    FactorPartials(&'static RuleShader),
+    /// Its rows and columns folded from the pieces and moved (`factor_fold.wgsl`).
+    FactorFold(&'static RuleShader),
+    /// Its matrices' row means (`factor_means.wgsl`).
+    FactorMeans(&'static RuleShader),
 }
 
 /// Which elements a body touches, and so which access part it takes.
@@ -164,9 +198,10 @@ impl Body {
     fn role(self) -> Role {
         match self {
             Body::NormTensors | Body::NormFinalize | Body::Fold(_) => Role::Tables,
+            Body::FactorFold(_) | Body::FactorMeans(_) => Role::Tables,
             Body::NormPartials => Role::ReadsGrads,
             Body::Scale | Body::ScalePerTensor | Body::Clamp => Role::WritesGrads,
-            Body::Update(_) | Body::Trust(_) => Role::Updates,
+            Body::Update(_) | Body::Trust(_) | Body::FactorPartials(_) => Role::Updates,
             Body::Agc => Role::Agc,
         }
     }
@@ -176,7 +211,12 @@ impl Body {
     fn addressed(self) -> bool {
         matches!(
             self,
-            Body::Scale | Body::Clamp | Body::Agc | Body::Update(_) | Body::Trust(_)
+            Body::Scale
+                | Body::Clamp
+                | Body::Agc
+                | Body::Update(_)
+                | Body::Trust(_)
+                | Body::FactorPartials(_)
         )
     }
 
@@ -212,7 +252,28 @@ impl Body {
                 include_str!("../../shaders/trust_partials.wgsl"),
                 REDUCE_VEC2,
             ],
-            Body::Fold(rule) => vec![include_str!("../../shaders/trust_fold.wgsl"), rule.table],
+            Body::Fold(rule) => vec![
+                include_str!("../../shaders/trust_fold.wgsl"),
+                rule.table,
+                rule.ratio,
+            ],
+            Body::FactorPartials(rule) => vec![
+                rule.table,
+                include_str!("../../shaders/factor_partials.wgsl"),
+                UPDATE,
+                ROUNDING,
+                STATES_NONE,
+            ],
+            Body::FactorFold(rule) => vec![
+                rule.table,
+                FACTORED_BINDINGS,
+                include_str!("../../shaders/factor_fold.wgsl"),
+            ],
+            Body::FactorMeans(rule) => vec![
+                rule.table,
+                FACTORED_BINDINGS,
+                include_str!("../../shaders/factor_means.wgsl"),
+            ],
         }
     }
 
@@ -229,6 +290,9 @@ impl Body {
             Body::Update(rule) => rule.name.into(),
             Body::Trust(rule) => format!("{}_trust", rule.name),
             Body::Fold(rule) => format!("{}_fold", rule.name),
+            Body::FactorPartials(rule) => format!("{}_factor_partials", rule.name),
+            Body::FactorFold(rule) => format!("{}_factor_fold", rule.name),
+            Body::FactorMeans(rule) => format!("{}_factor_means", rule.name),
         }
     }
 }
@@ -269,6 +333,9 @@ pub(crate) enum StateStorage {
     /// 8-bit codes with a per-block absmax (`crate::kernels::q8`,
     /// `crate::storage::quantized`), the rules declared `with q8` only.
     Q8,
+    /// Adafactor's factored second moments in set-wide buffers
+    /// (`crate::storage::factored`), the rules declared `with factored` only.
+    Factored,
 }
 
 /// A kernel, by its parts. Built by [`KernelKey::new`], which drops the parts a body does
@@ -372,6 +439,7 @@ impl KernelKey {
             StateStorage::F32 => {}
             StateStorage::Bf16 => name.push_str("_states_bf16"),
             StateStorage::Q8 => name.push_str("_states_q8"),
+            StateStorage::Factored => name.push_str("_states_factored"),
         }
         if self.sparse != 0 {
             name.push_str(&format!("_sparse{}", self.sparse));
@@ -478,7 +546,13 @@ impl KernelKey {
             out.push('\n');
             out.push_str(part);
         }
-        if let Body::Update(rule) | Body::Trust(rule) | Body::Fold(rule) = self.body {
+        if let Body::Update(rule)
+        | Body::Trust(rule)
+        | Body::Fold(rule)
+        | Body::FactorPartials(rule)
+        | Body::FactorFold(rule)
+        | Body::FactorMeans(rule) = self.body
+        {
             out.push('\n');
             out.push_str(&(rule.uniform)());
             out.push_str(&format!(
@@ -524,7 +598,10 @@ impl KernelKey {
     /// passes (every kernel with `shaders/update.wgsl`, which declares the shape's
     /// overrides).
     pub(crate) fn shape_specialized(self) -> bool {
-        matches!(self.body, Body::Update(_) | Body::Trust(_))
+        matches!(
+            self.body,
+            Body::Update(_) | Body::Trust(_) | Body::FactorPartials(_)
+        )
     }
 
     /// Whether the kernel also has variants that count NaN elements as 0 (`override
@@ -570,6 +647,13 @@ impl KernelKey {
             if rule.trust.is_some() {
                 bodies.extend([Body::Trust(rule), Body::Fold(rule)]);
             }
+            if rule.factored {
+                bodies.extend([
+                    Body::FactorPartials(rule),
+                    Body::FactorFold(rule),
+                    Body::FactorMeans(rule),
+                ]);
+            }
         }
         // Pools are f32 (their params and grads in two buffers, or shared in one); 16-bit
         // slabs are clipstep's own.
@@ -587,6 +671,12 @@ impl KernelKey {
         for body in bodies {
             let storages = match body {
                 Body::Update(rule) if rule.q8 => vec![StateStorage::Q8],
+                Body::Update(rule) | Body::Trust(rule) if rule.factored => {
+                    vec![StateStorage::Factored]
+                }
+                Body::FactorPartials(_) | Body::FactorFold(_) | Body::FactorMeans(_) => {
+                    vec![StateStorage::F32]
+                }
                 _ => vec![StateStorage::F32, StateStorage::Bf16],
             };
             for &(access, addressing) in &places {
@@ -596,7 +686,9 @@ impl KernelKey {
                     // differ in amsgrad, momentum or centered): the last slot alone, and
                     // every slot but the first.
                     let slots = match body {
-                        Body::Update(rule) | Body::Trust(rule) => rule.state_slots,
+                        Body::Update(rule) | Body::Trust(rule) if !rule.factored => {
+                            rule.state_slots
+                        }
                         _ => 0,
                     };
                     let mut variants = vec![key];
@@ -616,6 +708,12 @@ impl KernelKey {
         keys
     }
 }
+
+/// The state part of a kernel with no per-vec4 states (`shaders/states_none.wgsl`).
+const STATES_NONE: &str = include_str!("../../shaders/states_none.wgsl");
+
+/// The bindings of Adafactor's factored states (`crate::storage::factored`).
+const FACTORED_BINDINGS: &str = include_str!("../../shaders/factored_bindings.wgsl");
 
 /// The state part of an update or trust kernel: `slots` state bindings (2, 3, … in slot
 /// order) and `load_state(slot, i)` / `store_state(slot, i, x)` over them, generated for
@@ -639,11 +737,18 @@ impl KernelKey {
 /// The slot is a constant at every call, so the switch folds away. 8-bit states have a
 /// part of their own (`crate::kernels::q8::states_source`).
 pub(crate) fn states_source(slots: usize, storage: StateStorage, sparse: u8) -> String {
-    if storage == StateStorage::Q8 {
-        return crate::kernels::q8::states_source(slots);
+    match storage {
+        StateStorage::Q8 => return crate::kernels::q8::states_source(slots),
+        StateStorage::Factored => {
+            return format!(
+                "{FACTORED_BINDINGS}\n{}\n{STATES_NONE}",
+                include_str!("../../shaders/factored_estimate.wgsl")
+            )
+        }
+        _ => {}
     }
     let ty = match storage {
-        StateStorage::F32 | StateStorage::Q8 => "vec4<f32>",
+        StateStorage::F32 | StateStorage::Q8 | StateStorage::Factored => "vec4<f32>",
         StateStorage::Bf16 => "vec2<u32>",
     };
     let columns = (0..slots).filter(|k| sparse & (1 << k) != 0).count();
@@ -679,14 +784,16 @@ pub(crate) fn states_source(slots: usize, storage: StateStorage, sparse: u8) -> 
     for k in 0..slots {
         let at = format!("state{k}[{}]", index(k));
         let text = match storage {
-            StateStorage::F32 | StateStorage::Q8 => format!("return {at};"),
+            StateStorage::F32 | StateStorage::Q8 | StateStorage::Factored => {
+                format!("return {at};")
+            }
             StateStorage::Bf16 => format!("return bf16_widen4({at});"),
         };
         out.push_str(&case(k, k + 1 == slots, &text));
     }
     out.push_str("    }\n}\n\nfn store_state(slot: u32, i: u32, x: vec4<f32>) {\n");
     let stored = match storage {
-        StateStorage::F32 | StateStorage::Q8 => "x",
+        StateStorage::F32 | StateStorage::Q8 | StateStorage::Factored => "x",
         StateStorage::Bf16 => {
             out.push_str(
                 "    let seed = state.round_seed ^ (STATE_SALT * (slot + 1u));\n    \
@@ -1019,6 +1126,8 @@ mod tests {
             uniform_layout: || (Vec::new(), 0),
             state_slots: 1,
             q8: false,
+            ratio: "",
+            factored: false,
         };
         let adam = Body::Update(&RULE);
         assert_ne!(

@@ -42,6 +42,7 @@ impl Trust {
     pub(crate) fn new(
         gpu: &crate::device::context::Gpu, layout: &Layout, rule: &'static RuleShader,
         setup: &TrustSetup<'_>, group_table: &wgpu::Buffer,
+        extra: Vec<(u32, wgpu::BindingResource<'_>)>,
     ) -> Trust {
         let upload = |label: &str, bytes: &[u8]| {
             let b = gpu.storage(label, bytes.len() as u64);
@@ -67,17 +68,17 @@ impl Trust {
                     .map(|_| upload("virtual chunk table", table))
             })
             .collect();
-        let fold_group = gpu.bind_group_at(
-            Body::Fold(rule),
-            &[
-                (0, whole(&partials)),
-                (1, whole(setup.ranges)),
-                (2, whole(&ratios)),
-                (3, whole(&tensor_group)),
-                (4, whole(setup.op)),
-                (6, whole(group_table)),
-            ],
-        );
+        // The fold's bindings, and those a rule's own ratio declares (`extra`).
+        let mut entries = vec![
+            (0, whole(&partials)),
+            (1, whole(setup.ranges)),
+            (2, whole(&ratios)),
+            (3, whole(&tensor_group)),
+            (4, whole(setup.op)),
+            (6, whole(group_table)),
+        ];
+        entries.extend(extra);
+        let fold_group = gpu.bind_group_at(Body::Fold(rule), &entries);
         Trust {
             partials,
             ratios,

@@ -15,9 +15,11 @@ use crate::device::context::Gpu;
 use crate::device::gpu::{elementwise_groups, whole};
 use crate::error::Result;
 use crate::kernels::cache::BindCache;
+use crate::kernels::factor::Factor;
 use crate::kernels::shaders::{Body, KernelKey, RuleShader, StateStorage, SHAPE_GROUP_GATHER};
 use crate::kernels::trust::{Trust, TrustSetup};
 use crate::storage::arena::{Arena, Binding};
+use crate::storage::factored::FactorLayout;
 use crate::storage::layout::Layout;
 use crate::storage::quantized::Q8Slab;
 use crate::storage::slabs::SlabDevice;
@@ -47,6 +49,8 @@ pub(crate) struct UpdateKernel {
     trust: Option<(Trust, BindCache)>,
     /// 8-bit states: per slab its row table and row count, and the maps table.
     q8: Option<Q8Tables>,
+    /// Adafactor: its row and column reductions and their per-slab bind groups.
+    factor: Option<(Factor, BindCache)>,
 }
 
 /// The tables an 8-bit update binds besides its states.
@@ -80,6 +84,8 @@ pub(crate) struct UpdateBindings<'a> {
     pub sparse: (u8, &'a [Vec<u32>]),
     /// With 8-bit states ([`StateStorage::Q8`]), each slab's rows.
     pub q8: Option<&'a [Q8Slab]>,
+    /// With factored states ([`StateStorage::Factored`]), their layout and tables.
+    pub factored: Option<&'a FactorLayout>,
 }
 
 impl UpdateKernel {
@@ -100,6 +106,13 @@ impl UpdateKernel {
             let mut kernels = vec![key(Body::Update(rule))];
             if rule.trust.is_some() {
                 kernels.extend([key(Body::Trust(rule)), KernelKey::from(Body::Fold(rule))]);
+            }
+            if rule.factored {
+                kernels.extend([
+                    slab.kernel(Body::FactorPartials(rule)),
+                    KernelKey::from(Body::FactorFold(rule)),
+                    KernelKey::from(Body::FactorMeans(rule)),
+                ]);
             }
             for kernel in kernels {
                 gpu.check_binds(kernel)?;
@@ -135,8 +148,17 @@ impl UpdateKernel {
                 maps,
             }
         });
+        let factor = b.factored.map(|factors| {
+            let factor = Factor::new(gpu, factors, rule, b.states, b.step_state, &table);
+            (factor, BindCache::new(blocks.len()))
+        });
         let trust = b.trust.as_ref().map(|setup| {
-            let trust = Trust::new(gpu, layout, rule, setup, &table);
+            // A factored rule's ratio reads the step and each tensor's size.
+            let extra = match &factor {
+                Some((f, _)) => vec![(5, whole(b.step_state)), (20, whole(&f.tensors))],
+                None => Vec::new(),
+            };
+            let trust = Trust::new(gpu, layout, rule, setup, &table, extra);
             (trust, BindCache::new(blocks.len()))
         });
         Ok(UpdateKernel {
@@ -153,12 +175,17 @@ impl UpdateKernel {
             step_state: b.step_state.clone(),
             group_bias: b.group_bias.clone(),
             q8,
+            factor,
         })
     }
 
     /// The kernel of `body` (the update or the trust pass) for `slab`: its access and
     /// addressing, and the rule's state storage.
     fn kernel_for(&self, body: Body, slab: &SlabDevice) -> KernelKey {
+        if let Body::FactorPartials(_) = body {
+            // The reductions read gradients only: no states part.
+            return slab.kernel(body);
+        }
         let kernel = slab.kernel(body).with_states(self.states_storage);
         kernel.with_sparse(self.sparse_mask)
     }
@@ -201,6 +228,14 @@ impl UpdateKernel {
         if let Some(q8) = &self.q8 {
             entries.extend([(17, whole(&q8.rows[s])), (18, whole(&q8.maps))]);
         }
+        if let Some((factor, _)) = &self.factor {
+            entries.extend([
+                (19, whole(&factor.pieces[s])),
+                (20, whole(&factor.tensors)),
+                (21, whole(&factor.partials)),
+                (22, whole(&factor.means)),
+            ]);
+        }
         if let Some((trust, _)) = &self.trust {
             entries.extend([
                 (11, whole(&trust.ratios)),
@@ -221,6 +256,17 @@ impl UpdateKernel {
         slabs: &[Arc<SlabDevice>], shape: u32,
     ) {
         let rule = self.rule;
+        if let Some((factor, cache)) = &self.factor {
+            let pass_key = |slab: &SlabDevice| self.kernel_for(Body::FactorPartials(rule), slab);
+            let plan = |s: usize, slab: &SlabDevice| {
+                let key = pass_key(slab).shaped(shape | self.gather[s]);
+                (key, factor.piece_counts[s])
+            };
+            cache.encode(pass, gpu, slabs, plan, |s, slab| {
+                self.bind_group(gpu, pass_key(slab), s, slab)
+            });
+            factor.encode_folds(pass, gpu);
+        }
         if let Some((trust, cache)) = &self.trust {
             let pass_key = |slab: &SlabDevice| self.kernel_for(Body::Trust(rule), slab);
             let plan = |s: usize, slab: &SlabDevice| {

@@ -4,6 +4,7 @@
 //! (`typed_io`), and `ParamSet`, every public method of a parameter set (`param_set`).
 
 pub(crate) mod arena;
+pub(crate) mod factored;
 pub(crate) mod layout;
 pub(crate) mod param_set;
 pub(crate) mod pool;

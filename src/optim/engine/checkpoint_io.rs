@@ -104,6 +104,14 @@ impl<R: Rule> Engine<R> {
         if let (Some(slabs), Arena::Gpu(bindings), Some(gpu)) = (&self.q8, arena, self.ctx.gpu()) {
             return quantized::read_values(gpu, &self.layout, slabs, bindings, k);
         }
+        if let (Some(f), Arena::Gpu(bindings), Some(gpu)) = (&self.factored, arena, self.ctx.gpu())
+        {
+            // One set-wide buffer, which every slab binds whole.
+            let size = (f.slot_len[k] * 4).max(16);
+            let bytes = gpu.read_blocking(&[(&bindings[0].buffer, 0, size)])?;
+            let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+            return Ok(f.image(&self.layout, k, &values));
+        }
         match (self.state_dtype, arena, self.ctx.gpu()) {
             (Dtype::Bf16, Arena::Gpu(bindings), Some(gpu)) => {
                 typed_io::read_values(gpu, &self.layout, &bf16_targets(bindings), None)
@@ -250,9 +258,25 @@ impl<R: Rule> Engine<R> {
                         .collect(),
                     None => Vec::new(),
                 };
+                // Factored states: each slot's buffer from the per-element values.
+                let factored: Vec<(&wgpu::Buffer, Vec<f32>)> = match &self.factored {
+                    Some(f) => (0..3)
+                        .filter(|&k| self.states[k].is_some())
+                        .zip(arenas.iter().zip(&values))
+                        .map(|(k, (arena, v))| {
+                            (
+                                &gpu_bindings(arena)[0].buffer,
+                                f.compact(&self.layout, k, v),
+                            )
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
                 let (images, bf16_writes): (Vec<Vec<Vec<f32>>>, Vec<typed_io::Write<'_>>) =
                     match self.state_dtype {
-                        _ if self.q8.is_some() => (Vec::new(), Vec::new()),
+                        _ if self.q8.is_some() || self.factored.is_some() => {
+                            (Vec::new(), Vec::new())
+                        }
                         Dtype::Bf16 => (
                             Vec::new(),
                             arenas
@@ -280,6 +304,9 @@ impl<R: Rule> Engine<R> {
                 ];
                 for (arena, images) in arenas.iter().zip(&images) {
                     writes.extend(image_writes(&self.layout, gpu_bindings(arena), images));
+                }
+                for (buffer, values) in &factored {
+                    writes.push((*buffer, 0, bytemuck::cast_slice(values)));
                 }
                 for (arena, words) in arenas.iter().zip(&q8_words) {
                     for (binding, words) in gpu_bindings(arena).iter().zip(words) {

@@ -26,6 +26,7 @@ use crate::options::{Nonfinite, Norm};
 use crate::report::Report;
 use crate::shard::ShardPartial;
 use crate::storage::arena::{sparse_state_arena, state_arena, write_all, Arena, UNKEPT};
+use crate::storage::factored::FactorLayout;
 use crate::storage::layout::Layout;
 use crate::storage::param_set::ParamSet;
 use crate::storage::quantized;
@@ -128,6 +129,8 @@ pub(crate) struct Engine<R: Rule> {
     state_bytes: u64,
     /// With 8-bit states on a device, each slab's rows (`crate::storage::quantized`).
     q8: Option<Vec<quantized::Q8Slab>>,
+    /// With factored states on a device, their layout (`crate::storage::factored`).
+    factored: Option<FactorLayout>,
 }
 
 impl<R: Rule> Engine<R> {
@@ -139,8 +142,11 @@ impl<R: Rule> Engine<R> {
         // A rule declared with 8-bit states keeps them 8-bit on a device (the CPU backend
         // holds their dequantized values in f32).
         let q8 = R::SHADER.q8 && params.ctx.gpu().is_some();
+        // Likewise factored states (the CPU backend holds them one value per element).
+        let factored = R::SHADER.factored && params.ctx.gpu().is_some();
         let states_storage = match state_dtype {
             Dtype::F32 if q8 => StateStorage::Q8,
+            Dtype::F32 if factored => StateStorage::Factored,
             Dtype::F32 => StateStorage::F32,
             Dtype::Bf16 if R::BF16_STATES => StateStorage::Bf16,
             _ => {
@@ -164,6 +170,7 @@ impl<R: Rule> Engine<R> {
             })?),
             false => None,
         };
+        let factor_layout = factored.then(|| FactorLayout::new(&layout, &group_of));
         let blocks = groups::block_tables(&layout, &group_of, &groups);
         // Each state slot is dense (every group keeps it), sparse (some groups: their
         // blocks only, `groups::compact_blocks`) or absent.
@@ -184,6 +191,9 @@ impl<R: Rule> Engine<R> {
         let state_elems: u64 = (0..3)
             .map(|k| match (names[k], &compact[k], &q8_slabs) {
                 (None, _, _) => 0,
+                (Some(_), _, _) if factor_layout.is_some() => {
+                    factor_layout.as_ref().map_or(0, |f| f.slot_len[k])
+                }
                 (Some(_), _, Some(slabs)) => slabs.iter().map(|s| s.words).sum(),
                 (Some(_), None, None) => layout.internal_len,
                 (Some(_), Some(c), None) => kept_blocks(c) * crate::consts::TENSOR_ALIGN_ELEMS,
@@ -200,6 +210,9 @@ impl<R: Rule> Engine<R> {
                 let name = names[k]?;
                 if let (Some(slabs), Some(gpu)) = (&q8_slabs, params.ctx.gpu()) {
                     return Some(quantized::state_arena(gpu, slabs, k, name));
+                }
+                if let (Some(f), Some(gpu)) = (&factor_layout, params.ctx.gpu()) {
+                    return Some(f.state_arena(gpu, &layout, k, name));
                 }
                 Some(match &compact[k] {
                     None => state_arena(&params.ctx, &layout, name, state_dtype),
@@ -241,6 +254,7 @@ impl<R: Rule> Engine<R> {
                             states_storage,
                             sparse: (sparse_mask, &sparse_tables),
                             q8: q8_slabs.as_deref(),
+                            factored: factor_layout.as_ref(),
                         },
                     )?;
                     let device = EngineDevice {
@@ -269,6 +283,7 @@ impl<R: Rule> Engine<R> {
             state_dtype,
             state_bytes: state_elems * state_dtype.size(),
             q8: q8_slabs,
+            factored: factor_layout,
         };
         // States that do not start at zero (Adagrad's accumulator) get their groups' values.
         for slot in 0..3 {

@@ -43,6 +43,8 @@ mod tests {
             use crate::kernels::shaders::{Body, StateStorage};
             let states = if rule.q8 {
                 StateStorage::Q8
+            } else if rule.factored {
+                StateStorage::Factored
             } else {
                 StateStorage::F32
             };

@@ -150,7 +150,7 @@ pub fn adafactor(
     let denom = 1f64.max(u_norm / (root_n * h.d));
     let scale = (-alpha / denom) as f32;
     for (p, u) in params.iter_mut().zip(update) {
-        *p = u.mul_add(scale, *p);
+        *p += u * scale;
     }
 }
 

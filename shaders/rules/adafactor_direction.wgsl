@@ -1,0 +1,10 @@
+// Adafactor's update direction, shared by its trust pass and its update (prepended to
+// both): u = g·(1 / sqrt(max(v̂, eps1²))), PyTorch's var_estimate.clamp_(min=eps1²).rsqrt_()
+// then .mul_(grad), with v̂ the second-moment estimate of the states part
+// (factored_estimate.wgsl) as the trust pass left it.
+
+fn adafactor_direction(i: u32, g: vec4<f32>, ft: FactorTensor, u: Adafactor) -> vec4<f32> {
+    let v = max(second_moment(i, ft), vec4<f32>(u.eps1_sq));
+    return exact(div_rn(vec4<f32>(1.0), sqrt_rn(v)) * g);
+}
+

@@ -1,0 +1,351 @@
+//! Adafactor's states on the device, and the tables its kernels walk
+//! (`crate::kernels::factor`, `shaders/factor_*.wgsl`, `shaders/rules/adafactor*.wgsl`).
+//!
+//! A tensor of two or more dimensions `[…, R, C]` (B = ∏… matrices) keeps `B·R` row
+//! values and `B·C` column values; a scalar or vector keeps one value per element. Each
+//! kind lives in one set-wide f32 buffer (slot 0 `row_var`, slot 1 `col_var`, slot 2
+//! `variance`), so a matrix that spans two slabs has one place: every slab binds the whole
+//! buffer. The host sees a slot as the optimizer's other states are seen, one value per
+//! element (`reference::adafactor_broadcast`): a matrix's element `(b, i, j)` holds
+//! `row_var[b, i]` in slot 0 and `col_var[b, j]` in slot 1, a vector's its `variance` in
+//! slot 2, the other slots 0.
+//!
+//! The row and column sums of `g²` are reduced in tiles of [`TILE_ROWS`]×[`TILE_COLS`]
+//! elements: a tile's part in one slab is a **piece**, a workgroup of
+//! `factor_partials.wgsl` that writes `TILE_ROWS` row sums and `TILE_COLS` column sums
+//! ([`PIECE_FLOATS`]). A **line** (64 rows or 64 columns of one matrix) then folds its
+//! pieces' partials in a fixed order (`factor_fold.wgsl`), and a **batch** (one matrix)
+//! the mean of its rows (`factor_means.wgsl`): deterministic, and O(slabs) dispatches.
+
+use std::collections::BTreeMap;
+
+use crate::device::context::Gpu;
+use crate::kernels::abi::shared_struct;
+use crate::reference::{broadcast_cols, broadcast_rows, compact_cols, compact_rows, factored_dims};
+use crate::storage::arena::{Arena, Binding};
+use crate::storage::layout::Layout;
+
+/// Rows of a tile (four passes of 32 rows through workgroup memory).
+pub(crate) const TILE_ROWS: u32 = 128;
+/// Columns of a tile.
+pub(crate) const TILE_COLS: u32 = 64;
+/// Rows of a tile that pass through workgroup memory at once (`factor_partials.wgsl`).
+pub(crate) const FACTOR_SUB_ROWS: u32 = 32;
+/// Partials a piece writes: its rows' sums, then its columns'.
+pub(crate) const PIECE_FLOATS: u32 = TILE_ROWS + TILE_COLS;
+/// Rows or columns a line folds (a workgroup of 64 invocations).
+const LINE: u32 = 64;
+
+shared_struct! {
+    /// `struct FactorTensor`: where a tensor's second moment lives. Generated into the
+    /// prelude.
+    FactorTensor = "FactorTensor" {
+        /// The tensor's first element in the set's virtual space, mod 2^32.
+        offset: u32,
+        /// Elements.
+        numel: u32,
+        /// Columns of each matrix; 0: a vector (its `variance` whole).
+        cols: u32,
+        /// Rows of each matrix.
+        rows: u32,
+        /// Its first row value in `row_var`.
+        row_base: u32,
+        /// Its first column value in `col_var`.
+        col_base: u32,
+        /// Its first value in `variance` (a multiple of 4).
+        var_base: u32,
+        /// Its first matrix's row mean in `factor_means`.
+        mean_base: u32,
+        /// Its parameter group.
+        group: u32,
+    }
+}
+
+shared_struct! {
+    /// `struct FactorPiece`: the part of one tile in one slab, reduced by one workgroup.
+    FactorPiece = "FactorPiece" {
+        /// The tensor.
+        tensor: u32,
+        /// The tile's first row, counting rows over all of the tensor's matrices.
+        row0: u32,
+        /// The tile's first column.
+        col0: u32,
+        /// Rows of the tile (≤ TILE_ROWS).
+        rows: u32,
+        /// Columns of the tile (≤ TILE_COLS).
+        cols: u32,
+        /// The first element of the tensor in this slab (relative to the tensor).
+        lo: u32,
+        /// One past its last.
+        hi: u32,
+        /// The piece's partials: `PIECE_FLOATS` floats from `slot·PIECE_FLOATS`.
+        slot: u32,
+    }
+}
+
+shared_struct! {
+    /// `struct FactorLine`: up to 64 rows or columns of one matrix, folded from their pieces.
+    FactorLine = "FactorLine" {
+        /// The tensor (its group's hyperparameters).
+        tensor: u32,
+        /// The first value it writes in `row_var` (rows) or `col_var` (columns).
+        first: u32,
+        /// Values it writes.
+        count: u32,
+        /// The first of its values in each piece's partials.
+        part: u32,
+        /// Its first piece in the line-piece list.
+        start: u32,
+        /// Its pieces, in fold order.
+        pieces: u32,
+        /// 1: columns (into `col_var`); 0: rows.
+        is_col: u32,
+        /// The mean's divisor: columns for a row, rows for a column.
+        divisor: u32,
+    }
+}
+
+shared_struct! {
+    /// `struct FactorBatch`: one matrix, whose row values are averaged.
+    FactorBatch = "FactorBatch" {
+        /// The tensor.
+        tensor: u32,
+        /// Its first row value in `row_var`.
+        row_first: u32,
+        /// Its rows.
+        rows: u32,
+        /// Where the mean goes in `factor_means`.
+        mean: u32,
+    }
+}
+
+/// The layout of an Adafactor optimizer's states and the tables of its reductions.
+pub(crate) struct FactorLayout {
+    /// Per tensor of the set, in order.
+    pub tensors: Vec<FactorTensor>,
+    /// Per slab, its pieces.
+    pub pieces: Vec<Vec<FactorPiece>>,
+    /// Every line of every matrix.
+    pub lines: Vec<FactorLine>,
+    /// The pieces of each line, in fold order (global piece slots).
+    pub line_pieces: Vec<u32>,
+    /// Every matrix of every tensor.
+    pub batches: Vec<FactorBatch>,
+    /// Elements of each slot's buffer: `row_var`, `col_var`, `variance`.
+    pub slot_len: [u64; 3],
+    /// Row means (one per matrix).
+    pub means_len: u64,
+    /// Pieces in all slabs.
+    pub piece_count: u32,
+}
+
+impl FactorLayout {
+    /// The layout for `layout`'s tensors, tensor `t` in parameter group `group_of[t]`.
+    pub(crate) fn new(layout: &Layout, group_of: &[u32]) -> FactorLayout {
+        let mut tensors = Vec::with_capacity(layout.tensors.len());
+        let (mut rows_len, mut cols_len, mut var_len, mut means_len) = (0u64, 0u64, 0u64, 0u64);
+        for (info, &group) in layout.tensors.iter().zip(group_of) {
+            let mut t = FactorTensor {
+                group,
+                offset: info.offset as u32,
+                numel: info.numel as u32,
+                row_base: rows_len as u32,
+                col_base: cols_len as u32,
+                var_base: var_len as u32,
+                mean_base: means_len as u32,
+                ..Default::default()
+            };
+            match factored_dims(&info.shape) {
+                Some((b, r, c)) => {
+                    (t.rows, t.cols) = (r as u32, c as u32);
+                    rows_len += (b * r) as u64;
+                    cols_len += (b * c) as u64;
+                    means_len += b as u64;
+                }
+                None => var_len += info.numel.next_multiple_of(4),
+            }
+            tensors.push(t);
+        }
+        let mut pieces: Vec<Vec<FactorPiece>> = vec![Vec::new(); layout.slabs.len()];
+        // (tensor, matrix, tile row, tile column) → its pieces' slots, in slab order.
+        let mut of_tile: BTreeMap<(usize, u32, u32, u32), Vec<u32>> = BTreeMap::new();
+        let mut slot = 0u32;
+        for (s, slab) in layout.slabs.iter().enumerate() {
+            for (t, info) in layout.tensors.iter().enumerate() {
+                let ft = tensors[t];
+                let (start, end) = (info.offset, info.offset + info.numel);
+                let (lo, hi) = (start.max(slab.base), end.min(slab.base + slab.len));
+                if ft.cols == 0 || lo >= hi {
+                    continue;
+                }
+                let (lo, hi) = (lo - start, hi - start);
+                let (r, c) = (u64::from(ft.rows), u64::from(ft.cols));
+                let batch = info.numel / (r * c);
+                for b in 0..batch as u32 {
+                    for ti in 0..ft.rows.div_ceil(TILE_ROWS) {
+                        for tj in 0..ft.cols.div_ceil(TILE_COLS) {
+                            let row0 = u64::from(b) * r + u64::from(ti * TILE_ROWS);
+                            let col0 = u64::from(tj * TILE_COLS);
+                            let rows = (ft.rows - ti * TILE_ROWS).min(TILE_ROWS);
+                            let cols = (ft.cols - tj * TILE_COLS).min(TILE_COLS);
+                            let first = row0 * c + col0;
+                            let last =
+                                (row0 + u64::from(rows) - 1) * c + col0 + u64::from(cols) - 1;
+                            if first >= hi || last < lo {
+                                continue;
+                            }
+                            pieces[s].push(FactorPiece {
+                                tensor: t as u32,
+                                row0: row0 as u32,
+                                col0: col0 as u32,
+                                rows,
+                                cols,
+                                lo: lo as u32,
+                                hi: hi as u32,
+                                slot,
+                            });
+                            of_tile.entry((t, b, ti, tj)).or_default().push(slot);
+                            slot += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let (mut lines, mut line_pieces, mut batches) = (Vec::new(), Vec::new(), Vec::new());
+        for (t, info) in layout.tensors.iter().enumerate() {
+            let ft = tensors[t];
+            if ft.cols == 0 || info.numel == 0 {
+                continue;
+            }
+            let batch = (info.numel / u64::from(ft.rows * ft.cols)) as u32;
+            let tiles =
+                |b: u32, ti: u32, tj: u32| of_tile.get(&(t, b, ti, tj)).into_iter().flatten();
+            let (tile_rows, tile_cols) = (ft.rows.div_ceil(TILE_ROWS), ft.cols.div_ceil(TILE_COLS));
+            for b in 0..batch {
+                for ti in 0..tile_rows {
+                    for half in 0..TILE_ROWS / LINE {
+                        let r0 = ti * TILE_ROWS + half * LINE;
+                        if r0 >= ft.rows {
+                            break;
+                        }
+                        let start = line_pieces.len() as u32;
+                        line_pieces.extend((0..tile_cols).flat_map(|tj| tiles(b, ti, tj)));
+                        lines.push(FactorLine {
+                            tensor: t as u32,
+                            first: ft.row_base + b * ft.rows + r0,
+                            count: (ft.rows - r0).min(LINE),
+                            part: half * LINE,
+                            start,
+                            pieces: line_pieces.len() as u32 - start,
+                            is_col: 0,
+                            divisor: ft.cols,
+                        });
+                    }
+                }
+                for tj in 0..tile_cols {
+                    let start = line_pieces.len() as u32;
+                    line_pieces.extend((0..tile_rows).flat_map(|ti| tiles(b, ti, tj)));
+                    lines.push(FactorLine {
+                        tensor: t as u32,
+                        first: ft.col_base + b * ft.cols + tj * TILE_COLS,
+                        count: (ft.cols - tj * TILE_COLS).min(TILE_COLS),
+                        part: TILE_ROWS,
+                        start,
+                        pieces: line_pieces.len() as u32 - start,
+                        is_col: 1,
+                        divisor: ft.rows,
+                    });
+                }
+                batches.push(FactorBatch {
+                    tensor: t as u32,
+                    row_first: ft.row_base + b * ft.rows,
+                    rows: ft.rows,
+                    mean: ft.mean_base + b,
+                });
+            }
+        }
+        FactorLayout {
+            tensors,
+            pieces,
+            lines,
+            line_pieces,
+            batches,
+            slot_len: [rows_len, cols_len, var_len],
+            means_len,
+            piece_count: slot,
+        }
+    }
+
+    /// Slot `slot`'s buffer, zeroed, bound whole by every slab.
+    pub(crate) fn state_arena(
+        &self, gpu: &Gpu, layout: &Layout, slot: usize, label: &str,
+    ) -> Arena {
+        let data_size = self.slot_len[slot] * 4;
+        let size = data_size.max(16).next_multiple_of(16);
+        let buffer = gpu.storage(label, size);
+        let binding = Binding {
+            buffer,
+            offset: 0,
+            size,
+            data_size,
+            places: None,
+            compact: None,
+        };
+        Arena::Gpu(vec![binding; layout.slabs.len()])
+    }
+
+    /// Slot `slot`'s per-element image (all tensors concatenated in the set's order) from
+    /// its buffer's values `compact`.
+    pub(crate) fn image(&self, layout: &Layout, slot: usize, compact: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0f32; layout.numel() as usize];
+        let mut at = 0usize;
+        for (info, ft) in layout.tensors.iter().zip(&self.tensors) {
+            let n = info.numel as usize;
+            let image = &mut out[at..at + n];
+            at += n;
+            let (rows, cols) = (ft.rows as usize, ft.cols as usize);
+            match (slot, ft.cols) {
+                (2, 0) => image.copy_from_slice(&compact[ft.var_base as usize..][..n]),
+                (_, 0) | (2, _) => {}
+                (0, _) => broadcast_rows(&compact[ft.row_base as usize..], image, cols),
+                _ => {
+                    let batch = n / (rows * cols).max(1);
+                    let values = &compact[ft.col_base as usize..][..batch * cols];
+                    broadcast_cols(values, image, batch, rows, cols);
+                }
+            }
+        }
+        out
+    }
+
+    /// Slot `slot`'s buffer values from its per-element image `values` (all tensors
+    /// concatenated): each row's first element, each matrix's first row, each vector whole.
+    pub(crate) fn compact(&self, layout: &Layout, slot: usize, values: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.slot_len[slot] as usize];
+        let mut at = 0usize;
+        for (info, ft) in layout.tensors.iter().zip(&self.tensors) {
+            let n = info.numel as usize;
+            let image = &values[at..at + n];
+            at += n;
+            let (rows, cols) = (ft.rows as usize, ft.cols as usize);
+            if n == 0 {
+                continue;
+            }
+            match (slot, ft.cols) {
+                (2, 0) => out[ft.var_base as usize..][..n].copy_from_slice(image),
+                (_, 0) | (2, _) => {}
+                (0, _) => {
+                    let batch = n / (rows * cols);
+                    let v = compact_rows(image, batch, rows, cols);
+                    out[ft.row_base as usize..][..v.len()].copy_from_slice(&v);
+                }
+                _ => {
+                    let batch = n / (rows * cols);
+                    let v = compact_cols(image, batch, rows, cols);
+                    out[ft.col_base as usize..][..v.len()].copy_from_slice(&v);
+                }
+            }
+        }
+        out
+    }
+}
