@@ -294,3 +294,93 @@ fn hyperparameters_are_checked_like_pytorch() {
     );
     assert_eq!(d.eps, (f64::from(f32::EPSILON), 1e-3));
 }
+
+/// The weights `[40, 70]`, `[3, 50]` and the bias `[70]`, as the caller's tensors (one
+/// buffer for the params, one for the grads: a pool) and as clipstep's own: the same bits.
+#[test]
+fn pooled_matrices_step_like_own_slabs() {
+    let ctx = ctx();
+    let shapes: &[&[usize]] = &[&[40, 70], &[3, 50], &[70]];
+    let n: usize = numels(shapes).iter().sum();
+    let bytes = (n as u64 + 64 * shapes.len() as u64) * 4;
+    let params = user_storage(&ctx, bytes);
+    let grads = user_storage(&ctx, bytes);
+    let mut at = 0u64;
+    let external = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let range = |buffer: &wgpu::Buffer| BufferRange {
+                buffer: buffer.clone(),
+                offset: at * 4,
+            };
+            let t = ExternalTensor {
+                name: format!("t{i}"),
+                shape: s.to_vec(),
+                params: range(&params),
+                grads: range(&grads),
+            };
+            // Each tensor on the device's storage alignment (256 bytes at most).
+            at = (at + s.iter().product::<usize>() as u64).next_multiple_of(64);
+            t
+        })
+        .collect();
+    let options = ArenaOptions {
+        external,
+        ..Default::default()
+    };
+    let pooled = ParamSet::new(&ctx, &[], options).unwrap();
+    let own = set_of(&ctx, shapes, None);
+    let mut results = Vec::new();
+    for mut set in [pooled, own] {
+        set.upload_params(&data(n, 2, 1.0)).unwrap();
+        let mut opt = Adafactor::new(&set, AdafactorConfig::examples().remove(0)).unwrap();
+        for step in 0..3 {
+            set.upload_grads(&data(n, 10 + step, 1.0)).unwrap();
+            opt.step(&mut set, &clipped()).unwrap();
+        }
+        results.push((set.download_params().unwrap(), states(&opt)));
+    }
+    assert_bits_eq(&results[0].0, &results[1].0, "pooled vs own: params");
+    for k in 0..3 {
+        assert_bits_eq(&results[0].1[k], &results[1].1[k], "pooled vs own: states");
+    }
+}
+
+/// bf16 gradients with f32 master weights step the masters as an f32 set fed the same
+/// (bf16-exact) gradients: the same bits.
+#[test]
+fn bf16_matrices_with_master_weights_step_like_f32() {
+    let ctx = ctx();
+    let shapes: &[&[usize]] = &[&[130, 70], &[70]];
+    let n: usize = numels(shapes).iter().sum();
+    let specs: Vec<TensorSpec> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| TensorSpec::new(format!("t{i}"), s.to_vec()))
+        .collect();
+    let bf16 = ArenaOptions {
+        dtype: Dtype::Bf16,
+        master_weights: true,
+        ..Default::default()
+    };
+    let half = ParamSet::new(&ctx, &specs, bf16).unwrap();
+    assert!(half.has_master_weights());
+    let full = set_of(&ctx, shapes, None);
+    let round = |v: Vec<f32>| -> Vec<f32> {
+        v.into_iter()
+            .map(|x| reference::bf16_to_f32(reference::f32_to_bf16(x)))
+            .collect()
+    };
+    let mut results = Vec::new();
+    for mut set in [half, full] {
+        set.upload_params(&data(n, 2, 1.0)).unwrap();
+        let mut opt = Adafactor::new(&set, AdafactorConfig::default()).unwrap();
+        for step in 0..3 {
+            set.upload_grads(&round(data(n, 10 + step, 1.0))).unwrap();
+            opt.step(&mut set, &clipped()).unwrap();
+        }
+        results.push(set.download_params().unwrap());
+    }
+    assert_bits_eq(&results[0], &results[1], "bf16 master vs f32");
+}
