@@ -6,7 +6,7 @@
 fn second_moment(i: u32, ft: FactorTensor) -> vec4<f32> {
     let e0 = slab.base + 4u * i - ft.offset;
     if ft.cols == 0u {
-        return variance[(ft.var_base + e0) / 4u];
+        return variance[variance_at(i)];
     }
     // (row of all matrices, column, matrix) of lane 0, then stepped lane by lane.
     var rb = e0 / ft.cols;

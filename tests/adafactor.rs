@@ -150,9 +150,9 @@ fn matrices_vectors_and_scalars_match_the_reference() {
 
 #[test]
 fn matrices_spanning_slabs_and_2d_grids_match_the_reference() {
-    let shapes: &[&[usize]] = &[&[3, 5000], &[200, 150], &[17], &[2, 70, 90], &[9000, 2]];
+    let shapes: &[&[usize]] = &[&[3, 5000], &[200, 150], &[17], &[2, 70, 90], &[20000], &[9000, 2]];
     let config = AdafactorConfig::examples().remove(0);
-    // 16K-element slabs: every matrix but the first crosses a boundary.
+    // 16K-element slabs: every matrix but the first crosses a boundary, and the vector.
     steps_match(&ctx(), config.clone(), clipped(), shapes, Some(64 * 1024));
     // Grids of more than 7 workgroups spill into y: pieces, lines and matrices alike.
     steps_match(

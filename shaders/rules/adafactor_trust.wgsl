@@ -5,7 +5,7 @@
 // for the per-tensor step size (adafactor_ratio.wgsl); adafactor.wgsl then applies it.
 //
 // @binding(12) block_tensor  per 64-element block of the slab, its tensor
-// The states at 2-4 and 22 (factored_bindings.wgsl), parameters and gradients through the
+// The states at 2-4, 16 and 22 (factored_bindings.wgsl, factored_variance.wgsl), parameters and gradients through the
 // access part at `at`. (adafactor_table.wgsl, adafactor.wgsl, trust_partials.wgsl)
 
 @group(0) @binding(12) var<storage, read> block_tensor: array<u32>;
@@ -17,7 +17,7 @@ fn trust_terms(i: u32, at: At, live: vec4<bool>) -> vec2<f32> {
     let ft = factor_tensors[block_tensor[i / BLOCK_VEC4S]];
     let g = select(rule_grad(at.g, block), -rule_grad(at.g, block), u.maximize != 0u);
     if ft.cols == 0u {
-        let k = (ft.var_base + slab.base + 4u * i - ft.offset) / 4u;
+        let k = variance_at(i);
         let v0 = variance[k];
         variance[k] = select(v0, aten_lerp4(v0, exact(g * g), step_weight(group)), live);
     }

@@ -741,7 +741,8 @@ pub(crate) fn states_source(slots: usize, storage: StateStorage, sparse: u8) -> 
         StateStorage::Q8 => return crate::kernels::q8::states_source(slots),
         StateStorage::Factored => {
             return format!(
-                "{FACTORED_BINDINGS}\n{}\n{STATES_NONE}",
+                "{FACTORED_BINDINGS}{}{}\n{STATES_NONE}",
+                include_str!("../../shaders/factored_variance.wgsl"),
                 include_str!("../../shaders/factored_estimate.wgsl")
             )
         }

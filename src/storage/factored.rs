@@ -2,10 +2,11 @@
 //! (`crate::kernels::factor`, `shaders/factor_*.wgsl`, `shaders/rules/adafactor*.wgsl`).
 //!
 //! A tensor of two or more dimensions `[…, R, C]` (B = ∏… matrices) keeps `B·R` row
-//! values and `B·C` column values; a scalar or vector keeps one value per element. Each
-//! kind lives in one set-wide f32 buffer (slot 0 `row_var`, slot 1 `col_var`, slot 2
-//! `variance`), so a matrix that spans two slabs has one place: every slab binds the whole
-//! buffer. The host sees a slot as the optimizer's other states are seen, one value per
+//! values and `B·C` column values, each kind in one set-wide f32 buffer (slot 0 `row_var`,
+//! slot 1 `col_var`), so a matrix that spans two slabs has one place: every slab binds the
+//! whole buffer. A scalar or vector keeps one value per element (slot 2 `variance`), as a
+//! sparse state does (`crate::storage::arena::sparse_state_arena`): per slab, the blocks of
+//! its vectors only ([`variance_blocks`]), so no buffer outgrows a slab's binding. The host sees a slot as the optimizer's other states are seen, one value per
 //! element (`reference::adafactor_broadcast`): a matrix's element `(b, i, j)` holds
 //! `row_var[b, i]` in slot 0 and `col_var[b, j]` in slot 1, a vector's its `variance` in
 //! slot 2, the other slots 0.
@@ -22,7 +23,7 @@ use std::collections::BTreeMap;
 use crate::device::context::Gpu;
 use crate::kernels::abi::shared_struct;
 use crate::reference::{broadcast_cols, broadcast_rows, compact_cols, compact_rows, factored_dims};
-use crate::storage::arena::{Arena, Binding};
+use crate::storage::arena::{Arena, Binding, UNKEPT};
 use crate::storage::layout::Layout;
 
 /// Rows of a tile (four passes of 32 rows through workgroup memory).
@@ -52,8 +53,6 @@ shared_struct! {
         row_base: u32,
         /// Its first column value in `col_var`.
         col_base: u32,
-        /// Its first value in `variance` (a multiple of 4).
-        var_base: u32,
         /// Its first matrix's row mean in `factor_means`.
         mean_base: u32,
         /// Its parameter group.
@@ -131,8 +130,8 @@ pub(crate) struct FactorLayout {
     pub line_pieces: Vec<u32>,
     /// Every matrix of every tensor.
     pub batches: Vec<FactorBatch>,
-    /// Elements of each slot's buffer: `row_var`, `col_var`, `variance`.
-    pub slot_len: [u64; 3],
+    /// Elements of the factored slots' buffers: `row_var`, `col_var`.
+    pub slot_len: [u64; 2],
     /// Row means (one per matrix).
     pub means_len: u64,
     /// Pieces in all slabs.
@@ -143,7 +142,7 @@ impl FactorLayout {
     /// The layout for `layout`'s tensors, tensor `t` in parameter group `group_of[t]`.
     pub(crate) fn new(layout: &Layout, group_of: &[u32]) -> FactorLayout {
         let mut tensors = Vec::with_capacity(layout.tensors.len());
-        let (mut rows_len, mut cols_len, mut var_len, mut means_len) = (0u64, 0u64, 0u64, 0u64);
+        let (mut rows_len, mut cols_len, mut means_len) = (0u64, 0u64, 0u64);
         for (info, &group) in layout.tensors.iter().zip(group_of) {
             let mut t = FactorTensor {
                 group,
@@ -151,7 +150,6 @@ impl FactorLayout {
                 numel: info.numel as u32,
                 row_base: rows_len as u32,
                 col_base: cols_len as u32,
-                var_base: var_len as u32,
                 mean_base: means_len as u32,
                 ..Default::default()
             };
@@ -162,7 +160,7 @@ impl FactorLayout {
                     cols_len += (b * c) as u64;
                     means_len += b as u64;
                 }
-                None => var_len += info.numel.next_multiple_of(4),
+                None => {}
             }
             tensors.push(t);
         }
@@ -270,13 +268,14 @@ impl FactorLayout {
             lines,
             line_pieces,
             batches,
-            slot_len: [rows_len, cols_len, var_len],
+            slot_len: [rows_len, cols_len],
             means_len,
             piece_count: slot,
         }
     }
 
-    /// Slot `slot`'s buffer, zeroed, bound whole by every slab.
+    /// Factored slot `slot`'s buffer (0 `row_var`, 1 `col_var`), zeroed, bound whole by
+    /// every slab.
     pub(crate) fn state_arena(
         &self, gpu: &Gpu, layout: &Layout, slot: usize, label: &str,
     ) -> Arena {
@@ -294,8 +293,8 @@ impl FactorLayout {
         Arena::Gpu(vec![binding; layout.slabs.len()])
     }
 
-    /// Slot `slot`'s per-element image (all tensors concatenated in the set's order) from
-    /// its buffer's values `compact`.
+    /// Factored slot `slot`'s per-element image (all tensors concatenated in the set's
+    /// order) from its buffer's values `compact`: 0 for the vectors.
     pub(crate) fn image(&self, layout: &Layout, slot: usize, compact: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0f32; layout.numel() as usize];
         let mut at = 0usize;
@@ -305,8 +304,7 @@ impl FactorLayout {
             at += n;
             let (rows, cols) = (ft.rows as usize, ft.cols as usize);
             match (slot, ft.cols) {
-                (2, 0) => image.copy_from_slice(&compact[ft.var_base as usize..][..n]),
-                (_, 0) | (2, _) => {}
+                (_, 0) => {}
                 (0, _) => broadcast_rows(&compact[ft.row_base as usize..], image, cols),
                 _ => {
                     let batch = n / (rows * cols).max(1);
@@ -318,8 +316,8 @@ impl FactorLayout {
         out
     }
 
-    /// Slot `slot`'s buffer values from its per-element image `values` (all tensors
-    /// concatenated): each row's first element, each matrix's first row, each vector whole.
+    /// Factored slot `slot`'s buffer values from its per-element image `values` (all
+    /// tensors concatenated): each row's first element, each matrix's first row.
     pub(crate) fn compact(&self, layout: &Layout, slot: usize, values: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0f32; self.slot_len[slot] as usize];
         let mut at = 0usize;
@@ -332,8 +330,7 @@ impl FactorLayout {
                 continue;
             }
             match (slot, ft.cols) {
-                (2, 0) => out[ft.var_base as usize..][..n].copy_from_slice(image),
-                (_, 0) | (2, _) => {}
+                (_, 0) => {}
                 (0, _) => {
                     let batch = n / (rows * cols);
                     let v = compact_rows(image, batch, rows, cols);
@@ -348,4 +345,27 @@ impl FactorLayout {
         }
         out
     }
+}
+
+/// Per slab, the place of each 64-element block in the `variance` buffer: the blocks of
+/// the vectors and scalars numbered in order, `UNKEPT` for the matrices' and for blocks of
+/// no tensor (the table a sparse state's arena and kernels read).
+pub(crate) fn variance_blocks(layout: &Layout) -> Vec<Vec<u32>> {
+    let vector = |t: usize| factored_dims(&layout.tensors[t].shape).is_none();
+    let kept = layout.per_block(UNKEPT, |t| if vector(t) { 0 } else { UNKEPT });
+    kept.into_iter()
+        .map(|table| {
+            let mut next = 0u32;
+            table
+                .into_iter()
+                .map(|b| match b {
+                    UNKEPT => UNKEPT,
+                    _ => {
+                        next += 1;
+                        next - 1
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }

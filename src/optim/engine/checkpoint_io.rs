@@ -104,7 +104,8 @@ impl<R: Rule> Engine<R> {
         if let (Some(slabs), Arena::Gpu(bindings), Some(gpu)) = (&self.q8, arena, self.ctx.gpu()) {
             return quantized::read_values(gpu, &self.layout, slabs, bindings, k);
         }
-        if let (Some(f), Arena::Gpu(bindings), Some(gpu)) = (&self.factored, arena, self.ctx.gpu())
+        if let (Some(f), Arena::Gpu(bindings), Some(gpu), true) =
+            (&self.factored, arena, self.ctx.gpu(), k < 2)
         {
             // One set-wide buffer, which every slab binds whole.
             let size = (f.slot_len[k] * 4).max(16);
@@ -258,25 +259,33 @@ impl<R: Rule> Engine<R> {
                         .collect(),
                     None => Vec::new(),
                 };
-                // Factored states: each slot's buffer from the per-element values.
+                // Factored states: `row_var` and `col_var` buffers from the per-element
+                // values (`variance`, a sparse state, as slab images below).
+                let kept: Vec<usize> = (0..3).filter(|&k| self.states[k].is_some()).collect();
                 let factored: Vec<(&wgpu::Buffer, Vec<f32>)> = match &self.factored {
-                    Some(f) => (0..3)
-                        .filter(|&k| self.states[k].is_some())
+                    Some(f) => kept
+                        .iter()
                         .zip(arenas.iter().zip(&values))
-                        .map(|(k, (arena, v))| {
-                            (
-                                &gpu_bindings(arena)[0].buffer,
-                                f.compact(&self.layout, k, v),
-                            )
+                        .filter(|(&k, _)| k < 2)
+                        .map(|(&k, (arena, v))| {
+                            (&gpu_bindings(arena)[0].buffer, f.compact(&self.layout, k, v))
                         })
                         .collect(),
                     None => Vec::new(),
                 };
                 let (images, bf16_writes): (Vec<Vec<Vec<f32>>>, Vec<typed_io::Write<'_>>) =
                     match self.state_dtype {
-                        _ if self.q8.is_some() || self.factored.is_some() => {
-                            (Vec::new(), Vec::new())
-                        }
+                        _ if self.q8.is_some() => (Vec::new(), Vec::new()),
+                        _ if self.factored.is_some() => (
+                            kept.iter()
+                                .zip(&values)
+                                .map(|(&k, v)| match k {
+                                    2 => slab_images(&self.layout, v),
+                                    _ => Vec::new(),
+                                })
+                                .collect(),
+                            Vec::new(),
+                        ),
                         Dtype::Bf16 => (
                             Vec::new(),
                             arenas

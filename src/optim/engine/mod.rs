@@ -175,7 +175,7 @@ impl<R: Rule> Engine<R> {
         // Each state slot is dense (every group keeps it), sparse (some groups: their
         // blocks only, `groups::compact_blocks`) or absent.
         let names = slot_names(&groups);
-        let compact: [Option<Vec<Vec<u32>>>; 3] = std::array::from_fn(|k| {
+        let mut compact: [Option<Vec<Vec<u32>>>; 3] = std::array::from_fn(|k| {
             let keeps: Vec<bool> = groups
                 .iter()
                 .map(|g| g.config.state_names()[k].is_some())
@@ -183,6 +183,11 @@ impl<R: Rule> Engine<R> {
             let all = keeps.iter().all(|&x| x);
             (names[k].is_some() && !all).then(|| groups::compact_blocks(&blocks, &keeps))
         });
+        // Factored states: a vector's `variance` is kept as a sparse state of the vectors'
+        // blocks (`crate::storage::factored`).
+        if factor_layout.is_some() {
+            compact[2] = Some(crate::storage::factored::variance_blocks(&layout));
+        }
         let sparse_mask = (0..3)
             .filter(|&k| compact[k].is_some())
             .fold(0u8, |mask, k| mask | 1 << k);
@@ -191,7 +196,7 @@ impl<R: Rule> Engine<R> {
         let state_elems: u64 = (0..3)
             .map(|k| match (names[k], &compact[k], &q8_slabs) {
                 (None, _, _) => 0,
-                (Some(_), _, _) if factor_layout.is_some() => {
+                (Some(_), _, _) if factor_layout.is_some() && k < 2 => {
                     factor_layout.as_ref().map_or(0, |f| f.slot_len[k])
                 }
                 (Some(_), _, Some(slabs)) => slabs.iter().map(|s| s.words).sum(),
@@ -211,7 +216,7 @@ impl<R: Rule> Engine<R> {
                 if let (Some(slabs), Some(gpu)) = (&q8_slabs, params.ctx.gpu()) {
                     return Some(quantized::state_arena(gpu, slabs, k, name));
                 }
-                if let (Some(f), Some(gpu)) = (&factor_layout, params.ctx.gpu()) {
+                if let (Some(f), Some(gpu), true) = (&factor_layout, params.ctx.gpu(), k < 2) {
                     return Some(f.state_arena(gpu, &layout, k, name));
                 }
                 Some(match &compact[k] {
