@@ -14,7 +14,8 @@
 //   group_bias[g]   = (1 − β1^step, 1 − β2^step) = −expm1(step · ln β) per group (1 where ln β = 0),
 //                     then by the group's schedule kind: NAdam's (1 − μ_t) / (1 − Π_t) and
 //                     μ_{t+1} / (1 − Π_t·μ_{t+1}) (nadam_coefficients), or RAdam's
-//                     rectification r_t (0 while ρt ≤ 5) and sqrt(1 − β2^t) (radam_coefficients)
+//                     rectification r_t (0 while ρt ≤ 5) and sqrt(1 − β2^t) (radam_coefficients),
+//                     or Adafactor's second-moment weight step^beta2_decay
 //   inv_grad_scale, clip_value, zero_nans, stochastic, round_seed: from op for the clip and
 //                     update kernels; under a loss scaler inv_grad_scale = 1 / state.loss_scale
 //   loss scaler (op.scaler): found_inf = nonfinite;
@@ -218,6 +219,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             more = nadam_coefficients(schedule.beta1, schedule.log_momentum_decay, st.step);
         } else if schedule.kind == SCHEDULE_RADAM {
             more = radam_coefficients(schedule.log_beta2, bc2, st.step);
+        } else if schedule.kind == SCHEDULE_ADAFACTOR {
+            // PyTorch's one_minus_beta2_t = t^beta2_decay (f32 here, a Python float there).
+            more = vec2<f32>(pow(f32(st.step), schedule.exponent), 0.0);
         }
         group_bias[g] = vec4<f32>(bc1, bc2, more);
     }

@@ -25,6 +25,12 @@ override MOMENTUM: bool = true;
 override NESTEROV: bool = true;
 override CENTERED: bool = true;
 override GROUP_GATHER: bool = true;
+// FACTOR_VECTORS, FACTOR_MATRICES, FACTOR_UNALIGNED: the slab holds vectors, matrices of a
+// multiple of 4 columns, other matrices of a factored rule (Adafactor; false compiles the
+// kind's path out: factored_estimate.wgsl).
+override FACTOR_VECTORS: bool = true;
+override FACTOR_MATRICES: bool = true;
+override FACTOR_UNALIGNED: bool = true;
 @group(0) @binding(7) var<uniform> slab: Slab;
 @group(0) @binding(8) var<storage, read> blocks: array<u32>;
 

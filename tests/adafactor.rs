@@ -148,9 +148,31 @@ fn matrices_vectors_and_scalars_match_the_reference() {
     }
 }
 
+/// Sets of one kind of tensor each: their slabs' kernels leave the other kinds' paths out
+/// (`SHAPE_FACTOR_*`).
+#[test]
+fn sets_of_one_kind_match_the_reference() {
+    let config = AdafactorConfig::examples().remove(0);
+    let kinds: [&[&[usize]]; 3] = [
+        &[&[64, 64], &[3, 8, 12], &[1, 4]],
+        &[&[5, 7], &[130, 70], &[300, 1]],
+        &[&[7919], &[1], &[]],
+    ];
+    for shapes in kinds {
+        steps_match(&ctx(), config.clone(), clipped(), shapes, None);
+    }
+}
+
 #[test]
 fn matrices_spanning_slabs_and_2d_grids_match_the_reference() {
-    let shapes: &[&[usize]] = &[&[3, 5000], &[200, 150], &[17], &[2, 70, 90], &[20000], &[9000, 2]];
+    let shapes: &[&[usize]] = &[
+        &[3, 5000],
+        &[200, 150],
+        &[17],
+        &[2, 70, 90],
+        &[20000],
+        &[9000, 4],
+    ];
     let config = AdafactorConfig::examples().remove(0);
     // 16K-element slabs: every matrix but the first crosses a boundary, and the vector.
     steps_match(&ctx(), config.clone(), clipped(), shapes, Some(64 * 1024));

@@ -14,7 +14,8 @@
 fn update(i: u32, at: At, block: u32, group: u32, u: Adafactor) {
     let p0 = load_param(at.p);
     let t = block_tensor[i / BLOCK_VEC4S];
-    let g = select(rule_grad(at.g, block), -rule_grad(at.g, block), u.maximize != 0u);
+    let g0 = rule_grad(at.g, block);
+    let g = select(g0, -g0, u.maximize != 0u);
     let d = adafactor_direction(i, g, factor_tensors[t], u);
     let p = exact(p0 * u.decay) + exact(d * ratios[t]);
     store_param(at.p, select(p0, p, at.live));

@@ -4,7 +4,12 @@
 // (factored_estimate.wgsl) as the trust pass left it.
 
 fn adafactor_direction(i: u32, g: vec4<f32>, ft: FactorTensor, u: Adafactor) -> vec4<f32> {
-    let v = max(second_moment(i, ft), vec4<f32>(u.eps1_sq));
+    return direction_from(second_moment(i, ft), g, u);
+}
+
+// The direction from the estimate v̂ (the trust pass has a vector's fresh variance at hand).
+fn direction_from(vhat: vec4<f32>, g: vec4<f32>, u: Adafactor) -> vec4<f32> {
+    let v = max(vhat, vec4<f32>(u.eps1_sq));
     return exact(div_rn(vec4<f32>(1.0), sqrt_rn(v)) * g);
 }
 

@@ -1,15 +1,18 @@
 // Adafactor's helpers shared by all its kernels (factor_partials, factor_fold,
 // factor_means, the trust pass, the fold and the update): where each tensor's states live,
 // the step's β2 weight and ATen's lerp. `groups` (binding 6, struct Adafactor) is
-// generated; every kernel that includes this declares the step state at binding 5.
+// generated.
 //
+// @binding(9)  group_bias: per group, (1, 1, t^beta2_decay, 0) from the finalize
 // @binding(20) factor_tensors: per tensor, its FactorTensor (src/storage/factored.rs)
 
+@group(0) @binding(9) var<storage, read> group_bias: array<vec4<f32>>;
 @group(0) @binding(20) var<storage, read> factor_tensors: array<FactorTensor>;
 
-// PyTorch's one_minus_beta2_t = t^beta2_decay of this step, for group `group`.
+// PyTorch's one_minus_beta2_t = t^beta2_decay of this step, for group `group` (computed
+// once per group by the finalize: SCHEDULE_ADAFACTOR).
 fn step_weight(group: u32) -> f32 {
-    return pow(f32(state.step), groups[group].beta2_decay);
+    return group_bias[group].z;
 }
 
 // ATen's lerp: a + w·(b − a) for |w| < 0.5, else b − (b − a)·(1 − w).

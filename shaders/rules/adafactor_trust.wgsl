@@ -15,13 +15,19 @@ fn trust_terms(i: u32, at: At, live: vec4<bool>) -> vec2<f32> {
     let group = group_of(block);
     let u = groups[group];
     let ft = factor_tensors[block_tensor[i / BLOCK_VEC4S]];
-    let g = select(rule_grad(at.g, block), -rule_grad(at.g, block), u.maximize != 0u);
-    if ft.cols == 0u {
+    let g0 = rule_grad(at.g, block);
+    let g = select(g0, -g0, u.maximize != 0u);
+    var d: vec4<f32>;
+    if is_vector(ft) {
         let k = variance_at(i);
         let v0 = variance[k];
-        variance[k] = select(v0, aten_lerp4(v0, exact(g * g), step_weight(group)), live);
+        let v = select(v0, aten_lerp4(v0, exact(g * g), step_weight(group)), live);
+        variance[k] = v;
+        d = direction_from(v, g, u);
+    } else {
+        d = adafactor_direction(i, g, ft, u);
     }
     let p = select(vec4<f32>(0.0), load_param(at.p), live);
-    let d = select(vec4<f32>(0.0), adafactor_direction(i, g, ft, u), live);
+    d = select(vec4<f32>(0.0), d, live);
     return vec2<f32>(dot(p, p), dot(d, d));
 }

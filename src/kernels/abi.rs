@@ -179,6 +179,8 @@ codes! {
     SCHEDULE_NADAM = 1;
     /// `GroupSchedule::kind`: RAdam's rectification besides the bias corrections.
     SCHEDULE_RADAM = 2;
+    /// `GroupSchedule::kind`: Adafactor's second-moment weight `t^exponent`.
+    SCHEDULE_ADAFACTOR = 3;
     /// The salt of bf16 optimizer state k's stochastic-rounding stream: its seed is
     /// `round_seed ^ STATE_SALT·(k + 1)` (`shaders/adam_states_bf16.wgsl`, the CPU backend).
     STATE_SALT = 0x9e37_79b9;
@@ -433,14 +435,14 @@ shared_struct! {
         log_beta1: f32,
         /// ln β2, in f64 then rounded; 0: no bias correction.
         log_beta2: f32,
-        /// `SCHEDULE_ADAM`, `SCHEDULE_NADAM` or `SCHEDULE_RADAM`.
+        /// `SCHEDULE_ADAM`, `SCHEDULE_NADAM`, `SCHEDULE_RADAM` or `SCHEDULE_ADAFACTOR`.
         kind: u32,
         /// NAdam's β1 (its momentum schedule's ceiling).
         beta1: f32,
         /// NAdam's `ψ·ln 0.96`, in f64 then rounded: `0.96^(tψ) = exp(t·this)`.
         log_momentum_decay: f32,
-        /// Padding to 16-byte rows.
-        _pad0: u32,
+        /// Adafactor's `beta2_decay`: its weight of step t is `t^exponent`.
+        exponent: f32,
         /// Padding.
         _pad1: u32,
         /// Padding.

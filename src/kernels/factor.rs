@@ -45,10 +45,11 @@ fn declared<'a>(
 
 impl Factor {
     /// The reductions of `factors` for `rule`, over its state arenas `states` (slot order,
-    /// each bound whole by every slab), with the step state and the rule's group table.
+    /// the factored ones bound whole by every slab), with the step state, the rule's group
+    /// table and the finalize's per-group scalars (`group_bias`: the step's weight).
     pub(crate) fn new(
         gpu: &Gpu, factors: &FactorLayout, rule: &'static RuleShader, states: &[Option<Arena>],
-        step_state: &wgpu::Buffer, table: &wgpu::Buffer,
+        step_state: &wgpu::Buffer, table: &wgpu::Buffer, group_bias: &wgpu::Buffer,
     ) -> Factor {
         let upload = |label: &str, bytes: &[u8]| {
             let b = gpu.storage(label, (bytes.len() as u64).max(16).next_multiple_of(4));
@@ -79,9 +80,9 @@ impl Factor {
             vec![
                 (2, state(0)),
                 (3, state(1)),
-                (4, state(2)),
                 (5, whole(step_state)),
                 (6, whole(table)),
+                (9, whole(group_bias)),
                 (20, whole(&tensors)),
                 (21, whole(&partials)),
                 (22, whole(&means)),

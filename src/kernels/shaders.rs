@@ -914,6 +914,17 @@ pub(crate) const SHAPE_CENTERED: u32 = 32;
 /// load per hyperparameter instead of a gather per vec4 (lavapipe, AdamW at 16M: 78–81 ms
 /// with the gather, 67–70 without).
 pub(crate) const SHAPE_GROUP_GATHER: u32 = 64;
+/// A step-shape bit, set per slab for a factored rule (Adafactor): the slab holds a
+/// scalar or vector, whose second moment is kept whole (`override FACTOR_VECTORS`).
+/// Without the three `SHAPE_FACTOR_*` bits of the slab's tensors the kernels leave out the
+/// other kinds' paths: a CPU driver runs every side of a branch it cannot prove uniform
+/// (lavapipe: Adafactor on [4096, 4096] weights at 16M, 266–282 ms with every path,
+/// see BENCHMARKS.md).
+pub(crate) const SHAPE_FACTOR_VECTORS: u32 = 128;
+/// The slab holds a matrix of a multiple of 4 columns (`override FACTOR_MATRICES`).
+pub(crate) const SHAPE_FACTOR_MATRICES: u32 = 256;
+/// The slab holds a matrix of other columns (`override FACTOR_UNALIGNED`).
+pub(crate) const SHAPE_FACTOR_UNALIGNED: u32 = 512;
 /// Every shape bit: the variant that runs every path (always correct).
 pub(crate) const SHAPE_ALL: u32 = SHAPE_VALUE_CLIP
     | SHAPE_AMSGRAD
@@ -921,7 +932,10 @@ pub(crate) const SHAPE_ALL: u32 = SHAPE_VALUE_CLIP
     | SHAPE_MOMENTUM
     | SHAPE_NESTEROV
     | SHAPE_CENTERED
-    | SHAPE_GROUP_GATHER;
+    | SHAPE_GROUP_GATHER
+    | SHAPE_FACTOR_VECTORS
+    | SHAPE_FACTOR_MATRICES
+    | SHAPE_FACTOR_UNALIGNED;
 
 /// One compiled pipeline: a kernel and, for norm-specialized kernels, its `NORM_KIND`
 /// (and for the partials, whether NaN elements count as 0: `ZERO_NANS`), for the update
@@ -985,6 +999,9 @@ impl PipelineKey {
                 ("NESTEROV", bit(SHAPE_NESTEROV)),
                 ("CENTERED", bit(SHAPE_CENTERED)),
                 ("GROUP_GATHER", bit(SHAPE_GROUP_GATHER)),
+                ("FACTOR_VECTORS", bit(SHAPE_FACTOR_VECTORS)),
+                ("FACTOR_MATRICES", bit(SHAPE_FACTOR_MATRICES)),
+                ("FACTOR_UNALIGNED", bit(SHAPE_FACTOR_UNALIGNED)),
             ];
         }
         if !self.kernel.norm_specialized() {

@@ -37,7 +37,8 @@ pub(crate) struct UpdateKernel {
     table: wgpu::Buffer,
     /// Per slab, its block→group table (fixed: a tensor never changes group).
     blocks: Vec<wgpu::Buffer>,
-    /// Per slab, `SHAPE_GROUP_GATHER` unless every block of the slab is in group 0.
+    /// Per slab, its shape bits: `SHAPE_GROUP_GATHER` unless every block of the slab is in
+    /// group 0; for a factored rule the `SHAPE_FACTOR_*` of its tensors' kinds.
     gather: Vec<u32>,
     /// Per state slot of the rule, its per-slab bindings, or a one-vec4 placeholder when
     /// unused (writable bindings must not alias, so each slot has its own).
@@ -125,7 +126,12 @@ impl UpdateKernel {
         let table = gpu.buffer(rule.name, rows, U::UNIFORM | U::COPY_DST);
         gpu.queue.write_buffer(&table, 0, table_bytes);
         let blocks = table_buffers(gpu, "block groups", b.blocks);
-        let gather = b.blocks.iter().map(|t| slab_gather(t)).collect();
+        let mut gather: Vec<u32> = b.blocks.iter().map(|t| slab_gather(t)).collect();
+        if let Some(factors) = b.factored {
+            for (shape, kinds) in gather.iter_mut().zip(factors.slab_kinds(layout)) {
+                *shape |= kinds;
+            }
+        }
         let sparse = table_buffers(gpu, "sparse state blocks", b.sparse.1);
         let states = (0..rule.state_slots)
             .map(|k| match b.states.get(k) {
@@ -149,13 +155,18 @@ impl UpdateKernel {
             }
         });
         let factor = b.factored.map(|factors| {
-            let factor = Factor::new(gpu, factors, rule, b.states, b.step_state, &table);
+            let bias = b.group_bias;
+            let factor = Factor::new(gpu, factors, rule, b.states, b.step_state, &table, bias);
             (factor, BindCache::new(blocks.len()))
         });
         let trust = b.trust.as_ref().map(|setup| {
             // A factored rule's ratio reads the step and each tensor's size.
             let extra = match &factor {
-                Some((f, _)) => vec![(5, whole(b.step_state)), (20, whole(&f.tensors))],
+                Some((f, _)) => vec![
+                    (5, whole(b.step_state)),
+                    (9, whole(b.group_bias)),
+                    (20, whole(&f.tensors)),
+                ],
                 None => Vec::new(),
             };
             let trust = Trust::new(gpu, layout, rule, setup, &table, extra);

@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 
 use crate::device::context::Gpu;
+use crate::error::{Error, Result};
 use crate::kernels::abi::shared_struct;
 use crate::reference::{broadcast_cols, broadcast_rows, compact_cols, compact_rows, factored_dims};
 use crate::storage::arena::{Arena, Binding, UNKEPT};
@@ -139,8 +140,21 @@ pub(crate) struct FactorLayout {
 }
 
 impl FactorLayout {
-    /// The layout for `layout`'s tensors, tensor `t` in parameter group `group_of[t]`.
-    pub(crate) fn new(layout: &Layout, group_of: &[u32]) -> FactorLayout {
+    /// The layout for `layout`'s tensors, tensor `t` in parameter group `group_of[t]`;
+    /// [`Error::NotSupported`] for a matrix with 2^30 rows or columns or more (the kernels'
+    /// division by them runs in f32 with signed corrections).
+    pub(crate) fn new(layout: &Layout, group_of: &[u32]) -> Result<FactorLayout> {
+        for info in &layout.tensors {
+            if let Some((_, r, c)) = factored_dims(&info.shape) {
+                if r.max(c) >= 1 << 30 {
+                    return Err(Error::NotSupported(format!(
+                        "Adafactor on tensor {:?} of shape {:?}: a factored dimension of 2^30 \
+                         or more (reshape it)",
+                        info.name, info.shape
+                    )));
+                }
+            }
+        }
         let mut tensors = Vec::with_capacity(layout.tensors.len());
         let (mut rows_len, mut cols_len, mut means_len) = (0u64, 0u64, 0u64);
         for (info, &group) in layout.tensors.iter().zip(group_of) {
@@ -262,7 +276,7 @@ impl FactorLayout {
                 });
             }
         }
-        FactorLayout {
+        Ok(FactorLayout {
             tensors,
             pieces,
             lines,
@@ -271,7 +285,27 @@ impl FactorLayout {
             slot_len: [rows_len, cols_len],
             means_len,
             piece_count: slot,
+        })
+    }
+
+    /// Per slab, the `SHAPE_FACTOR_*` bits of the kinds of tensor it holds (the kernels
+    /// compile the other kinds' paths out).
+    pub(crate) fn slab_kinds(&self, layout: &Layout) -> Vec<u32> {
+        use crate::kernels::shaders::{
+            SHAPE_FACTOR_MATRICES, SHAPE_FACTOR_UNALIGNED, SHAPE_FACTOR_VECTORS,
+        };
+        let mut kinds = vec![0u32; layout.slabs.len()];
+        for (t, ft) in self.tensors.iter().enumerate() {
+            let kind = match ft.cols {
+                0 => SHAPE_FACTOR_VECTORS,
+                c if c % 4 == 0 => SHAPE_FACTOR_MATRICES,
+                _ => SHAPE_FACTOR_UNALIGNED,
+            };
+            for piece in layout.pieces(t) {
+                kinds[piece.slab] |= kind;
+            }
         }
+        kinds
     }
 
     /// Factored slot `slot`'s buffer (0 `row_var`, 1 `col_var`), zeroed, bound whole by
@@ -368,4 +402,65 @@ pub(crate) fn variance_blocks(layout: &Layout) -> Vec<Vec<u32>> {
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// `(n / d, n % d)` as `shaders/factored_estimate.wgsl` computes it without an integer
+    /// division: a quotient from f32, refined once from its remainder, then corrected by one
+    /// (WGSL's conversions saturate, its integer arithmetic wraps).
+    fn divmod(n: u32, d: u32) -> (u32, u32) {
+        let inv = 1.0 / d as f32;
+        let mut q = (n as f32 * inv) as u32;
+        let r0 = n.wrapping_sub(q.wrapping_mul(d)) as i32;
+        q = (q as i32).wrapping_add((r0 as f32 * inv).floor() as i32) as u32;
+        let mut r = n.wrapping_sub(q.wrapping_mul(d)) as i32;
+        if r < 0 {
+            q = q.wrapping_sub(1);
+            r = r.wrapping_add(d as i32);
+        }
+        if r >= d as i32 {
+            q = q.wrapping_add(1);
+            r = r.wrapping_sub(d as i32);
+        }
+        (q, r as u32)
+    }
+
+    /// The shader's division equals `/` and `%` over the range a slab's elements and a
+    /// matrix's rows span: every n below 2^32 by a stride, the edges, and divisors from 1
+    /// to 2^30 − 1 (the largest factored dimension).
+    #[test]
+    fn divmod_is_exact() {
+        let divisors = [
+            1u32,
+            2,
+            3,
+            7,
+            64,
+            67,
+            1000,
+            4095,
+            4096,
+            4097,
+            65_537,
+            1 << 20,
+            (1 << 24) + 1,
+            (1 << 30) - 1,
+        ];
+        for &d in &divisors {
+            let mut n = 0u64;
+            while n < 1 << 32 {
+                let m = n as u32;
+                assert_eq!(divmod(m, d), (m / d, m % d), "{m} / {d}");
+                for k in [1u32, 2, 3] {
+                    let e = m.wrapping_sub(k);
+                    assert_eq!(divmod(e, d), (e / d, e % d), "{e} / {d}");
+                }
+                n += 999_983;
+            }
+            for m in [u32::MAX, u32::MAX - 1, d.wrapping_mul(3), d - 1, d] {
+                assert_eq!(divmod(m, d), (m / d, m % d), "{m} / {d}");
+            }
+        }
+    }
 }

@@ -268,7 +268,10 @@ impl<R: Rule> Engine<R> {
                         .zip(arenas.iter().zip(&values))
                         .filter(|(&k, _)| k < 2)
                         .map(|(&k, (arena, v))| {
-                            (&gpu_bindings(arena)[0].buffer, f.compact(&self.layout, k, v))
+                            (
+                                &gpu_bindings(arena)[0].buffer,
+                                f.compact(&self.layout, k, v),
+                            )
                         })
                         .collect(),
                     None => Vec::new(),

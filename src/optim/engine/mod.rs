@@ -170,7 +170,10 @@ impl<R: Rule> Engine<R> {
             })?),
             false => None,
         };
-        let factor_layout = factored.then(|| FactorLayout::new(&layout, &group_of));
+        let factor_layout = match factored {
+            true => Some(FactorLayout::new(&layout, &group_of)?),
+            false => None,
+        };
         let blocks = groups::block_tables(&layout, &group_of, &groups);
         // Each state slot is dense (every group keeps it), sparse (some groups: their
         // blocks only, `groups::compact_blocks`) or absent.

@@ -2,6 +2,7 @@
 //! step size relative to the parameters' scale (PyTorch's rule).
 
 use crate::error::Result;
+use crate::kernels::abi::{GroupSchedule, SCHEDULE_ADAFACTOR};
 use crate::optim::declare::FieldChecks;
 use crate::optim::engine::Rule;
 use crate::optim::{check, rule, rule_kernel, RuleConfig, RuleDeclaration};
@@ -93,6 +94,15 @@ impl RuleConfig for AdafactorConfig {
 }
 
 impl Rule for AdafactorConfig {
+    fn schedule(&self) -> GroupSchedule {
+        // The finalize computes the step's weight t^beta2_decay once per group.
+        GroupSchedule {
+            kind: SCHEDULE_ADAFACTOR,
+            exponent: self.beta2_decay as f32,
+            ..Default::default()
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         self.check_fields()?;
         let b = self.beta2_decay;
@@ -111,8 +121,6 @@ rule_kernel! {
     "adafactor" with factored for [AdafactorConfig] as c, uniform AdafactorUniform = "Adafactor" {
         /// Learning rate (the relative step's cap).
         lr: f32 = c.lr as f32,
-        /// The exponent of the second moment's weight `t^beta2_decay`.
-        beta2_decay: f32 = c.beta2_decay as f32,
         /// The row means' floor.
         eps1: f32 = c.eps.0 as f32,
         /// `eps1²`, in f64 then rounded: the second moment's floor.
@@ -125,5 +133,8 @@ rule_kernel! {
         decay: f32 = (1.0 - c.lr * c.weight_decay) as f32,
         /// 1: maximize.
         maximize: u32 = c.maximize.into(),
+        /// Padding to a 16-byte row (the weight `t^beta2_decay` is the finalize's:
+        /// `Rule::schedule`).
+        _pad0: u32 = 0,
     }
 }
