@@ -142,7 +142,7 @@ fn matrices_vectors_and_scalars_match_the_reference() {
                     grad_scale,
                     ..Default::default()
                 };
-                steps_match(&ctx(), config.clone(), options, SHAPES, None);
+                steps_match(&ctx(), config, options, SHAPES, None);
             }
         }
     }
@@ -159,7 +159,7 @@ fn sets_of_one_kind_match_the_reference() {
         &[&[7919], &[1], &[]],
     ];
     for shapes in kinds {
-        steps_match(&ctx(), config.clone(), clipped(), shapes, None);
+        steps_match(&ctx(), config, clipped(), shapes, None);
     }
 }
 
@@ -175,7 +175,7 @@ fn matrices_spanning_slabs_and_2d_grids_match_the_reference() {
     ];
     let config = AdafactorConfig::examples().remove(0);
     // 16K-element slabs: every matrix but the first crosses a boundary, and the vector.
-    steps_match(&ctx(), config.clone(), clipped(), shapes, Some(64 * 1024));
+    steps_match(&ctx(), config, clipped(), shapes, Some(64 * 1024));
     // Grids of more than 7 workgroups spill into y: pieces, lines and matrices alike.
     steps_match(
         &ctx_small_grid(),
@@ -221,7 +221,7 @@ fn checkpoints_resume_bit_exactly() {
     let mut set = set_of(&ctx(), SHAPES, None);
     set.upload_params(&data(n, 4, 1.0)).unwrap();
     let config = AdafactorConfig::examples().remove(0);
-    let mut opt = Adafactor::new(&set, config.clone()).unwrap();
+    let mut opt = Adafactor::new(&set, config).unwrap();
     for step in 0..2 {
         set.upload_grads(&data(n, 30 + step, 1.0)).unwrap();
         opt.step(&mut set, &clipped()).unwrap();
@@ -303,7 +303,7 @@ fn hyperparameters_are_checked_like_pytorch() {
         },
     ];
     for config in bad {
-        let err = Adafactor::new(&set, config.clone()).err();
+        let err = Adafactor::new(&set, config).err();
         assert!(
             matches!(err, Some(Error::InvalidHyperparameter { .. })),
             "{config:?}: {err:?}"

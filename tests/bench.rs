@@ -18,9 +18,9 @@ fn bench_measures_every_operation_and_ratio() {
     let mut progress_lines = 0;
     let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
     // Per size: the shader copy, the buffer copy, the faster of the two again as the
-    // roofline, a row per registered rule but AdamW, and 17 more operations (AdamW's, 4 of
-    // them mixed precision, the norm and the clips).
-    let rows = 3 + (common::registered_rules().len() - 1) + 17;
+    // roofline, a row per registered rule but AdamW, and 18 more operations (AdamW's, 4 of
+    // them mixed precision, the norm and the clips, Adafactor on matrices).
+    let rows = 3 + (common::registered_rules().len() - 1) + 18;
     assert_eq!(report.measurements.len(), 2 * rows, "{rows} rows per size");
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 3);

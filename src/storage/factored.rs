@@ -167,14 +167,11 @@ impl FactorLayout {
                 mean_base: means_len as u32,
                 ..Default::default()
             };
-            match factored_dims(&info.shape) {
-                Some((b, r, c)) => {
-                    (t.rows, t.cols) = (r as u32, c as u32);
-                    rows_len += (b * r) as u64;
-                    cols_len += (b * c) as u64;
-                    means_len += b as u64;
-                }
-                None => {}
+            if let Some((b, r, c)) = factored_dims(&info.shape) {
+                (t.rows, t.cols) = (r as u32, c as u32);
+                rows_len += (b * r) as u64;
+                cols_len += (b * c) as u64;
+                means_len += b as u64;
             }
             tensors.push(t);
         }

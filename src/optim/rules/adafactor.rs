@@ -111,7 +111,13 @@ impl Rule for AdafactorConfig {
             let ok = eps >= 0.0 && eps.is_finite();
             check(Self::NAME, name, eps, ok, "must be finite and ≥ 0")?;
         }
-        check(Self::NAME, "d", self.d, self.d >= 1.0 && self.d.is_finite(), "must be finite and ≥ 1")
+        check(
+            Self::NAME,
+            "d",
+            self.d,
+            self.d >= 1.0 && self.d.is_finite(),
+            "must be finite and ≥ 1",
+        )
     }
 }
 

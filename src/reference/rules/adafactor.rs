@@ -137,8 +137,8 @@ pub fn adafactor(
             out
         }
         AdafactorState::Full(variance) => {
-            for i in 0..n {
-                variance[i] = aten_lerp(variance[i], g(i) * g(i), w);
+            for (i, v) in variance.iter_mut().enumerate() {
+                *v = aten_lerp(*v, g(i) * g(i), w);
             }
             variance.to_vec()
         }
@@ -174,7 +174,14 @@ pub fn adafactor_broadcast(t: TensorStep<'_>, shape: &[usize], step: u32, h: &Ad
             broadcast_cols(&col_var, cols_image, batch, rows, cols);
         }
         Some(_) => {}
-        None => adafactor(params, grads, AdafactorState::Full(variance), shape, step, h),
+        None => adafactor(
+            params,
+            grads,
+            AdafactorState::Full(variance),
+            shape,
+            step,
+            h,
+        ),
     }
 }
 
@@ -252,15 +259,31 @@ mod tests {
     fn steps_as_pytorch() {
         let text = include_str!("../../../fixtures/adafactor.json");
         let fixtures: Value = serde_json::from_str(text).expect("fixtures/adafactor.json parses");
-        for (c, case) in fixtures["cases"].as_array().expect("cases").iter().enumerate() {
+        for (c, case) in fixtures["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .enumerate()
+        {
             let h = hyperparameters(&case["kwargs"]);
             let shapes: Vec<Vec<usize>> = case["shapes"]
                 .as_array()
                 .expect("shapes")
                 .iter()
-                .map(|s| s.as_array().expect("a shape").iter().map(|d| d.as_u64().unwrap() as usize).collect())
+                .map(|s| {
+                    s.as_array()
+                        .expect("a shape")
+                        .iter()
+                        .map(|d| d.as_u64().unwrap() as usize)
+                        .collect()
+                })
                 .collect();
-            let mut params: Vec<Vec<f32>> = case["params"].as_array().unwrap().iter().map(f32s).collect();
+            let mut params: Vec<Vec<f32>> = case["params"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(f32s)
+                .collect();
             let mut states: Vec<[Vec<f32>; 2]> = shapes
                 .iter()
                 .zip(&params)
@@ -274,7 +297,10 @@ mod tests {
                     let grads = f32s(&step["grads"][t]);
                     let [a, b] = &mut states[t];
                     let state = match factored_dims(&shapes[t]) {
-                        Some(_) => AdafactorState::Factored { row_var: a, col_var: b },
+                        Some(_) => AdafactorState::Factored {
+                            row_var: a,
+                            col_var: b,
+                        },
                         None => AdafactorState::Full(a),
                     };
                     adafactor(&mut params[t], &grads, state, &shapes[t], s as u32 + 1, &h);
@@ -283,10 +309,25 @@ mod tests {
                     let want = &step["states"][t];
                     match factored_dims(&shapes[t]) {
                         Some(_) => {
-                            assert_close(&states[t][0], &f32s(&want["row_var"]), 1e-5, &format!("{what} row_var"));
-                            assert_close(&states[t][1], &f32s(&want["col_var"]), 1e-5, &format!("{what} col_var"));
+                            assert_close(
+                                &states[t][0],
+                                &f32s(&want["row_var"]),
+                                1e-5,
+                                &format!("{what} row_var"),
+                            );
+                            assert_close(
+                                &states[t][1],
+                                &f32s(&want["col_var"]),
+                                1e-5,
+                                &format!("{what} col_var"),
+                            );
                         }
-                        None => assert_close(&states[t][0], &f32s(&want["variance"]), 1e-5, &format!("{what} variance")),
+                        None => assert_close(
+                            &states[t][0],
+                            &f32s(&want["variance"]),
+                            1e-5,
+                            &format!("{what} variance"),
+                        ),
                     }
                 }
             }
