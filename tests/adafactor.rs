@@ -26,6 +26,16 @@ const SHAPES: &[&[usize]] = &[
     &[64, 64],
 ];
 
+/// Held by every test here: one at a time. On the GL backend every call holds the one GL
+/// context for its duration, and wgpu gives up on a lock after 6 s; a first step compiles
+/// this rule's kernels for its set's shape (llvmpipe's GL links each for seconds), which two
+/// tests at once made another test's call wait past that (a panic in wgpu-hal, not a
+/// result).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn set_of(ctx: &Context, shapes: &[&[usize]], slab_bytes: Option<u64>) -> ParamSet {
     let specs: Vec<TensorSpec> = shapes
         .iter()
@@ -134,6 +144,7 @@ fn reference_params(c: &AdafactorConfig) -> reference::AdafactorStep {
 
 #[test]
 fn matrices_vectors_and_scalars_match_the_reference() {
+    let _serial = one_at_a_time();
     for config in AdafactorConfig::examples() {
         for clip in clips() {
             for grad_scale in [1.0, 128.0] {
@@ -152,6 +163,7 @@ fn matrices_vectors_and_scalars_match_the_reference() {
 /// (`SHAPE_FACTOR_*`).
 #[test]
 fn sets_of_one_kind_match_the_reference() {
+    let _serial = one_at_a_time();
     let config = AdafactorConfig::examples().remove(0);
     let kinds: [&[&[usize]]; 3] = [
         &[&[64, 64], &[3, 8, 12], &[1, 4]],
@@ -165,6 +177,7 @@ fn sets_of_one_kind_match_the_reference() {
 
 #[test]
 fn matrices_spanning_slabs_and_2d_grids_match_the_reference() {
+    let _serial = one_at_a_time();
     let shapes: &[&[usize]] = &[
         &[3, 5000],
         &[200, 150],
@@ -188,6 +201,7 @@ fn matrices_spanning_slabs_and_2d_grids_match_the_reference() {
 
 #[test]
 fn steps_are_bit_identical_across_runs() {
+    let _serial = one_at_a_time();
     let run = || {
         let mut set = set_of(&ctx(), SHAPES, Some(64 * 1024));
         let n: usize = numels(SHAPES).iter().sum();
@@ -208,6 +222,7 @@ fn steps_are_bit_identical_across_runs() {
 /// [512] bias keep (1024 + 512 + 512)·4 bytes, 0.016 bytes per parameter.
 #[test]
 fn a_matrix_keeps_its_rows_and_columns_only() {
+    let _serial = one_at_a_time();
     let set = set_of(&ctx(), &[&[1024, 512], &[512]], None);
     let opt = Adafactor::new(&set, AdafactorConfig::default()).unwrap();
     assert_eq!(opt.states().bytes(), (1024 + 512 + 512) * 4);
@@ -217,6 +232,7 @@ fn a_matrix_keeps_its_rows_and_columns_only() {
 
 #[test]
 fn checkpoints_resume_bit_exactly() {
+    let _serial = one_at_a_time();
     let n: usize = numels(SHAPES).iter().sum();
     let mut set = set_of(&ctx(), SHAPES, None);
     set.upload_params(&data(n, 4, 1.0)).unwrap();
@@ -246,6 +262,7 @@ fn checkpoints_resume_bit_exactly() {
 
 #[test]
 fn a_skipped_step_changes_nothing() {
+    let _serial = one_at_a_time();
     let n: usize = numels(SHAPES).iter().sum();
     let mut set = set_of(&ctx(), SHAPES, None);
     set.upload_params(&data(n, 5, 1.0)).unwrap();
@@ -275,6 +292,7 @@ fn a_skipped_step_changes_nothing() {
 
 #[test]
 fn hyperparameters_are_checked_like_pytorch() {
+    let _serial = one_at_a_time();
     let set = set_of(&ctx(), &[&[4, 4]], None);
     let bad = [
         AdafactorConfig {
@@ -321,6 +339,7 @@ fn hyperparameters_are_checked_like_pytorch() {
 /// buffer for the params, one for the grads: a pool) and as clipstep's own: the same bits.
 #[test]
 fn pooled_matrices_step_like_own_slabs() {
+    let _serial = one_at_a_time();
     let ctx = ctx();
     let shapes: &[&[usize]] = &[&[40, 70], &[3, 50], &[70]];
     let n: usize = numels(shapes).iter().sum();
@@ -373,6 +392,7 @@ fn pooled_matrices_step_like_own_slabs() {
 /// (bf16-exact) gradients: the same bits.
 #[test]
 fn bf16_matrices_with_master_weights_step_like_f32() {
+    let _serial = one_at_a_time();
     let ctx = ctx();
     let shapes: &[&[usize]] = &[&[130, 70], &[70]];
     let n: usize = numels(shapes).iter().sum();

@@ -97,9 +97,16 @@ impl UpdateKernel {
         gpu: &Gpu, layout: &Layout, slabs: &[Arc<SlabDevice>], rule: &'static RuleShader,
         table_bytes: &[u8], row_bytes: usize, b: &UpdateBindings<'_>,
     ) -> Result<UpdateKernel> {
-        // Each slab's kernels, checked against the device's limits and compiled now (their
-        // plain shape; other shapes on first use), so the first step builds nothing.
-        for slab in slabs {
+        let mut gather: Vec<u32> = b.blocks.iter().map(|t| slab_gather(t)).collect();
+        if let Some(factors) = b.factored {
+            for (shape, kinds) in gather.iter_mut().zip(factors.slab_kinds(layout)) {
+                *shape |= kinds;
+            }
+        }
+        // Each slab's kernels, checked against the device's limits and compiled now (in the
+        // shape of a step that takes no option's path: the slab's own shape bits; other
+        // shapes on first use), so the first step builds nothing.
+        for (s, slab) in slabs.iter().enumerate() {
             let key = |body| {
                 let kernel = slab.kernel(body).with_states(b.states_storage);
                 kernel.with_sparse(b.sparse.0)
@@ -108,16 +115,19 @@ impl UpdateKernel {
             if rule.trust.is_some() {
                 kernels.extend([key(Body::Trust(rule)), KernelKey::from(Body::Fold(rule))]);
             }
-            if rule.factored {
+            if let Some(factors) = b.factored {
                 kernels.extend([
-                    slab.kernel(Body::FactorPartials(rule)),
                     KernelKey::from(Body::FactorFold(rule)),
                     KernelKey::from(Body::FactorMeans(rule)),
                 ]);
+                if !factors.pieces[s].is_empty() {
+                    kernels.push(slab.kernel(Body::FactorPartials(rule)));
+                }
             }
             for kernel in kernels {
                 gpu.check_binds(kernel)?;
-                gpu.pipelines.get(kernel.shaped(0));
+                // The shape of a step with no option's path: the slab's own bits.
+                gpu.pipelines.get(kernel.shaped(gather[s]));
             }
         }
         // A uniform array of MAX_GROUPS rows; only the optimizer's groups are written.
@@ -126,12 +136,6 @@ impl UpdateKernel {
         let table = gpu.buffer(rule.name, rows, U::UNIFORM | U::COPY_DST);
         gpu.queue.write_buffer(&table, 0, table_bytes);
         let blocks = table_buffers(gpu, "block groups", b.blocks);
-        let mut gather: Vec<u32> = b.blocks.iter().map(|t| slab_gather(t)).collect();
-        if let Some(factors) = b.factored {
-            for (shape, kinds) in gather.iter_mut().zip(factors.slab_kinds(layout)) {
-                *shape |= kinds;
-            }
-        }
         let sparse = table_buffers(gpu, "sparse state blocks", b.sparse.1);
         let states = (0..rule.state_slots)
             .map(|k| match b.states.get(k) {
