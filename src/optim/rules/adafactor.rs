@@ -63,17 +63,17 @@ rule! {
     optimizer: Adafactor,
 }
 
-impl AdafactorConfig {
-    /// The reference's hyperparameters.
-    fn step_params(&self) -> AdafactorStep {
+impl From<&AdafactorConfig> for AdafactorStep {
+    /// The reference's hyperparameters of a config (`reference::adafactor`).
+    fn from(c: &AdafactorConfig) -> AdafactorStep {
         AdafactorStep {
-            lr: self.lr,
-            beta2_decay: self.beta2_decay,
-            eps1: self.eps.0,
-            eps2: self.eps.1,
-            d: self.d,
-            weight_decay: self.weight_decay,
-            maximize: self.maximize,
+            lr: c.lr,
+            beta2_decay: c.beta2_decay,
+            eps1: c.eps.0,
+            eps2: c.eps.1,
+            d: c.d,
+            weight_decay: c.weight_decay,
+            maximize: c.maximize,
         }
     }
 }
@@ -89,7 +89,7 @@ impl RuleConfig for AdafactorConfig {
 
     fn reference_step(&self, step: u32, t: TensorStep<'_>) {
         let shape = t.shape.to_vec();
-        reference::adafactor_broadcast(t, &shape, step, &self.step_params());
+        reference::adafactor_broadcast(t, &shape, step, &self.into());
     }
 }
 
