@@ -363,10 +363,6 @@ shared_struct! {
 /// The WGSL declared before every shader: kernel constants from [`crate::consts`] and
 /// every code of [`CODES`].
 pub(crate) fn prelude() -> String {
-    use crate::storage::factored::{
-        FactorBatch, FactorLine, FactorPiece, FactorTensor, FACTOR_SUB_ROWS, PIECE_FLOATS,
-        TILE_COLS, TILE_ROWS,
-    };
     let (small, mid) = (CHUNK_CLASSES[0].1, CHUNK_CLASSES[1].1);
     let block_vec4s = TENSOR_ALIGN_ELEMS / u64::from(VEC_WIDTH);
     let mut out = format!(
@@ -473,4 +469,97 @@ pub(crate) fn slot_case(k: usize, last: bool, text: &str) -> String {
         format!("case {k}u")
     };
     format!("        {label}: {{\n{text}        }}\n")
+}
+
+// Adafactor's factored states and the tables of their reductions (`crate::storage::factored`
+// lays them out; `shaders/factor_*.wgsl`).
+
+/// Rows of a tile (four passes of 32 rows through workgroup memory).
+pub(crate) const TILE_ROWS: u32 = 128;
+/// Columns of a tile.
+pub(crate) const TILE_COLS: u32 = 64;
+/// Rows of a tile that pass through workgroup memory at once (`factor_partials.wgsl`).
+pub(crate) const FACTOR_SUB_ROWS: u32 = 32;
+/// Partials a piece writes: its rows' sums, then its columns'.
+pub(crate) const PIECE_FLOATS: u32 = TILE_ROWS + TILE_COLS;
+
+shared_struct! {
+    /// `struct FactorTensor`: where a tensor's second moment lives. Generated into the
+    /// prelude.
+    FactorTensor = "FactorTensor" {
+        /// The tensor's first element in the set's virtual space, mod 2^32.
+        offset: u32,
+        /// Elements.
+        numel: u32,
+        /// Columns of each matrix; 0: a vector (its `variance` whole).
+        cols: u32,
+        /// Rows of each matrix.
+        rows: u32,
+        /// Its first row value in `row_var`.
+        row_base: u32,
+        /// Its first column value in `col_var`.
+        col_base: u32,
+        /// Its first matrix's row mean in `factor_means`.
+        mean_base: u32,
+        /// Its parameter group.
+        group: u32,
+    }
+}
+
+shared_struct! {
+    /// `struct FactorPiece`: the part of one tile in one slab, reduced by one workgroup.
+    FactorPiece = "FactorPiece" {
+        /// The tensor.
+        tensor: u32,
+        /// The tile's first row, counting rows over all of the tensor's matrices.
+        row0: u32,
+        /// The tile's first column.
+        col0: u32,
+        /// Rows of the tile (≤ TILE_ROWS).
+        rows: u32,
+        /// Columns of the tile (≤ TILE_COLS).
+        cols: u32,
+        /// The first element of the tensor in this slab (relative to the tensor).
+        lo: u32,
+        /// One past its last.
+        hi: u32,
+        /// The piece's partials: `PIECE_FLOATS` floats from `slot·PIECE_FLOATS`.
+        slot: u32,
+    }
+}
+
+shared_struct! {
+    /// `struct FactorLine`: up to 64 rows or columns of one matrix, folded from their pieces.
+    FactorLine = "FactorLine" {
+        /// The tensor (its group's hyperparameters).
+        tensor: u32,
+        /// The first value it writes in `row_var` (rows) or `col_var` (columns).
+        first: u32,
+        /// Values it writes.
+        count: u32,
+        /// The first of its values in each piece's partials.
+        part: u32,
+        /// Its first piece in the line-piece list.
+        start: u32,
+        /// Its pieces, in fold order.
+        pieces: u32,
+        /// 1: columns (into `col_var`); 0: rows.
+        is_col: u32,
+        /// The mean's divisor: columns for a row, rows for a column.
+        divisor: u32,
+    }
+}
+
+shared_struct! {
+    /// `struct FactorBatch`: one matrix, whose row values are averaged.
+    FactorBatch = "FactorBatch" {
+        /// The tensor.
+        tensor: u32,
+        /// Its first row value in `row_var`.
+        row_first: u32,
+        /// Its rows.
+        rows: u32,
+        /// Where the mean goes in `factor_means`.
+        mean: u32,
+    }
 }

@@ -9,9 +9,10 @@
 
 use crate::device::context::Gpu;
 use crate::device::gpu::whole;
-use crate::kernels::shaders::{bind_group_layout_entries, Body, KernelKey, RuleShader};
+use crate::kernels::abi::PIECE_FLOATS;
+use crate::kernels::shaders::{declared, Body, RuleShader};
 use crate::storage::arena::Arena;
-use crate::storage::factored::{FactorLayout, PIECE_FLOATS};
+use crate::storage::factored::FactorLayout;
 
 /// What a factored rule adds to its update kernel.
 pub(crate) struct Factor {
@@ -30,17 +31,6 @@ pub(crate) struct Factor {
     /// The means' bind group and their workgroups.
     means_pass: (wgpu::BindGroup, u32),
     rule: &'static RuleShader,
-}
-
-/// `entries` less those `kernel` does not declare.
-fn declared<'a>(
-    kernel: impl Into<KernelKey>, entries: Vec<(u32, wgpu::BindingResource<'a>)>,
-) -> Vec<(u32, wgpu::BindingResource<'a>)> {
-    let declared = bind_group_layout_entries(kernel.into());
-    entries
-        .into_iter()
-        .filter(|(b, _)| declared.iter().any(|e| e.binding == *b))
-        .collect()
 }
 
 impl Factor {

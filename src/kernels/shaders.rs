@@ -868,6 +868,16 @@ fn reflect_entries(kernel: KernelKey) -> Vec<wgpu::BindGroupLayoutEntry> {
     entries
 }
 
+/// `entries` less those `kernel` does not declare (a recipe binding every resource its
+/// kernels may declare keeps each kernel's own).
+pub(crate) fn declared<'a>(
+    kernel: impl Into<KernelKey>, mut entries: Vec<(u32, wgpu::BindingResource<'a>)>,
+) -> Vec<(u32, wgpu::BindingResource<'a>)> {
+    let layout = bind_group_layout_entries(kernel.into());
+    entries.retain(|(binding, _)| layout.iter().any(|e| e.binding == *binding));
+    entries
+}
+
 /// How many storage buffers `kernel` binds (a device's per-stage limit bounds it).
 pub(crate) fn storage_bindings(kernel: KernelKey) -> u32 {
     bind_group_layout_entries(kernel)

@@ -259,8 +259,7 @@ impl UpdateKernel {
                 (14, whole(&trust.partials)),
             ]);
         }
-        let declared = crate::kernels::shaders::bind_group_layout_entries(kernel);
-        entries.retain(|(binding, _)| declared.iter().any(|e| e.binding == *binding));
+        let entries = crate::kernels::shaders::declared(kernel, entries);
         gpu.bind_group_at(kernel, &slab.with_places(kernel, entries))
     }
 

@@ -213,8 +213,13 @@ pub(crate) fn slab_capacity(limits: Option<&wgpu::Limits>, forced: Option<u64>) 
 
 /// A buffer of clipstep's own for one slab, bound whole.
 pub(crate) fn own_binding(gpu: &Gpu, label: &str, slab: &SlabInfo, dtype: Dtype) -> Binding {
-    let data_size = slab.len * dtype.size();
-    let size = data_size.next_multiple_of(16);
+    whole_binding(gpu, label, slab.len * dtype.size())
+}
+
+/// A new storage buffer holding `data_size` bytes (at least one vec4, whole vec4s), bound
+/// whole.
+pub(crate) fn whole_binding(gpu: &Gpu, label: &str, data_size: u64) -> Binding {
+    let size = data_size.max(16).next_multiple_of(16);
     Binding {
         buffer: gpu.storage(label, size),
         offset: 0,

@@ -14,110 +14,24 @@
 //! The row and column sums of `g²` are reduced in tiles of [`TILE_ROWS`]×[`TILE_COLS`]
 //! elements: a tile's part in one slab is a **piece**, a workgroup of
 //! `factor_partials.wgsl` that writes `TILE_ROWS` row sums and `TILE_COLS` column sums
-//! ([`PIECE_FLOATS`]). A **line** (64 rows or 64 columns of one matrix) then folds its
-//! pieces' partials in a fixed order (`factor_fold.wgsl`), and a **batch** (one matrix)
+//! ([`PIECE_FLOATS`](crate::kernels::abi::PIECE_FLOATS); the tables' structs and
+//! constants are shared with WGSL from `crate::kernels::abi`). A **line** (64 rows or 64
+//! columns of one matrix) then folds its pieces' partials in a fixed order (`factor_fold.wgsl`), and a **batch** (one matrix)
 //! the mean of its rows (`factor_means.wgsl`): deterministic, and O(slabs) dispatches.
 
 use std::collections::BTreeMap;
 
 use crate::device::context::Gpu;
 use crate::error::{Error, Result};
-use crate::kernels::abi::shared_struct;
+use crate::kernels::abi::{
+    FactorBatch, FactorLine, FactorPiece, FactorTensor, TILE_COLS, TILE_ROWS,
+};
 use crate::reference::{broadcast_cols, broadcast_rows, compact_cols, compact_rows, factored_dims};
-use crate::storage::arena::{Arena, Binding, UNKEPT};
+use crate::storage::arena::{whole_binding, Arena, UNKEPT};
 use crate::storage::layout::Layout;
 
-/// Rows of a tile (four passes of 32 rows through workgroup memory).
-pub(crate) const TILE_ROWS: u32 = 128;
-/// Columns of a tile.
-pub(crate) const TILE_COLS: u32 = 64;
-/// Rows of a tile that pass through workgroup memory at once (`factor_partials.wgsl`).
-pub(crate) const FACTOR_SUB_ROWS: u32 = 32;
-/// Partials a piece writes: its rows' sums, then its columns'.
-pub(crate) const PIECE_FLOATS: u32 = TILE_ROWS + TILE_COLS;
 /// Rows or columns a line folds (a workgroup of 64 invocations).
 const LINE: u32 = 64;
-
-shared_struct! {
-    /// `struct FactorTensor`: where a tensor's second moment lives. Generated into the
-    /// prelude.
-    FactorTensor = "FactorTensor" {
-        /// The tensor's first element in the set's virtual space, mod 2^32.
-        offset: u32,
-        /// Elements.
-        numel: u32,
-        /// Columns of each matrix; 0: a vector (its `variance` whole).
-        cols: u32,
-        /// Rows of each matrix.
-        rows: u32,
-        /// Its first row value in `row_var`.
-        row_base: u32,
-        /// Its first column value in `col_var`.
-        col_base: u32,
-        /// Its first matrix's row mean in `factor_means`.
-        mean_base: u32,
-        /// Its parameter group.
-        group: u32,
-    }
-}
-
-shared_struct! {
-    /// `struct FactorPiece`: the part of one tile in one slab, reduced by one workgroup.
-    FactorPiece = "FactorPiece" {
-        /// The tensor.
-        tensor: u32,
-        /// The tile's first row, counting rows over all of the tensor's matrices.
-        row0: u32,
-        /// The tile's first column.
-        col0: u32,
-        /// Rows of the tile (≤ TILE_ROWS).
-        rows: u32,
-        /// Columns of the tile (≤ TILE_COLS).
-        cols: u32,
-        /// The first element of the tensor in this slab (relative to the tensor).
-        lo: u32,
-        /// One past its last.
-        hi: u32,
-        /// The piece's partials: `PIECE_FLOATS` floats from `slot·PIECE_FLOATS`.
-        slot: u32,
-    }
-}
-
-shared_struct! {
-    /// `struct FactorLine`: up to 64 rows or columns of one matrix, folded from their pieces.
-    FactorLine = "FactorLine" {
-        /// The tensor (its group's hyperparameters).
-        tensor: u32,
-        /// The first value it writes in `row_var` (rows) or `col_var` (columns).
-        first: u32,
-        /// Values it writes.
-        count: u32,
-        /// The first of its values in each piece's partials.
-        part: u32,
-        /// Its first piece in the line-piece list.
-        start: u32,
-        /// Its pieces, in fold order.
-        pieces: u32,
-        /// 1: columns (into `col_var`); 0: rows.
-        is_col: u32,
-        /// The mean's divisor: columns for a row, rows for a column.
-        divisor: u32,
-    }
-}
-
-shared_struct! {
-    /// `struct FactorBatch`: one matrix, whose row values are averaged.
-    FactorBatch = "FactorBatch" {
-        /// The tensor.
-        tensor: u32,
-        /// Its first row value in `row_var`.
-        row_first: u32,
-        /// Its rows.
-        rows: u32,
-        /// Where the mean goes in `factor_means`.
-        mean: u32,
-    }
-}
 
 /// The layout of an Adafactor optimizer's states and the tables of its reductions.
 pub(crate) struct FactorLayout {
@@ -310,17 +224,7 @@ impl FactorLayout {
     pub(crate) fn state_arena(
         &self, gpu: &Gpu, layout: &Layout, slot: usize, label: &str,
     ) -> Arena {
-        let data_size = self.slot_len[slot] * 4;
-        let size = data_size.max(16).next_multiple_of(16);
-        let buffer = gpu.storage(label, size);
-        let binding = Binding {
-            buffer,
-            offset: 0,
-            size,
-            data_size,
-            places: None,
-            compact: None,
-        };
+        let binding = whole_binding(gpu, label, self.slot_len[slot] * 4);
         Arena::Gpu(vec![binding; layout.slabs.len()])
     }
 

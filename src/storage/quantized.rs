@@ -19,7 +19,7 @@
 use crate::device::context::Gpu;
 use crate::error::{Error, Result};
 use crate::reference::{dynamic_bounds, dynamic_map, quantize_block, QUANT_BLOCK};
-use crate::storage::arena::{slab_images, tensor_values, Arena, Binding};
+use crate::storage::arena::{slab_images, tensor_values, whole_binding, Arena, Binding};
 use crate::storage::layout::Layout;
 
 /// Row flag: the row's tensor keeps f32 states (below the rule's 8-bit size).
@@ -126,20 +126,11 @@ pub(crate) fn state_arena(gpu: &Gpu, slabs: &[Q8Slab], slot: usize, label: &str)
         slabs
             .iter()
             .map(|slab| {
-                let data_size = slab.words * 4;
-                let size = data_size.max(16).next_multiple_of(16);
-                let buffer = gpu.storage(label, size);
+                let binding = whole_binding(gpu, label, slab.words * 4);
                 let words = fresh_words(slab, slot);
                 gpu.queue
-                    .write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
-                Binding {
-                    buffer,
-                    offset: 0,
-                    size,
-                    data_size,
-                    places: None,
-                    compact: None,
-                }
+                    .write_buffer(&binding.buffer, 0, bytemuck::cast_slice(&words));
+                binding
             })
             .collect(),
     )
