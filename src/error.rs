@@ -182,6 +182,10 @@ pub enum Error {
         /// What the operation accepts.
         why: &'static str,
     },
+    /// A matrix batch ([`crate::linalg`]) was given a product, a matrix or an index it
+    /// cannot run; the message says which and why.
+    #[error("invalid matrix batch input: {0}")]
+    InvalidMatrices(String),
     /// A combination clipstep does not run yet.
     #[error("not supported yet: {0}")]
     NotSupported(String),

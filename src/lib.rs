@@ -34,6 +34,7 @@ mod device;
 mod dtype;
 mod error;
 mod kernels;
+pub mod linalg;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 mod optim;
@@ -56,7 +57,7 @@ pub use optim::{
     RuleVisitor, States, StepOptions,
 };
 pub use options::{Clip, Nonfinite, Norm};
-pub use reference::{TensorStep, Units};
+pub use reference::{Gemm, NewtonSchulz, TensorStep, Units};
 pub use report::{Report, StepState};
 pub use storage::arena::{ArenaOptions, BufferRange, ExternalTensor, TensorView};
 pub use storage::layout::{TensorInfo, TensorSpec, MAX_SET_ELEMENTS};

@@ -14,19 +14,51 @@ fn bench_measures_every_operation_and_ratio() {
         warmup: 0,
         repeats: 1,
         only: None,
+        matmul_sizes: vec![64, 100],
+        muon_model: (1, 32),
     };
     let mut progress_lines = 0;
     let report = run(&common::ctx(), &config, &mut |_| progress_lines += 1).unwrap();
     // Per size: the shader copy, the buffer copy, the faster of the two again as the
-    // roofline, a row per registered rule but AdamW, and 18 more operations (AdamW's, 4 of
-    // them mixed precision, the norm and the clips, Adafactor on matrices).
-    let rows = 3 + (common::registered_rules().len() - 1) + 18;
+    // roofline, a row per registered rule but AdamW and Muon (a compute row below), and 18
+    // more operations (AdamW's, 4 of them mixed precision, the norm and the clips,
+    // Adafactor on matrices).
+    let rows = 3 + (common::registered_rules().len() - 2) + 18;
     assert_eq!(report.measurements.len(), 2 * rows, "{rows} rows per size");
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 3);
     assert!(report.skipped.is_empty());
-    // The rows and 6 paired ratios per size (the roofline row is repeated), 3 encode costs.
-    assert_eq!(progress_lines, 2 * (rows - 1 + 6) + 3);
+    // The rows and 6 paired ratios per size (the roofline row is repeated), 3 encode costs,
+    // 4 compute rows.
+    assert_eq!(progress_lines, 2 * (rows - 1 + 6) + 3 + 4);
+    // Two products, Newton–Schulz and a Muon step over one layer's six matrices, whose
+    // FLOPs are the products': 5 steps of 2·(2m²n + m³) for each m ≤ n.
+    let ops: Vec<&str> = report.compute.iter().map(|c| c.op.as_str()).collect();
+    assert_eq!(
+        ops,
+        [
+            "matmul f32 64×64×64",
+            "matmul f32 100×100×100",
+            "Newton–Schulz (bf16, 5 steps), 1 layers of width 32",
+            "Muon + clip (step), 1 layers of width 32"
+        ]
+    );
+    let ns = |m: u64, n: u64| 5 * 2 * (2 * m * m * n + m * m * m);
+    let flops = [
+        2 * 64u64.pow(3),
+        2 * 100u64.pow(3),
+        4 * ns(32, 32) + 2 * ns(32, 128),
+    ];
+    for (c, want) in report
+        .compute
+        .iter()
+        .zip(flops.into_iter().chain([flops[2]]))
+    {
+        assert_eq!(c.flops, want, "{c:?}");
+        assert_eq!(c.matrices, if c.op.starts_with("matmul") { 1 } else { 6 });
+        assert!(c.min_ms <= c.median_ms && c.median_ms <= c.max_ms, "{c:?}");
+        assert!(c.gflop_per_s > 0.0 && c.median_ms > 0.0, "{c:?}");
+    }
     for m in &report.measurements {
         assert!(
             m.median_ms > 0.0 && m.gb_per_s > 0.0 && m.fraction_of_copy > 0.0,
@@ -89,6 +121,8 @@ fn only_measures_the_named_operations_beside_the_roofline() {
         warmup: 0,
         repeats: 3,
         only: Some("global_norm".into()),
+        matmul_sizes: vec![64],
+        muon_model: (1, 16),
     };
     let report = run(&common::ctx(), &config, &mut |_| {}).unwrap();
     let ops: Vec<&str> = report.measurements.iter().map(|m| m.op.as_str()).collect();
@@ -101,6 +135,7 @@ fn only_measures_the_named_operations_beside_the_roofline() {
             "global_norm (L2)"
         ]
     );
+    assert!(report.compute.is_empty(), "{:?}", report.compute);
     // The fused step was left out: its ratios are unknown, not made up.
     assert!(report.ratios[0].fused_adamw_fraction_of_copy.is_nan());
     assert!(report.ratios[0].many_over_one_tensor_time.median.is_nan());

@@ -311,6 +311,10 @@ mod mixed {
         struct EveryRule<'a>(Dtype, bool, StepOptions, &'a [usize], Option<u64>);
         impl RuleVisitor for EveryRule<'_> {
             fn visit<C: RuleConfig>(&mut self) {
+                // A rule of matrices refuses vectors: tests/muon.rs steps its 16-bit sets.
+                if C::MATRICES {
+                    return;
+                }
                 let config = C::examples().remove(0);
                 half_steps_match(config, self.0, self.1, self.2, self.3, self.4);
             }

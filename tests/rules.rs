@@ -26,7 +26,8 @@ enum Check {
 
 impl RuleVisitor for EveryRule {
     fn visit<C: RuleConfig>(&mut self) {
-        if !(self.0)(C::NAME) {
+        // A rule of matrices refuses these vectors: tests/muon.rs runs the same checks.
+        if !(self.0)(C::NAME) || C::MATRICES {
             return;
         }
         match self.1 {

@@ -489,6 +489,10 @@ mod pooled {
         struct EveryRule(Context);
         impl RuleVisitor for EveryRule {
             fn visit<C: RuleConfig>(&mut self) {
+                // A rule of matrices refuses these vectors; its pooled steps: verify's rows.
+                if C::MATRICES {
+                    return;
+                }
                 let ctx = &self.0;
                 let config = C::examples().remove(0);
                 let own = specs(&[100, 7]);

@@ -133,18 +133,58 @@ pub fn max_errors(got: &[f32], want: &[f32], floor: f64) -> (f64, f64) {
 
 /// Specs named `t0`, `t1`, ... with the given lengths.
 pub fn specs(sizes: &[usize]) -> Vec<TensorSpec> {
+    shaped_specs(sizes, false)
+}
+
+/// The shape a tensor of `n` elements takes: `[n]`, or for a rule of matrices
+/// (`RuleConfig::MATRICES`, Muon) the squarest matrix `[n / d, d]`, `d` the largest divisor
+/// of `n` at most `√n` (a prime is a column; `[0, 1]` for none).
+pub fn shape_of(n: usize, matrices: bool) -> Vec<usize> {
+    if !matrices {
+        return vec![n];
+    }
+    let d = (1..=n.isqrt())
+        .rev()
+        .find(|d| n.is_multiple_of(*d))
+        .unwrap_or(1);
+    vec![n / d, d]
+}
+
+/// Whether a rule of matrices (`matrices`) has a verify row over `case`: not where a
+/// tensor's squarest matrix is a sliver deeper than one product pass
+/// (`reference::GEMM_PASS_DEPTH`; the prime 1,000,003 is a column): its Gram product is one
+/// workgroup summing every element, minutes on a software driver for 3 steps of 5
+/// iterations. `tests/matmul.rs` holds such deep products to the reference.
+pub fn has_matrix_row(case: &Case, matrices: bool) -> bool {
+    !matrices
+        || case.sizes.iter().all(|&n| {
+            shape_of(n, true)
+                .iter()
+                .all(|&side| side <= reference::GEMM_PASS_DEPTH)
+        })
+}
+
+/// Specs named `t0`, `t1`, ... with the given lengths, shaped by [`shape_of`].
+pub fn shaped_specs(sizes: &[usize], matrices: bool) -> Vec<TensorSpec> {
     sizes
         .iter()
         .enumerate()
-        .map(|(i, &n)| TensorSpec::new(format!("t{i}"), [n]))
+        .map(|(i, &n)| TensorSpec::new(format!("t{i}"), shape_of(n, matrices)))
         .collect()
 }
 
 /// A set of `case` on `ctx` with gradients from `seed`; returns it and the gradients.
 pub fn case_set(ctx: &Context, case: &Case, seed: u64) -> clipstep::Result<(ParamSet, Vec<f32>)> {
+    case_set_shaped(ctx, case, seed, false)
+}
+
+/// [`case_set`] with its tensors shaped by [`shape_of`] (`matrices` for a rule of matrices).
+pub fn case_set_shaped(
+    ctx: &Context, case: &Case, seed: u64, matrices: bool,
+) -> clipstep::Result<(ParamSet, Vec<f32>)> {
     let mut set = ParamSet::new(
         ctx,
-        &specs(&case.sizes),
+        &shaped_specs(&case.sizes, matrices),
         ArenaOptions {
             max_slab_bytes: case.max_slab_bytes,
             ..Default::default()
@@ -265,12 +305,15 @@ pub fn norms_and_clips(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check
 pub trait Build: Clone + std::fmt::Debug {
     /// The optimizer type.
     type Opt: Optimizer;
+    /// Whether it steps matrices only (`RuleConfig::MATRICES`): its sets are shaped so.
+    const MATRICES: bool = false;
     /// The optimizer over `set`.
     fn make(&self, set: &ParamSet) -> clipstep::Result<Self::Opt>;
 }
 
 impl<C: RuleConfig> Build for C {
     type Opt = C::Optimizer;
+    const MATRICES: bool = C::MATRICES;
     fn make(&self, set: &ParamSet) -> clipstep::Result<C::Optimizer> {
         self.build(set)
     }
@@ -330,7 +373,7 @@ pub fn three_groups<C>(set: &ParamSet, config: impl Fn(usize) -> C) -> Vec<Param
 pub fn run_steps<C: Build>(
     ctx: &Context, case: &Case, config: &C, steps: u64, options: &StepOptions,
 ) -> clipstep::Result<(ParamSet, Vec<f32>, clipstep::Report)> {
-    let (set, _) = case_set(ctx, case, 1)?;
+    let (set, _) = case_set_shaped(ctx, case, 1, C::MATRICES)?;
     run_steps_on(set, config, steps, options, Dtype::F32)
 }
 
@@ -435,6 +478,9 @@ struct RuleRows<'a> {
 
 impl RuleVisitor for RuleRows<'_> {
     fn visit<C: RuleConfig>(&mut self) {
+        if !has_matrix_row(self.case, C::MATRICES) {
+            return;
+        }
         let config = C::examples().remove(0);
         let (options, how) = rule_step::<C>();
         let label = format!("{} ({how})", C::NAME);
@@ -608,7 +654,7 @@ pub fn mixed(ctx: &Context, case: &Case) -> clipstep::Result<Vec<Check>> {
 /// The set of `case`'s tensors as external tensors of `ctx`'s device, pooled in two caller
 /// buffers (params in one, grads in the other, each tensor at an offset aligned to the
 /// device's storage offset alignment): one slab read through its place table.
-fn pooled_set(ctx: &Context, case: &Case) -> clipstep::Result<ParamSet> {
+fn pooled_set(ctx: &Context, case: &Case, matrices: bool) -> clipstep::Result<ParamSet> {
     let (device, limits) = match (ctx.device_queue(), ctx.limits()) {
         (Some((device, _)), Some(limits)) => (device, limits),
         _ => return Err(clipstep::Error::NeedsGpu("a pool of external tensors")),
@@ -631,7 +677,7 @@ fn pooled_set(ctx: &Context, case: &Case) -> clipstep::Result<ParamSet> {
         })
     };
     let (params, grads) = (buffer("verify pool params"), buffer("verify pool grads"));
-    let external = specs(&case.sizes)
+    let external = shaped_specs(&case.sizes, matrices)
         .into_iter()
         .zip(&offsets)
         .map(|(spec, &offset)| clipstep::ExternalTensor {
@@ -672,7 +718,7 @@ impl RuleSets<'_> {
     ) -> clipstep::Result<Check> {
         let (options, how) = rule_step::<C>();
         let (set, got, _) = run_steps_on(build()?, config, 3, &options, dtype)?;
-        let cpu = case_set(&Context::cpu(), self.case, 1)?.0;
+        let cpu = case_set_shaped(&Context::cpu(), self.case, 1, C::MATRICES)?.0;
         let (_, want, _) = run_steps_on(cpu, config, 3, &options, dtype)?;
         let op = format!("{} x3, {label} ({how})", C::NAME);
         let tol = f64::from(TRAJECTORY_REL);
@@ -690,10 +736,15 @@ impl RuleSets<'_> {
 
 impl RuleVisitor for RuleSets<'_> {
     fn visit<C: RuleConfig>(&mut self) {
+        if !has_matrix_row(self.case, C::MATRICES) {
+            return;
+        }
         let config = C::examples().remove(0);
         let (ctx, case) = (self.ctx, self.case);
         if ctx.is_gpu() {
-            let row = self.row(&config, "pooled", Dtype::F32, || pooled_set(ctx, case));
+            let row = self.row(&config, "pooled", Dtype::F32, || {
+                pooled_set(ctx, case, C::MATRICES)
+            });
             self.out.push(row);
         }
         let bf16 = ArenaOptions {
@@ -703,7 +754,7 @@ impl RuleVisitor for RuleSets<'_> {
             ..Default::default()
         };
         let row = self.row(&config, "bf16 + f32 master", Dtype::Bf16, || {
-            ParamSet::new(ctx, &specs(&case.sizes), bf16.clone())
+            ParamSet::new(ctx, &shaped_specs(&case.sizes, C::MATRICES), bf16.clone())
         });
         self.out.push(row);
     }

@@ -82,6 +82,13 @@ struct BenchArgs {
     /// whole name, e.g. "=AdamW + clip (fused)|AdamW8bit"
     #[arg(long)]
     only: Option<String>,
+    /// Sides of the square f32 matrix products timed as GFLOP/s, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [256, 512, 1024])]
+    matmul_sizes: Vec<usize>,
+    /// The transformer whose matrices Newton–Schulz and a Muon step are timed over:
+    /// LAYERSxWIDTH (per layer four WIDTH² projections and the MLP's two 4·WIDTH²).
+    #[arg(long, default_value = "4x256")]
+    muon_model: String,
 }
 
 #[derive(Args, Clone)]
@@ -224,6 +231,16 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("bad size {s:?}: use a positive count like 1000, 64K or 16M"))
 }
 
+/// `LAYERSxWIDTH`, e.g. `12x768`: both positive.
+fn parse_model(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("bad model {s:?}: use LAYERSxWIDTH, like 4x256 or 12x768");
+    let (layers, width) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+    match (layers.parse::<usize>(), width.parse::<usize>()) {
+        (Ok(l), Ok(w)) if l > 0 && w > 0 => Ok((l, w)),
+        _ => Err(bad()),
+    }
+}
+
 fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     let ctx = args.device.context()?;
     if !ctx.is_gpu() {
@@ -240,6 +257,8 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         warmup: args.warmup,
         repeats: args.repeats.max(1),
         only: args.only.clone(),
+        matmul_sizes: args.matmul_sizes.clone(),
+        muon_model: parse_model(&args.muon_model)?,
     };
     eprintln!(
         "benchmarking on {} (norm fold: {})",
@@ -310,6 +329,25 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
             paired(&r.pooled_over_own_slabs_time),
             paired(&r.pooled_split_over_own_slabs_time),
             paired(&r.bf16_adamw_over_f32_time)
+        );
+    }
+    if !report.compute.is_empty() {
+        println!();
+        println!(
+            "{:<52} {:>8} {:>12} {:>10} {:>10} {:>10} {:>9}",
+            "compute-bound", "matrices", "GFLOP", "median ms", "min ms", "max ms", "GFLOP/s"
+        );
+    }
+    for c in &report.compute {
+        println!(
+            "{:<52} {:>8} {:>12.3} {:>10.3} {:>10.3} {:>10.3} {:>9.1}",
+            c.op,
+            c.matrices,
+            c.flops as f64 / 1e9,
+            c.median_ms,
+            c.min_ms,
+            c.max_ms,
+            c.gflop_per_s
         );
     }
     for note in &report.skipped {

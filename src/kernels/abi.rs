@@ -378,7 +378,12 @@ pub(crate) fn prelude() -> String {
          const TILE_ROWS: u32 = {TILE_ROWS}u;\n\
          const TILE_COLS: u32 = {TILE_COLS}u;\n\
          const PIECE_FLOATS: u32 = {PIECE_FLOATS}u;\n\
-         const FACTOR_SUB_ROWS: u32 = {FACTOR_SUB_ROWS}u;\n"
+         const FACTOR_SUB_ROWS: u32 = {FACTOR_SUB_ROWS}u;\n\
+         const GEMM_TILE: u32 = {GEMM_TILE}u;\n\
+         const GEMM_DEPTH: u32 = {GEMM_DEPTH}u;\n\
+         const GEMM_TRANSPOSE_LEFT: u32 = {GEMM_TRANSPOSE_LEFT}u;\n\
+         const GEMM_TRANSPOSE_RIGHT: u32 = {GEMM_TRANSPOSE_RIGHT}u;\n\
+         const GEMM_ROUND_BF16: u32 = {GEMM_ROUND_BF16}u;\n"
     );
     for (name, value) in CODES {
         out.push_str(&format!("const {name}: u32 = {value}u;\n"));
@@ -399,6 +404,9 @@ pub(crate) fn prelude() -> String {
         FactorPiece::wgsl(),
         FactorLine::wgsl(),
         FactorBatch::wgsl(),
+        MatmulProduct::wgsl(),
+        NsMatrix::wgsl(),
+        MuonTensor::wgsl(),
     ] {
         out.push('\n');
         out.push_str(&wgsl);
@@ -561,5 +569,90 @@ shared_struct! {
         rows: u32,
         /// Where the mean goes in `factor_means`.
         mean: u32,
+    }
+}
+
+/// Rows (and columns) of `C` one workgroup of `shaders/matmul.wgsl` computes.
+pub(crate) const GEMM_TILE: u32 = 64;
+/// Elements of the summed dimension a workgroup stages at a time.
+pub(crate) const GEMM_DEPTH: u32 = 16;
+/// `MatmulProduct::flags` bit: `op(L) = Lᵀ`.
+pub(crate) const GEMM_TRANSPOSE_LEFT: u32 = 1;
+/// `MatmulProduct::flags` bit: `op(R) = Rᵀ`.
+pub(crate) const GEMM_TRANSPOSE_RIGHT: u32 = 2;
+/// `MatmulProduct::flags` bit: round each result to bf16.
+pub(crate) const GEMM_ROUND_BF16: u32 = 4;
+
+shared_struct! {
+    /// `struct MatmulProduct` of `shaders/matmul.wgsl`: one product
+    /// `C = alpha·op(L)·op(R) + beta·D` of a batch (`crate::reference::Gemm`), its matrices
+    /// at element offsets in the batch's one workspace.
+    MatmulProduct = "MatmulProduct" {
+        /// Offset of `L`.
+        left: u32,
+        /// Offset of `R`.
+        right: u32,
+        /// Offset of `D` (read when `beta` is not 0).
+        addend: u32,
+        /// Offset of `C`.
+        out: u32,
+        /// Rows of `op(L)` and `C`.
+        m: u32,
+        /// The summed dimension (the stored operands' stride along it).
+        k: u32,
+        /// The first of `k` this pass sums (`GEMM_PASS_DEPTH`'s multiples).
+        k_begin: u32,
+        /// One past its last.
+        k_end: u32,
+        /// Columns of `op(R)` and `C`.
+        n: u32,
+        /// `GEMM_*` bits.
+        flags: u32,
+        /// Scales the product.
+        alpha: f32,
+        /// Scales `D`.
+        beta: f32,
+        /// The batch's tile number of this product's first tile.
+        first_tile: u32,
+        /// Its tiles across `C`'s columns.
+        tiles_n: u32,
+    }
+}
+
+shared_struct! {
+    /// `struct NsMatrix` of `shaders/ns_scale.wgsl`: one matrix divided by its Frobenius
+    /// norm.
+    NsMatrix = "NsMatrix" {
+        /// Offset of its first element in the workspace.
+        first: u32,
+        /// Its elements.
+        len: u32,
+        /// 1: round to bf16.
+        round_bf16: u32,
+        /// The norm's floor.
+        eps: f32,
+    }
+}
+
+shared_struct! {
+    /// `struct MuonTensor` of `shaders/rules/muon_table.wgsl`: one tensor of a Muon
+    /// optimizer, a matrix, and where its Newton–Schulz input and result are.
+    MuonTensor = "MuonTensor" {
+        /// Its first element in the set's virtual space.
+        offset: u32,
+        /// Its elements.
+        numel: u32,
+        /// Its stored rows.
+        rows: u32,
+        /// Its stored columns.
+        cols: u32,
+        /// 1: more rows than columns (the iteration runs on its transpose).
+        tall: u32,
+        /// Where its input `X` is in the workspace.
+        x: u32,
+        /// Where its result `O` is.
+        out: u32,
+        /// `adjusted_lr / lr` of its shape (`adjust_lr_fn`).
+        lr_scale: f32,
     }
 }

@@ -11,6 +11,7 @@
 //! | [`trust`]   | `trust_partials`, `trust_fold` (LARS, LAMB)           |
 //! | [`agc`]     | `agc` (adaptive gradient clipping)                    |
 //! | [`q8`]      | `q8_update`, `q8_states` (8-bit optimizer states)     |
+//! | [`matmul`]  | `matmul`, `ns_scale` (batched products, Newton–Schulz) |
 //!
 //! Each rule's uniform and shader live in its own file, `src/optim/rules/<rule>.rs`.
 
@@ -20,6 +21,7 @@ pub(crate) mod cache;
 pub(crate) mod clip;
 pub(crate) mod factor;
 pub(crate) mod host;
+pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod q8;
 pub(crate) mod shaders;

@@ -62,11 +62,17 @@ pub(crate) struct RuleShader {
     /// ([`StateStorage::Factored`], `crate::storage::factored`): its step first runs the
     /// row and column reductions (`Body::FactorPartials`, `FactorFold`, `FactorMeans`).
     pub factored: bool,
+    /// Whether the rule steps matrices through a Newton–Schulz orthogonalization (Muon,
+    /// `crate::storage::ortho`): after its trust pass and fold the step runs
+    /// `crate::kernels::matmul::NsPlan` over every matrix, before the update.
+    pub matrices: bool,
 }
 
 /// A rule's [`RuleShader`] from its name and uniform type: the body
 /// `shaders/rules/<name>.wgsl` (and, with `trust`, the table `<name>_table.wgsl` and the
-/// trust body `<name>_trust.wgsl`; with `q8`, 8-bit states), `states` state slots.
+/// trust body `<name>_trust.wgsl`; with `q8`, 8-bit states; with `factored`, Adafactor's
+/// direction and ratio; with `matrices`, a trust rule with its own ratio
+/// `<name>_ratio.wgsl` and a Newton–Schulz pass), `states` state slots.
 macro_rules! rule_shader {
     ($name:literal, $uniform:ty, states: $slots:expr) => {
         $crate::kernels::shaders::RuleShader {
@@ -81,6 +87,7 @@ macro_rules! rule_shader {
             q8: false,
             ratio: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/trust_ratio.wgsl")),
             factored: false,
+            matrices: false,
         }
     };
     ($name:literal, $uniform:ty, states: $slots:expr, q8) => {
@@ -103,6 +110,13 @@ macro_rules! rule_shader {
             )),
             ratio: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/rules/", $name, "_ratio.wgsl")),
             factored: true,
+            ..$crate::kernels::shaders::rule_shader!($name, $uniform, states: $slots, trust)
+        }
+    };
+    ($name:literal, $uniform:ty, states: $slots:expr, matrices) => {
+        $crate::kernels::shaders::RuleShader {
+            ratio: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/rules/", $name, "_ratio.wgsl")),
+            matrices: true,
             ..$crate::kernels::shaders::rule_shader!($name, $uniform, states: $slots, trust)
         }
     };
@@ -177,6 +191,10 @@ pub(crate) enum Body {
     FactorFold(&'static RuleShader),
     /// Its matrices' row means (`factor_means.wgsl`).
     FactorMeans(&'static RuleShader),
+    /// A batch of matrix products in one workspace (`matmul.wgsl`; `src/kernels/matmul.rs`).
+    Matmul,
+    /// Matrices divided by their Frobenius norms, Newton–Schulz's first step (`ns_scale.wgsl`).
+    NsScale,
 }
 
 /// Which elements a body touches, and so which access part it takes.
@@ -199,6 +217,7 @@ impl Body {
         match self {
             Body::NormTensors | Body::NormFinalize | Body::Fold(_) => Role::Tables,
             Body::FactorFold(_) | Body::FactorMeans(_) => Role::Tables,
+            Body::Matmul | Body::NsScale => Role::Tables,
             Body::NormPartials => Role::ReadsGrads,
             Body::Scale | Body::ScalePerTensor | Body::Clamp => Role::WritesGrads,
             Body::Update(_) | Body::Trust(_) | Body::FactorPartials(_) => Role::Updates,
@@ -274,6 +293,8 @@ impl Body {
                 FACTORED_BINDINGS,
                 include_str!("../../shaders/factor_means.wgsl"),
             ],
+            Body::Matmul => vec![include_str!("../../shaders/matmul.wgsl")],
+            Body::NsScale => vec![include_str!("../../shaders/ns_scale.wgsl")],
         }
     }
 
@@ -293,6 +314,8 @@ impl Body {
             Body::FactorPartials(rule) => format!("{}_factor_partials", rule.name),
             Body::FactorFold(rule) => format!("{}_factor_fold", rule.name),
             Body::FactorMeans(rule) => format!("{}_factor_means", rule.name),
+            Body::Matmul => "matmul".into(),
+            Body::NsScale => "ns_scale".into(),
         }
     }
 }
@@ -580,7 +603,9 @@ impl KernelKey {
     pub(crate) fn eager(self) -> bool {
         let trust_rule = matches!(self.body, Body::Update(r) | Body::Trust(r) if r.trust.is_some());
         let pooled_trust = trust_rule && self.pooled();
-        !(self.needs_half() || pooled_trust || self.states == StateStorage::Q8)
+        // The matrix kernels are compiled by the first batch that runs them.
+        let matrices = matches!(self.body, Body::Matmul | Body::NsScale);
+        !(self.needs_half() || pooled_trust || self.states == StateStorage::Q8 || matrices)
     }
 
     /// Whether the kernel is specialized on the norm kind: the kernels built on
@@ -641,6 +666,8 @@ impl KernelKey {
             Body::ScalePerTensor,
             Body::Clamp,
             Body::Agc,
+            Body::Matmul,
+            Body::NsScale,
         ];
         for &rule in rules {
             bodies.push(Body::Update(rule));
@@ -1156,6 +1183,7 @@ mod tests {
             q8: false,
             ratio: "",
             factored: false,
+            matrices: false,
         };
         let adam = Body::Update(&RULE);
         assert_ne!(

@@ -6,8 +6,9 @@
 //! the slab's block→group table at 8, the per-group bias corrections at 9, in a pool the
 //! slab's place table at 10, a trust rule's ratios and block→tensor table at 11 and 12 (its
 //! trust pass: the chunk table at 13 and the partials at 14), on a 16-bit slab with
-//! master weights the 16-bit model copy at 15, and where some state slot is sparse (kept by
-//! some groups only) the slab's compact-block table at 16.
+//! master weights the 16-bit model copy at 15, where some state slot is sparse (kept by
+//! some groups only) the slab's compact-block table at 16, and Muon's per-tensor table and
+//! Newton–Schulz workspace at 26 and 27.
 
 use std::sync::Arc;
 
@@ -16,8 +17,10 @@ use crate::device::gpu::{elementwise_groups, whole};
 use crate::error::Result;
 use crate::kernels::cache::BindCache;
 use crate::kernels::factor::Factor;
+use crate::kernels::matmul::Ortho;
 use crate::kernels::shaders::{Body, KernelKey, RuleShader, StateStorage, SHAPE_GROUP_GATHER};
 use crate::kernels::trust::{Trust, TrustSetup};
+use crate::reference::{MuonLrAdjust, NewtonSchulz};
 use crate::storage::arena::{Arena, Binding};
 use crate::storage::factored::FactorLayout;
 use crate::storage::layout::Layout;
@@ -52,6 +55,8 @@ pub(crate) struct UpdateKernel {
     q8: Option<Q8Tables>,
     /// Adafactor: its row and column reductions and their per-slab bind groups.
     factor: Option<(Factor, BindCache)>,
+    /// Muon: the Newton–Schulz iteration of every matrix, between the fold and the update.
+    ortho: Option<Ortho>,
 }
 
 /// The tables an 8-bit update binds besides its states.
@@ -87,6 +92,9 @@ pub(crate) struct UpdateBindings<'a> {
     pub q8: Option<&'a [Q8Slab]>,
     /// With factored states ([`StateStorage::Factored`]), their layout and tables.
     pub factored: Option<&'a FactorLayout>,
+    /// A rule of matrices (`RuleShader::matrices`): per tensor, its Newton–Schulz settings
+    /// and learning-rate adjustment.
+    pub matrices: Option<&'a [(NewtonSchulz, MuonLrAdjust)]>,
 }
 
 impl UpdateKernel {
@@ -123,6 +131,12 @@ impl UpdateKernel {
                 if !factors.pieces[s].is_empty() {
                     kernels.push(slab.kernel(Body::FactorPartials(rule)));
                 }
+            }
+            if rule.matrices {
+                kernels.extend([
+                    KernelKey::from(Body::Matmul),
+                    KernelKey::from(Body::NsScale),
+                ]);
             }
             for kernel in kernels {
                 gpu.check_binds(kernel)?;
@@ -163,15 +177,18 @@ impl UpdateKernel {
             let factor = Factor::new(gpu, factors, rule, b.states, b.step_state, &table, bias);
             (factor, BindCache::new(blocks.len()))
         });
+        let ortho = b.matrices.map(|m| Ortho::new(gpu, layout, m)).transpose()?;
         let trust = b.trust.as_ref().map(|setup| {
-            // A factored rule's ratio reads the step and each tensor's size.
-            let extra = match &factor {
-                Some((f, _)) => vec![
+            // A factored rule's ratio reads the step and each tensor's size; Muon's, each
+            // tensor's learning-rate factor.
+            let extra = match (&factor, &ortho) {
+                (Some((f, _)), _) => vec![
                     (5, whole(b.step_state)),
                     (9, whole(b.group_bias)),
                     (20, whole(&f.tensors)),
                 ],
-                None => Vec::new(),
+                (None, Some(o)) => vec![(26, whole(&o.tensors))],
+                (None, None) => Vec::new(),
             };
             let trust = Trust::new(gpu, layout, rule, setup, &table, extra);
             (trust, BindCache::new(blocks.len()))
@@ -191,6 +208,7 @@ impl UpdateKernel {
             group_bias: b.group_bias.clone(),
             q8,
             factor,
+            ortho,
         })
     }
 
@@ -251,6 +269,9 @@ impl UpdateKernel {
                 (22, whole(&factor.means)),
             ]);
         }
+        if let Some(ortho) = &self.ortho {
+            entries.extend([(26, whole(&ortho.tensors)), (27, whole(&ortho.plan.work))]);
+        }
         if let Some((trust, _)) = &self.trust {
             entries.extend([
                 (11, whole(&trust.ratios)),
@@ -292,6 +313,9 @@ impl UpdateKernel {
             });
             let folds = Trust::fold_groups(layout);
             gpu.dispatch(pass, Body::Fold(rule), &trust.fold_group, folds);
+        }
+        if let Some(ortho) = &self.ortho {
+            ortho.plan.encode(gpu, pass);
         }
         let update_key = |slab: &SlabDevice| self.kernel_for(Body::Update(rule), slab);
         let plan = |s: usize, slab: &SlabDevice| {

@@ -178,6 +178,10 @@ pub trait RuleConfig:
     /// where its new value crosses a rounding bound, so two backends agree step after step
     /// only from bit-identical inputs (a clip coefficient one ulp apart may flip a code).
     const QUANTIZED: bool = false;
+    /// Whether the rule steps 2-D tensors only (Muon orthogonalizes each matrix): an
+    /// optimizer refuses any other shape, and the registry's harnesses, which step sets of
+    /// vectors, leave such a rule to its own tests and rows.
+    const MATRICES: bool = false;
     /// The one-group optimizer of this config over every tensor of `params`.
     fn build(&self, params: &ParamSet) -> Result<Self::Optimizer> {
         let names = params.tensors().iter().map(|t| t.name.clone());

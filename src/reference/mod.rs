@@ -28,6 +28,7 @@ mod clip;
 mod dynamic_maps;
 #[cfg(test)]
 pub(crate) mod golden;
+mod matmul;
 mod norm;
 mod optim;
 mod precision;
@@ -39,6 +40,7 @@ pub use clip::{
     block_rms_coef, clamp_keep_nan, clip_by_block_rms, clip_coef, clip_grad_norm,
     clip_grad_norm_per_tensor, clip_grad_value, clip_grads_with_norm, effective_grad,
 };
+pub use matmul::{gemm, gemm_tolerance, round_bf16, Gemm, GEMM_PASS_DEPTH};
 pub use norm::{global_norm, per_tensor_norms, power_sum, root, PowerSum};
 pub use optim::{
     adam, adam_decay, adam_moments, bias_correction, rmsprop, sgd, signed_decayed, torch_lerp,

@@ -6,6 +6,7 @@
 pub(crate) mod arena;
 pub(crate) mod factored;
 pub(crate) mod layout;
+pub(crate) mod ortho;
 pub(crate) mod param_set;
 pub(crate) mod pool;
 pub(crate) mod quantized;

@@ -225,6 +225,20 @@ impl<R: Rule> Engine<R> {
                 )));
             }
         }
+        // Muon: the device's Newton–Schulz plan was built for each group's settings.
+        let plans = configs
+            .iter()
+            .zip(&self.groups)
+            .position(|(config, group)| {
+                config.orthogonalization() != group.config.orthogonalization()
+            });
+        if let (Some(g), true) = (plans, self.device.is_some()) {
+            return Err(bad(format!(
+                "the checkpoint's group {g} orthogonalizes with {:?}, this optimizer's with                  {:?}: build the optimizer with the checkpoint's ns_coefficients, ns_steps,                  eps, ns_bf16 and adjust_lr_fn",
+                configs[g].orthogonalization(),
+                self.groups[g].config.orthogonalization()
+            )));
+        }
         let values = self.match_by_name(&c, options)?;
         let scaler: Option<SavedScaler> = match &c.scaler {
             Some(json) => {

@@ -23,6 +23,7 @@ use crate::kernels::trust::TrustSetup;
 use crate::kernels::update::{UpdateBindings, UpdateKernel};
 use crate::optim::loss_scale::LossScaler;
 use crate::options::{Nonfinite, Norm};
+use crate::reference::{MuonLrAdjust, NewtonSchulz};
 use crate::report::Report;
 use crate::shard::ShardPartial;
 use crate::storage::arena::{sparse_state_arena, state_arena, write_all, Arena, UNKEPT};
@@ -97,6 +98,12 @@ pub(crate) trait Rule: RuleConfig + LearningRate + RuleKernel + FieldChecks {
     fn quantizes(&self, _numel: u64) -> bool {
         true
     }
+    /// For a rule of matrices (`RuleShader::matrices`): its Newton–Schulz settings and
+    /// learning-rate adjustment, which the device's plan holds from the optimizer's
+    /// creation (a checkpoint with other ones is refused).
+    fn orthogonalization(&self) -> Option<(NewtonSchulz, MuonLrAdjust)> {
+        None
+    }
 }
 
 /// The device half of an optimizer.
@@ -162,6 +169,19 @@ impl<R: Rule> Engine<R> {
         for group in &groups {
             group.config.validate()?;
         }
+        // A rule of matrices refuses any other tensor, on either backend.
+        if R::MATRICES {
+            crate::storage::ortho::matrix_shapes(&layout)?;
+        }
+        let per_tensor: Vec<(NewtonSchulz, MuonLrAdjust)> = group_of
+            .iter()
+            .map(|&g| {
+                groups[g as usize]
+                    .config
+                    .orthogonalization()
+                    .unwrap_or_default()
+            })
+            .collect();
         let in_norm = groups::norm_mask(&group_of, &groups);
         let q8_slabs = match q8 {
             true => Some(quantized::q8_slabs(&layout, |t| {
@@ -263,6 +283,7 @@ impl<R: Rule> Engine<R> {
                             sparse: (sparse_mask, &sparse_tables),
                             q8: q8_slabs.as_deref(),
                             factored: factor_layout.as_ref(),
+                            matrices: R::SHADER.matrices.then_some(&per_tensor[..]),
                         },
                     )?;
                     let device = EngineDevice {

@@ -11,6 +11,9 @@
 
 use std::time::Instant;
 
+mod compute;
+pub use compute::{transformer_matrices, ComputeRate};
+
 use serde::Serialize;
 
 use clipstep::{
@@ -37,6 +40,11 @@ pub struct BenchConfig {
     /// more `|`-separated alternatives, each a part of the name, or with a leading `=` the
     /// whole name (`"=AdamW + clip (fused)|AdamW8bit"`).
     pub only: Option<String>,
+    /// Sides of the square f32 matrix products timed as GFLOP/s (default 256, 512, 1024).
+    pub matmul_sizes: Vec<usize>,
+    /// Layers and width of the transformer whose matrices Newton–Schulz and a Muon step
+    /// are timed over (default 4 layers of width 256: 24 matrices, 3.1M elements).
+    pub muon_model: (usize, usize),
 }
 
 impl Default for BenchConfig {
@@ -48,6 +56,8 @@ impl Default for BenchConfig {
             warmup: 2,
             repeats: 7,
             only: None,
+            matmul_sizes: vec![256, 512, 1024],
+            muon_model: (4, 256),
         }
     }
 }
@@ -167,6 +177,8 @@ pub struct BenchReport {
     pub ratios: Vec<Ratios>,
     /// Host encode cost of one step.
     pub encode: Vec<EncodeCost>,
+    /// The compute-bound rows: matrix products, Newton–Schulz and a Muon step.
+    pub compute: Vec<ComputeRate>,
     /// Sizes left out because they did not fit the device, with the device's reason.
     pub skipped: Vec<String>,
 }
@@ -554,7 +566,9 @@ struct RuleRows<'a, 'b> {
 
 impl RuleVisitor for RuleRows<'_, '_> {
     fn visit<C: RuleConfig>(&mut self) {
-        if self.result.is_err() || C::NAME == <AdamWConfig as clipstep::RuleDeclaration>::NAME {
+        // A rule of matrices is compute-bound: its rows are `compute`'s, over matrices.
+        let adamw = C::NAME == <AdamWConfig as clipstep::RuleDeclaration>::NAME;
+        if self.result.is_err() || adamw || C::MATRICES {
             return;
         }
         let config = C::examples().remove(0);
@@ -1060,6 +1074,7 @@ pub fn run(
             Err(e) => return Err(e),
         }
     }
+    let compute = bench.compute_rows(ctx)?;
     let mut encode = Vec::new();
     let k = config.pooled_tensors;
     let sets: [(usize, &str); 3] = [
@@ -1098,6 +1113,7 @@ pub fn run(
         measurements: bench.out,
         ratios,
         encode,
+        compute,
         skipped: skipped.into_iter().chain(bench.skipped_rows).collect(),
     })
 }
