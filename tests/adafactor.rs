@@ -9,7 +9,7 @@ mod common;
 use clipstep::consts::tolerance::{UPDATE_ABS, UPDATE_ULPS};
 use clipstep::reference::{adafactor_broadcast, clip_coef, effective_grad, global_norm};
 use clipstep::*;
-use common::steps::clips;
+use common::steps::clipped_and_scaled;
 use common::*;
 
 /// Shapes of every kind, several tiles (128 rows × 64 columns) and partial ones among them.
@@ -134,15 +134,8 @@ fn steps_match(
 fn matrices_vectors_and_scalars_match_the_reference() {
     let _serial = one_at_a_time();
     for config in AdafactorConfig::examples() {
-        for clip in clips() {
-            for grad_scale in [1.0, 128.0] {
-                let options = StepOptions {
-                    clip,
-                    grad_scale,
-                    ..Default::default()
-                };
-                steps_match(&ctx(), config, options, SHAPES, None);
-            }
+        for options in clipped_and_scaled() {
+            steps_match(&ctx(), config, options, SHAPES, None);
         }
     }
 }

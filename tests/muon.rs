@@ -12,7 +12,7 @@ mod common;
 use clipstep::consts::tolerance::{UPDATE_ABS, UPDATE_ULPS};
 use clipstep::reference::{clip_coef, effective_grad, global_norm};
 use clipstep::*;
-use common::steps::{clips, downloads};
+use common::steps::{clipped_and_scaled, downloads};
 use common::*;
 
 /// Matrices of every kind Muon treats apart.
@@ -165,15 +165,8 @@ fn steps_match(
 fn every_example_under_every_clip_matches_the_reference() {
     let _one = serial();
     for config in MuonConfig::examples() {
-        for clip in clips() {
-            for grad_scale in [1.0, 128.0] {
-                let options = StepOptions {
-                    clip,
-                    grad_scale,
-                    ..Default::default()
-                };
-                steps_match(&ctx(), config, options, SHAPES, ArenaOptions::default());
-            }
+        for options in clipped_and_scaled() {
+            steps_match(&ctx(), config, options, SHAPES, ArenaOptions::default());
         }
     }
 }

@@ -32,6 +32,21 @@ pub fn clips() -> Vec<Clip> {
     ]
 }
 
+/// Every clip of [`clips`], unscaled and at a loss scale of 128: the options each rule's
+/// matrix of checks steps under.
+pub fn clipped_and_scaled() -> Vec<StepOptions> {
+    clips()
+        .into_iter()
+        .flat_map(|clip| {
+            [1.0, 128.0].map(|grad_scale| StepOptions {
+                clip,
+                grad_scale,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
 /// The reference step of every registered rule, from its config's own hook
 /// ([`RuleConfig::reference_step`], the CPU backend's step): over the tensors of a set,
 /// states by name as the optimizer keeps them.
@@ -166,15 +181,8 @@ pub fn steps_match<C: ReferenceStep>(
 pub fn matrix<C: ReferenceStep>(configs: Vec<C>) {
     let sizes = [1, 255, 256, 257, 7919, 64];
     for config in configs {
-        for clip in clips() {
-            for grad_scale in [1.0, 128.0] {
-                let options = StepOptions {
-                    clip,
-                    grad_scale,
-                    ..Default::default()
-                };
-                steps_match(config.clone(), options, &sizes, None);
-            }
+        for options in clipped_and_scaled() {
+            steps_match(config.clone(), options, &sizes, None);
         }
         // Multi-slab, 2D grid, and 2000 tensors.
         let options = StepOptions {
