@@ -407,3 +407,14 @@ fn bf16_matrices_with_master_weights_step_like_f32() {
     }
     assert_bits_eq(&results[0], &results[1], "bf16 master vs f32");
 }
+
+/// Lines longer than Mesa's software drivers let one invocation loop (65,535 turns in all,
+/// silently): a row mean over 70,001 rows, a column of 70,001 rows folded from its tiles,
+/// a row of 300,007 columns.
+#[test]
+fn lines_past_the_software_drivers_loop_limit_match_the_reference() {
+    let _serial = one_at_a_time();
+    let shapes: &[&[usize]] = &[&[70_001, 2], &[2, 300_007], &[3, 70_001, 1]];
+    let config = AdafactorConfig::examples().remove(0);
+    steps_match(&ctx(), config, clipped(), shapes, None);
+}

@@ -12,6 +12,7 @@ fn bench_measures_every_operation_and_ratio() {
         many_tensors: 10,
         pooled_tensors: 7,
         warmup: 0,
+        warm_seconds: 0.01,
         repeats: 1,
         only: None,
         matmul_sizes: vec![64, 100],
@@ -28,9 +29,16 @@ fn bench_measures_every_operation_and_ratio() {
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 3);
     assert!(report.skipped.is_empty());
-    // The rows and 6 paired ratios per size (the roofline row is repeated), 3 encode costs,
-    // 4 compute rows.
-    assert_eq!(progress_lines, 2 * (rows - 1 + 6) + 3 + 4);
+    // The device is warmed before each size's roofline, at least one copy each.
+    let warmed: Vec<u64> = report.warm_up.iter().map(|w| w.elements).collect();
+    assert_eq!(warmed, [4096, 10_240]);
+    assert!(report
+        .warm_up
+        .iter()
+        .all(|w| w.copies >= 1 && w.first_ms > 0.0));
+    // The rows, 7 paired ratios and the warm-up per size (the roofline row is repeated), 3
+    // encode costs, 4 compute rows.
+    assert_eq!(progress_lines, 2 * (rows - 1 + 7 + 1) + 3 + 4);
     // Two products, Newton–Schulz and a Muon step over one layer's six matrices, whose
     // FLOPs are the products': 5 steps of 2·(2m²n + m³) for each m ≤ n.
     let ops: Vec<&str> = report.compute.iter().map(|c| c.op.as_str()).collect();
@@ -99,6 +107,7 @@ fn bench_measures_every_operation_and_ratio() {
         for p in [
             r.fused_speedup_over_unfused,
             r.bf16_adamw_over_f32_time,
+            r.f16_adamw_over_bf16_time,
             r.many_over_one_tensor_time,
             r.three_groups_over_one_group_time,
             r.pooled_over_own_slabs_time,
@@ -119,6 +128,7 @@ fn only_measures_the_named_operations_beside_the_roofline() {
         many_tensors: 10,
         pooled_tensors: 7,
         warmup: 0,
+        warm_seconds: 0.0,
         repeats: 3,
         only: Some("global_norm".into()),
         matmul_sizes: vec![64],
@@ -139,4 +149,7 @@ fn only_measures_the_named_operations_beside_the_roofline() {
     // The fused step was left out: its ratios are unknown, not made up.
     assert!(report.ratios[0].fused_adamw_fraction_of_copy.is_nan());
     assert!(report.ratios[0].many_over_one_tensor_time.median.is_nan());
+    assert!(report.ratios[0].f16_adamw_over_bf16_time.median.is_nan());
+    // No warm-up asked for: none run.
+    assert!(report.warm_up.is_empty());
 }

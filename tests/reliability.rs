@@ -1024,4 +1024,18 @@ fn an_upload_between_recorded_steps_is_refused_until_they_are_submitted() {
     ));
     queue.submit([encoder.finish()]);
     set.upload_grads(&a).unwrap();
+
+    // Two recordings, only the first submitted: the second still holds the transfers (the
+    // set keeps one entry per workspace, at its latest recording).
+    let mut first = device.create_command_encoder(&Default::default());
+    opt.encode_step(&mut first, &mut set, &clipped()).unwrap();
+    let mut second = device.create_command_encoder(&Default::default());
+    opt.encode_step(&mut second, &mut set, &clipped()).unwrap();
+    queue.submit([first.finish()]);
+    assert!(matches!(
+        set.upload_grads(&b),
+        Err(Error::UnsubmittedRecording(_))
+    ));
+    queue.submit([second.finish()]);
+    set.upload_grads(&b).unwrap();
 }

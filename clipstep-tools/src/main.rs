@@ -67,9 +67,12 @@ struct BenchArgs {
     /// External tensors in the pooled-buffer sets (3 caller buffers).
     #[arg(long, default_value_t = 1000)]
     pooled_tensors: usize,
-    /// Untimed runs before measuring.
+    /// Untimed runs before measuring a row, at least (and until 50 ms have passed).
     #[arg(long, default_value_t = 2)]
     warmup: u32,
+    /// Seconds of back-to-back copies that warm the device before each size's roofline.
+    #[arg(long, default_value_t = 1.0)]
+    warm_seconds: f64,
     /// Timed runs at least (the median is reported); a short operation runs until 0.25 s
     /// of its own time, up to 4× this.
     #[arg(long, default_value_t = 7)]
@@ -255,6 +258,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         many_tensors: args.tensors.max(1),
         pooled_tensors: args.pooled_tensors.max(1),
         warmup: args.warmup,
+        warm_seconds: args.warm_seconds,
         repeats: args.repeats.max(1),
         only: args.only.clone(),
         matmul_sizes: args.matmul_sizes.clone(),
@@ -306,7 +310,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
     // Time ratios between two operations timed alternately: median (range over pairs).
     let paired = |p: &bench::Paired| format!("{:.2} ({:.2}-{:.2})", p.median, p.min, p.max);
     println!(
-        "{:>10} {:>19} {:>19} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
+        "{:>10} {:>19} {:>19} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
         "elements",
         "fused AdamW / copy",
         "... / shader copy",
@@ -315,11 +319,12 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         "3 groups / 1",
         "pooled / own",
         "pooled split / own",
-        "bf16 / f32 time"
+        "bf16 / f32 time",
+        "f16 / bf16 time"
     );
     for r in &report.ratios {
         println!(
-            "{:>10} {:>19.2} {:>19.2} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
+            "{:>10} {:>19.2} {:>19.2} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
             r.elements,
             r.fused_adamw_fraction_of_copy,
             r.fused_adamw_fraction_of_shader_copy,
@@ -328,7 +333,8 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
             paired(&r.three_groups_over_one_group_time),
             paired(&r.pooled_over_own_slabs_time),
             paired(&r.pooled_split_over_own_slabs_time),
-            paired(&r.bf16_adamw_over_f32_time)
+            paired(&r.bf16_adamw_over_f32_time),
+            paired(&r.f16_adamw_over_bf16_time)
         );
     }
     if !report.compute.is_empty() {
@@ -348,6 +354,12 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
             c.min_ms,
             c.max_ms,
             c.gflop_per_s
+        );
+    }
+    for w in &report.warm_up {
+        println!(
+            "warm-up before the {} element roofline: {} shader copies in {:.2} s, the first {:.3} ms, the last {:.3} ms",
+            w.elements, w.copies, w.seconds, w.first_ms, w.last_ms
         );
     }
     for note in &report.skipped {

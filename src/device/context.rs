@@ -66,6 +66,8 @@ pub(crate) struct Gpu {
     fused_fma: bool,
     /// Device loss, surfaced as [`Error::Device`] by every call from then on.
     pub(crate) lost: Arc<Mutex<Option<String>>>,
+    /// Upload buffers of in-stream writes, mapped and idle, for the next recording.
+    pub(crate) uploads: crate::device::uploads::UploadPool,
 }
 
 impl Context {
@@ -162,7 +164,15 @@ impl Context {
             .await
             .map_err(|e| Error::RequestDevice {
                 adapter: info.name.clone(),
-                reason: e.to_string(),
+                reason: match info.backend {
+                    // An H200's GL adapter said only "Parent device is lost" here.
+                    wgpu::Backend::Gl => format!(
+                        "{e} (the GL backend: wgpu could not open a GL context through \
+                         EGL on this adapter, as with some headless drivers; use Vulkan, \
+                         WGPU_BACKEND=vulkan, where `clipstep devices` lists it)"
+                    ),
+                    _ => e.to_string(),
+                },
             })?;
         // Every clipstep call captures its own errors in error scopes; what reaches this
         // handler came from someone else's call on this device (`device_queue`), and
@@ -229,6 +239,7 @@ impl Context {
                 pipelines,
                 lost,
                 fused_fma,
+                uploads: Default::default(),
             })),
         })
     }

@@ -36,6 +36,8 @@ impl Gpu {
     /// its own options even when several are recorded before one submit (a
     /// `queue.write_buffer` would land all writes before any of them ran), and an upload
     /// submitted this way lands whole or not at all. Offsets and lengths are multiples of 4.
+    /// Small writes (a step's options) reuse the upload buffers of submissions that ran
+    /// ([`crate::device::uploads`]).
     pub(crate) fn write_in_stream(
         &self, encoder: &mut wgpu::CommandEncoder, writes: &[(&wgpu::Buffer, u64, &[u8])],
     ) -> Result<()> {
@@ -52,14 +54,7 @@ impl Gpu {
         let segments = segments(writes, piece);
         for group in pack(&segments, piece) {
             let size: u64 = group.iter().map(|s| align(s.bytes.len())).sum();
-            let src = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("clipstep options"),
-                size,
-                // MAP_WRITE maps this buffer itself; without it wgpu maps a hidden staging
-                // buffer and records one more copy into this one when it is unmapped.
-                usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: true,
-            });
+            let src = self.uploads.take(&self.device, size);
             {
                 let mut view = src
                     .get_mapped_range_mut(..)
@@ -77,6 +72,7 @@ impl Gpu {
                 encoder.copy_buffer_to_buffer(&src, at, dst, s.offset, align(s.bytes.len()));
                 at += align(s.bytes.len());
             }
+            self.uploads.recycle_on_submit(encoder, &src);
         }
         Ok(())
     }
@@ -476,5 +472,51 @@ mod tests {
         assert_eq!(staging_piece(&limits), 256 << 20);
         limits.max_buffer_size = 1001;
         assert_eq!(staging_piece(&limits), 1000);
+    }
+
+    /// Records a write of `value` into a fresh 4-byte buffer through `gpu`'s in-stream
+    /// writes into `encoder`, and returns the buffer.
+    fn recorded_write(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, value: u32) -> wgpu::Buffer {
+        let dst = gpu.storage("upload test", 4);
+        let bytes = value.to_le_bytes();
+        gpu.write_in_stream(encoder, &[(&dst, 0, &bytes)]).unwrap();
+        dst
+    }
+
+    #[test]
+    fn upload_buffers_come_back_after_their_submission_ran_and_carry_new_bytes() {
+        let ctx = crate::Context::new().unwrap();
+        let gpu = ctx.gpu().unwrap();
+        let pool = &gpu.uploads;
+        let start = pool.idle();
+        // Two recordings in flight: two buffers, neither back before the submit has run.
+        let mut encoder = gpu.encoder();
+        let a = recorded_write(gpu, &mut encoder, 7);
+        let b = recorded_write(gpu, &mut encoder, 8);
+        assert_eq!(pool.idle(), start.saturating_sub(2));
+        gpu.queue.submit([encoder.finish()]);
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .unwrap();
+        let idle = pool.idle();
+        assert!(idle >= 2, "both upload buffers are back: {idle} idle");
+        // A recording that reuses one writes its own bytes, not the last ones.
+        let mut encoder = gpu.encoder();
+        let c = recorded_write(gpu, &mut encoder, 9);
+        assert_eq!(pool.idle(), idle - 1);
+        gpu.queue.submit([encoder.finish()]);
+        let read = gpu
+            .read_blocking(&[(&a, 0, 4), (&b, 0, 4), (&c, 0, 4)])
+            .unwrap();
+        assert_eq!(bytemuck::cast_slice::<u8, u32>(&read), [7, 8, 9]);
+        // A recording never submitted takes its buffer with it.
+        let before = pool.idle();
+        let mut encoder = gpu.encoder();
+        recorded_write(gpu, &mut encoder, 10);
+        drop(encoder);
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .unwrap();
+        assert_eq!(pool.idle(), before - 1);
     }
 }

@@ -31,8 +31,11 @@ pub struct BenchConfig {
     pub many_tensors: usize,
     /// External tensors in the pooled-buffer sets (default 1,000).
     pub pooled_tensors: usize,
-    /// Untimed runs before measuring.
+    /// Untimed runs before measuring a row, at least (and until [`MIN_WARM_SECONDS`]).
     pub warmup: u32,
+    /// Seconds of back-to-back shader copies before each size's roofline, so a GPU's
+    /// clocks have left idle before the first row is timed (0: none).
+    pub warm_seconds: f64,
     /// Timed runs at least (more for a short operation, see [`MIN_TIMED_SECONDS`]); the
     /// median is reported.
     pub repeats: u32,
@@ -54,6 +57,7 @@ impl Default for BenchConfig {
             many_tensors: 2000,
             pooled_tensors: 1000,
             warmup: 2,
+            warm_seconds: 1.0,
             repeats: 7,
             only: None,
             matmul_sizes: vec![256, 512, 1024],
@@ -70,6 +74,12 @@ pub const MIN_TIMED_SECONDS: f64 = 0.25;
 
 /// The most timed runs of a row or pair, in units of `repeats`.
 pub const MAX_REPEAT_FACTOR: u32 = 4;
+
+/// A row's (or a pair's) untimed runs go on past `warmup` until this much wall time has
+/// passed: a GPU left idle while the host built the row's set (an upload of 64M elements
+/// takes a while) has lowered its clocks, and two runs of a 0.5 ms step do not bring them
+/// back. A slow device's row stops at `warmup` runs.
+pub const MIN_WARM_SECONDS: f64 = 0.05;
 
 /// One operation at one size.
 #[derive(Clone, Debug, Serialize)]
@@ -99,7 +109,8 @@ pub struct Measurement {
     pub fraction_of_shader_copy: f64,
 }
 
-/// Host time to record one step (no submit).
+/// Host time to record one step (the recording alone; steps are recorded four at a time,
+/// then submitted and run, as steps in flight in a training loop).
 #[derive(Clone, Debug, Serialize)]
 pub struct EncodeCost {
     /// Tensors in the set.
@@ -129,6 +140,9 @@ pub struct Ratios {
     /// Time of the fused clipped AdamW step with bf16 gradients and parameters and f32
     /// master weights over the f32 step's (same elements: the time per element ratio).
     pub bf16_adamw_over_f32_time: Paired,
+    /// Time of the same step with f16 gradients and parameters (f32 master weights) over
+    /// the bf16 one: the same bytes, so 1 unless f16's conversions cost.
+    pub f16_adamw_over_bf16_time: Paired,
     /// Time of the fused AdamW step over 2,000 tensors over one tensor of the same total.
     pub many_over_one_tensor_time: Paired,
     /// Time of the same 2,000-tensor step in 3 parameter groups (own lr and weight decay,
@@ -181,6 +195,25 @@ pub struct BenchReport {
     pub compute: Vec<ComputeRate>,
     /// Sizes left out because they did not fit the device, with the device's reason.
     pub skipped: Vec<String>,
+    /// The device warm-up before each size's roofline.
+    pub warm_up: Vec<WarmUp>,
+}
+
+/// The device warm-up before a size's roofline: shader copies of the size's set, back to
+/// back, for [`BenchConfig::warm_seconds`]. A first copy much slower than the last is a
+/// device that was idle (a GPU's clocks); the roofline and every row are timed after it.
+#[derive(Clone, Debug, Serialize)]
+pub struct WarmUp {
+    /// Elements copied.
+    pub elements: u64,
+    /// Copies run.
+    pub copies: u32,
+    /// Wall time they took (s).
+    pub seconds: f64,
+    /// The first copy's time (ms).
+    pub first_ms: f64,
+    /// The last copy's time (ms).
+    pub last_ms: f64,
 }
 
 /// GPU timing: timestamp queries around the recorded work when the device has them,
@@ -598,6 +631,8 @@ struct Bench<'a> {
     progress: &'a mut dyn FnMut(&str),
     /// Rows left out at some size, with the reason (a pool past the device's buffer size).
     skipped_rows: Vec<String>,
+    /// The warm-up before each size's roofline.
+    warm_up: Vec<WarmUp>,
 }
 
 impl Bench<'_> {
@@ -616,9 +651,7 @@ impl Bench<'_> {
         }
         let (elements, tensors) = shape;
         (self.progress)(&format!("{op} ({elements} elements, {tensors} tensors)"));
-        for _ in 0..self.config.warmup {
-            self.timer.time(record)?;
-        }
+        self.warm(&mut |timer| timer.time(record).map(drop))?;
         let bytes = bytes_per_elem * elements;
         let (mut times, mut fractions, mut shader_fractions) = (vec![], vec![], vec![]);
         let mut timed = 0.0;
@@ -672,12 +705,55 @@ impl Bench<'_> {
         Ok(in_copy_units)
     }
 
-    /// The copy roofline at this size: the shader copy and the buffer copy each measured,
-    /// the faster kept (and reported again as "copy (roofline)").
+    /// A row's untimed runs: `config.warmup` at least, then until [`MIN_WARM_SECONDS`] of
+    /// wall time have passed.
+    fn warm(&mut self, run: &mut dyn FnMut(&Timer) -> Result<()>) -> Result<()> {
+        let start = Instant::now();
+        let mut runs = 0;
+        while runs < self.config.warmup
+            || (runs > 0 && start.elapsed().as_secs_f64() < MIN_WARM_SECONDS)
+        {
+            run(&self.timer)?;
+            runs += 1;
+        }
+        Ok(())
+    }
+
+    /// Shader copies of `copy`, back to back, for `config.warm_seconds` of wall time (at
+    /// least one): the device leaves idle before the roofline is timed. Noted in the report.
+    fn warm_device(&mut self, copy: &Copy, elements: u64) -> Result<()> {
+        if self.config.warm_seconds <= 0.0 {
+            return Ok(());
+        }
+        (self.progress)(&format!(
+            "warming the device: shader copies of {elements} elements for {} s",
+            self.config.warm_seconds
+        ));
+        let start = Instant::now();
+        let mut times = Vec::new();
+        while times.is_empty() || start.elapsed().as_secs_f64() < self.config.warm_seconds {
+            times.push(self.timer.time(&mut |enc| {
+                copy.encode(enc);
+                Ok(())
+            })?);
+        }
+        self.warm_up.push(WarmUp {
+            elements,
+            copies: times.len() as u32,
+            seconds: start.elapsed().as_secs_f64(),
+            first_ms: times[0] * 1e3,
+            last_ms: times[times.len() - 1] * 1e3,
+        });
+        Ok(())
+    }
+
+    /// The copy roofline at this size, after warming the device: the shader copy and the
+    /// buffer copy each measured, the faster kept (and reported again as "copy (roofline)").
     fn roofline(&mut self, ctx: &Context, set: &ParamSet) -> Result<()> {
         let shape = (set.numel(), 1);
         let copy = Copy::new(ctx, set)?;
         self.roofline = None;
+        self.warm_device(&copy, set.numel())?;
         let shader = self.measure("copy (shader)", shape, 8, &mut |enc| {
             copy.encode(enc);
             Ok(())
@@ -738,10 +814,11 @@ impl Bench<'_> {
     /// per element: the 16-bit gradient read by the norm and the update, 2 + 2; f32 master
     /// read and written, 8; f32 moments read and written, 16, or bf16, 8; the 16-bit copy
     /// written, 2; in place, the 16-bit parameters read and written, 4, and no master).
-    /// Returns the first row's set (bf16 with f32 master weights), optimizer and label.
+    /// Returns the first row's set (bf16 with f32 master weights), optimizer and label, and
+    /// the last row's (f16 with f32 master weights): the two are then timed alternately.
     fn mixed_precision(
         &mut self, ctx: &Context, n: u64, fused: StepOptions,
-    ) -> Result<(ParamSet, AdamW, String)> {
+    ) -> Result<[(ParamSet, AdamW, String); 2]> {
         let adamw = |set: &ParamSet, states: Dtype| {
             let names = set.tensors().iter().map(|t| t.name.clone());
             let groups = vec![ParamGroup::new(names, AdamWConfig::default())];
@@ -777,7 +854,7 @@ impl Bench<'_> {
                 "f16 grads + params, f32 master",
             ),
         ];
-        let mut first = None;
+        let (mut first, mut last) = (None, None);
         for (dtype, master, states, bytes, what) in rows {
             let options = ArenaOptions {
                 dtype,
@@ -788,11 +865,18 @@ impl Bench<'_> {
             let mut opt = adamw(&set, states)?;
             let label = format!("AdamW + clip (fused), {what}");
             self.step(&label, &mut set, &mut opt, bytes, fused)?;
-            if first.is_none() {
-                first = Some((set, opt, label));
+            match (dtype, master, first.is_none()) {
+                (_, _, true) => first = Some((set, opt, label)),
+                (Dtype::F16, true, _) => last = Some((set, opt, label)),
+                _ => {}
             }
         }
-        Ok(first.expect("mixed_precision measures at least one row"))
+        match (first, last) {
+            (Some(first), Some(last)) => Ok([first, last]),
+            _ => unreachable!(
+                "the rows above start with bf16 and end with f16, both with master weights"
+            ),
+        }
     }
 
     /// Every measurement at `n` elements; the bar's ratios at that size.
@@ -851,13 +935,22 @@ impl Bench<'_> {
         };
         // Each bar ratio below times its two operations alternately (see `paired`); the
         // second operation's row is measured from the same recording first.
-        let (mut bf16, mut bf16_opt, bf16_label) = self.mixed_precision(ctx, n, fused)?;
+        let [(mut bf16, mut bf16_opt, bf16_label), (mut f16, mut f16_opt, f16_label)] =
+            self.mixed_precision(ctx, n, fused)?;
         let bf16_over_f32 = self.paired(
             [fused_label, &bf16_label],
             &mut either_step([(&mut adamw, &mut set), (&mut bf16_opt, &mut bf16)], fused),
         )?;
-        drop(bf16_opt);
-        drop(bf16);
+        // The same bytes in f16 and bf16, alternately: a conversion's cost shows here, while
+        // a row's own time also carries where its buffers landed and the device's clocks.
+        let f16_over_bf16 = self.paired(
+            [&bf16_label, &f16_label],
+            &mut either_step(
+                [(&mut bf16_opt, &mut bf16), (&mut f16_opt, &mut f16)],
+                fused,
+            ),
+        )?;
+        drop((f16_opt, f16, bf16_opt, bf16));
         let zero_nans = StepOptions {
             nonfinite: Nonfinite::ZeroNans,
             ..fused
@@ -939,6 +1032,7 @@ impl Bench<'_> {
             fused_adamw_fraction_of_shader_copy: shader_fraction,
             fused_speedup_over_unfused: unfused_over_fused,
             bf16_adamw_over_f32_time: bf16_over_f32,
+            f16_adamw_over_bf16_time: f16_over_bf16,
             many_over_one_tensor_time: many_over_one,
             three_groups_over_one_group_time: three_over_one_group,
             pooled_over_own_slabs_time: pooled_over_own[0],
@@ -977,11 +1071,12 @@ impl Bench<'_> {
             return Ok(Paired::UNKNOWN);
         }
         (self.progress)(&format!("{} over {}, alternately", ops[1], ops[0]));
-        for _ in 0..self.config.warmup {
+        self.warm(&mut |timer| {
             for k in 0..2 {
-                self.timer.time(&mut |enc| record(enc, k))?;
+                timer.time(&mut |enc| record(enc, k))?;
             }
-        }
+            Ok(())
+        })?;
         let (mut ratios, mut timed) = (Vec::new(), 0.0);
         while self.more_runs(ratios.len(), timed) {
             let mut t = [0.0; 2];
@@ -1040,6 +1135,12 @@ const CLIP: Clip = Clip::GlobalNorm {
     norm: Norm::L2,
 };
 
+/// Steps recorded before they are submitted, in the host encode measurement.
+const ENCODE_IN_FLIGHT: usize = 4;
+
+/// Rounds of [`ENCODE_IN_FLIGHT`] recordings timed in the host encode measurement.
+const ENCODE_ROUNDS: usize = 50;
+
 /// Runs every measurement of `config` on `ctx`, calling `progress` before each.
 pub fn run(
     ctx: &Context, config: &BenchConfig, progress: &mut dyn FnMut(&str),
@@ -1056,6 +1157,7 @@ pub fn run(
         roofline: None,
         progress,
         skipped_rows: Vec::new(),
+        warm_up: Vec::new(),
     };
     let mut ratios = Vec::new();
     let fused = StepOptions {
@@ -1092,11 +1194,20 @@ pub fn run(
         };
         let mut opt = AdamW::new(&set, AdamWConfig::default())?;
         let mut us = Vec::new();
-        for _ in 0..200 {
-            let mut encoder = bench.timer.encoder();
-            let start = Instant::now();
-            opt.encode_step(&mut encoder, &mut set, &fused)?;
-            us.push(start.elapsed().as_secs_f64() * 1e6);
+        // Recorded back to back, four at a time, then submitted and run, as steps in flight
+        // in a training loop (only the recordings are timed): the upload buffers of the
+        // steps that ran come back for the next four.
+        for _ in 0..ENCODE_ROUNDS {
+            let mut recorded = Vec::with_capacity(ENCODE_IN_FLIGHT);
+            for _ in 0..ENCODE_IN_FLIGHT {
+                let mut encoder = bench.timer.encoder();
+                let start = Instant::now();
+                opt.encode_step(&mut encoder, &mut set, &fused)?;
+                us.push(start.elapsed().as_secs_f64() * 1e6);
+                recorded.push(encoder.finish());
+            }
+            bench.timer.queue.submit(recorded);
+            bench.timer.wait()?;
         }
         us.sort_by(f64::total_cmp);
         encode.push(EncodeCost {
@@ -1115,6 +1226,7 @@ pub fn run(
         encode,
         compute,
         skipped: skipped.into_iter().chain(bench.skipped_rows).collect(),
+        warm_up: bench.warm_up,
     })
 }
 

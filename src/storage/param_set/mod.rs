@@ -224,11 +224,16 @@ impl ParamSet {
     }
 
     /// Notes a recording into a caller's encoder that reads or writes this set: until the
-    /// device has run it, a transfer would land out of its order.
+    /// device has run it, a transfer would land out of its order. One entry per `ran`
+    /// buffer, holding its latest generation (a buffer's generations only grow): a loop of
+    /// recorded steps with no upload between them keeps one entry, not one per step.
     pub(crate) fn note_recorded(&self, ran: &wgpu::Buffer, generation: u64) {
         if let Some(device) = &self.device {
             let mut pending = device.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.push((ran.clone(), generation));
+            match pending.iter_mut().find(|(buffer, _)| buffer == ran) {
+                Some((_, latest)) => *latest = (*latest).max(generation),
+                None => pending.push((ran.clone(), generation)),
+            }
         }
     }
 
