@@ -8,7 +8,8 @@ Per pair of rows that do the same work: each side's median time, each side's ban
 fraction of its own copy measured in the same run (clipstep's: the faster of a WGSL copy
 kernel and vkCmdCopyBuffer, timed before each run; PyTorch's: `Tensor.copy_` on CUDA), and
 PyTorch's time over clipstep's (> 1: clipstep is faster). Bytes are the ones the clipstep
-operation must move, for both sides.
+operation must move, for both sides. The clipstep side's device warm-up (copies before each
+size's roofline) is printed first.
 """
 import json
 import sys
@@ -47,6 +48,13 @@ def main():
     a, b = rows(ours), rows(theirs)
     print(f"clipstep: {ours['adapter']} ({ours['backend']}), timing by {ours['timing']}")
     print(f"PyTorch:  {theirs['adapter']} ({theirs['backend']}), timing by {theirs['timing']}")
+    # The device warm-up before each size's roofline (`clipstep bench --warm-seconds`):
+    # without one, a GPU's first copies run at idle clocks and the roofline row reads slow.
+    for w in ours.get("warm_up", []):
+        print(f"clipstep warm-up at {w['elements']}: {w['copies']} copies in {w['seconds']:.2f} s, "
+              f"first {w['first_ms']:.3f} ms, last {w['last_ms']:.3f} ms")
+    if "warm_up" not in ours:
+        print("clipstep: no warm-up recorded (a bench older than --warm-seconds): its copy rows may be cold")
     head = f"{'work':<34} {'elements':>10} {'clipstep ms':>12} {'torch ms':>10} " \
            f"{'clipstep/copy':>14} {'torch/copy':>11} {'torch/clipstep time':>20}"
     print(head)

@@ -26,19 +26,17 @@
 //     (torch._amp_update_scale_ with hysteresis 1; Megatron's hysteresis tracker)
 // The twin of the host finalize in src/host.rs.
 //
-// @binding(0) tensor_sums  one Partial per tensor
+// @binding(0) tensor_sums  one Partial per tensor (norm_sums.wgsl)
 // @binding(1) tensor_norms one f32 per tensor (written)
 // @binding(2) state        StepState (read and written)
-// @binding(3) op           NormOp
+// @binding(3) op           NormOp (norm_sums.wgsl)
 // @binding(4) in_norm      per tensor, 1 when it counts in the total (parameter groups)
 // @binding(5) group_schedule per parameter group, a GroupSchedule (from the host, in f64 then
 //                          rounded; ln β = 0: no correction)
 // @binding(6) group_bias   per parameter group, (bc1, bc2, the schedule's two scalars) (written)
 
-@group(0) @binding(0) var<storage, read> tensor_sums: array<Partial>;
 @group(0) @binding(1) var<storage, read_write> tensor_norms: array<f32>;
 @group(0) @binding(2) var<storage, read_write> state: StepState;
-@group(0) @binding(3) var<uniform> op: NormOp;
 @group(0) @binding(4) var<storage, read> in_norm: array<u32>;
 @group(0) @binding(5) var<storage, read> group_schedule: array<GroupSchedule>;
 @group(0) @binding(6) var<storage, read_write> group_bias: array<vec4<f32>>;
@@ -160,8 +158,8 @@ fn update_scale(st: ptr<function, StepState>) {
     }
 }
 
-@compute @workgroup_size(WORKGROUP_SIZE)
-fn main(@builtin(local_invocation_index) lid: u32) {
+// The finalize's one workgroup (every invocation calls it: it has barriers).
+fn finalize(lid: u32) {
     var acc = 0.0;
     var bad = 0u;
     if op.source == SOURCE_COMPUTED {

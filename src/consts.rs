@@ -32,6 +32,12 @@ pub(crate) const CHUNK_CLASSES: [(u32, u32); 2] = [(2048, 8), (CHUNK_ELEMS - 1, 
 /// per-tensor pass; larger ones get a workgroup.
 pub(crate) const SERIAL_FOLD_CHUNKS: u32 = 4;
 
+/// A set whose per-tensor fold is at most this many workgroups (up to 2,048 small tensors,
+/// or a few big ones) folds and finalizes in one workgroup, one dispatch
+/// (`shaders/norm_fold_finalize.wgsl`): its turns cost less than a dispatch and the barrier
+/// before it. Larger sets fold in a dispatch of their own.
+pub(crate) const FUSED_FOLD_GROUPS: u32 = 8;
+
 /// Every tensor starts at a multiple of this many elements inside its slab: 64 f32 =
 /// 256 bytes, WebGPU's default `min_storage_buffer_offset_alignment`, so any tensor view
 /// can be bound directly by a caller's shader, and every chunk starts on a `vec4`.

@@ -28,6 +28,10 @@ fn bench_measures_every_operation_and_ratio() {
     assert_eq!(report.measurements.len(), 2 * rows, "{rows} rows per size");
     assert_eq!(report.ratios.len(), 2);
     assert_eq!(report.encode.len(), 3);
+    assert!(report
+        .encode
+        .iter()
+        .all(|e| 0.0 < e.min_us && e.min_us <= e.median_us && e.finish_median_us > 0.0));
     assert!(report.skipped.is_empty());
     // The device is warmed before each size's roofline, at least one copy each.
     let warmed: Vec<u64> = report.warm_up.iter().map(|w| w.elements).collect();

@@ -65,6 +65,32 @@ mod norms {
         check(&ctx(), &sizes, None);
     }
 
+    /// A set whose per-tensor fold is at most 8 workgroups folds and finalizes in one
+    /// workgroup; one more tensor and it takes a dispatch of its own. Both match the
+    /// reference, and the tensors they share get the same bits either way: 2,048 small
+    /// tensors (8 fold workgroups) against 2,049 (9), and 7 tensors of more than 4 chunks
+    /// (a workgroup each, and one for the small ones) against 8.
+    #[test]
+    fn folds_in_the_finalize_and_in_their_own_dispatch_give_the_same_bits() {
+        let small: Vec<usize> = (0..2049).map(|i| 1 + i % 37).collect();
+        let big: Vec<usize> = (0..8).map(|i| 4 * 16_384 + 1 + 4099 * i).collect();
+        for sizes in [small, big] {
+            let n = sizes.len();
+            for sizes in [&sizes[..n - 1], &sizes[..]] {
+                check(&ctx(), sizes, None);
+            }
+            let norms = |sizes: &[usize]| {
+                let (mut set, _) = set_with_grads(&ctx(), sizes, None, 5);
+                set.global_norm(Norm::L2)
+                    .unwrap()
+                    .tensor_norms_blocking()
+                    .unwrap()
+            };
+            let (fused, separate) = (norms(&sizes[..n - 1]), norms(&sizes));
+            assert_bits_eq(&fused, &separate[..n - 1], &format!("{n} tensors' norms"));
+        }
+    }
+
     #[test]
     fn mixed_tensors_across_many_slabs_match_reference() {
         let sizes = [4096 * 3 + 1, 0, 1, 257, 70_001, 64, 63, 12_345];

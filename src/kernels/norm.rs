@@ -1,11 +1,14 @@
 //! The norm passes and the finalize (`shaders/norm_partials.wgsl`,
 //! `shaders/norm_tensors.wgsl`, `shaders/norm_finalize.wgsl`): per-chunk partial sums, a
 //! per-tensor fold, and one workgroup that writes the total norm, the per-tensor norms and
-//! the step state. Fixed grids and fixed orders: bit-identical results run to run.
+//! the step state; for a set whose fold is a few workgroups, the fold runs in that one
+//! workgroup (`shaders/norm_fold_finalize.wgsl`), a dispatch fewer. Fixed grids and fixed
+//! orders: bit-identical results run to run, and whichever way the fold runs.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use crate::consts::FUSED_FOLD_GROUPS;
 use crate::device::context::Gpu;
 use crate::device::gpu::whole;
 use crate::kernels::abi::{
@@ -55,6 +58,8 @@ pub(crate) struct NormWorkspace {
     partial_groups: BindCache,
     tensors_group: wgpu::BindGroup,
     finalize_group: wgpu::BindGroup,
+    /// The fold and the finalize in one workgroup (`FUSED_FOLD_GROUPS`).
+    fused_group: wgpu::BindGroup,
     /// Recordings made on this workspace: a report is fresh while it is the last one.
     pub generation: Arc<AtomicU64>,
     /// The generation of the last recording the device has run (8 bytes, written in
@@ -94,28 +99,26 @@ impl NormWorkspace {
         gpu.queue
             .write_buffer(&in_norm, 0, bytemuck::cast_slice(&all_in));
         let partial_groups = BindCache::new(layout.slabs.len());
-        let tensors_group = gpu.bind_group(
-            Body::NormTensors,
-            &[
-                whole(&partials),
-                whole(&tables.ranges),
-                whole(&tensor_sums),
-                whole(&op),
-                whole(&tables.big_tensors),
-            ],
-        );
-        let finalize_group = gpu.bind_group(
-            Body::NormFinalize,
-            &[
-                whole(&tensor_sums),
-                whole(&tensor_norms),
-                whole(&state),
-                whole(&op),
-                whole(&in_norm),
-                whole(&group_schedule),
-                whole(&group_bias),
-            ],
-        );
+        // norm_sums.wgsl's bindings (0, 3), the finalize's (1, 2, 4–6), the fold's (7–9).
+        let sums = [(0, whole(&tensor_sums)), (3, whole(&op))];
+        let finalize_only = [
+            (1, whole(&tensor_norms)),
+            (2, whole(&state)),
+            (4, whole(&in_norm)),
+            (5, whole(&group_schedule)),
+            (6, whole(&group_bias)),
+        ];
+        let fold_only = [
+            (7, whole(&partials)),
+            (8, whole(&tables.ranges)),
+            (9, whole(&tables.big_tensors)),
+        ];
+        let group = |body: Body, parts: &[&[(u32, wgpu::BindingResource<'_>)]]| {
+            gpu.bind_group_at(body, &parts.concat())
+        };
+        let tensors_group = group(Body::NormTensors, &[&sums, &fold_only]);
+        let finalize_group = group(Body::NormFinalize, &[&sums, &finalize_only]);
+        let fused_group = group(Body::NormFoldFinalize, &[&sums, &finalize_only, &fold_only]);
         let ran = gpu.buffer(
             "recording ran",
             8,
@@ -134,6 +137,7 @@ impl NormWorkspace {
             partial_groups,
             tensors_group,
             finalize_group,
+            fused_group,
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -164,7 +168,8 @@ impl NormWorkspace {
     }
 
     /// Records the norm passes: per-slab partials and the per-tensor fold (when the
-    /// norm is computed here), then the finalize that writes the step state.
+    /// norm is computed here), then the finalize that writes the step state; a fold of at
+    /// most `FUSED_FOLD_GROUPS` workgroups runs in the finalize's workgroup (one dispatch).
     pub(crate) fn encode(
         &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout,
         slabs: &[Arc<SlabDevice>], op: &NormOp,
@@ -190,6 +195,11 @@ impl NormWorkspace {
                     ];
                     gpu.bind_group(slab.kernel(Body::NormPartials), &resources)
                 });
+            if layout.fold_groups() <= FUSED_FOLD_GROUPS {
+                let fused = KernelKey::from(Body::NormFoldFinalize).for_norm(op.kind);
+                gpu.dispatch(pass, fused, &self.fused_group, 1);
+                return;
+            }
             gpu.dispatch(
                 pass,
                 KernelKey::from(Body::NormTensors).for_norm(op.kind),

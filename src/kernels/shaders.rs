@@ -170,6 +170,9 @@ pub(crate) enum Body {
     NormTensors,
     /// Total norm, per-tensor norms and the step state (`norm_finalize.wgsl`).
     NormFinalize,
+    /// The per-tensor fold and the finalize in one workgroup, for a set whose fold is at
+    /// most `FUSED_FOLD_GROUPS` workgroups (`norm_fold_finalize.wgsl`).
+    NormFoldFinalize,
     /// `g ← g · clip_coef` (`scale.wgsl`; `src/kernels/clip.rs`).
     Scale,
     /// `g_t ← g_t · clip_coef(‖g_t‖)` (`scale_per_tensor.wgsl`).
@@ -215,7 +218,8 @@ enum Role {
 impl Body {
     fn role(self) -> Role {
         match self {
-            Body::NormTensors | Body::NormFinalize | Body::Fold(_) => Role::Tables,
+            Body::NormTensors | Body::NormFinalize | Body::NormFoldFinalize => Role::Tables,
+            Body::Fold(_) => Role::Tables,
             Body::FactorFold(_) | Body::FactorMeans(_) => Role::Tables,
             Body::Matmul | Body::NsScale => Role::Tables,
             Body::NormPartials => Role::ReadsGrads,
@@ -247,10 +251,22 @@ impl Body {
         const ROUNDING: &str = include_str!("../../shaders/rounding.wgsl");
         const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
         const REDUCE_VEC2: &str = include_str!("../../shaders/reduce_vec2.wgsl");
+        const NORM_SUMS: &str = include_str!("../../shaders/norm_sums.wgsl");
+        const NORM_TENSORS: &str = include_str!("../../shaders/norm_tensors.wgsl");
+        const NORM_TENSORS_MAIN: &str = include_str!("../../shaders/norm_tensors_main.wgsl");
+        const NORM_FINALIZE: &str = include_str!("../../shaders/norm_finalize.wgsl");
+        const NORM_FINALIZE_MAIN: &str = include_str!("../../shaders/norm_finalize_main.wgsl");
         match self {
             Body::NormPartials => vec![include_str!("../../shaders/norm_partials.wgsl"), REDUCE],
-            Body::NormTensors => vec![include_str!("../../shaders/norm_tensors.wgsl"), REDUCE],
-            Body::NormFinalize => vec![include_str!("../../shaders/norm_finalize.wgsl"), REDUCE],
+            Body::NormTensors => vec![NORM_SUMS, NORM_TENSORS, NORM_TENSORS_MAIN, REDUCE],
+            Body::NormFinalize => vec![NORM_SUMS, NORM_FINALIZE, NORM_FINALIZE_MAIN, REDUCE],
+            Body::NormFoldFinalize => vec![
+                NORM_SUMS,
+                NORM_TENSORS,
+                NORM_FINALIZE,
+                include_str!("../../shaders/norm_fold_finalize.wgsl"),
+                REDUCE,
+            ],
             Body::Scale => vec![include_str!("../../shaders/scale.wgsl"), ELEMENTWISE],
             Body::Clamp => vec![include_str!("../../shaders/clamp.wgsl"), ELEMENTWISE],
             Body::ScalePerTensor => vec![include_str!("../../shaders/scale_per_tensor.wgsl")],
@@ -304,6 +320,7 @@ impl Body {
             Body::NormPartials => "norm_partials".into(),
             Body::NormTensors => "norm_tensors".into(),
             Body::NormFinalize => "norm_finalize".into(),
+            Body::NormFoldFinalize => "norm_fold_finalize".into(),
             Body::Scale => "scale".into(),
             Body::ScalePerTensor => "scale_per_tensor".into(),
             Body::Clamp => "clamp".into(),
@@ -615,7 +632,7 @@ impl KernelKey {
     pub(crate) fn norm_specialized(self) -> bool {
         matches!(
             self.body,
-            Body::NormPartials | Body::NormTensors | Body::NormFinalize
+            Body::NormPartials | Body::NormTensors | Body::NormFinalize | Body::NormFoldFinalize
         )
     }
 
@@ -662,6 +679,7 @@ impl KernelKey {
             Body::NormPartials,
             Body::NormTensors,
             Body::NormFinalize,
+            Body::NormFoldFinalize,
             Body::Scale,
             Body::ScalePerTensor,
             Body::Clamp,

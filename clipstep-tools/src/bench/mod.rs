@@ -121,6 +121,10 @@ pub struct EncodeCost {
     pub median_us: f64,
     /// Fastest (µs).
     pub min_us: f64,
+    /// Median of `CommandEncoder::finish` on the encoder holding one step (µs): wgpu 30
+    /// validates and records the passes into the driver's command buffer there, so a
+    /// caller's host time per step is this plus `median_us`.
+    pub finish_median_us: f64,
 }
 
 /// The ratios the performance bar is stated in, per size. The fused step's fractions of
@@ -1193,10 +1197,10 @@ pub fn run(
             pooled_set_of(ctx, elements, tensors, 3, true)?
         };
         let mut opt = AdamW::new(&set, AdamWConfig::default())?;
-        let mut us = Vec::new();
+        let (mut us, mut finish_us) = (Vec::new(), Vec::new());
         // Recorded back to back, four at a time, then submitted and run, as steps in flight
-        // in a training loop (only the recordings are timed): the upload buffers of the
-        // steps that ran come back for the next four.
+        // in a training loop (the recordings and their encoders' finish timed): the upload
+        // buffers of the steps that ran come back for the next four.
         for _ in 0..ENCODE_ROUNDS {
             let mut recorded = Vec::with_capacity(ENCODE_IN_FLIGHT);
             for _ in 0..ENCODE_IN_FLIGHT {
@@ -1204,7 +1208,9 @@ pub fn run(
                 let start = Instant::now();
                 opt.encode_step(&mut encoder, &mut set, &fused)?;
                 us.push(start.elapsed().as_secs_f64() * 1e6);
+                let start = Instant::now();
                 recorded.push(encoder.finish());
+                finish_us.push(start.elapsed().as_secs_f64() * 1e6);
             }
             bench.timer.queue.submit(recorded);
             bench.timer.wait()?;
@@ -1215,6 +1221,7 @@ pub fn run(
             storage: storage.to_string(),
             median_us: us[us.len() / 2],
             min_us: us[0],
+            finish_median_us: sorted_median(&mut finish_us),
         });
     }
     Ok(BenchReport {
