@@ -47,7 +47,7 @@ class Run:
         return "llvmpipe" in self.report["adapter"] or self.report["backend"] == "Cpu"
 
 
-def goals(gl_verify):
+def goals():
     """Each goal: (what, bar, test(value) -> bool, per run: [(where, value)])."""
 
     def norm(run):
@@ -122,7 +122,7 @@ def main():
           + (" -- a software adapter: values for the record, goals not judged" if software else ""))
     print(f"{'goal':<38} {'bar':>8}  {'run':>3}  values")
     failed = 0
-    for what, bar, test, read in goals(args.gl_verify):
+    for what, bar, test, read in goals():
         verdicts = []
         for k, run in enumerate(runs, 1):
             values = read(run)

@@ -35,7 +35,15 @@ impl RuleVisitor for EveryRule {
             // The representative example: many options at once.
             Check::Trajectories => {
                 let tiny: Vec<usize> = (0..2000).map(|i| 1 + i % 5).collect();
-                for (sizes, slab) in [(vec![40_000, 3, 12_345], Some(16 * 1024)), (tiny, None)] {
+                // A tensor of more than SERIAL_FOLD_CHUNKS (4) chunks of 16,384: folded by a
+                // workgroup of its own (the norm's and the trust ratio's fold).
+                let big = vec![5 * 16_384 + 7, 3];
+                let layouts = [
+                    (vec![40_000, 3, 12_345], Some(16 * 1024)),
+                    (tiny, None),
+                    (big, None),
+                ];
+                for (sizes, slab) in layouts {
                     trajectory(C::examples().remove(0), &sizes, slab);
                 }
             }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 /// Bytes of every pooled upload buffer: a step's options and its groups' table fit many
 /// times over; a larger write gets a buffer of its own, made and dropped as before.
-pub(crate) const POOLED_UPLOAD_BYTES: u64 = 16 << 10;
+const POOLED_UPLOAD_BYTES: u64 = 16 << 10;
 
 /// The most mapped buffers kept (more recordings in flight than this make new ones).
 const MAX_POOLED: usize = 8;

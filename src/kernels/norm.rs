@@ -56,16 +56,24 @@ pub(crate) struct NormWorkspace {
     pub op: wgpu::Buffer,
     partials: wgpu::Buffer,
     partial_groups: BindCache,
-    tensors_group: wgpu::BindGroup,
     finalize_group: wgpu::BindGroup,
-    /// The fold and the finalize in one workgroup (`FUSED_FOLD_GROUPS`).
-    fused_group: wgpu::BindGroup,
+    /// Where the per-tensor fold runs, chosen once from the layout.
+    fold: Fold,
     /// Recordings made on this workspace: a report is fresh while it is the last one.
     pub generation: Arc<AtomicU64>,
     /// The generation of the last recording the device has run (8 bytes, written in
     /// stream by each recording): a report whose generation is not there yet was recorded
     /// into an encoder not yet submitted.
     pub ran: wgpu::Buffer,
+}
+
+/// Where a norm's per-tensor fold runs (`FUSED_FOLD_GROUPS`), with its bind group.
+enum Fold {
+    /// A fold of at most `FUSED_FOLD_GROUPS` workgroups: in the finalize's one workgroup,
+    /// one dispatch for both (`norm_fold_finalize.wgsl`).
+    InFinalize(wgpu::BindGroup),
+    /// A larger fold: its own dispatch of `groups` workgroups before the finalize.
+    Own { group: wgpu::BindGroup, groups: u32 },
 }
 
 impl NormWorkspace {
@@ -116,9 +124,17 @@ impl NormWorkspace {
         let group = |body: Body, parts: &[&[(u32, wgpu::BindingResource<'_>)]]| {
             gpu.bind_group_at(body, &parts.concat())
         };
-        let tensors_group = group(Body::NormTensors, &[&sums, &fold_only]);
         let finalize_group = group(Body::NormFinalize, &[&sums, &finalize_only]);
-        let fused_group = group(Body::NormFoldFinalize, &[&sums, &finalize_only, &fold_only]);
+        let fold = match layout.fold_groups() {
+            groups if groups <= FUSED_FOLD_GROUPS => Fold::InFinalize(group(
+                Body::NormFoldFinalize,
+                &[&sums, &finalize_only, &fold_only],
+            )),
+            groups => Fold::Own {
+                group: group(Body::NormTensors, &[&sums, &fold_only]),
+                groups,
+            },
+        };
         let ran = gpu.buffer(
             "recording ran",
             8,
@@ -135,9 +151,8 @@ impl NormWorkspace {
             op,
             partials,
             partial_groups,
-            tensors_group,
             finalize_group,
-            fused_group,
+            fold,
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -195,17 +210,17 @@ impl NormWorkspace {
                     ];
                     gpu.bind_group(slab.kernel(Body::NormPartials), &resources)
                 });
-            if layout.fold_groups() <= FUSED_FOLD_GROUPS {
-                let fused = KernelKey::from(Body::NormFoldFinalize).for_norm(op.kind);
-                gpu.dispatch(pass, fused, &self.fused_group, 1);
-                return;
+            match &self.fold {
+                Fold::InFinalize(group) => {
+                    let fused = KernelKey::from(Body::NormFoldFinalize).for_norm(op.kind);
+                    gpu.dispatch(pass, fused, group, 1);
+                    return;
+                }
+                Fold::Own { group, groups } => {
+                    let kernel = KernelKey::from(Body::NormTensors).for_norm(op.kind);
+                    gpu.dispatch(pass, kernel, group, *groups);
+                }
             }
-            gpu.dispatch(
-                pass,
-                KernelKey::from(Body::NormTensors).for_norm(op.kind),
-                &self.tensors_group,
-                layout.fold_groups(),
-            );
         }
         let finalize = KernelKey::from(Body::NormFinalize).for_norm(op.kind);
         gpu.dispatch(pass, finalize, &self.finalize_group, 1);

@@ -291,6 +291,7 @@ impl Body {
                 include_str!("../../shaders/trust_fold.wgsl"),
                 rule.table,
                 rule.ratio,
+                REDUCE_VEC2,
             ],
             Body::FactorPartials(rule) => vec![
                 rule.table,

@@ -1,12 +1,13 @@
 //! The trust pass of LARS and LAMB (`shaders/trust_partials.wgsl` after each rule's trust
 //! body, `shaders/trust_fold.wgsl`): per chunk `(Σp², Σu²)` of the parameters and of the
-//! rule's update direction, then one invocation per tensor folds its chunks in order and
-//! writes the tensor's trust ratio, which the rule's update reads through a per-slab
-//! block→tensor table. Two dispatches per slab plus one, never one per tensor. The pass
-//! reads params and grads through the slab's access and addressing parts, so it runs on
-//! pools and 16-bit slabs like the update; it walks the slab's chunks in the virtual space,
-//! which for a pool is not the chunk table its norm reads (that one holds grads-window
-//! offsets), so a pooled slab gets the virtual table of its own here.
+//! rule's update direction, then the fold (a workgroup per tensor of more than
+//! `SERIAL_FOLD_CHUNKS` chunks, an invocation per other tensor, as the norm's per-tensor
+//! fold) writes each tensor's trust ratio, which the rule's update reads through a per-slab
+//! block→tensor table. Two dispatches per slab (the trust pass, the update) plus one, never
+//! one per tensor. The pass reads params and grads through the slab's access and addressing
+//! parts, so it runs on pools and 16-bit slabs like the update; it walks the slab's chunks
+//! in the virtual space, which for a pool is not the chunk table its norm reads (that one
+//! holds grads-window offsets), so a pooled slab gets the virtual table of its own here.
 
 use crate::device::gpu::whole;
 use crate::kernels::shaders::{Body, RuleShader};
@@ -32,6 +33,8 @@ pub(crate) struct Trust {
 pub(crate) struct TrustSetup<'a> {
     /// Per tensor, its chunk range (the set's fold table).
     pub ranges: &'a wgpu::Buffer,
+    /// The tensors of more than `SERIAL_FOLD_CHUNKS` chunks (the set's fold table).
+    pub big_tensors: &'a wgpu::Buffer,
     /// The optimizer's options uniform (`num_tensors`).
     pub op: &'a wgpu::Buffer,
     /// Per tensor, its parameter group.
@@ -76,6 +79,7 @@ impl Trust {
             (3, whole(&tensor_group)),
             (4, whole(setup.op)),
             (6, whole(group_table)),
+            (7, whole(setup.big_tensors)),
         ];
         entries.extend(extra);
         let fold_group = gpu.bind_group_at(Body::Fold(rule), &entries);
@@ -93,8 +97,9 @@ impl Trust {
         self.virtual_chunks[s].as_ref().unwrap_or(&slab.chunks)
     }
 
-    /// Workgroups of the fold: one invocation per tensor.
+    /// Workgroups of the fold: one per big tensor, then one per `WORKGROUP_SIZE` tensors
+    /// (the norm's per-tensor fold's grid).
     pub(crate) fn fold_groups(layout: &Layout) -> u32 {
-        (layout.tensors.len() as u32).div_ceil(crate::consts::WORKGROUP_SIZE)
+        layout.fold_groups()
     }
 }

@@ -263,6 +263,7 @@ impl<R: Rule> Engine<R> {
                     gpu.queue.write_buffer(buffer, at, bytes);
                     let trust = R::SHADER.trust.map(|_| TrustSetup {
                         ranges: &set.fold.ranges,
+                        big_tensors: &set.fold.big_tensors,
                         op: &workspace.op,
                         tensor_group: &group_of,
                     });
