@@ -8,7 +8,7 @@ use crate::device::context::Gpu;
 use crate::device::gpu::f32s;
 use crate::error::{Error, Result};
 use crate::kernels::abi::{DeviceStepState, SOURCE_COMPUTED, SOURCE_NONE};
-use crate::kernels::norm::NormWorkspace;
+use crate::kernels::norm::{NormWorkspace, RAN_AT};
 use crate::options::Nonfinite;
 
 /// What an operation found: the values of the step state, read from the device.
@@ -211,7 +211,7 @@ impl Report {
             unreachable!("a GPU report")
         };
         self.fresh()?;
-        let mut read = gpu.read(&[(ran, 0, 8), (buffer, 0, bytes)]).await?;
+        let mut read = gpu.read(&[(ran, RAN_AT, 8), (buffer, 0, bytes)]).await?;
         let done = u64::from_le_bytes(read[..8].try_into().expect("8 bytes read"));
         if done != *generation {
             return Err(Error::UnsubmittedReport);

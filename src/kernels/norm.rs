@@ -61,10 +61,29 @@ pub(crate) struct NormWorkspace {
     fold: Fold,
     /// Recordings made on this workspace: a report is fresh while it is the last one.
     pub generation: Arc<AtomicU64>,
-    /// The generation of the last recording the device has run (8 bytes, written in
-    /// stream by each recording): a report whose generation is not there yet was recorded
-    /// into an encoder not yet submitted.
+    /// The generation of the last recording the device has run (8 bytes at [`RAN_AT`],
+    /// written in stream by each recording): a report whose generation is not there yet
+    /// was recorded into an encoder not yet submitted. The options buffer `op` itself, so
+    /// that the options and the generation are one copy.
     pub ran: wgpu::Buffer,
+}
+
+/// Where a recording's generation sits in the options buffer: just past the `NormOp`.
+pub(crate) const RAN_AT: u64 = std::mem::size_of::<NormOp>() as u64;
+
+/// The options buffer's bytes: the `NormOp`, then the recording's generation at [`RAN_AT`].
+pub(crate) type OpBlock = [u8; RAN_AT as usize + 8];
+
+// The generation is copied and read back at RAN_AT: copies move whole 4-byte words.
+const _: () = assert!(RAN_AT.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT));
+
+/// The bytes of a recording's options write: `op`, then `generation`
+/// ([`NormWorkspace::next_generation`]).
+pub(crate) fn op_block(op: &NormOp, generation: [u8; 8]) -> OpBlock {
+    let mut block = [0; RAN_AT as usize + 8];
+    block[..RAN_AT as usize].copy_from_slice(bytemuck::bytes_of(op));
+    block[RAN_AT as usize..].copy_from_slice(&generation);
+    block
 }
 
 /// Where a norm's per-tensor fold runs (`FUSED_FOLD_GROUPS`), with its bind group.
@@ -98,7 +117,15 @@ impl NormWorkspace {
         );
         gpu.queue
             .write_buffer(&state, 0, bytemuck::bytes_of(&DeviceStepState::initial()));
-        let op = gpu.uniform("norm op", bytemuck::bytes_of(&base_op(layout)));
+        let op = gpu.buffer(
+            "norm op and recording ran",
+            RAN_AT + 8,
+            wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+        );
+        gpu.queue
+            .write_buffer(&op, 0, &op_block(&base_op(layout), [0; 8]));
         let in_norm = gpu.storage("in norm", n * 4);
         let row = std::mem::size_of::<crate::kernels::abi::GroupSchedule>();
         let group_schedule = gpu.storage("group schedule", (num_groups.max(1) * row) as u64);
@@ -135,13 +162,8 @@ impl NormWorkspace {
                 groups,
             },
         };
-        let ran = gpu.buffer(
-            "recording ran",
-            8,
-            wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        );
         NormWorkspace {
-            ran,
+            ran: op.clone(),
             state,
             tensor_norms,
             tensor_sums,
@@ -157,17 +179,12 @@ impl NormWorkspace {
         }
     }
 
-    /// The in-stream writes of a recording: the options of the passes recorded after them
-    /// (see [`Gpu::write_in_stream`]), and the recording's generation (`generation`: the
-    /// next one, [`NormWorkspace::next_generation`]) into `ran`, which a report reads to
-    /// tell a submitted recording from one still in the caller's encoder.
-    pub(crate) fn op_writes<'a>(
-        &'a self, op: &'a NormOp, generation: &'a [u8; 8],
-    ) -> [(&'a wgpu::Buffer, u64, &'a [u8]); 2] {
-        [
-            (&self.op, 0, bytemuck::bytes_of(op)),
-            (&self.ran, 0, generation),
-        ]
+    /// The in-stream write of a recording (see [`Gpu::write_in_stream`]), one copy: the
+    /// options of the passes recorded after it and the recording's generation into `ran`,
+    /// which a report reads to tell a submitted recording from one still in the caller's
+    /// encoder (`block`: [`op_block`]).
+    pub(crate) fn op_write<'a>(&'a self, block: &'a OpBlock) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
+        (&self.op, 0, block)
     }
 
     /// The write of the groups' schedules (`group_schedules` of the engine).
@@ -177,7 +194,8 @@ impl NormWorkspace {
         (&self.group_schedule, 0, rows)
     }
 
-    /// The generation of the next recording, as the bytes `ran` will hold once it ran.
+    /// The generation of the next recording, as the bytes `ran` will hold at [`RAN_AT`]
+    /// once it ran.
     pub(crate) fn next_generation(&self) -> [u8; 8] {
         (self.generation.load(std::sync::atomic::Ordering::SeqCst) + 1).to_le_bytes()
     }

@@ -17,7 +17,7 @@ use crate::kernels::abi::{
     DeviceStepState, GroupSchedule, NormOp, SOURCE_COMPUTED, SOURCE_GIVEN, SOURCE_NONE, STATE_SALT,
 };
 use crate::kernels::host;
-use crate::kernels::norm::{base_op, NormWorkspace};
+use crate::kernels::norm::{base_op, op_block, NormWorkspace};
 use crate::kernels::shaders::{RuleShader, StateStorage, SHAPE_VALUE_CLIP};
 use crate::kernels::trust::TrustSetup;
 use crate::kernels::update::{UpdateBindings, UpdateKernel};
@@ -461,11 +461,10 @@ impl<R: Rule> Engine<R> {
         let (gpu, ws) = (&device.gpu, &device.workspace);
         // The step's options and every group's hyperparameters, from one upload buffer.
         let table = group_table(&self.groups);
-        let generation = ws.next_generation();
-        let [op_write, ran_write] = ws.op_writes(&op, &generation);
+        let block = op_block(&op, ws.next_generation());
         gpu.write_in_stream(
             encoder,
-            &[op_write, ran_write, device.update.table_write(&table)],
+            &[ws.op_write(&block), device.update.table_write(&table)],
         )?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

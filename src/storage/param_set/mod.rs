@@ -17,7 +17,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::kernels::agc::AgcKernel;
 use crate::kernels::clip::ClipKernels;
-use crate::kernels::norm::NormWorkspace;
+use crate::kernels::norm::{NormWorkspace, RAN_AT};
 use crate::storage::arena::{
     slab_capacity, validate_externals, Arena, ArenaOptions, Binding, ExternalTensor,
 };
@@ -250,7 +250,7 @@ impl ParamSet {
         if pending.is_empty() {
             return Ok(());
         }
-        let ranges: Vec<_> = pending.iter().map(|(ran, _)| (ran, 0, 8)).collect();
+        let ranges: Vec<_> = pending.iter().map(|(ran, _)| (ran, RAN_AT, 8)).collect();
         let ran = device.gpu.read_blocking(&ranges)?;
         let unrun = pending
             .iter()

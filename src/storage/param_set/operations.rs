@@ -9,7 +9,7 @@ use crate::kernels::abi::{
     DeviceStepState, NormOp, Partial, PER_TENSOR_BLOCK_RMS, SOURCE_COMPUTED, SOURCE_GIVEN,
 };
 use crate::kernels::host;
-use crate::kernels::norm::base_op;
+use crate::kernels::norm::{base_op, op_block};
 use crate::options::{check_block_rms, check_clip_value, check_max_norm, Nonfinite, Norm};
 use crate::reference;
 use crate::report::Report;
@@ -363,8 +363,8 @@ impl SetDevice {
         apply: Apply,
     ) -> Result<Report> {
         let (gpu, ws) = (&self.gpu, &self.workspace);
-        let generation = ws.next_generation();
-        gpu.write_in_stream(encoder, &ws.op_writes(op, &generation))?;
+        let block = op_block(op, ws.next_generation());
+        gpu.write_in_stream(encoder, &[ws.op_write(&block)])?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("clipstep"),
