@@ -43,9 +43,11 @@ fn main(
     let w = group_index(wid, nwg);
     if w >= op.num_big_tensors {
         let t = (w - op.num_big_tensors) * WORKGROUP_SIZE + lid;
-        if t < op.num_tensors && ranges[t].y <= SERIAL_FOLD_CHUNKS {
+        if t < op.num_tensors {
             let range = ranges[t];
-            ratios[t] = tensor_ratio(t, tensor_group[t], fold_sums(range.x, range.y, 0u, 1u));
+            if range.y <= SERIAL_FOLD_CHUNKS {
+                ratios[t] = tensor_ratio(t, tensor_group[t], fold_sums(range.x, range.y, 0u, 1u));
+            }
         }
         return;
     }

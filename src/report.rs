@@ -101,7 +101,7 @@ impl Report {
                 gpu: gpu.clone(),
                 state: ws.state.clone(),
                 tensor_norms: ws.tensor_norms.clone(),
-                ran: ws.ran.clone(),
+                ran: ws.ran().clone(),
                 num_tensors,
                 generation,
                 counter: ws.generation.clone(),

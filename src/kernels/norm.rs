@@ -61,18 +61,16 @@ pub(crate) struct NormWorkspace {
     fold: Fold,
     /// Recordings made on this workspace: a report is fresh while it is the last one.
     pub generation: Arc<AtomicU64>,
-    /// The generation of the last recording the device has run (8 bytes at [`RAN_AT`],
-    /// written in stream by each recording): a report whose generation is not there yet
-    /// was recorded into an encoder not yet submitted. The options buffer `op` itself, so
-    /// that the options and the generation are one copy.
-    pub ran: wgpu::Buffer,
 }
 
 /// Where a recording's generation sits in the options buffer: just past the `NormOp`.
 pub(crate) const RAN_AT: u64 = std::mem::size_of::<NormOp>() as u64;
 
+/// Bytes of the options buffer: the `NormOp`, then the 8-byte generation.
+const OP_BLOCK_BYTES: usize = RAN_AT as usize + 8;
+
 /// The options buffer's bytes: the `NormOp`, then the recording's generation at [`RAN_AT`].
-pub(crate) type OpBlock = [u8; RAN_AT as usize + 8];
+pub(crate) type OpBlock = [u8; OP_BLOCK_BYTES];
 
 // The generation is copied and read back at RAN_AT: copies move whole 4-byte words.
 const _: () = assert!(RAN_AT.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT));
@@ -80,7 +78,7 @@ const _: () = assert!(RAN_AT.is_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT));
 /// The bytes of a recording's options write: `op`, then `generation`
 /// ([`NormWorkspace::next_generation`]).
 pub(crate) fn op_block(op: &NormOp, generation: [u8; 8]) -> OpBlock {
-    let mut block = [0; RAN_AT as usize + 8];
+    let mut block = [0; OP_BLOCK_BYTES];
     block[..RAN_AT as usize].copy_from_slice(bytemuck::bytes_of(op));
     block[RAN_AT as usize..].copy_from_slice(&generation);
     block
@@ -119,7 +117,7 @@ impl NormWorkspace {
             .write_buffer(&state, 0, bytemuck::bytes_of(&DeviceStepState::initial()));
         let op = gpu.buffer(
             "norm op and recording ran",
-            RAN_AT + 8,
+            OP_BLOCK_BYTES as u64,
             wgpu::BufferUsages::UNIFORM
                 | wgpu::BufferUsages::COPY_DST
                 | wgpu::BufferUsages::COPY_SRC,
@@ -163,7 +161,6 @@ impl NormWorkspace {
             },
         };
         NormWorkspace {
-            ran: op.clone(),
             state,
             tensor_norms,
             tensor_sums,
@@ -180,7 +177,7 @@ impl NormWorkspace {
     }
 
     /// The in-stream write of a recording (see [`Gpu::write_in_stream`]), one copy: the
-    /// options of the passes recorded after it and the recording's generation into `ran`,
+    /// options of the passes recorded after it and the recording's generation into `ran()`,
     /// which a report reads to tell a submitted recording from one still in the caller's
     /// encoder (`block`: [`op_block`]).
     pub(crate) fn op_write<'a>(&'a self, block: &'a OpBlock) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
@@ -194,8 +191,16 @@ impl NormWorkspace {
         (&self.group_schedule, 0, rows)
     }
 
-    /// The generation of the next recording, as the bytes `ran` will hold at [`RAN_AT`]
-    /// once it ran.
+    /// The buffer holding the generation of the last recording the device has run (8 bytes
+    /// at [`RAN_AT`], written in stream by each recording): a report whose generation is
+    /// not there yet was recorded into an encoder not yet submitted. The options buffer
+    /// itself, so that the options and the generation are one copy.
+    pub(crate) fn ran(&self) -> &wgpu::Buffer {
+        &self.op
+    }
+
+    /// The generation of the next recording, as the bytes [`NormWorkspace::ran`] will hold
+    /// at [`RAN_AT`] once it ran.
     pub(crate) fn next_generation(&self) -> [u8; 8] {
         (self.generation.load(std::sync::atomic::Ordering::SeqCst) + 1).to_le_bytes()
     }

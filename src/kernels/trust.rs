@@ -96,10 +96,4 @@ impl Trust {
     pub(crate) fn chunks<'a>(&'a self, s: usize, slab: &'a SlabDevice) -> &'a wgpu::Buffer {
         self.virtual_chunks[s].as_ref().unwrap_or(&slab.chunks)
     }
-
-    /// Workgroups of the fold: one per big tensor, then one per `WORKGROUP_SIZE` tensors
-    /// (the norm's per-tensor fold's grid).
-    pub(crate) fn fold_groups(layout: &Layout) -> u32 {
-        layout.fold_groups()
-    }
 }

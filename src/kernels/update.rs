@@ -311,8 +311,14 @@ impl UpdateKernel {
             cache.encode(pass, gpu, slabs, plan, |s, slab| {
                 self.bind_group(gpu, pass_key(slab), s, slab)
             });
-            let folds = Trust::fold_groups(layout);
-            gpu.dispatch(pass, Body::Fold(rule), &trust.fold_group, folds);
+            // The norm's per-tensor fold's grid: a workgroup per big tensor, then one per
+            // WORKGROUP_SIZE tensors.
+            gpu.dispatch(
+                pass,
+                Body::Fold(rule),
+                &trust.fold_group,
+                layout.fold_groups(),
+            );
         }
         if let Some(ortho) = &self.ortho {
             ortho.plan.encode(gpu, pass);

@@ -443,7 +443,7 @@ impl<R: Rule> Engine<R> {
             .map(Report::commit)?;
         let ws = &device.workspace;
         params.note_recorded(
-            &ws.ran,
+            ws.ran(),
             ws.generation.load(std::sync::atomic::Ordering::SeqCst),
         );
         Ok(report)

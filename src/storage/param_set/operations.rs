@@ -300,7 +300,7 @@ impl ParamSet {
                     .scoped(|| device.record(encoder, &self.layout, &op, policy, apply))
                     .map(Report::commit)?;
                 let generation = device.workspace.generation.load(Ordering::SeqCst);
-                self.note_recorded(&device.workspace.ran, generation);
+                self.note_recorded(device.workspace.ran(), generation);
                 Ok(report)
             }
             (Some(_), None) => Err(Error::NeedsGpu("an encode_* operation")),
