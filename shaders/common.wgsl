@@ -1,6 +1,6 @@
 // Shared by every kernel, after the prelude generated from src/kernels/abi.rs: kernel constants,
 // the code tables NORM_*, SOURCE_*, POLICY_*, FLAG_*, and the structs shared with Rust
-// (StepState, NormOp, Slab, Place, Chunk, Partial, Unit, AgcOp), each generated from its
+// (StepState, NormOp, Slab, Chunk, Partial, Unit, AgcOp), each generated from its
 // #[repr(C)] declaration there.
 
 // Grids of more than 65535 workgroups spill into y; this is the linear index.

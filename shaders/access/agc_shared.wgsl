@@ -3,19 +3,18 @@
 // read-only and read-write in one dispatch), both found through the place table.
 //
 // @binding(1)  grads  the pool's window, params and grads (read and written)
-// @binding(10) places one Place per 64-element block
+// @binding(10) places the place table (places.wgsl)
 
 @group(0) @binding(1) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(10) var<storage, read> places: array<Place>;
 
 fn load_param(e: u32) -> f32 {
-    return grads[places[e / 64u].params * 4u + e % 64u];
+    return grads[place_of(e / 64u).params * 4u + e % 64u];
 }
 
 fn load_grad(e: u32) -> f32 {
-    return grads[places[e / 64u].grads * 4u + e % 64u];
+    return grads[place_of(e / 64u).grads * 4u + e % 64u];
 }
 
 fn store_grad(e: u32, x: f32) {
-    grads[places[e / 64u].grads * 4u + e % 64u] = x;
+    grads[place_of(e / 64u).grads * 4u + e % 64u] = x;
 }

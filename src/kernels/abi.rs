@@ -165,6 +165,9 @@ codes! {
     PER_TENSOR_BLOCK_RMS = 1;
     /// A block-table entry (see `shaders/update.wgsl`): its group is not clipped.
     BLOCK_UNCLIPPED = 0x8000_0000;
+    /// A pool's place-table row (`shaders/access/places.wgsl`): the bits of each word that
+    /// hold a vec4 offset; the 4 bits above hold half of the block's live count mod 64.
+    PLACE_OFFSET_MASK = 0x0fff_ffff;
     /// A block table's first entry: every block of the slab has this entry.
     BLOCK_SLAB_UNIFORM = 0x4000_0000;
     /// A block-table entry: the bits that hold the group index.
@@ -319,22 +322,6 @@ shared_struct! {
 }
 
 shared_struct! {
-    /// Where one 64-element block of a pooled slab's virtual space lives (`Place` in
-    /// `shaders/common.wgsl`): its first vec4 in the params and grads bindings, and how
-    /// many of its elements belong to the tensor.
-    Place = "Place" {
-        /// First vec4 of the block in the params binding.
-        params: u32,
-        /// First vec4 of the block in the grads binding.
-        grads: u32,
-        /// Elements of the block inside the tensor (1..=64).
-        live: u32,
-        /// Padding.
-        _pad: u32,
-    }
-}
-
-shared_struct! {
     /// One row of a slab's chunk table (`Chunk` in `shaders/common.wgsl`): a run of one
     /// tensor's elements inside the slab.
     Chunk = "Chunk" {
@@ -394,7 +381,6 @@ pub(crate) fn prelude() -> String {
         DeviceStepState::wgsl(),
         NormOp::wgsl(),
         Slab::wgsl(),
-        Place::wgsl(),
         Chunk::wgsl(),
         Partial::wgsl(),
         UnitRow::wgsl(),

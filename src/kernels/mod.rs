@@ -31,7 +31,7 @@ pub(crate) mod update;
 #[cfg(test)]
 mod tests {
     use crate::kernels::abi::{AgcOp, GroupSchedule, UnitRow};
-    use crate::kernels::abi::{Chunk, DeviceStepState, NormOp, Partial, Place, Shared, Slab};
+    use crate::kernels::abi::{Chunk, DeviceStepState, NormOp, Partial, Shared, Slab};
 
     use crate::kernels::shaders::{struct_layout, Body, KernelKey};
 
@@ -69,7 +69,6 @@ mod tests {
             mismatch::<NormOp>(&src(Body::NormFinalize)),
             mismatch::<Slab>(&src(Body::NormPartials)),
             mismatch::<Chunk>(&src(Body::NormPartials)),
-            mismatch::<Place>(&src(Body::Scale)),
             mismatch::<Partial>(&src(Body::NormTensors)),
             mismatch::<UnitRow>(&src(Body::Agc)),
             mismatch::<AgcOp>(&src(Body::Agc)),

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use crate::device::context::Gpu;
 use crate::dtype::Dtype;
-use crate::kernels::abi::{Chunk, Place, Slab};
+use crate::kernels::abi::{Chunk, Slab};
 use crate::kernels::shaders::{Access, Addressing, Body, KernelKey, StateStorage};
 use crate::storage::arena::{own_binding, Binding, BufferRange};
 use crate::storage::layout::Layout;
-use crate::storage::pool::placement;
+use crate::storage::pool::{placement, PlaceRow};
 
 static NEXT_SLAB_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -51,7 +51,7 @@ impl SlabDevice {
         let param_type = if half && master { Dtype::F32 } else { dtype };
         let params = own_binding(gpu, "params", slab, param_type);
         let grads = own_binding(gpu, "grads", slab, dtype);
-        let places = [Place::default()];
+        let places: [PlaceRow; 1] = [[0; 2]];
         let mut device = Self::build(
             gpu,
             layout,
@@ -80,7 +80,7 @@ impl SlabDevice {
     #[allow(clippy::too_many_arguments)]
     fn build(
         gpu: &Gpu, layout: &Layout, s: usize, params: Binding, grads: Binding, shared: bool,
-        chunks: &[Chunk], places: &[Place],
+        chunks: &[Chunk], places: &[PlaceRow],
     ) -> SlabDevice {
         let table = |label: &str, bytes: &[u8]| {
             let b = gpu.storage(label, bytes.len().max(16) as u64);
