@@ -238,6 +238,26 @@ pub(crate) fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
     b.as_entire_binding()
 }
 
+/// `size` bytes of `buffer` from `offset`, bound as one binding (an optimizer's group
+/// table, which lives in its options buffer: [`crate::kernels::norm::NormWorkspace`]).
+#[derive(Clone, Debug)]
+pub(crate) struct BufferPart {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl BufferPart {
+    /// The part as a binding.
+    pub(crate) fn resource(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.size),
+        })
+    }
+}
+
 impl Gpu {
     /// [`Error::DeviceLimits`] unless this device can bind every storage buffer `kernel`
     /// declares (a kernel outside the Context's eager set, checked before it is built).

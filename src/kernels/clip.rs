@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::device::context::Gpu;
 use crate::device::gpu::{elementwise_groups, whole};
 use crate::kernels::cache::BindCache;
-use crate::kernels::norm::NormWorkspace;
+use crate::kernels::norm::{options_of, NormWorkspace};
 use crate::kernels::shaders::Body;
 use crate::storage::layout::Layout;
 use crate::storage::slabs::{FoldTables, SlabDevice};
@@ -51,7 +51,7 @@ impl ClipKernels {
         &self, pass: &mut wgpu::ComputePass<'_>, gpu: &Gpu, layout: &Layout,
         slabs: &[Arc<SlabDevice>],
     ) {
-        let op = whole(&self.op);
+        let op = options_of(&self.op);
         self.encode_elementwise(pass, gpu, layout, slabs, Body::Clamp, &self.clamp, op);
     }
 
@@ -95,7 +95,7 @@ impl ClipKernels {
                     whole(&slab.chunks),
                     whole(&self.tensor_norms),
                     whole(&self.state),
-                    whole(&self.op),
+                    options_of(&self.op),
                     whole(&slab.uniform),
                     whole(&self.sqrt_numel),
                 ];

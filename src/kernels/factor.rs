@@ -8,7 +8,7 @@
 //! step is deterministic.
 
 use crate::device::context::Gpu;
-use crate::device::gpu::whole;
+use crate::device::gpu::{whole, BufferPart};
 use crate::kernels::abi::PIECE_FLOATS;
 use crate::kernels::shaders::{declared, Body, RuleShader};
 use crate::storage::arena::Arena;
@@ -39,7 +39,7 @@ impl Factor {
     /// table and the finalize's per-group scalars (`group_bias`: the step's weight).
     pub(crate) fn new(
         gpu: &Gpu, factors: &FactorLayout, rule: &'static RuleShader, states: &[Option<Arena>],
-        step_state: &wgpu::Buffer, table: &wgpu::Buffer, group_bias: &wgpu::Buffer,
+        step_state: &wgpu::Buffer, table: &BufferPart, group_bias: &wgpu::Buffer,
     ) -> Factor {
         let upload = |label: &str, bytes: &[u8]| {
             let b = gpu.storage(label, (bytes.len() as u64).max(16).next_multiple_of(4));
@@ -71,7 +71,7 @@ impl Factor {
                 (2, state(0)),
                 (3, state(1)),
                 (5, whole(step_state)),
-                (6, whole(table)),
+                (6, table.resource()),
                 (9, whole(group_bias)),
                 (20, whole(&tensors)),
                 (21, whole(&partials)),

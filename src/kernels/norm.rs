@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::consts::FUSED_FOLD_GROUPS;
 use crate::device::context::Gpu;
-use crate::device::gpu::whole;
+use crate::device::gpu::{whole, BufferPart};
 use crate::kernels::abi::{
     DeviceStepState, NormOp, Partial, POLICY_PROPAGATE, POLICY_ZERO_NANS, SOURCE_COMPUTED,
     SOURCE_NONE,
@@ -52,8 +52,13 @@ pub(crate) struct NormWorkspace {
     /// Per parameter group, what the finalize computes them from (`GroupSchedule`), written
     /// when the optimizer is built and when a checkpoint replaces its configs.
     group_schedule: wgpu::Buffer,
-    /// The options uniform, written in stream before each recording.
+    /// The options uniform, written in stream before each recording; an optimizer's
+    /// workspace holds its group table after them, at `table_at` (one copy per step).
     pub op: wgpu::Buffer,
+    /// Where the group table starts in `op` (the options block rounded up to the device's
+    /// uniform offset alignment), and its bytes (0: a parameter set's own workspace).
+    table_at: u64,
+    table_len: u64,
     partials: wgpu::Buffer,
     partial_groups: BindCache,
     finalize_group: wgpu::BindGroup,
@@ -65,6 +70,16 @@ pub(crate) struct NormWorkspace {
 
 /// Where a recording's generation sits in the options buffer: just past the `NormOp`.
 pub(crate) const RAN_AT: u64 = std::mem::size_of::<NormOp>() as u64;
+
+/// The `NormOp` of options buffer `op` as the norm, trust and clip kernels bind it: its
+/// start, without the generation and (an optimizer's) group table after it.
+pub(crate) fn options_of(op: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: op,
+        offset: 0,
+        size: wgpu::BufferSize::new(RAN_AT),
+    })
+}
 
 /// Bytes of the options buffer: the `NormOp`, then the 8-byte generation.
 const OP_BLOCK_BYTES: usize = RAN_AT as usize + 8;
@@ -94,8 +109,11 @@ enum Fold {
 }
 
 impl NormWorkspace {
+    /// The workspace of a norm over `layout` (its fold tables `tables`), with `num_groups`
+    /// parameter groups' schedules and a group table of `table_len` bytes after the options
+    /// (0 for none).
     pub(crate) fn new(
-        gpu: &Gpu, layout: &Layout, tables: &FoldTables, num_groups: usize,
+        gpu: &Gpu, layout: &Layout, tables: &FoldTables, num_groups: usize, table_len: u64,
     ) -> NormWorkspace {
         let n = layout.tensors.len() as u64;
         let partial_bytes = std::mem::size_of::<Partial>() as u64;
@@ -115,9 +133,15 @@ impl NormWorkspace {
         );
         gpu.queue
             .write_buffer(&state, 0, bytemuck::bytes_of(&DeviceStepState::initial()));
+        let align = u64::from(gpu.limits.min_uniform_buffer_offset_alignment);
+        let table_at = (OP_BLOCK_BYTES as u64).next_multiple_of(align);
         let op = gpu.buffer(
-            "norm op and recording ran",
-            OP_BLOCK_BYTES as u64,
+            "norm op, recording ran, group table",
+            if table_len > 0 {
+                table_at + table_len
+            } else {
+                OP_BLOCK_BYTES as u64
+            },
             wgpu::BufferUsages::UNIFORM
                 | wgpu::BufferUsages::COPY_DST
                 | wgpu::BufferUsages::COPY_SRC,
@@ -133,7 +157,7 @@ impl NormWorkspace {
             .write_buffer(&in_norm, 0, bytemuck::cast_slice(&all_in));
         let partial_groups = BindCache::new(layout.slabs.len());
         // norm_sums.wgsl's bindings (0, 3), the finalize's (1, 2, 4–6), the fold's (7–9).
-        let sums = [(0, whole(&tensor_sums)), (3, whole(&op))];
+        let sums = [(0, whole(&tensor_sums)), (3, options_of(&op))];
         let finalize_only = [
             (1, whole(&tensor_norms)),
             (2, whole(&state)),
@@ -168,6 +192,8 @@ impl NormWorkspace {
             group_bias,
             group_schedule,
             op,
+            table_at,
+            table_len,
             partials,
             partial_groups,
             finalize_group,
@@ -179,9 +205,30 @@ impl NormWorkspace {
     /// The in-stream write of a recording (see [`Gpu::write_in_stream`]), one copy: the
     /// options of the passes recorded after it and the recording's generation into `ran()`,
     /// which a report reads to tell a submitted recording from one still in the caller's
-    /// encoder (`block`: [`op_block`]).
-    pub(crate) fn op_write<'a>(&'a self, block: &'a OpBlock) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
-        (&self.op, 0, block)
+    /// encoder (`bytes`: an [`op_block`], or a step's [`NormWorkspace::step_bytes`]).
+    pub(crate) fn op_write<'a>(&'a self, bytes: &'a [u8]) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
+        (&self.op, 0, bytes)
+    }
+
+    /// The bytes of a step's one write ([`NormWorkspace::op_write`]): the options `block`,
+    /// zeros up to the group table, then `table` (the groups' rows).
+    pub(crate) fn step_bytes(&self, block: &OpBlock, table: &[u8]) -> Vec<u8> {
+        debug_assert!(table.len() as u64 <= self.table_len);
+        let mut bytes = Vec::with_capacity(self.table_at as usize + table.len());
+        bytes.extend_from_slice(block);
+        bytes.resize(self.table_at as usize, 0);
+        bytes.extend_from_slice(table);
+        bytes
+    }
+
+    /// The group table in the options buffer, as the update, trust and factor kernels
+    /// bind it.
+    pub(crate) fn group_table(&self) -> BufferPart {
+        BufferPart {
+            buffer: self.op.clone(),
+            offset: self.table_at,
+            size: self.table_len,
+        }
     }
 
     /// The write of the groups' schedules (`group_schedules` of the engine).
@@ -227,7 +274,7 @@ impl NormWorkspace {
                         slab.grads.resource(),
                         whole(&slab.chunks),
                         whole(&self.partials),
-                        whole(&self.op),
+                        options_of(&self.op),
                         whole(&slab.uniform),
                         whole(&self.state),
                     ];

@@ -9,7 +9,8 @@
 //! in the virtual space, which for a pool is not the chunk table its norm reads (that one
 //! holds grads-window offsets), so a pooled slab gets the virtual table of its own here.
 
-use crate::device::gpu::whole;
+use crate::device::gpu::{whole, BufferPart};
+use crate::kernels::norm::options_of;
 use crate::kernels::shaders::{Body, RuleShader};
 use crate::storage::layout::Layout;
 use crate::storage::slabs::SlabDevice;
@@ -44,7 +45,7 @@ pub(crate) struct TrustSetup<'a> {
 impl Trust {
     pub(crate) fn new(
         gpu: &crate::device::context::Gpu, layout: &Layout, rule: &'static RuleShader,
-        setup: &TrustSetup<'_>, group_table: &wgpu::Buffer,
+        setup: &TrustSetup<'_>, group_table: &BufferPart,
         extra: Vec<(u32, wgpu::BindingResource<'_>)>,
     ) -> Trust {
         let upload = |label: &str, bytes: &[u8]| {
@@ -77,8 +78,8 @@ impl Trust {
             (1, whole(setup.ranges)),
             (2, whole(&ratios)),
             (3, whole(&tensor_group)),
-            (4, whole(setup.op)),
-            (6, whole(group_table)),
+            (4, options_of(setup.op)),
+            (6, group_table.resource()),
             (7, whole(setup.big_tensors)),
         ];
         entries.extend(extra);

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use crate::device::context::Gpu;
-use crate::device::gpu::{elementwise_groups, whole};
+use crate::device::gpu::{elementwise_groups, whole, BufferPart};
 use crate::error::Result;
 use crate::kernels::cache::BindCache;
 use crate::kernels::factor::Factor;
@@ -36,8 +36,9 @@ pub(crate) struct UpdateKernel {
     sparse_mask: u8,
     /// Per slab, its compact-block table when some slot is sparse.
     sparse: Vec<wgpu::Buffer>,
-    /// The rule's group table, written in stream before each step.
-    table: wgpu::Buffer,
+    /// The rule's group table (in the optimizer's options buffer), written in stream with
+    /// the options before each step.
+    table: BufferPart,
     /// Per slab, its block→group table (fixed: a tensor never changes group).
     blocks: Vec<wgpu::Buffer>,
     /// Per slab, its shape bits: `SHAPE_GROUP_GATHER` unless every block of the slab is in
@@ -76,6 +77,9 @@ pub(crate) struct UpdateBindings<'a> {
     pub states: &'a [Option<Arena>],
     /// The step state the finalize writes.
     pub step_state: &'a wgpu::Buffer,
+    /// Where the rule's group table lives: a uniform array of `MAX_GROUPS` rows
+    /// ([`crate::kernels::norm::NormWorkspace::group_table`]).
+    pub group_table: BufferPart,
     /// Per slab, its block→group table (`optim::groups::block_tables`).
     pub blocks: &'a [Vec<u32>],
     /// Per group, Adam's bias corrections (bound at 9 by the kernels that declare it).
@@ -98,12 +102,12 @@ pub(crate) struct UpdateBindings<'a> {
 }
 
 impl UpdateKernel {
-    /// The update of `rule` over `slabs`, with its group table (`table_bytes`, rows of
-    /// `row_bytes`). [`crate::Error::DeviceLimits`] when a slab's kernel (or trust pass)
-    /// binds more storage buffers than the device allows.
+    /// The update of `rule` over `slabs`, its group table's first contents `table_bytes`
+    /// (the groups' rows). [`crate::Error::DeviceLimits`] when a slab's kernel (or trust
+    /// pass) binds more storage buffers than the device allows.
     pub(crate) fn new(
         gpu: &Gpu, layout: &Layout, slabs: &[Arc<SlabDevice>], rule: &'static RuleShader,
-        table_bytes: &[u8], row_bytes: usize, b: &UpdateBindings<'_>,
+        table_bytes: &[u8], b: &UpdateBindings<'_>,
     ) -> Result<UpdateKernel> {
         let mut gather: Vec<u32> = b.blocks.iter().map(|t| slab_gather(t)).collect();
         if let Some(factors) = b.factored {
@@ -144,11 +148,10 @@ impl UpdateKernel {
                 gpu.pipelines.get(kernel.shaped(gather[s]));
             }
         }
-        // A uniform array of MAX_GROUPS rows; only the optimizer's groups are written.
-        let rows = u64::from(crate::consts::MAX_GROUPS) * row_bytes as u64;
-        use wgpu::BufferUsages as U;
-        let table = gpu.buffer(rule.name, rows, U::UNIFORM | U::COPY_DST);
-        gpu.queue.write_buffer(&table, 0, table_bytes);
+        // Only the optimizer's groups' rows are written.
+        let table = b.group_table.clone();
+        gpu.queue
+            .write_buffer(&table.buffer, table.offset, table_bytes);
         let blocks = table_buffers(gpu, "block groups", b.blocks);
         let sparse = table_buffers(gpu, "sparse state blocks", b.sparse.1);
         let states = (0..rule.state_slots)
@@ -223,11 +226,6 @@ impl UpdateKernel {
         kernel.with_sparse(self.sparse_mask)
     }
 
-    /// The in-stream write of the rule's group table for the next recorded step.
-    pub(crate) fn table_write<'a>(&'a self, bytes: &'a [u8]) -> (&'a wgpu::Buffer, u64, &'a [u8]) {
-        (&self.table, 0, bytes)
-    }
-
     /// Slab `s`'s bind group of `kernel` (the update, or a trust pass) for the slab as it
     /// is now: the update bindings, and whatever of the trust pass the kernel declares.
     fn bind_group(
@@ -246,7 +244,7 @@ impl UpdateKernel {
         }
         entries.extend([
             (5, whole(&self.step_state)),
-            (6, whole(&self.table)),
+            (6, self.table.resource()),
             (7, whole(&slab.uniform)),
             (8, whole(&self.blocks[s])),
             (9, whole(&self.group_bias)),

@@ -255,7 +255,11 @@ impl<R: Rule> Engine<R> {
                 set.gpu.scoped(|| {
                     let gpu = &set.gpu;
                     let states = new_states();
-                    let workspace = NormWorkspace::new(gpu, &layout, &set.fold, groups.len());
+                    // A uniform array of MAX_GROUPS rows, after the step's options.
+                    let row_bytes = groups[0].config.uniform().len() as u64;
+                    let table_len = u64::from(crate::consts::MAX_GROUPS) * row_bytes;
+                    let workspace =
+                        NormWorkspace::new(gpu, &layout, &set.fold, groups.len(), table_len);
                     gpu.queue
                         .write_buffer(&workspace.in_norm, 0, bytemuck::cast_slice(&in_norm));
                     let schedules = group_schedules(groups.iter().map(|g| &g.config));
@@ -273,10 +277,10 @@ impl<R: Rule> Engine<R> {
                         params.device_slabs(),
                         R::SHADER,
                         &group_table(&groups),
-                        groups[0].config.uniform().len(),
                         &UpdateBindings {
                             states: &states,
                             step_state: &workspace.state,
+                            group_table: workspace.group_table(),
                             blocks: &blocks,
                             group_bias: &workspace.group_bias,
                             trust,
@@ -459,13 +463,10 @@ impl<R: Rule> Engine<R> {
         let op = self.step_op(options);
         let device = self.device.as_ref().ok_or(Error::NeedsGpu("encode_step"))?;
         let (gpu, ws) = (&device.gpu, &device.workspace);
-        // The step's options and every group's hyperparameters, from one upload buffer.
-        let table = group_table(&self.groups);
+        // The step's options and every group's hyperparameters: one buffer, one copy.
         let block = op_block(&op, ws.next_generation());
-        gpu.write_in_stream(
-            encoder,
-            &[ws.op_write(&block), device.update.table_write(&table)],
-        )?;
+        let bytes = ws.step_bytes(&block, &group_table(&self.groups));
+        gpu.write_in_stream(encoder, &[ws.op_write(&bytes)])?;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(R::NAME),

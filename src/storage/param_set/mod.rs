@@ -161,7 +161,7 @@ impl ParamSet {
                     })
                     .collect();
                 let fold = FoldTables::new(gpu, &layout);
-                let workspace = NormWorkspace::new(gpu, &layout, &fold, 0);
+                let workspace = NormWorkspace::new(gpu, &layout, &fold, 0, 0);
                 let clips = ClipKernels::new(&layout, &workspace, &fold);
                 Ok(SetDevice {
                     pending: Default::default(),
