@@ -250,12 +250,17 @@ pub(crate) struct BufferPart {
 impl BufferPart {
     /// The part as a binding.
     pub(crate) fn resource(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: self.offset,
-            size: wgpu::BufferSize::new(self.size),
-        })
+        part(&self.buffer, self.offset, self.size)
     }
+}
+
+/// `size` bytes of `b` from `offset` as a binding.
+pub(crate) fn part(b: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: b,
+        offset,
+        size: wgpu::BufferSize::new(size),
+    })
 }
 
 impl Gpu {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::consts::FUSED_FOLD_GROUPS;
 use crate::device::context::Gpu;
-use crate::device::gpu::{whole, BufferPart};
+use crate::device::gpu::{part, whole, BufferPart};
 use crate::kernels::abi::{
     DeviceStepState, NormOp, Partial, POLICY_PROPAGATE, POLICY_ZERO_NANS, SOURCE_COMPUTED,
     SOURCE_NONE,
@@ -74,11 +74,7 @@ pub(crate) const RAN_AT: u64 = std::mem::size_of::<NormOp>() as u64;
 /// The `NormOp` of options buffer `op` as the norm, trust and clip kernels bind it: its
 /// start, without the generation and (an optimizer's) group table after it.
 pub(crate) fn options_of(op: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
-    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-        buffer: op,
-        offset: 0,
-        size: wgpu::BufferSize::new(RAN_AT),
-    })
+    part(op, 0, RAN_AT)
 }
 
 /// Bytes of the options buffer: the `NormOp`, then the 8-byte generation.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::consts::{MIN_SLAB_BYTES, TENSOR_ALIGN_ELEMS};
 use crate::device::context::{Context, Gpu};
-use crate::device::gpu::f32s;
+use crate::device::gpu::{f32s, part};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::storage::layout::{Layout, Piece, SlabInfo, TensorSpec};
@@ -178,12 +178,9 @@ impl Binding {
         }
     }
 
+    /// The slab's bytes as a binding.
     pub(crate) fn resource(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: self.offset,
-            size: wgpu::BufferSize::new(self.size),
-        })
+        part(&self.buffer, self.offset, self.size)
     }
 }
 

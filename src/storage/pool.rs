@@ -115,9 +115,11 @@ impl PoolWindows {
         })
     }
 
-    /// Whether each window fits in one binding of `max_binding` bytes.
+    /// Whether each window fits in one binding of `max_binding` bytes and in the place
+    /// table's offsets ([`MAX_WINDOW_BYTES`]).
     fn fit(self, max_binding: u64) -> bool {
-        self.params.len() <= max_binding && self.grads.len() <= max_binding
+        let limit = max_binding.min(MAX_WINDOW_BYTES);
+        self.params.len() <= limit && self.grads.len() <= limit
     }
 }
 
@@ -127,7 +129,6 @@ impl PoolWindows {
 pub(crate) fn group_pools(
     externals: &[ExternalTensor], numels: &[u64], max_binding: u64,
 ) -> Vec<Vec<usize>> {
-    let max_binding = max_binding.min(MAX_WINDOW_BYTES);
     let mut order: Vec<usize> = (0..externals.len()).filter(|&k| numels[k] > 0).collect();
     let key = |k: usize| (&externals[k].params.buffer, &externals[k].grads.buffer);
     // Stable: tensors at one offset (impossible once overlaps are rejected) keep their order.
@@ -200,7 +201,7 @@ pub(crate) fn placement(
         let p_vec4 = (params[j].offset - pw.start) / 16;
         let g_vec4 = (grads[j].offset - gw.start) / 16;
         for b in 0..numels[j].div_ceil(block) {
-            // Below 2^28: the windows are at most MAX_WINDOW_BYTES (group_pools).
+            // Below 2^28: the windows are at most MAX_WINDOW_BYTES (PoolWindows::fit).
             let (p, g) = (
                 (p_vec4 + b * block / 4) as u32,
                 (g_vec4 + b * block / 4) as u32,
@@ -234,7 +235,6 @@ pub(crate) fn placement(
 pub(crate) fn check_pools_whole(
     layout: &Layout, externals: &[ExternalTensor], first_external: usize, max_binding: u64,
 ) -> Result<()> {
-    let max_binding = max_binding.min(MAX_WINDOW_BYTES);
     for slab in &layout.slabs {
         let Some(members) = &slab.pool else { continue };
         let ext = |t: usize| &externals[t - first_external];
@@ -270,8 +270,9 @@ pub(crate) fn check_pools_whole(
         if !PoolWindows::of(&params, &grads, &numels).fit(max_binding) {
             return Err(Error::SplitPool(format!(
                 "the parameters or gradients of the pool of {:?} would span more than one \
-                 binding ({max_binding} bytes); keep a pool's tensors within that span",
-                first.name
+                 binding ({} bytes); keep a pool's tensors within that span",
+                first.name,
+                max_binding.min(MAX_WINDOW_BYTES)
             )));
         }
     }
