@@ -20,14 +20,6 @@
 var<workgroup> left_tile: array<f32, 1024>;
 var<workgroup> right_tile: array<f32, 1024>;
 
-fn round_bf16(x: f32) -> f32 {
-    let b = bitcast<u32>(x);
-    if (b & 0x7fffffffu) > 0x7f800000u {
-        return x;
-    }
-    return bitcast<f32>(((b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u) << 16u);
-}
-
 // op(L)[i][kk], 0 outside the matrix and the pass.
 fn left_at(p: MatmulProduct, i: u32, kk: u32) -> f32 {
     if i >= p.m || kk >= p.k_end {
@@ -125,7 +117,7 @@ fn main(
                     v += p.beta * work[p.addend + i * p.n + j];
                 }
                 if (p.flags & GEMM_ROUND_BF16) != 0u {
-                    v = round_bf16(v);
+                    v = bf16_round(v);
                 }
                 work[p.out + i * p.n + j] = v;
             }

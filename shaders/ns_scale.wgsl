@@ -13,11 +13,7 @@
 var<workgroup> sums: array<f32, 256>;
 
 fn round_to(x: f32, bf16: bool) -> f32 {
-    let b = bitcast<u32>(x);
-    if !bf16 || (b & 0x7fffffffu) > 0x7f800000u {
-        return x;
-    }
-    return bitcast<f32>(((b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u) << 16u);
+    return select(x, bf16_round(x), bf16);
 }
 
 @compute @workgroup_size(256)

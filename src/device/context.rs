@@ -387,6 +387,15 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 /// ([`KernelKey::eager`]: every norm variant, the plain shape of each update); the others
 /// on their first use, so a Context does not pay for what it never runs (all of it would
 /// more than double its creation time on lavapipe).
+///
+/// Pipelines are made without wgpu's zero-initialization of workgroup memory, but for the
+/// one kernel that reads it zeroed ([`KernelKey::reads_zeroed_workgroup_memory`]): every
+/// other kernel writes each workgroup word before any invocation reads it (the test
+/// `workgroup_memory_is_audited` in `optim::rules` lists what was checked). Where the
+/// driver cannot zero it natively (GL; Vulkan, DX12 and Metal drivers without it) naga
+/// adds code that does, in every workgroup before the kernel runs, and Mesa's GL driver
+/// compiled a kernel with that code for seconds at its first dispatch (the GL test suite
+/// on a cold shader cache: 12 min with it, 2.6 min without).
 pub(crate) struct Pipelines {
     device: wgpu::Device,
     fused_fma: bool,
@@ -480,7 +489,7 @@ impl Pipelines {
                 entry_point: Some("main"),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &key.constants(self.fused_fma),
-                    ..Default::default()
+                    zero_initialize_workgroup_memory: key.kernel.reads_zeroed_workgroup_memory(),
                 },
                 cache: None,
             });

@@ -261,6 +261,7 @@ impl Body {
         const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
         const UPDATE: &str = include_str!("../../shaders/update.wgsl");
         const ROUNDING: &str = include_str!("../../shaders/rounding.wgsl");
+        const BF16_ROUND: &str = include_str!("../../shaders/bf16_round.wgsl");
         const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
         const REDUCE_VEC2: &str = include_str!("../../shaders/reduce_vec2.wgsl");
         const NORM_SUMS: &str = include_str!("../../shaders/norm_sums.wgsl");
@@ -322,8 +323,8 @@ impl Body {
                 FACTORED_BINDINGS,
                 include_str!("../../shaders/factor_means.wgsl"),
             ],
-            Body::Matmul => vec![include_str!("../../shaders/matmul.wgsl")],
-            Body::NsScale => vec![include_str!("../../shaders/ns_scale.wgsl")],
+            Body::Matmul => vec![include_str!("../../shaders/matmul.wgsl"), BF16_ROUND],
+            Body::NsScale => vec![include_str!("../../shaders/ns_scale.wgsl"), BF16_ROUND],
         }
     }
 
@@ -636,6 +637,16 @@ impl KernelKey {
         // The matrix kernels are compiled by the first batch that runs them.
         let matrices = matches!(self.body, Body::Matmul | Body::NsScale);
         !(self.needs_half() || pooled_trust || self.states == StateStorage::Q8 || matrices)
+    }
+
+    /// Whether the kernel reads workgroup memory it has not written, counting on WGSL's
+    /// zero-initialization: the 8-bit update's per-row absmax (`q8_max`, folded by
+    /// `atomicMax` from 0). Only its pipelines ask wgpu for it (one barrier fewer than
+    /// zeroing it in the kernel, which on lavapipe cost 12-14% of the step); every other
+    /// kernel writes each word before it is read, and skips it
+    /// (`device::context::Pipelines`).
+    pub(crate) fn reads_zeroed_workgroup_memory(self) -> bool {
+        self.states == StateStorage::Q8
     }
 
     /// Whether the kernel is specialized on the norm kind: the kernels built on

@@ -35,6 +35,51 @@ mod tests {
         }
     }
 
+    /// Pipelines are made without wgpu's zero-initialization of workgroup memory
+    /// (`device::context::Pipelines`), which holds only while every kernel writes each
+    /// workgroup word before an invocation reads it, or asks for it
+    /// (`KernelKey::reads_zeroed_workgroup_memory`). The variables below were checked
+    /// for that; a kernel declaring any other fails here until it is checked and listed.
+    #[test]
+    fn workgroup_memory_is_audited() {
+        use std::collections::BTreeSet;
+        const AUDITED: [&str; 10] = [
+            "col_parts",       // factor_partials.wgsl: every lane's, before the barrier
+            "flags",           // reduce.wgsl tree_reduce: every lane's, first
+            "left_tile",       // matmul.wgsl: all 1,024 staged before each barrier
+            "pair_sums",       // reduce_vec2.wgsl: every lane's, first
+            "pairs",           // reduce.wgsl reduce_to_first_shared: every lane's, first
+            "q8_max",          // q8_update.wgsl: read zeroed (reads_zeroed_workgroup_memory)
+            "right_tile",      // matmul.wgsl: as left_tile
+            "subgroup_totals", // reduce_first_subgroup.wgsl: every subgroup's, first
+            "sums",            // reduce.wgsl tree_reduce, ns_scale.wgsl: every lane's, first
+            "tile",            // factor_partials.wgsl: every row of a sweep, before reads
+        ];
+        let mut found = BTreeSet::new();
+        for key in KernelKey::all(&shaders()) {
+            for subgroups in [None, Some(8)] {
+                let module = wgpu::naga::front::wgsl::parse_str(&key.source_for(subgroups))
+                    .unwrap_or_else(|e| panic!("{} does not parse: {e}", key.name()));
+                let names: Vec<_> = module
+                    .global_variables
+                    .iter()
+                    .filter(|(_, var)| var.space == wgpu::naga::AddressSpace::WorkGroup)
+                    .map(|(_, var)| var.name.clone())
+                    .collect();
+                let zeroed = names.contains(&Some("q8_max".to_string()));
+                assert_eq!(
+                    zeroed,
+                    key.reads_zeroed_workgroup_memory(),
+                    "{}",
+                    key.name()
+                );
+                found.extend(names);
+            }
+        }
+        let audited: BTreeSet<_> = AUDITED.iter().map(|n| Some(n.to_string())).collect();
+        assert_eq!(found, audited);
+    }
+
     /// Each rule's uniform has the same field names, order, offsets and size in Rust and in
     /// the WGSL generated from it, as naga lays it out in the rule's update kernel.
     #[test]
