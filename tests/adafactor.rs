@@ -28,9 +28,9 @@ const SHAPES: &[&[usize]] = &[
 
 /// Held by every test here: one at a time. On the GL backend every call holds the one GL
 /// context for its duration, and wgpu gives up on a lock after 6 s; a first step compiles
-/// this rule's kernels for its set's shape (llvmpipe's GL links each for seconds), which two
-/// tests at once made another test's call wait past that (a panic in wgpu-hal, not a
-/// result).
+/// this rule's kernels for its set's shape, which once took llvmpipe's GL seconds each
+/// (before pipelines skipped the zero-initialization of workgroup memory), and two tests
+/// at once made another test's call wait past that (a panic in wgpu-hal, not a result).
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
