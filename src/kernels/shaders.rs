@@ -641,9 +641,9 @@ impl KernelKey {
 
     /// Whether the kernel reads workgroup memory it has not written, counting on WGSL's
     /// zero-initialization: the 8-bit update's per-row absmax (`q8_max`, folded by
-    /// `atomicMax` from 0). Only its pipelines ask wgpu for it (one barrier fewer than
-    /// zeroing it in the kernel, which on lavapipe cost 12-14% of the step); every other
-    /// kernel writes each word before it is read, and skips it
+    /// `atomicMax` from 0). Only its pipelines ask wgpu for it (zeroing it in the kernel
+    /// instead, behind a barrier of its own, cost lavapipe's AdamW8bit step 12-14%); every
+    /// other kernel writes each word before it is read, and skips it
     /// (`device::context::Pipelines`).
     pub(crate) fn reads_zeroed_workgroup_memory(self) -> bool {
         self.states == StateStorage::Q8

@@ -58,12 +58,12 @@ mod tests {
         let mut found = BTreeSet::new();
         for key in KernelKey::all(&shaders()) {
             for subgroups in [None, Some(8)] {
-                let module = wgpu::naga::front::wgsl::parse_str(&key.source_for(subgroups))
+                let module = naga::front::wgsl::parse_str(&key.source_for(subgroups))
                     .unwrap_or_else(|e| panic!("{} does not parse: {e}", key.name()));
                 let names: Vec<_> = module
                     .global_variables
                     .iter()
-                    .filter(|(_, var)| var.space == wgpu::naga::AddressSpace::WorkGroup)
+                    .filter(|(_, var)| var.space == naga::AddressSpace::WorkGroup)
                     .map(|(_, var)| var.name.clone())
                     .collect();
                 let zeroed = names.contains(&Some("q8_max".to_string()));
