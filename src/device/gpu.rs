@@ -80,9 +80,9 @@ impl Gpu {
     /// Binds `buffer[offset..offset + bytes]` as a storage buffer in the call's error
     /// scope: [`Error::Rejected`] if the buffer was destroyed or belongs to another device.
     pub(crate) fn probe(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<()> {
-        let Some(size) = wgpu::BufferSize::new(bytes) else {
+        if bytes == 0 {
             return Ok(());
-        };
+        }
         self.scoped(|| {
             let layout = self
                 .device
@@ -104,11 +104,7 @@ impl Gpu {
                 layout: &layout,
                 entries: &[wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer,
-                        offset,
-                        size: Some(size),
-                    }),
+                    resource: part(buffer, offset, bytes),
                 }],
             });
             Ok(())

@@ -116,10 +116,16 @@ impl PoolWindows {
     }
 
     /// Whether each window fits in one binding of `max_binding` bytes and in the place
-    /// table's offsets ([`MAX_WINDOW_BYTES`]).
+    /// table's offsets ([`PoolWindows::limit`]).
     fn fit(self, max_binding: u64) -> bool {
-        let limit = max_binding.min(MAX_WINDOW_BYTES);
+        let limit = Self::limit(max_binding);
         self.params.len() <= limit && self.grads.len() <= limit
+    }
+
+    /// The most bytes a window may span: one binding of `max_binding` bytes, and at most
+    /// [`MAX_WINDOW_BYTES`] (the place table's offsets).
+    fn limit(max_binding: u64) -> u64 {
+        max_binding.min(MAX_WINDOW_BYTES)
     }
 }
 
@@ -272,7 +278,7 @@ pub(crate) fn check_pools_whole(
                 "the parameters or gradients of the pool of {:?} would span more than one \
                  binding ({} bytes); keep a pool's tensors within that span",
                 first.name,
-                max_binding.min(MAX_WINDOW_BYTES)
+                PoolWindows::limit(max_binding)
             )));
         }
     }
